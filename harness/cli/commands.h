@@ -1,0 +1,20 @@
+// The quantlab subcommands. Each lives in its own cmd_<name>.cc and registers itself with
+// Add<Name>Command, called from main.cc. A command reports failure with Fail(): one line on stderr
+// ("quantlab <cmd>: <reason>") and a non-zero exit code.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "kernels/status.h"
+
+namespace ql::cli {
+
+int& ExitCode();                          // what main() returns
+void Fail(const std::string& command, const Status& status);  // prints, sets ExitCode() = 1
+
+void AddFormatsCommand(CLI::App& app);
+void AddRoundtripCommand(CLI::App& app);
+
+}  // namespace ql::cli

@@ -1,0 +1,29 @@
+// The batched forward pass of the Llama-family model (harness/model/model.h) over one causal window.
+// Reads weights from the Model at call time, so a quantized copy of the weight table takes effect.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string_view>
+
+#include "harness/model/model.h"
+
+namespace ql {
+
+// Hooks let algorithms observe or change activations without touching the forward pass.
+// Every hook is optional. Shapes are row-major; T = tokens in the window.
+struct ForwardHooks {
+  // Input of each linear layer, x: [T, in_features]; may modify x in place (activation fake-quant)
+  // or record statistics (calibration). module_path e.g. "model.layers.0.mlp.down_proj".
+  std::function<void(std::string_view module_path, float* x, int T, int in_features)> linear_input;
+  // Keys and values of a layer after RoPE, k/v: [T, n_kv_heads * head_dim]; may modify in place.
+  std::function<void(int layer, float* k, float* v, int T)> kv;
+  // Residual stream after each decoder block, h: [T, dim] (read-only: per-layer output error).
+  std::function<void(int layer, const float* h, int T)> block_output;
+};
+
+// tokens: [T] with T <= config.max_seq_len (or any T when max_seq_len is 0); logits: [T, vocab].
+Status ForwardWindow(const Model& model, std::span<const int> tokens, float* logits,
+                     const ForwardHooks* hooks = nullptr);
+
+}  // namespace ql

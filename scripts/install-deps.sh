@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs quantlab's build and test dependencies from Debian packages, idempotently.
+# Usage: scripts/install-deps.sh [--tests]   (needs root or sudo; does nothing if all are present)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config
+      libarmadillo-dev libopenblas-dev liblapack-dev
+      libhdf5-dev libsqlite3-dev libfmt-dev libspdlog-dev libhwy-dev
+      libyaml-cpp-dev nlohmann-json3-dev libcli11-dev)
+if [[ "${1:-}" == "--tests" ]]; then
+  pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} == 0 )); then exit 0; fi
+SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
