@@ -129,10 +129,21 @@ StatusOr<const ElementCodec*> FindElementCodec(std::string_view name) {
     if (!spec.ok()) return spec.status();
     // Generic minifloats are created once per canonical name and kept for the life of the process,
     // so the returned pointer is stable. The mutex makes concurrent first lookups safe.
+    // Same parameters as a named format: that format ("e4m3_fn" -> fp8_e4m3, "e2m1" -> fp4_e2m1).
+    for (const ElementCodec* c : ElementCodecs()) {
+      const auto* mf = dynamic_cast<const MinifloatCodec*>(c);
+      if (mf != nullptr && mf->spec().exp_bits == spec->exp_bits && mf->spec().man_bits == spec->man_bits &&
+          mf->bias() == spec->ResolvedBias() && mf->spec().subnormals == spec->subnormals &&
+          mf->spec().policy == spec->policy)
+        return c;
+    }
+    // A bare "e<E>m<M>" that is an alias of a different format keeps its policy in the name, so the
+    // stored name finds this format again ("e4m3_none", since "e4m3" means fp8_e4m3).
+    if (aliases.count(spec->name) != 0 || FindRegistered(spec->name) != nullptr)
+      spec->name += fmt::format("_{}", MinifloatPolicyName(spec->policy));
     static std::mutex mu;
     static std::map<std::string, std::unique_ptr<const MinifloatCodec>>* cache =
         new std::map<std::string, std::unique_ptr<const MinifloatCodec>>();
-    if (const ElementCodec* c = FindRegistered(spec->name)) return c;
     std::lock_guard<std::mutex> lock(mu);
     auto& slot = (*cache)[spec->name];
     if (!slot) slot = std::make_unique<const MinifloatCodec>(*spec);
