@@ -78,7 +78,9 @@ StatusOr<Plan> MakePlan(const Scheme& s) {
     p.lut.resize(size_t(1) << p.bits);
     for (uint32_t c = 0; c < p.lut.size(); ++c) p.lut[c] = p.codec->Decode(c);
   }
-  if (p.sdt == ScaleDtype::kE4m3) QL_ASSIGN_OR_RETURN(p.e4m3, FindElementCodec("fp8_e4m3"));
+  if (p.sdt == ScaleDtype::kE4m3) {
+    QL_ASSIGN_OR_RETURN(p.e4m3, FindElementCodec("fp8_e4m3"));
+  }
   return p;
 }
 

@@ -81,12 +81,6 @@ constexpr std::string_view kElementOptions =
     "noscale|tensor|channel|channel_in|token|g<N>|b<R>x<C>, sym|symfull|asym, max|pct<P>|mse, "
     "s=fp32|fp16|bf16|e8m0|e4m3";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::vector<std::string> Tokenize(std::string_view text) {
   std::vector<std::string> out;
   std::string cur;
