@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   ql::cli::AddMergeCommand(app);
   ql::cli::AddSweepCommand(app);
   ql::cli::AddCompareCommand(app);
+  ql::cli::AddFormatsCommand(app);
+  ql::cli::AddRoundtripCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
