@@ -225,7 +225,7 @@ float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATC
 void Axpy(float alpha, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyImpl)(alpha, x, y, n); }
 void Add(const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AddImpl)(x, y, n); }
 
-void RopeTables(size_t n_pos, size_t head_dim, float theta, bool interleaved, float* cos, float* sin) {
+void RopeTables(size_t pos0, size_t n_pos, size_t head_dim, float theta, bool interleaved, float* cos, float* sin) {
   const size_t half = head_dim / 2;
   for (size_t p = 0; p < n_pos; ++p) {
     float* c = cos + p * head_dim;
@@ -233,7 +233,7 @@ void RopeTables(size_t n_pos, size_t head_dim, float theta, bool interleaved, fl
     for (size_t i = 0; i < half; ++i) {
       // Angle in double: positions up to ~1e5 times frequencies near 1 lose digits in float.
       const double freq = std::pow(double(theta), -2.0 * double(i) / double(head_dim));
-      const double a = double(p) * freq;
+      const double a = double(pos0 + p) * freq;
       const float ca = float(std::cos(a)), sa = float(std::sin(a));
       const size_t first = interleaved ? 2 * i : i, second = interleaved ? 2 * i + 1 : i + half;
       c[first] = ca, c[second] = ca;

@@ -17,8 +17,8 @@ void RmsNormRef(const float* x, const float* w, size_t n, float eps, float* y);
 //   rotate-half (Hugging Face):    pairs (i, i+h), h = head_dim/2, partner(x)[i] = x[i+h], [i+h] = x[i]
 // with angle pos * theta^(-2i/head_dim) for pair i (same frequencies in both layouts), and sin signed
 // (-sin for the first member of a pair, +sin for the second).
-// cos, sin: [n_pos, head_dim], filled for positions 0..n_pos-1. head_dim must be even.
-void RopeTables(size_t n_pos, size_t head_dim, float theta, bool interleaved, float* cos, float* sin);
+// cos, sin: [n_pos, head_dim], row r for position pos0 + r. head_dim must be even.
+void RopeTables(size_t pos0, size_t n_pos, size_t head_dim, float theta, bool interleaved, float* cos, float* sin);
 // Rotates n_heads consecutive vectors of head_dim floats at one position (x: [n_heads, head_dim])
 // using that position's rows of RopeTables.
 void Rope(float* x, size_t n_heads, size_t head_dim, const float* cos, const float* sin, bool interleaved);

@@ -82,13 +82,18 @@ TEST(OpsTest, RopeMatchesRefBothLayouts) {
         SCOPED_TRACE(testing::Message() << "hd " << hd << " interleaved " << interleaved);
         const size_t n_heads = 3, n_pos = 40;
         std::vector<float> cs(n_pos * hd), sn(n_pos * hd);
-        RopeTables(n_pos, hd, 10000.f, interleaved, cs.data(), sn.data());
+        RopeTables(0, n_pos, hd, 10000.f, interleaved, cs.data(), sn.data());
         for (size_t pos : {0, 1, 7, 39}) {
           const auto x = Random(n_heads * hd, 100 + pos + hd);
           std::vector<float> got = x, want = x;
           Rope(got.data(), n_heads, hd, cs.data() + pos * hd, sn.data() + pos * hd, interleaved);
           RopeRef(want.data(), n_heads, hd, pos, 10000.f, interleaved);
           ExpectClose(got, want, 2e-6f, 2e-6f);
+          // A table starting at this position gives the same rotation in its row 0.
+          std::vector<float> cs1(hd), sn1(hd), got1 = x;
+          RopeTables(pos, 1, hd, 10000.f, interleaved, cs1.data(), sn1.data());
+          Rope(got1.data(), n_heads, hd, cs1.data(), sn1.data(), interleaved);
+          ExpectClose(got1, want, 2e-6f, 2e-6f);
         }
       }
     }
