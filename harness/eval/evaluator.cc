@@ -41,9 +41,9 @@ StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::ve
   return r;
 }
 
-std::vector<std::pair<std::string, ErrorStats>> WeightErrors(const Model& reference, const Model& quantized,
+std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& reference, const Model& quantized,
                                                              const std::vector<std::string>& names) {
-  std::vector<std::pair<std::string, ErrorStats>> out;
+  std::vector<std::pair<std::string, SignalError>> out;
   for (const std::string& name : names) {
     if (!reference.Has(name) || !quantized.Has(name)) continue;
     const Tensor& a = reference.W(name);
@@ -54,7 +54,7 @@ std::vector<std::pair<std::string, ErrorStats>> WeightErrors(const Model& refere
   return out;
 }
 
-StatusOr<std::vector<ErrorStats>> LayerOutputErrors(const Model& reference, const Model& test,
+StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, const Model& test,
                                                     const std::vector<Window>& windows, int max_windows) {
   const int L = reference.config.n_layers, D = reference.config.dim, V = reference.config.vocab_size;
   std::vector<ErrorAccumulator> acc(L);
@@ -76,7 +76,7 @@ StatusOr<std::vector<ErrorStats>> LayerOutputErrors(const Model& reference, cons
     QL_RETURN_IF_ERROR(ForwardWindow(reference, w.tokens, logits.data(), &capture));
     QL_RETURN_IF_ERROR(ForwardWindow(test, w.tokens, logits.data(), &compare));
   }
-  std::vector<ErrorStats> out;
+  std::vector<SignalError> out;
   for (const ErrorAccumulator& a : acc) out.push_back(a.Result());
   return out;
 }

@@ -24,7 +24,7 @@ StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::ve
 
 // Error of every tensor that differs in shape-compatible pairs: for each name in `names`,
 // CompareTensors(reference.W(name), quantized.W(name)). Names missing in either model are skipped.
-std::vector<std::pair<std::string, ErrorStats>> WeightErrors(const Model& reference, const Model& quantized,
+std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& reference, const Model& quantized,
                                                              const std::vector<std::string>& names);
 
 // Per-layer output error: both models run the first `max_windows` windows (0 = all) with a
@@ -32,7 +32,7 @@ std::vector<std::pair<std::string, ErrorStats>> WeightErrors(const Model& refere
 // reference's over every position of each window ([T, dim] per window). Result [n_layers].
 // The reference is re-run here rather than stored in the Baseline: n_layers·dim floats per token
 // would dwarf the log-probs for real models.
-StatusOr<std::vector<ErrorStats>> LayerOutputErrors(const Model& reference, const Model& test,
+StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, const Model& test,
                                                     const std::vector<Window>& windows, int max_windows);
 
 }  // namespace ql

@@ -202,8 +202,8 @@ void ErrorAccumulator::Add(std::span<const float> ref, std::span<const float> te
   n_ += int64_t(ref.size());
 }
 
-ErrorStats ErrorAccumulator::Result() const {
-  ErrorStats s;
+SignalError ErrorAccumulator::Result() const {
+  SignalError s;
   s.n = n_;
   if (n_ == 0) return s;
   constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -214,7 +214,7 @@ ErrorStats ErrorAccumulator::Result() const {
   return s;
 }
 
-ErrorStats CompareTensors(std::span<const float> ref, std::span<const float> test) {
+SignalError CompareTensors(std::span<const float> ref, std::span<const float> test) {
   ErrorAccumulator acc;
   acc.Add(ref, test);
   return acc.Result();

@@ -102,19 +102,20 @@ ComparisonStats Compare(const TokenRecords& records);
 
 // Error of `test` against `ref`, accumulated over any number of chunks (one tensor, or one layer's
 // outputs over many windows). SQNR = 10·log10(Σref² / Σ(test−ref)²); rel_mse = Σ(test−ref)²/Σref².
-struct ErrorStats {
+// (Named apart from kernels/quantizer.h's ErrorStats, a one-shot per-tensor version without rel_mse.)
+struct SignalError {
   int64_t n = 0;
   double mse = 0, rel_mse = 0, sqnr_db = 0, max_abs = 0;
 };
 class ErrorAccumulator {
  public:
   void Add(std::span<const float> ref, std::span<const float> test);
-  ErrorStats Result() const;  // sqnr_db = +inf when identical, rel_mse = inf when ref is all zero
+  SignalError Result() const;  // sqnr_db = +inf when identical, rel_mse = inf when ref is all zero
 
  private:
   int64_t n_ = 0;
   double sum_sq_err_ = 0, sum_sq_ref_ = 0, max_abs_ = 0;
 };
-ErrorStats CompareTensors(std::span<const float> ref, std::span<const float> test);
+SignalError CompareTensors(std::span<const float> ref, std::span<const float> test);
 
 }  // namespace ql

@@ -197,7 +197,7 @@ TEST(EvalMetrics, PairedIntervalShrinksOnCorrelatedNlls) {
 TEST(EvalMetrics, TensorErrorByHand) {
   // ref (1,2,3,4), test (1,2,3,5): Σe² = 1, Σref² = 30 → mse .25, rel 1/30, SQNR 10 log10 30
   const std::vector<float> ref = {1, 2, 3, 4}, test = {1, 2, 3, 5};
-  const ErrorStats e = CompareTensors(ref, test);
+  const SignalError e = CompareTensors(ref, test);
   EXPECT_DOUBLE_EQ(e.mse, 0.25);
   EXPECT_NEAR(e.rel_mse, 1.0 / 30, 1e-15);
   EXPECT_NEAR(e.sqnr_db, 14.771212547196624, 1e-12);
@@ -207,7 +207,7 @@ TEST(EvalMetrics, TensorErrorByHand) {
   acc.Add(ref, test);
   const std::vector<float> r2 = {0, 0}, t2 = {0, -2};
   acc.Add(r2, t2);
-  const ErrorStats a = acc.Result();
+  const SignalError a = acc.Result();
   EXPECT_NEAR(a.mse, 5.0 / 6, 1e-15);
   EXPECT_NEAR(a.sqnr_db, 10 * std::log10(6.0), 1e-12);
   EXPECT_DOUBLE_EQ(a.max_abs, 2.0);
