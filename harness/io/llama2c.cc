@@ -14,6 +14,7 @@
 
 #include "harness/io/file_io.h"
 #include "harness/io/rope_layout.h"
+#include "harness/tokenizer/spm_bpe.h"
 
 namespace ql::io {
 namespace {
@@ -196,8 +197,11 @@ StatusOr<Model> ReadLlama2c(const std::string& path, const std::string& tokenize
     m.weights.emplace(s.hf, std::move(t));
   }
   QL_ASSIGN_OR_RETURN(std::string tok_path, FindTokenizer(path, tokenizer_path, c.vocab_size));
-  if (!tok_path.empty() && info) info->metadata["tokenizer"] = tok_path;
-  // The tokenizer is wired in once the tokenizer library lands (LoadLlama2cTokenizer).
+  if (!tok_path.empty()) {
+    QL_ASSIGN_OR_RETURN(auto tok, LoadLlama2cTokenizer(tok_path, c.vocab_size));
+    m.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok));
+    if (info) info->metadata["tokenizer"] = tok_path;
+  }
   QL_RETURN_IF_ERROR(m.Validate(path));
   return m;
 }
