@@ -20,5 +20,6 @@ void AddQueryCommand(CLI::App& app);
 void AddMergeCommand(CLI::App& app);
 void AddSweepCommand(CLI::App& app);
 void AddCompareCommand(CLI::App& app);
+void AddEvalCommand(CLI::App& app);
 
 }  // namespace ql::cli

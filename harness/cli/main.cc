@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   ql::cli::AddCompareCommand(app);
   ql::cli::AddFormatsCommand(app);
   ql::cli::AddRoundtripCommand(app);
+  ql::cli::AddEvalCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
