@@ -2,6 +2,7 @@
 // Every expected scale byte, code and value below is worked out in the comment beside it.
 #include "kernels/mx.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -29,60 +30,108 @@ std::vector<float> Block32(std::initializer_list<float> head) {
   return x;
 }
 
-TEST(Mx, ElementDecodeKnownCodes) {  // SPECS §1.1 table
-  EXPECT_EQ(MxDecodeElement(kMxE4M3, 0x7E), 448.0);
-  EXPECT_EQ(MxDecodeElement(kMxE4M3, 0x08), std::ldexp(1.0, -6));  // min normal
-  EXPECT_EQ(MxDecodeElement(kMxE4M3, 0x01), std::ldexp(1.0, -9));  // min subnormal
-  EXPECT_TRUE(std::isnan(MxDecodeElement(kMxE4M3, 0x7F)));
-  EXPECT_EQ(MxDecodeElement(kMxE4M3, 0xFE), -448.0);
-  EXPECT_EQ(MxDecodeElement(kMxE5M2, 0x7B), 57344.0);
-  EXPECT_EQ(MxDecodeElement(kMxE5M2, 0x04), std::ldexp(1.0, -14));
-  EXPECT_EQ(MxDecodeElement(kMxE5M2, 0x01), std::ldexp(1.0, -16));
-  EXPECT_TRUE(std::isinf(MxDecodeElement(kMxE5M2, 0x7C)));
-  EXPECT_EQ(MxDecodeElement(kMxE2M3, 0x1F), 7.5);
-  EXPECT_EQ(MxDecodeElement(kMxE2M3, 0x08), 1.0);
-  EXPECT_EQ(MxDecodeElement(kMxE2M3, 0x01), 0.125);
-  EXPECT_EQ(MxDecodeElement(kMxE3M2, 0x1F), 28.0);
-  EXPECT_EQ(MxDecodeElement(kMxE3M2, 0x04), 0.25);
-  EXPECT_EQ(MxDecodeElement(kMxE3M2, 0x01), 0.0625);
-  const double e2m1[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
-  for (uint32_t c = 0; c < 16; ++c) EXPECT_EQ(MxDecodeElement(kMxE2M1, c), (c & 8 ? -1 : 1) * e2m1[c & 7]) << c;
-  EXPECT_EQ(MxDecodeElement(kMxInt8, 0x7F), 127.0 / 64);
-  EXPECT_EQ(MxDecodeElement(kMxInt8, 0x81), -127.0 / 64);  // two's complement -127
-  EXPECT_EQ(MxDecodeElement(kMxInt8, 0xFD), -3.0 / 64);
+const MxCodec& Mx(const BlockCodec& c) { return static_cast<const MxCodec&>(c); }
+
+// SPECS §2 `_quantize_elemwise_core` with round="even" and saturation, written out as a scalar oracle:
+// e = max(floor(log2|a|), min_exp), a' = RNE(a / 2^e * 2^m) / 2^m * 2^e, clamp +-max_norm;
+// MXINT8: RNE(64 a) / 64 clamped to +-127/64. Parameters typed in from SPECS §1.1/§2, not from the code.
+struct Sec2 {
+  const BlockCodec* codec;
+  int ebits, mbits;  // mbits: stored mantissa bits
+  double max_norm;
+};
+double Sec2Round(const Sec2& e, double a) {
+  if (e.ebits == 0) return std::clamp(std::nearbyint(a * 64.0) / 64.0, -e.max_norm, e.max_norm);
+  if (a == 0.0) return 0.0;
+  const int min_exp = 2 - (1 << (e.ebits - 1));
+  int ex;
+  std::frexp(a, &ex);
+  const int p = std::max(ex - 1, min_exp);
+  const double r = std::ldexp(std::nearbyint(std::ldexp(a, e.mbits - p)), p - e.mbits);
+  return std::clamp(r, -e.max_norm, e.max_norm);
+}
+std::vector<Sec2> AllSec2() {
+  return {{&MxFp8E4M3Codec(), 4, 3, 448.0},  {&MxFp8E5M2Codec(), 5, 2, 57344.0},
+          {&MxFp6E2M3Codec(), 2, 3, 7.5},    {&MxFp6E3M2Codec(), 3, 2, 28.0},
+          {&MxFp4Codec(), 2, 1, 6.0},        {&MxInt8Codec(), 0, 6, 127.0 / 64.0}};
+}
+
+TEST(Mx, ElementCodecsAreTheMxOnes) {  // SPECS §1.1 table: the MX codecs are wired to the right elements
+  EXPECT_EQ(Mx(MxFp8E4M3Codec()).DecodeElement(0x7E, 0), 448.0f);
+  EXPECT_EQ(Mx(MxFp8E4M3Codec()).DecodeElement(0x01, 0), std::ldexp(1.0f, -9));
+  EXPECT_TRUE(std::isnan(Mx(MxFp8E4M3Codec()).DecodeElement(0x7F, 0)));  // E4M3FN, not FNUZ
+  EXPECT_EQ(Mx(MxFp8E5M2Codec()).DecodeElement(0x7B, 0), 57344.0f);
+  EXPECT_EQ(Mx(MxFp8E5M2Codec()).DecodeElement(0x01, 0), std::ldexp(1.0f, -16));
+  EXPECT_EQ(Mx(MxFp6E2M3Codec()).DecodeElement(0x1F, 0), 7.5f);
+  EXPECT_EQ(Mx(MxFp6E2M3Codec()).DecodeElement(0x01, 0), 0.125f);
+  EXPECT_EQ(Mx(MxFp6E3M2Codec()).DecodeElement(0x1F, 0), 28.0f);
+  EXPECT_EQ(Mx(MxFp6E3M2Codec()).DecodeElement(0x01, 0), 0.0625f);
+  const float e2m1[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+  for (uint32_t c = 0; c < 16; ++c)
+    EXPECT_EQ(Mx(MxFp4Codec()).DecodeElement(c, 0), (c & 8 ? -1 : 1) * e2m1[c & 7]) << c;
+  EXPECT_EQ(Mx(MxInt8Codec()).DecodeElement(0x7F, 0), 127.0f / 64);
+  EXPECT_EQ(Mx(MxInt8Codec()).DecodeElement(0x81, 0), -127.0f / 64);  // two's complement -127
+  EXPECT_EQ(Mx(MxInt8Codec()).DecodeElement(0xFD, 3), -3.0f / 64 * 8);
+  EXPECT_EQ(Mx(MxFp4Codec()).DecodeElement(0x7, -127), 6.0f * std::ldexp(1.0f, -127));
 }
 
 TEST(Mx, ElementRoundingIsRneAndSaturates) {
   // E2M1 decision points (SPECS §1.1): 0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4, >5->6.
-  const double in[] = {0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 5.01, 100.0, -2.5, 0.26};
-  const double out[] = {0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 6.0, 6.0, -2.0, 0.5};
-  for (int i = 0; i < 11; ++i) EXPECT_EQ(MxRoundElement(kMxE2M1, in[i]), out[i]) << in[i];
-  // E4M3: ties 1.0625 -> 1.0 (even mantissa 0), 1.1875 -> 1.25; 464 (tie 448/480) -> 448; 1e6 -> 448.
-  EXPECT_EQ(MxRoundElement(kMxE4M3, 1.0625), 1.0);
-  EXPECT_EQ(MxRoundElement(kMxE4M3, 1.1875), 1.25);
-  EXPECT_EQ(MxRoundElement(kMxE4M3, 464.0), 448.0);
-  EXPECT_EQ(MxRoundElement(kMxE4M3, 470.0), 448.0);  // RNE gives 480 (NaN code), saturated to 448
-  EXPECT_EQ(MxRoundElement(kMxE4M3, -1e6), -448.0);
-  // 3*2^-11 = 0.75 * 2^-9 (subnormal spacing 2^-9) -> rounds to 1 * 2^-9 (nearest, no tie).
-  EXPECT_EQ(MxRoundElement(kMxE4M3, std::ldexp(3.0, -11)), std::ldexp(1.0, -9));
-  EXPECT_EQ(MxRoundElement(kMxE4M3, std::ldexp(1.0, -10)), 0.0);  // half of min subnormal: tie -> 0
-  EXPECT_EQ(MxRoundElement(kMxE5M2, 61440.0), 57344.0);  // tie 57344/65536 -> saturate
-  // MXINT8: k = RNE(a*64), clamp +-127: 2.5/64 -> 2/64 (tie to even), 1.999 -> 127/64.
-  EXPECT_EQ(MxRoundElement(kMxInt8, 2.5 / 64), 2.0 / 64);
-  EXPECT_EQ(MxRoundElement(kMxInt8, 3.5 / 64), 4.0 / 64);
-  EXPECT_EQ(MxRoundElement(kMxInt8, 1.999), 127.0 / 64);
-  EXPECT_EQ(MxRoundElement(kMxInt8, -5.0), -127.0 / 64);
+  const float in[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 5.01f, 100.0f, -2.5f, 0.26f};
+  const float out[] = {0.0f, 1.0f, 1.0f, 2.0f, 2.0f, 4.0f, 4.0f, 6.0f, 6.0f, -2.0f, 0.5f};
+  const MxCodec& fp4 = Mx(MxFp4Codec());
+  for (int i = 0; i < 11; ++i) EXPECT_EQ(fp4.DecodeElement(fp4.EncodeElement(in[i], 0), 0), out[i]) << in[i];
+  const MxCodec& e4m3 = Mx(MxFp8E4M3Codec());
+  auto r8 = [&](float v) { return e4m3.DecodeElement(e4m3.EncodeElement(v, 0), 0); };
+  EXPECT_EQ(r8(1.0625f), 1.0f);   // tie -> even mantissa 000
+  EXPECT_EQ(r8(1.1875f), 1.25f);  // tie -> even mantissa 010
+  EXPECT_EQ(r8(464.0f), 448.0f);  // tie 448/480 -> 448
+  EXPECT_EQ(r8(470.0f), 448.0f);  // RNE gives 480 (the NaN code), saturated to 448
+  EXPECT_EQ(r8(-1e6f), -448.0f);
+  EXPECT_EQ(r8(std::ldexp(3.0f, -11)), std::ldexp(1.0f, -9));  // 0.75 * 2^-9 -> 2^-9
+  EXPECT_EQ(r8(std::ldexp(1.0f, -10)), 0.0f);                   // half the min subnormal: tie -> 0
+  const MxCodec& e5m2 = Mx(MxFp8E5M2Codec());
+  EXPECT_EQ(e5m2.DecodeElement(e5m2.EncodeElement(61440.0f, 0), 0), 57344.0f);  // tie 57344/65536 -> sat
+  // MXINT8: k = RNE(64a), clamp +-127: 2.5/64 -> 2/64, 3.5/64 -> 4/64, 1.999 -> 127/64, -5 -> -127/64.
+  const MxCodec& i8 = Mx(MxInt8Codec());
+  auto ri = [&](float v) { return i8.DecodeElement(i8.EncodeElement(v, 0), 0); };
+  EXPECT_EQ(ri(2.5f / 64), 2.0f / 64);
+  EXPECT_EQ(ri(3.5f / 64), 4.0f / 64);
+  EXPECT_EQ(ri(1.999f), 127.0f / 64);
+  EXPECT_EQ(ri(-5.0f), -127.0f / 64);
 }
 
-TEST(Mx, EveryFiniteCodeRoundTrips) {
-  for (const MxElementSpec* s : {&kMxE4M3, &kMxE5M2, &kMxE2M3, &kMxE3M2, &kMxE2M1, &kMxInt8}) {
-    for (uint32_t c = 0; c < (1u << s->bits); ++c) {
-      if (s->ebits == 0 && c == 0x80) continue;  // -128/64 is never produced (symmetric range)
-      const double v = MxDecodeElement(*s, c);
-      if (!std::isfinite(v) || std::fabs(v) > s->max_norm) continue;
-      EXPECT_EQ(MxRoundElement(*s, v), v) << s->name << " code " << c;
-      EXPECT_EQ(MxEncodeRounded(*s, v), c) << s->name << " code " << c;
+TEST(Mx, ElementCodecsMatchSection2Oracle) {
+  // Every representable value, every midpoint between neighbours (the ties), points a quarter step
+  // either side, and values past max_norm, both signs, at shared exponents 0 and -3.
+  for (const Sec2& e : AllSec2()) {
+    const MxCodec& c = Mx(*e.codec);
+    std::vector<double> vals;
+    for (uint32_t code = 0; code < (1u << e.codec->element_bits()); ++code) {
+      const double v = c.DecodeElement(code, 0);
+      if (std::isfinite(v) && v >= 0.0 && v <= e.max_norm) vals.push_back(v);
     }
+    std::sort(vals.begin(), vals.end());
+    vals.erase(std::unique(vals.begin(), vals.end()), vals.end());
+    std::vector<double> probes = vals;
+    for (size_t i = 0; i + 1 < vals.size(); ++i) {
+      const double lo = vals[i], hi = vals[i + 1];
+      probes.insert(probes.end(), {(lo + hi) / 2, lo + (hi - lo) / 4, hi - (hi - lo) / 4});
+    }
+    probes.insert(probes.end(), {e.max_norm * 1.03125, e.max_norm * 1.25, e.max_norm * 5});
+    int checked = 0;
+    for (double p : probes) {
+      for (double a : {p, -p}) {
+        for (int shared : {0, -3}) {
+          const float x = float(std::ldexp(a, shared));
+          ASSERT_EQ(double(x), std::ldexp(a, shared));  // the probe is exact in fp32
+          const double got = c.DecodeElement(c.EncodeElement(x, shared), shared);
+          EXPECT_EQ(got, std::ldexp(Sec2Round(e, a), shared)) << e.codec->name() << " a=" << a;
+          ++checked;
+        }
+      }
+    }
+    EXPECT_GT(checked, 16) << e.codec->name();
   }
 }
 
