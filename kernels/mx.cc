@@ -23,6 +23,9 @@ MxCodec::MxCodec(std::string name, const MxElementSpec& elem, std::string descri
   QL_CHECK(c.ok(), "{}: {}", name_, c.status().message());
   codec_ = *c;
   QL_CHECK(codec_->bits() == elem_.bits, "{}: element codec {} has {} bits", name_, elem_.name, codec_->bits());
+  decode_.resize(size_t(1) << elem_.bits);
+  for (uint32_t code = 0; code < decode_.size(); ++code)
+    decode_[code] = elem_.is_int ? codec_->Decode(code) / 64.0f : codec_->Decode(code);  // exact
 }
 
 uint32_t MxCodec::EncodeElement(float x, int shared_exp) const {
@@ -34,9 +37,8 @@ uint32_t MxCodec::EncodeElement(float x, int shared_exp) const {
 }
 
 float MxCodec::DecodeElement(uint32_t code, int shared_exp) const {
-  double v = codec_->Decode(code);
-  if (elem_.is_int) v /= 64.0;
-  return float(std::ldexp(v, shared_exp));  // exact: <= 8 significant bits and >= 2^-143 in magnitude
+  // Exact: element values have <= 8 significant bits, so v * 2^shared_exp >= 2^-143 is an fp32 (sub)normal.
+  return decode_[code & ((1u << elem_.bits) - 1)] * std::ldexp(1.0f, shared_exp);
 }
 
 uint8_t MxScaleByte(const MxElementSpec& s, float amax, MxScaleRounding rounding) {
@@ -133,13 +135,12 @@ void MxCodec::Dequantize(const PackedBlocks& p, float* y) const {
       const uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
       const int64_t c0 = b * bs;
       const int n = int(std::min<int64_t>(bs, p.cols - c0));
-      for (int i = 0; i < n; ++i) {
-        if (blk[0] == 0xFF) {
-          yr[c0 + i] = std::numeric_limits<float>::quiet_NaN();
-          continue;
-        }
-        yr[c0 + i] = DecodeElement(UnpackCodeLsbFirst(blk + 1, i, elem_.bits), int(blk[0]) - 127);
+      if (blk[0] == 0xFF) {  // NaN block
+        for (int i = 0; i < n; ++i) yr[c0 + i] = std::numeric_limits<float>::quiet_NaN();
+        continue;
       }
+      const float scale = std::ldexp(1.0f, int(blk[0]) - 127);  // 2^-127 .. 2^127, exact in fp32
+      for (int i = 0; i < n; ++i) yr[c0 + i] = decode_[UnpackCodeLsbFirst(blk + 1, i, elem_.bits)] * scale;
     }
   }
 }

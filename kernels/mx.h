@@ -39,6 +39,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/format.h"
 
@@ -94,6 +95,7 @@ class MxCodec : public BlockCodec {
   const MxElementSpec& elem_;
   std::string description_;
   const ElementCodec* codec_ = nullptr;
+  std::vector<float> decode_;  // code -> element value (MXINT8: k/64), 2^bits entries
 };
 
 const BlockCodec& MxFp8E4M3Codec();  // "mxfp8_e4m3"
