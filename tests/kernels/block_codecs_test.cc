@@ -117,8 +117,9 @@ void CheckCodec(const BlockCodec& c, NvFp4Convention conv) {
       // Bytes: every block (a partial last block is stored full) costs nominal_bits_per_weight * bs bits.
       const int64_t nblocks = rows * ((cols + bs - 1) / bs);
       EXPECT_EQ(int64_t(p.bytes.size()), std::llround(c.nominal_bits_per_weight(bs) * double(nblocks * bs) / 8));
-      if (cols % bs == 0)
+      if (cols % bs == 0) {
         EXPECT_EQ(int64_t(p.bytes.size()), std::llround(c.nominal_bits_per_weight(bs) * double(rows * cols) / 8));
+      }
       // Round trip within the half-step bound, block by block.
       double tensor_amax = 0;
       for (float v : x) tensor_amax = std::max(tensor_amax, double(std::fabs(v)));
