@@ -105,10 +105,13 @@ StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t c
       const int64_t c0 = b * bs;
       const int n = int(std::min<int64_t>(bs, cols - c0));  // real elements (last block may be partial)
       float amax = 0.0f;
+      bool nan = false;
       for (int i = 0; i < n; ++i) {
         const float a = std::fabs(xr[c0 + i]);
-        if (!(a <= amax)) amax = a;  // NaN propagates
+        nan |= std::isnan(a);
+        amax = std::max(amax, a);
       }
+      if (nan) amax = std::numeric_limits<float>::quiet_NaN();  // -> scale 0xFF, a NaN block
       uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
       const uint8_t scale = MxScaleByte(elem_, amax, opt.mx_rounding);
       blk[0] = scale;

@@ -385,6 +385,15 @@ TEST(Mx, NonFiniteBlockIsNaN) {
   PackedBlocks p = Q(MxFp8E4M3Codec(), x, 1, 32);
   EXPECT_EQ(p.bytes[0], 0xFF);
   for (float v : DQ(MxFp8E4M3Codec(), p)) EXPECT_TRUE(std::isnan(v));
+  // A NaN anywhere in the block (here first, followed by larger finite values) poisons only its block.
+  std::vector<float> y(64, 2.0f);
+  y[0] = std::nanf("");
+  PackedBlocks q = Q(MxFp4Codec(), y, 1, 64);
+  EXPECT_EQ(q.bytes[0], 0xFF);
+  EXPECT_EQ(q.bytes[17], 0x7E);  // block 1: amax 2 -> shared 1 - 2 = -1 -> 126
+  const auto d = DQ(MxFp4Codec(), q);
+  for (int i = 0; i < 32; ++i) EXPECT_TRUE(std::isnan(d[i])) << i;
+  for (int i = 32; i < 64; ++i) EXPECT_EQ(d[i], 2.0f) << i;
 }
 
 TEST(Mx, BitsPerWeight) {
