@@ -286,6 +286,45 @@ TEST(Mx, TinyAmaxClampsAtMinus127) {
   EXPECT_EQ(DQ(MxFp4Codec(), q)[0], std::ldexp(1.0f, -126));
 }
 
+TEST(Mx, TinyAmaxEveryFormat) {
+  // x = 2^-130 (an fp32 subnormal): floor(log2) - emax < -127 for every format -> 0x00; a = x * 2^127 =
+  // 2^-3 = 0.125: E4M3 normal exp 4 (0x20); E5M2 exp 12 (0x30); E2M3 min subnormal 1/8 (0x01);
+  // E3M2 subnormal 2 * 1/16 (0x02); E2M1 below half of 0.5 -> 0 (0x0); INT8 k = 8 (0x08).
+  // y = 0.125 * 2^-127 = 2^-130 (exact), 0 for MXFP4.
+  const float x = std::ldexp(1.0f, -130);
+  const std::pair<const BlockCodec*, uint8_t> cases[] = {
+      {&MxFp8E4M3Codec(), 0x20}, {&MxFp8E5M2Codec(), 0x30}, {&MxFp6E2M3Codec(), 0x01},
+      {&MxFp6E3M2Codec(), 0x02}, {&MxFp4Codec(), 0x00},     {&MxInt8Codec(), 0x08}};
+  for (auto [c, code] : cases) {
+    PackedBlocks p = Q(*c, Block32({x}), 1, 32);
+    EXPECT_EQ(p.bytes[0], 0x00) << c->name();
+    EXPECT_EQ(p.bytes[1], code) << c->name();
+    EXPECT_EQ(DQ(*c, p)[0], c == &MxFp4Codec() ? 0.0f : x) << c->name();
+  }
+}
+
+TEST(Mx, PartialLastBlockEveryFormat) {
+  // Row of 40, block 32: x[0..31] = 1 (scale 2^-emax: a = 2^emax), x[32] = 3 and x[33..39] = 0.25
+  // (amax 3: scale 2^(1-emax): a = 1.5 * 2^emax and 2^(emax-3)); all of these are on every element grid,
+  // so y == x. Scale bytes 127 - emax and 128 - emax; 24 zero-padded codes in block 1.
+  std::vector<float> x(40, 1.0f);
+  x[32] = 3.0f;
+  for (int i = 33; i < 40; ++i) x[i] = 0.25f;
+  const std::pair<const BlockCodec*, int> cases[] = {{&MxFp8E4M3Codec(), 8}, {&MxFp8E5M2Codec(), 15},
+                                                     {&MxFp6E2M3Codec(), 2}, {&MxFp6E3M2Codec(), 4},
+                                                     {&MxFp4Codec(), 2},     {&MxInt8Codec(), 0}};
+  for (auto [c, emax] : cases) {
+    const int w = c->element_bits(), bb = 1 + 32 * w / 8;
+    PackedBlocks p = Q(*c, x, 1, 40);
+    ASSERT_EQ(int(p.bytes.size()), 2 * bb) << c->name();
+    EXPECT_EQ(p.bytes[0], 127 - emax) << c->name();
+    EXPECT_EQ(p.bytes[bb], 128 - emax) << c->name();
+    for (int j = bb + 1 + w; j < 2 * bb; ++j) EXPECT_EQ(p.bytes[j], 0) << c->name() << " " << j;  // 8 codes = w bytes
+    const auto y = DQ(*c, p);
+    for (int i = 0; i < 40; ++i) EXPECT_EQ(y[i], x[i]) << c->name() << " " << i;
+  }
+}
+
 TEST(Mx, PartialLastBlockTwoRows) {
   // Rows of 40 with block 32: block 0 = 32 elements, block 1 = 8 real elements + 24 zero-padded codes.
   // Row 0: x[0..31] = 1 -> shared = 0 - 2 = -2 (0x7D), a = 4 -> 0x6 each -> bytes 0x66.
@@ -357,6 +396,31 @@ TEST(Mx, ThreeScaleRoundingsDiffer) {
     EXPECT_EQ(p.bytes[0], scale);
     EXPECT_EQ(p.bytes[1], code);
     EXPECT_EQ(DQ(MxFp4Codec(), p)[0], y0);
+  }
+}
+
+TEST(Mx, ThreeScaleRoundingsEveryFormat) {
+  // kEven adds half an element ulp, 2^-(m+1), to amax's mantissa: amax = 2 - 2^-(m+1) carries to 2 (so
+  // kEven = kCeil = kFloor + 1) while 2 - 2^-(m+1) - 2^-20 does not (kEven = kFloor); for amax = 1.5
+  // kFloor = kEven and kCeil is one more. Bytes: floor -> 127 - emax, ceil -> 128 - emax.
+  const std::tuple<const BlockCodec*, int, int> cases[] = {  // codec, emax, stored mantissa bits m
+      {&MxFp8E4M3Codec(), 8, 3}, {&MxFp8E5M2Codec(), 15, 2}, {&MxFp6E2M3Codec(), 2, 3},
+      {&MxFp6E3M2Codec(), 4, 2}, {&MxFp4Codec(), 2, 1},      {&MxInt8Codec(), 0, 6}};
+  for (auto [c, emax, m] : cases) {
+    const float carry = 2.0f - std::ldexp(1.0f, -(m + 1));
+    const float below = carry - std::ldexp(1.0f, -20);
+    const int lo = 127 - emax, hi = 128 - emax;
+    // {amax, floor, ceil, even}
+    const std::tuple<float, int, int, int> rows[] = {{carry, lo, hi, hi}, {below, lo, hi, lo}, {1.5f, lo, hi, lo},
+                                                     {1.0f, lo, lo, lo}};
+    for (auto [amax, f, ce, ev] : rows) {
+      for (auto [r, want] : {std::pair{MxScaleRounding::kFloor, f}, std::pair{MxScaleRounding::kCeil, ce},
+                             std::pair{MxScaleRounding::kEven, ev}}) {
+        BlockOptions o;
+        o.mx_rounding = r;
+        EXPECT_EQ(Q(*c, Block32({-amax}), 1, 32, o).bytes[0], want) << c->name() << " amax " << amax;
+      }
+    }
   }
 }
 
