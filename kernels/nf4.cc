@@ -181,7 +181,10 @@ void Nf4Codec::Dequantize(const PackedBlocks& p, float* y) const {
       float amax;
       if (dq) {
         const float amax2 = GetF32(p.extra.data() + 4 + 4 * (i / kDqGroup));
-        amax = map[blk[0]] * amax2 + GetF32(p.extra.data());
+        // Two fp32 roundings as in bitsandbytes (product, then + offset); volatile keeps -march=native
+        // builds from fusing them into one FMA.
+        volatile float scaled = map[blk[0]] * amax2;
+        amax = scaled + GetF32(p.extra.data());
       } else {
         amax = GetF32(blk);
       }
