@@ -573,6 +573,7 @@ void DequantizeAnyRow(const QuantType& t, const uint8_t* in, int64_t n, float* y
 // ---------------------------------------------------------------------------------------------
 // ggml type table
 // ---------------------------------------------------------------------------------------------
+// ggml.h enum ggml_type / ggml-common.h block sizes (ggml 0.15.3). Ids 4, 5, 31-33, 36-38 were removed.
 constexpr GgmlTypeInfo kGgmlTypes[] = {
     {0, "f32", 1, 4, true},          {1, "f16", 1, 2, true},          {2, "q4_0", 32, 18, true},
     {3, "q4_1", 32, 20, true},       {6, "q5_0", 32, 22, true},       {7, "q5_1", 32, 24, true},
@@ -585,6 +586,7 @@ constexpr GgmlTypeInfo kGgmlTypes[] = {
     {26, "i32", 1, 4, false},        {27, "i64", 1, 8, false},        {28, "f64", 1, 8, false},
     {29, "iq1_m", 256, 56, false},   {30, "bf16", 1, 2, true},        {34, "tq1_0", 256, 54, false},
     {35, "tq2_0", 256, 66, false},   {39, "mxfp4", 32, 17, false},    {40, "nvfp4", 64, 36, false},
+    {41, "q1_0", 128, 18, false},
 };
 
 std::string SupportedTypeList() {

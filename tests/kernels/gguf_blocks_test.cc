@@ -3,6 +3,7 @@
 // K-quant scale packing, partial last blocks, and table-driven error/determinism checks over all codecs.
 #include "kernels/gguf_blocks.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -476,7 +477,7 @@ TEST(GgmlTypes, TableMatchesSpecs) {
   const int want[][3] = {{0, 1, 4},      {1, 1, 2},      {2, 32, 18},    {3, 32, 20},   {6, 32, 22},
                          {7, 32, 24},    {8, 32, 34},    {10, 256, 84},  {11, 256, 110}, {12, 256, 144},
                          {13, 256, 176}, {14, 256, 210}, {15, 256, 292}, {30, 1, 2},     {39, 32, 17},
-                         {40, 64, 36}};
+                         {40, 64, 36},   {9, 32, 36}};  // Q8_1: half d, s + 32 (gguf-py 0.19 still says 40)
   for (const auto& w : want) {
     const GgmlTypeInfo* info = FindGgmlTypeInfo(w[0]);
     ASSERT_NE(info, nullptr) << w[0];
@@ -586,6 +587,11 @@ TEST(GgufCodecs, TraitsAndRegistry) {
     bool registered = false;
     for (const BlockCodec* r : BlockCodecs()) registered |= (r == c);
     EXPECT_TRUE(registered) << e.name << " missing from kernels/format_list.cc";
+    std::string upper = e.name;
+    for (char& ch : upper) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+    StatusOr<const BlockCodec*> found = FindBlockCodec(upper);
+    ASSERT_TRUE(found.ok()) << found.status().message();
+    EXPECT_EQ(*found, c);
   }
 }
 
