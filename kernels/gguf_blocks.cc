@@ -623,6 +623,8 @@ Status CheckFinite(std::string_view what, const float* x, int64_t rows, int64_t 
 // ---------------------------------------------------------------------------------------------
 // BlockCodec
 // ---------------------------------------------------------------------------------------------
+constexpr int64_t kParallelMinElems = int64_t(1) << 16;  // below this, threads cost more than they save
+
 class GgufCodec final : public BlockCodec {
  public:
   explicit GgufCodec(const QuantType& t) : t_(t) {}
@@ -650,6 +652,8 @@ class GgufCodec final : public BlockCodec {
     p.block_size = t_.block_elems;
     const int64_t row_bytes = (cols + t_.block_elems - 1) / t_.block_elems * t_.block_bytes;
     p.bytes.resize(size_t(rows * row_bytes));
+    // Rows are independent (and each is deterministic), so threads do not change the bytes.
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElems)
     for (int64_t r = 0; r < rows; ++r) QuantizeAnyRow(t_, x + r * cols, cols, p.bytes.data() + r * row_bytes);
     return p;
   }
@@ -659,6 +663,7 @@ class GgufCodec final : public BlockCodec {
     QL_CHECK(p.block_size == t_.block_elems && int64_t(p.bytes.size()) == p.rows * row_bytes,
              "{}: PackedBlocks of block size {} with {} bytes for [{}, {}]", t_.codec_name, p.block_size,
              p.bytes.size(), p.rows, p.cols);
+#pragma omp parallel for schedule(static) if (p.rows * p.cols >= kParallelMinElems)
     for (int64_t r = 0; r < p.rows; ++r) {
       DequantizeAnyRow(t_, p.bytes.data() + r * row_bytes, p.cols, y + r * p.cols);
     }

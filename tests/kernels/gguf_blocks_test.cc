@@ -623,6 +623,29 @@ TEST(GgufCodecs, ErrorBoundsAndDeterminism) {
   }
 }
 
+TEST(GgufCodecs, LargeTensorEqualsRowByRow) {
+  // 64 × 1100 = 70400 elements takes the multi-threaded path; each row must still be exactly what a
+  // single-row quantization gives (1100 = 4·256 + 76 also has a partial block in every row).
+  const int64_t rows = 64, cols = 1100;
+  const std::vector<float> x = Gaussian(rows * cols, 77);
+  for (const BlockCodec* c : GgufBlockCodecs()) {
+    StatusOr<PackedBlocks> all = c->Quantize(x.data(), rows, cols, BlockOptions{});
+    ASSERT_TRUE(all.ok());
+    const size_t row_bytes = all->bytes.size() / rows;
+    std::vector<float> y(x.size());
+    c->Dequantize(*all, y.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      StatusOr<PackedBlocks> one = c->Quantize(x.data() + r * cols, 1, cols, BlockOptions{});
+      ASSERT_TRUE(one.ok());
+      ASSERT_TRUE(std::equal(one->bytes.begin(), one->bytes.end(), all->bytes.begin() + r * row_bytes))
+          << c->name() << " row " << r;
+      std::vector<float> y1(cols);
+      c->Dequantize(*one, y1.data());
+      ASSERT_TRUE(std::equal(y1.begin(), y1.end(), y.begin() + r * cols)) << c->name() << " row " << r;
+    }
+  }
+}
+
 TEST(GgufCodecs, PerElementErrorBoundForThe32Blocks) {
   // |x - y| <= c·d + fp16 slack, d the block step: c = 0.5 for round-to-nearest, 1 for Q4_0/Q5_0 whose
   // positive extreme is clamped from code 16 (32) to 15 (31).
