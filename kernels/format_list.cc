@@ -13,6 +13,9 @@
 #include "kernels/format.h"
 #include "kernels/int_codec.h"
 #include "kernels/minifloat.h"
+#include "kernels/mx.h"
+#include "kernels/nf4.h"
+#include "kernels/nvfp4.h"
 
 namespace ql {
 
@@ -63,7 +66,16 @@ const std::vector<const ElementCodec*>& ElementCodecs() {
 // Block codecs are added here (one include above and one line in this list), by the helpers that
 // implement them: MX, NVFP4, NF4, GGUF Q* blocks.
 const std::vector<const BlockCodec*>& BlockCodecs() {
-  static const std::vector<const BlockCodec*> kList = {};
+  static const std::vector<const BlockCodec*> kList = {
+      &MxFp8E4M3Codec(),
+      &MxFp8E5M2Codec(),
+      &MxFp6E2M3Codec(),
+      &MxFp6E3M2Codec(),
+      &MxFp4Codec(),
+      &MxInt8Codec(),
+      &NvFp4BlockCodec(),
+      &Nf4BlockCodec(),
+  };
   return kList;
 }
 
