@@ -16,6 +16,7 @@
 #include "kernels/mx.h"
 #include "kernels/nf4.h"
 #include "kernels/nvfp4.h"
+#include "kernels/gguf_blocks.h"
 
 namespace ql {
 
@@ -75,6 +76,13 @@ const std::vector<const BlockCodec*>& BlockCodecs() {
       &MxInt8Codec(),
       &NvFp4BlockCodec(),
       &Nf4BlockCodec(),
+      GgufQ8_0Codec(),
+      GgufQ4_0Codec(),
+      GgufQ4_1Codec(),
+      GgufQ5_0Codec(),
+      GgufQ5_1Codec(),
+      GgufQ4_KCodec(),
+      GgufQ6_KCodec(),
   };
   return kList;
 }
