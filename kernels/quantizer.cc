@@ -206,7 +206,8 @@ std::vector<TileParams> ComputeParams(const Scheme& s, const Plan& p, const Tile
   }
   // Percentile and MSE: gather each tile.
   const bool asym = p.is_int && p.mode == IntMode::kAsym;
-#pragma omp parallel for schedule(dynamic, 1)
+  const bool parallel = nt > 1 && rows * cols >= (int64_t(1) << 16);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t t = 0; t < nt; ++t) {
     const int64_t r0 = (t / ts.grid_cols) * ts.tile_rows, r1 = std::min(rows, r0 + ts.tile_rows);
     const int64_t c0 = (t % ts.grid_cols) * ts.tile_cols, c1 = std::min(cols, c0 + ts.tile_cols);
@@ -478,7 +479,8 @@ Status FakeQuantize(const Scheme& scheme, const float* x, int64_t rows, int64_t 
   const TileShape ts = TilesFor(scheme, rows, cols);
   const std::vector<TileParams> params = ComputeParams(scheme, p, ts, x, rows, cols);
   const TileParams unscaled{1.0f, 0, 0};
-#pragma omp parallel for schedule(static)
+  const bool parallel = rows > 1 && rows * cols >= (int64_t(1) << 18);
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     float* y = out + r * cols;

@@ -254,6 +254,34 @@ TEST(SchemeTest, InvalidStringsGiveOneLineErrors) {
   EXPECT_NE(f.find("int<b>"), std::string::npos) << f;
 }
 
+TEST(SchemeTest, BlockCodecSpellings) {
+  const Case cases[] = {
+      {"MXFP4", "mxfp4"},           {"mxfp4:k32", "mxfp4"},        {"mxfp4:g32:floor", "mxfp4"},
+      {"mxfp4:ceil:g16", "mxfp4:g16:ceil"}, {"mxfp8_e4m3:even", "mxfp8_e4m3:even"},
+      {"nvfp4", "nvfp4"},           {"nvfp4:modelopt", "nvfp4"},   {"nvfp4:compressed_tensors", "nvfp4:ct"},
+      {"nvfp4-ct", "nvfp4:ct"},     {"nf4", "nf4"},                {"nf4:g64:dq", "nf4:dq"},
+      {"NF4:DQ:G128", "nf4:g128:dq"}, {"Q4_K", "q4_k"},            {"q4_k:g256", "q4_k"},
+      {"q8_0", "q8_0"},
+  };
+  for (const Case& c : cases) {
+    StatusOr<Scheme> s = ParseScheme(c.input);
+    ASSERT_TRUE(s.ok()) << c.input << ": " << s.status().message();
+    EXPECT_TRUE(s->is_block);
+    EXPECT_EQ(ToString(*s), c.canonical) << c.input;
+    EXPECT_EQ(*ParseScheme(ToString(*s)), *s);
+  }
+  const Scheme s = *ParseScheme("nf4:g128:dq");
+  EXPECT_EQ(s.block.block_size, 128);
+  EXPECT_TRUE(s.block.nf4_double_quant);
+  EXPECT_EQ(ParseScheme("mxfp4:even")->block.mx_rounding, MxScaleRounding::kEven);
+  EXPECT_EQ(ParseScheme("nvfp4:ct")->block.nvfp4, NvFp4Convention::kCompressedTensors);
+  for (const char* bad : {"nvfp4:ceil", "q4_k:dq", "mxfp4:ct", "nf4:dq:dq", "q4_k:g64", "mxfp4:g0",
+                          "mxfp4:channel", "nf4:s=fp16"}) {
+    StatusOr<Scheme> b = ParseScheme(bad);
+    EXPECT_FALSE(b.ok()) << bad << " accepted as " << ToString(*b);
+  }
+}
+
 TEST(SchemeTest, TileShapes) {
   // [rows, cols] = [10, 172]
   TileShape t = TilesFor(*ParseScheme("int4:g128"), 10, 172);
