@@ -153,7 +153,9 @@ TEST(FormatsCliTest, ListsEveryCodecAndTheSchemeOptions) {
     }
   }
   for (const auto& c : j["block_codecs"]) {
-    if (c["name"] == "nvfp4") EXPECT_EQ(c["block_size"].get<int>(), 16);
+    if (c["name"] == "nvfp4") {
+      EXPECT_EQ(c["block_size"].get<int>(), 16);
+    }
   }
   EXPECT_GE(j["granularities"].size(), 7u);
   EXPECT_GE(j["clip_rules"].size(), 3u);
