@@ -307,6 +307,22 @@ class BitReader {
 
 size_t PackedBytes(int64_t n, int bits) { return size_t((n * bits + 7) / 8); }
 
+// Calls fn(c0, c1, params) for each run of row r whose elements share one tile (noscale: one run).
+template <typename F>
+inline void ForEachRun(const TileShape& ts, bool scaled, int64_t r, int64_t cols,
+                       const std::vector<TileParams>& params, F&& fn) {
+  static const TileParams kUnscaled{1.0f, 0, 0};
+  if (!scaled) {
+    fn(int64_t(0), cols, kUnscaled);
+    return;
+  }
+  const int64_t tile_row = (r / ts.tile_rows) * ts.grid_cols;
+  for (int64_t gc = 0; gc < ts.grid_cols; ++gc) {
+    const int64_t c0 = gc * ts.tile_cols;
+    fn(c0, std::min(cols, c0 + ts.tile_cols), params[size_t(tile_row + gc)]);
+  }
+}
+
 Status CheckInput(const Scheme& s, const float* x, int64_t rows, int64_t cols) {
   if (rows < 0 || cols < 0)
     return Status::Errorf("quantize {}: bad shape [{}, {}]", ToString(s), rows, cols);
@@ -394,30 +410,21 @@ void QuantizedTensor::Dequantize(float* out) const {
     params[t].scale = Scale(t);
     params[t].zero = ZeroPoint(t);
   }
-  const TileParams unscaled{1.0f, 0, 0};
   BitReader rd(codes.data(), code_bits, 0);
   const uint32_t sign = 1u << (code_bits - 1);
   const bool signed_codes = p.is_int && p.qmin < 0;
   for (int64_t r = 0; r < rows; ++r) {
     float* y = out + r * cols;
-    if (!p.scaled) {
-      for (int64_t c = 0; c < cols; ++c) {
-        const uint32_t code = rd.Get();
-        y[c] = p.is_int ? float(int32_t(code ^ sign) - int32_t(sign)) : DequantElem(p, unscaled, code);
-      }
-      continue;
-    }
-    const int64_t tile_row = (r / tiles.tile_rows) * tiles.grid_cols;
-    for (int64_t c = 0; c < cols; ++c) {
-      const TileParams& t = params[size_t(tile_row + c / tiles.tile_cols)];
-      const uint32_t code = rd.Get();
+    ForEachRun(tiles, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
       if (p.is_int) {
-        const int32_t q = signed_codes ? int32_t(code ^ sign) - int32_t(sign) : int32_t(code);
-        y[c] = DequantInt(t, q);
+        for (int64_t c = c0; c < c1; ++c) {
+          const uint32_t code = rd.Get();
+          y[c] = DequantInt(t, signed_codes ? int32_t(code ^ sign) - int32_t(sign) : int32_t(code));
+        }
       } else {
-        y[c] = DequantElem(p, t, code);
+        for (int64_t c = c0; c < c1; ++c) y[c] = DequantElem(p, t, rd.Get());
       }
-    }
+    });
   }
 }
 
@@ -453,16 +460,16 @@ StatusOr<QuantizedTensor> Quantize(const Scheme& scheme, const float* x, int64_t
 
   q.codes.assign(PackedBytes(rows * cols, p.bits), 0);
   BitWriter w(q.codes.data(), p.bits);
-  const uint32_t mask = p.bits >= 32 ? ~0u : (1u << p.bits) - 1;
-  const TileParams unscaled{1.0f, 0, 0};
+  const uint32_t mask = (1u << p.bits) - 1;
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
-    const int64_t tile_row = p.scaled ? (r / q.tiles.tile_rows) * q.tiles.grid_cols : 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const TileParams& t = p.scaled ? params[size_t(tile_row + c / q.tiles.tile_cols)] : unscaled;
-      const uint32_t code = p.is_int ? uint32_t(QuantInt(p, t, xr[c])) & mask : QuantElem(p, t, xr[c]);
-      w.Put(code);
-    }
+    ForEachRun(q.tiles, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
+      if (p.is_int) {
+        for (int64_t c = c0; c < c1; ++c) w.Put(uint32_t(QuantInt(p, t, xr[c])) & mask);
+      } else {
+        for (int64_t c = c0; c < c1; ++c) w.Put(QuantElem(p, t, xr[c]));
+      }
+    });
   }
   w.Flush();
   return q;
@@ -478,17 +485,18 @@ Status FakeQuantize(const Scheme& scheme, const float* x, int64_t rows, int64_t 
   QL_ASSIGN_OR_RETURN(Plan p, MakePlan(scheme));
   const TileShape ts = TilesFor(scheme, rows, cols);
   const std::vector<TileParams> params = ComputeParams(scheme, p, ts, x, rows, cols);
-  const TileParams unscaled{1.0f, 0, 0};
   const bool parallel = rows > 1 && rows * cols >= (int64_t(1) << 18);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     float* y = out + r * cols;
-    const int64_t tile_row = p.scaled ? (r / ts.tile_rows) * ts.grid_cols : 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const TileParams& t = p.scaled ? params[size_t(tile_row + c / ts.tile_cols)] : unscaled;
-      y[c] = RoundTrip(p, t, xr[c]);
-    }
+    ForEachRun(ts, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
+      if (p.is_int) {
+        for (int64_t c = c0; c < c1; ++c) y[c] = DequantInt(t, QuantInt(p, t, xr[c]));
+      } else {
+        for (int64_t c = c0; c < c1; ++c) y[c] = DequantElem(p, t, QuantElem(p, t, xr[c]));
+      }
+    });
   }
   return Status::Ok();
 }
