@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("quantlab ") + QL_GIT_VERSION);
   ql::cli::AddFormatsCommand(app);
   ql::cli::AddRoundtripCommand(app);
+  ql::cli::AddQueryCommand(app);
+  ql::cli::AddMergeCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
