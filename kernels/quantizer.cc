@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include "kernels/half.h"
 
@@ -20,6 +23,57 @@ inline float RoundEven(float v) {
   return (v + kMagic) - kMagic;  // exact under IEEE semantics (no -ffast-math in this project)
 }
 
+// Per-codec tables, built once per codec and kept for the life of the process (codecs live as long).
+//  * decode: code -> value, every code.
+//  * Encode, exact and table-driven for codecs of <= 8 bits: an fp32 value's rounding is decided by
+//    its top 16 bits (sign, exponent, 7 mantissa bits; 65536 buckets) except exactly at a bucket's
+//    first value, where the midpoints of a grid with <= 6 mantissa bits fall. Per bucket we store the
+//    codec's code for the first value and, when the codec gives the same code for the second and
+//    the last value of the bucket (so, rounding being monotone, for all values between), that code;
+//    any other bucket (Inf/NaN, or a midpoint inside it) calls the codec. No rounding rule is
+//    re-implemented here: every table entry is the codec's own answer.
+class CodecTables {
+ public:
+  explicit CodecTables(const ElementCodec* c) : codec_(c) {
+    decode_.resize(size_t(1) << c->bits());
+    for (uint32_t code = 0; code < decode_.size(); ++code) decode_[code] = c->Decode(code);
+    if (c->bits() > 8) return;
+    start_.resize(65536);
+    interior_.resize(65536);
+    for (uint32_t b = 0; b < 65536; ++b) {
+      const float first = BitsF32(b << 16);
+      if (!std::isfinite(first)) {
+        start_[b] = interior_[b] = kSlow;
+        continue;
+      }
+      start_[b] = uint16_t(c->Encode(first));
+      const uint32_t lo = c->Encode(BitsF32((b << 16) | 1u)), hi = c->Encode(BitsF32((b << 16) | 0xFFFFu));
+      interior_[b] = lo == hi ? uint16_t(lo) : kSlow;
+    }
+  }
+  static const CodecTables& For(const ElementCodec* c) {
+    static std::mutex mu;
+    static auto* cache = new std::map<const ElementCodec*, std::unique_ptr<const CodecTables>>();
+    std::lock_guard<std::mutex> lock(mu);
+    auto& slot = (*cache)[c];
+    if (!slot) slot = std::make_unique<const CodecTables>(c);
+    return *slot;
+  }
+  uint32_t Encode(float v) const {
+    if (start_.empty()) return codec_->Encode(v);
+    const uint32_t u = F32Bits(v);
+    const uint16_t e = (u & 0xFFFFu) ? interior_[u >> 16] : start_[u >> 16];
+    return e != kSlow ? e : codec_->Encode(v);
+  }
+  float Decode(uint32_t code) const { return decode_[code]; }
+
+ private:
+  static constexpr uint16_t kSlow = 0xFFFF;
+  const ElementCodec* codec_;
+  std::vector<float> decode_;
+  std::vector<uint16_t> start_, interior_;  // [65536] each, indexed by the top 16 bits of an fp32
+};
+
 // How one scheme maps values to codes.
 struct Plan {
   const ElementCodec* codec = nullptr;
@@ -32,7 +86,7 @@ struct Plan {
   IntMode mode = IntMode::kSym;
   ScaleDtype sdt = ScaleDtype::kFp32;
   const ElementCodec* e4m3 = nullptr;  // scale codec for s=e4m3
-  std::vector<float> lut;     // float/codebook codecs: code -> value
+  const CodecTables* tables = nullptr;  // float/codebook codecs
 };
 
 struct TileParams {
@@ -75,8 +129,7 @@ StatusOr<Plan> MakePlan(const Scheme& s) {
     p.range_div = p.codec->max_finite();
     p.elem_lo = p.codec->min_value();
     p.elem_hi = p.codec->max_finite();
-    p.lut.resize(size_t(1) << p.bits);
-    for (uint32_t c = 0; c < p.lut.size(); ++c) p.lut[c] = p.codec->Decode(c);
+    p.tables = &CodecTables::For(p.codec);
   }
   if (p.sdt == ScaleDtype::kE4m3) {
     QL_ASSIGN_OR_RETURN(p.e4m3, FindElementCodec("fp8_e4m3"));
@@ -151,12 +204,12 @@ inline int32_t QuantInt(const Plan& p, const TileParams& t, float x) {
 }
 inline float DequantInt(const TileParams& t, int32_t q) { return float(q - t.zero) * t.scale; }
 inline uint32_t QuantElem(const Plan& p, const TileParams& t, float x) {
-  if (!p.scaled) return p.codec->Encode(x);
-  if (!(t.scale > 0)) return p.codec->Encode(0.0f);
-  return p.codec->Encode(std::clamp(x / t.scale, p.elem_lo, p.elem_hi));  // saturate, never Inf
+  if (!p.scaled) return p.tables->Encode(x);
+  if (!(t.scale > 0)) return p.tables->Encode(0.0f);
+  return p.tables->Encode(std::clamp(x / t.scale, p.elem_lo, p.elem_hi));  // saturate, never Inf
 }
 inline float DequantElem(const Plan& p, const TileParams& t, uint32_t c) {
-  return p.scaled ? p.lut[c] * t.scale : p.lut[c];
+  return p.scaled ? p.tables->Decode(c) * t.scale : p.tables->Decode(c);
 }
 inline float RoundTrip(const Plan& p, const TileParams& t, float x) {
   return p.is_int ? DequantInt(t, QuantInt(p, t, x)) : DequantElem(p, t, QuantElem(p, t, x));

@@ -423,6 +423,52 @@ TEST(QuantizerPropertyTest, FloatErrorIsAtMostHalfAnUlp) {
   }
 }
 
+// The quantizer's table-driven encoding must give exactly the codec's own rounding: on every
+// representable value, every midpoint between neighbours (ties), one fp32 ulp either side of each,
+// subnormal fp32 inputs, and random values.
+TEST(QuantizerPropertyTest, ElementCastsMatchTheCodecBitForBit) {
+  std::vector<const ElementCodec*> codecs;
+  for (const ElementCodec* c : ElementCodecs())
+    if (c->kind() == FormatKind::kFloat || c->kind() == FormatKind::kCodebook) codecs.push_back(c);
+  for (const char* extra : {"e3m4", "e2m2", "e5m1"})
+    if (auto c = FindElementCodec(extra); c.ok()) codecs.push_back(*c);
+  std::mt19937 rng(31);
+  for (const ElementCodec* c : codecs) {
+    std::vector<float> grid;
+    for (uint32_t code = 0; code < (1u << std::min(c->bits(), 12)); ++code) {
+      const float v = c->Decode(code);
+      if (std::isfinite(v)) grid.push_back(v);
+    }
+    std::sort(grid.begin(), grid.end());
+    std::vector<float> x;
+    for (size_t i = 0; i < grid.size(); ++i) {
+      x.push_back(grid[i]);
+      if (i + 1 < grid.size()) {
+        const float mid = grid[i] + (grid[i + 1] - grid[i]) / 2;
+        x.push_back(mid);
+        x.push_back(std::nextafter(mid, -INFINITY));
+        x.push_back(std::nextafter(mid, INFINITY));
+      }
+    }
+    x.push_back(1e-40f);
+    x.push_back(-1e-40f);
+    x.push_back(-0.0f);
+    std::uniform_real_distribution<float> u(c->min_value(), c->max_finite());
+    for (int i = 0; i < 2000; ++i) x.push_back(u(rng));
+    std::uniform_real_distribution<float> e(-20, 5);
+    for (int i = 0; i < 2000; ++i) x.push_back((i % 2 ? 1 : -1) * std::exp2(e(rng)));
+    std::vector<float> y(x.size());
+    const std::string scheme = c->name() + ":noscale";
+    ASSERT_TRUE(FakeQuantize(S(scheme), x.data(), 1, int64_t(x.size()), y.data()).ok()) << scheme;
+    StatusOr<QuantizedTensor> q = Quantize(S(scheme), x.data(), 1, int64_t(x.size()));
+    ASSERT_TRUE(q.ok());
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_EQ(F32Bits(y[i]), F32Bits(c->Round(x[i]))) << c->name() << " x=" << x[i];
+      ASSERT_EQ(q->RawCode(int64_t(i)), c->Encode(x[i])) << c->name() << " x=" << x[i];
+    }
+  }
+}
+
 TEST(QuantizerPropertyTest, FinerGranularityHasLessError) {
   const int64_t rows = 32, cols = 256;
   const std::vector<float> x = Weights(rows, cols, 23);
