@@ -508,6 +508,13 @@ TEST(GgmlTypes, UnsupportedAndUnknownIdsAreErrorsNamingTheType) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("40"), std::string::npos);
   EXPECT_FALSE(QuantizeGgmlRow(12, y, 100).ok());
+  // Block types reject non-finite input; plain types store it.
+  float x[32] = {};
+  x[31] = INFINITY;
+  StatusOr<std::vector<uint8_t>> inf = QuantizeGgmlRow(8, x, 32);
+  ASSERT_FALSE(inf.ok());
+  EXPECT_NE(inf.status().message().find("column 31"), std::string::npos) << inf.status().message();
+  EXPECT_TRUE(QuantizeGgmlRow(1, x, 32).ok());
 }
 
 TEST(GgmlTypes, PlainTypesRoundTrip) {

@@ -12,7 +12,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import quants as gq
 
-# name -> (ggml type, block elems, block bytes, number of input blocks)
+# name -> (ggml type, block elems, block bytes, number of generic input blocks)
 TYPES = {
     "q8_0": (T.Q8_0, 32, 34, 12),
     "q4_0": (T.Q4_0, 32, 18, 12),
@@ -66,6 +66,65 @@ def inputs_256(rng):
     return np.concatenate(b).astype(np.float32)
 
 
+def qx_winning_steps(x):
+    """For each row of x [N, 16]: which candidate is = -9..9 gave the codes make_qx_quants(16, 32,
+    rmse_type 1) keeps (0 = the initial one). Replays ggml's float32 arithmetic in the same order (sequential sums), vectorized
+    over rows. Used only to *choose* interesting inputs; expected outputs always come from ggml itself."""
+    f = np.float32
+    x = x.astype(f)
+    mx = np.take_along_axis(x, np.argmax(np.abs(x), axis=1)[:, None], axis=1)[:, 0]
+
+    def sums(iscale):
+        slx = np.zeros(len(x), f)
+        sl2 = np.zeros(len(x), f)
+        codes = np.zeros(x.shape, f)
+        for i in range(16):
+            xi = x[:, i]
+            l = np.clip(np.round(iscale * xi), -32, 31).astype(f)  # nearest_int rounds half to even
+            codes[:, i] = l
+            w = xi * xi
+            slx = slx + w * xi * l
+            sl2 = sl2 + w * l * l
+        return slx, sl2, codes
+
+    slx, sl2, best_l = sums(f(-32) / mx)
+    scale = np.where(sl2 != 0, slx / np.where(sl2 != 0, sl2, f(1)), f(0)).astype(f)
+    best = scale * slx
+    win = np.zeros(len(x), int)
+    for is_ in range(-9, 10):
+        if is_ == 0:
+            continue
+        slx, sl2, l = sums(-(f(32) + f(0.1) * f(is_)) / mx)
+        better = (sl2 > 0) & (slx * slx > best * sl2)
+        scale = np.where(better, slx / np.where(sl2 > 0, sl2, f(1)), scale).astype(f)
+        best = np.where(better, scale * slx, best).astype(f)
+        # rounding can let the same codes "win" again; only a win with new codes changes the result
+        new_codes = better & np.any(l != best_l, axis=1)
+        win = np.where(new_codes, is_, win)
+        best_l = np.where(better[:, None], l, best_l)
+    return win
+
+
+def q6k_search_blocks(rng):
+    """One super-block per candidate step is = -9..9 (except 0) of the Q6_K scale search: its first
+    sub-block is one where that step wins, multiplied by 16 (a power of two, so the same step wins) to make
+    it the sub-block of largest scale, which then sets d = fp16(scale/-128) directly, so even a tiny change
+    of the winning scale shows in the bytes. The other 15 sub-blocks are ordinary candidates with amax
+    within a factor e of 1."""
+    cand = np.concatenate([rng.standard_t(3, (100000, 16)), rng.normal(0, 1, (100000, 16))])
+    cand = cand / np.max(np.abs(cand), axis=1, keepdims=True) * np.exp(rng.uniform(-1, 1, (len(cand), 1)))
+    cand = cand.astype(np.float32)
+    win = qx_winning_steps(cand)
+    steps = [k for k in range(-9, 10) if k != 0 and np.any(win == k)]
+    print(f"  q6_k search blocks: winning steps found {steps}")
+    fill = iter(range(len(cand)))
+    out = []
+    for k in steps:
+        out.append(cand[np.flatnonzero(win == k)[0]] * np.float32(16))
+        out += [cand[next(fill)] for _ in range(15)]
+    return np.concatenate(out)
+
+
 def random_blocks(rng, name, nblocks, block_bytes):
     """Random bytes with finite fp16 scales of either sign (exercises every code and scale bit)."""
     raw = rng.integers(0, 256, (nblocks, block_bytes), dtype=np.uint8)
@@ -85,7 +144,9 @@ def main():
 
     for name, (qt, be, bb, nblocks) in TYPES.items():
         x = inputs_32(rng) if be == 32 else inputs_256(rng)
-        assert x.size == nblocks * be
+        if name == "q6_k":
+            x = np.concatenate([x, q6k_search_blocks(rng)])
+        nblocks = x.size // be  # q6_k: 24 + one per winning search step found
         n = x.size
         quant = getattr(lib, f"quantize_row_{GGML_SUFFIX[name]}_ref")
         dequant = getattr(lib, f"dequantize_row_{GGML_SUFFIX[name]}")
@@ -97,9 +158,10 @@ def main():
         y = np.zeros(n, np.float32)
         dequant(q.ctypes.data, y.ctypes.data, n)
 
-        rb = random_blocks(rng, name, nblocks, bb).reshape(-1)
-        ry = np.zeros(n, np.float32)
-        dequant(rb.ctypes.data, ry.ctypes.data, n)
+        n_rand = min(nblocks, 12)
+        rb = random_blocks(rng, name, n_rand, bb).reshape(-1)
+        ry = np.zeros(n_rand * be, np.float32)
+        dequant(rb.ctypes.data, ry.ctypes.data, n_rand * be)
 
         # Cross-check against gguf-py's independent numpy implementation where it has one.
         try:
