@@ -163,7 +163,8 @@ StatusOr<const ElementCodec*> FindElementCodec(std::string_view name) {
   // int<b> / uint<b> with b outside the registered 2..8.
   for (std::string_view prefix : {"uint", "int"}) {
     if (lower.starts_with(prefix) && lower.size() > prefix.size() &&
-        std::all_of(lower.begin() + prefix.size(), lower.end(), [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; }))
+        std::all_of(lower.begin() + prefix.size(), lower.end(),
+                    [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; }))
       return Status::Errorf("element format '{}': integer codecs have 2..8 bits ({}2..{}8)", name, prefix, prefix);
   }
   if (lower.starts_with('e') && lower.size() > 1 && std::isdigit(static_cast<unsigned char>(lower[1]))) {
