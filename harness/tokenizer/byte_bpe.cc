@@ -287,7 +287,7 @@ Status ByteBpeTokenizer::SaveTokenizerJson(const std::string& path) const {
   }
   OJ vocab = OJ::object();
   for (size_t i = 0; i < pieces_.size(); ++i) {
-    if (!pieces_[i].empty() && !is_added_[i]) vocab[pieces_[i]] = i;
+    if (!pieces_[i].empty()) vocab[pieces_[i]] = i;  // tokenizers wants added tokens in the vocab too
   }
   OJ merges = OJ::array();
   for (const auto& [a, b] : merges_) {
