@@ -330,6 +330,15 @@ Status ByteBpeTokenizer::SaveTokenizerJson(const std::string& path) const {
   return Status::Ok();
 }
 
+StatusOr<std::string> PreTokenizerNameFromGguf(std::string_view pre) {
+  if (pre == "gpt-2" || pre == "gpt2") return std::string("gpt2");
+  if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe") return std::string("llama3");
+  if (pre == "qwen2") return std::string("qwen2");
+  if (pre == "smollm" || pre == "starcoder" || pre == "refact") return std::string("smollm");
+  return Status::Errorf("GGUF tokenizer.ggml.pre '{}' has no pre-tokenizer here (known: gpt-2, llama-bpe, "
+                        "llama3, qwen2, smollm, starcoder, refact)", pre);
+}
+
 StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJson(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return Status::Errorf("{}: cannot open tokenizer.json", path);

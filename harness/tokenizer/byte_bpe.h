@@ -106,6 +106,11 @@ StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJson(const std::string&
 StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJsonText(std::string_view json,
                                                                   std::string_view source);
 
+// Our pre-tokenizer name for a GGUF "tokenizer.ggml.pre" value of a byte-level ("gpt2") vocabulary,
+// as llama.cpp names them: gpt-2 -> gpt2; llama3, llama-v3, llama-bpe -> llama3; qwen2 -> qwen2;
+// smollm, starcoder, refact -> smollm. Anything else is an error naming the value.
+StatusOr<std::string> PreTokenizerNameFromGguf(std::string_view gguf_pre);
+
 // Trains byte-level BPE on text (deterministic): the 256 byte pieces (ids in byte order after the
 // special tokens, which take ids 0..k-1), then merges of the most frequent adjacent pair within the
 // pre-tokenizer's words (ties: the pair of smaller (left id, right id)) until vocab_size pieces or
