@@ -210,6 +210,12 @@ Status WriteHfDir(const std::string& dir, const Model& model, FloatDtype dtype, 
   bool known = false;
   for (const ArchDefaults& a : kArchs) known |= model.config.arch == a.model_type;
   if (!known) return Status::Errorf("{}: cannot write architecture '{}' as a HF checkpoint", dir, model.config.arch);
+  // transformers derives these from model_type; a model that differs cannot be described by config.json.
+  const ModelConfig& c = model.config;
+  if (c.qkv_bias != (c.arch == "qwen2") || c.qk_norm != (c.arch == "qwen3"))
+    return Status::Errorf("{}: a {} model with qkv_bias={} qk_norm={} has no Hugging Face config (llama: neither, "
+                          "qwen2: q/k/v bias, qwen3: q/k norm)",
+                          dir, c.arch, c.qkv_bias, c.qk_norm);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::Errorf("{}: cannot create directory ({})", dir, ec.message());

@@ -23,7 +23,7 @@ std::string HfConfigJson(const ModelConfig& config, FloatDtype dtype);
 StatusOr<Model> ReadHfDir(const std::string& dir, CheckpointInfo* info = nullptr);
 
 // Writes dir/config.json and dir/model.safetensors (or shards of at most max_shard_bytes plus the
-// index when max_shard_bytes > 0). q/k are converted to the rotate-half layout if needed. The tokenizer
+// index when max_shard_bytes > 0). qkv_bias/qk_norm must match the arch (qwen2 / qwen3). q/k are converted to the rotate-half layout if needed. The tokenizer
 // is not written (tokenizer.json export needs the byte-level BPE tokenizer).
 Status WriteHfDir(const std::string& dir, const Model& model, FloatDtype dtype, uint64_t max_shard_bytes = 0);
 
