@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "harness/model/generate.h"
@@ -45,7 +46,8 @@ struct Workspace {
   std::vector<float> scores;    // [threads, kBlock, n_keys] attention scratch
 };
 
-constexpr int kBlock = 64;  // query rows per attention work item
+constexpr int kBlock = 64;                 // query rows per attention work item
+constexpr double kMinParallelFlops = 4e6;  // attention below this runs on the calling thread
 
 // y[n, out] = x[n, in] · W[out, in]ᵀ (+ b). With a linear_input hook the hook sees (and may change)
 // a private copy of x, so every linear fed by the same activations (q/k/v, gate/up) sees them
@@ -80,10 +82,14 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
   const int n_items = H * n_blocks;
   const float scale = 1.0f / std::sqrt(float(hd));
   const int max_keys = pos0 + n;
-  const int threads = std::max(1, std::min(omp_get_max_threads(), n_items));
+  // Threads only pay off for real work: a parallel region's fork/join costs microseconds when the
+  // cores are free and milliseconds when they are shared (threads wait for a descheduled sibling).
+  const double flops = 2.0 * H * hd * double(n) * (pos0 + 0.5 * n + 0.5 * kBlock) * 2;
+  const int threads = flops < kMinParallelFlops ? 1 : std::max(1, std::min(omp_get_max_threads(), n_items));
   ws.scores.resize(size_t(threads) * kBlock * max_keys);
-  SingleThreadedBlas single;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  std::optional<SingleThreadedBlas> single;
+  if (threads > 1) single.emplace();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
   for (int item = 0; item < n_items; ++item) {
     // Largest blocks (last queries) first for a better dynamic schedule.
     const int blk = n_blocks - 1 - item / H, h = item % H;
