@@ -1,6 +1,8 @@
 // Benchmarks of the forward pass: this machine's sgemm peak (OpenBLAS, all its threads) and
 // ForwardWindow tokens/s and GFLOP/s on the SmolLM2-135M and stories260K shapes. Not tests.
 //   build/ql_bench --benchmark_filter='Sgemm|Forward' --benchmark_repetitions=3
+// Variants named *Cpu report rates per second of process CPU time summed over threads (GFLOP per
+// core-second): on a shared machine wall time measures the other jobs, CPU time measures us.
 // FLOP count of a window of T tokens (counters "GFLOP/s"):
 //   linears   2·T·P_lin, P_lin = every linear weight incl. the LM head (the tied embedding counted as
 //             the head, since the lookup itself is free) — what the sgemms do;
@@ -41,6 +43,9 @@ void BM_SgemmPeak(benchmark::State& state) {
   state.counters["blas_threads"] = openblas_get_num_threads();
 }
 BENCHMARK(BM_SgemmPeak)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Same, with rates per second of process CPU time (all threads): robust when other jobs share the cores.
+BENCHMARK(BM_SgemmPeak)->Name("BM_SgemmPeakCpu")->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime();
 
 // The linears of one 135M layer at T tokens, as ForwardWindow calls them (X·Wᵀ).
 void BM_SgemmShapes135M(benchmark::State& state) {
@@ -91,6 +96,8 @@ void RunWindow(benchmark::State& state, const Model& m) {
 
 void BM_Forward135M(benchmark::State& state) { RunWindow(state, Model135M()); }
 BENCHMARK(BM_Forward135M)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_Forward135M)->Name("BM_Forward135MCpu")->Arg(512)->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()->MinTime(2.0);
 
 void BM_ForwardStories260K(benchmark::State& state) { RunWindow(state, ModelStories()); }
 BENCHMARK(BM_ForwardStories260K)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();

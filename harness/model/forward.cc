@@ -88,15 +88,17 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
 }
 
 // Causal grouped-query attention for n queries at positions pos0..pos0+n-1 over keys 0..pos0+n-1.
-// q: [n, H*hd]; k, v: [pos0+n, KV*hd]; out: [n, H*hd]. Work item = (head, block of kBlock queries):
-// S = Q_blk·K[0:end]ᵀ·scale (sgemm), row softmax over the causal prefix, O_blk = P·V[0:end] (sgemm).
-// Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops.
+// q: [n, H*hd]; k, v: [pos0+n, KV*hd]; out: [n, H*hd]. Work item = (KV head g, block of kBlock query
+// positions): the `group` = H/KV query heads sharing g are stacked into one [group*rows, hd] matrix so
+// each sgemm packs K/V once for all of them:
+//   S = Qg·K_g[0:end]ᵀ·scale (sgemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (sgemm).
+// Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops (causal-only count × ~1.1).
 void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int n, int pos0, float* out,
                Workspace& ws) {
   const int H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, group = H / KV;
   const int q_stride = H * hd, kv_stride = KV * hd;
   const int n_blocks = (n + kBlock - 1) / kBlock;
-  const int n_items = H * n_blocks;
+  const int n_items = KV * n_blocks;
   const float scale = 1.0f / std::sqrt(float(hd));
   const int max_keys = pos0 + n;
   // Threads only pay off for real work: a parallel region's fork/join costs microseconds when the
@@ -104,26 +106,37 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
   const double flops = 2.0 * H * hd * double(n) * (pos0 + 0.5 * n + 0.5 * kBlock) * 2;
   const int budget = std::max(1, openblas_get_num_threads());  // OPENBLAS_NUM_THREADS caps us too
   const int threads = flops < kMinParallelFlops ? 1 : std::min(budget, n_items);
-  ws.scores.resize(size_t(threads) * kBlock * max_keys);
+  const size_t per_thread = size_t(group) * kBlock * (size_t(max_keys) + 2 * hd);
+  ws.scores.resize(size_t(threads) * per_thread);
   std::optional<SingleThreadedBlas> single;
   if (threads > 1) single.emplace();
   ParallelFor(n_items, threads, [&](int item, int tid) {
     // Largest blocks (last queries) first for a better dynamic schedule.
-    const int blk = n_blocks - 1 - item / H, h = item % H;
+    const int blk = n_blocks - 1 - item / KV, g = item % KV;
     const int r0 = blk * kBlock, rows = std::min(kBlock, n - r0);
     const int keys = pos0 + r0 + rows;  // causal: the last row of the block sees this many keys
-    const int kvh = h / group;
-    float* s = ws.scores.data() + size_t(tid) * kBlock * max_keys;  // [rows, keys]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale,
-                q + size_t(r0) * q_stride + h * hd, q_stride, k + kvh * hd, kv_stride, 0.0f, s, keys);
-    for (int r = 0; r < rows; ++r) {
-      float* row = s + size_t(r) * keys;
-      const int valid = pos0 + r0 + r + 1;
+    const int m = group * rows;         // stacked rows: head j's row r at j*rows + r
+    float* qg = ws.scores.data() + size_t(tid) * per_thread;  // [m, hd]
+    float* og = qg + size_t(m) * hd;                          // [m, hd]
+    float* s = og + size_t(m) * hd;                           // [m, keys]
+    for (int j = 0; j < group; ++j)
+      for (int r = 0; r < rows; ++r)
+        std::memcpy(qg + (size_t(j) * rows + r) * hd, q + size_t(r0 + r) * q_stride + (g * group + j) * hd,
+                    sizeof(float) * hd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, 0.0f,
+                s, keys);
+    for (int i = 0; i < m; ++i) {
+      float* row = s + size_t(i) * keys;
+      const int valid = pos0 + r0 + i % rows + 1;
       ops::Softmax(row, valid);
       std::fill(row + valid, row + keys, 0.0f);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, s, keys, v + kvh * hd,
-                kv_stride, 0.0f, out + size_t(r0) * q_stride + h * hd, q_stride);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, 0.0f,
+                og, hd);
+    for (int j = 0; j < group; ++j)
+      for (int r = 0; r < rows; ++r)
+        std::memcpy(out + size_t(r0 + r) * q_stride + (g * group + j) * hd, og + (size_t(j) * rows + r) * hd,
+                    sizeof(float) * hd);
   });
 }
 
