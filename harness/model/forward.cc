@@ -79,8 +79,12 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
     hooks->linear_input(path, ws.hook.data(), n, in);
     x = ws.hook.data();
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data.data(), in, 0.0f, y,
-              out);
+  if (n == 1) {  // decoding: a matrix-vector product; sgemm would pack (copy) all of W first
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.data.data(), in, x, 1, 0.0f, y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data.data(), in, 0.0f, y,
+                out);
+  }
   if (bias) {
     const float* b = model.W(path + ".bias").data.data();
     for (int t = 0; t < n; ++t) ops::Add(b, y + size_t(t) * out, out);
