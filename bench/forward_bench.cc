@@ -13,6 +13,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -63,6 +64,32 @@ BENCHMARK(BM_SgemmShapes135M)
     ->Args({512, 576, 1536})   // gate_proj, up_proj
     ->Args({512, 1536, 576})   // down_proj
     ->Args({512, 576, 49152})  // lm_head
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same shapes, computed as two single-threaded sgemms on half the rows each (one std::thread per
+// half): the alternative to OpenBLAS's own threading that a row-split forward pass would use.
+void BM_SgemmShapes135MRowSplit(benchmark::State& state) {
+  const int T = int(state.range(0)), in = int(state.range(1)), out = int(state.range(2));
+  std::vector<float> x(size_t(T) * in, 0.5f), w(size_t(out) * in, 0.25f), y(size_t(T) * out);
+  const int saved = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  for (auto _ : state) {
+    auto half = [&](int r0, int r1) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, out, in, 1.0f, x.data() + size_t(r0) * in, in,
+                  w.data(), in, 0.0f, y.data() + size_t(r0) * out, out);
+    };
+    std::thread other(half, T / 2, T);
+    half(0, T / 2);
+    other.join();
+    benchmark::DoNotOptimize(y.data());
+  }
+  openblas_set_num_threads(saved);
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * T * in * out * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_SgemmShapes135MRowSplit)
+    ->Args({512, 576, 576})
+    ->Args({512, 576, 1536})
+    ->Args({512, 1536, 576})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 const Model& Model135M() {
