@@ -16,6 +16,8 @@ void Fail(const std::string& command, const Status& status);  // prints, sets Ex
 
 void AddFormatsCommand(CLI::App& app);
 void AddRoundtripCommand(CLI::App& app);
+void AddQueryCommand(CLI::App& app);
+void AddMergeCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 
 }  // namespace ql::cli
