@@ -175,6 +175,7 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
   const float eps = c.norm_eps;
 
   // Reused across calls on this thread: fresh multi-MB buffers would page-fault on every window.
+  // Hence a hook must not itself run a forward pass on the calling thread (it would clobber ws).
   thread_local Workspace ws;
   ws.x.resize(size_t(n) * D);
   ws.xn.resize(size_t(n) * std::max(D, q_out));
