@@ -22,5 +22,6 @@ void AddSweepCommand(CLI::App& app);
 void AddCompareCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
+void AddGenerateCommand(CLI::App& app);
 
 }  // namespace ql::cli

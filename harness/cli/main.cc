@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   ql::cli::AddFormatsCommand(app);
   ql::cli::AddRoundtripCommand(app);
   ql::cli::AddEvalCommand(app);
+  ql::cli::AddGenerateCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
