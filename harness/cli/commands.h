@@ -17,5 +17,7 @@ void Fail(const std::string& command, const Status& status);  // prints, sets Ex
 void AddFormatsCommand(CLI::App& app);
 void AddRoundtripCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
+void AddQueryCommand(CLI::App& app);
+void AddMergeCommand(CLI::App& app);
 
 }  // namespace ql::cli

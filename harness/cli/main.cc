@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   ql::cli::AddFormatsCommand(app);
   ql::cli::AddRoundtripCommand(app);
   ql::cli::AddEvalCommand(app);
+  ql::cli::AddQueryCommand(app);
+  ql::cli::AddMergeCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
