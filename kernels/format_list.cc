@@ -13,6 +13,7 @@
 #include "kernels/format.h"
 #include "kernels/int_codec.h"
 #include "kernels/minifloat.h"
+#include "kernels/gguf_blocks.h"
 
 namespace ql {
 
@@ -63,7 +64,15 @@ const std::vector<const ElementCodec*>& ElementCodecs() {
 // Block codecs are added here (one include above and one line in this list), by the helpers that
 // implement them: MX, NVFP4, NF4, GGUF Q* blocks.
 const std::vector<const BlockCodec*>& BlockCodecs() {
-  static const std::vector<const BlockCodec*> kList = {};
+  static const std::vector<const BlockCodec*> kList = {
+      GgufQ8_0Codec(),
+      GgufQ4_0Codec(),
+      GgufQ4_1Codec(),
+      GgufQ5_0Codec(),
+      GgufQ5_1Codec(),
+      GgufQ4_KCodec(),
+      GgufQ6_KCodec(),
+  };
   return kList;
 }
 

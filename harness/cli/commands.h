@@ -19,5 +19,6 @@ void AddRoundtripCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
 void AddQueryCommand(CLI::App& app);
 void AddMergeCommand(CLI::App& app);
+void AddInspectCommand(CLI::App& app);
 
 }  // namespace ql::cli

@@ -13,6 +13,7 @@
 
 #include "harness/io/rope_layout.h"
 #include "harness/tokenizer/spm_bpe.h"
+#include "kernels/gguf_blocks.h"
 #include "kernels/half.h"
 
 namespace ql::io {
@@ -24,51 +25,8 @@ constexpr uint32_t kGgufMagic = 0x46554747;  // bytes "GGUF"
 constexpr int kMaxDims = 4;                  // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;
 
-// ggml type ids with their storage (SPECS §4). Loadable: F32, F16, BF16, F64.
-struct TypeDesc {
-  uint32_t id;
-  const char* name;
-  int block_elems;
-  int block_bytes;
-  bool loadable;
-};
-constexpr TypeDesc kTypes[] = {
-    {0, "f32", 1, 4, true},      {1, "f16", 1, 2, true},      {2, "q4_0", 32, 18, false},
-    {3, "q4_1", 32, 20, false},  {6, "q5_0", 32, 22, false},  {7, "q5_1", 32, 24, false},
-    {8, "q8_0", 32, 34, false},  {9, "q8_1", 32, 36, false},  {10, "q2_K", 256, 84, false},
-    {11, "q3_K", 256, 110, false}, {12, "q4_K", 256, 144, false}, {13, "q5_K", 256, 176, false},
-    {14, "q6_K", 256, 210, false}, {15, "q8_K", 256, 292, false}, {24, "i8", 1, 1, false},
-    {25, "i16", 1, 2, false},    {26, "i32", 1, 4, false},    {27, "i64", 1, 8, false},
-    {28, "f64", 1, 8, true},     {30, "bf16", 1, 2, true},
-};
-const TypeDesc* FindType(uint32_t id) {
-  for (const TypeDesc& t : kTypes)
-    if (t.id == id) return &t;
-  return nullptr;
-}
-
-// One row of n elements of a loadable type -> floats.
-void DecodeRow(uint32_t type, const uint8_t* src, int64_t n, float* dst) {
-  switch (type) {
-    case 0: std::memcpy(dst, src, 4 * size_t(n)); return;
-    case 1:
-    case 30:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = type == 1 ? F16ToF32(h) : Bf16ToF32(h);
-      }
-      return;
-    case 28:
-      for (int64_t i = 0; i < n; ++i) {
-        double d;
-        std::memcpy(&d, src + 8 * i, 8);
-        dst[i] = float(d);
-      }
-      return;
-  }
-  QL_CHECK(false, "DecodeRow: type {} is not loadable", type);
-}
+// ggml type ids, block sizes and dequantization come from kernels/gguf_blocks.h (SPECS §4 table).
+const GgmlTypeInfo* FindType(uint32_t id) { return id > INT32_MAX ? nullptr : FindGgmlTypeInfo(int(id)); }
 
 int ScalarBytes(GgufType t) {
   switch (t) {
@@ -280,7 +238,7 @@ const GgufValue* GgufFile::Find(const std::string& key) const {
 }
 
 std::string GgmlTypeName(uint32_t type) {
-  const TypeDesc* t = FindType(type);
+  const GgmlTypeInfo* t = FindType(type);
   return t ? t->name : fmt::format("type{}", type);
 }
 
@@ -357,10 +315,10 @@ StatusOr<GgufFile> ReadGgufHeader(const std::string& path) {
     QL_RETURN_IF_ERROR(r.Read(t.ne.data(), 8 * n_dims, "the shape of tensor '" + t.name + "'"));
     QL_RETURN_IF_ERROR(r.ReadPod(&t.type, "the type of tensor '" + t.name + "'"));
     QL_RETURN_IF_ERROR(r.ReadPod(&t.offset, "the data offset of tensor '" + t.name + "'"));
-    const TypeDesc* td = FindType(t.type);
+    const GgmlTypeInfo* td = FindType(t.type);
     if (!td)
-      return Status::Errorf("{}: tensor '{}' has unknown ggml type id {} (this build knows ids 0-15, 24-28, 30)",
-                            path, t.name, t.type);
+      return Status::Errorf("{}: tensor '{}' has unknown ggml type id {} (not in the ggml type table)", path,
+                            t.name, t.type);
     uint64_t numel = 1;
     for (uint64_t d : t.ne) {
       if (d != 0 && numel > (uint64_t(1) << 56) / d)
@@ -402,12 +360,12 @@ StatusOr<GgufFile> ReadGgufHeader(const std::string& path) {
 }
 
 StatusOr<Tensor> ReadGgufTensor(const GgufFile& file, FileReader& reader, const GgufTensorInfo& t) {
-  const TypeDesc* td = FindType(t.type);
+  const GgmlTypeInfo* td = FindType(t.type);
   QL_CHECK(td != nullptr, "tensor infos were checked by ReadGgufHeader");
-  if (!td->loadable)
-    return Status::Errorf("{}: tensor '{}' is stored as {} (ggml type {}), which this build cannot dequantize yet "
-                          "(loadable: f32, f16, bf16, f64)",
-                          file.path, t.name, td->name, t.type);
+  if (!td->supported) {
+    Status st = SupportedGgmlType(int(t.type)).status();
+    return Status::Errorf("{}: tensor '{}': {}", file.path, t.name, st.message());
+  }
   Tensor out;
   out.shape = t.TorchShape();
   out.data.resize(size_t(out.numel()));
@@ -416,7 +374,10 @@ StatusOr<Tensor> ReadGgufTensor(const GgufFile& file, FileReader& reader, const 
   const int64_t row = int64_t(t.ne[0]);
   const int64_t rows = row == 0 ? 0 : out.numel() / row;
   const uint64_t row_bytes = uint64_t(row) / td->block_elems * td->block_bytes;
-  for (int64_t k = 0; k < rows; ++k) DecodeRow(t.type, buf.data() + k * row_bytes, row, out.data.data() + k * row);
+  for (int64_t k = 0; k < rows; ++k) {
+    Status st = DequantizeGgmlRow(int(t.type), buf.data() + k * row_bytes, row, out.data.data() + k * row);
+    if (!st.ok()) return Status::Errorf("{}: tensor '{}' row {}: {}", file.path, t.name, k, st.message());
+  }
   return out;
 }
 
