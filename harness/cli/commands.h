@@ -20,5 +20,6 @@ void AddEvalCommand(CLI::App& app);
 void AddQueryCommand(CLI::App& app);
 void AddMergeCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
+void AddGenerateCommand(CLI::App& app);
 
 }  // namespace ql::cli

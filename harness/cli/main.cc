@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   ql::cli::AddEvalCommand(app);
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
+  ql::cli::AddGenerateCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
