@@ -13,6 +13,9 @@
 #include "kernels/format.h"
 #include "kernels/int_codec.h"
 #include "kernels/minifloat.h"
+#include "kernels/mx.h"
+#include "kernels/nf4.h"
+#include "kernels/nvfp4.h"
 #include "kernels/gguf_blocks.h"
 
 namespace ql {
@@ -30,10 +33,20 @@ std::string_view FormatKindName(FormatKind k) {
 
 const std::vector<const ElementCodec*>& ElementCodecs() {
   // Function-local statics: built on first use, never destroyed before their users.
-  static const IntCodec kInt2(2, true), kInt3(3, true), kInt4(4, true), kInt5(5, true), kInt6(6, true),
-      kInt7(7, true), kInt8(8, true);
-  static const IntCodec kUint2(2, false), kUint3(3, false), kUint4(4, false), kUint5(5, false),
-      kUint6(6, false), kUint7(7, false), kUint8(8, false);
+  static const IntCodec kInt2(2, true);
+  static const IntCodec kInt3(3, true);
+  static const IntCodec kInt4(4, true);
+  static const IntCodec kInt5(5, true);
+  static const IntCodec kInt6(6, true);
+  static const IntCodec kInt7(7, true);
+  static const IntCodec kInt8(8, true);
+  static const IntCodec kUint2(2, false);
+  static const IntCodec kUint3(3, false);
+  static const IntCodec kUint4(4, false);
+  static const IntCodec kUint5(5, false);
+  static const IntCodec kUint6(6, false);
+  static const IntCodec kUint7(7, false);
+  static const IntCodec kUint8(8, false);
   static const MinifloatCodec kFp16(Fp16Spec());
   static const MinifloatCodec kBf16(Bf16Spec());
   static const MinifloatCodec kFp8E4m3(Fp8E4m3Spec());
@@ -45,8 +58,20 @@ const std::vector<const ElementCodec*>& ElementCodecs() {
   static const MinifloatCodec kFp4E2m1(Fp4E2m1Spec());
   static const E8M0Codec kE8m0;
   static const std::vector<const ElementCodec*> kList = {
-      &kInt2, &kInt3, &kInt4, &kInt5, &kInt6, &kInt7, &kInt8,
-      &kUint2, &kUint3, &kUint4, &kUint5, &kUint6, &kUint7, &kUint8,
+      &kInt2,
+      &kInt3,
+      &kInt4,
+      &kInt5,
+      &kInt6,
+      &kInt7,
+      &kInt8,
+      &kUint2,
+      &kUint3,
+      &kUint4,
+      &kUint5,
+      &kUint6,
+      &kUint7,
+      &kUint8,
       &kFp16,
       &kBf16,
       &kFp8E4m3,
@@ -65,6 +90,14 @@ const std::vector<const ElementCodec*>& ElementCodecs() {
 // implement them: MX, NVFP4, NF4, GGUF Q* blocks.
 const std::vector<const BlockCodec*>& BlockCodecs() {
   static const std::vector<const BlockCodec*> kList = {
+      &MxFp8E4M3Codec(),
+      &MxFp8E5M2Codec(),
+      &MxFp6E2M3Codec(),
+      &MxFp6E3M2Codec(),
+      &MxFp4Codec(),
+      &MxInt8Codec(),
+      &NvFp4BlockCodec(),
+      &Nf4BlockCodec(),
       GgufQ8_0Codec(),
       GgufQ4_0Codec(),
       GgufQ4_1Codec(),
@@ -130,7 +163,8 @@ StatusOr<const ElementCodec*> FindElementCodec(std::string_view name) {
   // int<b> / uint<b> with b outside the registered 2..8.
   for (std::string_view prefix : {"uint", "int"}) {
     if (lower.starts_with(prefix) && lower.size() > prefix.size() &&
-        std::all_of(lower.begin() + prefix.size(), lower.end(), [](char ch) { return std::isdigit(ch); }))
+        std::all_of(lower.begin() + prefix.size(), lower.end(),
+                    [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; }))
       return Status::Errorf("element format '{}': integer codecs have 2..8 bits ({}2..{}8)", name, prefix, prefix);
   }
   if (lower.starts_with('e') && lower.size() > 1 && std::isdigit(static_cast<unsigned char>(lower[1]))) {
@@ -138,10 +172,21 @@ StatusOr<const ElementCodec*> FindElementCodec(std::string_view name) {
     if (!spec.ok()) return spec.status();
     // Generic minifloats are created once per canonical name and kept for the life of the process,
     // so the returned pointer is stable. The mutex makes concurrent first lookups safe.
+    // Same parameters as a named format: that format ("e4m3_fn" -> fp8_e4m3, "e2m1" -> fp4_e2m1).
+    for (const ElementCodec* c : ElementCodecs()) {
+      const auto* mf = dynamic_cast<const MinifloatCodec*>(c);
+      if (mf != nullptr && mf->spec().exp_bits == spec->exp_bits && mf->spec().man_bits == spec->man_bits &&
+          mf->bias() == spec->ResolvedBias() && mf->spec().subnormals == spec->subnormals &&
+          mf->spec().policy == spec->policy)
+        return c;
+    }
+    // A bare "e<E>m<M>" that is an alias of a different format keeps its policy in the name, so the
+    // stored name finds this format again ("e4m3_none", since "e4m3" means fp8_e4m3).
+    if (aliases.count(spec->name) != 0 || FindRegistered(spec->name) != nullptr)
+      spec->name += fmt::format("_{}", MinifloatPolicyName(spec->policy));
     static std::mutex mu;
     static std::map<std::string, std::unique_ptr<const MinifloatCodec>>* cache =
         new std::map<std::string, std::unique_ptr<const MinifloatCodec>>();
-    if (const ElementCodec* c = FindRegistered(spec->name)) return c;
     std::lock_guard<std::mutex> lock(mu);
     auto& slot = (*cache)[spec->name];
     if (!slot) slot = std::make_unique<const MinifloatCodec>(*spec);

@@ -606,6 +606,18 @@ Status CheckRowLength(const GgmlTypeInfo& info, int64_t n) {
   return Status::Ok();
 }
 
+// Block quantizers need finite input: NaN/Inf would reach float->int conversions (undefined behaviour).
+Status CheckFinite(std::string_view what, const float* x, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!std::isfinite(x[i])) {
+      return Status::Errorf("{}: non-finite input {} at row {}, column {} (ggml block quants need finite "
+                            "values; clean or clamp the tensor first)",
+                            what, x[i], i / cols, i % cols);
+    }
+  }
+  return Status::Ok();
+}
+
 // ---------------------------------------------------------------------------------------------
 // BlockCodec
 // ---------------------------------------------------------------------------------------------
@@ -629,13 +641,7 @@ class GgufCodec final : public BlockCodec {
                             t_.codec_name, t_.block_elems, opt.block_size, t_.block_elems);
     }
     if (rows < 0 || cols < 0) return Status::Errorf("{}: negative shape [{}, {}]", t_.codec_name, rows, cols);
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      if (!std::isfinite(x[i])) {
-        return Status::Errorf("{}: non-finite input {} at row {}, column {} (ggml block quants need finite "
-                              "values)",
-                              t_.codec_name, x[i], i / cols, i % cols);
-      }
-    }
+    QL_RETURN_IF_ERROR(CheckFinite(t_.codec_name, x, rows, cols));
     PackedBlocks p;
     p.rows = rows;
     p.cols = cols;
@@ -722,6 +728,7 @@ Status DequantizeGgmlRow(int type_id, const uint8_t* src, int64_t n, float* dst)
 StatusOr<std::vector<uint8_t>> QuantizeGgmlRow(int type_id, const float* x, int64_t n) {
   QL_ASSIGN_OR_RETURN(GgmlTypeInfo info, SupportedGgmlType(type_id));
   QL_RETURN_IF_ERROR(CheckRowLength(info, n));
+  if (info.block_elems > 1) QL_RETURN_IF_ERROR(CheckFinite(info.name, x, 1, n));
   std::vector<uint8_t> out(size_t(n / info.block_elems * info.block_bytes));
   switch (type_id) {
     case 0:

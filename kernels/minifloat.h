@@ -12,7 +12,10 @@
 //   kNone: every code is a finite number, +-0 kept (MX FP6/FP4).
 //
 // Encode (the "saturating cast" of SPECS §1.1): round the exact input to the nearest representable
-// value, ties to even mantissa (exact integer arithmetic on the fp32 bits); a finite input whose
+// value, ties to the even integer significand (exact integer arithmetic on the fp32 bits): for M >= 1
+// that is the even mantissa LSB; for M = 0 a tie between 2^k and 2^(k+1) goes UP to 2^(k+1) (significand
+// 1 vs 2, as microxcaling's round(a/2^e * 2^(mbits-2)) does) and a tie between 0 and 2^emin goes to 0.
+// A finite input whose
 // magnitude is >= max_finite encodes as +-max_finite. NOTE: PyTorch's raw float->float8_e4m3fn cast is
 // NOT saturating (|x| >= 480 -> NaN, (464, 480) also -> NaN) and its E5M2 cast overflows to Inf;
 // quantizers clamp to +-max before casting, which is what this codec does in one step (SPECS §1.1).
@@ -66,6 +69,9 @@ Status ValidateMinifloatSpec(const MinifloatSpec& spec);
 // default, then _nosub: "E3M4_None" -> "e3m4", "e4m3_b7_fn" -> "e4m3_fn". The named formats and their
 // aliases (e4m3 -> fp8_e4m3 = E4M3FN, e5m2 -> fp8_e5m2 = IEEE-like) are resolved before this grammar
 // by FindElementCodec, so "e4m3" means fp8_e4m3 while "e4m3_none" is the all-finite variant.
+// FindElementCodec returns the named codec when the parsed parameters equal a named format
+// ("e4m3_fn" -> fp8_e4m3, "e2m1_none" -> fp4_e2m1, "e5m10_ieee" -> fp16), and spells the policy out
+// when the bare canonical name is an alias of a different format ("e4m3_none", "e5m2_none").
 StatusOr<MinifloatSpec> ParseMinifloatName(std::string_view name);
 
 class MinifloatCodec final : public ElementCodec {
@@ -91,6 +97,7 @@ class MinifloatCodec final : public ElementCodec {
 
  private:
   double DecodeMagnitude(uint32_t mag) const;  // mag = the low E+M bits of a finite code
+  float DecodeUncached(uint32_t code) const;   // code masked to bits(); NaN codes give a (signed) NaN
 
   MinifloatSpec spec_;
   std::string description_;

@@ -185,8 +185,9 @@ TEST(SmallFloats, Fp8SpotValues) {
 
 // ---- Encode against a brute-force nearest-value oracle over the decoded code table ----
 // Nearest finite value to min(max(x, -max), max); a tie goes to the code whose mantissa LSB (= code
-// LSB) is 0. A result of 0 takes the sign of x when the format has -0.
-uint32_t OracleEncode(const ElementCodec* c, bool neg_zero, float xf) {
+// LSB) is 0, and for M = 0 formats (no mantissa bit) to the larger magnitude (the integer significand
+// 1 vs 2: 2 is even). A result of 0 takes the sign of x when the format has -0.
+uint32_t OracleEncode(const ElementCodec* c, bool neg_zero, bool m0, float xf) {
   const double x = std::clamp(double(xf), -double(c->max_finite()), double(c->max_finite()));
   const uint32_t sign_bit = 1u << (c->bits() - 1);
   uint32_t best = 0;
@@ -195,7 +196,8 @@ uint32_t OracleEncode(const ElementCodec* c, bool neg_zero, float xf) {
     const float v = c->Decode(code);
     if (!std::isfinite(v) || (v == 0 && code != 0)) continue;
     const double d = std::fabs(double(v) - x);
-    if (d < best_d || (d == best_d && (code & 1u) == 0 && (best & 1u) == 1)) {
+    const bool tie_wins = m0 ? (std::fabs(v) > std::fabs(c->Decode(best)) && c->Decode(best) != 0) : ((code & 1u) == 0 && (best & 1u) == 1);
+    if (d < best_d || (d == best_d && tie_wins)) {
       best = code;
       best_d = d;
     }
@@ -204,11 +206,30 @@ uint32_t OracleEncode(const ElementCodec* c, bool neg_zero, float xf) {
   return best;
 }
 
+// The named <= 8-bit formats plus generic ones (name, has -0, canonical codes ordered by value).
+struct OracleFormat {
+  std::string name;
+  bool neg_zero;
+  bool ordered_codes;  // false for _nosub: exponent-0 codes with m != 0 are extra zeros
+  bool m0() const { return name.find("m0") != std::string::npos; }  // no mantissa bits
+};
+std::vector<OracleFormat> OracleFormats() {
+  std::vector<OracleFormat> v;
+  for (const FloatFacts& f : SmallFloatFacts()) v.push_back({f.name, f.neg_zero, true});
+  for (const char* g : {"e3m4", "e3m4_fn", "e3m4_ieee", "e3m4_b5", "e2m2", "e6m1", "e1m3", "e4m3_none",
+                        "e5m2_none", "e2m5_fn", "e4m0_fn", "e3m3_ieee", "e6m2_b40"})
+    v.push_back({g, true, true});
+  for (const char* g : {"e3m4_fnuz", "e5m1_fnuz", "e4m3_fnuz_b5"}) v.push_back({g, false, true});
+  for (const char* g : {"e3m4_nosub", "e2m1_nosub", "e4m3_fn_nosub"}) v.push_back({g, true, false});
+  return v;
+}
+
 TEST(SmallFloats, EncodeMatchesNearestEvenOracleDense) {
   std::mt19937 rng(1234);
-  for (const FloatFacts& f : SmallFloatFacts()) {
+  for (const OracleFormat& f : OracleFormats()) {
     SCOPED_TRACE(f.name);
     const ElementCodec* c = Get(f.name);
+    ASSERT_NE(c, nullptr);
     std::vector<float> xs = {0.0f, -0.0f, 1e-30f, -1e-30f, std::numeric_limits<float>::denorm_min(), 1e30f,
                              -1e30f, std::numeric_limits<float>::max(), -std::numeric_limits<float>::max()};
     // Around every adjacent pair of values: the values, midpoints, one fp32 ulp either side, fractions.
@@ -223,14 +244,14 @@ TEST(SmallFloats, EncodeMatchesNearestEvenOracleDense) {
         }
       }
     }
-    std::uniform_real_distribution<double> lg(-12.0, 5.0 + std::log2(f.max));
-    for (int i = 0; i < 20000; ++i) {
+    std::uniform_real_distribution<double> lg(std::log2(pos[1]) - 4, 2.0 + std::log2(c->max_finite()));
+    for (int i = 0; i < 4000; ++i) {
       const float x = float(std::exp2(lg(rng)));
       xs.push_back((i & 1) ? -x : x);
     }
     int mismatches = 0;
     for (float x : xs) {
-      const uint32_t want = OracleEncode(c, f.neg_zero, x);
+      const uint32_t want = OracleEncode(c, f.neg_zero, f.m0(), x);
       const uint32_t got = c->Encode(x);
       if (got != want && ++mismatches < 10) ADD_FAILURE() << "x=" << x << " got " << got << " want " << want;
     }
@@ -239,9 +260,11 @@ TEST(SmallFloats, EncodeMatchesNearestEvenOracleDense) {
 }
 
 TEST(SmallFloats, TiesToEvenAtEveryMidpoint) {
-  for (const FloatFacts& f : SmallFloatFacts()) {
+  for (const OracleFormat& f : OracleFormats()) {
+    if (!f.ordered_codes) continue;
     SCOPED_TRACE(f.name);
     const ElementCodec* c = Get(f.name);
+    ASSERT_NE(c, nullptr);
     const uint32_t sign_bit = 1u << (c->bits() - 1);
     // Positive codes 0 .. (max code) are ordered by value; walk adjacent pairs.
     uint32_t max_code = 0;
@@ -252,7 +275,7 @@ TEST(SmallFloats, TiesToEvenAtEveryMidpoint) {
       ASSERT_LT(a, b);
       const float mid = float(0.5 * (a + b));
       ASSERT_EQ(double(mid), 0.5 * (a + b));  // exact in fp32 for these small formats
-      const uint32_t even = (lo & 1u) ? lo + 1 : lo;
+      const uint32_t even = f.m0() ? (lo == 0 ? 0 : lo + 1) : ((lo & 1u) ? lo + 1 : lo);
       EXPECT_EQ(c->Encode(mid), even) << "mid " << mid;
       EXPECT_EQ(c->Encode(std::nextafter(mid, 0.0f)), lo) << "below mid " << mid;
       EXPECT_EQ(c->Encode(std::nextafter(mid, kInf)), lo + 1) << "above mid " << mid;
