@@ -20,6 +20,7 @@
 #include "harness/eval/evaluator.h"
 #include "harness/eval/metrics.h"
 #include "harness/eval/protocol.h"
+#include "harness/io/gguf.h"
 #include "harness/io/llama2c.h"
 #include "harness/model/model.h"
 #include "harness/tokenizer/tokenizer.h"
@@ -42,7 +43,8 @@ StatusOr<Model> LoadForEval(const std::string& path, const std::string& tokenize
     return Status::Errorf("model file '{}' does not exist (pass --model PATH)", path);
   const std::string ext = std::filesystem::path(path).extension().string();
   if (ext == ".bin") return io::ReadLlama2c(path, tokenizer);
-  return Status::Errorf("model '{}': eval reads llama2.c .bin checkpoints for now (extension '{}')", path, ext);
+  if (ext == ".gguf") return io::ReadGguf(path);
+  return Status::Errorf("model '{}': eval reads llama2.c .bin and .gguf files (extension '{}')", path, ext);
 }
 
 StatusOr<std::string> ReadText(const std::string& path) {
@@ -292,7 +294,7 @@ void AddEvalCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "eval", "Perplexity under a protocol; with --scheme, ΔPPL/KLD/top-1/Δp of fake-quantized linear weights vs "
               "the BF16/FP32 baseline");
-  cmd->add_option("--model", o->model, "model file (llama2.c .bin)")->required();
+  cmd->add_option("--model", o->model, "model file (llama2.c .bin or .gguf)")->required();
   cmd->add_option("--data", o->data, "evaluation text (UTF-8)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file when it is not beside the model");
   cmd->add_option("--scheme", o->scheme, "quantization scheme for every linear weight, e.g. int4:g32, int8:channel");
