@@ -141,7 +141,9 @@ void CheckCodec(const BlockCodec& c, NvFp4Convention conv) {
       }
     }
   }
-  EXPECT_GT(checked_blocks, 50) << c.name();
+  // Coverage guard: the loops above really checked blocks. Fixed 256-wide layouts (Q4_K, Q6_K) only
+  // run at their own size, so they see fewer blocks on the same shapes.
+  EXPECT_GT(checked_blocks, c.block_size_fixed() && c.default_block_size() >= 256 ? 30 : 50) << c.name();
 }
 
 TEST(BlockCodecs, RoundTripBytesDeterminism) {
