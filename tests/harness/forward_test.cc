@@ -126,7 +126,8 @@ TEST(ForwardTest, RandomModelIsDeterministicAndSeeded) {
 }
 
 TEST(ForwardTest, SmolLM2ShapeHasPublishedParameterCount) {
-  // SmolLM2-135M: 134,515,008 parameters (tied head counted once) per its model card / safetensors.
+  // By hand from SPECS §6.2: embedding 49152·576 = 28,311,552; per layer q/o 2·576² + k/v 2·576·192 +
+  // MLP 3·576·1536 + 2 norms·576 = 3,540,096, ×30; final norm 576 -> 134,515,008 (the "135M").
   EXPECT_EQ(SmolLM2_135MConfig().ParameterCount(), 134515008);
   EXPECT_TRUE(SmolLM2_135MConfig().Validate().ok());
 }
