@@ -7,7 +7,7 @@ pkgs=(build-essential cmake pkg-config
       libhdf5-dev libsqlite3-dev libfmt-dev libspdlog-dev libhwy-dev
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev)
 if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools)
+  pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

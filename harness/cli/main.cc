@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("quantlab ") + QL_GIT_VERSION);
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
+  ql::cli::AddReportCommand(app);
   ql::cli::AddSweepCommand(app);
   ql::cli::AddCompareCommand(app);
   ql::cli::AddFormatsCommand(app);
