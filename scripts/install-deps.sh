@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev)
 pkgs+=(libpcre2-dev)  # PCRE2: tokenizer pre-tokenizer regexes (\p{L}, \p{N})
 if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools)
+  pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -51,6 +51,16 @@ TEST(Experiment, ParsesAndExpandsGrid) {
   EXPECT_TRUE(labels.count("W8A8 | rtn | ignore=lm_head"));
 }
 
+TEST(Experiment, SchemeNamesWinOverPresets) {
+  auto e = ParseExperiment("name: t\nmodel: m\ndata: d\ngrid: {schemes: [MXFP4, W4A4_MXFP4, nvfp4]}\n", "x.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  EXPECT_EQ(e->schemes[0].weights, "mxfp4");
+  EXPECT_EQ(e->schemes[0].activations, "");
+  EXPECT_EQ(e->schemes[1].weights, "mxfp4");
+  EXPECT_EQ(e->schemes[1].activations, "mxfp4");
+  EXPECT_EQ(e->schemes[2].activations, "");
+}
+
 TEST(Experiment, OptionalAxesMultiply) {
   std::string y = std::string(kMinimal) + "  activations: [none, int8:token, fp8_e4m3:token]\n";
   auto e = ParseExperiment(y, "x.yaml");
@@ -83,7 +93,7 @@ TEST(Experiment, ErrorsNameKeyLineAndAllowed) {
   m = ErrorOf("name: t\nmodel: m\ndata: d\ngrid:\n  schemes: [int4:g32, int9:g32]\n");
   EXPECT_NE(m.find("x.yaml:5"), std::string::npos) << m;
   EXPECT_NE(m.find("int9:g32"), std::string::npos) << m;
-  EXPECT_NE(m.find("neither a preset"), std::string::npos) << m;
+  EXPECT_NE(m.find("neither a scheme"), std::string::npos) << m;
 
   m = ErrorOf("name: t\nmodel: m\ndata: d\ngrid:\n  schemes: [int4:g32]\n  ignore: [none, edgez]\n");
   EXPECT_NE(m.find("unknown ignore set 'edgez'"), std::string::npos) << m;
