@@ -25,6 +25,7 @@ static_assert(std::endian::native == std::endian::little, "GGUF readers assume a
 constexpr uint32_t kGgufMagic = 0x46554747;  // bytes "GGUF"
 constexpr int kMaxDims = 4;                  // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;
+constexpr uint64_t kMaxArrayItems = uint64_t(1) << 26;  // vocabularies and merges are ~10^5-10^6
 
 // ggml type ids, block sizes and dequantization come from kernels/gguf_blocks.h (SPECS §4 table).
 const GgmlTypeInfo* FindType(uint32_t id) { return id > INT32_MAX ? nullptr : FindGgmlTypeInfo(int(id)); }
@@ -91,6 +92,9 @@ class Parser {
           return Status::Errorf("{}: array '{}' has unknown element type {} (valid 0..12)", r_.path(), key, et);
         QL_RETURN_IF_ERROR(r_.ReadPod(&n, "the array length of '" + key + "'"));
         v->elem = GgufType(et);
+        if (n > kMaxArrayItems)
+          return Status::Errorf("{}: array '{}' claims {} elements (more than {}; corrupt file?)", r_.path(), key, n,
+                                kMaxArrayItems);
         if (n > r_.remaining() / ScalarBytes(v->elem))
           return Status::Errorf("{}: truncated or corrupt: array '{}' claims {} elements at offset {} but only {} "
                                 "bytes remain",
