@@ -16,6 +16,12 @@ void Fail(const std::string& command, const Status& status);  // prints, sets Ex
 
 void AddFormatsCommand(CLI::App& app);
 void AddRoundtripCommand(CLI::App& app);
+void AddQueryCommand(CLI::App& app);
+void AddMergeCommand(CLI::App& app);
+void AddSweepCommand(CLI::App& app);
+void AddCompareCommand(CLI::App& app);
+void AddEvalCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
+void AddGenerateCommand(CLI::App& app);
 
 }  // namespace ql::cli

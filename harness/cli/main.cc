@@ -20,8 +20,16 @@ void Fail(const std::string& command, const Status& status) {
 int main(int argc, char** argv) {
   CLI::App app{"quantlab: measure what quantizing a transformer costs in quality, and what it saves"};
   app.require_subcommand(1);
-  ql::cli::AddInspectCommand(app);
   app.set_version_flag("--version", std::string("quantlab ") + QL_GIT_VERSION);
+  ql::cli::AddFormatsCommand(app);
+  ql::cli::AddRoundtripCommand(app);
+  ql::cli::AddInspectCommand(app);
+  ql::cli::AddEvalCommand(app);
+  ql::cli::AddGenerateCommand(app);
+  ql::cli::AddSweepCommand(app);
+  ql::cli::AddCompareCommand(app);
+  ql::cli::AddQueryCommand(app);
+  ql::cli::AddMergeCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

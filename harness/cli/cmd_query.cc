@@ -1,0 +1,46 @@
+// `quantlab query` (plain SQL over a results directory) and `quantlab merge` (combine shard stores).
+#include <iostream>
+
+#include "harness/cli/commands.h"
+#include "results/store.h"
+
+namespace ql::cli {
+
+void AddQueryCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("query", "Run one SQL statement against a results database (schema: results/README.md)");
+  struct Opts {
+    std::string sql, dir = "quantlab-results";
+    bool csv = false, json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("sql", o->sql, "SQL, e.g. \"SELECT weight_scheme, ppl FROM cells JOIN metrics ON id = cell_id\"")->required();
+  cmd->add_option("--results", o->dir, "results directory (holds results.sqlite)")->capture_default_str();
+  auto* csv = cmd->add_flag("--csv", o->csv, "print CSV");
+  cmd->add_flag("--json", o->json, "print a JSON array of row objects")->excludes(csv);
+  cmd->callback([o] {
+    auto store = ResultStore::OpenReadOnly(o->dir);
+    if (!store.ok()) return Fail("query", store.status());
+    auto r = (*store)->Query(o->sql);
+    if (!r.ok()) return Fail("query", r.status());
+    std::cout << (o->csv ? FormatCsv(*r) : o->json ? FormatJson(*r) : FormatTable(*r));
+  });
+}
+
+void AddMergeCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("merge", "Merge the results directories of sweep shards into one (no loss, no duplicates)");
+  auto dest = std::make_shared<std::string>();
+  auto srcs = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("dest", *dest, "destination results directory (created if missing)")->required();
+  cmd->add_option("sources", *srcs, "results directories to merge in")->required();
+  cmd->callback([dest, srcs] {
+    Status s = ResultStore::Merge(*dest, *srcs);
+    if (!s.ok()) return Fail("merge", s);
+    auto store = ResultStore::OpenReadOnly(*dest);
+    if (!store.ok()) return Fail("merge", store.status());
+    auto n = (*store)->Query("SELECT count(*) FROM cells");
+    std::cout << "merged " << srcs->size() << " store(s) into " << *dest << ": "
+              << (n.ok() ? SqlValueToString(n->rows[0][0]) : "?") << " cells\n";
+  });
+}
+
+}  // namespace ql::cli

@@ -1,0 +1,76 @@
+// `quantlab sweep` (run an experiment file's grid, resumably) and `quantlab compare` (its table).
+#include <iostream>
+
+#include "harness/cli/commands.h"
+#include "harness/sweep/runner.h"
+#include "results/store.h"
+
+namespace ql::cli {
+
+void AddSweepCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("sweep", "Run every cell of an experiment file against the model's baseline; "
+                                          "re-running resumes (finished cells are skipped)");
+  struct Opts {
+    std::string file, shard, results, model;
+    bool dry_run = false, no_table = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("file", o->file, "experiment YAML (see experiments/)")->required();
+  cmd->add_option("--shard", o->shard, "run slice i of N (i/N, 0-based), e.g. for a Slurm job array");
+  cmd->add_option("--results", o->results, "results directory (default: the file's 'results:')");
+  cmd->add_option("--model", o->model, "model path (default: the file's 'model:')");
+  cmd->add_flag("--dry-run", o->dry_run, "validate the file and list the cells without running them");
+  cmd->add_flag("--no-table", o->no_table, "do not print the comparison table at the end");
+  cmd->callback([o] {
+    auto e = LoadExperiment(o->file);
+    if (!e.ok()) return Fail("sweep", e.status());
+    if (o->dry_run) {
+      auto cells = ExpandGrid(*e);
+      if (!o->shard.empty()) {
+        auto sh = ParseShard(o->shard);
+        if (!sh.ok()) return Fail("sweep", sh.status());
+        cells = ShardCells(cells, sh->first, sh->second);
+      }
+      std::cout << e->name << ": " << cells.size() << " cells\n";
+      for (const auto& c : cells) std::cout << "  " << c.index << "  " << c.Label() << "\n";
+      return;
+    }
+    SweepOptions opt;
+    opt.shard = o->shard;
+    opt.results = o->results;
+    opt.model = o->model;
+    auto sum = RunSweep(*e, opt, std::cout);
+    if (!sum.ok()) return Fail("sweep", sum.status());
+    if (!o->no_table) {
+      auto store = ResultStore::OpenReadOnly(sum->results_dir);
+      if (!store.ok()) return Fail("sweep", store.status());
+      auto r = (*store)->Query(CompareSql(sum->experiment_id, "dppl"));
+      if (!r.ok()) return Fail("sweep", r.status());
+      std::cout << "\n" << FormatTable(*r);
+    }
+    if (sum->failed > 0) ExitCode() = 3;  // the sweep went on, but say so to scripts
+  });
+}
+
+void AddCompareCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("compare", "Cells against their baseline, sorted by ΔPPL or KLD, with bits per weight");
+  struct Opts {
+    std::string dir = "quantlab-results", experiment, sort = "dppl";
+    bool csv = false, json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--results", o->dir, "results directory")->capture_default_str();
+  cmd->add_option("--experiment", o->experiment, "experiment id (default: all; see SELECT id FROM experiments)");
+  cmd->add_option("--sort", o->sort, "dppl | kld | bits")->check(CLI::IsMember({"dppl", "kld", "bits"}))->capture_default_str();
+  auto* csv = cmd->add_flag("--csv", o->csv, "print CSV");
+  cmd->add_flag("--json", o->json, "print JSON")->excludes(csv);
+  cmd->callback([o] {
+    auto store = ResultStore::OpenReadOnly(o->dir);
+    if (!store.ok()) return Fail("compare", store.status());
+    auto r = (*store)->Query(CompareSql(o->experiment, o->sort));
+    if (!r.ok()) return Fail("compare", r.status());
+    std::cout << (o->csv ? FormatCsv(*r) : o->json ? FormatJson(*r) : FormatTable(*r));
+  });
+}
+
+}  // namespace ql::cli

@@ -1,0 +1,291 @@
+// Baseline: reference forward over the windows, the cache key, and the .qlbase file reader/writer.
+#include "harness/eval/baseline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "harness/eval/metrics.h"
+#include "harness/model/forward.h"
+#include "kernels/half.h"
+
+namespace ql {
+
+std::string_view PrecisionName(BaselinePrecision p) { return p == BaselinePrecision::kBf16 ? "bf16" : "fp32"; }
+
+StatusOr<BaselinePrecision> ParsePrecision(std::string_view name) {
+  if (name == "bf16") return BaselinePrecision::kBf16;
+  if (name == "fp32") return BaselinePrecision::kFp32;
+  return Status::Errorf("unknown baseline precision '{}' (use bf16 or fp32)", name);
+}
+
+Model WithPrecision(const Model& model, BaselinePrecision p) {
+  Model m = model;
+  if (p == BaselinePrecision::kBf16) {
+    for (auto& [name, t] : m.weights)
+      for (float& v : t.data) v = Bf16ToF32(F32ToBf16(v));
+  }
+  return m;
+}
+
+size_t Baseline::bytes() const {
+  return nll.size() * sizeof(double) + top1.size() * sizeof(int32_t) + logp.size() * sizeof(float) +
+         top_idx.size() * sizeof(int32_t) + top_logp.size() * sizeof(float);
+}
+
+StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int V = reference.config.vocab_size;
+  QL_CHECK(V > 0);
+  QL_CHECK(top_k >= 0 && top_k <= V, "top_k {} for vocab {}", top_k, V);
+  const int64_t n = CountScored(windows);
+  Baseline b;
+  b.vocab = V;
+  b.top_k = top_k;
+  b.nll.reserve(n);
+  b.top1.reserve(n);
+  if (top_k == 0) {
+    b.logp.reserve(size_t(n) * V);
+  } else {
+    b.top_idx.reserve(size_t(n) * top_k);
+    b.top_logp.reserve(size_t(n) * top_k);
+  }
+  std::vector<float> logits;
+  std::vector<double> lp(V);
+  std::vector<float> lpf(V);
+  std::vector<int> order(V);
+  for (const Window& w : windows) {
+    const int T = int(w.tokens.size());
+    logits.resize(size_t(T) * V);  // [T, V]
+    QL_RETURN_IF_ERROR(ForwardWindow(reference, w.tokens, logits.data()));
+    for (int t = w.score_begin; t < w.score_end; ++t) {
+      std::span<const float> row(logits.data() + size_t(t - 1) * V, V);
+      LogSoftmax(row, lp);
+      const int target = w.tokens[t];
+      QL_CHECK(target >= 0 && target < V, "token {} outside the vocabulary", target);
+      b.nll.push_back(-lp[target]);
+      b.top1.push_back(ArgMax(row));
+      for (int v = 0; v < V; ++v) lpf[v] = float(lp[v]);
+      if (top_k == 0) {
+        b.logp.insert(b.logp.end(), lpf.begin(), lpf.end());
+      } else {
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int a, int c) {
+          return lpf[a] > lpf[c] || (lpf[a] == lpf[c] && a < c);
+        });
+        for (int j = 0; j < top_k; ++j) {
+          b.top_idx.push_back(order[j]);
+          b.top_logp.push_back(lpf[order[j]]);
+        }
+      }
+    }
+  }
+  b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return b;
+}
+
+uint64_t Fnv1a64(const void* data, size_t size, uint64_t h) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < size; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string TextHash(std::string_view text) { return fmt::format("{:016x}", Fnv1a64(text.data(), text.size())); }
+
+// Word-wise FNV-style hash of every tensor (8 bytes per step, ~1 GB/s): catches a model changed in
+// memory after loading, which a path/size/mtime identity cannot.
+static uint64_t HashWeights(const Model& model) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const auto& [name, t] : model.weights) {
+    h = Fnv1a64(name.data(), name.size(), h);
+    h = Fnv1a64(t.shape.data(), t.shape.size() * sizeof(int64_t), h);
+    const size_t bytes = t.data.size() * sizeof(float);
+    const auto* p = reinterpret_cast<const unsigned char*>(t.data.data());
+    size_t i = 0;
+    for (; i + 8 <= bytes; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      h = (h ^ w) * 0x100000001b3ull;
+      h ^= h >> 29;
+    }
+    h = Fnv1a64(p + i, bytes - i, h);
+  }
+  return h;
+}
+
+std::string ModelIdentity(const Model& model) {
+  std::string id;
+  std::error_code ec;
+  if (!model.source_path.empty() && std::filesystem::exists(model.source_path, ec)) {
+    const auto path = std::filesystem::absolute(model.source_path, ec);
+    uintmax_t size = 0;
+    if (std::filesystem::is_regular_file(path, ec)) size = std::filesystem::file_size(path, ec);
+    const auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+    id = fmt::format("{}|{}|{}", path.string(), size, int64_t(mtime));
+  }
+  int64_t numel = 0;
+  for (const auto& [name, t] : model.weights) numel += int64_t(t.data.size());
+  // Hash the weights themselves unless the model is large and has a file to stand for it.
+  if (id.empty() || numel <= (int64_t(1) << 26)) {
+    id += fmt::format("{}weights:{:016x}", id.empty() ? "" : "|", HashWeights(model));
+  }
+  return id;
+}
+
+std::string BaselineKey(const std::string& model_id, const std::string& text_hash, const ProtocolSpec& protocol,
+                        const std::vector<Window>& windows, BaselinePrecision precision, int top_k) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const Window& w : windows) {
+    const int64_t head[3] = {w.stream_offset, w.score_begin, w.score_end};
+    h = Fnv1a64(head, sizeof(head), h);
+    h = Fnv1a64(w.tokens.data(), w.tokens.size() * sizeof(int), h);
+  }
+  return fmt::format("model={}|text={}|protocol={}|precision={}|kld={}|windows={:016x}", model_id, text_hash,
+                     protocol.Canonical(), PrecisionName(precision), top_k == 0 ? "full" : fmt::format("top{}", top_k),
+                     h);
+}
+
+StatusOr<std::shared_ptr<const Baseline>> BaselineCache::GetOrCompute(const Model& model,
+                                                                      const std::string& text_hash,
+                                                                      const ProtocolSpec& protocol,
+                                                                      const std::vector<Window>& windows,
+                                                                      const BaselineOptions& options) {
+  const int V = model.config.vocab_size;
+  const int64_t n = CountScored(windows);
+  int top_k = options.top_k;
+  if (options.force_full) {
+    top_k = 0;
+  } else if (top_k == 0 && n * int64_t(V) > options.full_budget) {
+    top_k = std::min(BaselineOptions::kAutoTopK, V);
+  }
+  if (top_k < 0 || top_k > V)
+    return Status::Errorf("baseline top-k {} is outside [0, vocab = {}] (0 keeps every log-prob)", top_k, V);
+  const std::string key = BaselineKey(ModelIdentity(model), text_hash, protocol, windows, options.precision, top_k);
+  if (auto it = entries_.find(key); it != entries_.end()) {
+    ++memory_hits_;
+    return it->second;
+  }
+  std::string file;
+  if (!dir_.empty()) {
+    file = (std::filesystem::path(dir_) / fmt::format("{:016x}.qlbase", Fnv1a64(key.data(), key.size()))).string();
+    std::error_code ec;
+    if (std::filesystem::exists(file, ec)) {
+      auto loaded = LoadBaseline(file);
+      if (loaded.ok() && loaded->key == key) {
+        ++disk_hits_;
+        auto sp = std::make_shared<const Baseline>(std::move(loaded).value());
+        entries_[key] = sp;
+        return sp;
+      }
+      // A damaged or colliding file is recomputed and overwritten below.
+    }
+  }
+  const Model reference = WithPrecision(model, options.precision);
+  QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(reference, windows, top_k));
+  b.key = key;
+  b.protocol = protocol.Canonical();
+  b.precision = options.precision;
+  ++computed_;
+  if (!file.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec)
+      return Status::Errorf("baseline cache: cannot create directory '{}': {} (pick a writable --cache-dir)", dir_,
+                            ec.message());
+    QL_RETURN_IF_ERROR(SaveBaseline(b, file));
+  }
+  auto sp = std::make_shared<const Baseline>(std::move(b));
+  entries_[key] = sp;
+  return sp;
+}
+
+namespace {
+constexpr char kMagic[8] = {'Q', 'L', 'B', 'A', 'S', 'E', '0', '1'};
+
+template <typename T>
+void Put(std::ofstream& f, const T& v) {
+  f.write(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+template <typename T>
+void PutVec(std::ofstream& f, const std::vector<T>& v) {
+  f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(T)));
+}
+template <typename T>
+bool Get(std::ifstream& f, T* v) {
+  return bool(f.read(reinterpret_cast<char*>(v), sizeof(T)));
+}
+template <typename T>
+bool GetVec(std::ifstream& f, std::vector<T>* v, size_t n) {
+  v->resize(n);
+  return bool(f.read(reinterpret_cast<char*>(v->data()), std::streamsize(n * sizeof(T))));
+}
+}  // namespace
+
+Status SaveBaseline(const Baseline& b, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) return Status::Errorf("baseline cache: cannot write '{}' (check the directory's permissions)", tmp);
+    f.write(kMagic, 8);
+    Put(f, uint32_t(b.key.size()));
+    f.write(b.key.data(), std::streamsize(b.key.size()));
+    Put(f, int64_t(b.n()));
+    Put(f, int32_t(b.vocab));
+    Put(f, int32_t(b.top_k));
+    Put(f, int32_t(b.precision == BaselinePrecision::kBf16 ? 0 : 1));
+    PutVec(f, b.nll);
+    PutVec(f, b.top1);
+    if (b.top_k == 0) {
+      PutVec(f, b.logp);
+    } else {
+      PutVec(f, b.top_idx);
+      PutVec(f, b.top_logp);
+    }
+    if (!f) return Status::Errorf("baseline cache: writing '{}' failed (disk full?)", tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::Errorf("baseline cache: cannot rename '{}' to '{}': {}", tmp, path, ec.message());
+  return Status::Ok();
+}
+
+StatusOr<Baseline> LoadBaseline(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::Errorf("baseline cache: cannot open '{}'", path);
+  char magic[8];
+  if (!f.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0)
+    return Status::Errorf("baseline cache: '{}' is not a quantlab baseline (bad magic; delete it)", path);
+  Baseline b;
+  uint32_t key_len = 0;
+  int64_t n = 0;
+  int32_t vocab = 0, top_k = 0, prec = 0;
+  if (!Get(f, &key_len) || key_len > (1u << 20))
+    return Status::Errorf("baseline cache: '{}' has a bad header (delete it)", path);
+  b.key.resize(key_len);
+  if (!f.read(b.key.data(), key_len) || !Get(f, &n) || !Get(f, &vocab) || !Get(f, &top_k) || !Get(f, &prec) ||
+      n < 0 || vocab <= 0 || top_k < 0 || top_k > vocab || (prec != 0 && prec != 1))
+    return Status::Errorf("baseline cache: '{}' has a bad header (delete it)", path);
+  b.vocab = vocab;
+  b.top_k = top_k;
+  b.precision = prec == 0 ? BaselinePrecision::kBf16 : BaselinePrecision::kFp32;
+  const size_t rows = size_t(n);
+  bool ok = GetVec(f, &b.nll, rows) && GetVec(f, &b.top1, rows);
+  if (top_k == 0) {
+    ok = ok && GetVec(f, &b.logp, rows * size_t(vocab));
+  } else {
+    ok = ok && GetVec(f, &b.top_idx, rows * size_t(top_k)) && GetVec(f, &b.top_logp, rows * size_t(top_k));
+  }
+  if (!ok) return Status::Errorf("baseline cache: '{}' is truncated (delete it)", path);
+  if (const auto p = b.key.find("protocol="); p != std::string::npos)
+    b.protocol = b.key.substr(p + 9, b.key.find('|', p) - p - 9);
+  return b;
+}
+
+}  // namespace ql

@@ -1,0 +1,38 @@
+// Runs a (quantized) model over a protocol's windows and compares it token by token with a Baseline;
+// also the per-tensor weight error and the per-layer output error against the reference model.
+// Not the quantization itself (harness/quant) and not the summary math (metrics.h).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "harness/eval/baseline.h"
+#include "harness/eval/metrics.h"
+#include "harness/eval/protocol.h"
+#include "harness/model/forward.h"
+#include "harness/model/model.h"
+
+namespace ql {
+
+// Per-token records of `model` against `base` over `windows` (the windows the baseline was built
+// on: same count of scored tokens, checked). hooks: optional activation/KV hooks for the model.
+// KLD uses the model's log-probs rounded to float32 exactly as the baseline stored its own, so a
+// model identical to the reference gives KLD = 0 exactly.
+StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
+                                               const Baseline& base, const ForwardHooks* hooks = nullptr);
+
+// Error of every tensor that differs in shape-compatible pairs: for each name in `names`,
+// CompareTensors(reference.W(name), quantized.W(name)). Names missing in either model are skipped.
+std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& reference, const Model& quantized,
+                                                             const std::vector<std::string>& names);
+
+// Per-layer output error: both models run the first `max_windows` windows (0 = all) with a
+// block_output hook; layer l's residual stream after block l of `test` is compared with the
+// reference's over every position of each window ([T, dim] per window). Result [n_layers].
+// The reference is re-run here rather than stored in the Baseline: n_layers·dim floats per token
+// would dwarf the log-probs for real models.
+StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, const Model& test,
+                                                    const std::vector<Window>& windows, int max_windows);
+
+}  // namespace ql

@@ -1,0 +1,281 @@
+// The optimized forward pass: OpenBLAS sgemm for every linear over all tokens of the window at once,
+// Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked causal attention parallel over
+// (KV head, query block) on plain threads. Semantics: SPECS §6.2/§6.3; the scalar oracle is
+// tests/harness/reference_forward.h. Not a sampler: see harness/model/generate.h.
+// Threads: OpenBLAS's own pool for the linears (OPENBLAS_NUM_THREADS), as many plain threads for
+// attention, during which OpenBLAS is switched to one thread (a process-wide setting: run concurrent
+// forward passes from several threads only with OPENBLAS_NUM_THREADS=1).
+#include "harness/model/forward.h"
+
+#include <cblas.h>
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "harness/model/generate.h"
+#include "kernels/ops.h"
+
+namespace ql {
+namespace {
+
+// While alive, OpenBLAS runs single-threaded, so our attention threads can call it without the two
+// pools fighting over the cores. Restores the previous thread count.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : saved_(openblas_get_num_threads()) {
+    if (saved_ != 1) openblas_set_num_threads(1);
+  }
+  ~SingleThreadedBlas() {
+    if (saved_ != 1) openblas_set_num_threads(saved_);
+  }
+
+ private:
+  int saved_;
+};
+
+// Runs fn(item, thread_index) for every item in [0, n_items) on `threads` threads: the caller plus
+// threads-1 fresh std::threads pulling items from a shared counter. Not OpenMP: idle libgomp workers
+// spin-wait after a parallel region and steal the cores from OpenBLAS's threads in the next sgemm
+// (measured ~10% of all samples inside libgomp on the 135M forward); a thread start costs ~20 µs, paid
+// once per layer against milliseconds of attention work.
+template <class Fn>
+void ParallelFor(int n_items, int threads, const Fn& fn) {
+  std::atomic<int> next{0};
+  auto work = [&](int tid) {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) fn(i, tid);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (std::thread& th : pool) th.join();
+}
+
+// Everything one call needs besides the weights; sized once per call.
+struct Workspace {
+  std::vector<float> x;      // [n, dim] residual stream
+  std::vector<float> xn;     // [n, max(dim, q_out)] normed input of a linear / attention output
+  std::vector<float> q;      // [n, H*hd]
+  std::vector<float> gate;   // [n, max(F, D)]
+  std::vector<float> up;     // [n, max(F, D)]
+  std::vector<float> hook;   // [n, max in_features] copy of a linear's input for the linear_input hook
+  std::vector<float> cos, sin;  // [n, hd] RoPE tables for positions pos0..pos0+n-1
+  std::vector<float> scores;    // [threads, kBlock, n_keys] attention scratch
+};
+
+constexpr int kBlock = 64;                 // query rows per attention work item
+constexpr double kMinParallelFlops = 5e7;  // attention below this runs on the calling thread
+
+// y[n, out] = x[n, in] · W[out, in]ᵀ (+ b). With a linear_input hook the hook sees (and may change)
+// a private copy of x, so every linear fed by the same activations (q/k/v, gate/up) sees them
+// unmodified by the hooks of its siblings.
+void Linear(const Model& model, const std::string& path, const float* x, int n, int in, float* y,
+            const ForwardHooks* hooks, Workspace& ws, bool bias, const std::string& weight_name = "") {
+  const Tensor& w = model.W(weight_name.empty() ? path + ".weight" : weight_name);
+  const int out = int(w.rows());
+  QL_CHECK(w.cols() == in, "{}: in_features {} != {}", path, w.cols(), in);
+  if (hooks && hooks->linear_input) {
+    std::memcpy(ws.hook.data(), x, sizeof(float) * size_t(n) * in);
+    hooks->linear_input(path, ws.hook.data(), n, in);
+    x = ws.hook.data();
+  }
+  if (n == 1) {  // decoding: a matrix-vector product; sgemm would pack (copy) all of W first
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.data.data(), in, x, 1, 0.0f, y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data.data(), in, 0.0f, y,
+                out);
+  }
+  if (bias) {
+    const float* b = model.W(path + ".bias").data.data();
+    for (int t = 0; t < n; ++t) ops::Add(b, y + size_t(t) * out, out);
+  }
+}
+
+// Causal grouped-query attention for n queries at positions pos0..pos0+n-1 over keys 0..pos0+n-1.
+// q: [n, H*hd]; k, v: [pos0+n, KV*hd]; out: [n, H*hd]. Work item = (KV head g, block of kBlock query
+// positions): the `group` = H/KV query heads sharing g are stacked into one [group*rows, hd] matrix so
+// each sgemm packs K/V once for all of them:
+//   S = Qg·K_g[0:end]ᵀ·scale (sgemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (sgemm).
+// Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops (causal-only count × ~1.1).
+void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int n, int pos0, float* out,
+               Workspace& ws) {
+  const int H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, group = H / KV;
+  const int q_stride = H * hd, kv_stride = KV * hd;
+  const int n_blocks = (n + kBlock - 1) / kBlock;
+  const int n_items = KV * n_blocks;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int max_keys = pos0 + n;
+  // Threads only pay off for real work: a parallel region's fork/join costs microseconds when the
+  // cores are free and milliseconds when they are shared (threads wait for a descheduled sibling).
+  const double flops = 2.0 * H * hd * double(n) * (pos0 + 0.5 * n + 0.5 * kBlock) * 2;
+  const int budget = std::max(1, openblas_get_num_threads());  // OPENBLAS_NUM_THREADS caps us too
+  const int threads = flops < kMinParallelFlops ? 1 : std::min(budget, n_items);
+  const size_t per_thread = size_t(group) * kBlock * (size_t(max_keys) + 2 * hd);
+  ws.scores.resize(size_t(threads) * per_thread);
+  std::optional<SingleThreadedBlas> single;
+  if (threads > 1) single.emplace();
+  ParallelFor(n_items, threads, [&](int item, int tid) {
+    // Largest blocks (last queries) first for a better dynamic schedule.
+    const int blk = n_blocks - 1 - item / KV, g = item % KV;
+    const int r0 = blk * kBlock, rows = std::min(kBlock, n - r0);
+    const int keys = pos0 + r0 + rows;  // causal: the last row of the block sees this many keys
+    const int m = group * rows;         // stacked rows: head j's row r at j*rows + r
+    float* qg = ws.scores.data() + size_t(tid) * per_thread;  // [m, hd]
+    float* og = qg + size_t(m) * hd;                          // [m, hd]
+    float* s = og + size_t(m) * hd;                           // [m, keys]
+    for (int j = 0; j < group; ++j)
+      for (int r = 0; r < rows; ++r)
+        std::memcpy(qg + (size_t(j) * rows + r) * hd, q + size_t(r0 + r) * q_stride + (g * group + j) * hd,
+                    sizeof(float) * hd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, 0.0f,
+                s, keys);
+    for (int i = 0; i < m; ++i) {
+      float* row = s + size_t(i) * keys;
+      const int valid = pos0 + r0 + i % rows + 1;
+      ops::Softmax(row, valid);
+      std::fill(row + valid, row + keys, 0.0f);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, 0.0f,
+                og, hd);
+    for (int j = 0; j < group; ++j)
+      for (int r = 0; r < rows; ++r)
+        std::memcpy(out + size_t(r0 + r) * q_stride + (g * group + j) * hd, og + (size_t(j) * rows + r) * hd,
+                    sizeof(float) * hd);
+  });
+}
+
+Status CheckTokens(const ModelConfig& c, std::span<const int> tokens, int pos0) {
+  if (tokens.empty()) return Status::Error("forward: empty token window (need at least one token)");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      return Status::Errorf("forward: token id {} at position {} is outside the vocabulary [0, {})", tokens[i],
+                            pos0 + i, c.vocab_size);
+  }
+  const int64_t end = int64_t(pos0) + int64_t(tokens.size());
+  if (c.max_seq_len > 0 && end > c.max_seq_len)
+    return Status::Errorf("forward: {} positions exceed the model's max_seq_len {} (use shorter windows)", end,
+                          c.max_seq_len);
+  return Status::Ok();
+}
+
+// The one implementation behind ForwardWindow and ForwardCached. tokens sit at positions
+// pos0..pos0+n-1; k_layer[l]/v_layer[l]: [pos0+n, KV*hd] hold rows < pos0 already and receive the new
+// rows. logits: [n, vocab], or [1, vocab] for the last token when last_only.
+Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, float* const* k_layer,
+                   float* const* v_layer, float* logits, bool last_only, const ForwardHooks* hooks) {
+  const ModelConfig& c = model.config;
+  QL_RETURN_IF_ERROR(c.Validate());
+  QL_RETURN_IF_ERROR(CheckTokens(c, tokens, pos0));
+  const int n = int(tokens.size());
+  const int D = c.dim, F = c.hidden_dim, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
+  const int q_out = H * hd, kv_out = KV * hd;
+  const float eps = c.norm_eps;
+
+  // Reused across calls on this thread: fresh multi-MB buffers would page-fault on every window.
+  // Hence a hook must not itself run a forward pass on the calling thread (it would clobber ws).
+  thread_local Workspace ws;
+  ws.x.resize(size_t(n) * D);
+  ws.xn.resize(size_t(n) * std::max(D, q_out));
+  ws.q.resize(size_t(n) * q_out);
+  ws.gate.resize(size_t(n) * std::max(F, D));  // also holds o_proj's output [n, D]
+  ws.up.resize(size_t(n) * std::max(F, D));    // also holds down_proj's output [n, D]
+  if (hooks && hooks->linear_input) ws.hook.resize(size_t(n) * std::max({D, F, q_out}));
+  ws.cos.resize(size_t(n) * hd);
+  ws.sin.resize(size_t(n) * hd);
+  ops::RopeTables(pos0, n, hd, c.rope_theta, c.rope_interleaved, ws.cos.data(), ws.sin.data());
+
+  const float* emb = model.W("model.embed_tokens.weight").data.data();  // [vocab, D]
+  for (int t = 0; t < n; ++t) std::memcpy(&ws.x[size_t(t) * D], emb + size_t(tokens[t]) * D, sizeof(float) * D);
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = LayerPrefix(l);
+    // ---- attention block ----
+    const float* w_in = model.W(p + "input_layernorm.weight").data.data();
+    for (int t = 0; t < n; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_in, D, eps, &ws.xn[size_t(t) * D]);
+    float* kl = k_layer[l] + size_t(pos0) * kv_out;  // [n, KV*hd] new rows
+    float* vl = v_layer[l] + size_t(pos0) * kv_out;
+    Linear(model, p + "self_attn.q_proj", ws.xn.data(), n, D, ws.q.data(), hooks, ws, c.qkv_bias);
+    Linear(model, p + "self_attn.k_proj", ws.xn.data(), n, D, kl, hooks, ws, c.qkv_bias);
+    Linear(model, p + "self_attn.v_proj", ws.xn.data(), n, D, vl, hooks, ws, c.qkv_bias);
+    const float* qn = c.qk_norm ? model.W(p + "self_attn.q_norm.weight").data.data() : nullptr;
+    const float* kn = c.qk_norm ? model.W(p + "self_attn.k_norm.weight").data.data() : nullptr;
+    for (int t = 0; t < n; ++t) {
+      float* qt = &ws.q[size_t(t) * q_out];
+      float* kt = kl + size_t(t) * kv_out;
+      if (c.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
+        for (int h = 0; h < H; ++h) ops::RmsNorm(qt + h * hd, qn, hd, eps, qt + h * hd);
+        for (int h = 0; h < KV; ++h) ops::RmsNorm(kt + h * hd, kn, hd, eps, kt + h * hd);
+      }
+      const float* cs = &ws.cos[size_t(t) * hd];
+      const float* sn = &ws.sin[size_t(t) * hd];
+      ops::Rope(qt, H, hd, cs, sn, c.rope_interleaved);
+      ops::Rope(kt, KV, hd, cs, sn, c.rope_interleaved);
+    }
+    if (hooks && hooks->kv) hooks->kv(l, kl, vl, n);
+    float* att = ws.xn.data();  // [n, H*hd]: the normed input is dead once q/k/v exist
+    Attention(c, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws);
+    // o_proj straight into gate's buffer (free until the MLP), then the residual add.
+    float* o = ws.gate.data();  // [n, D]
+    Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false);
+    ops::Add(o, ws.x.data(), size_t(n) * D);
+
+    // ---- MLP block: down(silu(gate x) ⊙ up x) ----
+    const float* w_post = model.W(p + "post_attention_layernorm.weight").data.data();
+    for (int t = 0; t < n; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_post, D, eps, &ws.xn[size_t(t) * D]);
+    Linear(model, p + "mlp.gate_proj", ws.xn.data(), n, D, ws.gate.data(), hooks, ws, false);
+    Linear(model, p + "mlp.up_proj", ws.xn.data(), n, D, ws.up.data(), hooks, ws, false);
+    ops::SiluMul(ws.gate.data(), ws.up.data(), size_t(n) * F, ws.gate.data());
+    float* down = ws.up.data();  // [n, D]
+    Linear(model, p + "mlp.down_proj", ws.gate.data(), n, F, down, hooks, ws, false);
+    ops::Add(down, ws.x.data(), size_t(n) * D);
+    if (hooks && hooks->block_output) hooks->block_output(l, ws.x.data(), n);
+  }
+
+  const int first = last_only ? n - 1 : 0, rows = n - first;
+  const float* w_final = model.W("model.norm.weight").data.data();
+  for (int t = first; t < n; ++t)
+    ops::RmsNorm(&ws.x[size_t(t) * D], w_final, D, eps, &ws.xn[size_t(t - first) * D]);
+  Linear(model, "lm_head", ws.xn.data(), rows, D, logits, hooks, ws, false,
+         c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ForwardWindow(const Model& model, std::span<const int> tokens, float* logits, const ForwardHooks* hooks) {
+  const ModelConfig& c = model.config;
+  // One layer's keys/values at a time: the window needs no cache beyond the layer being computed.
+  const size_t kv = std::max<size_t>(1, tokens.size()) * size_t(std::max(0, c.n_kv_heads * c.head_dim));
+  std::vector<float> k(kv), v(kv);  // [T, KV*hd]
+  std::vector<float*> ks(std::max(0, c.n_layers), k.data()), vs(std::max(0, c.n_layers), v.data());
+  return ForwardCore(model, tokens, 0, ks.data(), vs.data(), logits, false, hooks);
+}
+
+KvCache KvCache::ForModel(const ModelConfig& c, int capacity) {
+  KvCache cache;
+  cache.capacity = capacity;
+  cache.k.assign(c.n_layers, std::vector<float>(size_t(capacity) * c.n_kv_heads * c.head_dim));
+  cache.v.assign(c.n_layers, std::vector<float>(size_t(capacity) * c.n_kv_heads * c.head_dim));
+  return cache;
+}
+
+Status ForwardCached(const Model& model, std::span<const int> tokens, KvCache* cache, float* last_logits,
+                     const ForwardHooks* hooks) {
+  const ModelConfig& c = model.config;
+  if (int(cache->k.size()) != c.n_layers || int(cache->v.size()) != c.n_layers)
+    return Status::Errorf("forward: KV cache has {} layers, the model {} (build it with KvCache::ForModel)",
+                          cache->k.size(), c.n_layers);
+  if (cache->length + int64_t(tokens.size()) > cache->capacity)
+    return Status::Errorf("forward: KV cache holds {} positions, {} needed", cache->capacity,
+                          cache->length + tokens.size());
+  std::vector<float*> ks(c.n_layers), vs(c.n_layers);
+  for (int l = 0; l < c.n_layers; ++l) ks[l] = cache->k[l].data(), vs[l] = cache->v[l].data();
+  QL_RETURN_IF_ERROR(ForwardCore(model, tokens, cache->length, ks.data(), vs.data(), last_logits, true, hooks));
+  cache->length += int(tokens.size());
+  return Status::Ok();
+}
+
+}  // namespace ql

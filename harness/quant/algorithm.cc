@@ -1,0 +1,66 @@
+// The algorithm list and parameter checking (see algorithm.h). RTN lives here; the calibrated
+// algorithms (GPTQ, AWQ, …) each get their own file and one line in Algorithms().
+#include "harness/quant/algorithm.h"
+
+#include "kernels/quantizer.h"
+#include "kernels/scheme.h"
+
+namespace ql {
+namespace {
+
+// Round-to-nearest with the scheme's own scale rule: every targeted weight fake-quantized
+// independently. The baseline every other algorithm is compared with.
+Status ApplyRtn(Model& model, const AlgorithmContext& ctx) {
+  for (const auto& [module, scheme_text] : *ctx.module_schemes) {
+    QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(scheme_text));
+    const std::string name = module == "model.embed_tokens" ? "model.embed_tokens.weight" : module + ".weight";
+    // A tied lm_head is the embedding table: quantizing "lm_head" quantizes that shared tensor.
+    const std::string key = (name == "lm_head.weight" && !model.Has(name)) ? "model.embed_tokens.weight" : name;
+    Tensor& w = model.W(key);
+    std::vector<float> out(w.data.size());
+    Status s = FakeQuantize(scheme, w.data.data(), w.rows(), w.cols(), out.data());
+    if (!s.ok()) return Status::Errorf("{}: {}", key, s.message());
+    w.data.swap(out);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<AlgorithmInfo>& Algorithms() {
+  static const std::vector<AlgorithmInfo> kList = {
+      {"rtn", "round-to-nearest with the scheme's scale rule (absmax, minmax, percentile, mse)",
+       nlohmann::json::object(), false, ApplyRtn},
+  };
+  return kList;
+}
+
+StatusOr<const AlgorithmInfo*> FindAlgorithm(const std::string& name) {
+  std::string names;
+  for (const auto& a : Algorithms()) {
+    if (a.name == name) return &a;
+    names += (names.empty() ? "" : ", ") + a.name;
+  }
+  return Status::Errorf("unknown algorithm '{}' (registered: {})", name, names);
+}
+
+StatusOr<nlohmann::json> ResolveAlgorithmParams(const AlgorithmInfo& algo, const nlohmann::json& params) {
+  nlohmann::json out = algo.defaults;
+  if (!params.is_object()) return Status::Errorf("algorithm '{}': parameters must be a map", algo.name);
+  for (const auto& [k, v] : params.items()) {
+    if (!algo.defaults.contains(k)) {
+      std::string allowed;
+      for (const auto& [dk, dv] : algo.defaults.items()) allowed += (allowed.empty() ? "" : ", ") + dk;
+      return Status::Errorf("algorithm '{}' has no parameter '{}' (allowed: {})", algo.name, k,
+                            allowed.empty() ? "none" : allowed);
+    }
+    const auto& d = algo.defaults[k];
+    const bool same = (d.is_number() && v.is_number()) || d.type() == v.type();
+    if (!same) return Status::Errorf("algorithm '{}': parameter '{}' = {} has the wrong type (default is {})",
+                                     algo.name, k, v.dump(), d.dump());
+    out[k] = v;
+  }
+  return out;
+}
+
+}  // namespace ql

@@ -1,0 +1,498 @@
+// Experiment YAML parsing, validation, grid expansion, sharding and cell identity (see experiment.h).
+#include "harness/sweep/experiment.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "harness/eval/baseline.h"
+#include "harness/eval/protocol.h"
+#include "harness/quant/algorithm.h"
+#include "harness/quant/targets.h"
+#include "kernels/scheme.h"
+
+namespace ql {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// "file:line: " for a node (yaml-cpp lines are 0-based).
+std::string At(const std::string& origin, const YAML::Node& n) {
+  const YAML::Mark m = n.Mark();
+  if (m.line < 0) return origin + ": ";
+  return fmt::format("{}:{}: ", origin, m.line + 1);
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+Status CheckKeys(const std::string& origin, const YAML::Node& map, const std::string& what,
+                 const std::vector<std::string>& allowed) {
+  if (!map.IsMap()) return Status::Error(At(origin, map) + what + " must be a map");
+  for (const auto& kv : map) {
+    const std::string k = kv.first.as<std::string>();
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
+      return Status::Error(At(origin, kv.first) + "unknown key '" + k + "' in " + what + " (allowed: " +
+                           Join(allowed) + ")");
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::string> Str(const std::string& origin, const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) return Status::Error(At(origin, n) + "'" + key + "' must be a string");
+  return n.as<std::string>();
+}
+
+StatusOr<int64_t> Int(const std::string& origin, const YAML::Node& n, const std::string& key, int64_t lo,
+                      int64_t hi) {
+  int64_t v = 0;
+  try {
+    if (!n.IsScalar()) throw YAML::Exception(n.Mark(), "not a scalar");
+    v = n.as<int64_t>();
+  } catch (const YAML::Exception&) {
+    return Status::Error(At(origin, n) + "'" + key + "' must be an integer");
+  }
+  if (v < lo || v > hi)
+    return Status::Error(At(origin, n) + fmt::format("'{}' = {} is out of range [{}, {}]", key, v, lo, hi));
+  return v;
+}
+
+StatusOr<std::vector<std::string>> StrList(const std::string& origin, const YAML::Node& n, const std::string& key) {
+  std::vector<std::string> out;
+  if (n.IsScalar()) {
+    out.push_back(n.as<std::string>());
+    return out;
+  }
+  if (!n.IsSequence()) return Status::Error(At(origin, n) + "'" + key + "' must be a list of strings");
+  for (const auto& e : n) {
+    if (!e.IsScalar()) return Status::Error(At(origin, e) + "entries of '" + key + "' must be strings");
+    out.push_back(e.as<std::string>());
+  }
+  return out;
+}
+
+nlohmann::json YamlToJson(const YAML::Node& n) {
+  if (n.IsMap()) {
+    nlohmann::json o = nlohmann::json::object();
+    for (const auto& kv : n) o[kv.first.as<std::string>()] = YamlToJson(kv.second);
+    return o;
+  }
+  if (n.IsSequence()) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& e : n) a.push_back(YamlToJson(e));
+    return a;
+  }
+  if (n.IsNull()) return nullptr;
+  const std::string s = n.as<std::string>();
+  if (n.Tag() == "!") return s;  // quoted scalar stays a string
+  if (s == "true" || s == "false") return s == "true";
+  try {
+    size_t pos = 0;
+    long long i = std::stoll(s, &pos);
+    if (pos == s.size()) return i;
+    double d = std::stod(s, &pos);
+    if (pos == s.size()) return d;
+  } catch (...) {
+  }
+  return s;
+}
+
+// "" / "none" -> ""; otherwise the canonical scheme string.
+StatusOr<std::string> CanonicalScheme(const std::string& text) {
+  const std::string l = Lower(text);
+  if (l.empty() || l == "none" || l == "-") return std::string();
+  QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(text));
+  return ToString(s);
+}
+
+std::string Resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || fs::path(p).is_absolute()) return p;
+  return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+}  // namespace
+
+nlohmann::json SchemeSpec::ToJson() const {
+  return {{"weights", weights}, {"activations", activations}, {"kv_cache", kv_cache}, {"mix", mix}};
+}
+
+std::string AlgorithmSpec::Label() const {
+  if (params.empty()) return name;
+  std::string s;
+  for (const auto& [k, v] : params.items()) s += (s.empty() ? "" : ",") + k + "=" + v.dump();
+  return name + "(" + s + ")";
+}
+
+std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
+  // llm-compressor's preset names where one exists (W8A8, W4A16, FP8_DYNAMIC, NVFP4, NVFP4A16, …);
+  // integer "sym" in llm-compressor/compressed-tensors is the full range with scale amax/(q_range/2),
+  // which is this library's "symfull" (SPECS §1.4).
+  auto P = [](std::string label, std::string w, std::string a = "", std::string kv = "", std::string mix = "") {
+    return std::pair<std::string, SchemeSpec>(label, SchemeSpec{label, w, a, kv, mix});
+  };
+  return {
+      P("W8A8", "int8:channel", "int8:token"),
+      P("W8A16", "int8:channel"),
+      P("W4A16", "int4:g128:symfull"),
+      P("W4A16_ASYM", "int4:g128:asym"),
+      P("W4A8", "int4:g128:symfull", "int8:token"),
+      P("FP8_DYNAMIC", "fp8_e4m3:channel", "fp8_e4m3:token"),
+      P("FP8_BLOCK", "fp8_e4m3:b128x128", "fp8_e4m3:g128"),
+      P("MXFP4A16", "mxfp4"),
+      P("MXFP4", "mxfp4", "mxfp4"),
+      P("MXFP8", "mxfp8_e4m3", "mxfp8_e4m3"),
+      P("NVFP4A16", "nvfp4"),
+      P("NVFP4", "nvfp4", "nvfp4"),
+      P("NF4", "nf4"),
+      P("Q8_0", "q8_0"),
+      P("Q4_0", "q4_0"),
+      P("Q4_K_M", "q4_k", "", "", "q4_k_m"),
+  };
+}
+
+StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::string& origin,
+                                     const std::string& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return Status::Errorf("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg);
+  }
+  if (!root.IsMap()) return Status::Errorf("{}: an experiment file is a YAML map (see experiments/default.yaml)", origin);
+  QL_RETURN_IF_ERROR(CheckKeys(origin, root, "the experiment",
+                               {"name", "model", "data", "protocol", "baseline", "calibration", "seed", "results",
+                                "targets", "ignore_sets", "presets", "grid"}));
+  Experiment e;
+  e.text = yaml_text;
+  for (const char* k : {"name", "model", "data", "grid"})
+    if (!root[k]) return Status::Errorf("{}: missing required key '{}'", origin, k);
+  QL_ASSIGN_OR_RETURN(e.name, Str(origin, root["name"], "name"));
+  QL_ASSIGN_OR_RETURN(std::string model, Str(origin, root["model"], "model"));
+  QL_ASSIGN_OR_RETURN(std::string data, Str(origin, root["data"], "data"));
+  e.model = Resolve(base_dir, model);
+  e.data = Resolve(base_dir, data);
+
+  if (const YAML::Node p = root["protocol"]) {
+    std::string text;
+    if (p.IsMap()) {
+      QL_RETURN_IF_ERROR(CheckKeys(origin, p, "protocol", {"name", "ctx", "stride", "chunks"}));
+      if (!p["name"]) return Status::Error(At(origin, p) + "protocol needs a 'name' (llamacpp, gptq, strided)");
+      QL_ASSIGN_OR_RETURN(text, Str(origin, p["name"], "protocol.name"));
+      if (p["ctx"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["ctx"], "protocol.ctx", 2, 1 << 20)); text += fmt::format(":ctx{}", v); }
+      if (p["stride"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["stride"], "protocol.stride", 1, 1 << 20)); text += fmt::format(":s{}", v); }
+      if (p["chunks"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["chunks"], "protocol.chunks", 1, 1 << 30)); text += fmt::format(":chunks{}", v); }
+    } else {
+      QL_ASSIGN_OR_RETURN(text, Str(origin, p, "protocol"));
+    }
+    auto spec = ProtocolSpec::Parse(text);
+    if (!spec.ok()) return Status::Error(At(origin, p) + spec.status().message());
+    e.protocol = spec->Canonical();
+  }
+  if (const YAML::Node b = root["baseline"]) {
+    QL_ASSIGN_OR_RETURN(e.baseline, Str(origin, b, "baseline"));
+    e.baseline = Lower(e.baseline);
+    if (e.baseline != "bf16" && e.baseline != "fp32")
+      return Status::Error(At(origin, b) + "baseline '" + e.baseline + "' is not one of: bf16, fp32");
+  }
+  if (const YAML::Node s = root["seed"]) {
+    QL_ASSIGN_OR_RETURN(e.seed, Int(origin, s, "seed", 0, INT64_MAX));
+  }
+  if (const YAML::Node r = root["results"]) {
+    QL_ASSIGN_OR_RETURN(std::string r_text, Str(origin, r, "results"));
+    e.results = Resolve(base_dir, r_text);
+  } else {
+    e.results = Resolve(base_dir, e.results);
+  }
+  if (const YAML::Node c = root["calibration"]) {
+    QL_RETURN_IF_ERROR(CheckKeys(origin, c, "calibration", {"data", "samples", "seqlen", "seed"}));
+    CalibrationSpec cal;
+    if (!c["data"]) return Status::Error(At(origin, c) + "calibration needs 'data' (a text file)");
+    QL_ASSIGN_OR_RETURN(std::string cd, Str(origin, c["data"], "calibration.data"));
+    cal.data = Resolve(base_dir, cd);
+    if (c["samples"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, c["samples"], "calibration.samples", 1, 1 << 20)); cal.samples = int(v); }
+    if (c["seqlen"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, c["seqlen"], "calibration.seqlen", 2, 1 << 20)); cal.seqlen = int(v); }
+    if (c["seed"]) { QL_ASSIGN_OR_RETURN(cal.seed, Int(origin, c["seed"], "calibration.seed", 0, INT64_MAX)); }
+    e.calibration = cal;
+  }
+  if (const YAML::Node t = root["targets"]) {
+    QL_ASSIGN_OR_RETURN(e.targets, StrList(origin, t, "targets"));
+    if (e.targets.empty()) return Status::Error(At(origin, t) + "'targets' is empty: nothing would be quantized");
+  }
+
+  // Named ignore sets (user) beside the built-ins.
+  std::vector<IgnoreSetSpec> user_sets;
+  if (const YAML::Node is = root["ignore_sets"]) {
+    if (!is.IsMap()) return Status::Error(At(origin, is) + "'ignore_sets' must map a name to a list of entries");
+    for (const auto& kv : is) {
+      IgnoreSetSpec s;
+      s.name = kv.first.as<std::string>();
+      QL_ASSIGN_OR_RETURN(s.entries, StrList(origin, kv.second, "ignore_sets." + s.name));
+      for (const auto& entry : s.entries) {
+        if (entry.rfind("re:", 0) == 0) {
+          try {
+            std::regex probe(entry.substr(3));
+          } catch (const std::regex_error& err) {
+            return Status::Error(At(origin, kv.second) + "ignore set '" + s.name + "': '" + entry +
+                                 "' is not a valid regular expression");
+          }
+        }
+      }
+      user_sets.push_back(std::move(s));
+    }
+  }
+
+  // Presets: built-ins, then the file's own (which may shadow a built-in by name).
+  std::vector<std::pair<std::string, SchemeSpec>> presets = BuiltinPresets();
+  if (const YAML::Node ps = root["presets"]) {
+    if (!ps.IsMap()) return Status::Error(At(origin, ps) + "'presets' must map a name to {weights, activations, kv_cache}");
+    for (const auto& kv : ps) {
+      const std::string name = kv.first.as<std::string>();
+      QL_RETURN_IF_ERROR(CheckKeys(origin, kv.second, "preset '" + name + "'", {"weights", "activations", "kv_cache"}));
+      SchemeSpec s;
+      s.label = name;
+      if (kv.second["weights"]) { QL_ASSIGN_OR_RETURN(s.weights, Str(origin, kv.second["weights"], "weights")); }
+      if (kv.second["activations"]) { QL_ASSIGN_OR_RETURN(s.activations, Str(origin, kv.second["activations"], "activations")); }
+      if (kv.second["kv_cache"]) { QL_ASSIGN_OR_RETURN(s.kv_cache, Str(origin, kv.second["kv_cache"], "kv_cache")); }
+      presets.insert(presets.begin(), {name, s});
+    }
+  }
+
+  const YAML::Node g = root["grid"];
+  QL_RETURN_IF_ERROR(CheckKeys(origin, g, "grid", {"schemes", "algorithms", "ignore", "activations", "kv_cache"}));
+  if (!g["schemes"]) return Status::Error(At(origin, g) + "grid needs 'schemes' (a list of scheme strings or presets)");
+
+  // Canonicalizes one scheme field, pointing at the node on error.
+  auto canon = [&](const YAML::Node& at, const std::string& text, const std::string& what) -> StatusOr<std::string> {
+    auto c = CanonicalScheme(text);
+    if (!c.ok()) return Status::Error(At(origin, at) + what + " '" + text + "': " + c.status().message());
+    return c;
+  };
+  const YAML::Node gs = g["schemes"];
+  if (!gs.IsSequence() || gs.size() == 0) return Status::Error(At(origin, gs) + "grid.schemes must be a non-empty list");
+  for (const auto& n : gs) {
+    SchemeSpec s;
+    if (n.IsMap()) {
+      QL_RETURN_IF_ERROR(CheckKeys(origin, n, "a grid scheme", {"weights", "activations", "kv_cache", "label"}));
+      std::vector<std::string> parts;
+      for (const char* k : {"weights", "activations", "kv_cache"}) {
+        if (!n[k]) continue;
+        QL_ASSIGN_OR_RETURN(std::string v, Str(origin, n[k], k));
+        QL_ASSIGN_OR_RETURN(std::string c, canon(n[k], v, k));
+        (std::string(k) == "weights" ? s.weights : std::string(k) == "activations" ? s.activations : s.kv_cache) = c;
+        if (!c.empty()) parts.push_back(std::string(k == std::string("weights") ? "W=" : k == std::string("activations") ? "A=" : "KV=") + c);
+      }
+      if (n["label"]) { QL_ASSIGN_OR_RETURN(s.label, Str(origin, n["label"], "label")); } else { s.label = Join(parts); }
+    } else {
+      QL_ASSIGN_OR_RETURN(std::string text, Str(origin, n, "grid.schemes entry"));
+      auto it = std::find_if(presets.begin(), presets.end(),
+                             [&](const auto& p) { return Lower(p.first) == Lower(text); });
+      if (it != presets.end()) {
+        s = it->second;
+        QL_ASSIGN_OR_RETURN(s.weights, canon(n, s.weights, "preset " + it->first + " weights"));
+        QL_ASSIGN_OR_RETURN(s.activations, canon(n, s.activations, "preset " + it->first + " activations"));
+        QL_ASSIGN_OR_RETURN(s.kv_cache, canon(n, s.kv_cache, "preset " + it->first + " kv_cache"));
+      } else {
+        auto c = CanonicalScheme(text);
+        if (!c.ok()) {
+          std::vector<std::string> names;
+          for (const auto& p : presets) names.push_back(p.first);
+          return Status::Error(At(origin, n) + "'" + text + "' is neither a preset (" + Join(names) +
+                               ") nor a scheme: " + c.status().message());
+        }
+        s.label = *c;
+        s.weights = *c;
+      }
+    }
+    e.schemes.push_back(std::move(s));
+  }
+
+  if (const YAML::Node ga = g["algorithms"]) {
+    if (!ga.IsSequence() || ga.size() == 0) return Status::Error(At(origin, ga) + "grid.algorithms must be a non-empty list");
+    for (const auto& n : ga) {
+      AlgorithmSpec a;
+      if (n.IsMap()) {
+        if (!n["name"]) return Status::Error(At(origin, n) + "an algorithm entry needs 'name'");
+        QL_ASSIGN_OR_RETURN(a.name, Str(origin, n["name"], "name"));
+        for (const auto& kv : n) {
+          const std::string k = kv.first.as<std::string>();
+          if (k != "name") a.params[k] = YamlToJson(kv.second);
+        }
+      } else {
+        QL_ASSIGN_OR_RETURN(a.name, Str(origin, n, "algorithm"));
+      }
+      a.name = Lower(a.name);
+      auto info = FindAlgorithm(a.name);
+      if (!info.ok()) return Status::Error(At(origin, n) + info.status().message());
+      auto params = ResolveAlgorithmParams(**info, a.params);
+      if (!params.ok()) return Status::Error(At(origin, n) + params.status().message());
+      a.params = *params;  // stored with defaults filled in, so the identity is explicit
+      e.algorithms.push_back(std::move(a));
+    }
+  } else {
+    e.algorithms.push_back({"rtn", nlohmann::json::object()});
+  }
+
+  const std::vector<std::string> builtin = BuiltinIgnoreSetNames();
+  if (const YAML::Node gi = g["ignore"]) {
+    QL_ASSIGN_OR_RETURN(std::vector<std::string> names, StrList(origin, gi, "grid.ignore"));
+    for (const auto& name : names) {
+      auto u = std::find_if(user_sets.begin(), user_sets.end(), [&](const auto& s) { return s.name == name; });
+      if (u != user_sets.end()) {
+        e.ignore_sets.push_back(*u);
+      } else if (std::find(builtin.begin(), builtin.end(), name) != builtin.end()) {
+        e.ignore_sets.push_back({name, {}, true});
+      } else {
+        std::vector<std::string> all = builtin;
+        for (const auto& s : user_sets) all.push_back(s.name);
+        return Status::Error(At(origin, gi) + "unknown ignore set '" + name + "' (known: " + Join(all) +
+                             "; define your own under ignore_sets:)");
+      }
+    }
+  } else {
+    e.ignore_sets.push_back({"none", {}, true});
+  }
+  for (const char* axis : {"activations", "kv_cache"}) {
+    if (const YAML::Node n = g[axis]) {
+      QL_ASSIGN_OR_RETURN(std::vector<std::string> v, StrList(origin, n, std::string("grid.") + axis));
+      std::vector<std::string> c;
+      for (const auto& s : v) {
+        QL_ASSIGN_OR_RETURN(std::string cs, canon(n, s, axis));
+        c.push_back(cs);
+      }
+      (std::string(axis) == "activations" ? e.activations_axis : e.kv_cache_axis) = c;
+    }
+  }
+  // Duplicate grid entries would run the same cell twice under one identity.
+  std::set<std::string> seen;
+  for (const Cell& c : ExpandGrid(e)) {
+    const std::string key = c.CanonicalJson(e).dump();
+    if (!seen.insert(key).second)
+      return Status::Errorf("{}: the grid has the same cell twice ({}); remove the duplicate entry", origin, c.Label());
+  }
+  return e;
+}
+
+StatusOr<Experiment> LoadExperiment(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::Errorf("{}: cannot read experiment file (does it exist?)", path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string dir = fs::path(path).parent_path().string();
+  QL_ASSIGN_OR_RETURN(Experiment e, ParseExperiment(ss.str(), path, dir.empty() ? "." : dir));
+  e.path = path;
+  return e;
+}
+
+nlohmann::json Cell::CanonicalJson(const Experiment& e) const {
+  nlohmann::json j;
+  j["protocol"] = e.protocol;
+  j["baseline"] = e.baseline;
+  j["targets"] = e.targets;
+  j["scheme"] = scheme.ToJson();
+  j["algorithm"] = {{"name", algorithm.name}, {"params", algorithm.params}};
+  j["ignore"] = {{"name", ignore.name}, {"entries", ignore.entries}, {"builtin", ignore.builtin}};
+  j["seed"] = e.seed;
+  if (e.calibration) {
+    j["calibration"] = {{"data", e.calibration->data}, {"samples", e.calibration->samples},
+                        {"seqlen", e.calibration->seqlen}, {"seed", e.calibration->seed}};
+  }
+  return j;
+}
+
+std::string Cell::Label() const {
+  return fmt::format("{} | {} | ignore={}", scheme.label, algorithm.Label(), ignore.name);
+}
+
+std::vector<Cell> ExpandGrid(const Experiment& e) {
+  std::vector<Cell> cells;
+  const std::vector<std::string> acts = e.activations_axis.value_or(std::vector<std::string>{"\x01"});
+  const std::vector<std::string> kvs = e.kv_cache_axis.value_or(std::vector<std::string>{"\x01"});
+  for (const auto& s : e.schemes)
+    for (const auto& a : e.algorithms)
+      for (const auto& ig : e.ignore_sets)
+        for (const auto& act : acts)
+          for (const auto& kv : kvs) {
+            Cell c;
+            c.index = int(cells.size());
+            c.scheme = s;
+            if (act != "\x01") c.scheme.activations = act;
+            if (kv != "\x01") c.scheme.kv_cache = kv;
+            if (act != "\x01" || kv != "\x01") {
+              if (act != "\x01") c.scheme.label += " A=" + (act.empty() ? std::string("none") : act);
+              if (kv != "\x01") c.scheme.label += " KV=" + (kv.empty() ? std::string("none") : kv);
+            }
+            c.algorithm = a;
+            c.ignore = ig;
+            cells.push_back(std::move(c));
+          }
+  return cells;
+}
+
+StatusOr<std::pair<int, int>> ParseShard(const std::string& s) {
+  int i = -1, n = -1;
+  char slash = 0, extra = 0;
+  std::istringstream in(s);
+  if (!(in >> i >> slash >> n) || slash != '/' || (in >> extra) || n < 1 || i < 0 || i >= n)
+    return Status::Errorf("--shard '{}' must be i/N with 0 <= i < N (e.g. 0/4; Slurm: $SLURM_ARRAY_TASK_ID/N)", s);
+  return std::make_pair(i, n);
+}
+
+std::vector<Cell> ShardCells(const std::vector<Cell>& cells, int i, int n) {
+  std::vector<Cell> out;
+  for (const auto& c : cells)
+    if (c.index % n == i) out.push_back(c);
+  return out;
+}
+
+StatusOr<std::string> HashFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::Errorf("{}: cannot read file to hash it", path);
+  uint64_t h = 0xcbf29ce484222325ull;
+  std::vector<char> buf(1 << 20);
+  while (f) {
+    f.read(buf.data(), buf.size());
+    h = Fnv1a64(buf.data(), size_t(f.gcount()), h);
+  }
+  return fmt::format("{:016x}", h);
+}
+
+StatusOr<std::string> HashPath(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return HashFile(path);
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const auto& f : files) {
+    QL_ASSIGN_OR_RETURN(std::string fh, HashFile(f));
+    const std::string name = fs::path(f).filename().string() + "=" + fh;
+    h = Fnv1a64(name.data(), name.size(), h);
+  }
+  return fmt::format("{:016x}", h);
+}
+
+std::string CellId(const nlohmann::json& canonical, const std::string& model_hash, const std::string& data_hash,
+                   const std::string& code_version) {
+  const std::string s = canonical.dump() + "\n" + model_hash + "\n" + data_hash + "\n" + code_version;
+  // Two independent 64-bit FNV-1a passes (different offset bases) -> 80 bits shown.
+  const uint64_t a = Fnv1a64(s.data(), s.size());
+  const uint64_t b = Fnv1a64(s.data(), s.size(), 0x84222325cbf29ce4ull);
+  return fmt::format("{:016x}{:04x}", a, b & 0xffff);
+}
+
+}  // namespace ql

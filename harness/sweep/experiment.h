@@ -1,0 +1,120 @@
+// An experiment file (YAML) parsed and validated, and its grid expanded into cells with stable
+// identities. Not the runner (harness/sweep/runner.h) and not the results store (results/).
+//
+// File shape (every key checked; unknown keys are errors naming the line and the allowed keys):
+//   name: default-sweep
+//   model: path/to/checkpoint          # HF dir, .gguf or llama2.c .bin (relative to the YAML file)
+//   data: path/to/eval.txt
+//   protocol: llamacpp:ctx256          # or a map {name: llamacpp, ctx: 256, stride: 128, chunks: 8}
+//   baseline: bf16                     # bf16 (default) or fp32
+//   calibration: {data: calib.txt, samples: 32, seqlen: 256, seed: 0}
+//   seed: 0
+//   results: quantlab-results          # results directory (relative to the YAML file)
+//   targets: [Linear]                  # llm-compressor syntax, default [Linear]
+//   ignore_sets: {edges: ["re:model\\.layers\\.0\\.", lm_head]}   # named sets, beside the built-ins
+//   presets: {mine: {weights: int4:g64, activations: int8:token}}  # user presets, beside the built-ins
+//   grid:
+//     schemes: [W8A8, int4:g32, {weights: int4:g128:asym, kv_cache: int8:token}]
+//     algorithms: [rtn, {name: gptq, damp: 0.01}]
+//     ignore: [none, lm_head, edges]
+//     activations: [none, int8:token]  # optional axis; overrides the scheme's activations
+//     kv_cache: [none, int8:token]     # optional axis; overrides the scheme's kv cache
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/status.h"
+
+namespace ql {
+
+// What is quantized, and how, in one cell. Scheme strings are canonical (kernels/scheme.h); "" means
+// "left in baseline precision".
+struct SchemeSpec {
+  std::string label;        // as the user wrote it: "W8A8", "int4:g32", "mine"
+  std::string weights;
+  std::string activations;
+  std::string kv_cache;
+  std::string mix;          // named per-tensor mix resolved against the model ("q4_k_m"), or ""
+  nlohmann::json ToJson() const;
+};
+
+struct AlgorithmSpec {
+  std::string name;                                  // registry name: "rtn", "gptq", …
+  nlohmann::json params = nlohmann::json::object();  // as given; defaults are filled by the algorithm
+  std::string Label() const;                         // "gptq(damp=0.01)"
+};
+
+struct IgnoreSetSpec {
+  std::string name;
+  std::vector<std::string> entries;  // llm-compressor syntax; empty for a built-in until resolved
+  bool builtin = false;              // resolved against the model (harness/quant/targets.h)
+};
+
+struct CalibrationSpec {
+  std::string data;
+  int samples = 32;
+  int seqlen = 256;
+  int64_t seed = 0;
+};
+
+struct Experiment {
+  std::string path;        // the YAML file ("" when parsed from a string)
+  std::string text;        // the YAML as given
+  std::string name;
+  std::string model, data; // resolved relative to the YAML file's directory
+  std::string protocol = "llamacpp:ctx512";
+  std::string baseline = "bf16";
+  std::optional<CalibrationSpec> calibration;
+  int64_t seed = 0;
+  std::string results = "quantlab-results";
+  std::vector<std::string> targets = {"Linear"};
+  std::vector<SchemeSpec> schemes;
+  std::vector<AlgorithmSpec> algorithms;
+  std::vector<IgnoreSetSpec> ignore_sets;            // the grid's ignore axis, in order
+  std::optional<std::vector<std::string>> activations_axis;
+  std::optional<std::vector<std::string>> kv_cache_axis;
+};
+
+// One point of the grid.
+struct Cell {
+  int index = 0;             // position in the expanded grid (stable for a given file)
+  SchemeSpec scheme;         // after the activations/kv_cache axes were applied
+  AlgorithmSpec algorithm;
+  IgnoreSetSpec ignore;
+  // Canonical JSON of everything that determines the cell's numbers (not the model/text contents,
+  // which enter the identity as hashes).
+  nlohmann::json CanonicalJson(const Experiment& e) const;
+  std::string Label() const;  // short human label: "int4:g32 | rtn | ignore=lm_head"
+};
+
+// Parses and validates (scheme strings, algorithm names, ignore-set names, protocol). `origin`
+// names the file in messages.
+StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::string& origin,
+                                     const std::string& base_dir = ".");
+StatusOr<Experiment> LoadExperiment(const std::string& path);
+
+std::vector<Cell> ExpandGrid(const Experiment& e);
+
+// Deterministic slice i of n (0-based i): cells whose index % n == i.
+StatusOr<std::pair<int, int>> ParseShard(const std::string& s);  // "i/N" with 0 <= i < N
+std::vector<Cell> ShardCells(const std::vector<Cell>& cells, int i, int n);
+
+// Identity of a cell: hash of its canonical JSON, the model's and the text's content hashes, and
+// the code version. Hex, 20 characters.
+std::string CellId(const nlohmann::json& canonical, const std::string& model_hash, const std::string& data_hash,
+                   const std::string& code_version);
+
+// Built-in presets: name -> scheme spec (weights/activations/kv/mix). Case-insensitive lookup.
+std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets();
+
+// Content hashes (FNV-1a 64, harness/eval/baseline.h) of a file, in hex. For identities, not security.
+StatusOr<std::string> HashFile(const std::string& path);
+StatusOr<std::string> HashPath(const std::string& path);  // a file, or every regular file of a directory
+
+}  // namespace ql

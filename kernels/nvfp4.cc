@@ -1,0 +1,141 @@
+// NVFP4 reference quantizer/dequantizer in the ModelOpt and compressed-tensors conventions (SPECS §3).
+#include "kernels/nvfp4.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+
+namespace ql {
+namespace {
+
+constexpr float kE4m3Max = 448.0f;
+constexpr float kE2m1Max = 6.0f;
+
+// The registered element codecs (kernels/minifloat.h): Encode is the RNE saturating cast (SPECS §1.1).
+const ElementCodec& Codec(const char* name) {
+  auto c = FindElementCodec(name);
+  QL_CHECK(c.ok(), "nvfp4: {}", c.status().message());
+  return **c;
+}
+const ElementCodec& E4m3() {
+  static const ElementCodec& c = Codec("fp8_e4m3");
+  return c;
+}
+const ElementCodec& E2m1() {
+  static const ElementCodec& c = Codec("fp4_e2m1");
+  return c;
+}
+uint8_t E4m3Code(float v) { return uint8_t(E4m3().Encode(v)); }  // v >= 0 here
+float E4m3Value(uint8_t code) { return E4m3().Decode(code); }
+
+// fp32 -> E2M1 code, RNE, saturating at 6. sign_from_input: the sign bit is (scaled < 0) even when the
+// magnitude rounds to 0 (ModelOpt `_cast_fp4`: -0.1 -> 0x8, -0.0 -> 0x0); otherwise a value rounding to
+// 0 gets code 0 (compressed-tensors packs the rounded value, whose sign test -0.0 < 0 is false).
+uint32_t E2m1Code(float scaled, bool sign_from_input) {
+  const uint32_t q = E2m1().Encode(scaled);
+  if ((q & 0x7) != 0) return q;
+  return (sign_from_input && scaled < 0.0f) ? 0x8u : 0x0u;
+}
+
+int64_t BlockBytes(int bs) { return 1 + (int64_t(bs) + 1) / 2; }
+
+}  // namespace
+
+double NvFp4Codec::nominal_bits_per_weight(int block_size) const {
+  return 8.0 * double(BlockBytes(block_size)) / double(block_size);
+}
+
+StatusOr<PackedBlocks> NvFp4Codec::Quantize(const float* x, int64_t rows, int64_t cols,
+                                            const BlockOptions& opt) const {
+  if (opt.block_size < 0)
+    return Status::Errorf("nvfp4: block size {} is negative; use 0 (default 16) or a positive size",
+                          opt.block_size);
+  if (rows < 0 || cols < 0) return Status::Errorf("nvfp4: bad shape [{}, {}]", rows, cols);
+  const int bs = opt.block_size == 0 ? default_block_size() : opt.block_size;
+  const bool modelopt = opt.nvfp4 == NvFp4Convention::kModelOpt;
+  float amax = 0.0f;
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!std::isfinite(x[i]))
+      return Status::Errorf("nvfp4: non-finite value {} at [{}, {}]; NVFP4 has no NaN/Inf codes", x[i],
+                            i / cols, i % cols);
+    amax = std::max(amax, std::fabs(x[i]));
+  }
+  // Tensor scale: ModelOpt scale_2 (multiplier) or compressed-tensors global_scale (divisor).
+  float tensor_scale = 1.0f;  // amax == 0: see the header
+  if (amax > 0.0f) tensor_scale = modelopt ? amax / (6.0f * kE4m3Max) : (6.0f * kE4m3Max) / amax;
+
+  const int64_t nb = (cols + bs - 1) / bs;
+  const int64_t bb = BlockBytes(bs);
+  PackedBlocks p;
+  p.rows = rows;
+  p.cols = cols;
+  p.block_size = bs;
+  p.bytes.assign(size_t(rows * nb * bb), 0);
+  p.extra.resize(5);
+  std::memcpy(p.extra.data(), &tensor_scale, 4);
+  p.extra[4] = modelopt ? 0 : 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;  // [cols]
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t c0 = b * bs;
+      const int n = int(std::min<int64_t>(bs, cols - c0));
+      float bmax = 0.0f;
+      for (int i = 0; i < n; ++i) bmax = std::max(bmax, std::fabs(xr[c0 + i]));
+      uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
+      float eff;  // effective per-element scale, fp32
+      if (modelopt) {
+        float s = bmax / (6.0f * tensor_scale);
+        if (s == 0.0f) s = 1.0f;
+        blk[0] = E4m3Code(s);
+        eff = E4m3Value(blk[0]) * tensor_scale;
+      } else {
+        float s = tensor_scale * (bmax / kE2m1Max);
+        s = std::clamp(s, -kE4m3Max, kE4m3Max);
+        blk[0] = E4m3Code(s);
+        if (E4m3Value(blk[0]) == 0.0f) blk[0] = E4m3Code(0.125f);
+        eff = E4m3Value(blk[0]) / tensor_scale;
+      }
+      if (eff == 0.0f || amax == 0.0f) continue;  // block decodes to 0; codes stay 0 (see header)
+      for (int i = 0; i < n; ++i) {
+        const float scaled = xr[c0 + i] / eff;
+        const uint32_t q = modelopt ? E2m1Code(scaled, true)
+                                    : E2m1Code(std::clamp(scaled, -kE2m1Max, kE2m1Max), false);
+        blk[1 + i / 2] |= uint8_t(q << ((i & 1) * 4));  // even element -> low nibble
+      }
+    }
+  }
+  return p;
+}
+
+void NvFp4Codec::Dequantize(const PackedBlocks& p, float* y) const {
+  const int bs = p.block_size;
+  const int64_t nb = (p.cols + bs - 1) / bs;
+  const int64_t bb = BlockBytes(bs);
+  QL_CHECK(int64_t(p.bytes.size()) == p.rows * nb * bb && p.extra.size() == 5,
+           "nvfp4: {} + {} bytes for [{}, {}] block {}", p.bytes.size(), p.extra.size(), p.rows, p.cols, bs);
+  float tensor_scale;
+  std::memcpy(&tensor_scale, p.extra.data(), 4);
+  const bool modelopt = p.extra[4] == 0;
+  for (int64_t r = 0; r < p.rows; ++r) {
+    float* yr = y + r * p.cols;  // [cols]
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
+      const float s8 = E4m3Value(blk[0]);
+      const float eff = modelopt ? s8 * tensor_scale : s8 / tensor_scale;
+      const int64_t c0 = b * bs;
+      const int n = int(std::min<int64_t>(bs, p.cols - c0));
+      for (int i = 0; i < n; ++i) {
+        const uint32_t q = (blk[1 + i / 2] >> ((i & 1) * 4)) & 0xF;
+        yr[c0 + i] = kE2m1Values[q] * eff;
+      }
+    }
+  }
+}
+
+const BlockCodec& NvFp4BlockCodec() {
+  static const NvFp4Codec c;
+  return c;
+}
+
+}  // namespace ql

@@ -1,0 +1,161 @@
+// The results store of a sweep: one SQLite database (schema in results/README.md) plus one HDF5 file
+// of arrays per run, in one results directory:
+//   DIR/results.sqlite            experiments, models, datasets, baselines, cells, metrics, errors
+//   DIR/arrays/<run id>.h5        per-token NLL/KLD, per-layer error vectors, weight-error histograms
+// A cell is committed in one transaction after its HDF5 file is in place, so a killed process loses
+// at most the cell it was running. Not the place for metric computation (harness/eval) or for the
+// sweep logic (harness/sweep).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels/status.h"
+#include "results/h5_arrays.h"
+#include "results/sqlite_db.h"
+
+namespace ql {
+
+inline constexpr int kResultsSchemaVersion = 1;
+
+struct ExperimentRow {
+  std::string id;           // stable name/hash of the experiment file's canonical content
+  std::string name;
+  std::string config;       // the experiment file as given (YAML text)
+  std::string created_at;   // ISO-8601 UTC
+  std::string code_version;
+  std::string host;
+};
+
+struct ModelRow {
+  std::string id;           // content hash of the checkpoint file(s)
+  std::string path;
+  std::string arch;
+  int64_t n_params = 0;
+  std::string config_json;
+};
+
+struct DatasetRow {
+  std::string id;           // content hash of the text
+  std::string path;
+  int64_t n_bytes = 0;
+  int64_t n_tokens = 0;
+};
+
+struct BaselineRow {
+  std::string id;           // hash(model, dataset, protocol, precision, code version)
+  std::string model_id, dataset_id;
+  std::string protocol;     // canonical protocol string, e.g. "llamacpp:ctx512"
+  std::string precision;    // "bf16" or "fp32"
+  double ppl = 0, ppl_err = 0, nll_mean = 0;
+  int64_t n_tokens = 0;
+  double seconds = 0;
+};
+
+// One point of a sweep grid and how it ended.
+struct CellRow {
+  std::string id;            // identity hash of canonical config + model + text + code version
+  std::string experiment_id;
+  std::string baseline_id;
+  std::string model_id, dataset_id;
+  std::string protocol;
+  std::string weight_scheme;  // canonical scheme strings (kernels/scheme.h); "" = not quantized
+  std::string act_scheme;
+  std::string kv_scheme;
+  std::string algorithm;      // registry name, e.g. "rtn", "gptq"
+  std::string algo_params;    // JSON object
+  std::string ignore_set;     // name of the ignore set
+  std::string ignore;         // JSON array of the entries
+  std::string config;         // canonical JSON of the whole cell
+  int64_t seed = 0;
+  std::string status;         // "ok", "failed", "diverged"
+  std::string reason;         // why it failed/diverged; "" when ok
+  std::string started_at, finished_at;
+  double seconds_quantize = 0, seconds_eval = 0, seconds_total = 0;
+  std::string host, code_version;
+  std::string shard;          // "i/N" or ""
+};
+
+// Quality and cost of one cell against its baseline. Optional fields are NULL when not measured.
+struct MetricsRow {
+  int64_t n_tokens = 0;
+  double ppl = 0, ppl_err = 0;
+  double ppl_base = 0;
+  std::optional<double> dppl, dppl_lo, dppl_hi;   // ppl - ppl_base, paired 95% interval
+  std::optional<double> kld_mean, kld_median, kld_p99, kld_max;
+  std::optional<double> top1;                     // fraction of tokens whose argmax agrees
+  std::optional<double> dp_mean, dp_rms;          // p_quant(correct) - p_base(correct)
+  std::optional<double> bits_per_weight;          // over the quantized linear weights
+  std::optional<int64_t> model_bytes;             // whole model as stored
+};
+
+struct TensorErrorRow {
+  std::string tensor;         // e.g. "model.layers.3.mlp.down_proj.weight"
+  std::string scheme;         // "" = left in baseline precision (ignored)
+  double mse = 0, sqnr_db = 0, max_abs = 0;
+  double bits_per_weight = 0;
+  int64_t bytes = 0;
+};
+
+struct LayerErrorRow {
+  int layer = 0;
+  double rel_mse = 0;         // ||h_q - h_base||^2 / ||h_base||^2 over the evaluation tokens
+  double sqnr_db = 0;
+};
+
+struct CellResult {
+  CellRow cell;
+  std::optional<MetricsRow> metrics;   // absent when the cell failed
+  std::vector<TensorErrorRow> tensor_errors;
+  std::vector<LayerErrorRow> layer_errors;
+  ArrayMap arrays;                     // written to arrays/<cell id>.h5
+};
+
+class ResultStore {
+ public:
+  // Opens or creates DIR (and DIR/arrays), creates the schema if new, checks its version.
+  static StatusOr<std::unique_ptr<ResultStore>> Open(const std::string& dir);
+  // Read-only access to an existing store (query/compare/report).
+  static StatusOr<std::unique_ptr<ResultStore>> OpenReadOnly(const std::string& dir);
+
+  Status PutExperiment(const ExperimentRow& e);  // insert or replace
+  Status PutModel(const ModelRow& m);            // insert or ignore
+  Status PutDataset(const DatasetRow& d);        // insert or ignore
+  Status PutBaseline(const BaselineRow& b, const ArrayMap& arrays);
+  std::optional<BaselineRow> FindBaseline(const std::string& id);
+
+  // True when a cell with this id is recorded with status "ok", "failed" or "diverged".
+  StatusOr<bool> HasCell(const std::string& cell_id);
+  // Writes arrays/<id>.h5 (atomically) then, in one transaction, the cell, its metrics, tensor and
+  // layer errors and the array index. Re-committing the same id replaces the earlier record.
+  Status CommitCell(const CellResult& r);
+
+  StatusOr<SqlResult> Query(const std::string& sql) { return db_->Query(sql); }
+  SqliteDb& db() { return *db_; }
+  const std::string& dir() const { return dir_; }
+  std::string ArraysPath(const std::string& run_id) const;
+
+  // Copies every row and array file of the stores in `sources` into `dest` (created if needed).
+  // Rows are keyed by content ids, so merging the same shard twice adds nothing; two different
+  // results under one cell id are an error unless they are identical.
+  static Status Merge(const std::string& dest, const std::vector<std::string>& sources);
+
+ private:
+  ResultStore(std::string dir, std::unique_ptr<SqliteDb> db) : dir_(std::move(dir)), db_(std::move(db)) {}
+  Status CreateSchema();
+  std::string dir_;
+  std::unique_ptr<SqliteDb> db_;
+};
+
+// Results directory layout helpers.
+std::string ResultsDbPath(const std::string& dir);  // DIR/results.sqlite
+
+// Formats a query result as an aligned text table, CSV (RFC 4180 quoting) or a JSON array of objects.
+std::string FormatTable(const SqlResult& r);
+std::string FormatCsv(const SqlResult& r);
+std::string FormatJson(const SqlResult& r);
+
+}  // namespace ql
