@@ -14,49 +14,61 @@
 #include "harness/io/load.h"
 #include "harness/model/model.h"
 #include "harness/tokenizer/tokenizer.h"
+#include "kernels/format.h"
+#include "kernels/scheme.h"
 
 namespace ql::cli {
 namespace {
 
-// Storage cost of one weight format. A [rows, cols] linear weight costs
-//   elem_bits·rows·cols + scale_bits·rows·ceil(cols / group) + tensor_bits      (bits)
-// group = 0 means one scale per row (per-channel); tensor_bits is a per-tensor scale.
-// This small table stands in for the scheme library (kernels/scheme) until it lands; the numbers are
-// the formats' definitions (SPECS §1-3), not measured packings.
+// Storage cost of one weight format, from the scheme library's definitions (kernels/scheme.h,
+// kernels/format.h) by arithmetic, without quantizing. For a [rows, cols] linear weight:
+//   element scheme: codec bits · rows·cols + (#scale tiles from TilesFor) · scale dtype bits
+//   block scheme:   rows·ceil(cols/k)·k · nominal_bits_per_weight(k) + tensor_bits (per-tensor extras)
+// e.g. int4 g128 fp16 scales = 4 + 16/128 = 4.125 bits/weight; nvfp4 = 4 + 8/16 = 4.5 + one fp32 per tensor.
 struct SizeScheme {
-  const char* name;
-  const char* formula;  // bits per weight
-  int elem_bits;
-  int group;
-  int scale_bits;
-  int tensor_bits;
+  const char* scheme;   // ParseScheme text
+  const char* formula;  // bits per weight, for the reader
+  int tensor_bits;      // block codecs: data kept per tensor outside the blocks
 };
 constexpr SizeScheme kSchemes[] = {
-    {"bf16", "16", 16, 1, 0, 0},
-    {"fp8_e4m3 (per-tensor fp32 scale)", "8 + 32/numel", 8, 1, 0, 32},
-    {"int8 per-channel (fp16 scale/row)", "8 + 16/cols", 8, 0, 16, 0},
-    {"int4 g128 (fp16 scales)", "4 + 16/128 = 4.125", 4, 128, 16, 0},
-    {"nf4 (block 64, fp32 absmax)", "4 + 32/64 = 4.5", 4, 64, 32, 0},
-    {"mxfp4 (block 32, e8m0 scale)", "4 + 8/32 = 4.25", 4, 32, 8, 0},
-    {"nvfp4 (block 16, e4m3 scale + fp32/tensor)", "4 + 8/16 = 4.5 + 32/numel", 4, 16, 8, 32},
+    {"bf16", "16", 0},
+    {"fp8_e4m3:tensor", "8 + 32/numel (fp32 scale/tensor)", 0},
+    {"int8:channel:s=fp16", "8 + 16/cols (fp16 scale/row)", 0},
+    {"int4:g128:s=fp16", "4 + 16/128 = 4.125", 0},
+    {"nf4", "4 + 32/64 = 4.5 (fp32 absmax/64)", 0},
+    {"mxfp4", "4 + 8/32 = 4.25 (e8m0/32)", 0},
+    {"nvfp4", "4 + 8/16 = 4.5 + 32/numel", 32},  // ModelOpt's fp32 per-tensor scale (SPECS §3)
 };
+
+StatusOr<uint64_t> LinearBits(const Scheme& s, const SizeScheme& row, int64_t rows, int64_t cols) {
+  const uint64_t n = uint64_t(rows) * uint64_t(cols);
+  if (s.is_block) {
+    QL_ASSIGN_OR_RETURN(const BlockCodec* codec, FindBlockCodec(s.format));
+    const int k = s.block.block_size ? s.block.block_size : codec->default_block_size();
+    const uint64_t padded = uint64_t(rows) * uint64_t((cols + k - 1) / k) * uint64_t(k);
+    return uint64_t(std::llround(double(padded) * codec->nominal_bits_per_weight(k))) + uint64_t(row.tensor_bits);
+  }
+  QL_ASSIGN_OR_RETURN(const ElementCodec* codec, FindElementCodec(s.format));
+  uint64_t bits = uint64_t(codec->bits()) * n;
+  if (s.granularity != Granularity::kNone)
+    bits += uint64_t(TilesFor(s, rows, cols).num_tiles()) * uint64_t(ScaleDtypeBytes(s.scale_dtype)) * 8;
+  return bits;
+}
 
 // Bytes of the model when every linear weight (q/k/v/o, gate/up/down, and an untied lm_head) uses the
 // scheme and everything else (embeddings, a tied head, norms, biases) stays bf16.
-uint64_t SchemeBytes(const Model& m, const SizeScheme& s) {
+StatusOr<uint64_t> SchemeBytes(const Model& m, const SizeScheme& row) {
+  QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(row.scheme));
   std::set<std::string> linear;
   for (const std::string& mod : m.LinearModules()) linear.insert(mod + ".weight");
   uint64_t bits = 0;
   for (const auto& [name, t] : m.weights) {
-    const uint64_t n = uint64_t(t.numel());
     if (!linear.count(name) || t.shape.size() != 2) {
-      bits += 16 * n;
+      bits += 16 * uint64_t(t.numel());
       continue;
     }
-    const uint64_t rows = uint64_t(t.shape[0]), cols = uint64_t(t.shape[1]);
-    const uint64_t groups_per_row = s.group == 0 ? 1 : (cols + s.group - 1) / s.group;
-    bits += uint64_t(s.elem_bits) * n + (s.scale_bits ? uint64_t(s.scale_bits) * rows * groups_per_row : 0) +
-            uint64_t(s.tensor_bits);
+    QL_ASSIGN_OR_RETURN(uint64_t b, LinearBits(s, row, t.shape[0], t.shape[1]));
+    bits += b;
   }
   return (bits + 7) / 8;
 }
@@ -102,7 +114,11 @@ void RunInspect(const std::string& path, bool as_json) {
   uint64_t stored_bytes = 0;
   for (const auto& t : info.tensors) stored_bytes += t.bytes;
   std::vector<std::pair<const SizeScheme*, uint64_t>> sizes;
-  for (const SizeScheme& s : kSchemes) sizes.push_back({&s, SchemeBytes(*m, s)});
+  for (const SizeScheme& s : kSchemes) {
+    StatusOr<uint64_t> bytes = SchemeBytes(*m, s);
+    if (!bytes.ok()) return Fail("inspect", bytes.status());
+    sizes.push_back({&s, *bytes});
+  }
 
   if (as_json) {
     nlohmann::json j;
@@ -120,7 +136,7 @@ void RunInspect(const std::string& path, bool as_json) {
       j["tensors"].push_back({{"stored_name", t.stored_name}, {"name", t.model_name}, {"shape", t.shape},
                               {"dtype", t.dtype}, {"bytes", t.bytes}});
     for (const auto& [s, bytes] : sizes)
-      j["size_estimates"].push_back({{"scheme", s->name}, {"bits_per_weight", s->formula}, {"bytes", bytes},
+      j["size_estimates"].push_back({{"scheme", s->scheme}, {"bits_per_weight", s->formula}, {"bytes", bytes},
                                      {"bits_per_parameter", 8.0 * double(bytes) / double(params)}});
     std::printf("%s\n", j.dump(2).c_str());
     return;
@@ -150,7 +166,7 @@ void RunInspect(const std::string& path, bool as_json) {
               Human(stored_bytes).c_str());
   std::printf("size if linear weights use a format (embeddings, norms, biases at bf16):\n");
   for (const auto& [s, bytes] : sizes)
-    std::printf("  %-44s %-28s %12llu B  %10s  %.3f bits/param\n", s->name, s->formula, (unsigned long long)bytes,
+    std::printf("  %-22s %-34s %12llu B  %10s  %.3f bits/param\n", s->scheme, s->formula, (unsigned long long)bytes,
                 Human(bytes).c_str(), 8.0 * double(bytes) / double(params));
 }
 

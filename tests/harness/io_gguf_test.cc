@@ -10,6 +10,7 @@
 #include "harness/io/load.h"
 #include "harness/io/rope_layout.h"
 #include "harness/tokenizer/spm_bpe.h"
+#include "kernels/gguf_blocks.h"
 #include "io_testing.h"
 
 namespace ql {
@@ -350,6 +351,52 @@ TEST(IoGguf, BadFilesGiveClearErrors) {
     testing::WriteBytes(over, bytes);
     testing::PatchPod<uint64_t>(over, offset_field, hdr->tensors[0].offset + 32);
     QL_EXPECT_ERROR(io::ReadGguf(over), over, "overlap");
+  }
+}
+
+// A whole model whose 2-D weights with 32-multiple rows are stored as Q8_0 (the rest F32) loads, and each
+// dequantized weight is within Q8_0's rounding bound of the original: per block d = absmax/127 (fp16),
+// |x - q·d| <= d/2 plus the fp16 rounding of d (|q| <= 127, relative 2^-11).
+TEST(IoGguf, Q8_0ModelLoadsWithinRoundingBound) {
+  TempDir tmp;
+  const Model m = RandomModel({});
+  ASSERT_TRUE(io::WriteGguf(tmp / "f32.gguf", m, io::FloatDtype::kF32).ok());
+  Parts p = Disassemble(tmp / "f32.gguf");
+  int quantized = 0;
+  for (io::GgufTensorBlob& b : p.blobs) {
+    if (b.ne.size() != 2 || b.ne[0] % 32 != 0) continue;
+    std::vector<float> x(b.data.size() / 4);
+    std::memcpy(x.data(), b.data.data(), b.data.size());
+    std::vector<uint8_t> q;
+    for (uint64_t r = 0; r < b.ne[1]; ++r) {
+      auto row = QuantizeGgmlRow(8, x.data() + r * b.ne[0], int64_t(b.ne[0]));
+      ASSERT_TRUE(row.ok()) << row.status().message();
+      q.insert(q.end(), row->begin(), row->end());
+    }
+    b.type = 8;
+    b.data = std::move(q);
+    ++quantized;
+  }
+  EXPECT_EQ(quantized, 1 + 2 * 6 + 1);  // embedding, q/k/v/o/gate/up per layer, lm_head (down_proj rows are 48)
+  ASSERT_TRUE(io::WriteGgufFile(tmp / "q8.gguf", p.kv, p.blobs).ok());
+  io::CheckpointInfo info;
+  auto back = io::ReadGguf(tmp / "q8.gguf", &info);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(info.tensors[0].dtype, "q8_0");
+  io::SetRopeLayout(&back.value(), false);
+  for (const auto& [name, t] : m.weights) {
+    const Tensor& g = back->W(name);
+    ASSERT_EQ(g.shape, t.shape);
+    const bool q8 = t.shape.size() == 2 && t.shape[1] % 32 == 0;
+    for (int64_t b0 = 0; b0 < t.numel(); b0 += 32) {
+      const int64_t n = std::min<int64_t>(32, t.numel() - b0);
+      float amax = 0;
+      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(t.data[b0 + i]));
+      const float d = amax / 127.0f;
+      const float bound = q8 ? d * 0.5f + 127.0f * d * 0x1p-11f + 1e-7f : 0.0f;
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_LE(std::fabs(g.data[b0 + i] - t.data[b0 + i]), bound) << name << "[" << b0 + i << "]";
+    }
   }
 }
 

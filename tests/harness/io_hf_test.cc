@@ -12,6 +12,7 @@
 #include "harness/io/load.h"
 #include "harness/io/rope_layout.h"
 #include "harness/io/safetensors.h"
+#include "harness/tokenizer/byte_bpe.h"
 #include "io_testing.h"
 
 namespace ql {
@@ -254,6 +255,48 @@ TEST(IoLoad, DetectsEveryFormat) {
   QL_EXPECT_ERROR(LoadModel(tmp / "x.txt"), "x.txt", "unknown checkpoint format");
   std::filesystem::create_directories(tmp / "empty");
   QL_EXPECT_ERROR(LoadModel(tmp / "empty"), "empty", "config.json");
+}
+
+// A byte-level BPE tokenizer travels through tokenizer.json (HF) and tokenizer.ggml.* (GGUF "gpt2").
+TEST(IoTokenizer, ByteBpeRoundTripsThroughHfAndGguf) {
+  TempDir tmp;
+  const std::string text =
+      "The quick brown fox jumps over the lazy dog. The dog sleeps; the fox runs away, quickly and quietly.\n"
+      "Quantization maps weights to a grid: scale, round, clamp. Then it dequantizes them again.";
+  ByteBpeTrainOptions opt;
+  opt.vocab_size = 300;
+  opt.special_tokens = {"<|endoftext|>", "<|im_start|>"};
+  opt.eos_index = 0;
+  opt.min_frequency = 2;
+  auto trained = TrainByteBpe(text, opt);
+  ASSERT_TRUE(trained.ok()) << trained.status().message();
+  std::shared_ptr<const ByteBpeTokenizer> bpe(std::move(trained.value()));
+  ASSERT_GT(bpe->num_merges(), 10);
+  RandomModelOptions o;
+  o.arch = "qwen2";
+  o.qkv_bias = true;
+  o.vocab = bpe->vocab_size();
+  Model m = RandomModel(o);
+  m.tokenizer = bpe;
+  const std::string sample = "The lazy fox<|endoftext|> quantizes the dog, quickly!";
+  const std::vector<int> want = bpe->Encode(sample, false);
+  ASSERT_TRUE(io::WriteHfDir(tmp / "hf", m, io::FloatDtype::kF32).ok());
+  ASSERT_TRUE(std::filesystem::exists(tmp / "hf/tokenizer.json"));
+  ASSERT_TRUE(io::WriteGguf(tmp / "m.gguf", m, io::FloatDtype::kF32).ok());
+  for (const std::string& p : {tmp / "hf", tmp / "m.gguf"}) {
+    SCOPED_TRACE(p);
+    auto back = LoadModel(p);
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    ASSERT_NE(back->tokenizer, nullptr);
+    const auto* b = dynamic_cast<const ByteBpeTokenizer*>(back->tokenizer.get());
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(b->vocab_size(), bpe->vocab_size());
+    EXPECT_EQ(b->merges(), bpe->merges());
+    EXPECT_EQ(b->eos_id(), bpe->eos_id());
+    for (int id = 0; id < bpe->vocab_size(); ++id) EXPECT_EQ(b->Piece(id), bpe->Piece(id)) << id;
+    EXPECT_EQ(b->Encode(sample, false), want);
+    EXPECT_EQ(b->Decode(want), bpe->Decode(want));
+  }
 }
 
 }  // namespace

@@ -165,6 +165,12 @@ TEST(IoLlama2c, BadFilesGiveClearErrors) {
   testing::WriteBytes(neg, testing::ReadBytes(good));
   testing::PatchPod<int32_t>(neg, 4, -5);
   QL_EXPECT_ERROR(io::ReadLlama2c(neg), neg, "hidden_dim");
+  // A header describing a petabyte model (n_layers 2^24, hidden 2^24): a size error, not an allocation.
+  const std::string huge = tmp / "huge.bin";
+  testing::WriteBytes(huge, testing::ReadBytes(good));
+  testing::PatchPod<int32_t>(huge, 4, 1 << 24);
+  testing::PatchPod<int32_t>(huge, 8, 1 << 24);
+  QL_EXPECT_ERROR(io::ReadLlama2c(huge), huge, "implies", "truncated");
   // n_kv_heads that does not divide n_heads.
   const std::string kv = tmp / "kv.bin";
   testing::WriteBytes(kv, testing::ReadBytes(good));

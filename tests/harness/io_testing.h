@@ -42,10 +42,11 @@ struct RandomModelOptions {
   bool qk_norm = false;
   int head_dim = 8;  // dim 32 / 4 heads
   bool interleaved = false;
+  int vocab = 40;
   uint32_t seed = 1;
 };
 
-// GQA model: dim 32, 2 layers, 4 heads, 2 kv heads, hidden 48, vocab 40. Values N(0, 1) with a few
+// GQA model: dim 32, 2 layers, 4 heads, 2 kv heads, hidden 48, vocab 40 (by default). Values N(0, 1) with a few
 // magnitudes that fp16 cannot hold exactly (so the F16/BF16 checks see real rounding).
 inline Model RandomModel(const RandomModelOptions& o) {
   Model m;
@@ -57,7 +58,7 @@ inline Model RandomModel(const RandomModelOptions& o) {
   c.n_heads = 4;
   c.n_kv_heads = 2;
   c.head_dim = o.head_dim;
-  c.vocab_size = 40;
+  c.vocab_size = o.vocab;
   c.max_seq_len = 64;
   c.rope_theta = 500000.0f;
   c.norm_eps = 1e-6f;
