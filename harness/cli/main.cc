@@ -21,11 +21,6 @@ int main(int argc, char** argv) {
   CLI::App app{"quantlab: measure what quantizing a transformer costs in quality, and what it saves"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("quantlab ") + QL_GIT_VERSION);
-  ql::cli::AddQueryCommand(app);
-  ql::cli::AddMergeCommand(app);
-  ql::cli::AddReportCommand(app);
-  ql::cli::AddSweepCommand(app);
-  ql::cli::AddCompareCommand(app);
   ql::cli::AddFormatsCommand(app);
   ql::cli::AddRoundtripCommand(app);
   ql::cli::AddInspectCommand(app);
@@ -35,6 +30,7 @@ int main(int argc, char** argv) {
   ql::cli::AddCompareCommand(app);
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
+  ql::cli::AddReportCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
