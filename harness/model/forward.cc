@@ -187,6 +187,7 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     Linear(model, p + "mlp.down_proj", ws.gate.data(), n, F, down, hooks, ws, false);
     ops::Add(down, ws.x.data(), size_t(n) * D);
     if (hooks && hooks->block_output) hooks->block_output(l, ws.x.data(), n);
+    if (hooks && hooks->stop_after_layer == l) return Status::Ok();
   }
 
   const int first = last_only ? n - 1 : 0, rows = n - first;
