@@ -7,6 +7,7 @@
 #include "harness/quant/llm_int8.h"
 #include "harness/quant/rotation.h"
 #include "harness/quant/smoothquant.h"
+#include "harness/quant/static_act.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 
@@ -41,6 +42,7 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       SmoothQuantAlgorithm(),
       LlmInt8Algorithm(),
       RotationAlgorithm(),
+      StaticActAlgorithm(),
   };
   return kList;
 }

@@ -85,14 +85,12 @@ TEST(AlgoGptq, LayerOutputErrorBelowRtn) {
       const double e_rtn = OutputError(x, kT, kCols, w, rtn, kRows);
       const double e_gptq = OutputError(x, kT, kCols, w, q, kRows);
       EXPECT_LT(e_gptq, 0.8 * e_rtn) << "act_order " << act_order;
-      // The result is exactly representable: re-quantizing with the scheme changes nothing (static
-      // groups keep the original group layout; block codecs pass through the codec at the end).
-      std::vector<float> again(q.size());
-      ASSERT_TRUE(FakeQuantize(*scheme, q.data(), kRows, kCols, again.data()).ok());
-      size_t same = 0;
-      for (size_t i = 0; i < q.size(); ++i) same += again[i] == q[i];
-      if (!scheme->is_block) EXPECT_GT(double(same) / q.size(), 0.99);
-      else EXPECT_EQ(same, q.size());
+      // Block codecs end with a pass through the codec: the stored tensor is exactly representable.
+      if (scheme->is_block) {
+        std::vector<float> again(q.size());
+        ASSERT_TRUE(FakeQuantize(*scheme, q.data(), kRows, kCols, again.data()).ok());
+        EXPECT_EQ(again, q);
+      }
     }
   }
 }
@@ -150,6 +148,7 @@ TEST(AlgoGptq, LazyBatchesMatchScalarReference) {
 }
 
 TEST(AlgoGptq, ModelLevelBeatsRtnOnCalibration) {
+  testing::SingleThread single;
   const Model fp = testing::OutlierModel();
   const CalibrationSet calib = testing::RandomCalibration(fp.config.vocab_size, 8, 64, 5);
   std::vector<std::pair<std::string, std::string>> ms;
