@@ -76,19 +76,21 @@ std::vector<float> AttentionBlockOutput(const Model& model, int layer, const std
     ops::Rope(qt, H, hd, &cs[size_t(pos) * hd], &sn[size_t(pos) * hd], c.rope_interleaved);
     ops::Rope(kt, KV, hd, &cs[size_t(pos) * hd], &sn[size_t(pos) * hd], c.rope_interleaved);
   }
+  // Per (window, head): S = Q_h·K_hᵀ/√hd [L, L] (sgemm), causal row softmax, O_h = S·V_h.
   const float scale = 1.0f / std::sqrt(float(hd));
-  std::vector<float> s(seqlen);
+  std::vector<float> s(size_t(seqlen) * seqlen);
   for (int w0 = 0; w0 < n; w0 += seqlen) {
     for (int h = 0; h < H; ++h) {
       const int kvh = h / group;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, seqlen, seqlen, hd, scale, &q[size_t(w0) * qo + h * hd], qo,
+                  &k[size_t(w0) * kvo + kvh * hd], kvo, 0.0f, s.data(), seqlen);
       for (int i = 0; i < seqlen; ++i) {
-        const float* qi = &q[size_t(w0 + i) * qo + h * hd];
-        for (int j = 0; j <= i; ++j) s[j] = ops::Dot(qi, &k[size_t(w0 + j) * kvo + kvh * hd], hd) * scale;
-        ops::Softmax(s.data(), i + 1);
-        float* o = &att[size_t(w0 + i) * qo + h * hd];
-        std::fill(o, o + hd, 0.0f);
-        for (int j = 0; j <= i; ++j) ops::Axpy(s[j], &v[size_t(w0 + j) * kvo + kvh * hd], o, hd);
+        float* row = &s[size_t(i) * seqlen];
+        ops::Softmax(row, i + 1);
+        std::fill(row + i + 1, row + seqlen, 0.0f);
       }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, seqlen, hd, seqlen, 1.0f, s.data(), seqlen,
+                  &v[size_t(w0) * kvo + kvh * hd], kvo, 0.0f, &att[size_t(w0) * qo + h * hd], qo);
     }
   }
   std::vector<float> out(size_t(n) * D);
