@@ -1,5 +1,5 @@
 // AWQ (see awq.h). Follows mit-han-lab/llm-awq auto_scale.py / auto_clip.py (SPECS §5.2): the layer's
-// inputs are captured on the ORIGINAL model (llm-awq computes the next layer's inputs with the fp
+// inputs are those of the ORIGINAL model (llm-awq computes the next layer's inputs with the fp
 // layer before searching, and scaling preserves the function), the four Llama groups are searched on
 // those inputs, scales are folded, cached inputs divided by s, then clipping is searched on the
 // scaled inputs. The quantizer inside the search is the cell's own scheme (llm-awq: int4 g128 asym).
@@ -275,17 +275,21 @@ Status ApplyAwq(Model& model, const AlgorithmContext& ctx) {
   const int seqlen = int(ctx.calibration->windows.at(0).size());
   for (const auto& w : ctx.calibration->windows)
     if (int(w.size()) != seqlen) return Status::Error("awq: calibration windows must all have the same length");
-  const Model original = model;  // inputs are captured on the fp model (see the file comment)
 
+  std::vector<std::vector<float>> hidden, next;  // per window: the fp model's input of layer l
   for (int l = 0; l < c.n_layers; ++l) {
     const auto m = LayerLinears(l);  // q k v o gate up down
-    bool any = false;
-    for (const auto& mod : m) any |= schemes.count(mod) > 0;
-    if (!any) continue;
+    // One pass of layer l, still unmodified, from the fp model's cached input; its output (the fp
+    // layer's) is saved as the input of layer l+1, as llm-awq computes it before the search.
     CaptureRequest req;
     req.inputs = true;
     req.modules = {m[0], m[3], m[4], m[6]};
-    QL_ASSIGN_OR_RETURN(auto st, CaptureLinearStats(original, *ctx.calibration, req));
+    req.start_layer = l;
+    req.start_hidden = l > 0 ? &hidden : nullptr;
+    req.save_after_layer = l;
+    req.save_hidden = &next;
+    QL_ASSIGN_OR_RETURN(auto st, CaptureLinearStats(model, *ctx.calibration, req));
+    hidden.swap(next);
     std::vector<float>& x_attn = st[m[0]].inputs;
     std::vector<float>& x_o = st[m[3]].inputs;
     std::vector<float>& x_mlp = st[m[4]].inputs;

@@ -70,9 +70,19 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
     else full = true;
     out[m];
   }
-  if (out.empty()) return out;
+  if (req.save_hidden) last_layer = std::max(last_layer, req.save_after_layer);
+  if (out.empty() && !req.save_hidden) return out;
   ForwardHooks hooks;
   hooks.stop_after_layer = full ? -1 : last_layer;
+  hooks.start_layer = req.start_layer;
+  size_t window = 0;
+  if (req.save_hidden) {
+    req.save_hidden->assign(calib.windows.size(), {});
+    hooks.block_output = [&](int layer, const float* h, int T) {
+      if (layer == req.save_after_layer)
+        (*req.save_hidden)[window].assign(h, h + size_t(T) * model.config.dim);
+    };
+  }
   std::vector<double> xd;  // [T, in] the window's input in double, for dsyrk
   std::map<std::string, std::vector<double>> abs_sum;  // mean |x| accumulates in double
   hooks.linear_input = [&](std::string_view path, float* x, int T, int in) {
@@ -114,9 +124,11 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
   };
   const int64_t vocab = model.config.vocab_size;
   std::vector<float> logits;
-  for (const auto& w : calib.windows) {
+  for (window = 0; window < calib.windows.size(); ++window) {
+    const auto& w = calib.windows[window];
     if (full) logits.resize(size_t(w.size()) * vocab);
     else logits.resize(1);
+    if (req.start_hidden) hooks.start_hidden = (*req.start_hidden).at(window).data();
     QL_RETURN_IF_ERROR(ForwardWindow(model, w, logits.data(), &hooks));
   }
   for (auto& [m, st] : out) {

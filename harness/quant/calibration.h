@@ -40,6 +40,12 @@ struct CaptureRequest {
   bool hessian = false;            // XᵀX, double, [in, in]
   bool inputs = false;             // the raw inputs, [tokens, in] (every window concatenated)
   int64_t max_input_tokens = -1;   // keep at most this many rows of raw inputs (-1: all)
+  // Layer-at-a-time passes: start at start_layer from the saved residual streams (one [L, dim] per
+  // window), and/or save the residual stream after layer save_after_layer into *save_hidden.
+  int start_layer = 0;
+  const std::vector<std::vector<float>>* start_hidden = nullptr;
+  int save_after_layer = -1;
+  std::vector<std::vector<float>>* save_hidden = nullptr;
 };
 
 struct LinearStats {

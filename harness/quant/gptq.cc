@@ -1,7 +1,7 @@
 // GPTQ (see gptq.h). Follows IST-DASLab/gptq gptq.py fasterquant (SPECS §5.1) step for step; the
 // model-level driver quantizes true-sequentially like its llama.py --true-sequential: per layer, the
 // inputs of (q,k,v), then o, then (gate,up), then down are re-captured on the model whose earlier
-// modules are already quantized.
+// modules are already quantized, running only that layer from the cached residual stream.
 #include "harness/quant/gptq.h"
 
 #include <cblas.h>
@@ -268,21 +268,17 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   const bool true_seq = p["true_sequential"].get<bool>();
   const auto schemes = SchemeMap(ctx);
 
-  // Stages in forward order; the modules of one inner list share their input.
-  std::vector<std::vector<std::vector<std::string>>> stages;
-  for (int l = 0; l < model.config.n_layers; ++l) {
-    const auto m = LayerLinears(l);
-    std::vector<std::vector<std::string>> groups = {{m[0], m[1], m[2]}, {m[3]}, {m[4], m[5]}, {m[6]}};
-    if (true_seq) {
-      for (auto& g : groups) stages.push_back({g});
-    } else {
-      stages.push_back(groups);
-    }
-  }
-  stages.push_back({{"lm_head"}});
-  for (const auto& stage : stages) {
+  // Per layer, stages in forward order (true-sequential: q/k/v, o, gate/up, down each re-captured
+  // after the previous stage was quantized); the modules of one inner list share their input. Each
+  // pass runs only the current layer, from the cached residual stream at its input, which was computed
+  // with every earlier layer already quantized (gptq.py's inps/outs hand-over).
+  const int L = model.config.n_layers;
+  std::vector<std::vector<float>> hidden, next;  // per window [seqlen, dim]: input of the current layer
+  auto run_stage = [&](const std::vector<std::vector<std::string>>& stage, int layer) -> Status {
     CaptureRequest req;
     req.hessian = true;
+    req.start_layer = layer;
+    req.start_hidden = layer > 0 ? &hidden : nullptr;
     std::vector<std::pair<std::string, std::vector<std::string>>> todo;  // (input representative, modules)
     for (const auto& group : stage) {
       std::vector<std::string> mods;
@@ -292,7 +288,7 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
       req.modules.insert(mods[0]);
       todo.emplace_back(mods[0], mods);
     }
-    if (todo.empty()) continue;
+    if (todo.empty()) return Status::Ok();
     QL_ASSIGN_OR_RETURN(auto stats, CaptureLinearStats(model, *ctx.calibration, req));
     for (const auto& [rep, mods] : todo) {
       const LinearStats& st = stats.at(rep);
@@ -306,7 +302,28 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
         if (!loss.ok()) return Status::Errorf("gptq on {}: {}", m, loss.status().message());
       }
     }
+    return Status::Ok();
+  };
+  for (int l = 0; l < L; ++l) {
+    const auto m = LayerLinears(l);
+    std::vector<std::vector<std::string>> groups = {{m[0], m[1], m[2]}, {m[3]}, {m[4], m[5]}, {m[6]}};
+    if (true_seq) {
+      for (auto& g : groups) QL_RETURN_IF_ERROR(run_stage({g}, l));
+    } else {
+      QL_RETURN_IF_ERROR(run_stage(groups, l));
+    }
+    if (l + 1 < L) {  // the next layer's input, through this (now quantized) layer
+      CaptureRequest adv;
+      adv.start_layer = l;
+      adv.start_hidden = l > 0 ? &hidden : nullptr;
+      adv.save_after_layer = l;
+      adv.save_hidden = &next;
+      QL_RETURN_IF_ERROR(CaptureLinearStats(model, *ctx.calibration, adv).status());
+      hidden.swap(next);
+    }
   }
+  // lm_head: a pass from the last layer's cached input through the final norm.
+  QL_RETURN_IF_ERROR(run_stage({{"lm_head"}}, L - 1));
   // Targets that are not linear inputs (the embedding table) get round-to-nearest.
   for (const auto& [m, s] : schemes)
     if (m == "model.embed_tokens") QL_RETURN_IF_ERROR(RtnModule(model, m, s));

@@ -63,6 +63,42 @@ TEST(AlgoAwq, BlockOutputsMatchForwardPass) {
   EXPECT_LT(std::sqrt(num / den), 1e-5);
 }
 
+TEST(AlgoCalibration, LayerAtATimeEqualsFullPass) {
+  // Capturing layer 2's inputs from the saved residual stream after layer 1 gives the same inputs as
+  // a pass from the embedding.
+  const Model m = testing::OutlierModel();
+  const CalibrationSet calib = testing::RandomCalibration(m.config.vocab_size, 2, 16, 12);
+  CaptureRequest full;
+  full.inputs = true;
+  full.hessian = true;
+  full.modules = {"model.layers.2.mlp.down_proj"};
+  auto a = CaptureLinearStats(m, calib, full);
+  ASSERT_TRUE(a.ok());
+  std::vector<std::vector<float>> h1;
+  CaptureRequest save;
+  save.save_after_layer = 1;
+  save.save_hidden = &h1;
+  ASSERT_TRUE(CaptureLinearStats(m, calib, save).ok());
+  ASSERT_EQ(h1.size(), 2u);
+  ASSERT_EQ(h1[0].size(), size_t(16) * m.config.dim);
+  CaptureRequest part = full;
+  part.start_layer = 2;
+  part.start_hidden = &h1;
+  auto b = CaptureLinearStats(m, calib, part);
+  ASSERT_TRUE(b.ok());
+  const auto& xa = a->at("model.layers.2.mlp.down_proj");
+  const auto& xb = b->at("model.layers.2.mlp.down_proj");
+  EXPECT_EQ(xa.inputs, xb.inputs);
+  EXPECT_EQ(xa.xtx, xb.xtx);
+  EXPECT_EQ(xa.tokens, 32);
+  // XᵀX entry (0, 1) by hand from the captured rows.
+  double x01 = 0;
+  const int in = xa.in;
+  for (int t = 0; t < 32; ++t) x01 += double(xa.inputs[size_t(t) * in]) * xa.inputs[size_t(t) * in + 1];
+  EXPECT_NEAR(xa.xtx[1], x01, 1e-9 * std::max(1.0, std::fabs(x01)));
+  EXPECT_EQ(xa.xtx[1], xa.xtx[size_t(in)]);
+}
+
 TEST(AlgoAwq, BeatsRtnOnCalibration) {
   testing::SingleThread single;
   ModelConfig c = Stories260KConfig();
