@@ -194,9 +194,15 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
   ops::RopeTables(pos0, n, hd, c.rope_theta, c.rope_interleaved, ws.cos.data(), ws.sin.data());
 
   const float* emb = model.W("model.embed_tokens.weight").data.data();  // [vocab, D]
-  for (int t = 0; t < n; ++t) std::memcpy(&ws.x[size_t(t) * D], emb + size_t(tokens[t]) * D, sizeof(float) * D);
+  const int first_layer = hooks && hooks->start_hidden ? hooks->start_layer : 0;
+  if (first_layer > 0) {
+    QL_CHECK(first_layer < c.n_layers, "start_layer {} >= n_layers {}", first_layer, c.n_layers);
+    std::memcpy(ws.x.data(), hooks->start_hidden, sizeof(float) * size_t(n) * D);
+  } else {
+    for (int t = 0; t < n; ++t) std::memcpy(&ws.x[size_t(t) * D], emb + size_t(tokens[t]) * D, sizeof(float) * D);
+  }
 
-  for (int l = 0; l < c.n_layers; ++l) {
+  for (int l = first_layer; l < c.n_layers; ++l) {
     const std::string p = LayerPrefix(l);
     // ---- attention block ----
     const float* w_in = model.W(p + "input_layernorm.weight").data.data();
@@ -238,6 +244,7 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     Linear(model, p + "mlp.down_proj", ws.gate.data(), n, F, down, hooks, ws, false);
     ops::Add(down, ws.x.data(), size_t(n) * D);
     if (hooks && hooks->block_output) hooks->block_output(l, ws.x.data(), n);
+    if (hooks && hooks->stop_after_layer == l) return Status::Ok();
   }
 
   const int first = last_only ? n - 1 : 0, rows = n - first;

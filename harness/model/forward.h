@@ -20,6 +20,14 @@ struct ForwardHooks {
   std::function<void(int layer, float* k, float* v, int T)> kv;
   // Residual stream after each decoder block, h: [T, dim] (read-only: per-layer output error).
   std::function<void(int layer, const float* h, int T)> block_output;
+  // >= 0: ForwardWindow returns right after this layer (logits are left untouched). Calibration
+  // capturing the inputs of layer l needs nothing beyond it.
+  int stop_after_layer = -1;
+  // > 0: ForwardWindow starts at this layer with the residual stream start_hidden ([T, dim], the
+  // input of that layer, e.g. saved by block_output of the layer before); the embedding and earlier
+  // layers are skipped. Layer-by-layer calibration (GPTQ) runs one layer at a time with it.
+  int start_layer = 0;
+  const float* start_hidden = nullptr;
 };
 
 // tokens: [T] with T <= config.max_seq_len (or any T when max_seq_len is 0); logits: [T, vocab].

@@ -2,6 +2,12 @@
 // algorithms (GPTQ, AWQ, …) each get their own file and one line in Algorithms().
 #include "harness/quant/algorithm.h"
 
+#include "harness/quant/awq.h"
+#include "harness/quant/gptq.h"
+#include "harness/quant/llm_int8.h"
+#include "harness/quant/rotation.h"
+#include "harness/quant/smoothquant.h"
+#include "harness/quant/static_act.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 
@@ -31,6 +37,12 @@ const std::vector<AlgorithmInfo>& Algorithms() {
   static const std::vector<AlgorithmInfo> kList = {
       {"rtn", "round-to-nearest with the scheme's scale rule (absmax, minmax, percentile, mse)",
        nlohmann::json::object(), false, ApplyRtn},
+      GptqAlgorithm(),
+      AwqAlgorithm(),
+      SmoothQuantAlgorithm(),
+      LlmInt8Algorithm(),
+      RotationAlgorithm(),
+      StaticActAlgorithm(),
   };
   return kList;
 }

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,15 @@
 namespace ql {
 
 struct Scheme;
+struct CalibrationSet;
+
+// What an algorithm leaves behind for evaluation beyond changed weights: an online transform of
+// linear inputs (LLM.int8()'s outlier split, QuaRot's online Hadamard before down_proj). The runner
+// calls it on every linear input before its own activation fake quantization; a true return means
+// "this input is already quantized", and the runner's activation scheme is skipped for it.
+struct AlgorithmRuntime {
+  std::function<bool(std::string_view module_path, float* x, int T, int in_features)> linear_input;
+};
 
 // What an algorithm gets for one cell: the weight scheme (parsed), the modules to quantize with it
 // (already targets − ignore, with per-module scheme overrides resolved), and its parameters with
@@ -23,6 +33,8 @@ struct AlgorithmContext {
   const std::vector<std::pair<std::string, std::string>>* module_schemes = nullptr;  // (module path, scheme)
   nlohmann::json params;
   int64_t seed = 0;
+  const CalibrationSet* calibration = nullptr;  // set by the runner when needs_calibration
+  AlgorithmRuntime* runtime = nullptr;          // may be null (then online transforms are errors)
 };
 
 struct AlgorithmInfo {

@@ -15,7 +15,7 @@
 //   presets: {mine: {weights: int4:g64, activations: int8:token}}  # user presets, beside the built-ins
 //   grid:
 //     schemes: [W8A8, int4:g32, {weights: int4:g128:asym, kv_cache: int8:token}]
-//     algorithms: [rtn, {name: gptq, damp: 0.01}]
+//     algorithms: [rtn, {name: gptq, percdamp: 0.01}]
 //     ignore: [none, lm_head, edges]
 //     activations: [none, int8:token]  # optional axis; overrides the scheme's activations
 //     kv_cache: [none, int8:token]     # optional axis; overrides the scheme's kv cache

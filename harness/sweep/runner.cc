@@ -16,6 +16,8 @@
 #include "harness/eval/protocol.h"
 #include "harness/io/load.h"
 #include "harness/quant/algorithm.h"
+#include "harness/quant/calibration.h"
+#include "harness/quant/kv_quant.h"
 #include "harness/quant/targets.h"
 #include "harness/tokenizer/tokenizer.h"
 #include "kernels/quantizer.h"
@@ -62,17 +64,28 @@ std::string FormatEta(double s) {
 
 // Activation fake quantization through the forward hooks: each targeted linear's input [T, in] is
 // quantized with the activation scheme (granularity "token" = one scale per row, dynamic).
-// KV-cache quantization arrives with issue D.
+// KV-cache quantization per head through the kv hook.
 struct ActivationHooks {
   std::optional<Scheme> act;
   std::set<std::string> modules;  // linear inputs to quantize (the cell's targets)
   Status first_error;
   ForwardHooks hooks;
+  const AlgorithmRuntime* runtime = nullptr;  // the algorithm's online input transform, run first
+  std::optional<Scheme> kv;                   // KV-cache scheme, per head (harness/quant/kv_quant.h)
+  int kv_heads = 0, head_dim = 0;
 
   void Build() {
-    if (act) {
+    if (kv) {
+      hooks.kv = [this](int layer, float* k, float* v, int T) {
+        Status s = FakeQuantizeKvHeads(*kv, k, T, kv_heads, head_dim);
+        if (s.ok()) s = FakeQuantizeKvHeads(*kv, v, T, kv_heads, head_dim);
+        if (!s.ok() && first_error.ok()) first_error = Status::Errorf("KV-cache quantization at layer {}: {}", layer, s.message());
+      };
+    }
+    if (act || (runtime && runtime->linear_input)) {
       hooks.linear_input = [this](std::string_view path, float* x, int T, int in) {
-        if (!modules.count(std::string(path))) return;
+        if (runtime && runtime->linear_input && runtime->linear_input(path, x, T, in)) return;
+        if (!act || !modules.count(std::string(path))) return;
         std::vector<float> out(size_t(T) * in);
         Status s = FakeQuantize(*act, x, T, in, out.data());
         if (!s.ok()) {
@@ -147,6 +160,20 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
     auto ms = CellModuleSchemes(model, e, c);
     if (!ms.ok()) return Status::Errorf("{}: cell '{}': {}", e.path.empty() ? e.name : e.path, c.Label(), ms.status().message());
     plan.push_back(std::move(*ms));
+  }
+
+  // ---- Calibration once, when any cell's algorithm needs it ----
+  std::optional<CalibrationSet> calib;
+  for (const Cell& c : cells) {
+    QL_ASSIGN_OR_RETURN(const AlgorithmInfo* algo, FindAlgorithm(c.algorithm.name));
+    if (!algo->needs_calibration || calib) continue;
+    if (!e.calibration)
+      return Status::Errorf("{}: algorithm {} needs a calibration: section (data, samples, seqlen, seed)",
+                            e.path.empty() ? e.name : e.path, algo->name);
+    QL_ASSIGN_OR_RETURN(calib, BuildCalibration(model, e.calibration->data, e.calibration->samples,
+                                                e.calibration->seqlen, e.calibration->seed));
+    log << fmt::format("calibration: {} windows x {} tokens from {} (seed {})\n", calib->windows.size(),
+                       e.calibration->seqlen, e.calibration->data, e.calibration->seed);
   }
 
   QL_ASSIGN_OR_RETURN(const std::string model_hash, HashPath(model_path));
@@ -228,12 +255,15 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
     const auto& module_schemes = plan[ci];
     std::vector<std::string> touched;
     for (const auto& [m, s] : module_schemes) touched.push_back(WeightName(work, m));
+    AlgorithmRuntime runtime;  // online transforms the algorithm leaves for evaluation
     auto body = [&]() -> Status {
       QL_ASSIGN_OR_RETURN(const AlgorithmInfo* algo, FindAlgorithm(cell.algorithm.name));
       AlgorithmContext ctx;
       ctx.module_schemes = &module_schemes;
       ctx.params = cell.algorithm.params;
       ctx.seed = e.seed;
+      ctx.calibration = calib ? &*calib : nullptr;
+      ctx.runtime = &runtime;
       QL_RETURN_IF_ERROR(algo->apply(work, ctx));
       const auto t1 = Clock::now();
       row.seconds_quantize = Seconds(t0, t1);
@@ -245,8 +275,12 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
         for (const auto& [m, sc] : module_schemes) ah.modules.insert(m);
       }
       if (!cell.scheme.kv_cache.empty()) {
-        return Status::Errorf("KV-cache quantization ('{}') is not implemented yet (issue D)", cell.scheme.kv_cache);
+        QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(cell.scheme.kv_cache));
+        ah.kv = s;
+        ah.kv_heads = work.config.n_kv_heads;
+        ah.head_dim = work.config.head_dim;
       }
+      ah.runtime = &runtime;
       ah.Build();
       QL_ASSIGN_OR_RETURN(TokenRecords rec, EvaluateAgainstBaseline(work, windows, *base, &ah.hooks));
       QL_RETURN_IF_ERROR(ah.first_error);
@@ -320,7 +354,12 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
       row.status = "ok";
     }
     // Restore what the cell touched.
-    for (const auto& wn : touched) work.W(wn).data = reference.W(wn).data;
+    // Calibrated algorithms also change norms, other tensors and even the config (rotation): restore all.
+    if (cell.algorithm.name == "rtn") {
+      for (const auto& wn : touched) work.W(wn).data = reference.W(wn).data;
+    } else {
+      work = reference;
+    }
     row.finished_at = NowIso();
     row.seconds_total = Seconds(t0, Clock::now());
     QL_RETURN_IF_ERROR(store->CommitCell(r));

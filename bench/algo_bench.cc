@@ -1,0 +1,70 @@
+// Quantization time of each algorithm on the SmolLM2-135M shape (random weights, random calibration
+// tokens: 4 windows x 128 tokens), int4:g32 on every linear except lm_head. One iteration each:
+//   build/ql_bench --benchmark_filter=Algo
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+#include "harness/model/random_model.h"
+#include "harness/quant/algorithm.h"
+#include "harness/quant/calibration.h"
+
+namespace ql {
+namespace {
+
+struct Setup {
+  Model model = RandomModel(SmolLM2_135MConfig(), 1);
+  CalibrationSet calib;
+  std::vector<std::pair<std::string, std::string>> schemes;
+  Setup() {
+    std::mt19937_64 rng(3);
+    for (int i = 0; i < 4; ++i) {
+      std::vector<int> w(128);
+      for (auto& t : w) t = int(rng() % uint64_t(model.config.vocab_size));
+      calib.windows.push_back(w);
+    }
+    for (const auto& m : model.LinearModules())
+      if (m != "lm_head") schemes.emplace_back(m, "int4:g32");
+  }
+};
+
+Setup& S() {
+  static Setup s;
+  return s;
+}
+
+void BM_Algo(benchmark::State& state, const std::string& name, nlohmann::json params) {
+  auto algo = FindAlgorithm(name);
+  if (!algo.ok()) {
+    state.SkipWithError(algo.status().message().c_str());
+    return;
+  }
+  for (auto _ : state) {
+    state.PauseTiming();
+    Model m = S().model;
+    AlgorithmRuntime rt;
+    AlgorithmContext ctx;
+    ctx.module_schemes = &S().schemes;
+    ctx.params = params;
+    ctx.calibration = &S().calib;
+    ctx.runtime = &rt;
+    state.ResumeTiming();
+    Status s = (*algo)->apply(m, ctx);
+    if (!s.ok()) state.SkipWithError(s.message().c_str());
+  }
+}
+
+BENCHMARK_CAPTURE(BM_Algo, rtn, std::string("rtn"), nlohmann::json::object())->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK_CAPTURE(BM_Algo, gptq, std::string("gptq"), nlohmann::json::object())->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK_CAPTURE(BM_Algo, gptq_layerwise, std::string("gptq"), nlohmann::json{{"true_sequential", false}})
+    ->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK_CAPTURE(BM_Algo, awq, std::string("awq"), nlohmann::json::object())->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK_CAPTURE(BM_Algo, smoothquant, std::string("smoothquant"), nlohmann::json::object())
+    ->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK_CAPTURE(BM_Algo, llm_int8, std::string("llm_int8"), nlohmann::json::object())
+    ->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK_CAPTURE(BM_Algo, rotation, std::string("rotation"), nlohmann::json::object())
+    ->Iterations(1)->Unit(benchmark::kSecond);
+
+}  // namespace
+}  // namespace ql

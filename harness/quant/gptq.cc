@@ -1,0 +1,342 @@
+// GPTQ (see gptq.h). Follows IST-DASLab/gptq gptq.py fasterquant (SPECS §5.1) step for step; the
+// model-level driver quantizes true-sequentially like its llama.py --true-sequential: per layer, the
+// inputs of (q,k,v), then o, then (gate,up), then down are re-captured on the model whose earlier
+// modules are already quantized, running only that layer from the cached residual stream.
+#include "harness/quant/gptq.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <armadillo>
+#include <cmath>
+#include <numeric>
+
+#include "harness/quant/calibration.h"
+#include "harness/quant/quant_util.h"
+#include "kernels/quantizer.h"
+
+namespace ql {
+namespace {
+
+inline float RoundEven(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5·2^23: ties to even under the default rounding mode
+  return (v + kMagic) - kMagic;
+}
+
+}  // namespace
+
+StatusOr<ColumnQuantizer> ColumnQuantizer::Make(const Scheme& scheme, int64_t rows, int64_t cols) {
+  ColumnQuantizer q;
+  q.scheme_ = scheme;
+  q.rows_ = rows;
+  q.cols_ = cols;
+  if (scheme.is_block) {
+    QL_ASSIGN_OR_RETURN(q.block_, FindBlockCodec(scheme.format));
+    q.block_cols_ = scheme.block.block_size > 0 ? scheme.block.block_size : q.block_->default_block_size();
+    return q;
+  }
+  QL_ASSIGN_OR_RETURN(q.codec_, FindElementCodec(scheme.format));
+  q.is_int_ = q.codec_->kind() == FormatKind::kInt;
+  q.scaled_ = scheme.granularity != Granularity::kNone;
+  const int bits = q.codec_->bits();
+  const int half = 1 << (bits - 1);
+  // The code ranges of kernels/quantizer.h (SPECS §1.4).
+  if (q.is_int_ && q.scaled_) {
+    switch (scheme.int_mode) {
+      case IntMode::kSym: q.qmin_ = -(half - 1), q.qmax_ = half - 1; break;
+      case IntMode::kSymFull: q.qmin_ = -half, q.qmax_ = half - 1; break;
+      case IntMode::kAsym: q.qmin_ = 0, q.qmax_ = 2 * half - 1; break;
+    }
+  }
+  q.lo_ = q.codec_->min_value();
+  q.hi_ = q.codec_->max_finite();
+  switch (scheme.granularity) {
+    case Granularity::kGroup: q.group_cols_ = scheme.group_size; break;
+    case Granularity::kBlock2d: q.group_cols_ = scheme.tile_cols; break;
+    case Granularity::kChannelIn: q.group_cols_ = 1; break;
+    default: q.group_cols_ = 0; break;
+  }
+  q.p_.scale.assign(rows, 1.0f);
+  q.p_.zero.assign(rows, 0);
+  return q;
+}
+
+Status ColumnQuantizer::FindParams(const float* w, int64_t ld, int64_t c0, int64_t width) {
+  QL_CHECK(!is_block(), "FindParams on a block codec");
+  if (!scaled_) return Status::Ok();
+  scratch_.resize(size_t(rows_) * width);
+  for (int64_t r = 0; r < rows_; ++r)
+    std::copy(w + r * ld + c0, w + r * ld + c0 + width, scratch_.begin() + r * width);
+  // The scheme's own scale rule (clipping, scale dtype) on the slice: Quantize gives the stored scale.
+  QL_ASSIGN_OR_RETURN(QuantizedTensor qt, Quantize(scheme_, scratch_.data(), rows_, width));
+  const int64_t tr = qt.tiles.tile_rows;
+  QL_CHECK(qt.tiles.grid_cols == 1, "group slice of width {} spans {} tiles", width, qt.tiles.grid_cols);
+  for (int64_t r = 0; r < rows_; ++r) {
+    p_.scale[r] = qt.Scale(r / tr);
+    p_.zero[r] = qt.ZeroPoint(r / tr);
+  }
+  return Status::Ok();
+}
+
+void ColumnQuantizer::QuantizeColumn(const float* col, float* q) const {
+  for (int64_t r = 0; r < rows_; ++r) {
+    const float x = col[r];
+    if (!scaled_) {
+      q[r] = codec_->Round(x);
+      continue;
+    }
+    const float s = p_.scale[r];
+    if (!(s > 0)) {
+      q[r] = 0.0f;
+      continue;
+    }
+    if (is_int_) {
+      const int32_t z = p_.zero[r];
+      const float v = std::clamp(x / s, float(qmin_ - z), float(qmax_ - z));
+      q[r] = RoundEven(v) * s;  // (q - z)·s with q = rne(v) + z
+    } else {
+      q[r] = codec_->Round(std::clamp(x / s, lo_, hi_)) * s;
+    }
+  }
+}
+
+Status ColumnQuantizer::QuantizeBlockColumn(const float* blk, int64_t width, int64_t k, float* q) {
+  scratch_.resize(size_t(rows_) * width);
+  scratch_q_.resize(size_t(rows_) * width);
+  for (int64_t c = 0; c < width; ++c)
+    for (int64_t r = 0; r < rows_; ++r) scratch_[r * width + c] = blk[c * rows_ + r];
+  QL_RETURN_IF_ERROR(FakeQuantize(scheme_, scratch_.data(), rows_, width, scratch_q_.data()));
+  for (int64_t r = 0; r < rows_; ++r) q[r] = scratch_q_[r * width + k];
+  return Status::Ok();
+}
+
+Status ColumnQuantizer::Finalize(float* w, int64_t rows, int64_t cols) const {
+  if (!is_block()) return Status::Ok();
+  return FakeQuantize(scheme_, w, rows, cols, w);
+}
+
+StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols,
+                                    std::vector<double> h, const GptqOptions& opt) {
+  QL_CHECK(int64_t(h.size()) == cols * cols, "Hessian {} for {} columns", h.size(), cols);
+  QL_ASSIGN_OR_RETURN(ColumnQuantizer cq, ColumnQuantizer::Make(scheme, rows, cols));
+  const int64_t gs = cq.group_cols();
+  if (cq.is_block() && opt.act_order)
+    return Status::Errorf("gptq: act_order is not supported with block format {} (its blocks are contiguous "
+                          "columns; use act_order: false)", ToString(scheme));
+  int64_t bs = std::max(1, opt.blocksize);
+  if (cq.is_block() && bs % cq.block_cols() != 0)  // a codec block must not straddle two lazy batches
+    bs = (bs + cq.block_cols() - 1) / cq.block_cols() * cq.block_cols();
+
+  // Wt: [cols, rows] — column i of W is row i here, so column updates are contiguous axpys.
+  std::vector<float> wt(size_t(cols) * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) wt[c * rows + r] = w[r * cols + c];
+
+  arma::mat H(h.data(), cols, cols, /*copy_aux_mem=*/false, /*strict=*/true);  // symmetric: layout moot
+  // Dead inputs: never seen non-zero → weight irrelevant; H[i,i] = 1, W[:, i] = 0.
+  for (int64_t i = 0; i < cols; ++i) {
+    if (H(i, i) == 0) {
+      H(i, i) = 1;
+      std::fill(wt.begin() + i * rows, wt.begin() + (i + 1) * rows, 0.0f);
+    }
+  }
+
+  // Static groups: parameters from the ORIGINAL column order, before any permutation.
+  std::vector<ColumnQuantizer::Params> static_params;
+  if (!cq.is_block() && gs > 0 && opt.static_groups) {
+    std::vector<float> wrow(size_t(rows) * cols);
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t r = 0; r < rows; ++r) wrow[r * cols + c] = wt[c * rows + r];
+    for (int64_t g = 0; g < cols; g += gs) {
+      QL_RETURN_IF_ERROR(cq.FindParams(wrow.data(), cols, g, std::min(gs, cols - g)));
+      static_params.push_back(cq.params());
+    }
+  }
+
+  std::vector<int64_t> perm(cols);
+  std::iota(perm.begin(), perm.end(), 0);
+  if (opt.act_order) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+    std::vector<float> w2(wt.size());
+    for (int64_t i = 0; i < cols; ++i) std::copy_n(wt.begin() + perm[i] * rows, rows, w2.begin() + i * rows);
+    wt.swap(w2);
+    arma::uvec p(cols);
+    for (int64_t i = 0; i < cols; ++i) p[i] = perm[i];
+    arma::mat Hp = H.submat(p, p);
+    H = Hp;
+  }
+
+  const double damp = opt.percdamp * arma::mean(H.diag());
+  H.diag() += damp;
+  // U = upper Cholesky factor of H⁻¹ (gptq.py: cholesky → cholesky_inverse → cholesky(upper=True)).
+  arma::mat Hinv;
+  if (!arma::inv_sympd(Hinv, H))
+    return Status::Errorf("gptq: the damped Hessian is not positive definite (raise percdamp above {})",
+                          opt.percdamp);
+  Hinv = arma::symmatu(Hinv);
+  arma::mat Ud;
+  if (!arma::chol(Ud, Hinv, "upper"))
+    return Status::Errorf("gptq: Cholesky of the inverse Hessian failed (raise percdamp above {})", opt.percdamp);
+  // Row-major float copy of U ([cols, cols]), as gptq.py runs in float32.
+  std::vector<float> U(size_t(cols) * cols);
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) U[i * cols + j] = float(Ud(i, j));
+
+  // Group parameters in the non-static case come from W as gptq.py reads it: W[:, i1+i : i1+i+gs] of
+  // the full matrix, whose columns inside the current lazy batch have not received this batch's
+  // updates yet (they live in W1). Row-major view built on demand.
+  std::vector<float> q_t(size_t(cols) * rows);  // quantized, [cols, rows]
+  std::vector<float> err1(size_t(bs) * rows);   // [bs, rows]
+  std::vector<float> wrow;
+  std::vector<float> w1;                        // lazy batch, [bs, rows]
+  double loss = 0;
+  for (int64_t i1 = 0; i1 < cols; i1 += bs) {
+    const int64_t i2 = std::min(i1 + bs, cols), count = i2 - i1;
+    w1.assign(wt.begin() + i1 * rows, wt.begin() + i2 * rows);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t col = i1 + i;
+      float* wc = &w1[i * rows];
+      float* qc = &q_t[col * rows];
+      const float d = U[col * cols + col];
+      if (cq.is_block()) {
+        const int64_t b0 = col - col % cq.block_cols();  // block start (inside this lazy batch)
+        const int64_t width = std::min(cq.block_cols(), cols - b0);
+        // Block state: quantized columns b0..col-1, current values col..b0+width-1.
+        std::vector<float> blk(size_t(width) * rows);
+        for (int64_t k = 0; k < width; ++k) {
+          const float* src = (b0 + k < col) ? &q_t[(b0 + k) * rows] : &w1[(b0 + k - i1) * rows];
+          std::copy_n(src, rows, blk.begin() + k * rows);
+        }
+        QL_RETURN_IF_ERROR(cq.QuantizeBlockColumn(blk.data(), width, col - b0, qc));
+      } else {
+        if (col == 0 && gs == 0) {  // one parameter set for the whole matrix (channel/tensor)
+          wrow.resize(size_t(rows) * cols);
+          for (int64_t c = 0; c < cols; ++c)
+            for (int64_t r = 0; r < rows; ++r) wrow[r * cols + c] = wt[c * rows + r];
+          QL_RETURN_IF_ERROR(cq.FindParams(wrow.data(), cols, 0, cols));
+        } else if (gs > 0 && !opt.static_groups && col % gs == 0) {
+          const int64_t width = std::min(gs, cols - col);
+          wrow.resize(size_t(rows) * width);
+          for (int64_t c = 0; c < width; ++c)
+            for (int64_t r = 0; r < rows; ++r) wrow[r * width + c] = wt[(col + c) * rows + r];
+          QL_RETURN_IF_ERROR(cq.FindParams(wrow.data(), width, 0, width));
+        } else if (gs > 0 && opt.static_groups) {
+          cq.set_params(static_params[perm[col] / gs]);
+        }
+        cq.QuantizeColumn(wc, qc);
+      }
+      float* e = &err1[i * rows];
+      for (int64_t r = 0; r < rows; ++r) {
+        const float diff = wc[r] - qc[r];
+        e[r] = diff / d;
+        loss += double(diff) * diff / (double(d) * d) / 2.0;
+      }
+      // W1[:, i:] -= err ⊗ U[col, col:]  (columns i+1.. of the lazy batch; column i is done)
+      for (int64_t j = i + 1; j < count; ++j) cblas_saxpy(int(rows), -U[col * cols + i1 + j], e, 1, &w1[j * rows], 1);
+    }
+    // W[:, i2:] -= Err1 · U[i1:i2, i2:]  →  Wt[i2:, :] -= U[i1:i2, i2:]ᵀ · Err1t
+    if (i2 < cols)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - i2), int(rows), int(count), -1.0f,
+                  &U[i1 * cols + i2], int(cols), err1.data(), int(rows), 1.0f, &wt[i2 * rows], int(rows));
+  }
+  // Back to the original column order, row-major.
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t r = 0; r < rows; ++r) w[r * cols + perm[i]] = q_t[i * rows + r];
+  QL_RETURN_IF_ERROR(cq.Finalize(w, rows, cols));
+  return loss;
+}
+
+namespace {
+
+const nlohmann::json& GptqDefaults() {
+  static const nlohmann::json j = {{"percdamp", 0.01},
+                                   {"blocksize", 128},
+                                   {"act_order", false},
+                                   {"static_groups", false},
+                                   {"true_sequential", true}};
+  return j;
+}
+
+Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
+  QL_RETURN_IF_ERROR(NeedCalibration(ctx, "gptq"));
+  QL_ASSIGN_OR_RETURN(nlohmann::json p, Params(GptqAlgorithm(), ctx));
+  GptqOptions opt;
+  opt.percdamp = p["percdamp"].get<double>();
+  opt.blocksize = p["blocksize"].get<int>();
+  opt.act_order = p["act_order"].get<bool>();
+  opt.static_groups = p["static_groups"].get<bool>();
+  const bool true_seq = p["true_sequential"].get<bool>();
+  const auto schemes = SchemeMap(ctx);
+
+  // Per layer, stages in forward order (true-sequential: q/k/v, o, gate/up, down each re-captured
+  // after the previous stage was quantized); the modules of one inner list share their input. Each
+  // pass runs only the current layer, from the cached residual stream at its input, which was computed
+  // with every earlier layer already quantized (gptq.py's inps/outs hand-over).
+  const int L = model.config.n_layers;
+  std::vector<std::vector<float>> hidden, next;  // per window [seqlen, dim]: input of the current layer
+  auto run_stage = [&](const std::vector<std::vector<std::string>>& stage, int layer) -> Status {
+    CaptureRequest req;
+    req.hessian = true;
+    req.start_layer = layer;
+    req.start_hidden = layer > 0 ? &hidden : nullptr;
+    std::vector<std::pair<std::string, std::vector<std::string>>> todo;  // (input representative, modules)
+    for (const auto& group : stage) {
+      std::vector<std::string> mods;
+      for (const auto& m : group)
+        if (schemes.count(m)) mods.push_back(m);
+      if (mods.empty()) continue;
+      req.modules.insert(mods[0]);
+      todo.emplace_back(mods[0], mods);
+    }
+    if (todo.empty()) return Status::Ok();
+    QL_ASSIGN_OR_RETURN(auto stats, CaptureLinearStats(model, *ctx.calibration, req));
+    for (const auto& [rep, mods] : todo) {
+      const LinearStats& st = stats.at(rep);
+      std::vector<double> h(st.xtx.size());
+      const double f = 2.0 / double(st.sequences);  // H = (2/n)·Σ x xᵀ, n = #sequences (SPECS §5.1)
+      for (size_t i = 0; i < h.size(); ++i) h[i] = st.xtx[i] * f;
+      for (const auto& m : mods) {
+        QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(schemes.at(m)));
+        Tensor& w = model.W(WeightKey(model, m));
+        auto loss = GptqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), h, opt);
+        if (!loss.ok()) return Status::Errorf("gptq on {}: {}", m, loss.status().message());
+      }
+    }
+    return Status::Ok();
+  };
+  for (int l = 0; l < L; ++l) {
+    const auto m = LayerLinears(l);
+    std::vector<std::vector<std::string>> groups = {{m[0], m[1], m[2]}, {m[3]}, {m[4], m[5]}, {m[6]}};
+    if (true_seq) {
+      for (auto& g : groups) QL_RETURN_IF_ERROR(run_stage({g}, l));
+    } else {
+      QL_RETURN_IF_ERROR(run_stage(groups, l));
+    }
+    if (l + 1 < L) {  // the next layer's input, through this (now quantized) layer
+      CaptureRequest adv;
+      adv.start_layer = l;
+      adv.start_hidden = l > 0 ? &hidden : nullptr;
+      adv.save_after_layer = l;
+      adv.save_hidden = &next;
+      QL_RETURN_IF_ERROR(CaptureLinearStats(model, *ctx.calibration, adv).status());
+      hidden.swap(next);
+    }
+  }
+  // lm_head: a pass from the last layer's cached input through the final norm.
+  QL_RETURN_IF_ERROR(run_stage({{"lm_head"}}, L - 1));
+  // Targets that are not linear inputs (the embedding table) get round-to-nearest.
+  for (const auto& [m, s] : schemes)
+    if (m == "model.embed_tokens") QL_RETURN_IF_ERROR(RtnModule(model, m, s));
+  return Status::Ok();
+}
+
+}  // namespace
+
+AlgorithmInfo GptqAlgorithm() {
+  return {"gptq",
+          "GPTQ (Frantar et al. 2022): column-wise rounding with inverse-Hessian error feedback, "
+          "true-sequential over the layers; any weight scheme (SPECS §5.1)",
+          GptqDefaults(), true, ApplyGptq};
+}
+
+}  // namespace ql
