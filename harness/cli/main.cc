@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ql_version.h"
 #include "harness/cli/commands.h"
 
 namespace ql::cli {

@@ -1,4 +1,5 @@
 // The sweep runner (see runner.h).
+#include "ql_version.h"
 #include "harness/sweep/runner.h"
 
 #include <unistd.h>
