@@ -13,13 +13,13 @@ namespace {
 
 const std::string kModels = std::string(QL_SHARED_DIR) + "/models/stories260K/";
 
-struct Run {
+struct InspectRun {
   int exit_code = -1;
   std::string out;
 };
-Run Inspect(const std::string& args) {
+InspectRun Inspect(const std::string& args) {
   const std::string cmd = std::string("'") + QL_QUANTLAB_BIN + "' inspect " + args + " 2>&1";
-  Run r;
+  InspectRun r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -31,7 +31,7 @@ Run Inspect(const std::string& args) {
 }
 
 TEST(InspectCliTest, Stories260KBin) {
-  const Run r = Inspect(kModels + "stories260K.bin --json");
+  const InspectRun r = Inspect(kModels + "stories260K.bin --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["format"], "llama2.c v0");
@@ -59,11 +59,11 @@ TEST(InspectCliTest, Stories260KBin) {
 }
 
 TEST(InspectCliTest, GgufTextAndBadPath) {
-  const Run ok = Inspect(kModels + "stories260K.gguf");
+  const InspectRun ok = Inspect(kModels + "stories260K.gguf");
   ASSERT_EQ(ok.exit_code, 0) << ok.out;
   EXPECT_NE(ok.out.find("blk.0.attn_q.weight"), std::string::npos);
   EXPECT_NE(ok.out.find("model.layers.0.self_attn.q_proj.weight"), std::string::npos);
-  const Run bad = Inspect(kModels + "tok512.bin");  // a tokenizer, not a model
+  const InspectRun bad = Inspect(kModels + "tok512.bin");  // a tokenizer, not a model
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.out.find("quantlab inspect: "), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("tok512.bin"), std::string::npos) << bad.out;
