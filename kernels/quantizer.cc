@@ -290,9 +290,10 @@ std::vector<TileParams> ComputeParams(const Scheme& s, const Plan& p, const Tile
       const TileParams cand = asym ? ParamsForRange(p, lo * shrink, hi * shrink)
                                    : ParamsForRange(p, -amax * shrink, amax * shrink);
       double err = 0;
-      for (float a : v) {
-        const double d = double(a) - double(RoundTrip(p, cand, a));
+      for (size_t k = 0; k < v.size(); ++k) {
+        const double d = double(v[k]) - double(RoundTrip(p, cand, v[k]));
         err += d * d;
+        if ((k & 31) == 31 && err >= best_err) break;  // cannot win any more (errors only grow)
       }
       if (err < best_err) {
         best_err = err;
