@@ -5,6 +5,7 @@
 #include "harness/quant/awq.h"
 #include "harness/quant/gptq.h"
 #include "harness/quant/llm_int8.h"
+#include "harness/quant/quant_util.h"
 #include "harness/quant/rotation.h"
 #include "harness/quant/smoothquant.h"
 #include "harness/quant/static_act.h"
@@ -16,20 +17,7 @@ namespace {
 
 // Round-to-nearest with the scheme's own scale rule: every targeted weight fake-quantized
 // independently. The baseline every other algorithm is compared with.
-Status ApplyRtn(Model& model, const AlgorithmContext& ctx) {
-  for (const auto& [module, scheme_text] : *ctx.module_schemes) {
-    QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(scheme_text));
-    const std::string name = module == "model.embed_tokens" ? "model.embed_tokens.weight" : module + ".weight";
-    // A tied lm_head is the embedding table: quantizing "lm_head" quantizes that shared tensor.
-    const std::string key = (name == "lm_head.weight" && !model.Has(name)) ? "model.embed_tokens.weight" : name;
-    Tensor& w = model.W(key);
-    std::vector<float> out(w.data.size());
-    Status s = FakeQuantize(scheme, w.data.data(), w.rows(), w.cols(), out.data());
-    if (!s.ok()) return Status::Errorf("{}: {}", key, s.message());
-    w.data.swap(out);
-  }
-  return Status::Ok();
-}
+Status ApplyRtn(Model& model, const AlgorithmContext& ctx) { return RtnAll(model, ctx); }
 
 }  // namespace
 

@@ -19,6 +19,7 @@
 #include "harness/quant/algorithm.h"
 #include "harness/quant/calibration.h"
 #include "harness/quant/kv_quant.h"
+#include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/tokenizer/tokenizer.h"
 #include "kernels/quantizer.h"
@@ -45,11 +46,6 @@ std::string HostName() {
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-std::string WeightName(const Model& m, const std::string& module) {
-  if (module == "model.embed_tokens") return "model.embed_tokens.weight";
-  if (module == "lm_head" && !m.Has("lm_head.weight")) return "model.embed_tokens.weight";  // tied
-  return module + ".weight";
-}
 
 // llama.cpp's use_more_bits(i, n): the first and last eighth of the layers and every third in
 // between get the bigger type in its _M mixes.
@@ -116,8 +112,7 @@ StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(con
   for (const auto& m : modules) {
     std::string scheme = cell.scheme.weights;
     if (cell.scheme.mix == "q4_k_m") {
-      int layer = -1;
-      if (std::sscanf(m.c_str(), "model.layers.%d.", &layer) != 1) layer = -1;
+      const int layer = ModuleLayer(m);
       const bool more = m == "lm_head" ||
                         (layer >= 0 && (m.ends_with("v_proj") || m.ends_with("down_proj")) && UseMoreBits(layer, L));
       scheme = more ? "q6_k" : "q4_k";
@@ -255,7 +250,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
 
     const auto& module_schemes = plan[ci];
     std::vector<std::string> touched;
-    for (const auto& [m, s] : module_schemes) touched.push_back(WeightName(work, m));
+    for (const auto& [m, s] : module_schemes) touched.push_back(WeightKey(work, m));
     AlgorithmRuntime runtime;  // online transforms the algorithm leaves for evaluation
     auto body = [&]() -> Status {
       QL_ASSIGN_OR_RETURN(const AlgorithmInfo* algo, FindAlgorithm(cell.algorithm.name));
@@ -311,7 +306,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
       int64_t q_bits = 0, q_n = 0, total_bytes = 0;
       std::set<std::string> counted;
       for (const auto& [mod, sc] : module_schemes) {
-        const std::string wn = WeightName(reference, mod);
+        const std::string wn = WeightKey(reference, mod);
         if (!counted.insert(wn).second) continue;
         const Tensor& w = reference.W(wn);
         QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(sc));
