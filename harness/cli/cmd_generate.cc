@@ -1,25 +1,21 @@
-// `quantlab generate`: greedy continuation of a prompt with a llama2.c (.bin) or GGUF model, printed as
-// text. A smoke test of loader + tokenizer + forward pass, not a chat front end (no sampling).
+// `quantlab generate`: greedy continuation of a prompt with any model LoadModel reads (HF directory,
+// GGUF, llama2.c .bin), printed as text. A smoke test of loader + tokenizer + forward pass, not a chat front end (no sampling).
 #include <cstdio>
 #include <string>
 
 #include "harness/cli/commands.h"
-#include "harness/io/gguf.h"
 #include "harness/io/llama2c.h"
+#include "harness/io/load.h"
 #include "harness/model/generate.h"
 #include "harness/tokenizer/tokenizer.h"
 
 namespace ql::cli {
 namespace {
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
+// An explicit llama2.c tokenizer path goes to the llama2.c reader; everything else to LoadModel.
 StatusOr<Model> LoadForGenerate(const std::string& path, const std::string& tokenizer) {
-  if (EndsWith(path, ".gguf")) return io::ReadGguf(path);
-  if (EndsWith(path, ".bin")) return io::ReadLlama2c(path, tokenizer);
-  return Status::Errorf("{}: unknown model file type (expected a llama2.c .bin or a .gguf)", path);
+  if (!tokenizer.empty()) return io::ReadLlama2c(path, tokenizer);
+  return LoadModel(path);
 }
 
 }  // namespace
@@ -31,7 +27,7 @@ void AddGenerateCommand(CLI::App& app) {
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("generate", "Greedy (temperature 0) text continuation with a model");
-  cmd->add_option("--model", opt->model, "llama2.c .bin or .gguf model file")->required();
+  cmd->add_option("--model", opt->model, "model: HF directory, .gguf, or llama2.c .bin")->required();
   cmd->add_option("--tokenizer", opt->tokenizer, "llama2.c tokenizer.bin (default: beside the model)");
   cmd->add_option("--prompt", opt->prompt, "text to continue (default: empty, i.e. start from BOS)");
   cmd->add_option("--tokens", opt->tokens, "new tokens to generate")->check(CLI::Range(0, 1 << 20));
