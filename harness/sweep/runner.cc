@@ -51,6 +51,22 @@ double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::d
 // between get the bigger type in its _M mixes.
 bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
+// Histogram of the weight error (quantized − original) in kHistBins equal bins over
+// [−max_abs, +max_abs], followed by the two range ends: [counts…, lo, hi].
+constexpr int kHistBins = 64;
+std::vector<float> ErrorHistogram(const std::vector<float>& ref, const std::vector<float>& q, double max_abs) {
+  std::vector<float> h(kHistBins + 2, 0.0f);
+  const double lo = -max_abs, hi = max_abs, width = (hi - lo) / kHistBins;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double e = double(q[i]) - double(ref[i]);
+    int b = width > 0 ? int((e - lo) / width) : kHistBins / 2;
+    h[std::clamp(b, 0, kHistBins - 1)] += 1.0f;
+  }
+  h[kHistBins] = float(lo);
+  h[kHistBins + 1] = float(hi);
+  return h;
+}
+
 std::string FormatEta(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int t = int(s + 0.5);
@@ -316,6 +332,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
         total_bytes += int64_t(qt.Bytes());
         const SignalError err = CompareTensors(w.data, work.W(wn).data);
         r.tensor_errors.push_back({wn, sc, err.mse, err.sqnr_db, err.max_abs, qt.BitsPerWeight(), int64_t(qt.Bytes())});
+        r.arrays["weight_error_hist/" + wn] = ErrorHistogram(w.data, work.W(wn).data, err.max_abs);
       }
       const int64_t base_bytes_per = precision == BaselinePrecision::kBf16 ? 2 : 4;
       for (const auto& [name, t] : reference.weights)

@@ -145,6 +145,20 @@ TEST_F(SweepRun, ShardsMergedEqualOneRun) {
   ASSERT_EQ(Run({"merge", merged, (dir_ / "s1").string()}), 0) << Log();  // twice: no duplicates
   EXPECT_EQ(FormatCsv(Rows(merged, kCellsSql)), FormatCsv(Rows(one, kCellsSql)));
   EXPECT_EQ(SqlValueToString(Rows(merged, "PRAGMA integrity_check").rows[0][0]), "ok");
+  // The merged arrays are readable; a weight-error histogram counts every weight of its tensor
+  // (down_proj of stories260K is [64, 172]) and its range ends are ± the tensor's max abs error.
+  const SqlResult h = Rows(merged, "SELECT c.h5_file, t.max_abs FROM cells c JOIN tensor_errors t ON t.cell_id = c.id "
+                                   "WHERE t.tensor = 'model.layers.0.mlp.down_proj.weight' LIMIT 1");
+  ASSERT_EQ(h.rows.size(), 1u);
+  auto hist = ReadH5Array(merged + "/" + SqlValueToString(h.rows[0][0]),
+                          "weight_error_hist/model.layers.0.mlp.down_proj.weight");
+  ASSERT_TRUE(hist.ok()) << hist.status().message();
+  ASSERT_EQ(hist->size(), 66u);
+  double total = 0;
+  for (int i = 0; i < 64; ++i) total += (*hist)[i];
+  EXPECT_EQ(total, 64.0 * 172.0);
+  EXPECT_FLOAT_EQ((*hist)[65], float(std::get<double>(h.rows[0][1])));
+  EXPECT_FLOAT_EQ((*hist)[64], -(*hist)[65]);
 }
 
 TEST_F(SweepRun, FailingCellIsRecordedAndTheSweepGoesOn) {
