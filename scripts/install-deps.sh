@@ -6,6 +6,7 @@ pkgs=(build-essential cmake pkg-config
       libarmadillo-dev libopenblas-dev liblapack-dev
       libhdf5-dev libsqlite3-dev libfmt-dev libspdlog-dev libhwy-dev
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev)
+pkgs+=(libpcre2-dev)  # PCRE2: tokenizer pre-tokenizer regexes (\p{L}, \p{N})
 if [[ "${1:-}" == "--tests" ]]; then
   pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools)
 fi

@@ -101,6 +101,14 @@ StatusOr<std::unique_ptr<SpmBpeTokenizer>> SpmBpeTokenizer::Create(SpmVocab v, s
     return Status::Errorf("{}: the vocabulary has neither all 256 byte tokens <0x00>..<0xFF> nor an "
                           "unk id, so some texts could not be encoded; give unk_id", source);
   }
+  for (const auto& [p, id] : t->piece_to_id_) {
+    for (size_t k = 1; k < p.size(); ++k) {
+      int l = t->PieceId(std::string_view(p).substr(0, k));
+      int r = l < 0 ? -1 : t->PieceId(std::string_view(p).substr(k));
+      if (r >= 0) t->pair_to_id_.emplace((static_cast<uint64_t>(l) << 32) | static_cast<uint32_t>(r), id);
+    }
+  }
+  for (int c = 0; c < 128; ++c) t->char_id_[c] = t->PieceId(std::string(1, static_cast<char>(c)));
   t->pieces_ = std::move(v.pieces);
   return t;
 }
@@ -139,7 +147,8 @@ std::vector<int> SpmBpeTokenizer::Encode(std::string_view text, bool add_bos) co
   sym.reserve(norm.size());
   for (size_t i = 0; i < norm.size();) {
     size_t clen = Utf8CharLen(norm, i);
-    int id = PieceId(std::string_view(norm).substr(i, clen));
+    unsigned char c0 = static_cast<unsigned char>(norm[i]);
+    int id = (clen == 1 && c0 < 128) ? char_id_[c0] : PieceId(std::string_view(norm).substr(i, clen));
     if (id >= 0) {
       sym.push_back({static_cast<int>(i), static_cast<int>(clen), id, 0, 0, true});
     } else {
@@ -174,9 +183,8 @@ std::vector<int> SpmBpeTokenizer::Encode(std::string_view text, bool add_bos) co
   std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
   auto try_add = [&](int l, int r) {
     if (l < 0 || r < 0 || !sym[l].mergeable || !sym[r].mergeable) return;
-    int len = sym[l].len + sym[r].len;
-    int id = PieceId(std::string_view(norm).substr(sym[l].start, len));
-    if (id >= 0) queue.push({scores_[id], l, r, len, id});
+    auto it = pair_to_id_.find((static_cast<uint64_t>(sym[l].id) << 32) | static_cast<uint32_t>(sym[r].id));
+    if (it != pair_to_id_.end()) queue.push({scores_[it->second], l, r, sym[l].len + sym[r].len, it->second});
   };
   for (int i = 0; i + 1 < ns; ++i) try_add(i, i + 1);
   while (!queue.empty()) {

@@ -83,6 +83,10 @@ class SpmBpeTokenizer : public Tokenizer {
   std::vector<float> scores_;
   std::vector<SpmTokenType> types_;
   std::unordered_map<std::string, int, Hash, std::equal_to<>> piece_to_id_;  // mergeable pieces only
+  // (left id << 32 | right id) -> id of the piece spelled left + right, for every mergeable piece
+  // and every split of it into two mergeable pieces: the merge lookup without string hashing.
+  std::unordered_map<uint64_t, int> pair_to_id_;
+  int char_id_[128];     // id of each one-byte ASCII piece, or -1
   int byte_to_id_[256];  // -1 when the vocabulary lacks <0xNN>
   int bos_id_ = -1, eos_id_ = -1, unk_id_ = -1;
   bool add_space_prefix_ = true;

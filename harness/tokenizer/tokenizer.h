@@ -2,6 +2,7 @@
 // byte fallback (llama / llama2.c vocabularies) and byte-level BPE from a tokenizer.json.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,5 +25,10 @@ class Tokenizer {
   // The piece one id stands for, as it appears in the vocabulary ("▁the", "<0x0A>", "Ġthe").
   virtual std::string Piece(int id) const = 0;
 };
+
+// Loads a tokenizer by what path is: a *.json file (or a directory holding tokenizer.json) is a
+// Hugging Face byte-level BPE tokenizer.json; any other file is a llama2.c tokenizer.bin holding
+// vocab_size tokens (the model header's vocab_size). Implemented in tokenizer.cc.
+StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path, int vocab_size);
 
 }  // namespace ql

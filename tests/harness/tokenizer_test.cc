@@ -1,4 +1,4 @@
-// Tests of SpmBpeTokenizer on llama2.c's tok512.bin (stories260K): ids derived by hand from the vocab,
+// Tests of SpmBpeTokenizer (and LoadTokenizer) on llama2.c's tok512.bin (stories260K): ids derived by hand from the vocab,
 // a plain O(n^2) transcription of llama2.c's encode loop as the oracle, round trips on every data file.
 #include "harness/tokenizer/spm_bpe.h"
 
@@ -11,6 +11,9 @@
 #include <map>
 
 #include <gtest/gtest.h>
+
+#include "harness/tokenizer/byte_bpe.h"
+#include "harness/tokenizer/tokenizer.h"
 
 namespace ql {
 namespace {
@@ -269,6 +272,33 @@ TEST(SpmBpe, ErrorsNameTheFileAndProblem) {
   auto c = SpmBpeTokenizer::Create(bad, "GGUF metadata");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("2 pieces but 1 scores"), std::string::npos) << c.status().message();
+}
+
+TEST(Tokenizer, LoadTokenizerPicksTheImplementationByPath) {
+  auto spm = LoadTokenizer(kTok512, 512);
+  ASSERT_TRUE(spm.ok()) << spm.status().message();
+  EXPECT_EQ((*spm)->kind(), "spm-bpe");
+  EXPECT_EQ((*spm)->Encode("Lily", true), (std::vector<int>{1, 317}));
+  const std::string tiny = std::string(QL_SOURCE_DIR) + "/tests/data/tokenizer/tiny_bpe.json";
+  auto bpe = LoadTokenizer(tiny, 19);
+  ASSERT_TRUE(bpe.ok()) << bpe.status().message();
+  EXPECT_EQ((*bpe)->kind(), "byte-bpe");
+  auto small = LoadTokenizer(tiny, 10);  // the model's vocabulary is smaller than the tokenizer's
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.status().message().find("19 tokens"), std::string::npos) << small.status().message();
+  auto dir = LoadTokenizer(testing::TempDir(), 512);  // a directory without tokenizer.json
+  ASSERT_FALSE(dir.ok());
+  EXPECT_NE(dir.status().message().find("tokenizer.json"), std::string::npos) << dir.status().message();
+}
+
+TEST(Tokenizer, GgufPreTokenizerNames) {
+  EXPECT_EQ(PreTokenizerNameFromGguf("llama-bpe").value(), "llama3");
+  EXPECT_EQ(PreTokenizerNameFromGguf("qwen2").value(), "qwen2");
+  EXPECT_EQ(PreTokenizerNameFromGguf("smollm").value(), "smollm");
+  EXPECT_EQ(PreTokenizerNameFromGguf("gpt-2").value(), "gpt2");
+  auto bad = PreTokenizerNameFromGguf("deepseek-llm");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("deepseek-llm"), std::string::npos);
 }
 
 }  // namespace
