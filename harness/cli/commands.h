@@ -21,5 +21,6 @@ void AddMergeCommand(CLI::App& app);
 void AddSweepCommand(CLI::App& app);
 void AddCompareCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
+void AddTrainCommand(CLI::App& app);
 
 }  // namespace ql::cli

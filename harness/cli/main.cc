@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   ql::cli::AddFormatsCommand(app);
   ql::cli::AddRoundtripCommand(app);
   ql::cli::AddEvalCommand(app);
+  ql::cli::AddTrainCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
