@@ -33,10 +33,20 @@ std::string_view FormatKindName(FormatKind k) {
 
 const std::vector<const ElementCodec*>& ElementCodecs() {
   // Function-local statics: built on first use, never destroyed before their users.
-  static const IntCodec kInt2(2, true), kInt3(3, true), kInt4(4, true), kInt5(5, true), kInt6(6, true),
-      kInt7(7, true), kInt8(8, true);
-  static const IntCodec kUint2(2, false), kUint3(3, false), kUint4(4, false), kUint5(5, false),
-      kUint6(6, false), kUint7(7, false), kUint8(8, false);
+  static const IntCodec kInt2(2, true);
+  static const IntCodec kInt3(3, true);
+  static const IntCodec kInt4(4, true);
+  static const IntCodec kInt5(5, true);
+  static const IntCodec kInt6(6, true);
+  static const IntCodec kInt7(7, true);
+  static const IntCodec kInt8(8, true);
+  static const IntCodec kUint2(2, false);
+  static const IntCodec kUint3(3, false);
+  static const IntCodec kUint4(4, false);
+  static const IntCodec kUint5(5, false);
+  static const IntCodec kUint6(6, false);
+  static const IntCodec kUint7(7, false);
+  static const IntCodec kUint8(8, false);
   static const MinifloatCodec kFp16(Fp16Spec());
   static const MinifloatCodec kBf16(Bf16Spec());
   static const MinifloatCodec kFp8E4m3(Fp8E4m3Spec());
@@ -48,8 +58,20 @@ const std::vector<const ElementCodec*>& ElementCodecs() {
   static const MinifloatCodec kFp4E2m1(Fp4E2m1Spec());
   static const E8M0Codec kE8m0;
   static const std::vector<const ElementCodec*> kList = {
-      &kInt2, &kInt3, &kInt4, &kInt5, &kInt6, &kInt7, &kInt8,
-      &kUint2, &kUint3, &kUint4, &kUint5, &kUint6, &kUint7, &kUint8,
+      &kInt2,
+      &kInt3,
+      &kInt4,
+      &kInt5,
+      &kInt6,
+      &kInt7,
+      &kInt8,
+      &kUint2,
+      &kUint3,
+      &kUint4,
+      &kUint5,
+      &kUint6,
+      &kUint7,
+      &kUint8,
       &kFp16,
       &kBf16,
       &kFp8E4m3,
@@ -141,7 +163,8 @@ StatusOr<const ElementCodec*> FindElementCodec(std::string_view name) {
   // int<b> / uint<b> with b outside the registered 2..8.
   for (std::string_view prefix : {"uint", "int"}) {
     if (lower.starts_with(prefix) && lower.size() > prefix.size() &&
-        std::all_of(lower.begin() + prefix.size(), lower.end(), [](char ch) { return std::isdigit(ch); }))
+        std::all_of(lower.begin() + prefix.size(), lower.end(),
+                    [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; }))
       return Status::Errorf("element format '{}': integer codecs have 2..8 bits ({}2..{}8)", name, prefix, prefix);
   }
   if (lower.starts_with('e') && lower.size() > 1 && std::isdigit(static_cast<unsigned char>(lower[1]))) {

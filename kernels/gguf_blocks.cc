@@ -573,6 +573,7 @@ void DequantizeAnyRow(const QuantType& t, const uint8_t* in, int64_t n, float* y
 // ---------------------------------------------------------------------------------------------
 // ggml type table
 // ---------------------------------------------------------------------------------------------
+// ggml.h enum ggml_type / ggml-common.h block sizes (ggml 0.15.3). Ids 4, 5, 31-33, 36-38 were removed.
 constexpr GgmlTypeInfo kGgmlTypes[] = {
     {0, "f32", 1, 4, true},          {1, "f16", 1, 2, true},          {2, "q4_0", 32, 18, true},
     {3, "q4_1", 32, 20, true},       {6, "q5_0", 32, 22, true},       {7, "q5_1", 32, 24, true},
@@ -585,6 +586,7 @@ constexpr GgmlTypeInfo kGgmlTypes[] = {
     {26, "i32", 1, 4, false},        {27, "i64", 1, 8, false},        {28, "f64", 1, 8, false},
     {29, "iq1_m", 256, 56, false},   {30, "bf16", 1, 2, true},        {34, "tq1_0", 256, 54, false},
     {35, "tq2_0", 256, 66, false},   {39, "mxfp4", 32, 17, false},    {40, "nvfp4", 64, 36, false},
+    {41, "q1_0", 128, 18, false},
 };
 
 std::string SupportedTypeList() {
@@ -606,9 +608,23 @@ Status CheckRowLength(const GgmlTypeInfo& info, int64_t n) {
   return Status::Ok();
 }
 
+// Block quantizers need finite input: NaN/Inf would reach float->int conversions (undefined behaviour).
+Status CheckFinite(std::string_view what, const float* x, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!std::isfinite(x[i])) {
+      return Status::Errorf("{}: non-finite input {} at row {}, column {} (ggml block quants need finite "
+                            "values; clean or clamp the tensor first)",
+                            what, x[i], i / cols, i % cols);
+    }
+  }
+  return Status::Ok();
+}
+
 // ---------------------------------------------------------------------------------------------
 // BlockCodec
 // ---------------------------------------------------------------------------------------------
+constexpr int64_t kParallelMinElems = int64_t(1) << 16;  // below this, threads cost more than they save
+
 class GgufCodec final : public BlockCodec {
  public:
   explicit GgufCodec(const QuantType& t) : t_(t) {}
@@ -629,19 +645,15 @@ class GgufCodec final : public BlockCodec {
                             t_.codec_name, t_.block_elems, opt.block_size, t_.block_elems);
     }
     if (rows < 0 || cols < 0) return Status::Errorf("{}: negative shape [{}, {}]", t_.codec_name, rows, cols);
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      if (!std::isfinite(x[i])) {
-        return Status::Errorf("{}: non-finite input {} at row {}, column {} (ggml block quants need finite "
-                              "values)",
-                              t_.codec_name, x[i], i / cols, i % cols);
-      }
-    }
+    QL_RETURN_IF_ERROR(CheckFinite(t_.codec_name, x, rows, cols));
     PackedBlocks p;
     p.rows = rows;
     p.cols = cols;
     p.block_size = t_.block_elems;
     const int64_t row_bytes = (cols + t_.block_elems - 1) / t_.block_elems * t_.block_bytes;
     p.bytes.resize(size_t(rows * row_bytes));
+    // Rows are independent (and each is deterministic), so threads do not change the bytes.
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElems)
     for (int64_t r = 0; r < rows; ++r) QuantizeAnyRow(t_, x + r * cols, cols, p.bytes.data() + r * row_bytes);
     return p;
   }
@@ -651,6 +663,7 @@ class GgufCodec final : public BlockCodec {
     QL_CHECK(p.block_size == t_.block_elems && int64_t(p.bytes.size()) == p.rows * row_bytes,
              "{}: PackedBlocks of block size {} with {} bytes for [{}, {}]", t_.codec_name, p.block_size,
              p.bytes.size(), p.rows, p.cols);
+#pragma omp parallel for schedule(static) if (p.rows * p.cols >= kParallelMinElems)
     for (int64_t r = 0; r < p.rows; ++r) {
       DequantizeAnyRow(t_, p.bytes.data() + r * row_bytes, p.cols, y + r * p.cols);
     }
@@ -722,6 +735,7 @@ Status DequantizeGgmlRow(int type_id, const uint8_t* src, int64_t n, float* dst)
 StatusOr<std::vector<uint8_t>> QuantizeGgmlRow(int type_id, const float* x, int64_t n) {
   QL_ASSIGN_OR_RETURN(GgmlTypeInfo info, SupportedGgmlType(type_id));
   QL_RETURN_IF_ERROR(CheckRowLength(info, n));
+  if (info.block_elems > 1) QL_RETURN_IF_ERROR(CheckFinite(info.name, x, 1, n));
   std::vector<uint8_t> out(size_t(n / info.block_elems * info.block_bytes));
   switch (type_id) {
     case 0:

@@ -152,7 +152,7 @@ StatusOr<GgmlTypeInfo> SupportedGgmlType(int type_id);
 // size (as in a GGUF tensor row); src holds n / block_elems · block_bytes bytes (no alignment needed).
 Status DequantizeGgmlRow(int type_id, const uint8_t* src, int64_t n, float* dst);
 // n floats -> the ggml reference encoding (F32/F16/BF16 conversion or block quantization). n must be a
-// multiple of the block size. Inputs are not checked for NaN/Inf here (ggml does not either).
+// multiple of the block size; block types reject NaN/Inf inputs (ggml would run into undefined behaviour).
 StatusOr<std::vector<uint8_t>> QuantizeGgmlRow(int type_id, const float* x, int64_t n);
 
 // ---------------------------------------------------------------------------------------------

@@ -83,23 +83,23 @@ MinifloatCodec::MinifloatCodec(MinifloatSpec spec) : spec_(std::move(spec)) {
                      ? fmt::format("E{}M{} minifloat: bias {}, max {}, policy {}, subnormals {}", e, m, bias_,
                                    max_finite_, MinifloatPolicyName(spec_.policy), spec_.subnormals ? "on" : "off")
                      : spec_.description;
-  if (bits() <= 16) {
+  if (bits() <= 16) {  // decode table, 2^bits floats (256 KiB for fp16/bf16)
     std::vector<float> t(size_t(1) << bits());
-    for (uint32_t c = 0; c < t.size(); ++c) {
-      // Build through the slow path (table_ is filled only after every entry is computed).
-      const uint32_t mag = c & (sign_bit_ - 1u);
-      float v;
-      if (IsNanCode(c)) {
-        v = std::numeric_limits<float>::quiet_NaN();
-      } else if (IsInfCode(c)) {
-        v = std::numeric_limits<float>::infinity();
-      } else {
-        v = float(DecodeMagnitude(mag));
-      }
-      t[c] = (c & sign_bit_) ? -v : v;
-    }
+    for (uint32_t c = 0; c < t.size(); ++c) t[c] = DecodeUncached(c);
     table_ = std::move(t);
   }
+}
+
+float MinifloatCodec::DecodeUncached(uint32_t code) const {
+  float v;
+  if (IsNanCode(code)) {
+    v = std::numeric_limits<float>::quiet_NaN();
+  } else if (IsInfCode(code)) {
+    v = std::numeric_limits<float>::infinity();
+  } else {
+    v = float(DecodeMagnitude(code & (sign_bit_ - 1u)));
+  }
+  return (code & sign_bit_) ? -v : v;
 }
 
 double MinifloatCodec::DecodeMagnitude(uint32_t mag) const {
@@ -215,10 +215,7 @@ uint32_t MinifloatCodec::Encode(float v) const {
 
 float MinifloatCodec::Decode(uint32_t code) const {
   code &= (sign_bit_ << 1) - 1u;
-  if (!table_.empty()) return table_[code];
-  if (IsNanCode(code)) return std::numeric_limits<float>::quiet_NaN();
-  float v = IsInfCode(code) ? std::numeric_limits<float>::infinity() : float(DecodeMagnitude(code & (sign_bit_ - 1u)));
-  return (code & sign_bit_) ? -v : v;
+  return table_.empty() ? DecodeUncached(code) : table_[code];
 }
 
 StatusOr<MinifloatSpec> ParseMinifloatName(std::string_view name) {

@@ -97,6 +97,7 @@ class MinifloatCodec final : public ElementCodec {
 
  private:
   double DecodeMagnitude(uint32_t mag) const;  // mag = the low E+M bits of a finite code
+  float DecodeUncached(uint32_t code) const;   // code masked to bits(); NaN codes give a (signed) NaN
 
   MinifloatSpec spec_;
   std::string description_;

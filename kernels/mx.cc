@@ -9,74 +9,36 @@
 
 namespace ql {
 
-//                              name        bits ebits mbits emax max_norm
-const MxElementSpec kMxE4M3 = {"fp8_e4m3", 8, 4, 3, 8, 448.0};  // 2^8 * 1.75 (S.1111.111 is NaN)
-const MxElementSpec kMxE5M2 = {"fp8_e5m2", 8, 5, 2, 15, 57344.0};
-const MxElementSpec kMxE2M3 = {"fp6_e2m3", 6, 2, 3, 2, 7.5};
-const MxElementSpec kMxE3M2 = {"fp6_e3m2", 6, 3, 2, 4, 28.0};
-const MxElementSpec kMxE2M1 = {"fp4_e2m1", 4, 2, 1, 2, 6.0};
-const MxElementSpec kMxInt8 = {"int8", 8, 0, 6, 0, 127.0 / 64.0};
+//                              name      bits is_int mbits emax max_norm
+const MxElementSpec kMxE4M3 = {"fp8_e4m3", 8, false, 3, 8, 448.0};  // 2^8 * 1.75 (S.1111.111 is NaN)
+const MxElementSpec kMxE5M2 = {"fp8_e5m2", 8, false, 2, 15, 57344.0};
+const MxElementSpec kMxE2M3 = {"fp6_e2m3", 6, false, 3, 2, 7.5};
+const MxElementSpec kMxE3M2 = {"fp6_e3m2", 6, false, 2, 4, 28.0};
+const MxElementSpec kMxE2M1 = {"fp4_e2m1", 4, false, 1, 2, 6.0};
+const MxElementSpec kMxInt8 = {"int8", 8, true, 6, 0, 127.0 / 64.0};
 
-double MxRoundElement(const MxElementSpec& s, double a) {
-  if (std::isnan(a)) return a;
-  double r;
-  if (s.ebits == 0) {
-    r = std::nearbyint(a * 64.0) / 64.0;  // INT8: k/64 (mbits 8 incl. sign -> 2^(8-2) = 64)
-  } else {
-    if (a == 0.0 || std::isinf(a)) {
-      r = a;
-    } else {
-      int e2;
-      std::frexp(a, &e2);                            // |a| = f * 2^e2, f in [0.5, 1)
-      const int e = std::max(e2 - 1, s.min_exp());  // floor(log2|a|), clamped to the subnormal exponent
-      // a / 2^e * 2^m is exact in double; nearbyint rounds half to even in the default FE_TONEAREST mode.
-      r = std::ldexp(std::nearbyint(std::ldexp(a, s.mbits - e)), e - s.mbits);
-      if (r == 0.0) r = std::copysign(0.0, a);
-    }
-  }
-  return std::clamp(r, -s.max_norm, s.max_norm);  // saturate (also maps +-Inf onto +-max_norm)
+MxCodec::MxCodec(std::string name, const MxElementSpec& elem, std::string description)
+    : name_(std::move(name)), elem_(elem), description_(std::move(description)) {
+  auto c = FindElementCodec(elem_.name);
+  QL_CHECK(c.ok(), "{}: {}", name_, c.status().message());
+  codec_ = *c;
+  QL_CHECK(codec_->bits() == elem_.bits, "{}: element codec {} has {} bits", name_, elem_.name, codec_->bits());
+  decode_.resize(size_t(1) << elem_.bits);
+  for (uint32_t code = 0; code < decode_.size(); ++code)
+    decode_[code] = elem_.is_int ? codec_->Decode(code) / 64.0f : codec_->Decode(code);  // exact
 }
 
-uint32_t MxEncodeRounded(const MxElementSpec& s, double v) {
-  const bool neg = std::signbit(v);
-  const double m = std::fabs(v);
-  if (s.ebits == 0) {
-    const int k = static_cast<int>(std::lround(v * 64.0));
-    return static_cast<uint32_t>(static_cast<uint8_t>(static_cast<int8_t>(k)));
-  }
-  const uint32_t sign = neg ? (1u << (s.bits - 1)) : 0u;
-  if (m == 0.0) return sign;
-  int e2;
-  std::frexp(m, &e2);
-  const int e = e2 - 1;
-  uint32_t exp_field, man_field;
-  if (e < s.min_exp()) {  // subnormal: m = man * 2^(min_exp - mbits)
-    exp_field = 0;
-    man_field = static_cast<uint32_t>(std::ldexp(m, s.mbits - s.min_exp()));
-  } else {
-    exp_field = static_cast<uint32_t>(e + s.bias());
-    man_field = static_cast<uint32_t>(std::ldexp(m, s.mbits - e)) - (1u << s.mbits);
-  }
-  return sign | (exp_field << s.mbits) | man_field;
+uint32_t MxCodec::EncodeElement(float x, int shared_exp) const {
+  // x / 2^shared_exp is exact in double; as fp32 it can only lose bits below 2^-126, far under every
+  // element's smallest subnormal, so the element rounding sees the exact value.
+  const double a = std::ldexp(double(x), -shared_exp);
+  if (elem_.is_int) return codec_->Encode(float(std::clamp(a * 64.0, -127.0, 127.0)));  // k/64, symmetric
+  return codec_->Encode(float(a));  // RNE, saturating to +-max_norm
 }
 
-double MxDecodeElement(const MxElementSpec& s, uint32_t code) {
-  code &= (1u << s.bits) - 1;
-  if (s.ebits == 0) return static_cast<int8_t>(static_cast<uint8_t>(code)) / 64.0;
-  const bool neg = (code >> (s.bits - 1)) & 1u;
-  const uint32_t exp_field = (code >> s.mbits) & ((1u << s.ebits) - 1);
-  const uint32_t man_field = code & ((1u << s.mbits) - 1);
-  double v;
-  if (s.bits == 8 && s.ebits == 4 && exp_field == 15 && man_field == 7) {
-    v = std::numeric_limits<double>::quiet_NaN();  // E4M3FN: S.1111.111
-  } else if (s.bits == 8 && s.ebits == 5 && exp_field == 31) {
-    v = man_field == 0 ? std::numeric_limits<double>::infinity() : std::numeric_limits<double>::quiet_NaN();
-  } else if (exp_field == 0) {
-    v = std::ldexp(double(man_field), s.min_exp() - s.mbits);
-  } else {
-    v = std::ldexp(double((1u << s.mbits) | man_field), int(exp_field) - s.bias() - s.mbits);
-  }
-  return neg ? -v : v;
+float MxCodec::DecodeElement(uint32_t code, int shared_exp) const {
+  // Exact: element values have <= 8 significant bits, so v * 2^shared_exp >= 2^-143 is an fp32 (sub)normal.
+  return decode_[code & ((1u << elem_.bits) - 1)] * std::ldexp(1.0f, shared_exp);
 }
 
 uint8_t MxScaleByte(const MxElementSpec& s, float amax, MxScaleRounding rounding) {
@@ -143,20 +105,20 @@ StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t c
       const int64_t c0 = b * bs;
       const int n = int(std::min<int64_t>(bs, cols - c0));  // real elements (last block may be partial)
       float amax = 0.0f;
+      bool nan = false;
       for (int i = 0; i < n; ++i) {
         const float a = std::fabs(xr[c0 + i]);
-        if (!(a <= amax)) amax = a;  // NaN propagates
+        nan |= std::isnan(a);
+        amax = std::max(amax, a);
       }
+      if (nan) amax = std::numeric_limits<float>::quiet_NaN();  // -> scale 0xFF, a NaN block
       uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
       const uint8_t scale = MxScaleByte(elem_, amax, opt.mx_rounding);
       blk[0] = scale;
       std::fill(codes.begin(), codes.end(), 0u);
       if (scale != 0xFF && amax != 0.0f) {
         const int shared = int(scale) - 127;
-        for (int i = 0; i < n; ++i) {
-          const double a = std::ldexp(double(xr[c0 + i]), -shared);  // exact in double
-          codes[i] = MxEncodeRounded(elem_, MxRoundElement(elem_, a));
-        }
+        for (int i = 0; i < n; ++i) codes[i] = EncodeElement(xr[c0 + i], shared);
       }
       PackCodesLsbFirst(codes.data(), bs, elem_.bits, blk + 1);
     }
@@ -176,14 +138,12 @@ void MxCodec::Dequantize(const PackedBlocks& p, float* y) const {
       const uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
       const int64_t c0 = b * bs;
       const int n = int(std::min<int64_t>(bs, p.cols - c0));
-      for (int i = 0; i < n; ++i) {
-        if (blk[0] == 0xFF) {
-          yr[c0 + i] = std::numeric_limits<float>::quiet_NaN();
-          continue;
-        }
-        const double v = MxDecodeElement(elem_, UnpackCodeLsbFirst(blk + 1, i, elem_.bits));
-        yr[c0 + i] = float(std::ldexp(v, int(blk[0]) - 127));  // exact: <= 8 significant bits, >= 2^-143
+      if (blk[0] == 0xFF) {  // NaN block
+        for (int i = 0; i < n; ++i) yr[c0 + i] = std::numeric_limits<float>::quiet_NaN();
+        continue;
       }
+      const float scale = std::ldexp(1.0f, int(blk[0]) - 127);  // 2^-127 .. 2^127, exact in fp32
+      for (int i = 0; i < n; ++i) yr[c0 + i] = decode_[UnpackCodeLsbFirst(blk + 1, i, elem_.bits)] * scale;
     }
   }
 }

@@ -11,7 +11,8 @@
 //   kEven (torchao EVEN):  floor(log2 round_m(amax)) - emax_elem, where round_m rounds amax's mantissa to the
 //                          element's mantissa bits by adding half an element-ulp to the fp32 mantissa and
 //                          truncating (so a carry bumps the exponent). MXINT8 uses its 6 fractional bits.
-//   then < -127 -> -127 (E8M0 0x00); > 127 -> NaN (0xFF; only reachable with Inf/NaN inputs).
+//   then < -127 -> -127 (E8M0 0x00); > 127 -> NaN (0xFF; reachable with Inf/NaN inputs, and with kCeil/kEven
+//   for MXINT8 at amax near FLT_MAX). A NaN block decodes to all-NaN.
 //   log2 is exact here (read from the fp32 exponent): microxcaling's float32 torch.log2 can round
 //   up for amax just below a power of two (e.g. (2 - 2^-23)*2^100) and then differs by one.
 //   amax = 0 -> X = 0x00 and every code 0 for all six formats (microxcaling gives MXINT8 an all-zero
@@ -21,7 +22,8 @@
 //   always saturates; Inf/NaN never stored). Rounding is round-half-to-even (microxcaling round="even",
 //   OCP-conformant); microxcaling's *default* round="nearest" is round-half-away-from-zero and gives a
 //   different code on exact ties; we chose RNE. Underflow to zero keeps the sign bit (-0 code).
-// Element bit layouts (sign in the top bit; no Inf; only E4M3/E5M2 have NaN codes, never produced):
+//   The element codecs of kernels/minifloat.h / int_codec.h do the rounding and the bits.
+// Element bit layouts (sign in the top bit; MX never produces the E4M3/E5M2 Inf/NaN codes):
 //   E4M3 S.EEEE.MMM bias 7 max 448 (0x7E) | E5M2 S.EEEEE.MM bias 15 max 57344 (0x7B)
 //   E2M3 S.EE.MMM bias 1 max 7.5 (0x1F)   | E3M2 S.EEE.MM bias 3 max 28 (0x1F) | E2M1 S.EE.M bias 1 max 6 (0x7)
 //   INT8: value k/64, k in [-127, 127], stored as the two's complement byte of k (OCP MX v1.0 INT8 with
@@ -37,32 +39,26 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/format.h"
 
 namespace ql {
 
-// One MX element format as microxcaling's `_get_format_params` describes it (SPECS §2).
+// One MX element format as microxcaling's `_get_format_params` describes it (SPECS §2). Codes are
+// produced by the registered element codec named `name` (kernels/minifloat.h, kernels/int_codec.h): its
+// Encode is the RNE saturating cast, which equals the §2 `_quantize_elemwise_core` rule with round="even"
+// and saturation (tests/kernels/mx_test.cc checks this against a scalar §2 oracle, ties included).
 struct MxElementSpec {
-  const char* name;  // element codec name: "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp6_e3m2", "fp4_e2m1", "int8"
+  const char* name;  // element codec: "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp6_e3m2", "fp4_e2m1", "int8"
   int bits;          // code width
-  int ebits;         // exponent bits (0: MXINT8)
-  int mbits;         // stored mantissa bits (MXINT8: 6 fractional bits)
+  bool is_int;       // MXINT8: codes are the int8 codec's codes of k = RNE(a * 64), clamped to [-127, 127]
+  int mbits;         // stored mantissa bits (MXINT8: 6 fractional bits); used by kEven
   int emax;          // emax_elem: exponent of the largest normal
   double max_norm;   // largest finite magnitude
-  int min_exp() const { return ebits == 0 ? 0 : 2 - (1 << (ebits - 1)); }
-  int bias() const { return ebits == 0 ? 0 : (1 << (ebits - 1)) - 1; }
 };
 
 extern const MxElementSpec kMxE4M3, kMxE5M2, kMxE2M3, kMxE3M2, kMxE2M1, kMxInt8;
-
-// a (already divided by the block scale) rounded onto the element grid: RNE, saturating to +-max_norm.
-double MxRoundElement(const MxElementSpec& s, double a);
-// Code of a value already on the element grid (the output of MxRoundElement; -0.0 keeps its sign).
-uint32_t MxEncodeRounded(const MxElementSpec& s, double v);
-// Value of a code (exact). NaN codes of E4M3 (S.1111.111) and E5M2 (S.11111.xx != 00) decode to NaN,
-// E5M2 S.11111.00 to +-Inf; MX quantization never produces them.
-double MxDecodeElement(const MxElementSpec& s, uint32_t code);
 
 // The E8M0 byte of a block with absolute maximum amax (SPECS §2 + the rounding modes above).
 // amax = 0 -> 0x00; amax NaN/Inf -> 0xFF.
@@ -75,8 +71,8 @@ inline int64_t PackedCodeBytes(int64_t n, int bits) { return (n * bits + 7) / 8;
 
 class MxCodec : public BlockCodec {
  public:
-  MxCodec(std::string name, const MxElementSpec& elem, std::string description)
-      : name_(std::move(name)), elem_(elem), description_(std::move(description)) {}
+  // QL_CHECKs that the element codec elem.name is registered.
+  MxCodec(std::string name, const MxElementSpec& elem, std::string description);
   std::string name() const override { return name_; }
   std::string description() const override { return description_; }
   int default_block_size() const override { return 32; }
@@ -88,12 +84,18 @@ class MxCodec : public BlockCodec {
                                   const BlockOptions& opt) const override;
   void Dequantize(const PackedBlocks& p, float* y) const override;
   const MxElementSpec& element() const { return elem_; }
+  const ElementCodec& element_codec() const { return *codec_; }
+  // One element: x / 2^shared_exp -> code, and code -> value * 2^shared_exp (exact).
+  uint32_t EncodeElement(float x, int shared_exp) const;
+  float DecodeElement(uint32_t code, int shared_exp) const;
   int64_t block_bytes(int block_size) const { return 1 + PackedCodeBytes(block_size, elem_.bits); }
 
  private:
   std::string name_;
   const MxElementSpec& elem_;
   std::string description_;
+  const ElementCodec* codec_ = nullptr;
+  std::vector<float> decode_;  // code -> element value (MXINT8: k/64), 2^bits entries
 };
 
 const BlockCodec& MxFp8E4M3Codec();  // "mxfp8_e4m3"

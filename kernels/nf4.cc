@@ -24,11 +24,16 @@ float GetF32(const uint8_t* src) {
 }  // namespace
 
 const std::array<float, 15>& Nf4Thresholds() {
-  static const std::array<float, 15> t = [] {
-    std::array<float, 15> r{};
-    for (int i = 0; i < 15; ++i) r[i] = float((double(kNf4Codebook[i]) + double(kNf4Codebook[i + 1])) / 2.0);
-    return r;
-  }();
+  // bitsandbytes dQuantizeNF4 (csrc/kernels.cu) compares against these decimal literals with an `f`
+  // suffix: the double midpoints of adjacent codebook entries, printed shortest and then rounded to fp32.
+  // Four of them (indices 0, 8, 12, 14) land one fp32 ulp below the fp32 rounding of the exact midpoint
+  // (the exact midpoint of two fp32 codebook values is often itself a tie in fp32), so we keep the
+  // literals rather than recompute them.
+  static const std::array<float, 15> t = {
+      -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
+      -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+      0.1202552504837513f, 0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
+      0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
   return t;
 }
 
@@ -176,7 +181,10 @@ void Nf4Codec::Dequantize(const PackedBlocks& p, float* y) const {
       float amax;
       if (dq) {
         const float amax2 = GetF32(p.extra.data() + 4 + 4 * (i / kDqGroup));
-        amax = map[blk[0]] * amax2 + GetF32(p.extra.data());
+        // Two fp32 roundings as in bitsandbytes (product, then + offset); volatile keeps -march=native
+        // builds from fusing them into one FMA.
+        volatile float scaled = map[blk[0]] * amax2;
+        amax = scaled + GetF32(p.extra.data());
       } else {
         amax = GetF32(blk);
       }

@@ -39,7 +39,8 @@ inline constexpr float kNf4Codebook[16] = {
     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
-// The 15 decision thresholds: fp32 of the (double) midpoint of adjacent codebook entries, ascending.
+// The 15 decision thresholds of bitsandbytes dQuantizeNF4, ascending (within one fp32 ulp of the midpoints
+// of adjacent codebook entries; see nf4.cc).
 const std::array<float, 15>& Nf4Thresholds();
 // NF4 code of a value already divided by the block absmax.
 uint32_t Nf4Code(float normalized);

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/mx.h"
 
 namespace ql {
 namespace {
@@ -13,16 +12,30 @@ namespace {
 constexpr float kE4m3Max = 448.0f;
 constexpr float kE2m1Max = 6.0f;
 
-// fp32 -> E4M3 code and its value, RNE, saturating (SPECS §1.1; inputs here are >= 0).
-uint8_t E4m3Code(float v) { return uint8_t(MxEncodeRounded(kMxE4M3, MxRoundElement(kMxE4M3, v))); }
-float E4m3Value(uint8_t code) { return float(MxDecodeElement(kMxE4M3, code)); }
+// The registered element codecs (kernels/minifloat.h): Encode is the RNE saturating cast (SPECS §1.1).
+const ElementCodec& Codec(const char* name) {
+  auto c = FindElementCodec(name);
+  QL_CHECK(c.ok(), "nvfp4: {}", c.status().message());
+  return **c;
+}
+const ElementCodec& E4m3() {
+  static const ElementCodec& c = Codec("fp8_e4m3");
+  return c;
+}
+const ElementCodec& E2m1() {
+  static const ElementCodec& c = Codec("fp4_e2m1");
+  return c;
+}
+uint8_t E4m3Code(float v) { return uint8_t(E4m3().Encode(v)); }  // v >= 0 here
+float E4m3Value(uint8_t code) { return E4m3().Decode(code); }
 
 // fp32 -> E2M1 code, RNE, saturating at 6. sign_from_input: the sign bit is (scaled < 0) even when the
-// magnitude rounds to 0 (ModelOpt `_cast_fp4`); otherwise a value rounding to 0 gets code 0.
+// magnitude rounds to 0 (ModelOpt `_cast_fp4`: -0.1 -> 0x8, -0.0 -> 0x0); otherwise a value rounding to
+// 0 gets code 0 (compressed-tensors packs the rounded value, whose sign test -0.0 < 0 is false).
 uint32_t E2m1Code(float scaled, bool sign_from_input) {
-  const double r = MxRoundElement(kMxE2M1, double(scaled));
-  if (r == 0.0) return (sign_from_input && scaled < 0.0f) ? 0x8u : 0x0u;
-  return MxEncodeRounded(kMxE2M1, r);
+  const uint32_t q = E2m1().Encode(scaled);
+  if ((q & 0x7) != 0) return q;
+  return (sign_from_input && scaled < 0.0f) ? 0x8u : 0x0u;
 }
 
 int64_t BlockBytes(int bs) { return 1 + (int64_t(bs) + 1) / 2; }

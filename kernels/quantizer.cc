@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include "kernels/half.h"
 
@@ -20,6 +23,57 @@ inline float RoundEven(float v) {
   return (v + kMagic) - kMagic;  // exact under IEEE semantics (no -ffast-math in this project)
 }
 
+// Per-codec tables, built once per codec and kept for the life of the process (codecs live as long).
+//  * decode: code -> value, every code.
+//  * Encode, exact and table-driven for codecs of <= 8 bits: an fp32 value's rounding is decided by
+//    its top 16 bits (sign, exponent, 7 mantissa bits; 65536 buckets) except exactly at a bucket's
+//    first value, where the midpoints of a grid with <= 6 mantissa bits fall. Per bucket we store the
+//    codec's code for the first value and, when the codec gives the same code for the second and
+//    the last value of the bucket (so, rounding being monotone, for all values between), that code;
+//    any other bucket (Inf/NaN, or a midpoint inside it) calls the codec. No rounding rule is
+//    re-implemented here: every table entry is the codec's own answer.
+class CodecTables {
+ public:
+  explicit CodecTables(const ElementCodec* c) : codec_(c) {
+    decode_.resize(size_t(1) << c->bits());
+    for (uint32_t code = 0; code < decode_.size(); ++code) decode_[code] = c->Decode(code);
+    if (c->bits() > 8) return;
+    start_.resize(65536);
+    interior_.resize(65536);
+    for (uint32_t b = 0; b < 65536; ++b) {
+      const float first = BitsF32(b << 16);
+      if (!std::isfinite(first)) {
+        start_[b] = interior_[b] = kSlow;
+        continue;
+      }
+      start_[b] = uint16_t(c->Encode(first));
+      const uint32_t lo = c->Encode(BitsF32((b << 16) | 1u)), hi = c->Encode(BitsF32((b << 16) | 0xFFFFu));
+      interior_[b] = lo == hi ? uint16_t(lo) : kSlow;
+    }
+  }
+  static const CodecTables& For(const ElementCodec* c) {
+    static std::mutex mu;
+    static auto* cache = new std::map<const ElementCodec*, std::unique_ptr<const CodecTables>>();
+    std::lock_guard<std::mutex> lock(mu);
+    auto& slot = (*cache)[c];
+    if (!slot) slot = std::make_unique<const CodecTables>(c);
+    return *slot;
+  }
+  uint32_t Encode(float v) const {
+    if (start_.empty()) return codec_->Encode(v);
+    const uint32_t u = F32Bits(v);
+    const uint16_t e = (u & 0xFFFFu) ? interior_[u >> 16] : start_[u >> 16];
+    return e != kSlow ? e : codec_->Encode(v);
+  }
+  float Decode(uint32_t code) const { return decode_[code]; }
+
+ private:
+  static constexpr uint16_t kSlow = 0xFFFF;
+  const ElementCodec* codec_;
+  std::vector<float> decode_;
+  std::vector<uint16_t> start_, interior_;  // [65536] each, indexed by the top 16 bits of an fp32
+};
+
 // How one scheme maps values to codes.
 struct Plan {
   const ElementCodec* codec = nullptr;
@@ -32,7 +86,7 @@ struct Plan {
   IntMode mode = IntMode::kSym;
   ScaleDtype sdt = ScaleDtype::kFp32;
   const ElementCodec* e4m3 = nullptr;  // scale codec for s=e4m3
-  std::vector<float> lut;     // float/codebook codecs: code -> value
+  const CodecTables* tables = nullptr;  // float/codebook codecs
 };
 
 struct TileParams {
@@ -75,8 +129,7 @@ StatusOr<Plan> MakePlan(const Scheme& s) {
     p.range_div = p.codec->max_finite();
     p.elem_lo = p.codec->min_value();
     p.elem_hi = p.codec->max_finite();
-    p.lut.resize(size_t(1) << p.bits);
-    for (uint32_t c = 0; c < p.lut.size(); ++c) p.lut[c] = p.codec->Decode(c);
+    p.tables = &CodecTables::For(p.codec);
   }
   if (p.sdt == ScaleDtype::kE4m3) {
     QL_ASSIGN_OR_RETURN(p.e4m3, FindElementCodec("fp8_e4m3"));
@@ -151,12 +204,12 @@ inline int32_t QuantInt(const Plan& p, const TileParams& t, float x) {
 }
 inline float DequantInt(const TileParams& t, int32_t q) { return float(q - t.zero) * t.scale; }
 inline uint32_t QuantElem(const Plan& p, const TileParams& t, float x) {
-  if (!p.scaled) return p.codec->Encode(x);
-  if (!(t.scale > 0)) return p.codec->Encode(0.0f);
-  return p.codec->Encode(std::clamp(x / t.scale, p.elem_lo, p.elem_hi));  // saturate, never Inf
+  if (!p.scaled) return p.tables->Encode(x);
+  if (!(t.scale > 0)) return p.tables->Encode(0.0f);
+  return p.tables->Encode(std::clamp(x / t.scale, p.elem_lo, p.elem_hi));  // saturate, never Inf
 }
 inline float DequantElem(const Plan& p, const TileParams& t, uint32_t c) {
-  return p.scaled ? p.lut[c] * t.scale : p.lut[c];
+  return p.scaled ? p.tables->Decode(c) * t.scale : p.tables->Decode(c);
 }
 inline float RoundTrip(const Plan& p, const TileParams& t, float x) {
   return p.is_int ? DequantInt(t, QuantInt(p, t, x)) : DequantElem(p, t, QuantElem(p, t, x));
@@ -206,7 +259,8 @@ std::vector<TileParams> ComputeParams(const Scheme& s, const Plan& p, const Tile
   }
   // Percentile and MSE: gather each tile.
   const bool asym = p.is_int && p.mode == IntMode::kAsym;
-#pragma omp parallel for schedule(dynamic, 1)
+  const bool parallel = nt > 1 && rows * cols >= (int64_t(1) << 16);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t t = 0; t < nt; ++t) {
     const int64_t r0 = (t / ts.grid_cols) * ts.tile_rows, r1 = std::min(rows, r0 + ts.tile_rows);
     const int64_t c0 = (t % ts.grid_cols) * ts.tile_cols, c1 = std::min(cols, c0 + ts.tile_cols);
@@ -306,6 +360,22 @@ class BitReader {
 
 size_t PackedBytes(int64_t n, int bits) { return size_t((n * bits + 7) / 8); }
 
+// Calls fn(c0, c1, params) for each run of row r whose elements share one tile (noscale: one run).
+template <typename F>
+inline void ForEachRun(const TileShape& ts, bool scaled, int64_t r, int64_t cols,
+                       const std::vector<TileParams>& params, F&& fn) {
+  static const TileParams kUnscaled{1.0f, 0, 0};
+  if (!scaled) {
+    fn(int64_t(0), cols, kUnscaled);
+    return;
+  }
+  const int64_t tile_row = (r / ts.tile_rows) * ts.grid_cols;
+  for (int64_t gc = 0; gc < ts.grid_cols; ++gc) {
+    const int64_t c0 = gc * ts.tile_cols;
+    fn(c0, std::min(cols, c0 + ts.tile_cols), params[size_t(tile_row + gc)]);
+  }
+}
+
 Status CheckInput(const Scheme& s, const float* x, int64_t rows, int64_t cols) {
   if (rows < 0 || cols < 0)
     return Status::Errorf("quantize {}: bad shape [{}, {}]", ToString(s), rows, cols);
@@ -393,30 +463,21 @@ void QuantizedTensor::Dequantize(float* out) const {
     params[t].scale = Scale(t);
     params[t].zero = ZeroPoint(t);
   }
-  const TileParams unscaled{1.0f, 0, 0};
   BitReader rd(codes.data(), code_bits, 0);
   const uint32_t sign = 1u << (code_bits - 1);
   const bool signed_codes = p.is_int && p.qmin < 0;
   for (int64_t r = 0; r < rows; ++r) {
     float* y = out + r * cols;
-    if (!p.scaled) {
-      for (int64_t c = 0; c < cols; ++c) {
-        const uint32_t code = rd.Get();
-        y[c] = p.is_int ? float(int32_t(code ^ sign) - int32_t(sign)) : DequantElem(p, unscaled, code);
-      }
-      continue;
-    }
-    const int64_t tile_row = (r / tiles.tile_rows) * tiles.grid_cols;
-    for (int64_t c = 0; c < cols; ++c) {
-      const TileParams& t = params[size_t(tile_row + c / tiles.tile_cols)];
-      const uint32_t code = rd.Get();
+    ForEachRun(tiles, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
       if (p.is_int) {
-        const int32_t q = signed_codes ? int32_t(code ^ sign) - int32_t(sign) : int32_t(code);
-        y[c] = DequantInt(t, q);
+        for (int64_t c = c0; c < c1; ++c) {
+          const uint32_t code = rd.Get();
+          y[c] = DequantInt(t, signed_codes ? int32_t(code ^ sign) - int32_t(sign) : int32_t(code));
+        }
       } else {
-        y[c] = DequantElem(p, t, code);
+        for (int64_t c = c0; c < c1; ++c) y[c] = DequantElem(p, t, rd.Get());
       }
-    }
+    });
   }
 }
 
@@ -452,16 +513,16 @@ StatusOr<QuantizedTensor> Quantize(const Scheme& scheme, const float* x, int64_t
 
   q.codes.assign(PackedBytes(rows * cols, p.bits), 0);
   BitWriter w(q.codes.data(), p.bits);
-  const uint32_t mask = p.bits >= 32 ? ~0u : (1u << p.bits) - 1;
-  const TileParams unscaled{1.0f, 0, 0};
+  const uint32_t mask = (1u << p.bits) - 1;
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
-    const int64_t tile_row = p.scaled ? (r / q.tiles.tile_rows) * q.tiles.grid_cols : 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const TileParams& t = p.scaled ? params[size_t(tile_row + c / q.tiles.tile_cols)] : unscaled;
-      const uint32_t code = p.is_int ? uint32_t(QuantInt(p, t, xr[c])) & mask : QuantElem(p, t, xr[c]);
-      w.Put(code);
-    }
+    ForEachRun(q.tiles, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
+      if (p.is_int) {
+        for (int64_t c = c0; c < c1; ++c) w.Put(uint32_t(QuantInt(p, t, xr[c])) & mask);
+      } else {
+        for (int64_t c = c0; c < c1; ++c) w.Put(QuantElem(p, t, xr[c]));
+      }
+    });
   }
   w.Flush();
   return q;
@@ -477,16 +538,18 @@ Status FakeQuantize(const Scheme& scheme, const float* x, int64_t rows, int64_t 
   QL_ASSIGN_OR_RETURN(Plan p, MakePlan(scheme));
   const TileShape ts = TilesFor(scheme, rows, cols);
   const std::vector<TileParams> params = ComputeParams(scheme, p, ts, x, rows, cols);
-  const TileParams unscaled{1.0f, 0, 0};
-#pragma omp parallel for schedule(static)
+  const bool parallel = rows > 1 && rows * cols >= (int64_t(1) << 18);
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     float* y = out + r * cols;
-    const int64_t tile_row = p.scaled ? (r / ts.tile_rows) * ts.grid_cols : 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const TileParams& t = p.scaled ? params[size_t(tile_row + c / ts.tile_cols)] : unscaled;
-      y[c] = RoundTrip(p, t, xr[c]);
-    }
+    ForEachRun(ts, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
+      if (p.is_int) {
+        for (int64_t c = c0; c < c1; ++c) y[c] = DequantInt(t, QuantInt(p, t, xr[c]));
+      } else {
+        for (int64_t c = c0; c < c1; ++c) y[c] = DequantElem(p, t, QuantElem(p, t, xr[c]));
+      }
+    });
   }
   return Status::Ok();
 }

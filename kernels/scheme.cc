@@ -121,8 +121,8 @@ std::string AllowedFormats() {
   std::string s;
   for (const BlockCodec* c : BlockCodecs()) s += c->name() + ", ";
   for (const ElementCodec* c : ElementCodecs())
-    if (c->kind() != FormatKind::kScale) s += c->name() + ", ";
-  s += "int<b>, uint<b>, e<E>m<M> (aliases fp8, e4m3, e5m2, fp4, e2m1)";
+    if (c->kind() != FormatKind::kScale && c->kind() != FormatKind::kInt) s += c->name() + ", ";
+  s += "int<b>, uint<b> (b = 2..8), e<E>m<M> (aliases fp8, e4m3, e5m2, fp4, e2m1)";
   return s;
 }
 

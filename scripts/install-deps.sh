@@ -10,7 +10,7 @@ pkgs=(build-essential cmake pkg-config
 pkgs+=(libpcre2-dev)  # PCRE2: tokenizer pre-tokenizer regexes (\p{L}, \p{N})
 for arg in "$@"; do
   if [[ "$arg" == "--tests" ]]; then
-    pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools)
+    pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
   fi
   if [[ "$arg" == "--train" ]]; then
     pkgs+=(bible-kjv bible-kjv-text)

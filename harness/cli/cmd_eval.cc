@@ -20,7 +20,7 @@
 #include "harness/eval/evaluator.h"
 #include "harness/eval/metrics.h"
 #include "harness/eval/protocol.h"
-#include "harness/io/llama2c.h"
+#include "harness/io/load.h"
 #include "harness/model/model.h"
 #include "harness/tokenizer/tokenizer.h"
 #include "kernels/quantizer.h"
@@ -36,13 +36,18 @@ struct EvalOptions {
   bool json = false, tensors = false;
 };
 
+// io's LoadModel detects the checkpoint kind (HF directory/safetensors, GGUF, llama2.c);
+// --tokenizer replaces whatever tokenizer the loader found beside the model.
 StatusOr<Model> LoadForEval(const std::string& path, const std::string& tokenizer) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     return Status::Errorf("model file '{}' does not exist (pass --model PATH)", path);
-  const std::string ext = std::filesystem::path(path).extension().string();
-  if (ext == ".bin") return io::ReadLlama2c(path, tokenizer);
-  return Status::Errorf("model '{}': eval reads llama2.c .bin checkpoints for now (extension '{}')", path, ext);
+  QL_ASSIGN_OR_RETURN(Model m, LoadModel(path));
+  if (!tokenizer.empty()) {
+    QL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(tokenizer, m.config.vocab_size));
+    m.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok));
+  }
+  return m;
 }
 
 StatusOr<std::string> ReadText(const std::string& path) {
@@ -292,7 +297,7 @@ void AddEvalCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "eval", "Perplexity under a protocol; with --scheme, ΔPPL/KLD/top-1/Δp of fake-quantized linear weights vs "
               "the BF16/FP32 baseline");
-  cmd->add_option("--model", o->model, "model file (llama2.c .bin)")->required();
+  cmd->add_option("--model", o->model, "model: llama2.c .bin, .gguf, or a Hugging Face directory / .safetensors")->required();
   cmd->add_option("--data", o->data, "evaluation text (UTF-8)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file when it is not beside the model");
   cmd->add_option("--scheme", o->scheme, "quantization scheme for every linear weight, e.g. int4:g32, int8:channel");

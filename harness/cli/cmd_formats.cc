@@ -105,11 +105,11 @@ void Run(bool json) {
                              FormatKindName(c->kind()), c->bits(), 1, "none (scheme adds one)",
                              c->max_finite(), c->nan_policy());
   std::cout << "\nBlock codecs (self-scaling; a scheme may set the options below)\n";
-  std::cout << fmt::format("  {:<10} {:>4} {:>6} {:>6} {:<40} {}\n", "name", "bits", "block", "bpw",
+  std::cout << fmt::format("  {:<10} {:>4} {:>6} {:>6} {:<52} {}\n", "name", "bits", "block", "bpw",
                            "scale type", "NaN/Inf policy");
   if (BlockCodecs().empty()) std::cout << "  (none registered in this build)\n";
   for (const BlockCodec* c : BlockCodecs())
-    std::cout << fmt::format("  {:<10} {:>4} {:>5}{} {:>6.3f} {:<40} {}\n", c->name(), c->element_bits(),
+    std::cout << fmt::format("  {:<10} {:>4} {:>5}{} {:>6.3f} {:<52} {}\n", c->name(), c->element_bits(),
                              c->default_block_size(), c->block_size_fixed() ? "!" : " ",
                              c->nominal_bits_per_weight(c->default_block_size()), c->scale_type(),
                              "input rejected");

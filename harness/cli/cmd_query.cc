@@ -1,7 +1,9 @@
 // `quantlab query` (plain SQL over a results directory) and `quantlab merge` (combine shard stores).
+#include <fstream>
 #include <iostream>
 
 #include "harness/cli/commands.h"
+#include "results/report.h"
 #include "results/store.h"
 
 namespace ql::cli {
@@ -40,6 +42,31 @@ void AddMergeCommand(CLI::App& app) {
     auto n = (*store)->Query("SELECT count(*) FROM cells");
     std::cout << "merged " << srcs->size() << " store(s) into " << *dest << ": "
               << (n.ok() ? SqlValueToString(n->rows[0][0]) : "?") << " cells\n";
+  });
+}
+
+}  // namespace ql::cli
+
+namespace ql::cli {
+
+void AddReportCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("report", "Write one self-contained HTML page with plots from a results directory");
+  struct Opts {
+    std::string dir = "quantlab-results", out, experiment, title = "quantlab report";
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--results", o->dir, "results directory")->capture_default_str();
+  cmd->add_option("--out", o->out, "HTML file to write")->required();
+  cmd->add_option("--experiment", o->experiment, "only this experiment id");
+  cmd->add_option("--title", o->title, "page title")->capture_default_str();
+  cmd->callback([o] {
+    auto store = ResultStore::OpenReadOnly(o->dir);
+    if (!store.ok()) return Fail("report", store.status());
+    auto html = RenderReportHtml(**store, {o->experiment, o->title});
+    if (!html.ok()) return Fail("report", html.status());
+    std::ofstream f(o->out, std::ios::binary);
+    if (!(f << *html)) return Fail("report", Status::Errorf("{}: cannot write the report", o->out));
+    std::cout << "wrote " << o->out << " (" << html->size() << " bytes)\n";
   });
 }
 

@@ -18,9 +18,12 @@ void AddFormatsCommand(CLI::App& app);
 void AddRoundtripCommand(CLI::App& app);
 void AddQueryCommand(CLI::App& app);
 void AddMergeCommand(CLI::App& app);
+void AddReportCommand(CLI::App& app);
 void AddSweepCommand(CLI::App& app);
 void AddCompareCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
+void AddInspectCommand(CLI::App& app);
+void AddGenerateCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
 
 }  // namespace ql::cli

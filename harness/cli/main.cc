@@ -21,13 +21,16 @@ int main(int argc, char** argv) {
   CLI::App app{"quantlab: measure what quantizing a transformer costs in quality, and what it saves"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("quantlab ") + QL_GIT_VERSION);
-  ql::cli::AddQueryCommand(app);
-  ql::cli::AddMergeCommand(app);
-  ql::cli::AddSweepCommand(app);
-  ql::cli::AddCompareCommand(app);
   ql::cli::AddFormatsCommand(app);
   ql::cli::AddRoundtripCommand(app);
+  ql::cli::AddInspectCommand(app);
   ql::cli::AddEvalCommand(app);
+  ql::cli::AddGenerateCommand(app);
+  ql::cli::AddSweepCommand(app);
+  ql::cli::AddCompareCommand(app);
+  ql::cli::AddQueryCommand(app);
+  ql::cli::AddMergeCommand(app);
+  ql::cli::AddReportCommand(app);
   ql::cli::AddTrainCommand(app);
   try {
     app.parse(argc, argv);

@@ -12,7 +12,9 @@
 #include <regex>
 
 #include "harness/io/rope_layout.h"
+#include "harness/tokenizer/byte_bpe.h"
 #include "harness/tokenizer/spm_bpe.h"
+#include "kernels/gguf_blocks.h"
 #include "kernels/half.h"
 
 namespace ql::io {
@@ -23,52 +25,10 @@ static_assert(std::endian::native == std::endian::little, "GGUF readers assume a
 constexpr uint32_t kGgufMagic = 0x46554747;  // bytes "GGUF"
 constexpr int kMaxDims = 4;                  // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;
+constexpr uint64_t kMaxArrayItems = uint64_t(1) << 26;  // vocabularies and merges are ~10^5-10^6
 
-// ggml type ids with their storage (SPECS §4). Loadable: F32, F16, BF16, F64.
-struct TypeDesc {
-  uint32_t id;
-  const char* name;
-  int block_elems;
-  int block_bytes;
-  bool loadable;
-};
-constexpr TypeDesc kTypes[] = {
-    {0, "f32", 1, 4, true},      {1, "f16", 1, 2, true},      {2, "q4_0", 32, 18, false},
-    {3, "q4_1", 32, 20, false},  {6, "q5_0", 32, 22, false},  {7, "q5_1", 32, 24, false},
-    {8, "q8_0", 32, 34, false},  {9, "q8_1", 32, 36, false},  {10, "q2_K", 256, 84, false},
-    {11, "q3_K", 256, 110, false}, {12, "q4_K", 256, 144, false}, {13, "q5_K", 256, 176, false},
-    {14, "q6_K", 256, 210, false}, {15, "q8_K", 256, 292, false}, {24, "i8", 1, 1, false},
-    {25, "i16", 1, 2, false},    {26, "i32", 1, 4, false},    {27, "i64", 1, 8, false},
-    {28, "f64", 1, 8, true},     {30, "bf16", 1, 2, true},
-};
-const TypeDesc* FindType(uint32_t id) {
-  for (const TypeDesc& t : kTypes)
-    if (t.id == id) return &t;
-  return nullptr;
-}
-
-// One row of n elements of a loadable type -> floats.
-void DecodeRow(uint32_t type, const uint8_t* src, int64_t n, float* dst) {
-  switch (type) {
-    case 0: std::memcpy(dst, src, 4 * size_t(n)); return;
-    case 1:
-    case 30:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = type == 1 ? F16ToF32(h) : Bf16ToF32(h);
-      }
-      return;
-    case 28:
-      for (int64_t i = 0; i < n; ++i) {
-        double d;
-        std::memcpy(&d, src + 8 * i, 8);
-        dst[i] = float(d);
-      }
-      return;
-  }
-  QL_CHECK(false, "DecodeRow: type {} is not loadable", type);
-}
+// ggml type ids, block sizes and dequantization come from kernels/gguf_blocks.h (SPECS §4 table).
+const GgmlTypeInfo* FindType(uint32_t id) { return id > INT32_MAX ? nullptr : FindGgmlTypeInfo(int(id)); }
 
 int ScalarBytes(GgufType t) {
   switch (t) {
@@ -132,6 +92,9 @@ class Parser {
           return Status::Errorf("{}: array '{}' has unknown element type {} (valid 0..12)", r_.path(), key, et);
         QL_RETURN_IF_ERROR(r_.ReadPod(&n, "the array length of '" + key + "'"));
         v->elem = GgufType(et);
+        if (n > kMaxArrayItems)
+          return Status::Errorf("{}: array '{}' claims {} elements (more than {}; corrupt file?)", r_.path(), key, n,
+                                kMaxArrayItems);
         if (n > r_.remaining() / ScalarBytes(v->elem))
           return Status::Errorf("{}: truncated or corrupt: array '{}' claims {} elements at offset {} but only {} "
                                 "bytes remain",
@@ -280,7 +243,7 @@ const GgufValue* GgufFile::Find(const std::string& key) const {
 }
 
 std::string GgmlTypeName(uint32_t type) {
-  const TypeDesc* t = FindType(type);
+  const GgmlTypeInfo* t = FindType(type);
   return t ? t->name : fmt::format("type{}", type);
 }
 
@@ -357,10 +320,10 @@ StatusOr<GgufFile> ReadGgufHeader(const std::string& path) {
     QL_RETURN_IF_ERROR(r.Read(t.ne.data(), 8 * n_dims, "the shape of tensor '" + t.name + "'"));
     QL_RETURN_IF_ERROR(r.ReadPod(&t.type, "the type of tensor '" + t.name + "'"));
     QL_RETURN_IF_ERROR(r.ReadPod(&t.offset, "the data offset of tensor '" + t.name + "'"));
-    const TypeDesc* td = FindType(t.type);
+    const GgmlTypeInfo* td = FindType(t.type);
     if (!td)
-      return Status::Errorf("{}: tensor '{}' has unknown ggml type id {} (this build knows ids 0-15, 24-28, 30)",
-                            path, t.name, t.type);
+      return Status::Errorf("{}: tensor '{}' has unknown ggml type id {} (not in the ggml type table)", path,
+                            t.name, t.type);
     uint64_t numel = 1;
     for (uint64_t d : t.ne) {
       if (d != 0 && numel > (uint64_t(1) << 56) / d)
@@ -402,12 +365,12 @@ StatusOr<GgufFile> ReadGgufHeader(const std::string& path) {
 }
 
 StatusOr<Tensor> ReadGgufTensor(const GgufFile& file, FileReader& reader, const GgufTensorInfo& t) {
-  const TypeDesc* td = FindType(t.type);
+  const GgmlTypeInfo* td = FindType(t.type);
   QL_CHECK(td != nullptr, "tensor infos were checked by ReadGgufHeader");
-  if (!td->loadable)
-    return Status::Errorf("{}: tensor '{}' is stored as {} (ggml type {}), which this build cannot dequantize yet "
-                          "(loadable: f32, f16, bf16, f64)",
-                          file.path, t.name, td->name, t.type);
+  if (!td->supported) {
+    Status st = SupportedGgmlType(int(t.type)).status();
+    return Status::Errorf("{}: tensor '{}': {}", file.path, t.name, st.message());
+  }
   Tensor out;
   out.shape = t.TorchShape();
   out.data.resize(size_t(out.numel()));
@@ -416,7 +379,10 @@ StatusOr<Tensor> ReadGgufTensor(const GgufFile& file, FileReader& reader, const 
   const int64_t row = int64_t(t.ne[0]);
   const int64_t rows = row == 0 ? 0 : out.numel() / row;
   const uint64_t row_bytes = uint64_t(row) / td->block_elems * td->block_bytes;
-  for (int64_t k = 0; k < rows; ++k) DecodeRow(t.type, buf.data() + k * row_bytes, row, out.data.data() + k * row);
+  for (int64_t k = 0; k < rows; ++k) {
+    Status st = DequantizeGgmlRow(int(t.type), buf.data() + k * row_bytes, row, out.data.data() + k * row);
+    if (!st.ok()) return Status::Errorf("{}: tensor '{}' row {}: {}", file.path, t.name, k, st.message());
+  }
   return out;
 }
 
@@ -548,9 +514,53 @@ StatusOr<Model> ReadGguf(const std::string& path, CheckpointInfo* info) {
       return Status::Errorf("{}: the tokenizer has {} tokens but token_embd.weight has {} rows", path,
                             tok->vocab_size(), c.vocab_size);
     m.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok));
-  } else if (!tok_model.empty() && info) {
-    // Byte-level BPE ("gpt2") is wired in when ByteBpeTokenizer lands; until then weights only.
-    info->metadata["quantlab.tokenizer"] = "tokenizer.ggml.model '" + tok_model + "' not loaded (not yet supported)";
+  } else if (tok_model == "gpt2") {
+    // Byte-level BPE: tokens in GPT-2's byte alphabet, merges "left right" in rank order.
+    const GgufValue* tokens = meta.Array("tokenizer.ggml.tokens");
+    const GgufValue* merges = meta.Array("tokenizer.ggml.merges");
+    const GgufValue* types = meta.Array("tokenizer.ggml.token_type");
+    if (!tokens || tokens->elem != GgufType::kString)
+      return Status::Errorf("{}: tokenizer.ggml.tokens must be a string array", path);
+    if (!merges || merges->elem != GgufType::kString)
+      return Status::Errorf("{}: a 'gpt2' tokenizer needs the string array tokenizer.ggml.merges", path);
+    if (types && types->items.size() != tokens->items.size())
+      return Status::Errorf("{}: tokenizer.ggml.token_type has {} entries for {} tokens", path, types->items.size(),
+                            tokens->items.size());
+    ByteBpeSpec spec;
+    for (size_t id = 0; id < tokens->items.size(); ++id) {
+      const std::string& piece = tokens->items[id].s;
+      const int64_t type = types ? types->items[id].AsInt().value_or(1) : 1;
+      if (type == 3 || type == 4) {  // CONTROL -> special added token, USER_DEFINED -> plain added token
+        spec.vocab.push_back(piece);
+        spec.added_tokens.push_back({int(id), piece, type == 3});
+      } else if (type == 5) {        // UNUSED (padding rows such as Qwen2's [PAD...]): a hole
+        spec.vocab.push_back("");
+      } else {
+        spec.vocab.push_back(piece);
+      }
+    }
+    for (size_t k = 0; k < merges->items.size(); ++k) {
+      const std::string& mg = merges->items[k].s;
+      const size_t sp = mg.find(' ');
+      if (sp == std::string::npos || sp == 0 || sp + 1 == mg.size())
+        return Status::Errorf("{}: tokenizer.ggml.merges[{}] = {:?} is not 'left right'", path, k, mg);
+      spec.merges.emplace_back(mg.substr(0, sp), mg.substr(sp + 1));
+    }
+    QL_ASSIGN_OR_RETURN(std::string pre, meta.Str("tokenizer.ggml.pre", std::string("gpt-2")));
+    QL_ASSIGN_OR_RETURN(spec.pre_tokenizer, PreTokenizerNameFromGguf(pre));
+    spec.ignore_merges = spec.pre_tokenizer == "llama3";
+    const GgufValue* add_bos = f.Find("tokenizer.ggml.add_bos_token");
+    const int n_tok = int(tokens->items.size());
+    spec.bos_id = add_bos && add_bos->u && bos >= 0 && bos < n_tok ? int(bos) : -1;
+    spec.eos_id = eos >= 0 && eos < n_tok ? int(eos) : -1;
+    auto tok = ByteBpeTokenizer::Create(std::move(spec));
+    if (!tok.ok()) return Status::Errorf("{} (tokenizer.ggml.*): {}", path, tok.status().message());
+    if (tok.value()->vocab_size() > c.vocab_size)
+      return Status::Errorf("{}: the tokenizer has {} tokens but token_embd.weight has {} rows", path,
+                            tok.value()->vocab_size(), c.vocab_size);
+    m.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok.value()));
+  } else if (!tok_model.empty()) {
+    return Status::Errorf("{}: tokenizer.ggml.model '{}' is not supported (llama, gpt2)", path, tok_model);
   }
   QL_RETURN_IF_ERROR(m.Validate(path));
   return m;
@@ -654,8 +664,10 @@ Status WriteGguf(const std::string& path, const Model& model, FloatDtype dtype, 
     kv.push_back({a + "attention.key_length", V::U32(uint32_t(c.head_dim))});
     kv.push_back({a + "attention.value_length", V::U32(uint32_t(c.head_dim))});
   }
-  kv.push_back({"tokenizer.ggml.bos_token_id", V::U32(uint32_t(c.bos_id))});
-  kv.push_back({"tokenizer.ggml.eos_token_id", V::U32(uint32_t(c.eos_id))});
+  // GGUF has one bos/eos pair: the tokenizer's where it defines them, else the config's.
+  const Tokenizer* tk = model.tokenizer.get();
+  kv.push_back({"tokenizer.ggml.bos_token_id", V::U32(uint32_t(tk && tk->bos_id() >= 0 ? tk->bos_id() : c.bos_id))});
+  kv.push_back({"tokenizer.ggml.eos_token_id", V::U32(uint32_t(tk && tk->eos_id() >= 0 ? tk->eos_id() : c.eos_id))});
   if (const auto* spm = dynamic_cast<const SpmBpeTokenizer*>(model.tokenizer.get())) {
     std::vector<V> tokens, scores, types;
     for (int id = 0; id < spm->vocab_size(); ++id) {
@@ -668,8 +680,31 @@ Status WriteGguf(const std::string& path, const Model& model, FloatDtype dtype, 
     kv.push_back({"tokenizer.ggml.scores", V::Array(GgufType::kF32, std::move(scores))});
     kv.push_back({"tokenizer.ggml.token_type", V::Array(GgufType::kI32, std::move(types))});
     if (spm->unk_id() >= 0) kv.push_back({"tokenizer.ggml.unknown_token_id", V::U32(uint32_t(spm->unk_id()))});
+  } else if (const auto* bpe = dynamic_cast<const ByteBpeTokenizer*>(model.tokenizer.get())) {
+    // llama.cpp's names for our pre-tokenizers (inverse of PreTokenizerNameFromGguf).
+    static const std::map<std::string, std::string> kPre = {
+        {"gpt2", "gpt-2"}, {"llama3", "llama-bpe"}, {"qwen2", "qwen2"}, {"smollm", "smollm"}};
+    auto pre = kPre.find(bpe->pre_tokenizer().name());
+    if (pre == kPre.end())
+      return Status::Errorf("{}: pre-tokenizer '{}' has no GGUF name", path, bpe->pre_tokenizer().name());
+    std::vector<int> type(size_t(bpe->vocab_size()), 1);  // NORMAL
+    for (const AddedToken& t : bpe->added_tokens()) type[size_t(t.id)] = t.special ? 3 : 4;
+    std::vector<V> tokens, types, merges;
+    for (int id = 0; id < bpe->vocab_size(); ++id) {
+      const std::string piece = bpe->Piece(id);
+      if (piece.empty()) type[size_t(id)] = 5;  // a hole in the vocabulary: UNUSED
+      tokens.push_back(V::Str(piece));
+      types.push_back(V::I32(type[size_t(id)]));
+    }
+    for (const auto& [l, r] : bpe->merges()) merges.push_back(V::Str(l + " " + r));
+    kv.push_back({"tokenizer.ggml.model", V::Str("gpt2")});
+    kv.push_back({"tokenizer.ggml.pre", V::Str(pre->second)});
+    kv.push_back({"tokenizer.ggml.tokens", V::Array(GgufType::kString, std::move(tokens))});
+    kv.push_back({"tokenizer.ggml.token_type", V::Array(GgufType::kI32, std::move(types))});
+    kv.push_back({"tokenizer.ggml.merges", V::Array(GgufType::kString, std::move(merges))});
+    kv.push_back({"tokenizer.ggml.add_bos_token", V::Bool(bpe->bos_id() >= 0)});
   } else if (model.tokenizer) {
-    return Status::Errorf("{}: writing a '{}' tokenizer to GGUF is not supported yet", path, model.tokenizer->kind());
+    return Status::Errorf("{}: writing a '{}' tokenizer to GGUF is not supported", path, model.tokenizer->kind());
   }
   std::vector<GgufTensorBlob> blobs;
   for (const auto& [hf, shape] : src->ExpectedTensors()) {

@@ -8,6 +8,7 @@
 
 #include "harness/io/rope_layout.h"
 #include "harness/io/safetensors.h"
+#include "harness/tokenizer/byte_bpe.h"
 
 namespace ql::io {
 namespace {
@@ -199,8 +200,14 @@ StatusOr<Model> ReadHfDir(const std::string& dir, CheckpointInfo* info) {
                             dir, name, m.config.arch);
     m.weights.emplace(name, std::move(t));
   }
-  if (fs::exists(d / "tokenizer.json") && info)
-    info->metadata["quantlab.tokenizer"] = "tokenizer.json present but not loaded (byte-level BPE not yet supported)";
+  if (fs::exists(d / "tokenizer.json")) {
+    QL_ASSIGN_OR_RETURN(auto tok, LoadTokenizerJson((d / "tokenizer.json").string()));
+    if (tok->vocab_size() > m.config.vocab_size)
+      return Status::Errorf("{}: tokenizer.json has {} tokens but the model's vocab_size is {}", dir,
+                            tok->vocab_size(), m.config.vocab_size);
+    m.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok));
+    if (info) info->files.push_back((d / "tokenizer.json").string());
+  }
   QL_RETURN_IF_ERROR(m.Validate(dir));
   return m;
 }
@@ -210,6 +217,12 @@ Status WriteHfDir(const std::string& dir, const Model& model, FloatDtype dtype, 
   bool known = false;
   for (const ArchDefaults& a : kArchs) known |= model.config.arch == a.model_type;
   if (!known) return Status::Errorf("{}: cannot write architecture '{}' as a HF checkpoint", dir, model.config.arch);
+  // transformers derives these from model_type; a model that differs cannot be described by config.json.
+  const ModelConfig& c = model.config;
+  if (c.qkv_bias != (c.arch == "qwen2") || c.qk_norm != (c.arch == "qwen3"))
+    return Status::Errorf("{}: a {} model with qkv_bias={} qk_norm={} has no Hugging Face config (llama: neither, "
+                          "qwen2: q/k/v bias, qwen3: q/k norm)",
+                          dir, c.arch, c.qkv_bias, c.qk_norm);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::Errorf("{}: cannot create directory ({})", dir, ec.message());
@@ -221,6 +234,8 @@ Status WriteHfDir(const std::string& dir, const Model& model, FloatDtype dtype, 
     src = &converted;
   }
   QL_RETURN_IF_ERROR(WriteTextFile((fs::path(dir) / "config.json").string(), HfConfigJson(src->config, dtype)));
+  if (const auto* bpe = dynamic_cast<const ByteBpeTokenizer*>(model.tokenizer.get()))
+    QL_RETURN_IF_ERROR(bpe->SaveTokenizerJson((fs::path(dir) / "tokenizer.json").string()));
   if (max_shard_bytes > 0) return WriteSafetensorsSharded(dir, src->weights, dtype, max_shard_bytes);
   return WriteSafetensors((fs::path(dir) / "model.safetensors").string(), src->weights, dtype,
                           {{"format", "pt"}});

@@ -20,11 +20,13 @@ StatusOr<ModelConfig> ParseHfConfig(const std::string& json_text, const std::str
 // ModelConfig -> config.json text (architectures, model_type, and every field ParseHfConfig reads).
 std::string HfConfigJson(const ModelConfig& config, FloatDtype dtype);
 
+// tokenizer.json, if present, becomes a ByteBpeTokenizer (byte-level BPE only).
 StatusOr<Model> ReadHfDir(const std::string& dir, CheckpointInfo* info = nullptr);
 
 // Writes dir/config.json and dir/model.safetensors (or shards of at most max_shard_bytes plus the
-// index when max_shard_bytes > 0). q/k are converted to the rotate-half layout if needed. The tokenizer
-// is not written (tokenizer.json export needs the byte-level BPE tokenizer).
+// index when max_shard_bytes > 0). qkv_bias/qk_norm must match the arch (qwen2 / qwen3). q/k are
+// converted to the rotate-half layout if needed. A byte-level BPE tokenizer is saved as tokenizer.json;
+// a SentencePiece-style one has no tokenizer.json form and is not written.
 Status WriteHfDir(const std::string& dir, const Model& model, FloatDtype dtype, uint64_t max_shard_bytes = 0);
 
 }  // namespace ql::io

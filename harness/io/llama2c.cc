@@ -149,16 +149,25 @@ StatusOr<Model> ReadLlama2c(const std::string& path, const std::string& tokenize
   }
   Dims d{h[0], h[1], h[2], h[3], h[4], h[5], h[6], shared};
   QL_RETURN_IF_ERROR(CheckDims(path, d));
+  {
+    // The size the header implies, in floating point first: a corrupt header can describe petabytes, and
+    // building the per-layer tensor list for it would exhaust memory before the size check.
+    const long double D = d.dim, F = d.hidden, L = d.layers, V = d.vocab, hs = d.dim / d.heads;
+    const long double q = d.heads * hs, kv = d.kv_heads * hs;
+    const long double floats = V * D * (d.shared ? 1 : 2) + L * (2 * D + 2 * q * D + 2 * kv * D + 3 * F * D) + D +
+                               (version == 0 ? d.seq_len * hs : 0);
+    const long double need = (r.pos() + 4 * floats);
+    if (need > 1e18L || uint64_t(need) != r.size())
+      return Status::Errorf("{}: llama2.c v{} header (dim {}, hidden {}, layers {}, heads {}, kv_heads {}, vocab {}, "
+                            "seq_len {}, {} classifier) implies {:.0f} bytes but the file has {}{}",
+                            path, version, d.dim, d.hidden, d.layers, d.heads, d.kv_heads, d.vocab, d.seq_len,
+                            d.shared ? "shared" : "unshared", double(need), r.size(),
+                            need > r.size() ? " (truncated)" : " (trailing bytes; wrong header?)");
+  }
   const std::vector<Slot> slots = Layout(d, version);
-  uint64_t floats = 0;
+  uint64_t floats = 0;  // the same count from the tensor list: the two layouts must agree
   for (const Slot& s : slots) floats += uint64_t(Numel(s.shape));
-  const uint64_t expect = r.pos() + 4 * floats;
-  if (r.size() != expect)
-    return Status::Errorf("{}: llama2.c v{} header (dim {}, hidden {}, layers {}, heads {}, kv_heads {}, vocab {}, "
-                          "seq_len {}, {} classifier) implies {} bytes but the file has {}{}",
-                          path, version, d.dim, d.hidden, d.layers, d.heads, d.kv_heads, d.vocab, d.seq_len,
-                          shared ? "shared" : "unshared", expect, r.size(),
-                          r.size() < expect ? " (truncated)" : " (trailing bytes; wrong header?)");
+  QL_CHECK(r.pos() + 4 * floats == r.size(), "llama2.c layout list and size formula disagree");
   Model m;
   m.source_path = path;
   ModelConfig& c = m.config;

@@ -170,7 +170,7 @@ StatusOr<std::map<std::string, Tensor>> ReadSafetensors(const std::string& path,
     buf.resize(e.end - e.begin);
     QL_RETURN_IF_ERROR(r.ReadAt(h.data_start + e.begin, buf.data(), buf.size(), "tensor '" + e.name + "'"));
     if (e.dtype == "F32") {
-      std::memcpy(t.data.data(), buf.data(), buf.size());
+      if (!buf.empty()) std::memcpy(t.data.data(), buf.data(), buf.size());
     } else {
       const bool f16 = e.dtype == "F16";
       for (int64_t i = 0; i < n; ++i) {

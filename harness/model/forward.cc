@@ -1,15 +1,19 @@
 // The optimized forward pass: OpenBLAS sgemm for every linear over all tokens of the window at once,
 // Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked causal attention parallel over
-// (head, query block) with OpenMP. Semantics: SPECS §6.2/§6.3; the scalar oracle is
+// (KV head, query block) on plain threads. Semantics: SPECS §6.2/§6.3; the scalar oracle is
 // tests/harness/reference_forward.h. Not a sampler: see harness/model/generate.h.
+// Threads: OpenBLAS's own pool for the linears (OPENBLAS_NUM_THREADS), as many plain threads for
+// attention, during which OpenBLAS is switched to one thread (a process-wide setting: run concurrent
+// forward passes from several threads only with OPENBLAS_NUM_THREADS=1).
 #include "harness/model/forward.h"
 
 #include <cblas.h>
-#include <omp.h>
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "harness/model/generate.h"
@@ -18,7 +22,7 @@
 namespace ql {
 namespace {
 
-// While alive, OpenBLAS runs single-threaded, so OpenMP threads can call it without the two thread
+// While alive, OpenBLAS runs single-threaded, so our attention threads can call it without the two
 // pools fighting over the cores. Restores the previous thread count.
 class SingleThreadedBlas {
  public:
@@ -33,6 +37,23 @@ class SingleThreadedBlas {
   int saved_;
 };
 
+// Runs fn(item, thread_index) for every item in [0, n_items) on `threads` threads: the caller plus
+// threads-1 fresh std::threads pulling items from a shared counter. Not OpenMP: idle libgomp workers
+// spin-wait after a parallel region and steal the cores from OpenBLAS's threads in the next sgemm
+// (measured ~10% of all samples inside libgomp on the 135M forward); a thread start costs ~20 µs, paid
+// once per layer against milliseconds of attention work.
+template <class Fn>
+void ParallelFor(int n_items, int threads, const Fn& fn) {
+  std::atomic<int> next{0};
+  auto work = [&](int tid) {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) fn(i, tid);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (std::thread& th : pool) th.join();
+}
+
 // Everything one call needs besides the weights; sized once per call.
 struct Workspace {
   std::vector<float> x;      // [n, dim] residual stream
@@ -45,7 +66,9 @@ struct Workspace {
   std::vector<float> scores;    // [threads, kBlock, n_keys] attention scratch
 };
 
-constexpr int kBlock = 64;  // query rows per attention work item
+constexpr int kBlock = 64;                 // query rows per attention work item
+constexpr double kMinParallelFlops = 5e7;  // attention below this runs on the calling thread
+constexpr double kMinThreadedMacs = 1 << 25;  // linears below this many multiply-adds: 1 BLAS thread
 
 // y[n, out] = x[n, in] · W[out, in]ᵀ (+ b). With a linear_input hook the hook sees (and may change)
 // a private copy of x, so every linear fed by the same activations (q/k/v, gate/up) sees them
@@ -60,8 +83,17 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
     hooks->linear_input(path, ws.hook.data(), n, in);
     x = ws.hook.data();
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data.data(), in, 0.0f, y,
-              out);
+  // Small products (decoding, tiny models) run on this thread alone: waking OpenBLAS's pool costs more
+  // than it saves, and when the cores are shared a wake-up can cost a whole time slice (measured:
+  // stories260K greedy decoding 23 s with 2 BLAS threads vs 55 ms with 1 on a loaded machine).
+  std::optional<SingleThreadedBlas> single;
+  if (double(n) * in * out < kMinThreadedMacs) single.emplace();
+  if (n == 1) {  // decoding: a matrix-vector product; sgemm would pack (copy) all of W first
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.data.data(), in, x, 1, 0.0f, y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data.data(), in, 0.0f, y,
+                out);
+  }
   if (bias) {
     const float* b = model.W(path + ".bias").data.data();
     for (int t = 0; t < n; ++t) ops::Add(b, y + size_t(t) * out, out);
@@ -69,39 +101,56 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
 }
 
 // Causal grouped-query attention for n queries at positions pos0..pos0+n-1 over keys 0..pos0+n-1.
-// q: [n, H*hd]; k, v: [pos0+n, KV*hd]; out: [n, H*hd]. Work item = (head, block of kBlock queries):
-// S = Q_blk·K[0:end]ᵀ·scale (sgemm), row softmax over the causal prefix, O_blk = P·V[0:end] (sgemm).
-// Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops.
+// q: [n, H*hd]; k, v: [pos0+n, KV*hd]; out: [n, H*hd]. Work item = (KV head g, block of kBlock query
+// positions): the `group` = H/KV query heads sharing g are stacked into one [group*rows, hd] matrix so
+// each sgemm packs K/V once for all of them:
+//   S = Qg·K_g[0:end]ᵀ·scale (sgemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (sgemm).
+// Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops (causal-only count × ~1.1).
 void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int n, int pos0, float* out,
                Workspace& ws) {
   const int H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, group = H / KV;
   const int q_stride = H * hd, kv_stride = KV * hd;
   const int n_blocks = (n + kBlock - 1) / kBlock;
-  const int n_items = H * n_blocks;
+  const int n_items = KV * n_blocks;
   const float scale = 1.0f / std::sqrt(float(hd));
   const int max_keys = pos0 + n;
-  const int threads = std::max(1, std::min(omp_get_max_threads(), n_items));
-  ws.scores.resize(size_t(threads) * kBlock * max_keys);
+  // Threads only pay off for real work: a parallel region's fork/join costs microseconds when the
+  // cores are free and milliseconds when they are shared (threads wait for a descheduled sibling).
+  const double flops = 2.0 * H * hd * double(n) * (pos0 + 0.5 * n + 0.5 * kBlock) * 2;
+  const int budget = std::max(1, openblas_get_num_threads());  // OPENBLAS_NUM_THREADS caps us too
+  const int threads = flops < kMinParallelFlops ? 1 : std::min(budget, n_items);
+  const size_t per_thread = size_t(group) * kBlock * (size_t(max_keys) + 2 * hd);
+  ws.scores.resize(size_t(threads) * per_thread);
+  // The per-block sgemms are small: on one thread each, also when the items run serially.
   SingleThreadedBlas single;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int item = 0; item < n_items; ++item) {
+  ParallelFor(n_items, threads, [&](int item, int tid) {
     // Largest blocks (last queries) first for a better dynamic schedule.
-    const int blk = n_blocks - 1 - item / H, h = item % H;
+    const int blk = n_blocks - 1 - item / KV, g = item % KV;
     const int r0 = blk * kBlock, rows = std::min(kBlock, n - r0);
     const int keys = pos0 + r0 + rows;  // causal: the last row of the block sees this many keys
-    const int kvh = h / group;
-    float* s = ws.scores.data() + size_t(omp_get_thread_num()) * kBlock * max_keys;  // [rows, keys]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale,
-                q + size_t(r0) * q_stride + h * hd, q_stride, k + kvh * hd, kv_stride, 0.0f, s, keys);
-    for (int r = 0; r < rows; ++r) {
-      float* row = s + size_t(r) * keys;
-      const int valid = pos0 + r0 + r + 1;
+    const int m = group * rows;         // stacked rows: head j's row r at j*rows + r
+    float* qg = ws.scores.data() + size_t(tid) * per_thread;  // [m, hd]
+    float* og = qg + size_t(m) * hd;                          // [m, hd]
+    float* s = og + size_t(m) * hd;                           // [m, keys]
+    for (int j = 0; j < group; ++j)
+      for (int r = 0; r < rows; ++r)
+        std::memcpy(qg + (size_t(j) * rows + r) * hd, q + size_t(r0 + r) * q_stride + (g * group + j) * hd,
+                    sizeof(float) * hd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, 0.0f,
+                s, keys);
+    for (int i = 0; i < m; ++i) {
+      float* row = s + size_t(i) * keys;
+      const int valid = pos0 + r0 + i % rows + 1;
       ops::Softmax(row, valid);
       std::fill(row + valid, row + keys, 0.0f);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, s, keys, v + kvh * hd,
-                kv_stride, 0.0f, out + size_t(r0) * q_stride + h * hd, q_stride);
-  }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, 0.0f,
+                og, hd);
+    for (int j = 0; j < group; ++j)
+      for (int r = 0; r < rows; ++r)
+        std::memcpy(out + size_t(r0 + r) * q_stride + (g * group + j) * hd, og + (size_t(j) * rows + r) * hd,
+                    sizeof(float) * hd);
+  });
 }
 
 Status CheckTokens(const ModelConfig& c, std::span<const int> tokens, int pos0) {
@@ -131,7 +180,9 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
   const int q_out = H * hd, kv_out = KV * hd;
   const float eps = c.norm_eps;
 
-  Workspace ws;
+  // Reused across calls on this thread: fresh multi-MB buffers would page-fault on every window.
+  // Hence a hook must not itself run a forward pass on the calling thread (it would clobber ws).
+  thread_local Workspace ws;
   ws.x.resize(size_t(n) * D);
   ws.xn.resize(size_t(n) * std::max(D, q_out));
   ws.q.resize(size_t(n) * q_out);

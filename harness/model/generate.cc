@@ -10,11 +10,12 @@ StatusOr<std::vector<int>> GenerateGreedy(const Model& model, std::vector<int> p
   const ModelConfig& c = model.config;
   if (prompt.empty()) return Status::Error("generate: empty prompt (start with at least the BOS token)");
   if (steps < 0) return Status::Errorf("generate: steps = {} must be >= 0", steps);
-  const int64_t total = int64_t(prompt.size()) + steps;
-  if (c.max_seq_len > 0 && total > c.max_seq_len)
-    return Status::Errorf("generate: prompt ({} tokens) + {} steps exceeds max_seq_len {}", prompt.size(), steps,
-                          c.max_seq_len);
-  KvCache cache = KvCache::ForModel(c, int(total));
+  // Positions run through the model: the prompt and every new token but the last (never fed back).
+  const int64_t positions = int64_t(prompt.size()) + std::max(steps - 1, 0);
+  if (c.max_seq_len > 0 && positions > c.max_seq_len)
+    return Status::Errorf("generate: prompt ({} tokens) + {} steps needs {} positions, max_seq_len is {}",
+                          prompt.size(), steps, positions, c.max_seq_len);
+  KvCache cache = KvCache::ForModel(c, int(positions));
   std::vector<float> logits(c.vocab_size);
   std::vector<int> out = std::move(prompt);
   std::span<const int> pending(out.data(), out.size());

@@ -26,7 +26,9 @@ Status ForwardCached(const Model& model, std::span<const int> tokens, KvCache* c
 
 // Greedy (argmax, first index on ties) continuation of `prompt` (>= 1 token, e.g. {BOS}) by `steps`
 // new tokens. Returns prompt followed by the new tokens; stops early after emitting config.eos_id.
-// Errors: empty prompt, bad token id, prompt + steps beyond config.max_seq_len (when > 0).
+// The model runs prompt.size() + steps - 1 positions (the last new token is never fed back), as
+// llama2.c's run.c counts `steps`. Errors: empty prompt, bad token id, more positions than
+// config.max_seq_len (when > 0).
 StatusOr<std::vector<int>> GenerateGreedy(const Model& model, std::vector<int> prompt, int steps);
 
 }  // namespace ql

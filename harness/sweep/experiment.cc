@@ -152,14 +152,13 @@ std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
       P("W4A8", "int4:g128:symfull", "int8:token"),
       P("FP8_DYNAMIC", "fp8_e4m3:channel", "fp8_e4m3:token"),
       P("FP8_BLOCK", "fp8_e4m3:b128x128", "fp8_e4m3:g128"),
+      // Block formats: their scheme names ("mxfp4", "nvfp4", "nf4", "q4_0") already mean
+      // weights only, so the presets name the weight+activation variants.
       P("MXFP4A16", "mxfp4"),
-      P("MXFP4", "mxfp4", "mxfp4"),
-      P("MXFP8", "mxfp8_e4m3", "mxfp8_e4m3"),
+      P("W4A4_MXFP4", "mxfp4", "mxfp4"),
+      P("W8A8_MXFP8", "mxfp8_e4m3", "mxfp8_e4m3"),
       P("NVFP4A16", "nvfp4"),
-      P("NVFP4", "nvfp4", "nvfp4"),
-      P("NF4", "nf4"),
-      P("Q8_0", "q8_0"),
-      P("Q4_0", "q4_0"),
+      P("W4A4_NVFP4", "nvfp4", "nvfp4"),
       P("Q4_K_M", "q4_k", "", "", "q4_k_m"),
   };
 }
@@ -298,23 +297,23 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
       if (n["label"]) { QL_ASSIGN_OR_RETURN(s.label, Str(origin, n["label"], "label")); } else { s.label = Join(parts); }
     } else {
       QL_ASSIGN_OR_RETURN(std::string text, Str(origin, n, "grid.schemes entry"));
+      // A scheme string first ("mxfp4" is the weight format), then a preset name ("W8A8").
+      auto c = CanonicalScheme(text);
       auto it = std::find_if(presets.begin(), presets.end(),
                              [&](const auto& p) { return Lower(p.first) == Lower(text); });
-      if (it != presets.end()) {
+      if (c.ok()) {
+        s.label = *c;
+        s.weights = *c;
+      } else if (it != presets.end()) {
         s = it->second;
         QL_ASSIGN_OR_RETURN(s.weights, canon(n, s.weights, "preset " + it->first + " weights"));
         QL_ASSIGN_OR_RETURN(s.activations, canon(n, s.activations, "preset " + it->first + " activations"));
         QL_ASSIGN_OR_RETURN(s.kv_cache, canon(n, s.kv_cache, "preset " + it->first + " kv_cache"));
       } else {
-        auto c = CanonicalScheme(text);
-        if (!c.ok()) {
-          std::vector<std::string> names;
-          for (const auto& p : presets) names.push_back(p.first);
-          return Status::Error(At(origin, n) + "'" + text + "' is neither a preset (" + Join(names) +
-                               ") nor a scheme: " + c.status().message());
-        }
-        s.label = *c;
-        s.weights = *c;
+        std::vector<std::string> names;
+        for (const auto& p : presets) names.push_back(p.first);
+        return Status::Error(At(origin, n) + "'" + text + "' is neither a scheme (" + c.status().message() +
+                             ") nor a preset (" + Join(names) + ")");
       }
     }
     e.schemes.push_back(std::move(s));

@@ -353,7 +353,8 @@ StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJsonText(std::string_vi
   if (j.is_discarded()) {
     std::string detail;
     try {
-      (void)json::parse(text);
+      json again = json::parse(text);  // throws with the position of the error
+      (void)again;
     } catch (const json::exception& e) {
       detail = e.what();
     }

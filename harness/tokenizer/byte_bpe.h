@@ -24,7 +24,10 @@ struct AddedToken {
 };
 
 // Everything a byte-level BPE tokenizer is made of. Pieces are spelled in GPT-2's byte-to-unicode
-// alphabet ("Ġthe" for " the", "Ċ" for "\n").
+// alphabet ("Ġthe" for " the", "Ċ" for "\n"). From a GGUF with tokenizer.ggml.model "gpt2":
+// vocab = tokenizer.ggml.tokens, merges = tokenizer.ggml.merges cut at their one space,
+// added_tokens = tokens of type 3 (control, special) and 4 (user-defined, not special),
+// pre_tokenizer = PreTokenizerNameFromGguf(tokenizer.ggml.pre), bos/eos = *_token_id.
 struct ByteBpeSpec {
   std::vector<std::string> vocab;                          // [vocab] piece of each id ("" = hole)
   std::vector<std::pair<std::string, std::string>> merges; // in rank order: merges[0] applies first

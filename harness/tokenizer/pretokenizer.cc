@@ -38,7 +38,12 @@ class Pcre2Regex {
     while (off <= text.size()) {
       int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), off, 0, md,
                            nullptr);
-      if (rc < 0) break;  // PCRE2_ERROR_NOMATCH (other errors: the rest counts as unmatched)
+      if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {  // e.g. JIT stack exhausted: retry interpreted
+        rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), off, PCRE2_NO_JIT,
+                         md, nullptr);
+      }
+      QL_CHECK(rc >= 0 || rc == PCRE2_ERROR_NOMATCH, "pcre2_match failed with code {} at offset {}", rc, off);
+      if (rc < 0) break;
       PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
       size_t b = ov[0], e = ov[1];
       if (e > b) {

@@ -27,6 +27,9 @@ enum class SpmTokenType : int32_t {
   kByte = 6,
 };
 
+// From a GGUF with tokenizer.ggml.model "llama": pieces/scores/token_types = tokenizer.ggml.tokens/
+// scores/token_type, ids = tokenizer.ggml.{bos,eos,unknown}_token_id, add_space_prefix =
+// tokenizer.ggml.add_space_prefix when present (stories260K.gguf: "▁" pieces, <s>/</s>, types 2/3/6/1).
 struct SpmVocab {
   std::vector<std::string> pieces;      // [vocab]: "▁the" (SentencePiece/GGUF) or " the" (llama2.c)
   std::vector<float> scores;            // [vocab]: higher merges first

@@ -231,7 +231,9 @@ TEST_F(TrainedBpe, RoundTripsEveryDataFileAndSavesLoads) {
     std::printf("[ info ] trained byte-bpe(1000) %s: %zu bytes -> %zu tokens in %.3f s\n",
                 e.path().filename().c_str(), text.size(), ids.size(), sec);
     EXPECT_TRUE(tok_->Decode(ids) == text) << e.path();
-    if (files == 0) EXPECT_EQ((*loaded)->Encode(text, false), ids) << "saved/loaded tokenizer differs";
+    if (files == 0) {
+      EXPECT_EQ((*loaded)->Encode(text, false), ids) << "saved/loaded tokenizer differs";
+    }
     ++files;
   }
   EXPECT_EQ(files, 4);
@@ -239,6 +241,11 @@ TEST_F(TrainedBpe, RoundTripsEveryDataFileAndSavesLoads) {
   std::vector<int> ids = tok_->Encode("To be<|endoftext|>or not", false);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 0), 1);
   EXPECT_EQ(tok_->Decode(ids), "To beor not");
+  // Bytes that are not UTF-8 still round-trip (PCRE2 matches with PCRE2_MATCH_INVALID_UTF).
+  std::string raw = "ok \xFF\xFE abc \xC3 \x80\x80 end\xE2\x80";
+  EXPECT_EQ(tok_->Decode(tok_->Encode(raw, false)), raw);
+  std::string spaces(100000, ' ');
+  EXPECT_EQ(tok_->Decode(tok_->Encode("x" + spaces + "y", false)), "x" + spaces + "y");
 }
 
 TEST(ByteBpe, TrainingIsDeterministicAndSpecDriven) {

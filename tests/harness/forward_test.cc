@@ -86,6 +86,19 @@ TEST(ForwardTest, MatchesReferenceAcrossArchitecturesAndLengths) {
   }
 }
 
+TEST(ForwardTest, ThreadedAttentionPathMatchesReference) {
+  // Attention work above forward.cc's kMinParallelFlops (5e7) runs on several threads with
+  // single-threaded OpenBLAS; this shape (8 heads x 32, T = 400: ~9.5e7 flops) takes that path.
+  ModelConfig c = SmallConfig();
+  c.dim = 256, c.hidden_dim = 128, c.n_layers = 1, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = 32;
+  c.vocab_size = 64;
+  const Model m = RandomModel(c, 4);
+  const auto tok = Tokens(400, c.vocab_size);
+  std::vector<float> got(tok.size() * c.vocab_size);
+  ASSERT_TRUE(ForwardWindow(m, tok, got.data()).ok());
+  EXPECT_LE(RelErr(got, testing_ref::ReferenceForward(m, tok)), 1e-4);
+}
+
 TEST(ForwardTest, RandomLogitsAreSane) {
   // Not a correctness check of the forward pass; guards the test models' scaling: logits of order 1,
   // so the comparisons above are not dominated by one huge value or by noise around zero.
@@ -113,7 +126,8 @@ TEST(ForwardTest, RandomModelIsDeterministicAndSeeded) {
 }
 
 TEST(ForwardTest, SmolLM2ShapeHasPublishedParameterCount) {
-  // SmolLM2-135M: 134,515,008 parameters (tied head counted once) per its model card / safetensors.
+  // By hand from SPECS §6.2: embedding 49152·576 = 28,311,552; per layer q/o 2·576² + k/v 2·576·192 +
+  // MLP 3·576·1536 + 2 norms·576 = 3,540,096, ×30; final norm 576 -> 134,515,008 (the "135M").
   EXPECT_EQ(SmolLM2_135MConfig().ParameterCount(), 134515008);
   EXPECT_TRUE(SmolLM2_135MConfig().Validate().ok());
 }

@@ -209,6 +209,72 @@ TEST(SpmBpe, MetaspaceVocabularyGivesTheSameIds) {
   EXPECT_EQ((*meta)->Decode(a), t);
 }
 
+// A minimal GGUF v3 metadata walk (ggml docs/gguf.md, SPECS §4): just enough to pull the tokenizer
+// arrays out of stories260K.gguf, independent of the project's GGUF loader.
+struct GgufVocab {
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+};
+GgufVocab ReadGgufVocab(const std::string& path) {
+  std::string d = ReadFile(path);
+  size_t off = 0;
+  auto u32 = [&] { uint32_t v; std::memcpy(&v, d.data() + off, 4); off += 4; return v; };
+  auto u64 = [&] { uint64_t v; std::memcpy(&v, d.data() + off, 8); off += 8; return v; };
+  auto str = [&] { uint64_t n = u64(); std::string s = d.substr(off, n); off += n; return s; };
+  const size_t kSize[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+  GgufVocab v;
+  EXPECT_EQ(d.substr(0, 4), "GGUF");
+  off = 4;
+  u32();  // version
+  u64();  // tensor count
+  uint64_t n_kv = u64();
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    std::string key = str();
+    uint32_t type = u32();
+    if (type == 8) { str(); continue; }
+    if (type != 9) { off += kSize[type]; continue; }
+    uint32_t et = u32();
+    uint64_t n = u64();
+    for (uint64_t k = 0; k < n; ++k) {
+      if (et == 8) {
+        std::string s = str();
+        if (key == "tokenizer.ggml.tokens") v.tokens.push_back(s);
+      } else {
+        if (key == "tokenizer.ggml.scores") { float f; std::memcpy(&f, d.data() + off, 4); v.scores.push_back(f); }
+        if (key == "tokenizer.ggml.token_type") { int32_t t; std::memcpy(&t, d.data() + off, 4); v.types.push_back(t); }
+        off += kSize[et];
+      }
+    }
+  }
+  return v;
+}
+
+TEST(SpmBpe, Stories260kGgufVocabularyMatchesTok512) {
+  GgufVocab g = ReadGgufVocab(std::string(QL_SHARED_DIR) + "/models/stories260K/stories260K.gguf");
+  ASSERT_EQ(g.tokens.size(), 512u);
+  ASSERT_EQ(g.scores.size(), 512u);
+  ASSERT_EQ(g.types.size(), 512u);
+  SpmVocab v;
+  v.pieces = g.tokens;
+  v.scores = g.scores;
+  v.token_types = g.types;
+  v.unk_id = 0;
+  v.bos_id = 1;
+  v.eos_id = 2;
+  auto gguf = SpmBpeTokenizer::Create(v, "stories260K.gguf");
+  ASSERT_TRUE(gguf.ok()) << gguf.status().message();
+  EXPECT_TRUE((*gguf)->metaspace());
+  auto bin = LoadTok512();
+  ASSERT_TRUE(bin);
+  for (const char* file : {"tinystories-valid-head.txt", "wikitext-2-raw-test.txt"}) {
+    std::string text = ReadFile(std::string(QL_SHARED_DIR) + "/data/" + file).substr(0, 100000);
+    std::vector<int> ids = (*gguf)->Encode(text, true);
+    EXPECT_EQ(ids, bin->Encode(text, true)) << file;
+    EXPECT_EQ((*gguf)->Decode(ids), text) << file;
+  }
+}
+
 TEST(SpmBpe, RoundTripsEveryDataFile) {
   auto tok = LoadTok512();
   ASSERT_TRUE(tok);

@@ -61,7 +61,9 @@ TEST(ElementRegistry, EveryNonNanCodeRoundTrips) {
     // Every format reaches its stated extremes.
     EXPECT_EQ(c->Round(c->max_finite()), c->max_finite());
     EXPECT_EQ(c->Round(c->min_value()), c->min_value());
-    if (c->kind() == FormatKind::kInt) EXPECT_EQ(nan_codes, 0);
+    if (c->kind() == FormatKind::kInt) {
+      EXPECT_EQ(nan_codes, 0);
+    }
   }
 }
 

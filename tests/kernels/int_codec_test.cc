@@ -42,7 +42,9 @@ TEST(IntCodec, RangesAndTraits) {
     EXPECT_EQ(c->min_value(), float(k.qmin));
     EXPECT_EQ(IntQmin(k.bits, k.is_signed), k.qmin);
     EXPECT_EQ(IntQmax(k.bits, k.is_signed), k.qmax);
-    if (k.is_signed) EXPECT_EQ(RestrictedMax(k.bits), k.qmax);  // symmetric grid [-qmax, qmax]
+    if (k.is_signed) {
+      EXPECT_EQ(RestrictedMax(k.bits), k.qmax);  // symmetric grid [-qmax, qmax]
+    }
   }
   EXPECT_EQ(RestrictedMax(8), 127);
   EXPECT_EQ(RestrictedMax(4), 7);

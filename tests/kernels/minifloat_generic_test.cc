@@ -170,7 +170,9 @@ TEST(GenericMinifloat, BadNamesExplainTheGrammar) {
                           "e3m4_b", "e3", "e3m", "e3m4_", "e1m0_fn", "e3m4_nosub_nosub", "e3m4_b3_b4"}) {
     StatusOr<const ElementCodec*> c = FindElementCodec(bad);
     EXPECT_FALSE(c.ok()) << bad;
-    if (!c.ok()) EXPECT_NE(c.status().message().find(bad), std::string::npos) << c.status().message();
+    if (!c.ok()) {
+      EXPECT_NE(c.status().message().find(bad), std::string::npos) << c.status().message();
+    }
   }
   EXPECT_NE(FindElementCodec("e3m4_xyz").status().message().find("e<E>m<M>"), std::string::npos);
   EXPECT_NE(FindElementCodec("e8m7").status().message().find("overflows fp32"), std::string::npos);
@@ -185,8 +187,12 @@ TEST(HalfCodecs, DecodeEqualsHalfHOnAllCodes) {
   for (uint32_t h = 0; h < 65536; ++h) {
     EXPECT_TRUE(SameFloat(f16->Decode(h), F16ToF32(uint16_t(h)))) << h;
     EXPECT_TRUE(SameFloat(b16->Decode(h), Bf16ToF32(uint16_t(h)))) << h;
-    if (!std::isnan(F16ToF32(uint16_t(h)))) EXPECT_EQ(f16->Encode(F16ToF32(uint16_t(h))), h);
-    if (!std::isnan(Bf16ToF32(uint16_t(h)))) EXPECT_EQ(b16->Encode(Bf16ToF32(uint16_t(h))), h);
+    if (!std::isnan(F16ToF32(uint16_t(h)))) {
+      EXPECT_EQ(f16->Encode(F16ToF32(uint16_t(h))), h);
+    }
+    if (!std::isnan(Bf16ToF32(uint16_t(h)))) {
+      EXPECT_EQ(b16->Encode(Bf16ToF32(uint16_t(h))), h);
+    }
   }
 }
 
