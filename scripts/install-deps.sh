@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Installs quantlab's build and test dependencies from Debian packages, idempotently.
-# Usage: scripts/install-deps.sh [--tests]   (needs root or sudo; does nothing if all are present)
+# Usage: scripts/install-deps.sh [--tests] [--train]   (needs root or sudo; does nothing if all are present)
+# --train adds bible-kjv (the King James Bible text + `bible` program): the corpus of scripts/train-default.sh.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libarmadillo-dev libopenblas-dev liblapack-dev
       libhdf5-dev libsqlite3-dev libfmt-dev libspdlog-dev libhwy-dev
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev)
 pkgs+=(libpcre2-dev)  # PCRE2: tokenizer pre-tokenizer regexes (\p{L}, \p{N})
-if [[ "${1:-}" == "--tests" ]]; then
-  pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
-fi
+for arg in "$@"; do
+  if [[ "$arg" == "--tests" ]]; then
+    pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
+  fi
+  if [[ "$arg" == "--train" ]]; then
+    pkgs+=(bible-kjv bible-kjv-text)
+  fi
+done
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

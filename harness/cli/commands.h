@@ -24,5 +24,6 @@ void AddCompareCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
+void AddTrainCommand(CLI::App& app);
 
 }  // namespace ql::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
   ql::cli::AddReportCommand(app);
+  ql::cli::AddTrainCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

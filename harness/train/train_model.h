@@ -1,0 +1,61 @@
+// Training math for the Llama-family model of harness/model/model.h: forward + backward over a batch of
+// token windows with cross-entropy loss, the AdamW optimizer, the warm-up + cosine learning-rate schedule
+// and global-norm gradient clipping. Llama layout only (no q/k/v bias, no q/k norm). Not the data loop
+// or checkpointing: see train_loop.h.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "harness/model/model.h"
+#include "kernels/status.h"
+
+namespace ql::train {
+
+using TensorMap = std::map<std::string, Tensor>;
+
+// Zero tensors of the shapes of model.weights (same names).
+TensorMap ZerosLike(const Model& model);
+void SetZero(TensorMap* tensors);
+
+// tokens: [b, t + 1] row-major: inputs are columns 0..t-1, targets columns 1..t. Returns the mean
+// cross-entropy (nats per target token). If grads is non-null, d(mean loss)/d(weight) is ADDED to it.
+// Errors: unsupported config (qkv_bias, qk_norm), t > max_seq_len, ids outside the vocabulary.
+StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads);
+
+// Global L2 norm over all gradients (accumulated in double).
+double GlobalNorm(const TensorMap& grads);
+// Scales every gradient by s.
+void ScaleAll(TensorMap* grads, float s);
+
+struct ScheduleOptions {
+  int total_steps = 1000;
+  int warmup_steps = 100;
+  float max_lr = 1e-3f;
+  float min_lr = 1e-4f;
+};
+// Step s (0-based): linear warm-up max_lr * (s + 1) / warmup for s < warmup, then cosine from max_lr
+// down to min_lr at s = total_steps - 1; min_lr after that.
+float LearningRate(int step, const ScheduleOptions& o);
+
+struct AdamWOptions {
+  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  float weight_decay = 0.1f;  // decoupled (Loshchilov & Hutter 2019); not applied to 1-D tensors (norms)
+};
+
+// AdamW state: first and second moments per weight, and the number of updates taken (bias correction).
+struct AdamWState {
+  TensorMap m, v;
+  int64_t t = 0;
+};
+AdamWState NewAdamW(const Model& model);
+// One update of every weight from its gradient with learning rate lr:
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd p).
+void AdamWStep(Model* model, const TensorMap& grads, float lr, const AdamWOptions& o, AdamWState* state);
+
+// Weights for training from scratch (GPT-2 recipe): every matrix N(0, 0.02), the output projections
+// (o_proj, down_proj) N(0, 0.02 / sqrt(2 n_layers)), norms 1. Deterministic in (config, seed).
+Model InitModel(const ModelConfig& config, uint64_t seed);
+
+}  // namespace ql::train
