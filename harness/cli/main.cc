@@ -27,12 +27,12 @@ int main(int argc, char** argv) {
   ql::cli::AddInspectCommand(app);
   ql::cli::AddEvalCommand(app);
   ql::cli::AddGenerateCommand(app);
+  ql::cli::AddTrainCommand(app);
   ql::cli::AddSweepCommand(app);
   ql::cli::AddCompareCommand(app);
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
   ql::cli::AddReportCommand(app);
-  ql::cli::AddTrainCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
