@@ -4,6 +4,8 @@
 #include <string>
 
 #include <gtest/gtest.h>
+
+#include "tests/run_command.h"
 #include <nlohmann/json.hpp>
 
 namespace {
@@ -11,18 +13,9 @@ namespace {
 const std::string kModel = std::string(QL_SHARED_DIR) + "/models/stories260K/stories260K.bin";
 const std::string kData = std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt";
 
-struct CliRun {
-  int code;
-  std::string out;
-};
+using CliRun = qltest::CommandResult;
 CliRun Quantlab(const std::string& args, bool with_stderr) {
-  const std::string cmd = std::string(QL_QUANTLAB_BIN) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
+  return qltest::RunCommand(std::string(QL_QUANTLAB_BIN) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 int Lines(const std::string& s) {
@@ -38,7 +31,7 @@ TEST(EvalCli, ErrorsAreOneLineAndNonZero) {
        {"eval --model /nonexistent/m.bin --data " + kData, "eval --model " + kModel + " --data /nonexistent.txt",
         ok + " --scheme int9:nonsense", base + " --ctx 1024", ok + " --protocol wiki", ok + " --baseline fp8"}) {
     const CliRun r = Quantlab(args, true);
-    EXPECT_NE(r.code, 0) << args;
+    EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_EQ(Lines(r.out), 1) << args << "\n" << r.out;
     EXPECT_EQ(r.out.rfind("quantlab eval: ", 0), 0u) << r.out;
   }
@@ -51,7 +44,7 @@ TEST(EvalCli, JsonHasTheNumbers) {
   const CliRun r = Quantlab("eval --model " + kModel + " --data " + kData +
                              " --ctx 64 --chunks 4 --scheme int8:channel --json --layer-windows 1",
                          false);
-  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   ASSERT_EQ(Lines(r.out), 1);
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["protocol"], "llamacpp:ctx64:chunks4");

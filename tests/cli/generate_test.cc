@@ -4,19 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/run_command.h"
+
 namespace {
 
 // Runs a shell command, returns stdout; *rc receives the exit status.
 std::string RunCommand(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  qltest::CommandResult r = qltest::RunCommand(cmd);
+  *rc = r.exit_code;
+  return r.out;
 }
 
 const std::string kModel = std::string(QL_SHARED_DIR) + "/models/stories260K/stories260K.bin";

@@ -7,27 +7,17 @@
 #include <string>
 
 #include <gtest/gtest.h>
+
+#include "tests/run_command.h"
 #include <nlohmann/json.hpp>
 
 namespace {
 
 const std::string kModels = std::string(QL_SHARED_DIR) + "/models/stories260K/";
 
-struct InspectRun {
-  int exit_code = -1;
-  std::string out;
-};
+using InspectRun = qltest::CommandResult;
 InspectRun Inspect(const std::string& args) {
-  const std::string cmd = std::string("'") + QL_QUANTLAB_BIN + "' inspect " + args + " 2>&1";
-  InspectRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return qltest::RunCommand(std::string("'") + QL_QUANTLAB_BIN + "' inspect " + args + " 2>&1");
 }
 
 TEST(InspectCliTest, Stories260KBin) {

@@ -8,29 +8,19 @@
 #include <string>
 
 #include <gtest/gtest.h>
+
+#include "tests/run_command.h"
 #include <nlohmann/json.hpp>
 
 namespace {
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-};
+using CliRun = qltest::CommandResult;
 
 // Runs `quantlab <args>` through /bin/sh; stderr is merged into out when merge_stderr is set; stdin
 // gets `input` when given.
 CliRun Quantlab(const std::string& args, bool merge_stderr = false, const std::string& input = "") {
-  const std::string cmd = (input.empty() ? "" : "printf '%s' '" + input + "' | ") + "'" + QL_QUANTLAB_BIN +
-                          "' " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return qltest::RunCommand((input.empty() ? "" : "printf '%s' '" + input + "' | ") + "'" + QL_QUANTLAB_BIN +
+                            "' " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 nlohmann::json Json(const std::string& args, const std::string& input = "") {

@@ -10,21 +10,14 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/run_command.h"
+
 namespace {
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int code;
-  std::string out;
-};
+using CliRun = qltest::CommandResult;
 CliRun Quantlab(const std::string& args) {
-  const std::string cmd = std::string(QL_QUANTLAB_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
+  return qltest::RunCommand(std::string(QL_QUANTLAB_BIN) + " " + args + " 2>&1");
 }
 
 TEST(TrainCli, TinyRunFromYamlThenEval) {
@@ -45,19 +38,19 @@ TEST(TrainCli, TinyRunFromYamlThenEval) {
   const CliRun r = Quantlab("train --config " + (dir / "train.yaml").string() + " --train-text " +
                             (dir / "train.txt").string() + " --heldout-text " + (dir / "held.txt").string() +
                             " --out " + out);
-  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("trained steps 0..4 of 4"), std::string::npos) << r.out;
   for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "learning_curve.csv",
                         "checkpoint/optimizer.safetensors", "checkpoint/train_state.json"})
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
   const CliRun e = Quantlab("eval --model " + out + " --data " + (dir / "held.txt").string() + " --ctx 32 --chunks 4");
-  EXPECT_EQ(e.code, 0) << e.out;
+  EXPECT_EQ(e.exit_code, 0) << e.out;
   EXPECT_NE(e.out.find("PPL"), std::string::npos) << e.out;
   // Resuming a finished run does nothing more and still succeeds.
   const CliRun again = Quantlab("train --config " + (dir / "train.yaml").string() + " --train-text " +
                                 (dir / "train.txt").string() + " --heldout-text " + (dir / "held.txt").string() +
                                 " --out " + out + " --resume");
-  EXPECT_EQ(again.code, 0) << again.out;
+  EXPECT_EQ(again.exit_code, 0) << again.out;
   EXPECT_NE(again.out.find("trained steps 4..4 of 4"), std::string::npos) << again.out;
   fs::remove_all(dir);
 }
@@ -70,7 +63,7 @@ TEST(TrainCli, BadOptionsAreOneLineErrors) {
         std::string("train --train-text /nonexistent.txt --heldout-text /nonexistent.txt --out /tmp/ql_train_x"),
         std::string("train --train-text a --heldout-text b --out /tmp/x --dtype fp8")}) {
     const CliRun r = Quantlab(args);
-    EXPECT_NE(r.code, 0) << args;
+    EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
   }
   fs::remove(yaml);

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/run_command.h"
+
 namespace ql {
 namespace {
 namespace fs = std::filesystem;
@@ -24,16 +26,7 @@ TEST(Report, ParetoFrontMinimisesBoth) {
   EXPECT_TRUE(ParetoFront({}, {}).empty());
 }
 
-std::string RunCapture(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
+std::string RunCapture(const std::string& cmd) { return qltest::RunCommand(cmd).out; }
 
 size_t CountMatches(const std::string& s, const std::string& re) {
   std::regex r(re);
