@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS cells (
   status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'diverged')), reason TEXT NOT NULL,
   started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
   seconds_quantize REAL NOT NULL, seconds_eval REAL NOT NULL, seconds_total REAL NOT NULL,
-  host TEXT NOT NULL, code_version TEXT NOT NULL, shard TEXT NOT NULL, h5_file TEXT);
+  host TEXT NOT NULL, code_version TEXT NOT NULL, shard TEXT NOT NULL, h5_file TEXT,
+  attn_scheme TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS cells_by_experiment ON cells(experiment_id);
 CREATE TABLE IF NOT EXISTS metrics (
   cell_id TEXT PRIMARY KEY REFERENCES cells(id) ON DELETE CASCADE,
@@ -103,7 +104,18 @@ Status ResultStore::CreateSchema() {
   if (v.rows.empty()) {
     return db_->Exec(fmt::format("INSERT INTO meta VALUES ('schema_version', '{}')", kResultsSchemaVersion));
   }
-  const std::string have = SqlValueToString(v.rows[0][0]);
+  std::string have = SqlValueToString(v.rows[0][0]);
+  if (have == "1") {  // version 1 -> 2: cells.attn_scheme, '' for every existing cell
+    QL_RETURN_IF_ERROR(db_->Begin());
+    Status s = db_->Exec("ALTER TABLE cells ADD COLUMN attn_scheme TEXT NOT NULL DEFAULT '';"
+                         "UPDATE meta SET value = '2' WHERE key = 'schema_version';");
+    if (!s.ok()) {
+      db_->Rollback();
+      return Status::Errorf("{}: upgrading the results schema from version 1 to 2: {}", db_->path(), s.message());
+    }
+    QL_RETURN_IF_ERROR(db_->Commit());
+    have = "2";
+  }
   if (have != std::to_string(kResultsSchemaVersion))
     return Status::Errorf("{}: results schema version {} but this quantlab writes {} (use a new results directory)",
                           db_->path(), have, kResultsSchemaVersion);
@@ -185,14 +197,14 @@ Status ResultStore::CommitCell(const CellResult& r) {
   auto body = [&]() -> Status {
     QL_RETURN_IF_ERROR(db_->Exec(fmt::format("DELETE FROM cells WHERE id = '{}'", c.id)));
     QL_ASSIGN_OR_RETURN(SqlStatement st, db_->Prepare(
-        "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+        "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     std::optional<std::string> experiment;
     if (!c.experiment_id.empty()) experiment = c.experiment_id;
     st.BindAll(c.id, std::string(), c.baseline_id, c.model_id, c.dataset_id, c.protocol, c.weight_scheme,
                c.act_scheme, c.kv_scheme, c.algorithm, c.algo_params.empty() ? std::string("{}") : c.algo_params,
                c.ignore_set, c.ignore.empty() ? std::string("[]") : c.ignore, c.config, c.seed, c.status,
                c.reason, c.started_at, c.finished_at, c.seconds_quantize, c.seconds_eval, c.seconds_total,
-               c.host, c.code_version, c.shard, rel);
+               c.host, c.code_version, c.shard, rel, c.attn_scheme);
     if (!experiment) st.BindNull(2); else st.Bind(2, *experiment);
     QL_RETURN_IF_ERROR(st.Exec());
     if (r.metrics) {
@@ -242,13 +254,17 @@ Status ResultStore::Merge(const std::string& dest, const std::vector<std::string
       if (!conflicts.rows.empty())
         return Status::Errorf("{}: cell {} is recorded with different results in {} and {}", src,
                               SqlValueToString(conflicts.rows[0][0]), src, dest);
+      // Cells by column name: a version-1 source (no attn_scheme) merges with the column's default.
+      QL_ASSIGN_OR_RETURN(SqlResult info, out->db_->Query("PRAGMA src.table_info(cells)"));
+      std::string cols;
+      for (const auto& row : info.rows) cols += (cols.empty() ? "\"" : ", \"") + SqlValueToString(row[1]) + "\"";
       QL_RETURN_IF_ERROR(out->db_->Begin());
       Status s = out->db_->Exec(
           "INSERT OR IGNORE INTO main.experiments SELECT * FROM src.experiments;"
           "INSERT OR IGNORE INTO main.models SELECT * FROM src.models;"
           "INSERT OR IGNORE INTO main.datasets SELECT * FROM src.datasets;"
           "INSERT OR IGNORE INTO main.baselines SELECT * FROM src.baselines;"
-          "INSERT OR IGNORE INTO main.cells SELECT * FROM src.cells;"
+          "INSERT OR IGNORE INTO main.cells (" + cols + ") SELECT " + cols + " FROM src.cells;"
           "INSERT OR IGNORE INTO main.metrics SELECT * FROM src.metrics;"
           "INSERT OR IGNORE INTO main.tensor_errors SELECT * FROM src.tensor_errors;"
           "INSERT OR IGNORE INTO main.layer_errors SELECT * FROM src.layer_errors;"

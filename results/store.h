@@ -19,7 +19,8 @@
 
 namespace ql {
 
-inline constexpr int kResultsSchemaVersion = 1;
+// 2: cells.attn_scheme (a version-1 store is upgraded in place by Open: one ALTER TABLE ADD COLUMN).
+inline constexpr int kResultsSchemaVersion = 2;
 
 struct ExperimentRow {
   std::string id;           // stable name/hash of the experiment file's canonical content
@@ -77,6 +78,7 @@ struct CellRow {
   double seconds_quantize = 0, seconds_eval = 0, seconds_total = 0;
   std::string host, code_version;
   std::string shard;          // "i/N" or ""
+  std::string attn_scheme;    // attention inputs: "" or "q=<scheme|none> p=<scheme|none>"
 };
 
 // Quality and cost of one cell against its baseline. Optional fields are NULL when not measured.
@@ -116,7 +118,8 @@ struct CellResult {
 
 class ResultStore {
  public:
-  // Opens or creates DIR (and DIR/arrays), creates the schema if new, checks its version.
+  // Opens or creates DIR (and DIR/arrays), creates the schema if new, checks its version (upgrading
+  // an older one in place where that is a plain column addition).
   static StatusOr<std::unique_ptr<ResultStore>> Open(const std::string& dir);
   // Read-only access to an existing store (query/compare/report).
   static StatusOr<std::unique_ptr<ResultStore>> OpenReadOnly(const std::string& dir);

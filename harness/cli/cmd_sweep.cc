@@ -44,7 +44,7 @@ void AddSweepCommand(CLI::App& app) {
     if (!o->no_table) {
       auto store = ResultStore::OpenReadOnly(sum->results_dir);
       if (!store.ok()) return Fail("sweep", store.status());
-      auto r = (*store)->Query(CompareSql(sum->experiment_id, "dppl"));
+      auto r = (*store)->Query(CompareSql(sum->experiment_id, "dppl", HasAttentionCells(**store, sum->experiment_id)));
       if (!r.ok()) return Fail("sweep", r.status());
       std::cout << "\n" << FormatTable(*r);
     }
@@ -67,7 +67,7 @@ void AddCompareCommand(CLI::App& app) {
   cmd->callback([o] {
     auto store = ResultStore::OpenReadOnly(o->dir);
     if (!store.ok()) return Fail("compare", store.status());
-    auto r = (*store)->Query(CompareSql(o->experiment, o->sort));
+    auto r = (*store)->Query(CompareSql(o->experiment, o->sort, HasAttentionCells(**store, o->experiment)));
     if (!r.ok()) return Fail("compare", r.status());
     std::cout << (o->csv ? FormatCsv(*r) : o->json ? FormatJson(*r) : FormatTable(*r));
   });

@@ -106,8 +106,9 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
 // each sgemm packs K/V once for all of them:
 //   S = Qg·K_g[0:end]ᵀ·scale (sgemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (sgemm).
 // Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops (causal-only count × ~1.1).
+// hooks->attn_probs (if set) sees each query head's rows of P before the P·V product.
 void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int n, int pos0, float* out,
-               Workspace& ws) {
+               Workspace& ws, const ForwardHooks* hooks, int layer) {
   const int H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, group = H / KV;
   const int q_stride = H * hd, kv_stride = KV * hd;
   const int n_blocks = (n + kBlock - 1) / kBlock;
@@ -143,6 +144,14 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
       const int valid = pos0 + r0 + i % rows + 1;
       ops::Softmax(row, valid);
       std::fill(row + valid, row + keys, 0.0f);
+    }
+    if (hooks && hooks->attn_probs) {
+      for (int j = 0; j < group; ++j)
+        hooks->attn_probs(layer, g * group + j, pos0 + r0, s + size_t(j) * rows * keys, rows, keys);
+      for (int i = 0; i < m; ++i) {  // the mask is not the hook's to change
+        const int valid = pos0 + r0 + i % rows + 1;
+        std::fill(s + size_t(i) * keys + valid, s + size_t(i + 1) * keys, 0.0f);
+      }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, 0.0f,
                 og, hd);
@@ -227,8 +236,9 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
       ops::Rope(kt, KV, hd, cs, sn, c.rope_interleaved);
     }
     if (hooks && hooks->kv) hooks->kv(l, kl, vl, n);
+    if (hooks && hooks->attn_q) hooks->attn_q(l, ws.q.data(), n);
     float* att = ws.xn.data();  // [n, H*hd]: the normed input is dead once q/k/v exist
-    Attention(c, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws);
+    Attention(c, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
     // o_proj straight into gate's buffer (free until the MLP), then the residual add.
     float* o = ws.gate.data();  // [n, D]
     Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false);

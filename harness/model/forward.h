@@ -18,6 +18,18 @@ struct ForwardHooks {
   std::function<void(std::string_view module_path, float* x, int T, int in_features)> linear_input;
   // Keys and values of a layer after RoPE, k/v: [T, n_kv_heads * head_dim]; may modify in place.
   std::function<void(int layer, float* k, float* v, int T)> kv;
+  // Queries of a layer after RoPE (and qk-norm), q: [T, n_heads * head_dim], the left operand of QKᵀ;
+  // may modify in place (attention-input fake-quant). Called after `kv`. The 1/sqrt(head_dim) score
+  // scale is NOT applied yet (it scales the product, as K carries none either), so a scheme sees the
+  // same Q a kernel with a separate softmax scale would quantize. The keys and values as inputs of QKᵀ
+  // and P·V are the `kv` hook's. With a KV cache only the new tokens' rows are passed.
+  std::function<void(int layer, float* q, int T)> attn_q;
+  // Softmax output of one query head, the left operand of P·V, p: [rows, cols] row-major; row r is
+  // the query at absolute position q_pos0 + r and holds its probabilities over keys 0..q_pos0 + r;
+  // entries past that (causally masked) are 0 and are reset to 0 after the hook. May modify in place
+  // (attention-probability fake-quant: quantize row by row). cols >= q_pos0 + rows. Called from the
+  // attention worker threads, concurrently for different (head, rows): must be thread-safe.
+  std::function<void(int layer, int head, int q_pos0, float* p, int rows, int cols)> attn_probs;
   // Residual stream after each decoder block, h: [T, dim] (read-only: per-layer output error).
   std::function<void(int layer, const float* h, int T)> block_output;
   // >= 0: ForwardWindow returns right after this layer (logits are left untouched). Calibration

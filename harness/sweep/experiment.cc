@@ -8,12 +8,14 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <yaml-cpp/yaml.h>
 
 #include "harness/eval/baseline.h"
 #include "harness/eval/protocol.h"
 #include "harness/quant/algorithm.h"
+#include "harness/quant/attn_quant.h"
 #include "harness/quant/targets.h"
 #include "kernels/scheme.h"
 
@@ -119,6 +121,42 @@ StatusOr<std::string> CanonicalScheme(const std::string& text) {
   return ToString(s);
 }
 
+// An `attention:` value: a scheme string for both q and p, or a map {q, p}. Canonical (q, p), each
+// checked to be row-local (harness/quant/attn_quant.h); "none" / missing -> "".
+StatusOr<std::pair<std::string, std::string>> ParseAttention(const std::string& origin, const YAML::Node& n) {
+  auto one = [&](const YAML::Node& at, const std::string& what) -> StatusOr<std::string> {
+    if (!at.IsScalar()) return Status::Error(At(origin, at) + "'" + what + "' must be a scheme string");
+    const std::string text = at.as<std::string>();
+    auto c = CanonicalScheme(text);
+    if (!c.ok()) return Status::Error(At(origin, at) + what + " '" + text + "': " + c.status().message());
+    if (c->empty()) return c;
+    QL_ASSIGN_OR_RETURN(Scheme sc, ParseScheme(*c));
+    Status rl = CheckRowLocalScheme(sc, what);
+    if (!rl.ok()) return Status::Error(At(origin, at) + rl.message());
+    return c;
+  };
+  if (n.IsMap()) {
+    QL_RETURN_IF_ERROR(CheckKeys(origin, n, "attention", {"q", "p"}));
+    std::pair<std::string, std::string> qp;
+    if (n["q"]) { QL_ASSIGN_OR_RETURN(qp.first, one(n["q"], "attention.q")); }
+    if (n["p"]) { QL_ASSIGN_OR_RETURN(qp.second, one(n["p"], "attention.p")); }
+    return qp;
+  }
+  if (!n.IsScalar())
+    return Status::Error(At(origin, n) + "'attention' must be a scheme string (for q and p) or a map {q, p}");
+  QL_ASSIGN_OR_RETURN(std::string both, one(n, "attention"));
+  return std::make_pair(both, both);
+}
+
+// Label text of an attention pair: "QP=s" when equal, else "Q=s P=t" (unset parts left out).
+std::string AttentionLabel(const std::string& q, const std::string& p) {
+  if (q.empty() && p.empty()) return "";
+  if (q == p) return "QP=" + q;
+  std::string s = q.empty() ? "" : "Q=" + q;
+  if (!p.empty()) s += (s.empty() ? "P=" : " P=") + p;
+  return s;
+}
+
 std::string Resolve(const std::string& base_dir, const std::string& p) {
   if (p.empty() || fs::path(p).is_absolute()) return p;
   return (fs::path(base_dir) / p).lexically_normal().string();
@@ -127,7 +165,14 @@ std::string Resolve(const std::string& base_dir, const std::string& p) {
 }  // namespace
 
 nlohmann::json SchemeSpec::ToJson() const {
-  return {{"weights", weights}, {"activations", activations}, {"kv_cache", kv_cache}, {"mix", mix}};
+  nlohmann::json j = {{"weights", weights}, {"activations", activations}, {"kv_cache", kv_cache}, {"mix", mix}};
+  if (!attn_q.empty() || !attn_p.empty()) j["attention"] = {{"q", attn_q}, {"p", attn_p}};
+  return j;
+}
+
+std::string SchemeSpec::AttentionText() const {
+  if (attn_q.empty() && attn_p.empty()) return "";
+  return "q=" + (attn_q.empty() ? std::string("none") : attn_q) + " p=" + (attn_p.empty() ? std::string("none") : attn_p);
 }
 
 std::string AlgorithmSpec::Label() const {
@@ -260,18 +305,19 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
     if (!ps.IsMap()) return Status::Error(At(origin, ps) + "'presets' must map a name to {weights, activations, kv_cache}");
     for (const auto& kv : ps) {
       const std::string name = kv.first.as<std::string>();
-      QL_RETURN_IF_ERROR(CheckKeys(origin, kv.second, "preset '" + name + "'", {"weights", "activations", "kv_cache"}));
+      QL_RETURN_IF_ERROR(CheckKeys(origin, kv.second, "preset '" + name + "'", {"weights", "activations", "kv_cache", "attention"}));
       SchemeSpec s;
       s.label = name;
       if (kv.second["weights"]) { QL_ASSIGN_OR_RETURN(s.weights, Str(origin, kv.second["weights"], "weights")); }
       if (kv.second["activations"]) { QL_ASSIGN_OR_RETURN(s.activations, Str(origin, kv.second["activations"], "activations")); }
       if (kv.second["kv_cache"]) { QL_ASSIGN_OR_RETURN(s.kv_cache, Str(origin, kv.second["kv_cache"], "kv_cache")); }
+      if (kv.second["attention"]) { QL_ASSIGN_OR_RETURN(std::tie(s.attn_q, s.attn_p), ParseAttention(origin, kv.second["attention"])); }
       presets.insert(presets.begin(), {name, s});
     }
   }
 
   const YAML::Node g = root["grid"];
-  QL_RETURN_IF_ERROR(CheckKeys(origin, g, "grid", {"schemes", "algorithms", "ignore", "activations", "kv_cache"}));
+  QL_RETURN_IF_ERROR(CheckKeys(origin, g, "grid", {"schemes", "algorithms", "ignore", "activations", "kv_cache", "attention"}));
   if (!g["schemes"]) return Status::Error(At(origin, g) + "grid needs 'schemes' (a list of scheme strings or presets)");
 
   // Canonicalizes one scheme field, pointing at the node on error.
@@ -285,7 +331,7 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   for (const auto& n : gs) {
     SchemeSpec s;
     if (n.IsMap()) {
-      QL_RETURN_IF_ERROR(CheckKeys(origin, n, "a grid scheme", {"weights", "activations", "kv_cache", "label"}));
+      QL_RETURN_IF_ERROR(CheckKeys(origin, n, "a grid scheme", {"weights", "activations", "kv_cache", "attention", "label"}));
       std::vector<std::string> parts;
       for (const char* k : {"weights", "activations", "kv_cache"}) {
         if (!n[k]) continue;
@@ -293,6 +339,10 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
         QL_ASSIGN_OR_RETURN(std::string c, canon(n[k], v, k));
         (std::string(k) == "weights" ? s.weights : std::string(k) == "activations" ? s.activations : s.kv_cache) = c;
         if (!c.empty()) parts.push_back(std::string(k == std::string("weights") ? "W=" : k == std::string("activations") ? "A=" : "KV=") + c);
+      }
+      if (n["attention"]) {
+        QL_ASSIGN_OR_RETURN(std::tie(s.attn_q, s.attn_p), ParseAttention(origin, n["attention"]));
+        if (!s.AttentionText().empty()) parts.push_back(AttentionLabel(s.attn_q, s.attn_p));
       }
       if (n["label"]) { QL_ASSIGN_OR_RETURN(s.label, Str(origin, n["label"], "label")); } else { s.label = Join(parts); }
     } else {
@@ -375,6 +425,19 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
       (std::string(axis) == "activations" ? e.activations_axis : e.kv_cache_axis) = c;
     }
   }
+  if (const YAML::Node n = g["attention"]) {
+    std::vector<std::pair<std::string, std::string>> axis;
+    if (n.IsSequence()) {
+      for (const auto& entry : n) {
+        QL_ASSIGN_OR_RETURN(auto qp, ParseAttention(origin, entry));
+        axis.push_back(qp);
+      }
+    } else {
+      QL_ASSIGN_OR_RETURN(auto qp, ParseAttention(origin, n));
+      axis.push_back(qp);
+    }
+    e.attention_axis = axis;
+  }
   // Duplicate grid entries would run the same cell twice under one identity.
   std::set<std::string> seen;
   for (const Cell& c : ExpandGrid(e)) {
@@ -420,11 +483,15 @@ std::vector<Cell> ExpandGrid(const Experiment& e) {
   std::vector<Cell> cells;
   const std::vector<std::string> acts = e.activations_axis.value_or(std::vector<std::string>{"\x01"});
   const std::vector<std::string> kvs = e.kv_cache_axis.value_or(std::vector<std::string>{"\x01"});
+  // No attention axis: one pass that leaves the scheme's own attention setting alone.
+  std::vector<std::optional<std::pair<std::string, std::string>>> atts = {std::nullopt};
+  if (e.attention_axis) atts.assign(e.attention_axis->begin(), e.attention_axis->end());
   for (const auto& s : e.schemes)
     for (const auto& a : e.algorithms)
       for (const auto& ig : e.ignore_sets)
         for (const auto& act : acts)
-          for (const auto& kv : kvs) {
+          for (const auto& kv : kvs)
+          for (const auto& att : atts) {
             Cell c;
             c.index = int(cells.size());
             c.scheme = s;
@@ -433,6 +500,12 @@ std::vector<Cell> ExpandGrid(const Experiment& e) {
             if (act != "\x01" || kv != "\x01") {
               if (act != "\x01") c.scheme.label += " A=" + (act.empty() ? std::string("none") : act);
               if (kv != "\x01") c.scheme.label += " KV=" + (kv.empty() ? std::string("none") : kv);
+            }
+            if (att) {
+              c.scheme.attn_q = att->first;
+              c.scheme.attn_p = att->second;
+              const std::string al = AttentionLabel(att->first, att->second);
+              c.scheme.label += " " + (al.empty() ? std::string("QP=none") : al);
             }
             c.algorithm = a;
             c.ignore = ig;

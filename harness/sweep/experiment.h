@@ -19,6 +19,14 @@
 //     ignore: [none, lm_head, edges]
 //     activations: [none, int8:token]  # optional axis; overrides the scheme's activations
 //     kv_cache: [none, int8:token]     # optional axis; overrides the scheme's kv cache
+//     attention: [none, int8:token, {q: int8:token, p: fp8_e4m3:noscale}]  # optional axis (below)
+//
+// `attention:` (in a grid scheme map, a user preset or the axis) quantizes the inputs of the attention
+// matmuls: q = the queries after RoPE (left operand of QKᵀ, per token and head), p = the softmax
+// output (left operand of P·V, per query row). A single string applies to both q and p; a map
+// {q: S, p: S} sets them apart (a missing one stays unquantized). The keys and values, the other
+// operands, are the `kv_cache` key. Only row-local granularities (token, g<N>, noscale, block formats)
+// are accepted; see harness/quant/attn_quant.h.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +49,13 @@ struct SchemeSpec {
   std::string activations;
   std::string kv_cache;
   std::string mix;          // named per-tensor mix resolved against the model ("q4_k_m"), or ""
+  std::string attn_q;       // attention inputs (see `attention:` above): queries after RoPE
+  std::string attn_p;       // softmax output P
+  // {"weights", "activations", "kv_cache", "mix"} plus "attention": {"q", "p"} only when one is set,
+  // so cells without attention quantization keep the identity they had before the key existed.
   nlohmann::json ToJson() const;
+  // The results column attn_scheme: "" when neither is set, else "q=<scheme|none> p=<scheme|none>".
+  std::string AttentionText() const;
 };
 
 struct AlgorithmSpec {
@@ -79,12 +93,13 @@ struct Experiment {
   std::vector<IgnoreSetSpec> ignore_sets;            // the grid's ignore axis, in order
   std::optional<std::vector<std::string>> activations_axis;
   std::optional<std::vector<std::string>> kv_cache_axis;
+  std::optional<std::vector<std::pair<std::string, std::string>>> attention_axis;  // (q, p) per entry
 };
 
 // One point of the grid.
 struct Cell {
   int index = 0;             // position in the expanded grid (stable for a given file)
-  SchemeSpec scheme;         // after the activations/kv_cache axes were applied
+  SchemeSpec scheme;         // after the activations/kv_cache/attention axes were applied
   AlgorithmSpec algorithm;
   IgnoreSetSpec ignore;
   // Canonical JSON of everything that determines the cell's numbers (not the model/text contents,

@@ -17,6 +17,7 @@
 #include "harness/eval/protocol.h"
 #include "harness/io/load.h"
 #include "harness/quant/algorithm.h"
+#include "harness/quant/attn_quant.h"
 #include "harness/quant/calibration.h"
 #include "harness/quant/kv_quant.h"
 #include "harness/quant/quant_util.h"
@@ -86,8 +87,10 @@ struct ActivationHooks {
   const AlgorithmRuntime* runtime = nullptr;  // the algorithm's online input transform, run first
   std::optional<Scheme> kv;                   // KV-cache scheme, per head (harness/quant/kv_quant.h)
   int kv_heads = 0, head_dim = 0;
+  std::unique_ptr<AttentionQuantizer> attn;   // Q and P of attention (harness/quant/attn_quant.h)
 
   void Build() {
+    if (attn) attn->Install(&hooks);
     if (kv) {
       hooks.kv = [this](int layer, float* k, float* v, int T) {
         Status s = FakeQuantizeKvHeads(*kv, k, T, kv_heads, head_dim);
@@ -253,6 +256,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
     row.weight_scheme = cell.scheme.mix.empty() ? cell.scheme.weights : cell.scheme.mix;
     row.act_scheme = cell.scheme.activations;
     row.kv_scheme = cell.scheme.kv_cache;
+    row.attn_scheme = cell.scheme.AttentionText();
     row.algorithm = cell.algorithm.name;
     row.algo_params = cell.algorithm.params.dump();
     row.ignore_set = cell.ignore.name;
@@ -292,10 +296,17 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
         ah.kv_heads = work.config.n_kv_heads;
         ah.head_dim = work.config.head_dim;
       }
+      if (!cell.scheme.attn_q.empty() || !cell.scheme.attn_p.empty()) {
+        std::optional<Scheme> q, p;
+        if (!cell.scheme.attn_q.empty()) { QL_ASSIGN_OR_RETURN(q, ParseScheme(cell.scheme.attn_q)); }
+        if (!cell.scheme.attn_p.empty()) { QL_ASSIGN_OR_RETURN(p, ParseScheme(cell.scheme.attn_p)); }
+        ah.attn = std::make_unique<AttentionQuantizer>(q, p, work.config.n_heads, work.config.head_dim);
+      }
       ah.runtime = &runtime;
       ah.Build();
       QL_ASSIGN_OR_RETURN(TokenRecords rec, EvaluateAgainstBaseline(work, windows, *base, &ah.hooks));
       QL_RETURN_IF_ERROR(ah.first_error);
+      if (ah.attn) QL_RETURN_IF_ERROR(ah.attn->status());
       const ComparisonStats st = Compare(rec);
       if (!std::isfinite(st.quant.ppl) || !std::isfinite(st.kld.mean)) {
         row.status = "diverged";
@@ -405,12 +416,20 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
   return sum;
 }
 
-std::string CompareSql(const std::string& experiment_id, const std::string& sort) {
+bool HasAttentionCells(ResultStore& store, const std::string& experiment_id) {
+  auto r = store.Query("SELECT 1 FROM cells WHERE attn_scheme != ''" +
+                       (experiment_id.empty() ? std::string() : " AND experiment_id = '" + experiment_id + "'") +
+                       " LIMIT 1");
+  return r.ok() && !r->rows.empty();  // a version-1 store has no such column: none
+}
+
+std::string CompareSql(const std::string& experiment_id, const std::string& sort, bool attention) {
   std::string order = "m.dppl";
   if (sort == "kld") order = "m.kld_mean";
   else if (sort == "bits") order = "m.bits_per_weight";
   std::string where = experiment_id.empty() ? "" : "WHERE c.experiment_id = '" + experiment_id + "' ";
-  return "SELECT c.weight_scheme AS weights, c.act_scheme AS acts, c.algorithm AS algo, c.ignore_set AS ignore, "
+  return "SELECT c.weight_scheme AS weights, c.act_scheme AS acts, " +
+         std::string(attention ? "c.attn_scheme AS attn, " : "") + "c.algorithm AS algo, c.ignore_set AS ignore, "
          "printf('%.3f', m.bits_per_weight) AS bpw, printf('%.4f', m.ppl) AS ppl, "
          "printf('%+.4f [%+.4f, %+.4f]', m.dppl, m.dppl_lo, m.dppl_hi) AS dppl_95ci, "
          "printf('%.5f', m.kld_mean) AS kld, printf('%.5f', m.kld_p99) AS kld_p99, "

@@ -11,6 +11,7 @@
 #include "harness/model/model.h"
 #include "harness/sweep/experiment.h"
 #include "kernels/status.h"
+#include "results/store.h"
 
 namespace ql {
 
@@ -39,7 +40,10 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
 
 // The comparison table of an experiment's cells (all experiments when experiment_id is empty),
 // sorted by `sort` ("dppl", "kld", "bits"): one line per cell with scheme, algorithm, ignore set,
-// bits/weight, PPL, ΔPPL [95% CI], KLD mean/p99, top-1, status.
-std::string CompareSql(const std::string& experiment_id, const std::string& sort);
+// bits/weight, PPL, ΔPPL [95% CI], KLD mean/p99, top-1, status. attention: add the attn_scheme column
+// (a version-1 store has none; see HasAttentionCells).
+std::string CompareSql(const std::string& experiment_id, const std::string& sort, bool attention = false);
+// True when some cell of the experiment (all when empty) quantizes the attention inputs.
+bool HasAttentionCells(ResultStore& store, const std::string& experiment_id);
 
 }  // namespace ql

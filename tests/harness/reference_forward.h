@@ -1,7 +1,8 @@
 // Test oracle: a plain scalar Llama-family forward pass written straight from the definitions
 // (SPECS §6.2/§6.3), naive loops with double accumulation, no SIMD, no BLAS, no kernels/ops. Slow by
 // design; only for small models. Hook semantics match harness/model/forward.h: each linear's hook sees
-// a private copy of that linear's input.
+// a private copy of that linear's input; attn_q sees Q after RoPE (unscaled); attn_probs sees each
+// (head, query) probability row alone, exactly its causal prefix (rows = 1, cols = t + 1).
 #pragma once
 
 #include <cmath>
@@ -83,6 +84,7 @@ inline Mat ReferenceForward(const Model& m, const std::vector<int>& tokens, cons
     RefRope(q, T, H, hd, c.rope_theta, c.rope_interleaved);
     RefRope(k, T, KV, hd, c.rope_theta, c.rope_interleaved);
     if (hooks && hooks->kv) hooks->kv(l, k.data(), v.data(), T);
+    if (hooks && hooks->attn_q) hooks->attn_q(l, q.data(), T);
 
     Mat att(size_t(T) * H * hd, 0.0f);  // [T, H*hd]
     for (int h = 0; h < H; ++h) {
@@ -99,6 +101,13 @@ inline Mat ReferenceForward(const Model& m, const std::vector<int>& tokens, cons
         }
         double z = 0;
         for (int u = 0; u <= t; ++u) z += (s[u] = std::exp(s[u] - mx));
+        if (hooks && hooks->attn_probs) {  // P rounded to float, as the optimized path holds it
+          std::vector<float> pr(t + 1);
+          for (int u = 0; u <= t; ++u) pr[u] = float(s[u] / z);
+          hooks->attn_probs(l, h, t, pr.data(), 1, t + 1);
+          for (int u = 0; u <= t; ++u) s[u] = pr[u];
+          z = 1.0;
+        }
         for (int i = 0; i < hd; ++i) {
           double o = 0;
           for (int u = 0; u <= t; ++u) o += s[u] / z * v[(size_t(u) * KV + g) * hd + i];
