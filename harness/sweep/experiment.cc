@@ -187,7 +187,7 @@ std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
   // integer "sym" in llm-compressor/compressed-tensors is the full range with scale amax/(q_range/2),
   // which is this library's "symfull" (SPECS §1.4).
   auto P = [](std::string label, std::string w, std::string a = "", std::string kv = "", std::string mix = "") {
-    return std::pair<std::string, SchemeSpec>(label, SchemeSpec{label, w, a, kv, mix});
+    return std::pair<std::string, SchemeSpec>(label, SchemeSpec{label, w, a, kv, mix, "", ""});
   };
   return {
       P("W8A8", "int8:channel", "int8:token"),

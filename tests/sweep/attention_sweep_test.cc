@@ -37,10 +37,10 @@ TEST(AttentionExperiment, MapAndStringFormsAreCanonicalized) {
   EXPECT_EQ(e->schemes[0].attn_q, "int8:token");
   EXPECT_EQ(e->schemes[0].attn_p, "fp8_e4m3:noscale");
   EXPECT_EQ(e->schemes[0].AttentionText(), "q=int8:token p=fp8_e4m3:noscale");
-  EXPECT_EQ(e->schemes[0].label, "W=int8:channel Q=int8:token P=fp8_e4m3:noscale");
+  EXPECT_EQ(e->schemes[0].label, "W=int8:channel, Q=int8:token P=fp8_e4m3:noscale");
   EXPECT_EQ(e->schemes[1].attn_q, "int8:token");
   EXPECT_EQ(e->schemes[1].attn_p, "int8:token");
-  EXPECT_EQ(e->schemes[1].label, "W=int8:channel QP=int8:token");
+  EXPECT_EQ(e->schemes[1].label, "W=int8:channel, QP=int8:token");
   EXPECT_EQ(e->schemes[2].AttentionText(), "q=none p=int4:token:asym");
   EXPECT_EQ(e->schemes[3].AttentionText(), "");
 
