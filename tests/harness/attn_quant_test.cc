@@ -178,6 +178,37 @@ TEST(AttentionQuantTest, ForwardMatchesReferenceUnderQkvpQuantization) {
   }
 }
 
+// The head and query-position arguments of attn_probs name the right rows: a hook that reweights P by
+// head and position changes the forward exactly as it changes the oracle.
+TEST(AttentionQuantTest, ProbsHookHeadAndPositionMatchReference) {
+  const ModelConfig c = GqaConfig();
+  const Model m = RandomModel(c, 8);
+  const int T = 70;
+  const auto tok = Tokens(T, c.vocab_size, 2);
+  std::vector<float> plain(size_t(T) * c.vocab_size), got(plain.size());
+  ASSERT_TRUE(ForwardWindow(m, tok, plain.data()).ok());
+  ForwardHooks hooks;
+  hooks.attn_probs = [](int layer, int head, int q_pos0, float* p, int rows, int cols) {
+    for (int r = 0; r < rows; ++r) {
+      const float w = (1.0f + 0.3f * head) * (1.0f + 0.05f * ((q_pos0 + r) % 7)) * (layer == 1 ? 0.5f : 1.0f);
+      for (int u = 0; u <= q_pos0 + r; ++u) p[size_t(r) * cols + u] *= w;
+    }
+  };
+  ASSERT_TRUE(ForwardWindow(m, tok, got.data(), &hooks).ok());
+  EXPECT_GT(RelErr(got, plain), 1e-3);
+  EXPECT_LE(RelErr(got, testing_ref::ReferenceForward(m, tok, &hooks)), 1e-5);
+  // Writing into the causally masked part does nothing: the forward re-applies the mask.
+  ForwardHooks leaky = hooks;
+  leaky.attn_probs = [&](int layer, int head, int q_pos0, float* p, int rows, int cols) {
+    hooks.attn_probs(layer, head, q_pos0, p, rows, cols);
+    for (int r = 0; r < rows; ++r)
+      for (int u = q_pos0 + r + 1; u < cols; ++u) p[size_t(r) * cols + u] = 5.0f;
+  };
+  std::vector<float> leaked(plain.size());
+  ASSERT_TRUE(ForwardWindow(m, tok, leaked.data(), &leaky).ok());
+  EXPECT_EQ(std::memcmp(leaked.data(), got.data(), sizeof(float) * got.size()), 0);
+}
+
 // (e) Token-by-token decoding through the KV cache gives the window's logits under attention
 // quantization (row-local schemes see the same rows in both paths).
 TEST(AttentionQuantTest, CachedDecodingMatchesWindowUnderAttentionQuantization) {
