@@ -44,7 +44,9 @@ void AddSweepCommand(CLI::App& app) {
     if (!o->no_table) {
       auto store = ResultStore::OpenReadOnly(sum->results_dir);
       if (!store.ok()) return Fail("sweep", store.status());
-      auto r = (*store)->Query(CompareSql(sum->experiment_id, "dppl", HasAttentionCells(**store, sum->experiment_id)));
+      const std::string& id = sum->experiment_id;
+      auto r = (*store)->Query(CompareSql(id, "dppl", AnyCellSets(**store, id, "attn_scheme"),
+                                          AnyCellSets(**store, id, "kv_scheme")));
       if (!r.ok()) return Fail("sweep", r.status());
       std::cout << "\n" << FormatTable(*r);
     }
@@ -67,7 +69,8 @@ void AddCompareCommand(CLI::App& app) {
   cmd->callback([o] {
     auto store = ResultStore::OpenReadOnly(o->dir);
     if (!store.ok()) return Fail("compare", store.status());
-    auto r = (*store)->Query(CompareSql(o->experiment, o->sort, HasAttentionCells(**store, o->experiment)));
+    auto r = (*store)->Query(CompareSql(o->experiment, o->sort, AnyCellSets(**store, o->experiment, "attn_scheme"),
+                                        AnyCellSets(**store, o->experiment, "kv_scheme")));
     if (!r.ok()) return Fail("compare", r.status());
     std::cout << (o->csv ? FormatCsv(*r) : o->json ? FormatJson(*r) : FormatTable(*r));
   });

@@ -416,20 +416,21 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
   return sum;
 }
 
-bool HasAttentionCells(ResultStore& store, const std::string& experiment_id) {
-  auto r = store.Query("SELECT 1 FROM cells WHERE attn_scheme != ''" +
+bool AnyCellSets(ResultStore& store, const std::string& experiment_id, const std::string& column) {
+  auto r = store.Query("SELECT 1 FROM cells WHERE " + column + " != ''" +
                        (experiment_id.empty() ? std::string() : " AND experiment_id = '" + experiment_id + "'") +
                        " LIMIT 1");
-  return r.ok() && !r->rows.empty();  // a version-1 store has no such column: none
+  return r.ok() && !r->rows.empty();  // a version-1 store has no attn_scheme column: none
 }
 
-std::string CompareSql(const std::string& experiment_id, const std::string& sort, bool attention) {
+std::string CompareSql(const std::string& experiment_id, const std::string& sort, bool attention, bool kv) {
   std::string order = "m.dppl";
   if (sort == "kld") order = "m.kld_mean";
   else if (sort == "bits") order = "m.bits_per_weight";
   std::string where = experiment_id.empty() ? "" : "WHERE c.experiment_id = '" + experiment_id + "' ";
   return "SELECT c.weight_scheme AS weights, c.act_scheme AS acts, " +
-         std::string(attention ? "c.attn_scheme AS attn, " : "") + "c.algorithm AS algo, c.ignore_set AS ignore, "
+         std::string(kv ? "c.kv_scheme AS kv, " : "") + std::string(attention ? "c.attn_scheme AS attn, " : "") +
+         "c.algorithm AS algo, c.ignore_set AS ignore, "
          "printf('%.3f', m.bits_per_weight) AS bpw, printf('%.4f', m.ppl) AS ppl, "
          "printf('%+.4f [%+.4f, %+.4f]', m.dppl, m.dppl_lo, m.dppl_hi) AS dppl_95ci, "
          "printf('%.5f', m.kld_mean) AS kld, printf('%.5f', m.kld_p99) AS kld_p99, "

@@ -156,7 +156,7 @@ TEST_F(AttentionStore, VersionOneStoreIsUpgradedAndStillReadable) {
   {  // read-only: no upgrade, no attention column; the compare table leaves it out
     auto ro = ResultStore::OpenReadOnly(v1);
     ASSERT_TRUE(ro.ok());
-    EXPECT_FALSE(HasAttentionCells(**ro, ""));
+    EXPECT_FALSE(AnyCellSets(**ro, "", "attn_scheme"));
     EXPECT_TRUE((*ro)->Query(CompareSql("", "dppl", false)).ok());
     EXPECT_FALSE((*ro)->Query(CompareSql("", "dppl", true)).ok());
   }
@@ -164,13 +164,18 @@ TEST_F(AttentionStore, VersionOneStoreIsUpgradedAndStillReadable) {
   ASSERT_TRUE(s.ok()) << s.status().message();
   EXPECT_EQ(Q(**s, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
   EXPECT_EQ(Q(**s, "SELECT '[' || attn_scheme || ']' FROM cells WHERE id = 'old1'"), "[]");
-  EXPECT_FALSE(HasAttentionCells(**s, ""));
+  EXPECT_FALSE(AnyCellSets(**s, "", "attn_scheme"));
   ASSERT_TRUE((*s)->CommitCell(Cell("new1", "q=int8:token p=int8:token")).ok());
   EXPECT_EQ(Q(**s, "SELECT attn_scheme FROM cells WHERE id = 'new1'"), "q=int8:token p=int8:token");
-  EXPECT_TRUE(HasAttentionCells(**s, ""));
+  EXPECT_TRUE(AnyCellSets(**s, "", "attn_scheme"));
   auto table = (*s)->Query(CompareSql("", "dppl", true));
   ASSERT_TRUE(table.ok()) << table.status().message();
   EXPECT_EQ(table->columns[2], "attn");
+  EXPECT_FALSE(AnyCellSets(**s, "", "kv_scheme"));
+  auto with_kv = (*s)->Query(CompareSql("", "dppl", true, true));
+  ASSERT_TRUE(with_kv.ok()) << with_kv.status().message();
+  EXPECT_EQ(with_kv->columns[2], "kv");
+  EXPECT_EQ(with_kv->columns[3], "attn");
   // Opening again is a no-op.
   s->reset();
   auto again = ResultStore::Open(v1);
