@@ -18,4 +18,5 @@ build/quantlab train --config models/quantlab-tiny/train.yaml \
 dst=models/quantlab-tiny
 cp "$work/out/config.json" "$work/out/model.safetensors" "$work/out/tokenizer.json" "$work/out/learning_curve.csv" "$dst/"
 cp "$work/corpus/heldout.txt" "$dst/heldout.txt"
+cp "$work/corpus/calibration.txt" "$dst/calibration.txt"
 echo "train-default: model written to $dst (update $dst/README.md with the numbers above)"

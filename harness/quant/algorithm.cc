@@ -5,6 +5,7 @@
 #include "harness/quant/awq.h"
 #include "harness/quant/gptq.h"
 #include "harness/quant/llm_int8.h"
+#include "harness/quant/qat.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/rotation.h"
 #include "harness/quant/smoothquant.h"
@@ -31,6 +32,7 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       LlmInt8Algorithm(),
       RotationAlgorithm(),
       StaticActAlgorithm(),
+      QatAlgorithm(),
   };
   return kList;
 }

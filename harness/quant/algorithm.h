@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,8 @@ struct CalibrationSet;
 // "this input is already quantized", and the runner's activation scheme is skipped for it.
 struct AlgorithmRuntime {
   std::function<bool(std::string_view module_path, float* x, int T, int in_features)> linear_input;
+  // Arrays the algorithm wants kept with the cell (HDF5 arrays/<cell>.h5), e.g. QAT's loss curve.
+  std::map<std::string, std::vector<float>> arrays;
 };
 
 // What an algorithm gets for one cell: the weight scheme (parsed), the modules to quantize with it

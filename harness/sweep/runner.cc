@@ -363,6 +363,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
       r.arrays["kld"].assign(rec.kld.begin(), rec.kld.end());
       r.arrays["p_diff"].assign(rec.p_diff.begin(), rec.p_diff.end());
       r.arrays["layer_rel_mse"] = layer_rel;
+      for (const auto& [name, a] : runtime.arrays) r.arrays[name] = a;
       row.seconds_eval = Seconds(t1, Clock::now());
       return Status::Ok();
     };
