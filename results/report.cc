@@ -179,9 +179,11 @@ std::vector<size_t> ParetoFront(const std::vector<double>& x, const std::vector<
 
 StatusOr<std::string> RenderReportHtml(ResultStore& store, const ReportOptions& opt) {
   const std::string where = opt.experiment_id.empty() ? "1" : "c.experiment_id = '" + opt.experiment_id + "'";
+  // Attention-input schemes (schema version 2); a version-1 store has no attn_scheme column.
+  const std::string attn = store.Query("SELECT attn_scheme FROM cells LIMIT 0").ok() ? "c.attn_scheme" : "''";
   QL_ASSIGN_OR_RETURN(SqlResult cells, store.Query(
       "SELECT c.id, c.weight_scheme, c.act_scheme, c.kv_scheme, c.algorithm, c.ignore_set, m.bits_per_weight, "
-      "m.dppl, m.kld_mean, m.ppl, m.top1 FROM cells c JOIN metrics m ON m.cell_id = c.id "
+      "m.dppl, m.kld_mean, m.ppl, m.top1, " + attn + " FROM cells c JOIN metrics m ON m.cell_id = c.id "
       "WHERE c.status = 'ok' AND " + where + " ORDER BY m.bits_per_weight, m.dppl"));
   std::vector<Point> p_dppl, p_kld;
   std::vector<std::string> labels;
@@ -189,6 +191,7 @@ StatusOr<std::string> RenderReportHtml(ResultStore& store, const ReportOptions& 
     std::string label = SqlValueToString(row[1]);
     if (!SqlValueToString(row[2]).empty()) label += " A=" + SqlValueToString(row[2]);
     if (!SqlValueToString(row[3]).empty()) label += " KV=" + SqlValueToString(row[3]);
+    if (!SqlValueToString(row[11]).empty()) label += " ATTN(" + SqlValueToString(row[11]) + ")";
     label += " | " + SqlValueToString(row[4]) + " | ignore=" + SqlValueToString(row[5]);
     labels.push_back(label);
     const std::string color = FamilyColor(SqlValueToString(row[1]));
@@ -222,7 +225,8 @@ StatusOr<std::string> RenderReportHtml(ResultStore& store, const ReportOptions& 
       "SELECT b.protocol, b.precision, printf('%.4f ± %.4f', b.ppl, b.ppl_err) AS ppl, b.n_tokens, m.path AS model, "
       "d.path AS data FROM baselines b LEFT JOIN models m ON m.id = b.model_id LEFT JOIN datasets d ON d.id = b.dataset_id"));
   QL_ASSIGN_OR_RETURN(SqlResult table, store.Query(
-      "SELECT c.weight_scheme AS weights, c.act_scheme AS acts, c.kv_scheme AS kv, c.algorithm AS algo, c.ignore_set AS ignore, "
+      "SELECT c.weight_scheme AS weights, c.act_scheme AS acts, c.kv_scheme AS kv, " + attn + " AS attn, "
+      "c.algorithm AS algo, c.ignore_set AS ignore, "
       "printf('%.3f', m.bits_per_weight) AS bpw, printf('%.4f', m.ppl) AS ppl, "
       "printf('%+.4f [%+.4f, %+.4f]', m.dppl, m.dppl_lo, m.dppl_hi) AS dppl_95ci, printf('%.5f', m.kld_mean) AS kld, "
       "printf('%.5f', m.kld_p99) AS kld_p99, printf('%.2f%%', 100 * m.top1) AS top1, c.code_version AS code, c.host AS host "

@@ -12,6 +12,7 @@
 
 #include "harness/sweep/experiment.h"
 #include "harness/sweep/runner.h"
+#include "results/report.h"
 #include "results/store.h"
 
 namespace ql {
@@ -159,6 +160,7 @@ TEST_F(AttentionStore, VersionOneStoreIsUpgradedAndStillReadable) {
     EXPECT_FALSE(AnyCellSets(**ro, "", "attn_scheme"));
     EXPECT_TRUE((*ro)->Query(CompareSql("", "dppl", false)).ok());
     EXPECT_FALSE((*ro)->Query(CompareSql("", "dppl", true)).ok());
+    EXPECT_TRUE(RenderReportHtml(**ro, {}).ok());  // the report reads a version-1 store too
   }
   auto s = ResultStore::Open(v1);
   ASSERT_TRUE(s.ok()) << s.status().message();
@@ -229,6 +231,11 @@ TEST_F(AttentionStore, SweepRecordsAndComparesAttentionCells) {
   const double k_none = kld(""), k8 = kld("q=none p=int8:token"), k4 = kld("q=none p=int4:token");
   EXPECT_LT(k_none, k8);
   EXPECT_LT(k8, k4);
+  // The report labels and tabulates the attention scheme.
+  auto html = RenderReportHtml(**s, {});
+  ASSERT_TRUE(html.ok()) << html.status().message();
+  EXPECT_NE(html->find("ATTN(q=none p=int4:token)"), std::string::npos);
+  EXPECT_NE(html->find("<td>q=none p=int8:token</td>"), std::string::npos);
 }
 
 }  // namespace
