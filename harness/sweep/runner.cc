@@ -178,7 +178,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
   std::optional<CalibrationSet> calib;
   for (const Cell& c : cells) {
     QL_ASSIGN_OR_RETURN(const AlgorithmInfo* algo, FindAlgorithm(c.algorithm.name));
-    if (!algo->needs_calibration || calib) continue;
+    if (!NeedsCalibration(*algo, c.algorithm.params) || calib) continue;
     if (!e.calibration)
       return Status::Errorf("{}: algorithm {} needs a calibration: section (data, samples, seqlen, seed)",
                             e.path.empty() ? e.name : e.path, algo->name);
@@ -342,7 +342,8 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
       r.metrics = m;
 
       QL_ASSIGN_OR_RETURN(std::vector<SignalError> layers,
-                          LayerOutputErrors(reference, work, windows, opt.layer_error_windows));
+                          LayerOutputErrors(reference, work, windows, opt.layer_error_windows, &ah.hooks,
+                                            runtime.residual_to_model_basis));
       std::vector<float> layer_rel;
       for (size_t l = 0; l < layers.size(); ++l) {
         r.layer_errors.push_back({int(l), layers[l].rel_mse, layers[l].sqnr_db});
