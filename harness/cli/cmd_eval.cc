@@ -181,8 +181,22 @@ Status RunEval(const EvalOptions& o) {
     if (!s.ok()) return Status::Errorf("--scheme '{}': {}", o.scheme, s.status().message());
     scheme = *s;
   }
-  if (!o.algorithm.empty() && !scheme)
-    return Status::Errorf("--algorithm {} needs --scheme (the weight scheme it quantizes to, e.g. int4:g32)", o.algorithm);
+  // The algorithm and its parameters are checked before any work or output.
+  const AlgorithmInfo* algo = nullptr;
+  nlohmann::json params;
+  if (!o.algorithm.empty()) {
+    if (!scheme)
+      return Status::Errorf("--algorithm {} needs --scheme (the weight scheme it quantizes to, e.g. int4:g32)",
+                            o.algorithm);
+    QL_ASSIGN_OR_RETURN(algo, FindAlgorithm(o.algorithm));
+    QL_ASSIGN_OR_RETURN(params, ParseAlgorithmParams(o.params));
+    QL_RETURN_IF_ERROR(ResolveAlgorithmParams(*algo, params).status());
+    if (NeedsCalibration(*algo, params) && o.calib.empty())
+      return Status::Errorf("--algorithm {} needs calibration text: pass --calib FILE (disjoint from --data)",
+                            algo->name);
+  } else if (!o.params.empty() || !o.calib.empty()) {
+    return Status::Error("--param and --calib need --algorithm NAME");
+  }
   QL_ASSIGN_OR_RETURN(ProtocolSpec spec, ProtocolSpec::Parse(o.protocol));
   if (o.ctx > 0) spec.n_ctx = o.ctx;
   if (o.chunks > 0) spec.max_chunks = o.chunks;
@@ -243,18 +257,10 @@ Status RunEval(const EvalOptions& o) {
 
   const Model reference = WithPrecision(model, precision);
   Model quant = reference;
-  const AlgorithmInfo* algo = nullptr;
-  nlohmann::json params;
   std::optional<CalibrationSet> calib;
   AlgorithmRuntime runtime;
-  if (!o.algorithm.empty()) {
-    QL_ASSIGN_OR_RETURN(algo, FindAlgorithm(o.algorithm));
-    QL_ASSIGN_OR_RETURN(params, ParseAlgorithmParams(o.params));
-    QL_RETURN_IF_ERROR(ResolveAlgorithmParams(*algo, params).status());
+  if (algo) {
     if (NeedsCalibration(*algo, params)) {
-      if (o.calib.empty())
-        return Status::Errorf("--algorithm {} needs calibration text: pass --calib FILE (disjoint from --data)",
-                              algo->name);
       if (o.calib == o.data && !o.json)
         fmt::print("warning: --calib is the evaluation text ({}): results will be optimistic\n", o.data);
       const int seqlen = o.calib_seqlen > 0 ? o.calib_seqlen : spec.n_ctx;
@@ -263,8 +269,6 @@ Status RunEval(const EvalOptions& o) {
     }
     j["algorithm"] = algo->name;
     j["algorithm_params"] = params;
-  } else if (!o.params.empty() || !o.calib.empty()) {
-    return Status::Error("--param and --calib need --algorithm NAME");
   }
   QL_ASSIGN_OR_RETURN(const QuantSummary qs,
                       QuantizeLinears(&quant, *scheme, o.head, algo, params, calib ? &*calib : nullptr, &runtime));
@@ -281,9 +285,11 @@ Status RunEval(const EvalOptions& o) {
   Model ref_for_err = reference;
   if (ref_for_err.config.tied_embeddings && quant.Has("lm_head.weight"))
     ref_for_err.weights["lm_head.weight"] = ref_for_err.W("model.embed_tokens.weight");
-  // A rotated model's weights live in another basis than the reference's: no per-tensor comparison.
-  std::vector<std::pair<std::string, SignalError>> werr;
-  if (!runtime.residual_to_model_basis) werr = WeightErrors(ref_for_err, quant, names);
+  std::vector<std::pair<std::string, SignalError>> werr = WeightErrors(ref_for_err, quant, names);
+  // A transforming algorithm (rotation) is compared with its own unrounded weights.
+  for (auto& [name, e] : werr)
+    if (auto it = runtime.weights_before_rounding.find(name); it != runtime.weights_before_rounding.end())
+      e = CompareTensors(it->second, quant.W(name).data);
   QL_ASSIGN_OR_RETURN(const std::vector<SignalError> lerr,
                       LayerOutputErrors(reference, quant, windows, o.layer_windows, &hooks,
                                         runtime.residual_to_model_basis));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,10 @@ struct AlgorithmRuntime {
   // residual stream h [T, dim] into their model's basis in place, so per-layer output errors compare
   // like with like. Empty: same basis.
   std::function<void(float* h, int T, int dim)> residual_to_model_basis;
+  // Tensor name → its values after the algorithm's function-preserving transform and before rounding
+  // (rotation). Per-tensor weight errors compare with these: the reference's weights live in another
+  // basis. Empty for algorithms that do not transform.
+  std::map<std::string, std::vector<float>> weights_before_rounding;
 };
 
 // What an algorithm gets for one cell: the weight scheme (parsed), the modules to quantize with it

@@ -180,6 +180,11 @@ Status ApplyRotation(Model& model, const AlgorithmContext& ctx) {
       std::copy(out.begin(), out.end(), h);
     };
   }
+  if (ctx.runtime && ctx.module_schemes)
+    for (const auto& [mod, scheme] : *ctx.module_schemes) {
+      const std::string key = WeightKey(model, mod);
+      ctx.runtime->weights_before_rounding[key] = model.W(key).data;
+    }
   // lm_head is its own tensor now; the cell's "lm_head" entry names it.
   if (quantizer == "gptq") {
     // GPTQ on the rotated model, with its own parameters (checked against GPTQ's defaults); the

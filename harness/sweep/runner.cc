@@ -330,9 +330,12 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
         q_bits += int64_t(qt.Bytes()) * 8;
         q_n += w.numel();
         total_bytes += int64_t(qt.Bytes());
-        const SignalError err = CompareTensors(w.data, work.W(wn).data);
+        // A transforming algorithm (rotation) is compared with its own unrounded weights.
+        const auto tr = runtime.weights_before_rounding.find(wn);
+        const std::vector<float>& w0 = tr != runtime.weights_before_rounding.end() ? tr->second : w.data;
+        const SignalError err = CompareTensors(w0, work.W(wn).data);
         r.tensor_errors.push_back({wn, sc, err.mse, err.sqnr_db, err.max_abs, qt.BitsPerWeight(), int64_t(qt.Bytes())});
-        r.arrays["weight_error_hist/" + wn] = ErrorHistogram(w.data, work.W(wn).data, err.max_abs);
+        r.arrays["weight_error_hist/" + wn] = ErrorHistogram(w0, work.W(wn).data, err.max_abs);
       }
       const int64_t base_bytes_per = precision == BaselinePrecision::kBf16 ? 2 : 4;
       for (const auto& [name, t] : reference.weights)

@@ -16,7 +16,7 @@ const std::string kData = std::string(QL_SHARED_DIR) + "/data/tinystories-valid-
 const std::string kBase = std::string(QL_QUANTLAB_BIN) + " eval --model " + kModel + " --data " + kData +
                           " --ctx 64 --chunks 3 --baseline fp32 --layer-windows 1 ";
 
-qltest::CommandResult Run(const std::string& args) { return qltest::RunCommand(kBase + args + " 2>&1"); }
+qltest::CommandResult Eval(const std::string& args) { return qltest::RunCommand(kBase + args + " 2>&1"); }
 
 nlohmann::json RunJson(const std::string& args) {
   const auto r = qltest::RunCommand(kBase + args + " --json 2>/dev/null");
@@ -50,7 +50,7 @@ TEST(EvalAlgorithmCli, RotationAtFp16KeepsTheModel) {
 }
 
 TEST(EvalAlgorithmCli, GptqWithCalibration) {
-  const auto r = Run("--scheme int4:g32 --algorithm gptq");
+  const auto r = Eval("--scheme int4:g32 --algorithm gptq");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--calib"), std::string::npos) << r.out;
   const auto j = RunJson("--scheme int4:g32 --algorithm rotation --param quantizer=gptq --param 'gptq={\"act_order\": true}' "
@@ -67,7 +67,7 @@ TEST(EvalAlgorithmCli, BadArgumentsAreOneLineErrors) {
                                   std::string("--scheme int4:g32 --algorithm rotation --param bogus=1"),
                                   std::string("--scheme int4:g32 --algorithm rotation --param r1"),
                                   std::string("--algorithm rtn"), std::string("--scheme int4:g32 --param r1=true")}) {
-    const auto r = Run(args);
+    const auto r = Eval(args);
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_EQ(r.out.rfind("quantlab eval: ", 0), 0u) << args << "\n" << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
