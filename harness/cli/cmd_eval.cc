@@ -1,6 +1,8 @@
 // `quantlab eval`: perplexity of a model on a text under a named protocol, and — with --scheme — what
 // fake-quantizing its linear weights costs against the BF16/FP32 baseline (ΔPPL, KLD, top-1, Δp,
-// per-tensor and per-layer error). One model load, one baseline pass. Not a sweep (harness/sweep).
+// per-tensor and per-layer error). With --algorithm, any registered quantization algorithm (GPTQ, AWQ,
+// rotation, …) chooses the weights instead of round-to-nearest. One model load, one baseline pass. Not a
+// sweep (harness/sweep).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +23,8 @@
 #include "harness/eval/metrics.h"
 #include "harness/eval/protocol.h"
 #include "harness/io/load.h"
+#include "harness/quant/algorithm.h"
+#include "harness/quant/calibration.h"
 #include "harness/model/model.h"
 #include "harness/tokenizer/tokenizer.h"
 #include "kernels/quantizer.h"
@@ -34,7 +38,26 @@ struct EvalOptions {
   std::string cache_dir;
   int ctx = 0, chunks = 0, top_k = 0, layer_windows = 4;
   bool json = false, tensors = false;
+  // --algorithm NAME [--param key=value ...] [--calib FILE --calib-samples N --calib-seqlen L --calib-seed S]
+  std::string algorithm, calib;
+  std::vector<std::string> params;
+  int calib_samples = 128, calib_seqlen = 0, calib_seed = 0;
 };
+
+// --param key=value → {key: value}; the value is read as JSON when it parses (numbers, true/false,
+// {"act_order": true}), else as a string (quantizer=gptq).
+StatusOr<nlohmann::json> ParseAlgorithmParams(const std::vector<std::string>& kv) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const std::string& p : kv) {
+    const size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return Status::Errorf("--param '{}' is not key=value (e.g. --param act_order=true)", p);
+    const std::string key = p.substr(0, eq), value = p.substr(eq + 1);
+    nlohmann::json v = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    j[key] = v.is_discarded() ? nlohmann::json(value) : v;
+  }
+  return j;
+}
 
 // io's LoadModel detects the checkpoint kind (HF directory/safetensors, GGUF, llama2.c);
 // --tokenizer replaces whatever tokenizer the loader found beside the model.
@@ -71,7 +94,11 @@ struct QuantSummary {
 // lm_head: --head auto quantizes an untied head and keeps a tied one (it is the embedding table) at
 // the baseline precision; --head quantize unties a tied head (a quantized copy becomes lm_head.weight,
 // embedding lookups stay exact); --head skip never touches it.
-StatusOr<QuantSummary> QuantizeLinears(Model* m, const Scheme& scheme, const std::string& head) {
+// With `algo`, the same modules are handed to the algorithm (module_schemes = every chosen module at
+// `scheme`), which quantizes them its own way and may leave online transforms in *runtime.
+StatusOr<QuantSummary> QuantizeLinears(Model* m, const Scheme& scheme, const std::string& head,
+                                       const AlgorithmInfo* algo = nullptr, const nlohmann::json& params = {},
+                                       const CalibrationSet* calib = nullptr, AlgorithmRuntime* runtime = nullptr) {
   QuantSummary q;
   const auto t0 = std::chrono::steady_clock::now();
   const bool tied = m->config.tied_embeddings;
@@ -92,7 +119,29 @@ StatusOr<QuantSummary> QuantizeLinears(Model* m, const Scheme& scheme, const std
     m->weights["lm_head.weight"] = m->W("model.embed_tokens.weight");
     m->config.tied_embeddings = false;
   }
+  if (algo) {
+    std::vector<std::pair<std::string, std::string>> module_schemes;
+    for (const std::string& mod : m->LinearModules()) {
+      if (mod == "lm_head" && !do_head) continue;
+      if (m->Has(mod + ".weight")) module_schemes.emplace_back(mod, ToString(scheme));
+    }
+    AlgorithmContext ctx;
+    ctx.module_schemes = &module_schemes;
+    ctx.params = params;
+    ctx.calibration = calib;
+    ctx.runtime = runtime;
+    if (Status s = algo->apply(*m, ctx); !s.ok()) return Status::Errorf("algorithm {}: {}", algo->name, s.message());
+    for (const auto& [mod, sc] : module_schemes) {
+      const Tensor& t = m->W(mod + ".weight");
+      auto qt = Quantize(scheme, t.data.data(), t.rows(), t.cols());  // storage size of the chosen values
+      if (!qt.ok()) return Status::Errorf("sizing {}: {}", mod, qt.status().message());
+      q.tensors.push_back(mod + ".weight");
+      q.quant_numel += t.numel();
+      q.quant_bytes += int64_t(qt->Bytes());
+    }
+  }
   for (const std::string& mod : m->LinearModules()) {
+    if (algo) break;
     if (mod == "lm_head" && !do_head) continue;
     const std::string name = mod + ".weight";
     if (!m->Has(name)) continue;
@@ -131,6 +180,22 @@ Status RunEval(const EvalOptions& o) {
     auto s = ParseScheme(o.scheme);
     if (!s.ok()) return Status::Errorf("--scheme '{}': {}", o.scheme, s.status().message());
     scheme = *s;
+  }
+  // The algorithm and its parameters are checked before any work or output.
+  const AlgorithmInfo* algo = nullptr;
+  nlohmann::json params;
+  if (!o.algorithm.empty()) {
+    if (!scheme)
+      return Status::Errorf("--algorithm {} needs --scheme (the weight scheme it quantizes to, e.g. int4:g32)",
+                            o.algorithm);
+    QL_ASSIGN_OR_RETURN(algo, FindAlgorithm(o.algorithm));
+    QL_ASSIGN_OR_RETURN(params, ParseAlgorithmParams(o.params));
+    QL_RETURN_IF_ERROR(ResolveAlgorithmParams(*algo, params).status());
+    if (NeedsCalibration(*algo, params) && o.calib.empty())
+      return Status::Errorf("--algorithm {} needs calibration text: pass --calib FILE (disjoint from --data)",
+                            algo->name);
+  } else if (!o.params.empty() || !o.calib.empty()) {
+    return Status::Error("--param and --calib need --algorithm NAME");
   }
   QL_ASSIGN_OR_RETURN(ProtocolSpec spec, ProtocolSpec::Parse(o.protocol));
   if (o.ctx > 0) spec.n_ctx = o.ctx;
@@ -192,9 +257,27 @@ Status RunEval(const EvalOptions& o) {
 
   const Model reference = WithPrecision(model, precision);
   Model quant = reference;
-  QL_ASSIGN_OR_RETURN(const QuantSummary qs, QuantizeLinears(&quant, *scheme, o.head));
+  std::optional<CalibrationSet> calib;
+  AlgorithmRuntime runtime;
+  if (algo) {
+    if (NeedsCalibration(*algo, params)) {
+      if (o.calib == o.data && !o.json)
+        fmt::print("warning: --calib is the evaluation text ({}): results will be optimistic\n", o.data);
+      const int seqlen = o.calib_seqlen > 0 ? o.calib_seqlen : spec.n_ctx;
+      QL_ASSIGN_OR_RETURN(calib, BuildCalibration(reference, o.calib, o.calib_samples, seqlen, o.calib_seed));
+      j["calibration"] = {{"data", o.calib}, {"samples", o.calib_samples}, {"seqlen", seqlen}, {"seed", o.calib_seed}};
+    }
+    j["algorithm"] = algo->name;
+    j["algorithm_params"] = params;
+  }
+  QL_ASSIGN_OR_RETURN(const QuantSummary qs,
+                      QuantizeLinears(&quant, *scheme, o.head, algo, params, calib ? &*calib : nullptr, &runtime));
+  // The algorithm's online transforms (rotation's R4, LLM.int8()'s outlier split) run during evaluation.
+  ForwardHooks hooks;
+  if (runtime.linear_input)
+    hooks.linear_input = [&runtime](std::string_view path, float* x, int T, int in) { runtime.linear_input(path, x, T, in); };
   const auto t_eval = std::chrono::steady_clock::now();
-  QL_ASSIGN_OR_RETURN(const TokenRecords records, EvaluateAgainstBaseline(quant, windows, *base));
+  QL_ASSIGN_OR_RETURN(const TokenRecords records, EvaluateAgainstBaseline(quant, windows, *base, &hooks));
   const double eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
   const ComparisonStats cs = Compare(records);
   std::vector<std::string> names = qs.tensors;
@@ -202,9 +285,14 @@ Status RunEval(const EvalOptions& o) {
   Model ref_for_err = reference;
   if (ref_for_err.config.tied_embeddings && quant.Has("lm_head.weight"))
     ref_for_err.weights["lm_head.weight"] = ref_for_err.W("model.embed_tokens.weight");
-  const auto werr = WeightErrors(ref_for_err, quant, names);
+  std::vector<std::pair<std::string, SignalError>> werr = WeightErrors(ref_for_err, quant, names);
+  // A transforming algorithm (rotation) is compared with its own unrounded weights.
+  for (auto& [name, e] : werr)
+    if (auto it = runtime.weights_before_rounding.find(name); it != runtime.weights_before_rounding.end())
+      e = CompareTensors(it->second, quant.W(name).data);
   QL_ASSIGN_OR_RETURN(const std::vector<SignalError> lerr,
-                      LayerOutputErrors(reference, quant, windows, o.layer_windows));
+                      LayerOutputErrors(reference, quant, windows, o.layer_windows, &hooks,
+                                        runtime.residual_to_model_basis));
 
   const double bits_linear = qs.quant_numel ? 8.0 * double(qs.quant_bytes) / double(qs.quant_numel) : 0;
   const double base_bits = precision == BaselinePrecision::kBf16 ? 16.0 : 32.0;
@@ -255,6 +343,7 @@ Status RunEval(const EvalOptions& o) {
     fmt::print("{}\n", j.dump());
     return Status::Ok();
   }
+  if (algo) fmt::print("algorithm {} {}\n", algo->name, params.dump());
   fmt::print("scheme    {}: {:.4f} bits/weight over {} linear tensors ({:.3f} over all weights); lm_head {}\n",
              ToString(*scheme), bits_linear, qs.tensors.size(), bits_model, qs.head_policy);
   fmt::print("quant     PPL {:.4f} ± {:.4f}\n", cs.quant.ppl, cs.quant.ppl_err);
@@ -311,6 +400,12 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("--cache-dir", o->cache_dir, "directory for baseline cache files (none by default)");
   cmd->add_option("--layer-windows", o->layer_windows, "windows used for per-layer output error (0 = all)");
   cmd->add_flag("--tensors", o->tensors, "print the error of every quantized tensor");
+  cmd->add_option("--algorithm", o->algorithm, "quantization algorithm for --scheme: rtn (default), gptq, awq, rotation, …");
+  cmd->add_option("--param", o->params, "algorithm parameter key=value (repeatable), e.g. --param act_order=true");
+  cmd->add_option("--calib", o->calib, "calibration text for calibrated algorithms (disjoint from --data)");
+  cmd->add_option("--calib-samples", o->calib_samples, "calibration windows (default 128)");
+  cmd->add_option("--calib-seqlen", o->calib_seqlen, "calibration window length (default: the evaluation context)");
+  cmd->add_option("--calib-seed", o->calib_seed, "seed of the calibration window starts (default 0)");
   cmd->add_flag("--json", o->json, "print one JSON object instead of text");
   cmd->callback([o] {
     const Status s = RunEval(*o);

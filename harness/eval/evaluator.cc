@@ -56,18 +56,30 @@ std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& refer
 
 StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, const Model& test,
                                                     const std::vector<Window>& windows, int max_windows) {
+  return LayerOutputErrors(reference, test, windows, max_windows, nullptr, {});
+}
+
+StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, const Model& test,
+                                                    const std::vector<Window>& windows, int max_windows,
+                                                    const ForwardHooks* test_hooks,
+                                                    const std::function<void(float* h, int T, int dim)>& to_test_basis) {
   const int L = reference.config.n_layers, D = reference.config.dim, V = reference.config.vocab_size;
   std::vector<ErrorAccumulator> acc(L);
   std::vector<std::vector<float>> ref_out(L);  // [L][T, D]
   std::vector<float> logits;
-  ForwardHooks capture, compare;
+  ForwardHooks capture;
+  ForwardHooks compare = test_hooks ? *test_hooks : ForwardHooks{};
   capture.block_output = [&](int layer, const float* h, int T) {
     ref_out[layer].assign(h, h + size_t(T) * D);
+    if (to_test_basis) to_test_basis(ref_out[layer].data(), T, D);
   };
   compare.block_output = [&](int layer, const float* h, int T) {
     QL_CHECK(ref_out[layer].size() == size_t(T) * D, "layer {} was not captured for this window", layer);
     acc[layer].Add(ref_out[layer], std::span<const float>(h, size_t(T) * D));
   };
+  compare.stop_after_layer = -1;
+  compare.start_layer = 0;
+  compare.start_hidden = nullptr;
   const size_t n = max_windows > 0 ? std::min<size_t>(windows.size(), size_t(max_windows)) : windows.size();
   for (size_t wi = 0; wi < n; ++wi) {
     const Window& w = windows[wi];

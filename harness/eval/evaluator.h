@@ -34,5 +34,13 @@ std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& refer
 // would dwarf the log-probs for real models.
 StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, const Model& test,
                                                     const std::vector<Window>& windows, int max_windows);
+// The same with the test model's evaluation hooks (activation/KV fake quantization, an algorithm's
+// online transforms; their block_output is replaced here) and, when the test model's residual stream
+// lives in another basis (rotation), the map of a reference stream [T, dim] into that basis, applied
+// to the reference before comparing. Either may be null/empty.
+StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, const Model& test,
+                                                    const std::vector<Window>& windows, int max_windows,
+                                                    const ForwardHooks* test_hooks,
+                                                    const std::function<void(float* h, int T, int dim)>& to_test_basis);
 
 }  // namespace ql

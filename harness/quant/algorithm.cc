@@ -65,4 +65,9 @@ StatusOr<nlohmann::json> ResolveAlgorithmParams(const AlgorithmInfo& algo, const
   return out;
 }
 
+bool NeedsCalibration(const AlgorithmInfo& algo, const nlohmann::json& params) {
+  if (!algo.needs_calibration_for) return algo.needs_calibration;
+  return algo.needs_calibration_for(params.is_null() ? nlohmann::json::object() : params);
+}
+
 }  // namespace ql

@@ -27,6 +27,14 @@ struct AlgorithmRuntime {
   std::function<bool(std::string_view module_path, float* x, int T, int in_features)> linear_input;
   // Arrays the algorithm wants kept with the cell (HDF5 arrays/<cell>.h5), e.g. QAT's loss curve.
   std::map<std::string, std::vector<float>> arrays;
+  // Algorithms that change the basis of the residual stream (rotation: h ← h·R1) map a reference
+  // residual stream h [T, dim] into their model's basis in place, so per-layer output errors compare
+  // like with like. Empty: same basis.
+  std::function<void(float* h, int T, int dim)> residual_to_model_basis;
+  // Tensor name → its values after the algorithm's function-preserving transform and before rounding
+  // (rotation). Per-tensor weight errors compare with these: the reference's weights live in another
+  // basis. Empty for algorithms that do not transform.
+  std::map<std::string, std::vector<float>> weights_before_rounding;
 };
 
 // What an algorithm gets for one cell: the weight scheme (parsed), the modules to quantize with it
@@ -47,6 +55,9 @@ struct AlgorithmInfo {
   bool needs_calibration = false;
   // Quantizes `model`'s weights in place (fake quantization: dequantized values stored back as fp32).
   std::function<Status(Model& model, const AlgorithmContext& ctx)> apply;
+  // When set, whether a cell with these (resolved or raw) parameters needs calibration data; overrides
+  // needs_calibration (rotation needs it only with quantizer: gptq). Use NeedsCalibration().
+  std::function<bool(const nlohmann::json& params)> needs_calibration_for = {};
 };
 
 const std::vector<AlgorithmInfo>& Algorithms();
@@ -54,5 +65,7 @@ StatusOr<const AlgorithmInfo*> FindAlgorithm(const std::string& name);
 // Checks every key of `params` against the algorithm's defaults (name, type) and returns the full
 // parameter set (defaults overlaid with params).
 StatusOr<nlohmann::json> ResolveAlgorithmParams(const AlgorithmInfo& algo, const nlohmann::json& params);
+// needs_calibration_for(params) when the algorithm has it, else needs_calibration. params may be null.
+bool NeedsCalibration(const AlgorithmInfo& algo, const nlohmann::json& params);
 
 }  // namespace ql

@@ -86,6 +86,7 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
   std::vector<double> xd;  // [T, in] the window's input in double, for dsyrk
   std::map<std::string, std::vector<double>> abs_sum;  // mean |x| accumulates in double
   hooks.linear_input = [&](std::string_view path, float* x, int T, int in) {
+    if (req.transform) req.transform(path, x, T, in);
     auto it = out.find(std::string(path));
     if (it == out.end()) return;
     LinearStats& st = it->second;

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "harness/model/model.h"
@@ -46,6 +48,9 @@ struct CaptureRequest {
   const std::vector<std::vector<float>>* start_hidden = nullptr;
   int save_after_layer = -1;
   std::vector<std::vector<float>>* save_hidden = nullptr;
+  // Run on every linear input before anything is recorded (an algorithm's online transform, e.g.
+  // rotation's R4 before down_proj), so the statistics are of the inputs the linears see at evaluation.
+  std::function<bool(std::string_view module_path, float* x, int T, int in)> transform;
 };
 
 struct LinearStats {

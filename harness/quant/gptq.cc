@@ -267,6 +267,11 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   opt.static_groups = p["static_groups"].get<bool>();
   const bool true_seq = p["true_sequential"].get<bool>();
   const auto schemes = SchemeMap(ctx);
+  // An online input transform left by an earlier step (rotation's R4 before down_proj) is part of the
+  // model being quantized: every calibration pass runs it, so the Hessians are of the inputs the
+  // linears see at evaluation.
+  std::function<bool(std::string_view, float*, int, int)> online;
+  if (ctx.runtime) online = ctx.runtime->linear_input;
 
   // Per layer, stages in forward order (true-sequential: q/k/v, o, gate/up, down each re-captured
   // after the previous stage was quantized); the modules of one inner list share their input. Each
@@ -277,6 +282,7 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   auto run_stage = [&](const std::vector<std::vector<std::string>>& stage, int layer) -> Status {
     CaptureRequest req;
     req.hessian = true;
+    req.transform = online;
     req.start_layer = layer;
     req.start_hidden = layer > 0 ? &hidden : nullptr;
     std::vector<std::pair<std::string, std::vector<std::string>>> todo;  // (input representative, modules)
@@ -314,6 +320,7 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
     }
     if (l + 1 < L) {  // the next layer's input, through this (now quantized) layer
       CaptureRequest adv;
+      adv.transform = online;
       adv.start_layer = l;
       adv.start_hidden = l > 0 ? &hidden : nullptr;
       adv.save_after_layer = l;

@@ -8,8 +8,10 @@
 
 #include <cmath>
 #include <iostream>
+#include <memory>
 #include <random>
 
+#include "harness/quant/gptq.h"
 #include "harness/quant/quant_util.h"
 #include "kernels/hadamard.h"
 
@@ -49,7 +51,9 @@ void FuseNorm(Model& m, const std::string& norm, const std::vector<std::string>&
 }  // namespace
 
 Status RotateModel(Model& model, const RotationOptions& opt,
-                   std::function<void(std::string_view, float*, int, int)>* online_r4, std::string* note) {
+                   std::function<void(std::string_view, float*, int, int)>* online_r4, std::string* note,
+                   std::vector<float>* r1_out) {
+  if (r1_out) r1_out->clear();
   ModelConfig& c = model.config;
   const int D = c.dim, F = c.hidden_dim, hd = c.head_dim;
   if (c.tied_embeddings) {  // the head gets its own copy before the two are rotated differently
@@ -80,6 +84,7 @@ Status RotateModel(Model& model, const RotationOptions& opt,
       LeftMulT(model.W(p + "self_attn.o_proj.weight"), r1, D);
       LeftMulT(model.W(p + "mlp.down_proj.weight"), r1, D);
     }
+    if (r1_out) *r1_out = std::move(r1);
   }
   if (opt.r2) {
     QL_ASSIGN_OR_RETURN(HadamardPlan plan, PlanHadamard(hd));
@@ -149,10 +154,15 @@ Status ApplyRotation(Model& model, const AlgorithmContext& ctx) {
   opt.r2 = p["r2"].get<bool>();
   opt.r4 = p["r4"].get<bool>();
   opt.seed = uint64_t(ctx.seed);
+  const std::string quantizer = p["quantizer"].get<std::string>();
+  if (quantizer != "rtn" && quantizer != "gptq")
+    return Status::Errorf("rotation: quantizer '{}' is not one of rtn, gptq", quantizer);
+  if (quantizer == "gptq") QL_RETURN_IF_ERROR(NeedCalibration(ctx, "rotation with quantizer: gptq"));
   if (opt.r4 && !ctx.runtime) return Status::Error("rotation: R4 needs the runner's runtime hooks");
   std::function<void(std::string_view, float*, int, int)> r4;
   std::string note;
-  QL_RETURN_IF_ERROR(RotateModel(model, opt, &r4, &note));
+  auto r1 = std::make_shared<std::vector<float>>();
+  QL_RETURN_IF_ERROR(RotateModel(model, opt, &r4, &note, r1.get()));
   if (!note.empty()) std::cerr << "rotation: " << note << "\n";
   if (r4) {
     ctx.runtime->linear_input = [r4](std::string_view path, float* x, int T, int in) {
@@ -160,17 +170,47 @@ Status ApplyRotation(Model& model, const AlgorithmContext& ctx) {
       return false;  // rotated, not quantized: the cell's activation scheme still applies
     };
   }
+  if (ctx.runtime && !r1->empty()) {
+    // Reference residual rows h [T, D] → h·R1, the rotated model's basis.
+    ctx.runtime->residual_to_model_basis = [r1](float* h, int T, int D) {
+      QL_CHECK(size_t(D) * D == r1->size(), "residual width {} != R1 size", D);
+      std::vector<float> out(size_t(T) * D);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, D, 1.0f, h, D, r1->data(), D, 0.0f, out.data(),
+                  D);
+      std::copy(out.begin(), out.end(), h);
+    };
+  }
+  if (ctx.runtime && ctx.module_schemes)
+    for (const auto& [mod, scheme] : *ctx.module_schemes) {
+      const std::string key = WeightKey(model, mod);
+      ctx.runtime->weights_before_rounding[key] = model.W(key).data;
+    }
   // lm_head is its own tensor now; the cell's "lm_head" entry names it.
+  if (quantizer == "gptq") {
+    // GPTQ on the rotated model, with its own parameters (checked against GPTQ's defaults); the
+    // runtime (online R4) is in place, so its calibration passes see the rotated inputs.
+    AlgorithmContext g = ctx;
+    g.params = p["gptq"];
+    return GptqAlgorithm().apply(model, g);
+  }
   return RtnAll(model, ctx);
 }
 
 }  // namespace
 
 AlgorithmInfo RotationAlgorithm() {
-  return {"rotation",
-          "QuaRot/SpinQuant-style Hadamard rotation (norm fusion, R1 random ±1·H on the residual, R2 per "
-          "head on v/o, R4 online before down_proj), then RTN (SPECS §5.5/5.6)",
-          {{"r1", true}, {"r2", true}, {"r4", true}}, false, ApplyRotation};
+  AlgorithmInfo info{
+      "rotation",
+      "QuaRot/SpinQuant-style Hadamard rotation (norm fusion, R1 random ±1·H on the residual, R2 per "
+      "head on v/o, R4 online before down_proj), then RTN or GPTQ (quantizer, gptq: {GPTQ parameters}) "
+      "(SPECS §5.5/5.6)",
+      {{"r1", true}, {"r2", true}, {"r4", true}, {"quantizer", "rtn"}, {"gptq", nlohmann::json::object()}},
+      false,
+      ApplyRotation};
+  info.needs_calibration_for = [](const nlohmann::json& params) {
+    return params.contains("quantizer") && params["quantizer"] == "gptq";
+  };
+  return info;
 }
 
 }  // namespace ql

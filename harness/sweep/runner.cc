@@ -181,7 +181,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
   std::optional<CalibrationSet> calib;
   for (const Cell& c : cells) {
     QL_ASSIGN_OR_RETURN(const AlgorithmInfo* algo, FindAlgorithm(c.algorithm.name));
-    if (!algo->needs_calibration || calib) continue;
+    if (!NeedsCalibration(*algo, c.algorithm.params) || calib) continue;
     if (!e.calibration)
       return Status::Errorf("{}: algorithm {} needs a calibration: section (data, samples, seqlen, seed)",
                             e.path.empty() ? e.name : e.path, algo->name);
@@ -341,9 +341,12 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
         q_bits += int64_t(qt.Bytes()) * 8;
         q_n += w.numel();
         total_bytes += int64_t(qt.Bytes());
-        const SignalError err = CompareTensors(w.data, work.W(wn).data);
+        // A transforming algorithm (rotation) is compared with its own unrounded weights.
+        const auto tr = runtime.weights_before_rounding.find(wn);
+        const std::vector<float>& w0 = tr != runtime.weights_before_rounding.end() ? tr->second : w.data;
+        const SignalError err = CompareTensors(w0, work.W(wn).data);
         r.tensor_errors.push_back({wn, sc, err.mse, err.sqnr_db, err.max_abs, qt.BitsPerWeight(), int64_t(qt.Bytes())});
-        r.arrays["weight_error_hist/" + wn] = ErrorHistogram(w.data, work.W(wn).data, err.max_abs);
+        r.arrays["weight_error_hist/" + wn] = ErrorHistogram(w0, work.W(wn).data, err.max_abs);
       }
       const int64_t base_bytes_per = precision == BaselinePrecision::kBf16 ? 2 : 4;
       for (const auto& [name, t] : reference.weights)
@@ -353,7 +356,8 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
       r.metrics = m;
 
       QL_ASSIGN_OR_RETURN(std::vector<SignalError> layers,
-                          LayerOutputErrors(reference, work, windows, opt.layer_error_windows));
+                          LayerOutputErrors(reference, work, windows, opt.layer_error_windows, &ah.hooks,
+                                            runtime.residual_to_model_basis));
       std::vector<float> layer_rel;
       for (size_t l = 0; l < layers.size(); ++l) {
         r.layer_errors.push_back({int(l), layers[l].rel_mse, layers[l].sqnr_db});
