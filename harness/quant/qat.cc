@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <span>
 #include <random>
 
+#include "harness/model/forward.h"
 #include "harness/quant/calibration.h"
 #include "harness/quant/quant_util.h"
 #include "harness/train/train_model.h"
@@ -34,6 +37,16 @@ Status RunQat(Model& model, const std::map<std::string, std::string>& weight_sch
     if (!model.Has(name)) return Status::Errorf("qat: no weight '{}' in the model", name);
     QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(text));
     quantized.emplace_back(name, s);
+  }
+
+  // The teacher for distillation: the model as it came in.
+  std::optional<Model> teacher;
+  if (o.distill) teacher = model;
+  std::vector<float> teacher_probs, teacher_logits;  // [batch * t, V], [t, V]
+  const int V = model.config.vocab_size;
+  if (o.distill) {
+    teacher_probs.resize(size_t(o.batch) * t * V);
+    teacher_logits.resize(size_t(t) * V);
   }
 
   // `master` is updated by AdamW; `rounded` is what the forward pass sees.
@@ -69,8 +82,23 @@ Status RunQat(Model& model, const std::map<std::string, std::string>& weight_sch
       if (int(w.size()) != t + 1) return Status::Error("qat: calibration windows differ in length");
       std::copy(w.begin(), w.end(), tokens.begin() + size_t(bi) * (t + 1));
     }
+    if (teacher) {
+      for (int bi = 0; bi < o.batch; ++bi) {
+        const int* w = tokens.data() + size_t(bi) * (t + 1);
+        QL_RETURN_IF_ERROR(ForwardWindow(*teacher, std::span<const int>(w, size_t(t)), teacher_logits.data()));
+        for (int i = 0; i < t; ++i) {  // softmax of each row, in double
+          const float* lr = teacher_logits.data() + size_t(i) * V;
+          float* pr = teacher_probs.data() + (size_t(bi) * t + i) * V;
+          const float mx = *std::max_element(lr, lr + V);
+          double sum = 0;
+          for (int j = 0; j < V; ++j) sum += std::exp(double(lr[j] - mx));
+          for (int j = 0; j < V; ++j) pr[j] = float(std::exp(double(lr[j] - mx)) / sum);
+        }
+      }
+    }
     train::SetZero(&grads);
-    QL_ASSIGN_OR_RETURN(double loss, train::LossAndGradients(rounded, tokens.data(), o.batch, t, &grads));
+    QL_ASSIGN_OR_RETURN(double loss, train::LossAndGradients(rounded, tokens.data(), o.batch, t, &grads,
+                                                             teacher ? teacher_probs.data() : nullptr));
     if (!std::isfinite(loss)) return Status::Errorf("qat: the training loss is {} at step {} (lower lr?)", loss, step);
     if (!o.train_all) {
       for (auto& [name, g] : grads) {
@@ -103,7 +131,7 @@ namespace {
 const nlohmann::json& QatDefaults() {
   static const nlohmann::json j = {{"steps", 200}, {"batch", 8},          {"lr", 1e-4},
                                    {"min_lr", 1e-5}, {"warmup", 10},      {"weight_decay", 0.0},
-                                   {"clip", 1.0},    {"train_all", true}};
+                                   {"clip", 1.0},    {"train_all", true}, {"loss", "ce"}};
   return j;
 }
 
@@ -119,6 +147,10 @@ Status ApplyQat(Model& model, const AlgorithmContext& ctx) {
   o.weight_decay = p["weight_decay"].get<double>();
   o.clip = p["clip"].get<double>();
   o.train_all = p["train_all"].get<bool>();
+  const std::string loss = p["loss"].get<std::string>();
+  if (loss != "ce" && loss != "kd")
+    return Status::Errorf("qat: loss '{}' is not one of ce (next-token cross-entropy), kd (distillation)", loss);
+  o.distill = loss == "kd";
   o.seed = uint64_t(ctx.seed);
   std::map<std::string, std::string> weights;
   for (const auto& [module, scheme] : SchemeMap(ctx)) {
@@ -139,7 +171,8 @@ Status ApplyQat(Model& model, const AlgorithmContext& ctx) {
 AlgorithmInfo QatAlgorithm() {
   return {"qat",
           "quantization-aware training: fine-tune on the calibration windows with fake-quantized weights in "
-          "the forward pass and the straight-through estimator; weight-only, scales by the scheme's rule",
+          "the forward pass and the straight-through estimator, loss cross-entropy (ce) or distillation to the "
+          "unquantized model (kd); weight-only, scales by the scheme's rule",
           QatDefaults(), true, ApplyQat};
 }
 

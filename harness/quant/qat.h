@@ -1,6 +1,7 @@
 // Quantization-aware training (QAT) as an algorithm: fine-tunes the model on the calibration windows
 // with the cell's weights fake-quantized in the forward pass and the straight-through estimator
-// (Bengio et al. 2013) in the backward pass, then leaves the fake-quantized fine-tuned weights.
+// (Bengio et al. 2013) in the backward pass, then leaves the fake-quantized fine-tuned weights. The loss
+// is next-token cross-entropy or, with distill, the KL divergence to the unquantized model's outputs.
 // Weight-only: activation / KV schemes of the cell are applied at evaluation, not during training.
 // Learned scales (LSQ) are not implemented: scales follow the scheme's rule on the current weights.
 #pragma once
@@ -25,6 +26,8 @@ struct QatOptions {
   double weight_decay = 0.0;   // decoupled, matrices only
   double clip = 1.0;           // global gradient-norm clip (0: off)
   bool train_all = true;       // false: only the quantized weights are updated (norms, embeddings frozen)
+  bool distill = false;        // loss: false = next-token cross-entropy on the data; true = KL(teacher || student)
+                               // to the model as it was before QAT (knowledge distillation, as LLM-QAT)
   uint64_t seed = 0;           // order of the windows
 };
 

@@ -222,6 +222,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
     QL_RETURN_IF_ERROR(store->PutBaseline(row, arrays));
     log << fmt::format("baseline {} {}: PPL {:.4f} ± {:.4f} over {} tokens ({} windows)\n",
                        PrecisionName(precision), protocol.Canonical(), ps.ppl, ps.ppl_err, ps.n, windows.size());
+    log.flush();
   }
 
   // The reference the cells start from: weights at the baseline precision. `work` is restored
@@ -241,7 +242,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
     ++done;
     if (have) {
       ++sum.skipped;
-      log << fmt::format("[{}/{}] {} — already recorded, skipped\n", done, cells.size(), cell.Label());
+      log << fmt::format("[{}/{}] {} — already recorded, skipped", done, cells.size(), cell.Label()) << std::endl;
       continue;
     }
     const auto t0 = Clock::now();
@@ -413,7 +414,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
                 << cells.size() << " ETA " << eta << std::flush;
       if (done == int(cells.size())) std::cerr << "\r\033[K";
     } else {
-      log << line << "\n";
+      log << line << std::endl;  // flushed: a batch log (Slurm, nohup) shows progress as it happens
     }
   }
   log << fmt::format("sweep {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded) in {:.1f}s\n",

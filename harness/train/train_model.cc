@@ -68,7 +68,8 @@ void SetZero(TensorMap* tensors) {
   for (auto& [name, t] : *tensors) std::fill(t.data.begin(), t.data.end(), 0.0f);
 }
 
-StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads) {
+StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads,
+                                  const float* teacher_probs) {
   const ModelConfig& c = model.config;
   QL_RETURN_IF_ERROR(c.Validate());
   if (c.qkv_bias || c.qk_norm)
@@ -141,7 +142,8 @@ StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, 
   const float* w_head = model.W(head_name).data.data();  // [V, D]
   std::vector<float> logits(size_t(N) * V);              // [N, V], becomes dlogits
   LinearForward(xnf.data(), w_head, N, D, V, logits.data());
-  const double loss = CrossEntropy(logits.data(), tg.data(), N, V, grads ? logits.data() : nullptr);
+  const double loss = teacher_probs ? KlToTeacher(logits.data(), teacher_probs, N, V, grads ? logits.data() : nullptr)
+                                    : CrossEntropy(logits.data(), tg.data(), N, V, grads ? logits.data() : nullptr);
   if (!grads) return loss;
 
   // ---- backward ----

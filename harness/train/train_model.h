@@ -22,7 +22,10 @@ void SetZero(TensorMap* tensors);
 // tokens: [b, t + 1] row-major: inputs are columns 0..t-1, targets columns 1..t. Returns the mean
 // cross-entropy (nats per target token). If grads is non-null, d(mean loss)/d(weight) is ADDED to it.
 // Errors: unsupported config (qkv_bias, qk_norm), t > max_seq_len, ids outside the vocabulary.
-StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads);
+// With teacher_probs ([b * t, V], row bi * t + i = the teacher's next-token distribution at position i of
+// window bi), the loss is instead the mean KL(teacher || model) (distillation; targets are not used).
+StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads,
+                                  const float* teacher_probs = nullptr);
 
 // Global L2 norm over all gradients (accumulated in double).
 double GlobalNorm(const TensorMap& grads);

@@ -204,4 +204,30 @@ double CrossEntropy(float* logits, const int* targets, int n, int v, float* dlog
   return counted ? total / counted : 0.0;
 }
 
+double KlToTeacher(float* logits, const float* teacher_probs, int n, int v, float* dlogits) {
+  std::vector<double> row_loss(n, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < n; ++r) {
+    float* lr = logits + size_t(r) * v;
+    const float* pr = teacher_probs + size_t(r) * v;
+    float mx = lr[0];
+    for (int j = 1; j < v; ++j) mx = std::max(mx, lr[j]);
+    double sum = 0;
+    for (int j = 0; j < v; ++j) sum += std::exp(double(lr[j] - mx));
+    const double lse = std::log(sum) + mx;
+    double kl = 0;
+    for (int j = 0; j < v; ++j)
+      if (pr[j] > 0) kl += double(pr[j]) * (std::log(double(pr[j])) - (double(lr[j]) - lse));
+    row_loss[r] = kl;
+    if (dlogits) {
+      float* dr = dlogits + size_t(r) * v;
+      const double inv = 1.0 / sum, w = 1.0 / n;
+      for (int j = 0; j < v; ++j) dr[j] = float((std::exp(double(lr[j] - mx)) * inv - double(pr[j])) * w);
+    }
+  }
+  double total = 0;
+  for (int r = 0; r < n; ++r) total += row_loss[r];
+  return n ? total / n : 0.0;
+}
+
 }  // namespace ql::train

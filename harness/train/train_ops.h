@@ -49,4 +49,9 @@ void SwiGluBackward(const float* gate, const float* up, const float* dout, int64
 // (may alias logits). Accumulates in double.
 double CrossEntropy(float* logits, const int* targets, int n, int v, float* dlogits);
 
+// Mean KL divergence KL(p || softmax(logits)) over n rows of a teacher's probabilities p [n, v] (knowledge
+// distillation). If dlogits is non-null it receives d(mean KL)/d(logits) = (softmax(logits) − p) / n
+// (may alias logits). Accumulates in double; terms with p = 0 contribute nothing.
+double KlToTeacher(float* logits, const float* teacher_probs, int n, int v, float* dlogits);
+
 }  // namespace ql::train

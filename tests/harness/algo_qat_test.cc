@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "algo_test_util.h"
+#include "harness/model/forward.h"
 #include "harness/io/file_io.h"
 #include "harness/io/llama2c.h"
 #include "harness/quant/calibration.h"
@@ -97,6 +98,58 @@ TEST(AlgoQat, RecoversHeldoutLossThatRtnLoses) {
   EXPECT_LT(last, first);
 }
 
+// Mean KL(reference || m) per position over the held-out windows (plain loops over two forwards).
+double HeldoutKl(const Model& ref, const Model& m) {
+  const auto& tok = Get().heldout;
+  const int t = 128, V = ref.config.vocab_size;
+  double kl = 0;
+  int64_t n = 0;
+  for (size_t s = 0; s + t <= tok.size() && s < 16 * size_t(t); s += t) {
+    std::vector<float> a(size_t(t) * V), b(a.size());
+    QL_CHECK(ForwardWindow(ref, std::span<const int>(&tok[s], t), a.data()).ok());
+    QL_CHECK(ForwardWindow(m, std::span<const int>(&tok[s], t), b.data()).ok());
+    for (int i = 0; i < t; ++i) {
+      double sa = 0, sb = 0;
+      for (int j = 0; j < V; ++j) sa += std::exp(double(a[size_t(i) * V + j])), sb += std::exp(double(b[size_t(i) * V + j]));
+      for (int j = 0; j < V; ++j) {
+        const double la = a[size_t(i) * V + j] - std::log(sa), lb = b[size_t(i) * V + j] - std::log(sb);
+        kl += std::exp(la) * (la - lb);
+      }
+      ++n;
+    }
+  }
+  return kl / double(n);
+}
+
+// Distillation (loss kd) targets the unquantized model's distribution: its held-out KL to the original is
+// below RTN's and below cross-entropy QAT's.
+TEST(AlgoQat, DistillationLowersKlToTheOriginal) {
+  testing::SingleThread one;
+  const Fixture& f = Get();
+  const auto weights = AllLinears(f.model, "int3:g32");
+  Model rtn = f.model;
+  for (const auto& [name, s] : weights) {
+    Tensor& w = rtn.W(name);
+    std::vector<float> out(w.data.size());
+    ASSERT_TRUE(FakeQuantize(*ParseScheme(s), w.data.data(), w.rows(), w.cols(), out.data()).ok());
+    w.data = out;
+  }
+  QatOptions o = Options();
+  o.steps = 40;
+  Model ce = f.model, kd = f.model;
+  ASSERT_TRUE(RunQat(ce, weights, f.calib, o, nullptr).ok());
+  o.distill = true;
+  QatLog log;
+  ASSERT_TRUE(RunQat(kd, weights, f.calib, o, &log).ok());
+  const double k_rtn = HeldoutKl(f.model, rtn), k_ce = HeldoutKl(f.model, ce), k_kd = HeldoutKl(f.model, kd);
+  std::printf("stories260K held-out KL to fp32 at int3:g32: RTN %.4f  QAT-ce %.4f  QAT-kd %.4f (40 steps)\n", k_rtn,
+              k_ce, k_kd);
+  EXPECT_LT(k_kd, 0.8 * k_rtn);
+  EXPECT_LT(k_kd, k_ce);
+  EXPECT_GT(log.loss.front(), 0.0);  // a KL: non-negative, and decreasing
+  EXPECT_LT(log.loss.back(), log.loss.front());
+}
+
 TEST(AlgoQat, ResultLiesOnTheSchemeGrid) {
   testing::SingleThread one;
   const Fixture& f = Get();
@@ -159,6 +212,8 @@ TEST(AlgoQat, ErrorsAreClear) {
   ctx.calibration = &f.calib;
   ctx.params = {{"stepz", 3}};
   EXPECT_NE(QatAlgorithm().apply(m, ctx).message().find("stepz"), std::string::npos);
+  ctx.params = {{"loss", "mse"}};
+  EXPECT_NE(QatAlgorithm().apply(m, ctx).message().find("kd"), std::string::npos);
   ctx.params = {{"steps", 0}};
   EXPECT_NE(QatAlgorithm().apply(m, ctx).message().find("steps"), std::string::npos);
   std::map<std::string, std::string> bad = {{"model.layers.0.mlp.up_proj.weight", "int4"}};

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "algo_test_util.h"
 #include "harness/model/forward.h"
 #include "harness/model/random_model.h"
 #include "harness/train/train_model.h"
@@ -60,6 +61,7 @@ TEST(TrainModel, LossMatchesInferenceForward) {
 }
 
 TEST(TrainModel, EveryGradientMatchesFiniteDifferences) {
+  ql::testing::SingleThread one;  // thousands of tiny forwards: OpenMP spin-waits cost more than they save
   Model model = RandomModel(TinyConfig(false), 3);
   const int b = 2, t = 5;
   const std::vector<int> tok = Tokens(b, t, model.config.vocab_size);
@@ -87,7 +89,70 @@ TEST(TrainModel, EveryGradientMatchesFiniteDifferences) {
   RecordProperty("max_abs_error", std::to_string(worst));
 }
 
+// Distillation loss: KL(teacher || model) from the trainer equals the KL computed from two independent
+// inference forwards; to itself it is 0 with zero gradient; its gradient matches finite differences.
+TEST(TrainModel, DistillationLossMatchesInferenceAndFiniteDifferences) {
+  ql::testing::SingleThread one;  // thousands of tiny forwards: OpenMP spin-waits cost more than they save
+  ModelConfig c = TinyConfig(false);
+  const Model teacher = RandomModel(c, 9);
+  Model student = RandomModel(c, 3);
+  const int b = 2, t = 5, V = c.vocab_size;
+  const std::vector<int> tok = Tokens(b, t, V);
+  auto probs_of = [&](const Model& m, std::vector<std::vector<double>>* logp) {
+    std::vector<float> p(size_t(b) * t * V);
+    logp->clear();
+    for (int bi = 0; bi < b; ++bi) {
+      std::vector<float> logits(size_t(t) * V);
+      QL_CHECK(ForwardWindow(m, std::span<const int>(&tok[bi * (t + 1)], t), logits.data()).ok());
+      for (int i = 0; i < t; ++i) {
+        double s = 0;
+        for (int j = 0; j < V; ++j) s += std::exp(double(logits[size_t(i) * V + j]));
+        std::vector<double> row(V);
+        for (int j = 0; j < V; ++j) {
+          row[j] = double(logits[size_t(i) * V + j]) - std::log(s);
+          p[(size_t(bi) * t + i) * V + j] = float(std::exp(row[j]));
+        }
+        logp->push_back(row);
+      }
+    }
+    return p;
+  };
+  std::vector<std::vector<double>> lt, ls;
+  const std::vector<float> pt = probs_of(teacher, &lt);
+  probs_of(student, &ls);
+  double want = 0;
+  for (size_t r = 0; r < lt.size(); ++r)
+    for (int j = 0; j < V; ++j) want += std::exp(lt[r][j]) * (lt[r][j] - ls[r][j]);
+  want /= double(lt.size());
+  auto kl = LossAndGradients(student, tok.data(), b, t, nullptr, pt.data());
+  ASSERT_TRUE(kl.ok()) << kl.status().message();
+  EXPECT_GT(want, 1e-3);
+  EXPECT_NEAR(*kl, want, 1e-4 * want + 1e-6);
+  // To itself: zero loss, zero gradient.
+  TensorMap g0 = ZerosLike(teacher);
+  auto self = LossAndGradients(teacher, tok.data(), b, t, &g0, pt.data());
+  ASSERT_TRUE(self.ok());
+  EXPECT_NEAR(*self, 0.0, 1e-6);
+  EXPECT_LT(GlobalNorm(g0), 1e-5);
+  // Finite differences on every weight of the student.
+  TensorMap grads = ZerosLike(student);
+  ASSERT_TRUE(LossAndGradients(student, tok.data(), b, t, &grads, pt.data()).ok());
+  const float h = 2e-3f;
+  for (auto& [name, w] : student.weights)
+    for (size_t i = 0; i < w.data.size(); ++i) {
+      const float keep = w.data[i];
+      w.data[i] = keep + h;
+      const double lp = *LossAndGradients(student, tok.data(), b, t, nullptr, pt.data());
+      w.data[i] = keep - h;
+      const double lm = *LossAndGradients(student, tok.data(), b, t, nullptr, pt.data());
+      w.data[i] = keep;
+      const double num = (lp - lm) / (2.0 * h);
+      EXPECT_NEAR(grads.at(name).data[i], num, 2e-3 + 2e-2 * std::fabs(num)) << name << "[" << i << "]";
+    }
+}
+
 TEST(TrainModel, UntiedHeadAndInterleavedRopeGradients) {
+  ql::testing::SingleThread one;  // thousands of tiny forwards: OpenMP spin-waits cost more than they save
   ModelConfig c = TinyConfig(true);
   c.tied_embeddings = false;
   c.n_layers = 1;

@@ -187,5 +187,31 @@ TEST(TrainOps, CrossEntropyValueAndGradient) {
   CheckGrad("dlogits", &logits, d, loss, 1e-2f, 1e-3);
 }
 
+TEST(TrainOps, KlToTeacherValueAndGradient) {
+  const int n = 3, v = 7;
+  auto logits = Rand(n * v, 21, 2.0f);
+  std::vector<float> p(n * v, 0.0f);  // teacher rows: two dense, one with zeros
+  for (int r = 0; r < n; ++r) {
+    double s = 0;
+    for (int j = 0; j < v; ++j) s += (p[r * v + j] = (r == 2 && j % 2) ? 0.0f : float(1 + (j * 5 + r) % 4));
+    for (int j = 0; j < v; ++j) p[r * v + j] = float(p[r * v + j] / s);
+  }
+  double want = 0;  // Σ_j p log(p / q), q = softmax(logits), by hand
+  for (int r = 0; r < n; ++r) {
+    double s = 0;
+    for (int j = 0; j < v; ++j) s += std::exp(double(logits[r * v + j]));
+    for (int j = 0; j < v; ++j)
+      if (p[r * v + j] > 0) want += p[r * v + j] * (std::log(double(p[r * v + j])) - (logits[r * v + j] - std::log(s)));
+  }
+  want /= n;
+  std::vector<float> work = logits, d(n * v);
+  EXPECT_NEAR(KlToTeacher(work.data(), p.data(), n, v, d.data()), want, 1e-6);
+  auto loss = [&] {
+    work = logits;
+    return KlToTeacher(work.data(), p.data(), n, v, nullptr);
+  };
+  CheckGrad("dlogits", &logits, d, loss, 1e-2f, 1e-3);
+}
+
 }  // namespace
 }  // namespace ql::train
