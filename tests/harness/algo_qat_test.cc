@@ -61,6 +61,20 @@ std::map<std::string, std::string> AllLinears(const Model& m, const std::string&
   return w;
 }
 
+// Round-to-nearest of the given weights: what QAT is compared against.
+Model Rtn(const Model& m, const std::map<std::string, std::string>& weights) {
+  Model out = m;
+  for (const auto& [name, s] : weights) {
+    Tensor& w = out.W(name);
+    auto scheme = ParseScheme(s);
+    QL_CHECK(scheme.ok(), "{}", scheme.status().message());
+    std::vector<float> q(w.data.size());
+    QL_CHECK(FakeQuantize(*scheme, w.data.data(), w.rows(), w.cols(), q.data()).ok(), "{}", name);
+    w.data = q;
+  }
+  return out;
+}
+
 QatOptions Options() {
   QatOptions o;
   o.steps = 60;
@@ -76,13 +90,7 @@ TEST(AlgoQat, RecoversHeldoutLossThatRtnLoses) {
   const Fixture& f = Get();
   const std::string scheme = "int3:g32";
   const auto weights = AllLinears(f.model, scheme);
-  Model rtn = f.model;
-  for (const auto& [name, s] : weights) {
-    Tensor& w = rtn.W(name);
-    std::vector<float> out(w.data.size());
-    ASSERT_TRUE(FakeQuantize(*ParseScheme(s), w.data.data(), w.rows(), w.cols(), out.data()).ok());
-    w.data = out;
-  }
+  const Model rtn = Rtn(f.model, weights);
   Model qat = f.model;
   QatLog log;
   ASSERT_TRUE(RunQat(qat, weights, f.calib, Options(), &log).ok());
@@ -127,13 +135,7 @@ TEST(AlgoQat, DistillationLowersKlToTheOriginal) {
   testing::SingleThread one;
   const Fixture& f = Get();
   const auto weights = AllLinears(f.model, "int3:g32");
-  Model rtn = f.model;
-  for (const auto& [name, s] : weights) {
-    Tensor& w = rtn.W(name);
-    std::vector<float> out(w.data.size());
-    ASSERT_TRUE(FakeQuantize(*ParseScheme(s), w.data.data(), w.rows(), w.cols(), out.data()).ok());
-    w.data = out;
-  }
+  const Model rtn = Rtn(f.model, weights);
   QatOptions o = Options();
   o.steps = 40;
   Model ce = f.model, kd = f.model;

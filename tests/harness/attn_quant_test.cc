@@ -26,21 +26,8 @@
 namespace ql {
 namespace {
 
-double RelErr(const std::vector<float>& got, const std::vector<float>& ref) {
-  EXPECT_EQ(got.size(), ref.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / den);
-}
-
-std::vector<int> Tokens(int T, int vocab, int salt = 0) {
-  std::vector<int> t(T);
-  for (int i = 0; i < T; ++i) t[i] = int((i * 7919u + 13u * salt + 1u) % unsigned(vocab));
-  return t;
-}
+using testing_ref::RelErr;
+using testing_ref::Tokens;
 
 ModelConfig GqaConfig() {  // 6 query heads over 2 KV heads (group 3), rotate-half RoPE
   ModelConfig c;

@@ -135,4 +135,22 @@ inline Mat ReferenceForward(const Model& m, const std::vector<int>& tokens, cons
                    c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
 }
 
+// ‖got − ref‖₂ / ‖ref‖₂ (sizes must match).
+inline double RelErr(const std::vector<float>& got, const std::vector<float>& ref) {
+  QL_CHECK(got.size() == ref.size(), "RelErr: sizes {} and {}", got.size(), ref.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+// T deterministic token ids below vocab (salt varies the sequence).
+inline std::vector<int> Tokens(int T, int vocab, int salt = 0) {
+  std::vector<int> t(T);
+  for (int i = 0; i < T; ++i) t[i] = int((i * 7919u + 13u * salt + 1u) % unsigned(vocab));
+  return t;
+}
+
 }  // namespace ql::testing_ref
