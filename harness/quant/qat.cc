@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <span>
 #include <random>
@@ -32,11 +33,11 @@ Status RunQat(Model& model, const std::map<std::string, std::string>& weight_sch
   if (model.config.max_seq_len > 0 && t > model.config.max_seq_len)
     return Status::Errorf("qat: calibration seqlen {} exceeds the model context {}", t + 1, model.config.max_seq_len + 1);
 
-  std::vector<std::pair<std::string, Scheme>> quantized;  // weight name -> scheme
+  std::map<std::string, Scheme> quantized;  // weight name -> scheme
   for (const auto& [name, text] : weight_schemes) {
     if (!model.Has(name)) return Status::Errorf("qat: no weight '{}' in the model", name);
     QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(text));
-    quantized.emplace_back(name, s);
+    quantized.emplace(name, s);
   }
 
   // The teacher for distillation: the model as it came in.
@@ -100,23 +101,18 @@ Status RunQat(Model& model, const std::map<std::string, std::string>& weight_sch
     QL_ASSIGN_OR_RETURN(double loss, train::LossAndGradients(rounded, tokens.data(), o.batch, t, &grads,
                                                              teacher ? teacher_probs.data() : nullptr));
     if (!std::isfinite(loss)) return Status::Errorf("qat: the training loss is {} at step {} (lower lr?)", loss, step);
-    if (!o.train_all) {
-      for (auto& [name, g] : grads) {
-        const bool q = std::any_of(quantized.begin(), quantized.end(), [&](const auto& p) { return p.first == name; });
-        if (!q) std::fill(g.data.begin(), g.data.end(), 0.0f);
-      }
-    }
+    if (!o.train_all)
+      for (auto& [name, g] : grads)
+        if (!quantized.count(name)) std::fill(g.data.begin(), g.data.end(), 0.0f);
     const double norm = train::GlobalNorm(grads);
     if (o.clip > 0 && norm > o.clip) train::ScaleAll(&grads, float(o.clip / norm));
     train::AdamWStep(&master, grads, train::LearningRate(step, sched), aw, &adam);
-    if (!o.train_all) {
-      // AdamW with a zero gradient still moves nothing (zero moments), but keep frozen tensors exact.
-      for (const auto& [name, w] : rounded.weights) {
-        const bool q = std::any_of(quantized.begin(), quantized.end(), [&](const auto& p) { return p.first == name; });
-        if (!q) master.W(name).data = w.data;
-      }
-    } else {
-      for (auto& [name, w] : rounded.weights) w.data = master.W(name).data;
+    // The tensors that are not rounded: frozen ones stay exact (weight decay would still move them),
+    // trained ones go to the forward model. Rounded ones are refreshed by round_all().
+    for (auto& [name, w] : rounded.weights) {
+      if (quantized.count(name)) continue;
+      if (o.train_all) w.data = master.W(name).data;
+      else master.W(name).data = w.data;
     }
     if (log) log->loss.push_back(loss);
   }
