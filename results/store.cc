@@ -1,6 +1,7 @@
 // The results store (see store.h): SQLite schema, per-cell transactions, HDF5 array files, merge.
 #include "results/store.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -37,14 +38,8 @@ CREATE TABLE IF NOT EXISTS cells (
   started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
   seconds_quantize REAL NOT NULL, seconds_eval REAL NOT NULL, seconds_total REAL NOT NULL,
   host TEXT NOT NULL, code_version TEXT NOT NULL, shard TEXT NOT NULL, h5_file TEXT,
-  attn_scheme TEXT NOT NULL DEFAULT '');
+  attn_scheme TEXT NOT NULL DEFAULT '', numerics_version INTEGER);
 CREATE INDEX IF NOT EXISTS cells_by_experiment ON cells(experiment_id);
-CREATE TABLE IF NOT EXISTS metrics (
-  cell_id TEXT PRIMARY KEY REFERENCES cells(id) ON DELETE CASCADE,
-  n_tokens INTEGER NOT NULL, ppl REAL, ppl_err REAL, ppl_base REAL,
-  dppl REAL, dppl_lo REAL, dppl_hi REAL,
-  kld_mean REAL, kld_median REAL, kld_p99 REAL, kld_max REAL, top1 REAL, dp_mean REAL, dp_rms REAL,
-  bits_per_weight REAL, model_bytes INTEGER);
 CREATE TABLE IF NOT EXISTS tensor_errors (
   cell_id TEXT NOT NULL REFERENCES cells(id) ON DELETE CASCADE, tensor TEXT NOT NULL,
   scheme TEXT NOT NULL, mse REAL, sqnr_db REAL, max_abs REAL, bits_per_weight REAL, bytes INTEGER,
@@ -52,10 +47,48 @@ CREATE TABLE IF NOT EXISTS tensor_errors (
 CREATE TABLE IF NOT EXISTS layer_errors (
   cell_id TEXT NOT NULL REFERENCES cells(id) ON DELETE CASCADE, layer INTEGER NOT NULL,
   rel_mse REAL, sqnr_db REAL, PRIMARY KEY (cell_id, layer));
+CREATE TABLE IF NOT EXISTS planned_cells (
+  experiment_id TEXT NOT NULL, cell_index INTEGER NOT NULL, cell_id TEXT NOT NULL, label TEXT NOT NULL,
+  PRIMARY KEY (experiment_id, cell_index));
 CREATE TABLE IF NOT EXISTS arrays (
   owner_id TEXT NOT NULL, name TEXT NOT NULL, h5_file TEXT NOT NULL, h5_path TEXT NOT NULL,
   length INTEGER NOT NULL, PRIMARY KEY (owner_id, name));
 )SQL";
+
+// The metrics table: cell_id, then one column per metric descriptor, in table order.
+std::string MetricsTableSql() {
+  std::string sql = "CREATE TABLE IF NOT EXISTS metrics (\n  cell_id TEXT PRIMARY KEY REFERENCES cells(id) ON DELETE CASCADE";
+  for (const MetricDef& d : MetricTable())
+    sql += fmt::format(",\n  {} {}", d.name, d.type == MetricType::kInteger ? "INTEGER" : "REAL");
+  return sql + ");\n";
+}
+
+StatusOr<std::vector<std::string>> Columns(SqliteDb& db, const std::string& table, const std::string& schema = "main") {
+  QL_ASSIGN_OR_RETURN(SqlResult info, db.Query(fmt::format("PRAGMA {}.table_info({})", schema, table)));
+  std::vector<std::string> cols;
+  for (const auto& row : info.rows) cols.push_back(SqlValueToString(row[1]));
+  return cols;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// Brings a version-1/2 store (or one written before a metric was added) to the current columns.
+// Only additions: existing rows get NULL ('' for attn_scheme).
+Status AddMissingColumns(SqliteDb& db) {
+  QL_ASSIGN_OR_RETURN(std::vector<std::string> cells, Columns(db, "cells"));
+  if (!Contains(cells, "attn_scheme"))
+    QL_RETURN_IF_ERROR(db.Exec("ALTER TABLE cells ADD COLUMN attn_scheme TEXT NOT NULL DEFAULT ''"));
+  if (!Contains(cells, "numerics_version"))
+    QL_RETURN_IF_ERROR(db.Exec("ALTER TABLE cells ADD COLUMN numerics_version INTEGER"));
+  QL_ASSIGN_OR_RETURN(std::vector<std::string> metrics, Columns(db, "metrics"));
+  for (const MetricDef& d : MetricTable())
+    if (!Contains(metrics, std::string(d.name)))
+      QL_RETURN_IF_ERROR(db.Exec(fmt::format("ALTER TABLE metrics ADD COLUMN {} {}", d.name,
+                                             d.type == MetricType::kInteger ? "INTEGER" : "REAL")));
+  return Status::Ok();
+}
 
 Status IndexArrays(SqliteDb& db, const std::string& owner, const std::string& h5_rel, const ArrayMap& a) {
   QL_RETURN_IF_ERROR(db.Exec(fmt::format("DELETE FROM arrays WHERE owner_id = '{}'", owner)));
@@ -99,27 +132,24 @@ StatusOr<std::unique_ptr<ResultStore>> ResultStore::OpenReadOnly(const std::stri
 }
 
 Status ResultStore::CreateSchema() {
-  QL_RETURN_IF_ERROR(db_->Exec(kSchema));
+  QL_RETURN_IF_ERROR(db_->Exec(std::string(kSchema) + MetricsTableSql()));
   QL_ASSIGN_OR_RETURN(SqlResult v, db_->Query("SELECT value FROM meta WHERE key = 'schema_version'"));
   if (v.rows.empty()) {
     return db_->Exec(fmt::format("INSERT INTO meta VALUES ('schema_version', '{}')", kResultsSchemaVersion));
   }
-  std::string have = SqlValueToString(v.rows[0][0]);
-  if (have == "1") {  // version 1 -> 2: cells.attn_scheme, '' for every existing cell
-    QL_RETURN_IF_ERROR(db_->Begin());
-    Status s = db_->Exec("ALTER TABLE cells ADD COLUMN attn_scheme TEXT NOT NULL DEFAULT '';"
-                         "UPDATE meta SET value = '2' WHERE key = 'schema_version';");
-    if (!s.ok()) {
-      db_->Rollback();
-      return Status::Errorf("{}: upgrading the results schema from version 1 to 2: {}", db_->path(), s.message());
-    }
-    QL_RETURN_IF_ERROR(db_->Commit());
-    have = "2";
-  }
-  if (have != std::to_string(kResultsSchemaVersion))
+  const std::string have = SqlValueToString(v.rows[0][0]);
+  if (have != "1" && have != "2" && have != std::to_string(kResultsSchemaVersion))
     return Status::Errorf("{}: results schema version {} but this quantlab writes {} (use a new results directory)",
                           db_->path(), have, kResultsSchemaVersion);
-  return Status::Ok();
+  QL_RETURN_IF_ERROR(db_->Begin());
+  Status s = AddMissingColumns(*db_);
+  if (s.ok()) s = db_->Exec(fmt::format("UPDATE meta SET value = '{}' WHERE key = 'schema_version'", kResultsSchemaVersion));
+  if (!s.ok()) {
+    db_->Rollback();
+    return Status::Errorf("{}: upgrading the results schema from version {} to {}: {}", db_->path(), have,
+                          kResultsSchemaVersion, s.message());
+  }
+  return db_->Commit();
 }
 
 Status ResultStore::PutExperiment(const ExperimentRow& e) {
@@ -186,6 +216,28 @@ StatusOr<bool> ResultStore::HasCell(const std::string& cell_id) {
   return !r.rows.empty();
 }
 
+StatusOr<std::string> ResultStore::CellStatus(const std::string& cell_id) {
+  QL_ASSIGN_OR_RETURN(SqlStatement st, db_->Prepare("SELECT status FROM cells WHERE id = ?"));
+  QL_ASSIGN_OR_RETURN(SqlResult r, st.Bind(1, cell_id).Run());
+  return r.rows.empty() ? std::string() : SqlValueToString(r.rows[0][0]);
+}
+
+Status ResultStore::PutPlannedCells(const std::string& experiment_id, const std::vector<PlannedCell>& cells) {
+  QL_RETURN_IF_ERROR(db_->Begin());
+  auto body = [&]() -> Status {
+    QL_ASSIGN_OR_RETURN(SqlStatement st, db_->Prepare("INSERT OR REPLACE INTO planned_cells VALUES (?,?,?,?)"));
+    for (const PlannedCell& c : cells)
+      QL_RETURN_IF_ERROR(st.Bind(1, experiment_id).Bind(2, c.index).Bind(3, c.id).Bind(4, c.label).Exec());
+    return Status::Ok();
+  };
+  Status s = body();
+  if (!s.ok()) {
+    db_->Rollback();
+    return s;
+  }
+  return db_->Commit();
+}
+
 Status ResultStore::CommitCell(const CellResult& r) {
   const CellRow& c = r.cell;
   if (!SafeId(c.id)) return Status::Errorf("cell id '{}' is not a safe file name", c.id);
@@ -197,23 +249,30 @@ Status ResultStore::CommitCell(const CellResult& r) {
   auto body = [&]() -> Status {
     QL_RETURN_IF_ERROR(db_->Exec(fmt::format("DELETE FROM cells WHERE id = '{}'", c.id)));
     QL_ASSIGN_OR_RETURN(SqlStatement st, db_->Prepare(
-        "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+        "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     std::optional<std::string> experiment;
     if (!c.experiment_id.empty()) experiment = c.experiment_id;
     st.BindAll(c.id, std::string(), c.baseline_id, c.model_id, c.dataset_id, c.protocol, c.weight_scheme,
                c.act_scheme, c.kv_scheme, c.algorithm, c.algo_params.empty() ? std::string("{}") : c.algo_params,
                c.ignore_set, c.ignore.empty() ? std::string("[]") : c.ignore, c.config, c.seed, c.status,
                c.reason, c.started_at, c.finished_at, c.seconds_quantize, c.seconds_eval, c.seconds_total,
-               c.host, c.code_version, c.shard, rel, c.attn_scheme);
+               c.host, c.code_version, c.shard, rel, c.attn_scheme, c.numerics_version);
     if (!experiment) st.BindNull(2); else st.Bind(2, *experiment);
+    if (rel.empty()) st.BindNull(26);  // no arrays: NULL, as results/README.md says
     QL_RETURN_IF_ERROR(st.Exec());
     if (r.metrics) {
-      const MetricsRow& m = *r.metrics;
-      QL_ASSIGN_OR_RETURN(SqlStatement ms, db_->Prepare(
-          "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-      ms.BindAll(c.id, m.n_tokens, m.ppl, m.ppl_err, m.ppl_base, m.dppl, m.dppl_lo, m.dppl_hi, m.kld_mean,
-                 m.kld_median, m.kld_p99, m.kld_max, m.top1, m.dp_mean, m.dp_rms, m.bits_per_weight,
-                 m.model_bytes);
+      const auto& table = MetricTable();
+      QL_CHECK(r.metrics->values.size() == table.size(), "{} metric values for {} descriptors",
+               r.metrics->values.size(), table.size());
+      std::string cols = "cell_id", marks = "?";
+      for (const MetricDef& d : table) cols += fmt::format(", {}", d.name), marks += ",?";
+      QL_ASSIGN_OR_RETURN(SqlStatement ms, db_->Prepare("INSERT INTO metrics (" + cols + ") VALUES (" + marks + ")"));
+      ms.Bind(1, c.id);
+      for (size_t i = 0; i < table.size(); ++i) {
+        const std::optional<double>& v = r.metrics->values[i];
+        if (v && table[i].type == MetricType::kInteger) ms.Bind(int(i) + 2, int64_t(*v));
+        else ms.Bind(int(i) + 2, v);
+      }
       QL_RETURN_IF_ERROR(ms.Exec());
     }
     if (!r.tensor_errors.empty()) {
@@ -237,45 +296,72 @@ Status ResultStore::CommitCell(const CellResult& r) {
   return db_->Commit();
 }
 
-Status ResultStore::Merge(const std::string& dest, const std::vector<std::string>& sources) {
+namespace {
+
+// Rows of src.table not yet in main.table, by the columns both have (an older source lacks some).
+Status CopyRows(SqliteDb& db, const std::string& table) {
+  QL_ASSIGN_OR_RETURN(std::vector<std::string> dst_cols, Columns(db, table));
+  QL_ASSIGN_OR_RETURN(std::vector<std::string> src_cols, Columns(db, table, "src"));
+  std::string cols;
+  for (const std::string& c : src_cols)
+    if (Contains(dst_cols, c)) cols += (cols.empty() ? "\"" : ", \"") + c + "\"";
+  if (cols.empty()) return Status::Ok();  // the source has no such table
+  return db.Exec(fmt::format("INSERT OR IGNORE INTO main.{0} ({1}) SELECT {1} FROM src.{0}", table, cols));
+}
+
+// Refusals before anything is copied: one identity with two results, or two baselines of the same
+// (model, text, protocol, precision) that disagree (e.g. runs whose numerics differ).
+Status CheckMergeConflicts(SqliteDb& db, const std::string& src, const std::string& dest) {
+  QL_ASSIGN_OR_RETURN(SqlResult conflicts, db.Query(
+      "SELECT c.id FROM src.cells c JOIN main.cells m ON m.id = c.id "
+      "LEFT JOIN src.metrics sm ON sm.cell_id = c.id LEFT JOIN main.metrics mm ON mm.cell_id = c.id "
+      "WHERE c.status IS NOT m.status OR sm.ppl IS NOT mm.ppl OR sm.kld_mean IS NOT mm.kld_mean LIMIT 1"));
+  if (!conflicts.rows.empty())
+    return Status::Errorf("{}: cell {} is recorded with different results in {} and {}", src,
+                          SqlValueToString(conflicts.rows[0][0]), src, dest);
+  QL_ASSIGN_OR_RETURN(SqlResult bases, db.Query(
+      "SELECT s.id, m.id, s.protocol, s.precision, s.ppl, m.ppl FROM src.baselines s JOIN main.baselines m "
+      "ON s.model_id = m.model_id AND s.dataset_id = m.dataset_id AND s.protocol = m.protocol "
+      "AND s.precision = m.precision WHERE s.ppl != m.ppl OR s.n_tokens != m.n_tokens LIMIT 1"));
+  if (!bases.rows.empty()) {
+    const auto& b = bases.rows[0];
+    return Status::Errorf("{}: baseline {} ({} {}) has PPL {} but {} has {} for the same model, text, protocol and "
+                          "precision in {}; the runs computed different numbers (thread count, code or machine): "
+                          "re-run one of them instead of merging",
+                          src, SqlValueToString(b[0]), SqlValueToString(b[2]), SqlValueToString(b[3]),
+                          SqlValueToString(b[4]), SqlValueToString(b[1]), SqlValueToString(b[5]), dest);
+  }
+  return Status::Ok();
+}
+
+Status MergeOne(SqliteDb& db, const std::string& src, const std::string& dest) {
+  QL_RETURN_IF_ERROR(CheckMergeConflicts(db, src, dest));
+  QL_RETURN_IF_ERROR(db.Begin());
+  Status s;
+  for (const char* t : {"experiments", "models", "datasets", "baselines", "cells", "metrics", "tensor_errors",
+                        "layer_errors", "arrays", "planned_cells"}) {
+    s = CopyRows(db, t);
+    if (!s.ok()) break;
+  }
+  if (!s.ok()) {
+    db.Rollback();
+    return s;
+  }
+  return db.Commit();
+}
+
+}  // namespace
+
+Status ResultStore::Merge(const std::string& dest, const std::vector<std::string>& sources,
+                          std::vector<std::string>* warnings) {
   QL_ASSIGN_OR_RETURN(auto out, Open(dest));
   for (const std::string& src : sources) {
     const std::string p = ResultsDbPath(src);
     if (!fs::exists(p)) return Status::Errorf("{}: no results database to merge", p);
     if (fs::equivalent(fs::path(dest), fs::path(src)))
       return Status::Errorf("{}: cannot merge a results directory into itself", src);
-    // Conflicting results under one cell id mean two different runs claim the same identity.
     QL_RETURN_IF_ERROR(out->db_->Exec(fmt::format("ATTACH DATABASE '{}' AS src", p)));
-    auto body = [&]() -> Status {
-      QL_ASSIGN_OR_RETURN(SqlResult conflicts, out->db_->Query(
-          "SELECT c.id FROM src.cells c JOIN main.cells m ON m.id = c.id "
-          "LEFT JOIN src.metrics sm ON sm.cell_id = c.id LEFT JOIN main.metrics mm ON mm.cell_id = c.id "
-          "WHERE c.status IS NOT m.status OR sm.ppl IS NOT mm.ppl OR sm.kld_mean IS NOT mm.kld_mean LIMIT 1"));
-      if (!conflicts.rows.empty())
-        return Status::Errorf("{}: cell {} is recorded with different results in {} and {}", src,
-                              SqlValueToString(conflicts.rows[0][0]), src, dest);
-      // Cells by column name: a version-1 source (no attn_scheme) merges with the column's default.
-      QL_ASSIGN_OR_RETURN(SqlResult info, out->db_->Query("PRAGMA src.table_info(cells)"));
-      std::string cols;
-      for (const auto& row : info.rows) cols += (cols.empty() ? "\"" : ", \"") + SqlValueToString(row[1]) + "\"";
-      QL_RETURN_IF_ERROR(out->db_->Begin());
-      Status s = out->db_->Exec(
-          "INSERT OR IGNORE INTO main.experiments SELECT * FROM src.experiments;"
-          "INSERT OR IGNORE INTO main.models SELECT * FROM src.models;"
-          "INSERT OR IGNORE INTO main.datasets SELECT * FROM src.datasets;"
-          "INSERT OR IGNORE INTO main.baselines SELECT * FROM src.baselines;"
-          "INSERT OR IGNORE INTO main.cells (" + cols + ") SELECT " + cols + " FROM src.cells;"
-          "INSERT OR IGNORE INTO main.metrics SELECT * FROM src.metrics;"
-          "INSERT OR IGNORE INTO main.tensor_errors SELECT * FROM src.tensor_errors;"
-          "INSERT OR IGNORE INTO main.layer_errors SELECT * FROM src.layer_errors;"
-          "INSERT OR IGNORE INTO main.arrays SELECT * FROM src.arrays;");
-      if (!s.ok()) {
-        out->db_->Rollback();
-        return s;
-      }
-      return out->db_->Commit();
-    };
-    Status s = body();
+    Status s = MergeOne(*out->db_, src, dest);
     (void)out->db_->Exec("DETACH DATABASE src");
     QL_RETURN_IF_ERROR(s);
     // Array files: copy those not already present.
@@ -287,7 +373,40 @@ Status ResultStore::Merge(const std::string& dest, const std::vector<std::string
       if (ec) return Status::Errorf("{}: cannot copy to {}: {}", e.path().string(), to.string(), ec.message());
     }
   }
+  if (!warnings) return Status::Ok();
+  QL_ASSIGN_OR_RETURN(std::vector<ExperimentProgress> progress, out->Progress(""));
+  for (const ExperimentProgress& e : progress) {
+    if (e.missing.empty()) continue;
+    std::string list;
+    for (size_t i = 0; i < e.missing.size() && i < 20; ++i) list += (i ? ", " : "") + e.missing[i].label;
+    if (e.missing.size() > 20) list += fmt::format(", … ({} more)", e.missing.size() - 20);
+    warnings->push_back(fmt::format("experiment {}: {} of {} cells missing after the merge: {}", e.experiment_id,
+                                    e.missing.size(), e.planned, list));
+  }
   return Status::Ok();
+}
+
+StatusOr<std::vector<ResultStore::ExperimentProgress>> ResultStore::Progress(const std::string& experiment_id) {
+  const std::string where = experiment_id.empty() ? "" : " WHERE p.experiment_id = ?";
+  QL_ASSIGN_OR_RETURN(SqlStatement st, db_->Prepare(
+      "SELECT p.experiment_id, p.cell_index, p.cell_id, p.label, c.status FROM planned_cells p "
+      "LEFT JOIN cells c ON c.id = p.cell_id" + where + " ORDER BY p.experiment_id, p.cell_index"));
+  if (!experiment_id.empty()) st.Bind(1, experiment_id);
+  QL_ASSIGN_OR_RETURN(SqlResult r, st.Run());
+  std::vector<ExperimentProgress> out;
+  for (const auto& row : r.rows) {
+    const std::string exp = SqlValueToString(row[0]);
+    if (out.empty() || out.back().experiment_id != exp) out.push_back({exp});
+    ExperimentProgress& e = out.back();
+    ++e.planned;
+    const std::string status = SqlValueToString(row[4]);
+    PlannedCell c{int(std::get<int64_t>(row[1])), SqlValueToString(row[2]), SqlValueToString(row[3])};
+    if (status == "ok") ++e.ok;
+    else if (status == "failed") e.failed.push_back(c);
+    else if (status == "diverged") e.diverged.push_back(c);
+    else e.missing.push_back(c);
+  }
+  return out;
 }
 
 std::string FormatTable(const SqlResult& r) {

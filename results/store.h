@@ -13,14 +13,18 @@
 #include <string>
 #include <vector>
 
+#include "harness/eval/metric_table.h"
 #include "kernels/status.h"
 #include "results/h5_arrays.h"
 #include "results/sqlite_db.h"
 
 namespace ql {
 
-// 2: cells.attn_scheme (a version-1 store is upgraded in place by Open: one ALTER TABLE ADD COLUMN).
-inline constexpr int kResultsSchemaVersion = 2;
+// 2: cells.attn_scheme. 3: cells.numerics_version, planned_cells, metric columns from the metric table
+// (harness/eval/metric_table.h). Open upgrades a version-1 or -2 store in place (columns added, NULL or ''
+// for existing rows); a metric added to the table later is added as a column the same way, without a
+// version change.
+inline constexpr int kResultsSchemaVersion = 3;
 
 struct ExperimentRow {
   std::string id;           // stable name/hash of the experiment file's canonical content
@@ -58,7 +62,7 @@ struct BaselineRow {
 
 // One point of a sweep grid and how it ended.
 struct CellRow {
-  std::string id;            // identity hash of canonical config + model + text + code version
+  std::string id;            // identity hash of canonical config + model bytes + text + numerics version
   std::string experiment_id;
   std::string baseline_id;
   std::string model_id, dataset_id;
@@ -79,20 +83,12 @@ struct CellRow {
   std::string host, code_version;
   std::string shard;          // "i/N" or ""
   std::string attn_scheme;    // attention inputs: "" or "q=<scheme|none> p=<scheme|none>"
+  int numerics_version = 0;   // harness/eval/numerics.h kNumericsVersion of the code that computed it
 };
 
-// Quality and cost of one cell against its baseline. Optional fields are NULL when not measured.
-struct MetricsRow {
-  int64_t n_tokens = 0;
-  double ppl = 0, ppl_err = 0;
-  double ppl_base = 0;
-  std::optional<double> dppl, dppl_lo, dppl_hi;   // ppl - ppl_base, paired 95% interval
-  std::optional<double> kld_mean, kld_median, kld_p99, kld_max;
-  std::optional<double> top1;                     // fraction of tokens whose argmax agrees
-  std::optional<double> dp_mean, dp_rms;          // p_quant(correct) - p_base(correct)
-  std::optional<double> bits_per_weight;          // over the quantized linear weights
-  std::optional<int64_t> model_bytes;             // whole model as stored
-};
+// Quality and cost of one cell against its baseline: one value per metric descriptor
+// (harness/eval/metric_table.h), NULL when not measured.
+using MetricsRow = MetricValues;
 
 struct TensorErrorRow {
   std::string tensor;         // e.g. "model.layers.3.mlp.down_proj.weight"
@@ -132,6 +128,22 @@ class ResultStore {
 
   // True when a cell with this id is recorded with status "ok", "failed" or "diverged".
   StatusOr<bool> HasCell(const std::string& cell_id);
+  // The status of a recorded cell ("ok", "failed", "diverged"), or "" when absent.
+  StatusOr<std::string> CellStatus(const std::string& cell_id);
+  // Every cell of an experiment's grid (all shards), so `status` and `merge` know what is missing.
+  struct PlannedCell {
+    int index = 0;
+    std::string id, label;
+  };
+  Status PutPlannedCells(const std::string& experiment_id, const std::vector<PlannedCell>& cells);
+  // Per experiment with planned cells (all when experiment_id is ""): how many are done, which
+  // failed or diverged, which are missing.
+  struct ExperimentProgress {
+    std::string experiment_id;
+    int planned = 0, ok = 0;
+    std::vector<PlannedCell> failed, diverged, missing;
+  };
+  StatusOr<std::vector<ExperimentProgress>> Progress(const std::string& experiment_id);
   // Writes arrays/<id>.h5 (atomically) then, in one transaction, the cell, its metrics, tensor and
   // layer errors and the array index. Re-committing the same id replaces the earlier record.
   Status CommitCell(const CellResult& r);
@@ -141,10 +153,14 @@ class ResultStore {
   const std::string& dir() const { return dir_; }
   std::string ArraysPath(const std::string& run_id) const;
 
-  // Copies every row and array file of the stores in `sources` into `dest` (created if needed).
-  // Rows are keyed by content ids, so merging the same shard twice adds nothing; two different
-  // results under one cell id are an error unless they are identical.
-  static Status Merge(const std::string& dest, const std::vector<std::string>& sources);
+  // Copies every row and array file of the stores in `sources` into `dest` (created if needed),
+  // column by column by name (older stores merge in). Rows are keyed by content ids, so merging the
+  // same shard twice adds nothing. Refused: two different results under one cell id, and two
+  // baselines of the same (model, text, protocol, precision) with different numbers. `warnings`
+  // (optional) receives one line per experiment whose planned grid is incomplete after the merge,
+  // naming the missing cells.
+  static Status Merge(const std::string& dest, const std::vector<std::string>& sources,
+                      std::vector<std::string>* warnings = nullptr);
 
  private:
   ResultStore(std::string dir, std::unique_ptr<SqliteDb> db) : dir_(std::move(dir)), db_(std::move(db)) {}

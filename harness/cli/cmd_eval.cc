@@ -1,16 +1,10 @@
-// `quantlab eval`: perplexity of a model on a text under a named protocol, and — with --scheme — what
-// fake-quantizing its linear weights costs against the BF16/FP32 baseline (ΔPPL, KLD, top-1, Δp,
-// per-tensor and per-layer error). With --algorithm, any registered quantization algorithm (GPTQ, AWQ,
-// rotation, …) chooses the weights instead of round-to-nearest. One model load, one baseline pass. Not a
-// sweep (harness/sweep).
-#include <chrono>
-#include <cmath>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
+// `quantlab eval`: perplexity of a model on a text under a protocol and — with --scheme — one cell
+// of the cell pipeline (harness/sweep/cell_pipeline.h): the same plan, quantization, hooks,
+// evaluation and metrics as a one-cell sweep with the sweep's defaults, printed instead of stored.
+// The flags build an experiment, which the experiment parser checks exactly as it checks a file.
+#include <iostream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,30 +12,26 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
-#include "harness/eval/baseline.h"
-#include "harness/eval/evaluator.h"
-#include "harness/eval/metrics.h"
-#include "harness/eval/protocol.h"
-#include "harness/io/load.h"
-#include "harness/quant/algorithm.h"
-#include "harness/quant/calibration.h"
-#include "harness/model/model.h"
-#include "harness/tokenizer/tokenizer.h"
-#include "kernels/quantizer.h"
-#include "kernels/scheme.h"
+#include "harness/eval/metric_table.h"
+#include "harness/sweep/cell_pipeline.h"
+#include "harness/sweep/experiment.h"
+#include "harness/quant/targets.h"
 
 namespace ql::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, data, tokenizer, scheme, protocol = "llamacpp", baseline = "bf16", head = "auto";
+  std::string model, data, tokenizer, protocol = "llamacpp", baseline = "bf16", tied_head = "shared";
+  std::string scheme, activations, kv_cache, attention, attn_q, attn_p, ignore = "none", targets = "Linear";
   std::string cache_dir;
-  int ctx = 0, chunks = 0, top_k = 0, layer_windows = 4;
+  std::optional<int> ctx, chunks;
+  int top_k = 0, layer_windows = 1;
+  int64_t seed = 0;
   bool json = false, tensors = false;
-  // --algorithm NAME [--param key=value ...] [--calib FILE --calib-samples N --calib-seqlen L --calib-seed S]
   std::string algorithm, calib;
   std::vector<std::string> params;
-  int calib_samples = 128, calib_seqlen = 0, calib_seed = 0;
+  int calib_samples = 32, calib_seqlen = 256;
+  int64_t calib_seed = 0;
 };
 
 // --param key=value → {key: value}; the value is read as JSON when it parses (numbers, true/false,
@@ -59,323 +49,195 @@ StatusOr<nlohmann::json> ParseAlgorithmParams(const std::vector<std::string>& kv
   return j;
 }
 
-// io's LoadModel detects the checkpoint kind (HF directory/safetensors, GGUF, llama2.c);
-// --tokenizer replaces whatever tokenizer the loader found beside the model.
-StatusOr<Model> LoadForEval(const std::string& path, const std::string& tokenizer) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    return Status::Errorf("model file '{}' does not exist (pass --model PATH)", path);
-  QL_ASSIGN_OR_RETURN(Model m, LoadModel(path));
-  if (!tokenizer.empty()) {
-    QL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(tokenizer, m.config.vocab_size));
-    m.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok));
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = s.find(',', start);
+    const std::string part = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!part.empty()) out.push_back(part);
+    if (end == std::string::npos) break;
+    start = end + 1;
   }
-  return m;
+  return out;
 }
 
-StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status::Errorf("data file '{}' cannot be opened (pass --data PATH to a UTF-8 text)", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+// The protocol string with --ctx / --chunks applied, validated.
+StatusOr<std::string> ProtocolText(const EvalOptions& o) {
+  QL_ASSIGN_OR_RETURN(ProtocolSpec spec, ProtocolSpec::Parse(o.protocol));
+  if (o.ctx) {
+    if (*o.ctx < 2) return Status::Errorf("--ctx {} must be at least 2 (tokens per window)", *o.ctx);
+    spec.n_ctx = *o.ctx;
+    if (spec.kind == ProtocolKind::kStrided && spec.stride > spec.n_ctx) spec.stride = spec.n_ctx / 2;
+  }
+  if (o.chunks) {
+    if (*o.chunks < 1) return Status::Errorf("--chunks {} must be at least 1 (leave it out to use every window)", *o.chunks);
+    spec.max_chunks = *o.chunks;
+  }
+  QL_RETURN_IF_ERROR(spec.Validate());
+  return spec.Canonical();
 }
 
-// What was quantized, and the storage it takes.
-struct QuantSummary {
-  std::vector<std::string> tensors;  // weight names quantized
-  int64_t quant_numel = 0, quant_bytes = 0;
-  int64_t other_numel = 0;           // weights left at the baseline precision
-  std::string head_policy;
-  double seconds = 0;
-};
-
-// Fake-quantizes the linear weights of `m` (already at the baseline precision) in place.
-// lm_head: --head auto quantizes an untied head and keeps a tied one (it is the embedding table) at
-// the baseline precision; --head quantize unties a tied head (a quantized copy becomes lm_head.weight,
-// embedding lookups stay exact); --head skip never touches it.
-// With `algo`, the same modules are handed to the algorithm (module_schemes = every chosen module at
-// `scheme`), which quantizes them its own way and may leave online transforms in *runtime.
-StatusOr<QuantSummary> QuantizeLinears(Model* m, const Scheme& scheme, const std::string& head,
-                                       const AlgorithmInfo* algo = nullptr, const nlohmann::json& params = {},
-                                       const CalibrationSet* calib = nullptr, AlgorithmRuntime* runtime = nullptr) {
-  QuantSummary q;
-  const auto t0 = std::chrono::steady_clock::now();
-  const bool tied = m->config.tied_embeddings;
-  bool do_head;
-  if (head == "auto") {
-    do_head = !tied;
-    q.head_policy = tied ? "tied to the embedding: kept at baseline precision" : "quantized";
-  } else if (head == "quantize") {
-    do_head = true;
-    q.head_policy = tied ? "untied: quantized copy, embedding kept at baseline precision" : "quantized";
-  } else if (head == "skip") {
-    do_head = false;
-    q.head_policy = "kept at baseline precision";
-  } else {
-    return Status::Errorf("--head '{}' is not one of auto, quantize, skip", head);
+// The flags as an experiment document (JSON is YAML), so one parser checks eval and sweep alike.
+StatusOr<nlohmann::json> EvalExperiment(const EvalOptions& o) {
+  nlohmann::json e = {{"name", "eval"}, {"model", o.model}, {"data", o.data}, {"baseline", o.baseline},
+                      {"seed", o.seed}, {"tied_head", o.tied_head}, {"layer_error_windows", o.layer_windows},
+                      {"kld_top_k", o.top_k}, {"targets", SplitComma(o.targets)}};
+  QL_ASSIGN_OR_RETURN(e["protocol"], ProtocolText(o));
+  nlohmann::json scheme = {{"weights", o.scheme.empty() ? "none" : o.scheme}};
+  if (!o.activations.empty()) scheme["activations"] = o.activations;
+  if (!o.kv_cache.empty()) scheme["kv_cache"] = o.kv_cache;
+  if (!o.attention.empty()) scheme["attention"] = o.attention;
+  if (!o.attn_q.empty() || !o.attn_p.empty()) {
+    if (!o.attention.empty()) return Status::Error("--attention sets both q and p: leave out --attn-q / --attn-p");
+    scheme["attention"] = nlohmann::json::object();
+    if (!o.attn_q.empty()) scheme["attention"]["q"] = o.attn_q;
+    if (!o.attn_p.empty()) scheme["attention"]["p"] = o.attn_p;
   }
-  if (do_head && tied) {
-    m->weights["lm_head.weight"] = m->W("model.embed_tokens.weight");
-    m->config.tied_embeddings = false;
+  if (o.scheme.empty() && scheme.size() > 1)
+    return Status::Error("--activations, --kv-cache and --attention need --scheme (use --scheme bf16 to keep weights)");
+  nlohmann::json algo = {{"name", o.algorithm.empty() ? "rtn" : o.algorithm}};
+  QL_ASSIGN_OR_RETURN(nlohmann::json params, ParseAlgorithmParams(o.params));
+  for (const auto& [k, v] : params.items()) algo[k] = v;
+  if (!o.calib.empty())
+    e["calibration"] = {{"data", o.calib}, {"samples", o.calib_samples}, {"seqlen", o.calib_seqlen}, {"seed", o.calib_seed}};
+  const std::vector<std::string> builtin = BuiltinIgnoreSetNames();
+  std::string ignore = o.ignore;
+  if (std::find(builtin.begin(), builtin.end(), ignore) == builtin.end()) {
+    e["ignore_sets"] = {{"cli", SplitComma(ignore)}};
+    ignore = "cli";
   }
-  if (algo) {
-    std::vector<std::pair<std::string, std::string>> module_schemes;
-    for (const std::string& mod : m->LinearModules()) {
-      if (mod == "lm_head" && !do_head) continue;
-      if (m->Has(mod + ".weight")) module_schemes.emplace_back(mod, ToString(scheme));
-    }
-    AlgorithmContext ctx;
-    ctx.module_schemes = &module_schemes;
-    ctx.params = params;
-    ctx.calibration = calib;
-    ctx.runtime = runtime;
-    if (Status s = algo->apply(*m, ctx); !s.ok()) return Status::Errorf("algorithm {}: {}", algo->name, s.message());
-    for (const auto& [mod, sc] : module_schemes) {
-      const Tensor& t = m->W(mod + ".weight");
-      auto qt = Quantize(scheme, t.data.data(), t.rows(), t.cols());  // storage size of the chosen values
-      if (!qt.ok()) return Status::Errorf("sizing {}: {}", mod, qt.status().message());
-      q.tensors.push_back(mod + ".weight");
-      q.quant_numel += t.numel();
-      q.quant_bytes += int64_t(qt->Bytes());
-    }
-  }
-  for (const std::string& mod : m->LinearModules()) {
-    if (algo) break;
-    if (mod == "lm_head" && !do_head) continue;
-    const std::string name = mod + ".weight";
-    if (!m->Has(name)) continue;
-    Tensor& t = m->W(name);
-    auto qt = Quantize(scheme, t.data.data(), t.rows(), t.cols());
-    if (!qt.ok()) return Status::Errorf("quantizing {}: {}", name, qt.status().message());
-    qt->Dequantize(t.data.data());
-    q.tensors.push_back(name);
-    q.quant_numel += t.numel();
-    q.quant_bytes += int64_t(qt->Bytes());
-  }
-  for (const auto& [name, t] : m->weights) {
-    bool quantized = false;
-    for (const std::string& n : q.tensors) quantized |= n == name;
-    if (!quantized) q.other_numel += t.numel();
-  }
-  q.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return q;
+  // A bare --scheme may also name a preset (W8A8): the string form of a grid entry accepts both.
+  const nlohmann::json entry = scheme.size() == 1 && !o.scheme.empty() ? nlohmann::json(o.scheme) : scheme;
+  e["grid"] = {{"schemes", {entry}}, {"algorithms", {algo}}, {"ignore", {ignore}}};
+  return e;
 }
 
-nlohmann::json ValueStatsJson(const ValueStats& s) {
-  nlohmann::json j = {{"mean", s.mean}, {"se", s.se}, {"rms", s.rms}, {"rms_se", s.rms_se},
-                      {"min", s.min},   {"max", s.max}, {"median", s.median}};
-  for (size_t i = 0; i < ValueStats::kPercentileLevels.size(); ++i)
-    j[fmt::format("p{}", ValueStats::kPercentileLevels[i] * 100)] = s.pct[i];
+nlohmann::json MetricsJson(const MetricValues& m) {
+  nlohmann::json j = nlohmann::json::object();
+  const auto& table = MetricTable();
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& v = m.values[i];
+    if (!v || !std::isfinite(*v)) j[std::string(table[i].name)] = nullptr;
+    else if (table[i].type == MetricType::kInteger) j[std::string(table[i].name)] = int64_t(*v);
+    else j[std::string(table[i].name)] = *v;
+  }
   return j;
 }
 
 double Finite(double v) { return std::isfinite(v) ? v : (v > 0 ? 999.0 : -999.0); }
 
+nlohmann::json BaselineJson(const Session& s) {
+  const PerplexityStats p = Perplexity(s.base->nll);
+  return {{"model", s.model_path}, {"data", s.experiment->data}, {"data_bytes", s.text.size()},
+          {"tokens", s.tokens.size()}, {"protocol", s.protocol.Canonical()}, {"windows", s.windows.size()},
+          {"tokens_scored", s.base->n()}, {"baseline_precision", PrecisionName(s.precision)},
+          {"kld_store", s.base->top_k == 0 ? "full" : fmt::format("top{}", s.base->top_k)},
+          {"baseline_cache", s.baseline_from_disk ? "disk" : "computed"}, {"ppl_base", p.ppl},
+          {"ppl_base_err", p.ppl_err}, {"nll_base_mean", p.mean_nll}, {"seconds_baseline", s.base->seconds}};
+}
+
+nlohmann::json CellJson(const Session& s, const CellResult& r) {
+  const CellRow& c = r.cell;
+  nlohmann::json j = {{"cell_id", c.id}, {"status", c.status}, {"weight_scheme", c.weight_scheme},
+                      {"act_scheme", c.act_scheme}, {"kv_scheme", c.kv_scheme}, {"attn_scheme", c.attn_scheme},
+                      {"algorithm", c.algorithm}, {"algo_params", nlohmann::json::parse(c.algo_params)},
+                      {"ignore_set", c.ignore_set}, {"tied_head", s.experiment->tied_head},
+                      {"quantized_tensors", r.tensor_errors.size()}, {"seconds_quantize", c.seconds_quantize},
+                      {"seconds_eval", c.seconds_eval}, {"seconds_total", c.seconds_total},
+                      {"numerics_version", c.numerics_version}, {"code_version", c.code_version}};
+  if (s.calibration) {
+    const CalibrationSpec& k = *s.experiment->calibration;
+    j["calibration"] = {{"data", k.data}, {"samples", k.samples}, {"seqlen", k.seqlen}, {"seed", k.seed}};
+  }
+  if (r.metrics) j.update(MetricsJson(*r.metrics));
+  nlohmann::json te = nlohmann::json::array();
+  for (const auto& t : r.tensor_errors)
+    te.push_back({{"tensor", t.tensor}, {"scheme", t.scheme}, {"mse", t.mse}, {"sqnr_db", Finite(t.sqnr_db)},
+                  {"max_abs", t.max_abs}, {"bits_per_weight", t.bits_per_weight}, {"bytes", t.bytes}});
+  j["tensor_errors"] = te;
+  nlohmann::json le = nlohmann::json::array();
+  for (const auto& l : r.layer_errors)
+    le.push_back({{"layer", l.layer}, {"rel_mse", l.rel_mse}, {"sqnr_db", Finite(l.sqnr_db)}});
+  j["layer_errors"] = le;
+  j["layer_error_windows"] = s.experiment->layer_error_windows;
+  return j;
+}
+
+void PrintBaseline(const Session& s) {
+  const ModelConfig& c = s.reference.config;
+  const nlohmann::json b = BaselineJson(s);
+  fmt::print("model     {} ({}, {} layers, dim {}, vocab {}, context {})\n", s.model_path, c.arch, c.n_layers, c.dim,
+             c.vocab_size, c.max_seq_len);
+  fmt::print("data      {} ({} bytes, {} tokens)\n", s.experiment->data, s.text.size(), s.tokens.size());
+  fmt::print("protocol  {} ({} windows, {} scored tokens)\n", s.protocol.Canonical(), s.windows.size(), s.base->n());
+  fmt::print("baseline  {} weights: PPL {:.4f} ± {:.4f}   (KLD store {}, {:.1f} MiB, {}, {:.2f} s)\n",
+             PrecisionName(s.precision), b["ppl_base"].get<double>(), b["ppl_base_err"].get<double>(),
+             b["kld_store"].get<std::string>(), s.base->bytes() / 1048576.0,
+             s.baseline_from_disk ? "from disk cache" : "computed", s.base->seconds);
+}
+
+void PrintCell(const Session& s, const CellResult& r, bool tensors) {
+  const CellRow& c = r.cell;
+  const MetricValues& m = *r.metrics;
+  fmt::print("cell      {} | {} {} | ignore={} | tied_head {}  (id {})\n", c.weight_scheme,
+             c.algorithm, c.algo_params, c.ignore_set, s.experiment->tied_head, c.id);
+  if (!c.act_scheme.empty() || !c.kv_scheme.empty() || !c.attn_scheme.empty())
+    fmt::print("          activations {}  kv {}  attention {}\n", c.act_scheme.empty() ? "-" : c.act_scheme,
+               c.kv_scheme.empty() ? "-" : c.kv_scheme, c.attn_scheme.empty() ? "-" : c.attn_scheme);
+  // Every metric, by its table name, with its unit.
+  for (const MetricDef& d : MetricTable()) {
+    const auto v = m.Get(d.name);
+    const std::string value = !v ? "-" : d.type == MetricType::kInteger ? fmt::format("{}", int64_t(*v))
+                                                                        : fmt::format("{:.6g}", *v);
+    fmt::print("  {:<16} {:>14} {:<12} {}\n", d.name, value, d.unit, d.doc);
+  }
+  fmt::print("layers    output SQNR dB (rel. MSE) vs baseline over {} window(s):", s.experiment->layer_error_windows);
+  for (const auto& l : r.layer_errors) fmt::print("  {}: {:.2f} ({:.2e})", l.layer, l.sqnr_db, l.rel_mse);
+  fmt::print("\n");
+  if (tensors) {
+    for (const auto& t : r.tensor_errors)
+      fmt::print("tensor    {:<40} {:<14} SQNR {:6.2f} dB  MSE {:.3e}  {:.3f} b/w\n", t.tensor, t.scheme, t.sqnr_db,
+                 t.mse, t.bits_per_weight);
+  } else if (!r.tensor_errors.empty()) {
+    auto worst = std::min_element(r.tensor_errors.begin(), r.tensor_errors.end(),
+                                  [](const auto& a, const auto& b) { return a.sqnr_db < b.sqnr_db; });
+    fmt::print("weights   {} tensors, worst SQNR {:.2f} dB ({}); --tensors lists all\n", r.tensor_errors.size(),
+               worst->sqnr_db, worst->tensor);
+  }
+  fmt::print("time      baseline {:.2f} s, quantize {:.2f} s, eval {:.2f} s\n", s.base->seconds, c.seconds_quantize,
+             c.seconds_eval);
+}
+
 Status RunEval(const EvalOptions& o) {
-  const auto t_start = std::chrono::steady_clock::now();
-  QL_ASSIGN_OR_RETURN(const BaselinePrecision precision, ParsePrecision(o.baseline));
-  std::optional<Scheme> scheme;
-  if (!o.scheme.empty()) {
-    auto s = ParseScheme(o.scheme);
-    if (!s.ok()) return Status::Errorf("--scheme '{}': {}", o.scheme, s.status().message());
-    scheme = *s;
-  }
-  // The algorithm and its parameters are checked before any work or output.
-  const AlgorithmInfo* algo = nullptr;
-  nlohmann::json params;
-  if (!o.algorithm.empty()) {
-    if (!scheme)
-      return Status::Errorf("--algorithm {} needs --scheme (the weight scheme it quantizes to, e.g. int4:g32)",
-                            o.algorithm);
-    QL_ASSIGN_OR_RETURN(algo, FindAlgorithm(o.algorithm));
-    QL_ASSIGN_OR_RETURN(params, ParseAlgorithmParams(o.params));
-    QL_RETURN_IF_ERROR(ResolveAlgorithmParams(*algo, params).status());
-    if (NeedsCalibration(*algo, params) && o.calib.empty())
-      return Status::Errorf("--algorithm {} needs calibration text: pass --calib FILE (disjoint from --data)",
-                            algo->name);
-  } else if (!o.params.empty() || !o.calib.empty()) {
+  if (!o.algorithm.empty() && o.scheme.empty())
+    return Status::Errorf("--algorithm {} needs --scheme (the weight scheme it quantizes to, e.g. int4:g32)", o.algorithm);
+  if (o.algorithm.empty() && (!o.params.empty() || !o.calib.empty()))
     return Status::Error("--param and --calib need --algorithm NAME");
-  }
-  QL_ASSIGN_OR_RETURN(ProtocolSpec spec, ProtocolSpec::Parse(o.protocol));
-  if (o.ctx > 0) spec.n_ctx = o.ctx;
-  if (o.chunks > 0) spec.max_chunks = o.chunks;
-  if (spec.kind == ProtocolKind::kStrided && spec.stride > spec.n_ctx) spec.stride = spec.n_ctx / 2;
-  QL_RETURN_IF_ERROR(spec.Validate());
-
-  QL_ASSIGN_OR_RETURN(Model model, LoadForEval(o.model, o.tokenizer));
-  if (!model.tokenizer)
-    return Status::Errorf("model '{}' has no tokenizer beside it (pass --tokenizer PATH)", o.model);
-  const int max_ctx = model.config.max_seq_len;
-  if (max_ctx > 0 && spec.n_ctx > max_ctx)
-    return Status::Errorf("context {} is larger than the model's context {} (use --ctx <= {})", spec.n_ctx, max_ctx,
-                          max_ctx);
-  QL_ASSIGN_OR_RETURN(const std::string text, ReadText(o.data));
-  const std::vector<int> tokens = model.tokenizer->Encode(text, /*add_bos=*/false);
-  QL_ASSIGN_OR_RETURN(const std::vector<Window> windows, BuildWindows(spec, tokens, model.tokenizer->bos_id()));
-
-  BaselineOptions bopt;
-  bopt.precision = precision;
-  bopt.top_k = o.top_k;
-  bopt.cache_dir = o.cache_dir;
-  BaselineCache cache(o.cache_dir);
-  QL_ASSIGN_OR_RETURN(std::shared_ptr<const Baseline> base,
-                      cache.GetOrCompute(model, TextHash(text), spec, windows, bopt));
-  const PerplexityStats ppl_base = Perplexity(base->nll);
-  const std::string kld_store = base->top_k == 0 ? "full" : fmt::format("top{}", base->top_k);
-
-  nlohmann::json j;
-  j["model"] = o.model;
-  j["data"] = o.data;
-  j["data_bytes"] = text.size();
-  j["tokens"] = tokens.size();
-  j["protocol"] = spec.Canonical();
-  j["windows"] = windows.size();
-  j["tokens_scored"] = base->n();
-  j["baseline_precision"] = PrecisionName(precision);
-  j["kld_store"] = kld_store;
-  j["baseline_cache"] = cache.disk_hits() > 0 ? "disk" : "computed";
-  j["ppl_base"] = ppl_base.ppl;
-  j["ppl_base_err"] = ppl_base.ppl_err;
-  j["nll_base_mean"] = ppl_base.mean_nll;
-  j["time_baseline_s"] = base->seconds;
-
-  const ModelConfig& c = model.config;
-  if (!o.json) {
-    fmt::print("model     {} ({}, {} layers, dim {}, vocab {}, context {})\n", o.model, c.arch, c.n_layers, c.dim,
-               c.vocab_size, c.max_seq_len);
-    fmt::print("data      {} ({} bytes, {} tokens)\n", o.data, text.size(), tokens.size());
-    fmt::print("protocol  {} ({} windows, {} scored tokens)\n", spec.Canonical(), windows.size(), base->n());
-    fmt::print("baseline  {} weights: PPL {:.4f} ± {:.4f}   (mean NLL {:.5f}; KLD store {}, {:.1f} MiB, {}, {:.2f} s)\n",
-               PrecisionName(precision), ppl_base.ppl, ppl_base.ppl_err, ppl_base.mean_nll, kld_store,
-               base->bytes() / 1048576.0, cache.disk_hits() > 0 ? "from disk cache" : "computed", base->seconds);
-  }
-  if (!scheme) {
+  QL_ASSIGN_OR_RETURN(const nlohmann::json doc, EvalExperiment(o));
+  QL_ASSIGN_OR_RETURN(const Experiment e, ParseExperiment(doc.dump(), "the eval flags", "."));
+  const std::vector<Cell> cells = ExpandGrid(e);
+  SessionOptions so;
+  so.tokenizer = o.tokenizer;
+  so.baseline_cache_dir = o.cache_dir;
+  QL_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, OpenSession(e, o.scheme.empty() ? std::vector<Cell>{} : cells, so));
+  nlohmann::json j = BaselineJson(*s);
+  if (o.scheme.empty()) {
     if (o.json) fmt::print("{}\n", j.dump());
+    else PrintBaseline(*s);
     return Status::Ok();
   }
-
-  const Model reference = WithPrecision(model, precision);
-  Model quant = reference;
-  std::optional<CalibrationSet> calib;
-  AlgorithmRuntime runtime;
-  if (algo) {
-    if (NeedsCalibration(*algo, params)) {
-      if (o.calib == o.data && !o.json)
-        fmt::print("warning: --calib is the evaluation text ({}): results will be optimistic\n", o.data);
-      const int seqlen = o.calib_seqlen > 0 ? o.calib_seqlen : spec.n_ctx;
-      QL_ASSIGN_OR_RETURN(calib, BuildCalibration(reference, o.calib, o.calib_samples, seqlen, o.calib_seed));
-      j["calibration"] = {{"data", o.calib}, {"samples", o.calib_samples}, {"seqlen", seqlen}, {"seed", o.calib_seed}};
-    }
-    j["algorithm"] = algo->name;
-    j["algorithm_params"] = params;
-  }
-  QL_ASSIGN_OR_RETURN(const QuantSummary qs,
-                      QuantizeLinears(&quant, *scheme, o.head, algo, params, calib ? &*calib : nullptr, &runtime));
-  // The algorithm's online transforms (rotation's R4, LLM.int8()'s outlier split) run during evaluation.
-  ForwardHooks hooks;
-  if (runtime.linear_input)
-    hooks.linear_input = [&runtime](std::string_view path, float* x, int T, int in) { runtime.linear_input(path, x, T, in); };
-  const auto t_eval = std::chrono::steady_clock::now();
-  QL_ASSIGN_OR_RETURN(const TokenRecords records, EvaluateAgainstBaseline(quant, windows, *base, &hooks));
-  const double eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
-  const ComparisonStats cs = Compare(records);
-  std::vector<std::string> names = qs.tensors;
-  // The untied head copy is compared with the embedding it came from.
-  Model ref_for_err = reference;
-  if (ref_for_err.config.tied_embeddings && quant.Has("lm_head.weight"))
-    ref_for_err.weights["lm_head.weight"] = ref_for_err.W("model.embed_tokens.weight");
-  std::vector<std::pair<std::string, SignalError>> werr = WeightErrors(ref_for_err, quant, names);
-  // A transforming algorithm (rotation) is compared with its own unrounded weights.
-  for (auto& [name, e] : werr)
-    if (auto it = runtime.weights_before_rounding.find(name); it != runtime.weights_before_rounding.end())
-      e = CompareTensors(it->second, quant.W(name).data);
-  QL_ASSIGN_OR_RETURN(const std::vector<SignalError> lerr,
-                      LayerOutputErrors(reference, quant, windows, o.layer_windows, &hooks,
-                                        runtime.residual_to_model_basis));
-
-  const double bits_linear = qs.quant_numel ? 8.0 * double(qs.quant_bytes) / double(qs.quant_numel) : 0;
-  const double base_bits = precision == BaselinePrecision::kBf16 ? 16.0 : 32.0;
-  const double bits_model = (8.0 * double(qs.quant_bytes) + base_bits * double(qs.other_numel)) /
-                            double(qs.quant_numel + qs.other_numel);
-  const PairedDelta& d = cs.delta;
-
-  j["scheme"] = ToString(*scheme);
-  j["lm_head"] = qs.head_policy;
-  j["quantized_tensors"] = qs.tensors.size();
-  j["bits_per_weight"] = bits_linear;
-  j["bits_per_weight_model"] = bits_model;
-  j["ppl_quant"] = cs.quant.ppl;
-  j["ppl_quant_err"] = cs.quant.ppl_err;
-  j["ln_ppl_ratio"] = d.mean_diff;
-  j["ln_ppl_ratio_se"] = d.se_diff;
-  j["ln_ppl_ratio_se_unpaired"] = d.se_diff_unpaired;
-  j["nll_correlation"] = d.correlation;
-  j["ppl_ratio"] = d.ratio;
-  j["ppl_ratio_lo"] = d.ratio_lo;
-  j["ppl_ratio_hi"] = d.ratio_hi;
-  j["dppl"] = d.dppl;
-  j["dppl_lo"] = d.dppl_lo;
-  j["dppl_hi"] = d.dppl_hi;
-  j["dppl_method"] = "paired per-token NLL differences, mean ± 1.96·se, exp-mapped; PPL_base fixed";
-  j["kld"] = ValueStatsJson(cs.kld);
-  j["kld_mean"] = cs.kld.mean;
-  j["kld_median"] = cs.kld.median;
-  j["kld_p99"] = cs.kld.P(0.99);
-  j["kld_max"] = cs.kld.max;
-  j["top1_agree"] = cs.top1;
-  j["top1_agree_se"] = cs.top1_se;
-  j["dp"] = ValueStatsJson(cs.p_diff);
-  j["time_quantize_s"] = qs.seconds;
-  j["time_eval_s"] = eval_seconds;
-  nlohmann::json wj = nlohmann::json::array();
-  for (const auto& [name, e] : werr)
-    wj.push_back({{"name", name}, {"mse", e.mse}, {"sqnr_db", Finite(e.sqnr_db)}, {"max_abs", e.max_abs}});
-  j["weight_error"] = wj;
-  nlohmann::json lj = nlohmann::json::array();
-  for (size_t l = 0; l < lerr.size(); ++l)
-    lj.push_back({{"layer", l}, {"rel_mse", lerr[l].rel_mse}, {"sqnr_db", Finite(lerr[l].sqnr_db)}});
-  j["layer_error"] = lj;
-  j["layer_error_windows"] = o.layer_windows > 0 ? std::min<size_t>(windows.size(), o.layer_windows) : windows.size();
-  j["time_total_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-
+  QL_ASSIGN_OR_RETURN(const CellPlan plan, PlanCell(*s, cells.front()));
+  Model work = s->reference;
+  const CellResult r = RunCell(*s, work, plan);
+  if (r.cell.status != "ok") return Status::Errorf("cell {}: {}", r.cell.status, r.cell.reason);
   if (o.json) {
+    j.update(CellJson(*s, r));
     fmt::print("{}\n", j.dump());
     return Status::Ok();
   }
-  if (algo) fmt::print("algorithm {} {}\n", algo->name, params.dump());
-  fmt::print("scheme    {}: {:.4f} bits/weight over {} linear tensors ({:.3f} over all weights); lm_head {}\n",
-             ToString(*scheme), bits_linear, qs.tensors.size(), bits_model, qs.head_policy);
-  fmt::print("quant     PPL {:.4f} ± {:.4f}\n", cs.quant.ppl, cs.quant.ppl_err);
-  fmt::print("ΔPPL      {:+.4f}  95% CI [{:+.4f}, {:+.4f}]   PPL ratio {:.5f} [{:.5f}, {:.5f}]\n", d.dppl, d.dppl_lo,
-             d.dppl_hi, d.ratio, d.ratio_lo, d.ratio_hi);
-  fmt::print("          paired: ln ratio {:+.5f} ± {:.5f} (unpaired ± {:.5f}; NLL correlation {:.4f})\n", d.mean_diff,
-             d.se_diff, d.se_diff_unpaired, d.correlation);
-  fmt::print("KLD       mean {:.6f} ± {:.6f}  median {:.6f}  p99 {:.6f}  max {:.6f}  ({} store)\n", cs.kld.mean,
-             cs.kld.se, cs.kld.median, cs.kld.P(0.99), cs.kld.max, kld_store);
-  fmt::print("top-1     {:.3f} ± {:.3f} % agree with the baseline\n", 100 * cs.top1, 100 * cs.top1_se);
-  fmt::print("Δp        mean {:+.3f} ± {:.3f} %  RMS {:.3f} %  min {:+.3f}  p1 {:+.3f}  p5 {:+.3f}  median {:+.3f}  "
-             "p95 {:+.3f}  p99 {:+.3f}  max {:+.3f} %\n",
-             100 * cs.p_diff.mean, 100 * cs.p_diff.se, 100 * cs.p_diff.rms, 100 * cs.p_diff.min,
-             100 * cs.p_diff.P(0.01), 100 * cs.p_diff.P(0.05), 100 * cs.p_diff.median, 100 * cs.p_diff.P(0.95),
-             100 * cs.p_diff.P(0.99), 100 * cs.p_diff.max);
-  fmt::print("layers    output SQNR dB (rel. MSE) vs baseline over {} windows:", j["layer_error_windows"].get<size_t>());
-  for (size_t l = 0; l < lerr.size(); ++l) fmt::print("  {}: {:.2f} ({:.2e})", l, lerr[l].sqnr_db, lerr[l].rel_mse);
-  fmt::print("\n");
-  if (o.tensors) {
-    for (const auto& [name, e] : werr)
-      fmt::print("tensor    {:<40} SQNR {:6.2f} dB  MSE {:.3e}  max|err| {:.3e}\n", name, e.sqnr_db, e.mse, e.max_abs);
-  } else if (!werr.empty()) {
-    double lo = werr[0].second.sqnr_db, sum = 0;
-    std::string worst = werr[0].first;
-    for (const auto& [name, e] : werr) {
-      sum += e.sqnr_db;
-      if (e.sqnr_db < lo) lo = e.sqnr_db, worst = name;
-    }
-    fmt::print("weights   SQNR mean {:.2f} dB over {} tensors, worst {:.2f} dB ({}); --tensors lists all\n",
-               sum / double(werr.size()), werr.size(), lo, worst);
-  }
-  fmt::print("time      baseline {:.2f} s, quantize {:.2f} s, eval {:.2f} s\n", base->seconds, qs.seconds, eval_seconds);
+  PrintBaseline(*s);
+  PrintCell(*s, r, o.tensors);
   return Status::Ok();
 }
 
@@ -384,29 +246,40 @@ Status RunEval(const EvalOptions& o) {
 void AddEvalCommand(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "eval", "Perplexity under a protocol; with --scheme, ΔPPL/KLD/top-1/Δp of fake-quantized linear weights vs "
-              "the BF16/FP32 baseline");
+      "eval", "Perplexity under a protocol; with --scheme, one cell (ΔPPL/KLD/top-1/Δp, sizes, errors) against the "
+              "baseline, exactly as a one-cell sweep computes it");
   cmd->add_option("--model", o->model, "model: llama2.c .bin, .gguf, or a Hugging Face directory / .safetensors")->required();
   cmd->add_option("--data", o->data, "evaluation text (UTF-8)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file when it is not beside the model");
-  cmd->add_option("--scheme", o->scheme, "quantization scheme for every linear weight, e.g. int4:g32, int8:channel");
+  cmd->add_option("--scheme", o->scheme, "weight scheme of every targeted linear, e.g. int4:g32, int8:channel, or a preset (W8A8)");
+  cmd->add_option("--activations", o->activations, "activation scheme of the targeted linears' inputs, e.g. int8:token");
+  cmd->add_option("--kv-cache", o->kv_cache, "KV-cache scheme (per head), e.g. int8:token");
+  cmd->add_option("--attention", o->attention, "scheme of both attention-matmul inputs Q and P (row-local)");
+  cmd->add_option("--attn-q", o->attn_q, "scheme of the queries after RoPE only");
+  cmd->add_option("--attn-p", o->attn_p, "scheme of the softmax output P only");
+  cmd->add_option("--targets", o->targets, "comma-separated targets (llm-compressor syntax)")->capture_default_str();
+  cmd->add_option("--ignore", o->ignore, "a built-in ignore set (none, lm_head, first_block, …) or comma-separated entries")
+      ->capture_default_str();
+  cmd->add_option("--tied-head", o->tied_head, "a tied lm_head: shared (quantize the one tensor, embedding too) or untie "
+                                               "(quantize a copy; lookups stay exact)")->capture_default_str();
   cmd->add_option("--protocol", o->protocol,
                   "llamacpp | gptq | strided, or a canonical string (llamacpp:ctx512, strided:ctx1024:s512)");
   cmd->add_option("--ctx", o->ctx, "window length (overrides the protocol's)");
   cmd->add_option("--chunks", o->chunks, "evaluate at most this many windows");
   cmd->add_option("--baseline", o->baseline, "baseline weight precision: bf16 (default) or fp32");
-  cmd->add_option("--head", o->head, "lm_head: auto (quantize unless tied), quantize, skip");
+  cmd->add_option("--seed", o->seed, "seed of the cell (random rotations, …)");
   cmd->add_option("--top-k", o->top_k, "keep the baseline's top-k log-probs for KLD (0 = all when they fit)");
   cmd->add_option("--cache-dir", o->cache_dir, "directory for baseline cache files (none by default)");
-  cmd->add_option("--layer-windows", o->layer_windows, "windows used for per-layer output error (0 = all)");
+  cmd->add_option("--layer-windows", o->layer_windows, "windows used for per-layer output error (0 = all)")
+      ->capture_default_str();
   cmd->add_flag("--tensors", o->tensors, "print the error of every quantized tensor");
   cmd->add_option("--algorithm", o->algorithm, "quantization algorithm for --scheme: rtn (default), gptq, awq, rotation, …");
   cmd->add_option("--param", o->params, "algorithm parameter key=value (repeatable), e.g. --param act_order=true");
   cmd->add_option("--calib", o->calib, "calibration text for calibrated algorithms (disjoint from --data)");
-  cmd->add_option("--calib-samples", o->calib_samples, "calibration windows (default 128)");
-  cmd->add_option("--calib-seqlen", o->calib_seqlen, "calibration window length (default: the evaluation context)");
-  cmd->add_option("--calib-seed", o->calib_seed, "seed of the calibration window starts (default 0)");
-  cmd->add_flag("--json", o->json, "print one JSON object instead of text");
+  cmd->add_option("--calib-samples", o->calib_samples, "calibration windows")->capture_default_str();
+  cmd->add_option("--calib-seqlen", o->calib_seqlen, "calibration window length")->capture_default_str();
+  cmd->add_option("--calib-seed", o->calib_seed, "seed of the calibration window starts")->capture_default_str();
+  cmd->add_flag("--json", o->json, "print one JSON object instead of text (keys: the store's column names)");
   cmd->callback([o] {
     const Status s = RunEval(*o);
     if (!s.ok()) Fail("eval", s);

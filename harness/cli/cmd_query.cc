@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "harness/cli/commands.h"
+#include "harness/sweep/experiment.h"
 #include "results/report.h"
 #include "results/store.h"
 
@@ -35,13 +36,53 @@ void AddMergeCommand(CLI::App& app) {
   cmd->add_option("dest", *dest, "destination results directory (created if missing)")->required();
   cmd->add_option("sources", *srcs, "results directories to merge in")->required();
   cmd->callback([dest, srcs] {
-    Status s = ResultStore::Merge(*dest, *srcs);
+    std::vector<std::string> warnings;
+    Status s = ResultStore::Merge(*dest, *srcs, &warnings);
     if (!s.ok()) return Fail("merge", s);
+    for (const std::string& w : warnings) std::cerr << "quantlab merge: warning: " << w << "\n";
     auto store = ResultStore::OpenReadOnly(*dest);
     if (!store.ok()) return Fail("merge", store.status());
     auto n = (*store)->Query("SELECT count(*) FROM cells");
     std::cout << "merged " << srcs->size() << " store(s) into " << *dest << ": "
               << (n.ok() ? SqlValueToString(n->rows[0][0]) : "?") << " cells\n";
+  });
+}
+
+void AddStatusCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("status", "Cells done / failed / diverged / missing per experiment of a results "
+                                           "directory (what to check after a job array)");
+  struct Opts {
+    std::string dir, experiment;
+    bool list = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("results", o->dir, "results directory")->required();
+  cmd->add_option("experiment", o->experiment, "experiment YAML: only its cells (default: every experiment in the store)");
+  cmd->add_flag("--list", o->list, "name every failed, diverged and missing cell");
+  cmd->callback([o] {
+    auto store = ResultStore::OpenReadOnly(o->dir);
+    if (!store.ok()) return Fail("status", store.status());
+    std::string id;
+    if (!o->experiment.empty()) {
+      auto e = LoadExperiment(o->experiment);
+      if (!e.ok()) return Fail("status", e.status());
+      id = ExperimentId(*e);
+    }
+    auto progress = (*store)->Progress(id);
+    if (!progress.ok()) return Fail("status", progress.status());
+    if (!id.empty() && progress->empty())
+      return Fail("status", Status::Errorf("{}: experiment {} was never run into this store (run quantlab sweep {})",
+                                           o->dir, id, o->experiment));
+    bool complete = true;
+    for (const auto& e : *progress) {
+      std::cout << fmt::format("{}: {} cells: {} ok, {} failed, {} diverged, {} missing\n", e.experiment_id, e.planned,
+                               e.ok, e.failed.size(), e.diverged.size(), e.missing.size());
+      complete &= e.failed.empty() && e.missing.empty();
+      if (!o->list) continue;
+      for (const auto& [what, v] : {std::pair{"failed", &e.failed}, {"diverged", &e.diverged}, {"missing", &e.missing}})
+        for (const auto& c : *v) std::cout << fmt::format("  {:<8} {:>4}  {}  {}\n", what, c.index, c.id, c.label);
+    }
+    if (!complete) ExitCode() = 3;
   });
 }
 

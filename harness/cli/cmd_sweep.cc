@@ -12,7 +12,7 @@ void AddSweepCommand(CLI::App& app) {
                                           "re-running resumes (finished cells are skipped)");
   struct Opts {
     std::string file, shard, results, model;
-    bool dry_run = false, no_table = false;
+    bool dry_run = false, no_table = false, retry_failed = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("file", o->file, "experiment YAML (see experiments/)")->required();
@@ -21,6 +21,7 @@ void AddSweepCommand(CLI::App& app) {
   cmd->add_option("--model", o->model, "model path (default: the file's 'model:')");
   cmd->add_flag("--dry-run", o->dry_run, "validate the file and list the cells without running them");
   cmd->add_flag("--no-table", o->no_table, "do not print the comparison table at the end");
+  cmd->add_flag("--retry-failed", o->retry_failed, "run cells recorded as failed again (ok and diverged ones stay)");
   cmd->callback([o] {
     auto e = LoadExperiment(o->file);
     if (!e.ok()) return Fail("sweep", e.status());
@@ -39,6 +40,7 @@ void AddSweepCommand(CLI::App& app) {
     opt.shard = o->shard;
     opt.results = o->results;
     opt.model = o->model;
+    opt.retry_failed = o->retry_failed;
     auto sum = RunSweep(*e, opt, std::cout);
     if (!sum.ok()) return Fail("sweep", sum.status());
     if (!o->no_table) {
@@ -48,9 +50,9 @@ void AddSweepCommand(CLI::App& app) {
       auto r = (*store)->Query(CompareSql(id, "dppl", AnyCellSets(**store, id, "attn_scheme"),
                                           AnyCellSets(**store, id, "kv_scheme")));
       if (!r.ok()) return Fail("sweep", r.status());
-      std::cout << "\n" << FormatTable(*r);
+      std::cout << "\n" << FormatTable(*r) << NumericsNote(**store, id);
     }
-    if (sum->failed > 0) ExitCode() = 3;  // the sweep went on, but say so to scripts
+    if (sum->failed > 0 || sum->diverged > 0) ExitCode() = 3;  // the sweep went on, but say so to scripts
   });
 }
 
@@ -72,7 +74,12 @@ void AddCompareCommand(CLI::App& app) {
     auto r = (*store)->Query(CompareSql(o->experiment, o->sort, AnyCellSets(**store, o->experiment, "attn_scheme"),
                                         AnyCellSets(**store, o->experiment, "kv_scheme")));
     if (!r.ok()) return Fail("compare", r.status());
-    std::cout << (o->csv ? FormatCsv(*r) : o->json ? FormatJson(*r) : FormatTable(*r));
+    if (o->csv || o->json) {
+      std::cout << (o->csv ? FormatCsv(*r) : FormatJson(*r));
+      if (!NumericsNote(**store, o->experiment).empty()) std::cerr << NumericsNote(**store, o->experiment);
+      return;
+    }
+    std::cout << FormatTable(*r) << NumericsNote(**store, o->experiment);
   });
 }
 

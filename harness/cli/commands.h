@@ -18,6 +18,7 @@ void AddFormatsCommand(CLI::App& app);
 void AddRoundtripCommand(CLI::App& app);
 void AddQueryCommand(CLI::App& app);
 void AddMergeCommand(CLI::App& app);
+void AddStatusCommand(CLI::App& app);
 void AddReportCommand(CLI::App& app);
 void AddSweepCommand(CLI::App& app);
 void AddCompareCommand(CLI::App& app);

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   ql::cli::AddCompareCommand(app);
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
+  ql::cli::AddStatusCommand(app);
   ql::cli::AddReportCommand(app);
   try {
     app.parse(argc, argv);

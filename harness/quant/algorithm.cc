@@ -25,7 +25,7 @@ Status ApplyRtn(Model& model, const AlgorithmContext& ctx) { return RtnAll(model
 const std::vector<AlgorithmInfo>& Algorithms() {
   static const std::vector<AlgorithmInfo> kList = {
       {"rtn", "round-to-nearest with the scheme's scale rule (absmax, minmax, percentile, mse)",
-       nlohmann::json::object(), false, ApplyRtn},
+       nlohmann::json::object(), false, ApplyRtn, {}, /*changes_only_targets=*/true},
       GptqAlgorithm(),
       AwqAlgorithm(),
       SmoothQuantAlgorithm(),

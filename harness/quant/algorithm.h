@@ -58,6 +58,9 @@ struct AlgorithmInfo {
   // When set, whether a cell with these (resolved or raw) parameters needs calibration data; overrides
   // needs_calibration (rotation needs it only with quantizer: gptq). Use NeedsCalibration().
   std::function<bool(const nlohmann::json& params)> needs_calibration_for = {};
+  // What the cell pipeline restores afterwards: true = only the weights of the modules it was given
+  // (round-to-nearest); false = anything (norms, other tensors, the config: the whole model).
+  bool changes_only_targets = false;
 };
 
 const std::vector<AlgorithmInfo>& Algorithms();

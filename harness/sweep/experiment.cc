@@ -13,6 +13,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "harness/eval/baseline.h"
+#include "harness/eval/numerics.h"
 #include "harness/eval/protocol.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/attn_quant.h"
@@ -219,7 +220,8 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   if (!root.IsMap()) return Status::Errorf("{}: an experiment file is a YAML map (see experiments/default.yaml)", origin);
   QL_RETURN_IF_ERROR(CheckKeys(origin, root, "the experiment",
                                {"name", "model", "data", "protocol", "baseline", "calibration", "seed", "results",
-                                "targets", "ignore_sets", "presets", "grid"}));
+                                "targets", "ignore_sets", "presets", "grid", "tied_head", "layer_error_windows",
+                                "kld_top_k"}));
   Experiment e;
   e.text = yaml_text;
   for (const char* k : {"name", "model", "data", "grid"})
@@ -254,6 +256,21 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   }
   if (const YAML::Node s = root["seed"]) {
     QL_ASSIGN_OR_RETURN(e.seed, Int(origin, s, "seed", 0, INT64_MAX));
+  }
+  if (const YAML::Node t = root["tied_head"]) {
+    QL_ASSIGN_OR_RETURN(e.tied_head, Str(origin, t, "tied_head"));
+    e.tied_head = Lower(e.tied_head);
+    if (e.tied_head != "shared" && e.tied_head != "untie")
+      return Status::Error(At(origin, t) + "tied_head '" + e.tied_head +
+                           "' is not one of: shared (quantize the one tensor, embedding too), untie (quantize a copy)");
+  }
+  if (const YAML::Node n = root["layer_error_windows"]) {
+    QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, n, "layer_error_windows", 0, 1 << 20));
+    e.layer_error_windows = int(v);
+  }
+  if (const YAML::Node n = root["kld_top_k"]) {
+    QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, n, "kld_top_k", 0, 1 << 20));
+    e.kld_top_k = int(v);
   }
   if (const YAML::Node r = root["results"]) {
     QL_ASSIGN_OR_RETURN(std::string r_text, Str(origin, r, "results"));
@@ -468,15 +485,24 @@ nlohmann::json Cell::CanonicalJson(const Experiment& e) const {
   j["algorithm"] = {{"name", algorithm.name}, {"params", algorithm.params}};
   j["ignore"] = {{"name", ignore.name}, {"entries", ignore.entries}, {"builtin", ignore.builtin}};
   j["seed"] = e.seed;
-  if (e.calibration) {
-    j["calibration"] = {{"data", e.calibration->data}, {"samples", e.calibration->samples},
-                        {"seqlen", e.calibration->seqlen}, {"seed", e.calibration->seed}};
+  if (e.tied_head != "shared") j["tied_head"] = e.tied_head;
+  if (e.layer_error_windows != 1) j["layer_error_windows"] = e.layer_error_windows;
+  if (e.kld_top_k != 0) j["kld_top_k"] = e.kld_top_k;
+  // The calibration text enters as its content hash (CellId), and only for cells that use it.
+  auto algo = FindAlgorithm(algorithm.name);
+  if (e.calibration && algo.ok() && NeedsCalibration(**algo, algorithm.params)) {
+    j["calibration"] = {{"samples", e.calibration->samples}, {"seqlen", e.calibration->seqlen},
+                        {"seed", e.calibration->seed}};
   }
   return j;
 }
 
 std::string Cell::Label() const {
   return fmt::format("{} | {} | ignore={}", scheme.label, algorithm.Label(), ignore.name);
+}
+
+std::string ExperimentId(const Experiment& e) {
+  return fmt::format("{}-{:016x}", e.name, Fnv1a64(e.text.data(), e.text.size()));
 }
 
 std::vector<Cell> ExpandGrid(const Experiment& e) {
@@ -542,15 +568,11 @@ StatusOr<std::string> HashFile(const std::string& path) {
   return fmt::format("{:016x}", h);
 }
 
-StatusOr<std::string> HashPath(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_directory(path, ec)) return HashFile(path);
-  std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(path, ec))
-    if (e.is_regular_file()) files.push_back(e.path().string());
-  std::sort(files.begin(), files.end());
+StatusOr<std::string> HashFiles(std::vector<std::string> paths) {
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
   uint64_t h = 0xcbf29ce484222325ull;
-  for (const auto& f : files) {
+  for (const auto& f : paths) {
     QL_ASSIGN_OR_RETURN(std::string fh, HashFile(f));
     const std::string name = fs::path(f).filename().string() + "=" + fh;
     h = Fnv1a64(name.data(), name.size(), h);
@@ -558,9 +580,9 @@ StatusOr<std::string> HashPath(const std::string& path) {
   return fmt::format("{:016x}", h);
 }
 
-std::string CellId(const nlohmann::json& canonical, const std::string& model_hash, const std::string& data_hash,
-                   const std::string& code_version) {
-  const std::string s = canonical.dump() + "\n" + model_hash + "\n" + data_hash + "\n" + code_version;
+std::string CellId(const nlohmann::json& canonical, const ContentHashes& hashes) {
+  const std::string s = canonical.dump() + "\nmodel " + hashes.model + "\ndata " + hashes.data + "\ncalibration " +
+                        hashes.calibration + fmt::format("\nnumerics {}", kNumericsVersion);
   // Two independent 64-bit FNV-1a passes (different offset bases) -> 80 bits shown.
   const uint64_t a = Fnv1a64(s.data(), s.size());
   const uint64_t b = Fnv1a64(s.data(), s.size(), 0x84222325cbf29ce4ull);

@@ -9,6 +9,10 @@
 //   baseline: bf16                     # bf16 (default) or fp32
 //   calibration: {data: calib.txt, samples: 32, seqlen: 256, seed: 0}
 //   seed: 0
+//   tied_head: shared                  # a tied lm_head: shared (quantizing it quantizes the embedding
+//                                      # too: one tensor) or untie (a quantized copy; lookups stay exact)
+//   layer_error_windows: 1             # windows for the per-layer output error (0 = all)
+//   kld_top_k: 0                       # baseline log-probs kept for KLD (0 = all when they fit, else 64)
 //   results: quantlab-results          # results directory (relative to the YAML file)
 //   targets: [Linear]                  # llm-compressor syntax, default [Linear]
 //   ignore_sets: {edges: ["re:model\\.layers\\.0\\.", lm_head]}   # named sets, beside the built-ins
@@ -86,6 +90,9 @@ struct Experiment {
   std::string baseline = "bf16";
   std::optional<CalibrationSpec> calibration;
   int64_t seed = 0;
+  std::string tied_head = "shared";  // "shared" | "untie"
+  int layer_error_windows = 1;
+  int kld_top_k = 0;
   std::string results = "quantlab-results";
   std::vector<std::string> targets = {"Linear"};
   std::vector<SchemeSpec> schemes;
@@ -102,8 +109,9 @@ struct Cell {
   SchemeSpec scheme;         // after the activations/kv_cache/attention axes were applied
   AlgorithmSpec algorithm;
   IgnoreSetSpec ignore;
-  // Canonical JSON of everything that determines the cell's numbers (not the model/text contents,
-  // which enter the identity as hashes).
+  // Canonical JSON of everything that determines the cell's numbers (not the model, text and
+  // calibration contents, which enter the identity as hashes; no file paths). Keys at their
+  // defaults are left out, so adding an option does not change the identity of cells without it.
   nlohmann::json CanonicalJson(const Experiment& e) const;
   std::string Label() const;  // short human label: "int4:g32 | rtn | ignore=lm_head"
 };
@@ -116,20 +124,27 @@ StatusOr<Experiment> LoadExperiment(const std::string& path);
 
 std::vector<Cell> ExpandGrid(const Experiment& e);
 
+// "<name>-<16 hex of the file's text>": the experiment's row in a results store.
+std::string ExperimentId(const Experiment& e);
+
 // Deterministic slice i of n (0-based i): cells whose index % n == i.
 StatusOr<std::pair<int, int>> ParseShard(const std::string& s);  // "i/N" with 0 <= i < N
 std::vector<Cell> ShardCells(const std::vector<Cell>& cells, int i, int n);
 
-// Identity of a cell: hash of its canonical JSON, the model's and the text's content hashes, and
-// the code version. Hex, 20 characters.
-std::string CellId(const nlohmann::json& canonical, const std::string& model_hash, const std::string& data_hash,
-                   const std::string& code_version);
+// Identity of a cell: hash of its canonical JSON, the content hashes of the model files the loader
+// read, of the text and (when the cell's algorithm uses it) of the calibration text, and the
+// numerics version (harness/eval/numerics.h). Not the code version: that is recorded per row.
+// Hex, 20 characters.
+struct ContentHashes {
+  std::string model, data, calibration;  // calibration "" when the cell needs none
+};
+std::string CellId(const nlohmann::json& canonical, const ContentHashes& hashes);
 
 // Built-in presets: name -> scheme spec (weights/activations/kv/mix). Case-insensitive lookup.
 std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets();
 
 // Content hashes (FNV-1a 64, harness/eval/baseline.h) of a file, in hex. For identities, not security.
 StatusOr<std::string> HashFile(const std::string& path);
-StatusOr<std::string> HashPath(const std::string& path);  // a file, or every regular file of a directory
+StatusOr<std::string> HashFiles(std::vector<std::string> paths);  // names (not directories) and contents, sorted
 
 }  // namespace ql

@@ -1,7 +1,7 @@
-// The sweep runner: loads the model once, builds the evaluation windows once, computes (or loads)
-// the baseline once, then for each cell of its shard quantizes a working copy of the targeted
-// weights in memory, evaluates against the baseline, commits the cell, and restores the weights.
-// Finished cells (any status) are skipped, so running the same file again resumes.
+// The sweep runner: opens one Session (model, windows, baseline, calibration: harness/sweep/
+// cell_pipeline.h), plans every cell of its shard before running any, then for each cell runs the
+// cell pipeline, commits the result and reports progress. Finished cells are skipped, so running
+// the same file again resumes (failed ones too, unless retry_failed).
 #pragma once
 
 #include <iosfwd>
@@ -20,21 +20,15 @@ struct SweepOptions {
   std::string results;        // overrides the experiment's results directory when non-empty
   std::string model;          // overrides the experiment's model path when non-empty
   bool progress_bar = true;   // a redrawn bar on a terminal; plain lines otherwise
-  int layer_error_windows = 1;  // windows used for the per-layer output error (0 = all)
+  bool retry_failed = false;  // run cells recorded as failed again (diverged and ok cells stay)
 };
 
 struct SweepSummary {
   int total = 0, skipped = 0, ok = 0, failed = 0, diverged = 0;
+  int skipped_failed = 0;  // of the skipped cells, those recorded as failed
   std::string experiment_id;
   std::string results_dir;
 };
-
-// The (module path, canonical scheme) pairs a cell quantizes: targets − ignore, each with the
-// cell's weight scheme, or a mix's per-module choice (Q4_K_M: q6_k for lm_head and for v_proj /
-// down_proj in llama.cpp's "use_more_bits" layers, q4_k elsewhere).
-StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(const Model& model,
-                                                                            const Experiment& e,
-                                                                            const Cell& cell);
 
 StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, std::ostream& log);
 
@@ -47,5 +41,9 @@ std::string CompareSql(const std::string& experiment_id, const std::string& sort
 // True when some cell of the experiment (all when empty) has a non-empty `column` ("attn_scheme",
 // "kv_scheme"); false when the store has no such column.
 bool AnyCellSets(ResultStore& store, const std::string& experiment_id, const std::string& column);
+// "" when every cell of the experiment (all when empty) was computed under one numerics version;
+// else a line saying which versions are mixed and how many cells each (numbers across numerics
+// versions are not comparable to the last digit).
+std::string NumericsNote(ResultStore& store, const std::string& experiment_id);
 
 }  // namespace ql

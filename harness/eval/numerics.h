@@ -1,0 +1,13 @@
+// The numerics version: a number that changes whenever a change to quantlab alters any result it
+// computes (a kernel's rounding, a summation order, a metric's definition, a protocol's windows). It
+// enters every cell's identity in place of the code version, so a README edit re-runs nothing and a
+// numerics change re-runs everything. tests/sweep/golden_test.cc holds the default model's numbers for
+// the current version and fails when they move without a bump here.
+#pragma once
+
+namespace ql {
+
+// 1: the first versioned numerics (thread-count-independent forward pass, schema 3).
+inline constexpr int kNumericsVersion = 1;
+
+}  // namespace ql

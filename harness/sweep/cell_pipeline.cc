@@ -1,0 +1,409 @@
+// The one cell pipeline (see cell_pipeline.h).
+#include "harness/sweep/cell_pipeline.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <ostream>
+#include <set>
+
+#include "datasets/text.h"
+#include "harness/eval/evaluator.h"
+#include "harness/eval/metric_table.h"
+#include "harness/eval/numerics.h"
+#include "harness/io/load.h"
+#include "harness/quant/attn_quant.h"
+#include "harness/quant/kv_quant.h"
+#include "harness/quant/quant_util.h"
+#include "harness/quant/targets.h"
+#include "harness/tokenizer/tokenizer.h"
+#include "kernels/quantizer.h"
+#include "ql_version.h"
+
+namespace ql {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+std::string NowIso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+// llama.cpp's use_more_bits(i, n): the first and last eighth of the layers and every third in
+// between get the bigger type in its _M mixes.
+bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+// Histogram of the weight error (quantized − original) in kHistBins equal bins over
+// [−max_abs, +max_abs], followed by the two range ends: [counts…, lo, hi].
+constexpr int kHistBins = 64;
+std::vector<float> ErrorHistogram(const std::vector<float>& ref, const std::vector<float>& q, double max_abs) {
+  std::vector<float> h(kHistBins + 2, 0.0f);
+  const double lo = -max_abs, hi = max_abs, width = (hi - lo) / kHistBins;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double e = double(q[i]) - double(ref[i]);
+    int b = width > 0 ? int((e - lo) / width) : kHistBins / 2;
+    h[std::clamp(b, 0, kHistBins - 1)] += 1.0f;
+  }
+  h[kHistBins] = float(lo);
+  h[kHistBins + 1] = float(hi);
+  return h;
+}
+
+// The files whose bytes the loader read: what the model hash covers (not a README or a training
+// log beside the checkpoint).
+std::vector<std::string> ModelFiles(const std::string& path, const io::CheckpointInfo& info,
+                                    const std::string& tokenizer) {
+  std::vector<std::string> files = info.files;
+  std::error_code ec;
+  const fs::path dir = fs::is_directory(path, ec) ? fs::path(path) : fs::path(path).parent_path();
+  if (fs::is_directory(path, ec) || fs::path(path).extension() == ".safetensors") {
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.ends_with(".safetensors") || name == "model.safetensors.index.json") files.push_back(e.path().string());
+    }
+  }
+  if (auto it = info.metadata.find("tokenizer"); it != info.metadata.end() && fs::exists(it->second, ec))
+    files.push_back(it->second);
+  if (files.empty()) files.push_back(path);
+  if (!tokenizer.empty()) files.push_back(tokenizer);
+  return files;
+}
+
+StatusOr<Model> LoadSessionModel(const std::string& path, const std::string& tokenizer, std::string* hash) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Status::Errorf("model '{}' does not exist (pass --model PATH)", path);
+  io::CheckpointInfo info;
+  QL_ASSIGN_OR_RETURN(Model m, LoadModel(path, &info));
+  if (!tokenizer.empty()) {
+    QL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(tokenizer, m.config.vocab_size));
+    m.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok));
+  }
+  if (!m.tokenizer)
+    return Status::Errorf("{}: the model has no tokenizer beside it; quantlab needs one to read text (pass --tokenizer)",
+                          path);
+  QL_ASSIGN_OR_RETURN(*hash, HashFiles(ModelFiles(path, info, tokenizer)));
+  return m;
+}
+
+bool AnyNeedsCalibration(const std::vector<Cell>& cells) {
+  for (const Cell& c : cells) {
+    auto algo = FindAlgorithm(c.algorithm.name);
+    if (algo.ok() && NeedsCalibration(**algo, c.algorithm.params)) return true;
+  }
+  return false;
+}
+
+std::string Origin(const Experiment& e) { return e.path.empty() ? e.name : e.path; }
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
+                                               const SessionOptions& o) {
+  auto s = std::make_unique<Session>();
+  s->experiment = &e;
+  s->model_path = o.model.empty() ? e.model : o.model;
+  QL_ASSIGN_OR_RETURN(s->protocol, ProtocolSpec::Parse(e.protocol));
+  QL_ASSIGN_OR_RETURN(s->precision, ParsePrecision(e.baseline));
+  QL_ASSIGN_OR_RETURN(Model model, LoadSessionModel(s->model_path, o.tokenizer, &s->hashes.model));
+  const int max_ctx = model.config.max_seq_len;
+  if (max_ctx > 0 && s->protocol.n_ctx > max_ctx)
+    return Status::Errorf("{}: protocol context {} is larger than the model's context {} (use ctx <= {})", Origin(e),
+                          s->protocol.n_ctx, max_ctx, max_ctx);
+  QL_ASSIGN_OR_RETURN(s->text, ReadTextFile(e.data, "evaluation text"));
+  s->hashes.data = TextHash(s->text);
+  s->tokens = model.tokenizer->Encode(s->text, /*add_bos=*/false);
+  QL_ASSIGN_OR_RETURN(s->windows, BuildWindows(s->protocol, s->tokens, model.tokenizer->bos_id()));
+  s->reference = WithPrecision(model, s->precision);
+  model = Model();  // one copy of the weights from here on
+
+  if (AnyNeedsCalibration(cells)) {
+    if (!e.calibration)
+      return Status::Errorf("{}: a cell's algorithm needs a calibration: section (data, samples, seqlen, seed)", Origin(e));
+    const CalibrationSpec& c = *e.calibration;
+    if (c.data == e.data && o.log)
+      *o.log << "warning: calibration and evaluation use the same text (" << e.data << "): results will be optimistic\n";
+    QL_ASSIGN_OR_RETURN(s->calibration, BuildCalibration(s->reference, c.data, c.samples, c.seqlen, c.seed));
+    QL_ASSIGN_OR_RETURN(s->hashes.calibration, HashFile(c.data));
+    if (o.log)
+      *o.log << fmt::format("calibration: {} windows x {} tokens from {} (seed {})\n", s->calibration->windows.size(),
+                            c.seqlen, c.data, c.seed);
+  }
+
+  BaselineCache cache(o.baseline_cache_dir);
+  BaselineOptions bopt;
+  bopt.precision = s->precision;
+  bopt.top_k = e.kld_top_k;
+  bopt.cache_dir = o.baseline_cache_dir;
+  QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
+  s->baseline_from_disk = cache.disk_hits() > 0;
+  return s;
+}
+
+StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(const Model& model,
+                                                                            const Experiment& e,
+                                                                            const Cell& cell) {
+  std::vector<std::string> ignore = cell.ignore.entries;
+  if (cell.ignore.builtin) {
+    QL_ASSIGN_OR_RETURN(ignore, BuiltinIgnoreSet(model, cell.ignore.name));
+  }
+  QL_ASSIGN_OR_RETURN(std::vector<std::string> modules,
+                      ResolveTargetsMinusIgnore(model, e.targets, ignore, cell.ignore.name));
+  std::vector<std::pair<std::string, std::string>> out;
+  if (cell.scheme.weights.empty()) return out;
+  const int L = model.config.n_layers;
+  for (const auto& m : modules) {
+    std::string scheme = cell.scheme.weights;
+    if (cell.scheme.mix == "q4_k_m") {
+      const int layer = ModuleLayer(m);
+      const bool more = m == "lm_head" ||
+                        (layer >= 0 && (m.ends_with("v_proj") || m.ends_with("down_proj")) && UseMoreBits(layer, L));
+      scheme = more ? "q6_k" : "q4_k";
+    }
+    out.emplace_back(m, scheme);
+  }
+  return out;
+}
+
+StatusOr<CellPlan> PlanCell(const Session& s, const Cell& cell) {
+  const Experiment& e = *s.experiment;
+  CellPlan p;
+  p.cell = &cell;
+  auto ms = CellModuleSchemes(s.reference, e, cell);
+  if (!ms.ok()) return Status::Errorf("{}: cell '{}': {}", Origin(e), cell.Label(), ms.status().message());
+  p.module_schemes = std::move(*ms);
+  for (const auto& [m, sc] : p.module_schemes) {
+    QL_ASSIGN_OR_RETURN(Scheme parsed, ParseScheme(sc));
+    p.schemes.push_back(parsed);
+    if (m == "lm_head" && s.reference.config.tied_embeddings && e.tied_head == "untie") p.untie_head = true;
+  }
+  auto parse = [](const std::string& text, std::optional<Scheme>* out) -> Status {
+    if (text.empty()) return Status::Ok();
+    QL_ASSIGN_OR_RETURN(Scheme sc, ParseScheme(text));
+    *out = sc;
+    return Status::Ok();
+  };
+  QL_RETURN_IF_ERROR(parse(cell.scheme.activations, &p.activations));
+  QL_RETURN_IF_ERROR(parse(cell.scheme.kv_cache, &p.kv_cache));
+  QL_RETURN_IF_ERROR(parse(cell.scheme.attn_q, &p.attn_q));
+  QL_RETURN_IF_ERROR(parse(cell.scheme.attn_p, &p.attn_p));
+  QL_ASSIGN_OR_RETURN(p.algorithm, FindAlgorithm(cell.algorithm.name));
+  return p;
+}
+
+CellRow DescribeCell(const Session& s, const Cell& cell) {
+  const Experiment& e = *s.experiment;
+  const nlohmann::json canonical = cell.CanonicalJson(e);
+  ContentHashes h = s.hashes;
+  if (!canonical.contains("calibration")) h.calibration.clear();
+  CellRow row;
+  row.id = CellId(canonical, h);
+  row.model_id = s.hashes.model;
+  row.dataset_id = s.hashes.data;
+  row.protocol = s.protocol.Canonical();
+  row.weight_scheme = cell.scheme.mix.empty() ? cell.scheme.weights : cell.scheme.mix;
+  row.act_scheme = cell.scheme.activations;
+  row.kv_scheme = cell.scheme.kv_cache;
+  row.attn_scheme = cell.scheme.AttentionText();
+  row.algorithm = cell.algorithm.name;
+  row.algo_params = cell.algorithm.params.dump();
+  row.ignore_set = cell.ignore.name;
+  row.ignore = nlohmann::json(cell.ignore.entries).dump();
+  row.config = canonical.dump();
+  row.seed = e.seed;
+  row.host = HostName();
+  row.code_version = QL_GIT_VERSION;
+  row.numerics_version = kNumericsVersion;
+  return row;
+}
+
+namespace {
+
+// Activation fake quantization through the forward hooks: each targeted linear's input [T, in] is
+// quantized with the activation scheme (granularity "token" = one scale per row, dynamic);
+// KV-cache quantization per head; Q and P of attention; the algorithm's online input transform first.
+struct CellHooks {
+  std::optional<Scheme> act;
+  std::set<std::string> modules;  // linear inputs to quantize (the cell's targets)
+  Status first_error;
+  ForwardHooks hooks;
+  const AlgorithmRuntime* runtime = nullptr;
+  std::optional<Scheme> kv;
+  int kv_heads = 0, head_dim = 0;
+  std::unique_ptr<AttentionQuantizer> attn;
+
+  void Record(Status s) {
+    if (!s.ok() && first_error.ok()) first_error = std::move(s);
+  }
+  Status status() const { return !first_error.ok() ? first_error : attn ? attn->status() : Status::Ok(); }
+
+  void Build(const CellPlan& p, const ModelConfig& c, const AlgorithmRuntime* rt) {
+    runtime = rt;
+    act = p.activations;
+    if (act)
+      for (const auto& [m, sc] : p.module_schemes) modules.insert(m);
+    kv = p.kv_cache;
+    kv_heads = c.n_kv_heads;
+    head_dim = c.head_dim;
+    if (p.attn_q || p.attn_p) {
+      attn = std::make_unique<AttentionQuantizer>(p.attn_q, p.attn_p, c.n_heads, c.head_dim);
+      attn->Install(&hooks);
+    }
+    if (kv) {
+      hooks.kv = [this](int layer, float* k, float* v, int T) {
+        Status s = FakeQuantizeKvHeads(*kv, k, T, kv_heads, head_dim);
+        if (s.ok()) s = FakeQuantizeKvHeads(*kv, v, T, kv_heads, head_dim);
+        if (!s.ok()) Record(Status::Errorf("KV-cache quantization at layer {}: {}", layer, s.message()));
+      };
+    }
+    if (act || (runtime && runtime->linear_input)) {
+      hooks.linear_input = [this](std::string_view path, float* x, int T, int in) {
+        if (runtime && runtime->linear_input && runtime->linear_input(path, x, T, in)) return;
+        if (!act || !modules.count(std::string(path))) return;
+        std::vector<float> out(size_t(T) * in);
+        Status s = FakeQuantize(*act, x, T, in, out.data());
+        if (!s.ok()) return Record(Status::Errorf("activation quantization at {}: {}", path, s.message()));
+        std::copy(out.begin(), out.end(), x);
+      };
+    }
+  }
+};
+
+// The reference values of a weight of the cell's model: an untied head copy is the embedding.
+const Tensor& ReferenceTensor(const Model& reference, const std::string& name) {
+  if (name == "lm_head.weight" && !reference.Has(name)) return reference.W("model.embed_tokens.weight");
+  return reference.W(name);
+}
+
+// Storage and per-tensor errors: every quantized tensor at its scheme (bytes exact), the rest at the
+// baseline precision; errors against the reference (or, for a transforming algorithm, against its
+// own weights before rounding).
+Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, const AlgorithmRuntime& runtime,
+                      CellMeasurements* m, CellResult* r) {
+  std::set<std::string> counted;
+  for (size_t i = 0; i < p.module_schemes.size(); ++i) {
+    const std::string wn = WeightKey(work, p.module_schemes[i].first);
+    if (!counted.insert(wn).second) continue;
+    const Tensor& w = ReferenceTensor(s.reference, wn);
+    QL_ASSIGN_OR_RETURN(QuantizedTensor qt, Quantize(p.schemes[i], w.data.data(), w.rows(), w.cols()));
+    m->quant_bits += int64_t(qt.Bytes()) * 8;
+    m->quant_numel += w.numel();
+    m->model_bytes += int64_t(qt.Bytes());
+    const auto tr = runtime.weights_before_rounding.find(wn);
+    const std::vector<float>& w0 = tr != runtime.weights_before_rounding.end() ? tr->second : w.data;
+    const SignalError err = CompareTensors(w0, work.W(wn).data);
+    r->tensor_errors.push_back(
+        {wn, p.module_schemes[i].second, err.mse, err.sqnr_db, err.max_abs, qt.BitsPerWeight(), int64_t(qt.Bytes())});
+    r->arrays["weight_error_hist/" + wn] = ErrorHistogram(w0, work.W(wn).data, err.max_abs);
+  }
+  const int64_t base_bytes = s.precision == BaselinePrecision::kBf16 ? 2 : 4;
+  for (const auto& [name, t] : work.weights)
+    if (!counted.count(name)) m->model_bytes += t.numel() * base_bytes;
+  return Status::Ok();
+}
+
+// Quantize, evaluate, measure: the body of RunCell, on a work model that RunCell restores.
+Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, CellResult* r) {
+  const Experiment& e = *s.experiment;
+  CellRow& row = r->cell;
+  const auto t0 = Clock::now();
+  if (p.untie_head) {
+    work.weights["lm_head.weight"] = work.W("model.embed_tokens.weight");
+    work.config.tied_embeddings = false;
+  }
+  AlgorithmRuntime runtime;
+  AlgorithmContext ctx;
+  ctx.module_schemes = &p.module_schemes;
+  ctx.params = p.cell->algorithm.params;
+  ctx.seed = e.seed;
+  ctx.calibration = s.calibration ? &*s.calibration : nullptr;
+  ctx.runtime = &runtime;
+  QL_RETURN_IF_ERROR(p.algorithm->apply(work, ctx));
+  const auto t1 = Clock::now();
+  row.seconds_quantize = Seconds(t0, t1);
+
+  CellHooks h;
+  h.Build(p, work.config, &runtime);
+  QL_ASSIGN_OR_RETURN(TokenRecords rec, EvaluateAgainstBaseline(work, s.windows, *s.base, &h.hooks));
+  QL_RETURN_IF_ERROR(h.status());
+  CellMeasurements m;
+  m.cmp = Compare(rec);
+  if (!std::isfinite(m.cmp.quant.ppl) || !std::isfinite(m.cmp.kld.mean)) {
+    row.status = "diverged";
+    row.reason = fmt::format("non-finite result: PPL {} KLD {} (NaN/Inf in the logits)", m.cmp.quant.ppl, m.cmp.kld.mean);
+  }
+  QL_RETURN_IF_ERROR(MeasureTensors(s, work, p, runtime, &m, r));
+  r->metrics = ComputeMetrics(m);
+
+  QL_ASSIGN_OR_RETURN(std::vector<SignalError> layers,
+                      LayerOutputErrors(s.reference, work, s.windows, e.layer_error_windows, &h.hooks,
+                                        runtime.residual_to_model_basis));
+  std::vector<float> layer_rel;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    r->layer_errors.push_back({int(l), layers[l].rel_mse, layers[l].sqnr_db});
+    layer_rel.push_back(float(layers[l].rel_mse));
+  }
+  r->arrays["nll"].assign(rec.nll_quant.begin(), rec.nll_quant.end());
+  r->arrays["kld"].assign(rec.kld.begin(), rec.kld.end());
+  r->arrays["p_diff"].assign(rec.p_diff.begin(), rec.p_diff.end());
+  r->arrays["layer_rel_mse"] = layer_rel;
+  for (const auto& [name, a] : runtime.arrays) r->arrays[name] = a;
+  row.seconds_eval = Seconds(t1, Clock::now());
+  return Status::Ok();
+}
+
+// Back to the reference: only what the algorithm declares it changes, or everything.
+void Restore(const Session& s, Model& work, const CellPlan& p) {
+  if (p.untie_head) {
+    work.weights.erase("lm_head.weight");
+    work.config.tied_embeddings = true;
+  }
+  if (!p.algorithm->changes_only_targets) {
+    work = s.reference;
+    return;
+  }
+  for (const auto& [m, sc] : p.module_schemes) {
+    const std::string wn = WeightKey(work, m);
+    work.W(wn).data = s.reference.W(wn).data;
+  }
+}
+
+}  // namespace
+
+CellResult RunCell(const Session& s, Model& work, const CellPlan& p) {
+  const auto t0 = Clock::now();
+  CellResult r;
+  r.cell = DescribeCell(s, *p.cell);
+  r.cell.started_at = NowIso();
+  Status st = QuantizeAndEvaluate(s, work, p, &r);
+  if (!st.ok()) {
+    r.cell.status = "failed";
+    r.cell.reason = st.message();
+    r.metrics.reset();
+    r.tensor_errors.clear();
+    r.layer_errors.clear();
+    r.arrays.clear();
+  } else if (r.cell.status.empty()) {
+    r.cell.status = "ok";
+  }
+  Restore(s, work, p);
+  r.cell.finished_at = NowIso();
+  r.cell.seconds_total = Seconds(t0, Clock::now());
+  return r;
+}
+
+}  // namespace ql

@@ -1,0 +1,86 @@
+// The one cell pipeline: plan → quantize (the cell's algorithm) → hooks (activations, KV cache,
+// attention inputs, the algorithm's online transforms) → evaluate against the baseline → storage
+// cost → per-tensor and per-layer errors → one result record. `quantlab sweep` runs it for every
+// cell of a grid, `quantlab eval` for exactly one; nothing else evaluates a cell. A Session holds
+// what the cells of one run share and is built once. Not the grid (experiment.h), not the loop and
+// its store commits (runner.h).
+#pragma once
+
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "harness/eval/baseline.h"
+#include "harness/eval/protocol.h"
+#include "harness/model/model.h"
+#include "harness/quant/algorithm.h"
+#include "harness/quant/calibration.h"
+#include "harness/sweep/experiment.h"
+#include "kernels/scheme.h"
+#include "kernels/status.h"
+#include "results/store.h"
+
+namespace ql {
+
+struct SessionOptions {
+  std::string model;              // overrides the experiment's model path when non-empty
+  std::string tokenizer;          // replaces the tokenizer found beside the model when non-empty
+  std::string baseline_cache_dir; // baseline files (<dir>/<hash>.qlbase); "" = in memory only
+  std::ostream* log = nullptr;    // one line per step when set
+};
+
+// Loaded once per run: the model at the baseline precision, the text and its windows, the baseline,
+// the calibration windows (when some cell's algorithm needs them) and the content hashes that make
+// up the cells' identities.
+struct Session {
+  const Experiment* experiment = nullptr;
+  std::string model_path;
+  Model reference;                 // every weight at the baseline precision; cells start from it
+  BaselinePrecision precision = BaselinePrecision::kBf16;
+  ProtocolSpec protocol;
+  std::string text;
+  std::vector<int> tokens;         // [n] the text without BOS
+  std::vector<Window> windows;
+  std::shared_ptr<const Baseline> base;
+  bool baseline_from_disk = false;
+  std::optional<CalibrationSet> calibration;
+  ContentHashes hashes;            // calibration "" when no cell needs it
+};
+
+// Loads and checks everything `cells` need, before any cell runs.
+StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
+                                               const SessionOptions& o);
+
+// A cell resolved against the model: every scheme parsed, every module chosen. Built for all cells
+// before any runs, so a bad cell stops the run before it starts.
+struct CellPlan {
+  const Cell* cell = nullptr;
+  std::vector<std::pair<std::string, std::string>> module_schemes;  // (module path, canonical scheme)
+  std::vector<Scheme> schemes;                                      // parsed, same order
+  std::optional<Scheme> activations, kv_cache, attn_q, attn_p;
+  const AlgorithmInfo* algorithm = nullptr;
+  bool untie_head = false;  // tied_head: untie and lm_head is quantized: a copy of the embedding is
+};
+
+// The (module path, canonical scheme) pairs a cell quantizes: targets − ignore, each with the cell's
+// weight scheme, or a mix's per-module choice (Q4_K_M: q6_k for lm_head and for v_proj / down_proj
+// in llama.cpp's "use_more_bits" layers, q4_k elsewhere).
+StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(const Model& model,
+                                                                            const Experiment& e,
+                                                                            const Cell& cell);
+StatusOr<CellPlan> PlanCell(const Session& s, const Cell& cell);
+
+// The cell's identity and description as a store row (no outcome yet): id, schemes, algorithm,
+// ignore set, canonical config, seed, code and numerics versions.
+CellRow DescribeCell(const Session& s, const Cell& cell);
+
+// Runs one planned cell on `work` (a copy of s.reference, restored before returning: the tensors
+// the algorithm declares it changes, or the whole model). The result's cell row carries the status
+// ("ok", "failed" with the reason, "diverged" for a non-finite result), timings, metrics, errors and
+// arrays; identity fields come from DescribeCell.
+CellResult RunCell(const Session& s, Model& work, const CellPlan& plan);
+
+}  // namespace ql
