@@ -249,7 +249,10 @@ Status ResultStore::CommitCell(const CellResult& r) {
   auto body = [&]() -> Status {
     QL_RETURN_IF_ERROR(db_->Exec(fmt::format("DELETE FROM cells WHERE id = '{}'", c.id)));
     QL_ASSIGN_OR_RETURN(SqlStatement st, db_->Prepare(
-        "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+        "INSERT INTO cells (id, experiment_id, baseline_id, model_id, dataset_id, protocol, weight_scheme, "
+        "act_scheme, kv_scheme, algorithm, algo_params, ignore_set, ignore, config, seed, status, reason, started_at, "
+        "finished_at, seconds_quantize, seconds_eval, seconds_total, host, code_version, shard, h5_file, attn_scheme, "
+        "numerics_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     std::optional<std::string> experiment;
     if (!c.experiment_id.empty()) experiment = c.experiment_id;
     st.BindAll(c.id, std::string(), c.baseline_id, c.model_id, c.dataset_id, c.protocol, c.weight_scheme,

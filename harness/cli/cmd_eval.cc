@@ -214,6 +214,12 @@ Status RunEval(const EvalOptions& o) {
     return Status::Errorf("--algorithm {} needs --scheme (the weight scheme it quantizes to, e.g. int4:g32)", o.algorithm);
   if (o.algorithm.empty() && (!o.params.empty() || !o.calib.empty()))
     return Status::Error("--param and --calib need --algorithm NAME");
+  if (!o.algorithm.empty() && o.calib.empty()) {
+    QL_ASSIGN_OR_RETURN(const AlgorithmInfo* algo, FindAlgorithm(o.algorithm));
+    QL_ASSIGN_OR_RETURN(const nlohmann::json params, ParseAlgorithmParams(o.params));
+    if (NeedsCalibration(*algo, params))
+      return Status::Errorf("--algorithm {} needs calibration text: pass --calib FILE (disjoint from --data)", algo->name);
+  }
   QL_ASSIGN_OR_RETURN(const nlohmann::json doc, EvalExperiment(o));
   QL_ASSIGN_OR_RETURN(const Experiment e, ParseExperiment(doc.dump(), "the eval flags", "."));
   const std::vector<Cell> cells = ExpandGrid(e);

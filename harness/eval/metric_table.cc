@@ -56,6 +56,14 @@ int MetricIndex(std::string_view name) {
   return -1;
 }
 
+MetricValues::MetricValues() : values(MetricTable().size()) {}
+
+void MetricValues::Set(std::string_view name, double v) {
+  const int i = MetricIndex(name);
+  QL_CHECK(i >= 0, "no metric named '{}'", name);
+  values[size_t(i)] = v;
+}
+
 std::optional<double> MetricValues::Get(std::string_view name) const {
   const int i = MetricIndex(name);
   QL_CHECK(i >= 0 && size_t(i) < values.size(), "no metric named '{}'", name);
@@ -64,7 +72,8 @@ std::optional<double> MetricValues::Get(std::string_view name) const {
 
 MetricValues ComputeMetrics(const CellMeasurements& m) {
   MetricValues v;
-  for (const MetricDef& d : MetricTable()) v.values.push_back(d.get(m));
+  const auto& table = MetricTable();
+  for (size_t i = 0; i < table.size(); ++i) v.values[i] = table[i].get(m);
   return v;
 }
 

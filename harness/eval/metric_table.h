@@ -39,7 +39,9 @@ int MetricIndex(std::string_view name);
 
 // One value per MetricTable() row; nullopt = not measured (NULL in the store).
 struct MetricValues {
+  MetricValues();  // every value nullopt
   std::vector<std::optional<double>> values;
+  void Set(std::string_view name, double v);               // QL_CHECKs that the name exists
   std::optional<double> Get(std::string_view name) const;  // QL_CHECKs that the name exists
   double Or(std::string_view name, double fallback) const { return Get(name).value_or(fallback); }
 };

@@ -139,7 +139,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
     if (!have.empty() && !(opt.retry_failed && have == "failed")) {
       ++sum.skipped;
       if (have == "failed") ++sum.skipped_failed;
-      log << fmt::format("[{}/{}] {} — already recorded ({}), skipped", done, cells.size(), p.cell->Label(), have)
+      log << fmt::format("[{}/{}] {} — already recorded, skipped ({})", done, cells.size(), p.cell->Label(), have)
           << std::endl;
       continue;
     }

@@ -29,7 +29,7 @@ TEST(EvalAlgorithmCli, RtnThroughTheRegistryMatchesPlainScheme) {
   const auto rtn = RunJson("--scheme int4:g32 --algorithm rtn");
   ASSERT_FALSE(plain.is_discarded() || rtn.is_discarded());
   EXPECT_EQ(rtn["algorithm"], "rtn");
-  EXPECT_DOUBLE_EQ(rtn["ppl_quant"].get<double>(), plain["ppl_quant"].get<double>());
+  EXPECT_DOUBLE_EQ(rtn["ppl"].get<double>(), plain["ppl"].get<double>());
   EXPECT_DOUBLE_EQ(rtn["kld_mean"].get<double>(), plain["kld_mean"].get<double>());
   EXPECT_DOUBLE_EQ(rtn["bits_per_weight"].get<double>(), plain["bits_per_weight"].get<double>());
   EXPECT_GT(rtn["kld_mean"].get<double>(), 1e-4);  // int4 does change the model
@@ -42,11 +42,11 @@ TEST(EvalAlgorithmCli, RotationAtFp16KeepsTheModel) {
   const auto j = RunJson("--scheme fp16 --algorithm rotation --param r4=false");
   ASSERT_FALSE(j.is_discarded());
   EXPECT_EQ(j["algorithm"], "rotation");
-  EXPECT_EQ(j["algorithm_params"]["r4"], false);
+  EXPECT_EQ(j["algo_params"]["r4"], false);
   EXPECT_LT(j["kld_mean"].get<double>(), 1e-5);
-  EXPECT_NEAR(j["ppl_quant"].get<double>(), j["ppl_base"].get<double>(), 1e-3 * j["ppl_base"].get<double>());
-  ASSERT_EQ(j["layer_error"].size(), 5u);
-  for (const auto& l : j["layer_error"]) EXPECT_LT(l["rel_mse"].get<double>(), 1e-5) << l.dump();
+  EXPECT_NEAR(j["ppl"].get<double>(), j["ppl_base"].get<double>(), 1e-3 * j["ppl_base"].get<double>());
+  ASSERT_EQ(j["layer_errors"].size(), 5u);
+  for (const auto& l : j["layer_errors"]) EXPECT_LT(l["rel_mse"].get<double>(), 1e-5) << l.dump();
 }
 
 TEST(EvalAlgorithmCli, GptqWithCalibration) {
@@ -56,7 +56,7 @@ TEST(EvalAlgorithmCli, GptqWithCalibration) {
   const auto j = RunJson("--scheme int4:g32 --algorithm rotation --param quantizer=gptq --param 'gptq={\"act_order\": true}' "
                          "--calib " + kData + " --calib-samples 4 --calib-seqlen 64");
   ASSERT_FALSE(j.is_discarded());
-  EXPECT_EQ(j["algorithm_params"]["gptq"]["act_order"], true);
+  EXPECT_EQ(j["algo_params"]["gptq"]["act_order"], true);
   EXPECT_EQ(j["calibration"]["samples"], 4);
   EXPECT_GT(j["kld_mean"].get<double>(), 0.0);
   EXPECT_LT(j["kld_mean"].get<double>(), 0.5);

@@ -49,7 +49,7 @@ TEST(EvalCli, JsonHasTheNumbers) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["protocol"], "llamacpp:ctx64:chunks4");
   EXPECT_EQ(j["tokens_scored"], 4 * (64 - 32 - 1));
-  EXPECT_EQ(j["scheme"], "int8:channel");
+  EXPECT_EQ(j["weight_scheme"], "int8:channel");
   EXPECT_GT(j["ppl_base"].get<double>(), 1.0);
   EXPECT_GE(j["kld_mean"].get<double>(), 0.0);
   EXPECT_LT(j["kld_mean"].get<double>(), 0.01);
@@ -58,8 +58,10 @@ TEST(EvalCli, JsonHasTheNumbers) {
   // int8 with one fp32 scale per row: 8 + 32/in_features bits (in = 64 or 172) → between 8.1 and 8.5.
   EXPECT_GT(j["bits_per_weight"].get<double>(), 8.1);
   EXPECT_LT(j["bits_per_weight"].get<double>(), 8.5);
-  EXPECT_EQ(j["layer_error"].size(), 5u);
-  EXPECT_EQ(j["quantized_tensors"], 35);  // 5 layers × 7; the tied lm_head is not quantized by default
+  EXPECT_EQ(j["layer_errors"].size(), 5u);
+  // 5 layers × 7 + the tied lm_head: eval quantizes what a sweep with `ignore: none` does (the one
+  // shared tensor, so the embedding too); --ignore lm_head or --tied-head untie choose otherwise.
+  EXPECT_EQ(j["quantized_tensors"], 36);
 }
 
 }  // namespace

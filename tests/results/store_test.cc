@@ -40,14 +40,14 @@ CellResult MakeCell(const std::string& id, double ppl, bool ok = true) {
   r.cell.code_version = "abc";
   if (ok) {
     MetricsRow m;
-    m.n_tokens = 4;
-    m.ppl = ppl;
-    m.ppl_err = 0.1;
-    m.ppl_base = 3.0;
-    m.dppl = ppl - 3.0;
-    m.kld_mean = 0.01;
-    m.bits_per_weight = 4.5;
-    m.model_bytes = 12345;
+    m.Set("n_tokens", 4);
+    m.Set("ppl", ppl);
+    m.Set("ppl_err", 0.1);
+    m.Set("ppl_base", 3.0);
+    m.Set("dppl", ppl - 3.0);
+    m.Set("kld_mean", 0.01);
+    m.Set("bits_per_weight", 4.5);
+    m.Set("model_bytes", 12345);
     r.metrics = m;
     r.tensor_errors.push_back({"model.layers.0.mlp.down_proj.weight", "int4:g32", 1e-4, 30.0, 0.02, 4.5, 100});
     r.layer_errors.push_back({0, 0.001, 30.0});

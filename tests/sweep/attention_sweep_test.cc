@@ -53,7 +53,7 @@ TEST(AttentionExperiment, MapAndStringFormsAreCanonicalized) {
   EXPECT_EQ(j3["scheme"], (nlohmann::json{{"weights", "int8:channel"}, {"activations", ""}, {"kv_cache", ""},
                                           {"mix", ""}}));
   std::set<std::string> ids;
-  for (const auto& c : cells) ids.insert(CellId(c.CanonicalJson(*e), "m", "d", "v"));
+  for (const auto& c : cells) ids.insert(CellId(c.CanonicalJson(*e), {"m", "d", ""}));
   EXPECT_EQ(ids.size(), 4u);
 }
 
@@ -126,20 +126,21 @@ class AttentionStore : public ::testing::Test {
     r.cell.status = "ok";
     r.cell.attn_scheme = attn;
     MetricsRow m;
-    m.n_tokens = 3;
-    m.ppl = 1.5;
+    m.Set("n_tokens", 3);
+    m.Set("ppl", 1.5);
     r.metrics = m;
     return r;
   }
   // A version-1 store: written by this code, then the column dropped and the version set back
-  // (version 1's cells table is version 2's without its last column).
+  // (version 1's cells table is version 3's without its last two columns).
   std::string MakeV1(const std::string& name, const std::string& cell_id) {
     const std::string d = (dir_ / name).string();
     {
       auto s = ResultStore::Open(d);
       EXPECT_TRUE(s.ok()) << s.status().message();
       EXPECT_TRUE((*s)->CommitCell(Cell(cell_id, "")).ok());
-      EXPECT_TRUE((*s)->db().Exec("ALTER TABLE cells DROP COLUMN attn_scheme; "
+      EXPECT_TRUE((*s)->db().Exec("ALTER TABLE cells DROP COLUMN numerics_version; "
+                                  "ALTER TABLE cells DROP COLUMN attn_scheme; "
                                   "UPDATE meta SET value = '1' WHERE key = 'schema_version'").ok());
     }
     return d;
@@ -164,7 +165,7 @@ TEST_F(AttentionStore, VersionOneStoreIsUpgradedAndStillReadable) {
   }
   auto s = ResultStore::Open(v1);
   ASSERT_TRUE(s.ok()) << s.status().message();
-  EXPECT_EQ(Q(**s, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  EXPECT_EQ(Q(**s, "SELECT value FROM meta WHERE key = 'schema_version'"), std::to_string(kResultsSchemaVersion));
   EXPECT_EQ(Q(**s, "SELECT '[' || attn_scheme || ']' FROM cells WHERE id = 'old1'"), "[]");
   EXPECT_FALSE(AnyCellSets(**s, "", "attn_scheme"));
   ASSERT_TRUE((*s)->CommitCell(Cell("new1", "q=int8:token p=int8:token")).ok());

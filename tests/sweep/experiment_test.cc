@@ -8,6 +8,7 @@
 
 #include "harness/io/load.h"
 #include "harness/quant/targets.h"
+#include "harness/sweep/cell_pipeline.h"
 #include "harness/sweep/runner.h"
 
 namespace ql {
@@ -148,16 +149,46 @@ TEST(Experiment, CellIdentityIsStableAndSensitive) {
   ASSERT_TRUE(e.ok());
   const auto cells = ExpandGrid(*e);
   const auto j0 = cells[0].CanonicalJson(*e);
-  const std::string id = CellId(j0, "m1", "d1", "v1");
-  EXPECT_EQ(id, CellId(cells[0].CanonicalJson(*e), "m1", "d1", "v1"));
+  const ContentHashes h{"m1", "d1", ""};
+  const std::string id = CellId(j0, h);
+  EXPECT_EQ(id, CellId(cells[0].CanonicalJson(*e), h));
   EXPECT_EQ(id.size(), 20u);
-  EXPECT_NE(id, CellId(cells[1].CanonicalJson(*e), "m1", "d1", "v1"));
-  EXPECT_NE(id, CellId(j0, "m2", "d1", "v1"));
-  EXPECT_NE(id, CellId(j0, "m1", "d2", "v1"));
-  EXPECT_NE(id, CellId(j0, "m1", "d1", "v2"));
+  EXPECT_NE(id, CellId(cells[1].CanonicalJson(*e), h));
+  EXPECT_NE(id, CellId(j0, {"m2", "d1", ""}));
+  EXPECT_NE(id, CellId(j0, {"m1", "d2", ""}));
+  EXPECT_NE(id, CellId(j0, {"m1", "d1", "c1"}));
   Experiment e2 = *e;
   e2.seed = 7;
-  EXPECT_NE(id, CellId(cells[0].CanonicalJson(e2), "m1", "d1", "v1"));
+  EXPECT_NE(id, CellId(cells[0].CanonicalJson(e2), h));
+  // What does not determine the numbers stays out: the options at their defaults, and file paths.
+  Experiment e3 = *e;
+  e3.results = "/elsewhere";
+  e3.model = "/other/copy/of/the/model";
+  EXPECT_EQ(id, CellId(cells[0].CanonicalJson(e3), h));
+  e3.tied_head = "untie";
+  EXPECT_NE(id, CellId(cells[0].CanonicalJson(e3), h));
+}
+
+TEST(Experiment, CalibrationEntersOnlyCellsThatUseIt) {
+  const std::string yaml = R"(
+name: t
+model: m.bin
+data: d.txt
+calibration: {data: c.txt, samples: 4, seqlen: 16}
+grid:
+  schemes: [int4:g32]
+  algorithms: [rtn, gptq]
+)";
+  auto e = ParseExperiment(yaml, "x.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  const auto cells = ExpandGrid(*e);
+  ASSERT_EQ(cells.size(), 2u);
+  EXPECT_FALSE(cells[0].CanonicalJson(*e).contains("calibration"));  // rtn
+  ASSERT_TRUE(cells[1].CanonicalJson(*e).contains("calibration"));   // gptq
+  EXPECT_FALSE(cells[1].CanonicalJson(*e)["calibration"].contains("data"));  // a path, not content
+  Experiment moved = *e;
+  moved.calibration->data = "/somewhere/else/c.txt";
+  EXPECT_EQ(cells[1].CanonicalJson(*e), cells[1].CanonicalJson(moved));
 }
 
 class TargetsOnStories : public ::testing::Test {
