@@ -26,5 +26,6 @@ quantlab=${QUANTLAB:-${SLURM_SUBMIT_DIR:-.}/build/quantlab}
 threads=${SLURM_CPUS_PER_TASK:-1}
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
 
-echo "sweep-array: job ${SLURM_ARRAY_JOB_ID:-?}_$i on $(hostname), shard $i/$n, $threads thread(s) -> $prefix-shard-$i"
+echo "sweep-array: job ${SLURM_ARRAY_JOB_ID:-?}_$i on $(hostname), shard $i/$n, $threads thread(s)," \
+     "$(nproc) CPU(s) allowed -> $prefix-shard-$i"
 exec "$quantlab" sweep "$experiment" --shard "$i/$n" --results "$prefix-shard-$i" "$@"

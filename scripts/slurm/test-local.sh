@@ -168,6 +168,10 @@ check_completed() {
 wait_for 900 "jobs $array, $merge, $ref" jobs_done "$array,$merge,$ref"
 check_completed "$array"; check_completed "$merge"; check_completed "$ref"
 say "all jobs COMPLETED"
+# task/affinity pins each task to its --cpus-per-task CPUs
+for f in "$tmp"/shards/s-sweep-*.out; do
+  grep -q "$cpt CPU(s) allowed" "$f" || die "$f: the task was not pinned to $cpt CPU(s): $(grep -o '[0-9]* CPU(s) allowed' "$f")"
+done
 
 # ---- compare: merged shards vs the unsharded run ----
 m=$tmp/merged/results.sqlite r=$tmp/ref/results.sqlite
