@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs quantlab's build and test dependencies from Debian packages, idempotently.
-# Usage: scripts/install-deps.sh [--tests] [--train]   (needs root or sudo; does nothing if all are present)
+# Usage: scripts/install-deps.sh [--tests] [--train] [--slurm]   (needs root or sudo; does nothing if all are present)
 # --train adds bible-kjv (the King James Bible text + `bible` program): the corpus of scripts/train-default.sh.
+# --slurm adds a single-node Slurm (slurmctld, slurmd, client tools, munge): scripts/slurm/test-local.sh.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libarmadillo-dev libopenblas-dev liblapack-dev
@@ -14,6 +15,9 @@ for arg in "$@"; do
   fi
   if [[ "$arg" == "--train" ]]; then
     pkgs+=(bible-kjv bible-kjv-text)
+  fi
+  if [[ "$arg" == "--slurm" ]]; then
+    pkgs+=(slurmctld slurmd slurm-client munge sqlite3)
   fi
 done
 missing=()
