@@ -11,7 +11,7 @@ void AddSweepCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("sweep", "Run every cell of an experiment file against the model's baseline; "
                                           "re-running resumes (finished cells are skipped)");
   struct Opts {
-    std::string file, shard, results, model;
+    std::string file, shard, results, model, data, calib;
     bool dry_run = false, no_table = false, retry_failed = false;
   };
   auto o = std::make_shared<Opts>();
@@ -19,12 +19,19 @@ void AddSweepCommand(CLI::App& app) {
   cmd->add_option("--shard", o->shard, "run slice i of N (i/N, 0-based), e.g. for a Slurm job array");
   cmd->add_option("--results", o->results, "results directory (default: the file's 'results:')");
   cmd->add_option("--model", o->model, "model path (default: the file's 'model:')");
+  cmd->add_option("--data", o->data, "evaluation text (default: the file's 'data:')");
+  cmd->add_option("--calib", o->calib, "calibration text (default: the file's 'calibration: data:')");
   cmd->add_flag("--dry-run", o->dry_run, "validate the file and list the cells without running them");
   cmd->add_flag("--no-table", o->no_table, "do not print the comparison table at the end");
   cmd->add_flag("--retry-failed", o->retry_failed, "run cells recorded as failed again (ok and diverged ones stay)");
   cmd->callback([o] {
     auto e = LoadExperiment(o->file);
     if (!e.ok()) return Fail("sweep", e.status());
+    if (!o->data.empty()) e->data = o->data;
+    if (!o->calib.empty()) {
+      if (!e->calibration) return Fail("sweep", Status::Errorf("{}: --calib given but the file has no calibration: section", o->file));
+      e->calibration->data = o->calib;
+    }
     if (o->dry_run) {
       auto cells = ExpandGrid(*e);
       if (!o->shard.empty()) {
