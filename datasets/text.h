@@ -1,6 +1,6 @@
 // Reading an evaluation or calibration text: one function for every caller (sweep, eval,
 // calibration, train), with the checks a text must pass before it is tokenized. Not tokenization
-// (harness/tokenizer) and not windowing (harness/eval/protocol.h).
+// (harness/tokenizer) and not windowing (datasets/protocol.h).
 #pragma once
 
 #include <string>

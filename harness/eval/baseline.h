@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 #include "harness/model/model.h"
 #include "kernels/status.h"
 

@@ -9,7 +9,7 @@
 
 #include "harness/eval/baseline.h"
 #include "harness/eval/metrics.h"
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 #include "harness/model/forward.h"
 #include "harness/model/model.h"
 

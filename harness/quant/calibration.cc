@@ -1,6 +1,9 @@
 // Calibration windows and linear-input statistics (see calibration.h).
 #include "harness/quant/calibration.h"
 
+#include "datasets/protocol.h"
+#include "datasets/text.h"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -29,28 +32,17 @@ StatusOr<CalibrationSet> BuildCalibrationFromText(const Model& model, const std:
     return Status::Errorf("calibration: seqlen {} exceeds the model's max_seq_len {}", seqlen,
                           model.config.max_seq_len);
   const std::vector<int> tokens = model.tokenizer->Encode(text, /*add_bos=*/false);
-  if (int64_t(tokens.size()) <= seqlen)
-    return Status::Errorf("calibration: {} has {} tokens, need more than seqlen {} (use a longer text)", source,
-                          tokens.size(), seqlen);
   CalibrationSet c;
   c.source = source;
   c.seed = seed;
-  std::mt19937_64 rng{uint64_t(seed)};  // its output sequence is fixed by the standard
-  const uint64_t starts = uint64_t(tokens.size()) - uint64_t(seqlen) + 1;
-  for (int i = 0; i < samples; ++i) {
-    const int64_t s = int64_t(rng() % starts);  // (std::uniform_int_distribution is library-specific)
-    c.windows.emplace_back(tokens.begin() + s, tokens.begin() + s + seqlen);
-  }
+  QL_ASSIGN_OR_RETURN(c.windows, SampleWindows(tokens, samples, seqlen, seed, source));
   return c;
 }
 
 StatusOr<CalibrationSet> BuildCalibration(const Model& model, const std::string& path, int samples, int seqlen,
                                           int64_t seed) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status::Errorf("{}: cannot read calibration text (calibration: data:)", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return BuildCalibrationFromText(model, ss.str(), samples, seqlen, seed, path);
+  QL_ASSIGN_OR_RETURN(const std::string text, ReadTextFile(path, "calibration text (calibration: data:)"));
+  return BuildCalibrationFromText(model, text, samples, seqlen, seed, path);
 }
 
 std::vector<std::string> LayerLinears(int layer) {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "harness/eval/baseline.h"
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 #include "harness/model/model.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/calibration.h"

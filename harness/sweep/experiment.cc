@@ -14,7 +14,7 @@
 
 #include "harness/eval/baseline.h"
 #include "harness/eval/numerics.h"
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/attn_quant.h"
 #include "harness/quant/targets.h"

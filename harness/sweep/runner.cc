@@ -15,7 +15,7 @@
 #include "harness/eval/baseline.h"
 #include "harness/sweep/cell_pipeline.h"
 #include "harness/eval/evaluator.h"
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 #include "harness/io/load.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/attn_quant.h"

@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/eval/evaluator.h"
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 #include "harness/io/load.h"
 #include "harness/model/forward.h"
 #include "harness/quant/algorithm.h"

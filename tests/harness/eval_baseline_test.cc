@@ -13,7 +13,7 @@
 #include "harness/eval/baseline.h"
 #include "harness/eval/evaluator.h"
 #include "harness/eval/metrics.h"
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 #include "harness/io/llama2c.h"
 #include "harness/model/forward.h"
 #include "harness/tokenizer/tokenizer.h"

@@ -1,5 +1,5 @@
 // Tests of harness/eval/protocol: windows cut from the stream 0..N-1 checked token by token.
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
 
 #include <numeric>
 #include <vector>

@@ -1,5 +1,6 @@
 // Perplexity protocols: how a token stream becomes scored windows (llama.cpp, GPTQ, HF strided).
-// Pure bookkeeping on token ids; running a model over the windows lives in baseline.h / evaluator.h.
+// Pure bookkeeping on token ids; running a model over the windows lives in harness/eval (baseline.h,
+// evaluator.h).
 #pragma once
 
 #include <cstdint>
@@ -59,5 +60,12 @@ StatusOr<std::vector<Window>> BuildWindows(const ProtocolSpec& spec, std::span<c
                                            int bos_id);
 
 int64_t CountScored(const std::vector<Window>& windows);
+
+// Calibration sampling: `samples` windows of `seqlen` tokens at random starts in
+// [0, |tokens| − seqlen] (std::mt19937_64(seed)() % range: the standard fixes that sequence, unlike
+// std::uniform_int_distribution, so the same arguments give the same windows everywhere), as GPTQ's
+// get_wikitext2 / get_c4 do (no BOS added). Error when the stream has no more than seqlen tokens.
+StatusOr<std::vector<std::vector<int>>> SampleWindows(std::span<const int> tokens, int samples, int seqlen,
+                                                       int64_t seed, const std::string& source);
 
 }  // namespace ql

@@ -1,5 +1,7 @@
 // Perplexity protocols: parse/print the canonical string and cut a token stream into scored windows.
-#include "harness/eval/protocol.h"
+#include "datasets/protocol.h"
+
+#include <random>
 
 #include <algorithm>
 #include <charconv>
@@ -155,6 +157,21 @@ int64_t CountScored(const std::vector<Window>& windows) {
   int64_t n = 0;
   for (const Window& w : windows) n += w.n_scored();
   return n;
+}
+
+StatusOr<std::vector<std::vector<int>>> SampleWindows(std::span<const int> tokens, int samples, int seqlen,
+                                                       int64_t seed, const std::string& source) {
+  if (int64_t(tokens.size()) <= seqlen)
+    return Status::Errorf("calibration: {} has {} tokens, need more than seqlen {} (use a longer text)", source,
+                          tokens.size(), seqlen);
+  std::mt19937_64 rng{uint64_t(seed)};
+  const uint64_t starts = uint64_t(tokens.size()) - uint64_t(seqlen) + 1;
+  std::vector<std::vector<int>> out;
+  for (int i = 0; i < samples; ++i) {
+    const int64_t s = int64_t(rng() % starts);
+    out.emplace_back(tokens.begin() + s, tokens.begin() + s + seqlen);
+  }
+  return out;
 }
 
 }  // namespace ql
