@@ -33,6 +33,15 @@ int main(int argc, char** argv) {
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
   ql::cli::AddReportCommand(app);
+  ql::cli::AddVerifyCommand(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) known |= sub->check_name(argv[1]);
+    if (!known) {
+      std::fprintf(stderr, "quantlab: unknown command '%s' (see quantlab --help for the list)\n", argv[1]);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
