@@ -54,7 +54,7 @@ StatusOr<std::shared_ptr<ResultsLock>> ResultsLock::Acquire(const std::string& d
   const fs::path canon = fs::weakly_canonical(fs::path(LockPath(dir)), ec);
   const std::string path = ec ? LockPath(dir) : canon.string();
   std::lock_guard<std::mutex> guard(RegistryMutex());
-  if (auto held = Registry()[path].lock()) return held;
+  if (auto held = Registry()[path].lock(); held && held->pid_ == getpid()) return held;
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     return Status::Errorf("{}: cannot open the results lock file ({}); is the directory writable?", path,
@@ -78,7 +78,7 @@ StatusOr<std::shared_ptr<ResultsLock>> ResultsLock::Acquire(const std::string& d
     close(fd);
     return Status::Errorf("{}: cannot record the lock holder ({})", path, std::strerror(err));
   }
-  std::shared_ptr<ResultsLock> lock(new ResultsLock(path, fd));
+  std::shared_ptr<ResultsLock> lock(new ResultsLock(path, fd, int(getpid())));
   Registry()[path] = lock;
   return lock;
 }

@@ -25,9 +25,10 @@ class ResultsLock {
   const std::string& path() const { return path_; }
 
  private:
-  ResultsLock(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ResultsLock(std::string path, int fd, int pid) : path_(std::move(path)), fd_(fd), pid_(pid) {}
   std::string path_;
   int fd_ = -1;
+  int pid_ = 0;  // the process that took it: a forked child does not inherit the right to share it
 };
 
 // "pid 123 host h since ..." as written in DIR/.lock, or "" when nobody wrote it.

@@ -198,6 +198,15 @@ const std::vector<BadCase>& Cases() {
       {"gguf_context_length_zero",
        [](const std::string& d) { return Inspect(Gguf(d, SetKv("llama.context_length", io::GgufValue::U32(0)))); },
        {"context_length = 0"}},
+      {"gguf_newline_in_architecture",
+       [](const std::string& d) {
+         return Inspect(Gguf(d, SetKv("general.architecture", io::GgufValue::Str("lla\nma\x1b[2J"))));
+       },
+       {"general.architecture 'lla\\x0ama\\x1b[2J' is not supported"}},
+      {"query_no_store", [](const std::string&) { return std::string("query --results nowhere 'SELECT 1'"); },
+       {"no results database here"}},
+      {"verify_no_store", [](const std::string&) { return std::string("verify nowhere"); },
+       {"no results database here"}},
       // experiment YAML: structure checked before any consumer reads it
       {"yaml_sequence_key",
        [](const std::string& d) {
@@ -263,9 +272,10 @@ class WriterLock : public ::testing::Test {
 };
 
 TEST_F(WriterLock, SecondWriterFailsNamingTheHolder) {
+  const Outcome first = Quantlab(dir_.str(), "sweep exp.yaml --no-table");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
   // Hold the lock as a writer would (flock on res/.lock, holder line inside) from this process.
-  fs::create_directories(dir_ / "res");
-  const int fd = open((dir_ / "res/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  const int fd = open((dir_ / "res/.lock").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
   ASSERT_GE(fd, 0);
   const std::string holder = "pid 4242 host lockhost since 2026-01-01T00:00:00Z\n";
   ASSERT_EQ(write(fd, holder.data(), holder.size()), ssize_t(holder.size()));
@@ -278,10 +288,11 @@ TEST_F(WriterLock, SecondWriterFailsNamingTheHolder) {
   // Readers take no lock: query works while a writer holds the directory.
   const Outcome q = Quantlab(dir_.str(), "query --results res 'SELECT count(*) AS n FROM cells' --csv");
   EXPECT_EQ(q.exit_code, 0) << q.err;
-  close(fd);  // released: the sweep runs
+  EXPECT_NE(q.out.find("3"), std::string::npos) << q.out;
+  close(fd);  // released: the sweep runs (and finds its cells done)
   const Outcome ok = Quantlab(dir_.str(), "sweep exp.yaml --no-table");
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
-  EXPECT_NE(testing::ReadBytes((dir_ / "res/.lock")).find("pid "), std::string::npos);
+  EXPECT_EQ(testing::ReadBytes((dir_ / "res/.lock")).find("pid 4242"), std::string::npos);  // its own line now
 }
 
 TEST_F(WriterLock, TwoConcurrentSweepsThenVerifyClean) {
