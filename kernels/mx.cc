@@ -118,6 +118,13 @@ StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t c
       std::fill(codes.begin(), codes.end(), 0u);
       if (scale != 0xFF && amax != 0.0f) {
         const int shared = int(scale) - 127;
+        // ceil/even can round the exponent up past fp32: max_norm x 2^shared must stay finite (the same
+        // rule as element schemes with s=e8m0, kernels/quantizer.cc): an error, never an Inf output.
+        if (!std::isfinite(std::ldexp(float(elem_.max_norm), shared))) {
+          return Status::Errorf("{}: row {} block {} (amax {:g}) needs the shared scale 2^{}, and {} x 2^{} "
+                                "overflows fp32; use the floor rounding or scale the tensor down",
+                                name_, r, b, amax, shared, elem_.max_norm, shared);
+        }
         for (int i = 0; i < n; ++i) codes[i] = EncodeElement(xr[c0 + i], shared);
       }
       PackCodesLsbFirst(codes.data(), bs, elem_.bits, blk + 1);

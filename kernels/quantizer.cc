@@ -377,6 +377,24 @@ inline void ForEachRun(const TileShape& ts, bool scaled, int64_t r, int64_t cols
   }
 }
 
+// Rule: a stored scale whose largest code would dequantize past the fp32 range is an error, never an
+// Inf in the output. Only a scale dtype that rounds up can get there (e8m0 takes 2^ceil(log2 s)):
+// int4:g2:s=e8m0 on 3e38 needs s = 2^126, and 7 x 2^126 > FLT_MAX.
+Status CheckScalesFinite(const Scheme& s, const Plan& p, const std::vector<TileParams>& params) {
+  if (!p.scaled) return Status::Ok();
+  // |q - zero| <= qmax in asym mode (q and zero are both in [0, qmax]).
+  const float max_code = p.is_int ? float(std::max(-p.qmin, p.qmax)) : std::fabs(p.elem_hi);
+  for (size_t t = 0; t < params.size(); ++t) {
+    const float biggest = max_code * params[t].scale;
+    if (!std::isfinite(biggest)) {
+      return Status::Errorf("quantize {}: tile {} needs scale {:g}, and its largest code ({:g} x scale) "
+                            "overflows fp32; use s=fp32 or scale the tensor down",
+                            ToString(s), t, params[t].scale, max_code);
+    }
+  }
+  return Status::Ok();
+}
+
 Status CheckInput(const Scheme& s, const float* x, int64_t rows, int64_t cols) {
   if (rows < 0 || cols < 0)
     return Status::Errorf("quantize {}: bad shape [{}, {}]", ToString(s), rows, cols);
@@ -497,6 +515,7 @@ StatusOr<QuantizedTensor> Quantize(const Scheme& scheme, const float* x, int64_t
   q.code_bits = p.bits;
   q.tiles = TilesFor(scheme, rows, cols);
   const std::vector<TileParams> params = ComputeParams(scheme, p, q.tiles, x, rows, cols);
+  QL_RETURN_IF_ERROR(CheckScalesFinite(scheme, p, params));
 
   const int64_t nt = q.tiles.num_tiles();
   const int sw = ScaleDtypeBytes(scheme.scale_dtype);
@@ -539,6 +558,7 @@ Status FakeQuantize(const Scheme& scheme, const float* x, int64_t rows, int64_t 
   QL_ASSIGN_OR_RETURN(Plan p, MakePlan(scheme));
   const TileShape ts = TilesFor(scheme, rows, cols);
   const std::vector<TileParams> params = ComputeParams(scheme, p, ts, x, rows, cols);
+  QL_RETURN_IF_ERROR(CheckScalesFinite(scheme, p, params));
   const bool parallel = rows > 1 && rows * cols >= (int64_t(1) << 18);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {

@@ -128,6 +128,12 @@ std::string AllowedFormats() {
 
 bool IsMx(const std::string& name) { return StartsWith(name, "mx"); }
 
+// OCP MX v1.0 fixes the block (k) at 32 for every concrete MX format. Other sizes are accepted as
+// non-standard variants (the Microscaling paper, Rouhani et al. 2023, sweeps k) only where hardware
+// could lay them out: powers of two, 8..1024. g7 or g100000 are errors, not silently padded blocks.
+constexpr int64_t kMxMinBlock = 8, kMxMaxBlock = 1024;
+bool MxNonStandardBlockOk(int64_t n) { return n >= kMxMinBlock && n <= kMxMaxBlock && (n & (n - 1)) == 0; }
+
 // Tokens for block-codec schemes.
 Status ParseBlockOption(const std::string& tok, const BlockCodec& codec, Scheme& s,
                         std::vector<std::string>& seen) {
@@ -152,6 +158,10 @@ Status ParseBlockOption(const std::string& tok, const BlockCodec& codec, Scheme&
     } else if (codec.block_size_fixed()) {
       return Status::Errorf("scheme token '{}': {} has a fixed block size of {}", tok, name,
                             codec.default_block_size());
+    } else if (IsMx(name) && !MxNonStandardBlockOk(n)) {
+      return Status::Errorf("scheme token '{}': {} blocks hold 32 elements (OCP MX v1.0); other sizes are "
+                            "non-standard variants and must be a power of two from {} to {}",
+                            tok, name, kMxMinBlock, kMxMaxBlock);
     } else if (n > (1 << 20)) {
       return Status::Errorf("scheme token '{}': block size too large", tok);
     } else {

@@ -1,10 +1,14 @@
 // HDF5 array files (see h5_arrays.h), on the HDF5 C API.
 #include "results/h5_arrays.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include <hdf5.h>
+
+#include "harness/io/file_io.h"
 
 namespace ql {
 namespace {
@@ -60,9 +64,14 @@ Status WriteAttr(hid_t file, const std::string& key, const std::string& value) {
 Status WriteH5Arrays(const std::string& path, const ArrayMap& arrays,
                      const std::map<std::string, std::string>& attributes) {
   H5Quiet quiet;
-  const std::string tmp = path + ".tmp";
-  hid_t file = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file < 0) return Status::Errorf("{}: cannot create HDF5 file (is the directory writable?)", tmp);
+  const std::string tmp = io::UniqueTempPath(path);  // never shared with another writer
+  errno = 0;
+  hid_t file = H5Fcreate(tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0) {
+    const int err = errno;
+    return Status::Errorf("{}: cannot create HDF5 file ({})", tmp,
+                          err ? std::strerror(err) : "HDF5 gave no system error; is the directory writable?");
+  }
   Status st;
   for (const auto& [name, v] : arrays) {
     st = WriteOne(file, name, v);

@@ -1,7 +1,11 @@
 // SQLite wrapper implementation (see sqlite_db.h).
 #include "results/sqlite_db.h"
 
+#include <unistd.h>
+
+#include <cctype>
 #include <cmath>
+#include <filesystem>
 
 namespace ql {
 
@@ -103,6 +107,46 @@ StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path, bool
   }
   QL_RETURN_IF_ERROR(d->Exec("PRAGMA foreign_keys=ON;"));
   return d;
+}
+
+namespace {
+
+// "file:" URI of a path (RFC 3986 percent-encoding of everything but unreserved characters and '/').
+std::string FileUri(const std::string& path, const char* query) {
+  std::string u = "file:";
+  for (unsigned char c : std::filesystem::absolute(path).string()) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      u += char(c);
+    } else {
+      u += fmt::format("%{:02X}", c);
+    }
+  }
+  return u + "?" + query;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::OpenReadOnly(const std::string& path) {
+  auto open_uri = [&](const char* query) -> StatusOr<std::unique_ptr<SqliteDb>> {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(FileUri(path, query).c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+      if (db) sqlite3_close(db);
+      return Status::Errorf("{}: cannot open SQLite database read-only: {}", path, msg);
+    }
+    sqlite3_busy_timeout(db, 30000);
+    std::unique_ptr<SqliteDb> d(new SqliteDb(db, path));
+    QL_RETURN_IF_ERROR(d->Exec("SELECT count(*) FROM sqlite_master;"));  // opening is lazy: read once now
+    return d;
+  };
+  auto d = open_uri("mode=ro");
+  if (d.ok()) return d;
+  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
+  if (access(dir.c_str(), W_OK) == 0) return d.status();  // writable: a real error, not read-only media
+  auto imm = open_uri("mode=ro&immutable=1");
+  if (imm.ok()) return imm;
+  return d.status();
 }
 
 SqliteDb::~SqliteDb() { sqlite3_close_v2(db_); }

@@ -63,6 +63,10 @@ class SqliteDb {
  public:
   // Opens (creating if needed) with WAL journaling, a busy timeout and foreign keys on.
   static StatusOr<std::unique_ptr<SqliteDb>> Open(const std::string& path, bool read_only = false);
+  // Opens an existing database for reading only (URI mode=ro). Where the file's directory cannot be
+  // written (read-only media: no -shm/-wal can be made), falls back to immutable=1, which SQLite allows
+  // only because no process can be writing there either.
+  static StatusOr<std::unique_ptr<SqliteDb>> OpenReadOnly(const std::string& path);
   ~SqliteDb();
   Status Exec(const std::string& sql);                 // one or more statements, no rows
   StatusOr<SqlResult> Query(const std::string& sql);   // one statement, collects rows

@@ -118,8 +118,10 @@ StatusOr<std::unique_ptr<ResultStore>> ResultStore::Open(const std::string& dir)
   std::error_code ec;
   fs::create_directories(fs::path(dir) / "arrays", ec);
   if (ec) return Status::Errorf("{}: cannot create results directory: {}", dir, ec.message());
+  QL_ASSIGN_OR_RETURN(auto lock, ResultsLock::Acquire(dir));
   QL_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(ResultsDbPath(dir)));
   std::unique_ptr<ResultStore> s(new ResultStore(dir, std::move(db)));
+  s->lock_ = std::move(lock);
   QL_RETURN_IF_ERROR(s->CreateSchema());
   return s;
 }
@@ -127,7 +129,7 @@ StatusOr<std::unique_ptr<ResultStore>> ResultStore::Open(const std::string& dir)
 StatusOr<std::unique_ptr<ResultStore>> ResultStore::OpenReadOnly(const std::string& dir) {
   const std::string p = ResultsDbPath(dir);
   if (!fs::exists(p)) return Status::Errorf("{}: no results database here (run a sweep first, or pass --results DIR)", p);
-  QL_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(p, /*read_only=*/true));
+  QL_ASSIGN_OR_RETURN(auto db, SqliteDb::OpenReadOnly(p));
   return std::unique_ptr<ResultStore>(new ResultStore(dir, std::move(db)));
 }
 

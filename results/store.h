@@ -16,6 +16,7 @@
 #include "harness/eval/metric_table.h"
 #include "kernels/status.h"
 #include "results/h5_arrays.h"
+#include "results/lock.h"
 #include "results/sqlite_db.h"
 
 namespace ql {
@@ -115,9 +116,11 @@ struct CellResult {
 class ResultStore {
  public:
   // Opens or creates DIR (and DIR/arrays), creates the schema if new, checks its version (upgrading
-  // an older one in place where that is a plain column addition).
+  // an older one in place where that is a plain column addition). Takes DIR's writer lock
+  // (results/lock.h): fails, naming the holder, while another process writes DIR.
   static StatusOr<std::unique_ptr<ResultStore>> Open(const std::string& dir);
-  // Read-only access to an existing store (query/compare/report).
+  // Read-only access to an existing store (query/compare/report): no lock, SQLite mode=ro, and
+  // immutable=1 when the directory cannot be written (read-only media).
   static StatusOr<std::unique_ptr<ResultStore>> OpenReadOnly(const std::string& dir);
 
   Status PutExperiment(const ExperimentRow& e);  // insert or replace
@@ -165,6 +168,7 @@ class ResultStore {
  private:
   ResultStore(std::string dir, std::unique_ptr<SqliteDb> db) : dir_(std::move(dir)), db_(std::move(db)) {}
   Status CreateSchema();
+  std::shared_ptr<ResultsLock> lock_;  // DIR/.lock, held by writers (Open); released after db_ closes
   std::string dir_;
   std::unique_ptr<SqliteDb> db_;
 };

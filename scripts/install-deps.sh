@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs quantlab's build and test dependencies from Debian packages, idempotently.
-# Usage: scripts/install-deps.sh [--tests] [--train] [--slurm]   (needs root or sudo; does nothing if all are present)
+# Usage: scripts/install-deps.sh [--tests] [--train] [--slurm] [--fuzz]   (needs root or sudo; does nothing if all are present)
+# --fuzz adds clang with its libFuzzer/sanitizer runtimes and OpenMP (scripts/fuzz.sh).
 # --train adds bible-kjv (the King James Bible text + `bible` program): the corpus of scripts/train-default.sh.
 # --slurm adds a single-node Slurm (slurmctld, slurmd, client tools, munge): scripts/slurm/test-local.sh.
 set -euo pipefail
@@ -12,6 +13,9 @@ pkgs+=(libpcre2-dev)  # PCRE2: tokenizer pre-tokenizer regexes (\p{L}, \p{N})
 for arg in "$@"; do
   if [[ "$arg" == "--tests" ]]; then
     pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
+  fi
+  if [[ "$arg" == "--fuzz" ]]; then
+    pkgs+=(clang libclang-rt-dev libomp-dev)
   fi
   if [[ "$arg" == "--train" ]]; then
     pkgs+=(bible-kjv bible-kjv-text)

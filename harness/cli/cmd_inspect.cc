@@ -138,7 +138,8 @@ void RunInspect(const std::string& path, bool as_json) {
     for (const auto& [s, bytes] : sizes)
       j["size_estimates"].push_back({{"scheme", s->scheme}, {"bits_per_weight", s->formula}, {"bytes", bytes},
                                      {"bits_per_parameter", 8.0 * double(bytes) / double(params)}});
-    std::printf("%s\n", j.dump(2).c_str());
+    // Names from the file may be invalid UTF-8: replaced (U+FFFD) rather than a throwing dump().
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   const ModelConfig& c = m->config;
@@ -155,12 +156,14 @@ void RunInspect(const std::string& path, bool as_json) {
     std::printf("tokenizer: none loaded\n");
   for (const auto& [k, v] : info.metadata) {
     if (k.starts_with("tokenizer.ggml.") && v.size() > 120) continue;  // vocab arrays: summarized above
-    std::printf("  %s = %s\n", k.c_str(), v.size() > 120 ? (v.substr(0, 117) + "...").c_str() : v.c_str());
+    std::printf("  %s = %s\n", Printable(k).c_str(),
+                Printable(v.size() > 120 ? v.substr(0, 117) + "..." : v).c_str());
   }
   std::printf("tensors (%zu, as stored):\n", info.tensors.size());
   for (const auto& t : info.tensors) {
-    std::printf("  %-40s %-18s %-6s %10llu B  %s\n", t.stored_name.c_str(), Shape(t.shape).c_str(), t.dtype.c_str(),
-                (unsigned long long)t.bytes, t.model_name == t.stored_name ? "" : t.model_name.c_str());
+    std::printf("  %-40s %-18s %-6s %10llu B  %s\n", Printable(t.stored_name).c_str(), Shape(t.shape).c_str(),
+                t.dtype.c_str(), (unsigned long long)t.bytes,
+                t.model_name == t.stored_name ? "" : Printable(t.model_name).c_str());
   }
   std::printf("parameters: %lld (tied head counted once); tensor data as stored: %s\n", (long long)params,
               Human(stored_bytes).c_str());

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -13,6 +14,7 @@ namespace ql::cli {
 
 int& ExitCode();                          // what main() returns
 void Fail(const std::string& command, const Status& status);  // prints, sets ExitCode() = 1
+std::string Printable(std::string_view s);  // control characters (newline, ESC, ...) as \xNN
 
 void AddFormatsCommand(CLI::App& app);
 void AddRoundtripCommand(CLI::App& app);
@@ -26,5 +28,6 @@ void AddEvalCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
+void AddVerifyCommand(CLI::App& app);
 
 }  // namespace ql::cli

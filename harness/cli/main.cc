@@ -12,8 +12,20 @@ int& ExitCode() {
   static int code = 0;
   return code;
 }
+std::string Printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
 void Fail(const std::string& command, const Status& status) {
-  std::fprintf(stderr, "quantlab %s: %s\n", command.c_str(), status.message().c_str());
+  // One line whatever a file put into the message (names with newlines or escape sequences).
+  std::fprintf(stderr, "quantlab %s: %s\n", command.c_str(), Printable(status.message()).c_str());
   ExitCode() = 1;
 }
 }  // namespace ql::cli
@@ -34,6 +46,15 @@ int main(int argc, char** argv) {
   ql::cli::AddMergeCommand(app);
   ql::cli::AddStatusCommand(app);
   ql::cli::AddReportCommand(app);
+  ql::cli::AddVerifyCommand(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) known |= sub->check_name(argv[1]);
+    if (!known) {
+      std::fprintf(stderr, "quantlab: unknown command '%s' (see quantlab --help for the list)\n", argv[1]);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

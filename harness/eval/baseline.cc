@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "harness/eval/metrics.h"
+#include "harness/io/file_io.h"
 #include "harness/model/forward.h"
 #include "kernels/half.h"
 
@@ -229,7 +230,7 @@ bool GetVec(std::ifstream& f, std::vector<T>* v, size_t n) {
 }  // namespace
 
 Status SaveBaseline(const Baseline& b, const std::string& path) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = io::UniqueTempPath(path);  // never shared with another writer
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) return Status::Errorf("baseline cache: cannot write '{}' (check the directory's permissions)", tmp);

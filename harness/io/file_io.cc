@@ -1,12 +1,26 @@
 // Bounds-checked file reading/writing for the checkpoint readers (see file_io.h).
 #include "harness/io/file_io.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
 #include "kernels/half.h"
 
 namespace ql::io {
+
+std::string UniqueTempPath(const std::string& final_path) {
+  static std::atomic<uint64_t> counter{0};
+  char host[256] = "host";
+  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "host");
+  host[sizeof host - 1] = 0;
+  for (char* c = host; *c; ++c) {
+    if (*c == '/' || *c == '.') *c = '_';
+  }
+  return fmt::format("{}.tmp.{}.{}.{}", final_path, host, getpid(), counter.fetch_add(1));
+}
 
 FileReader::~FileReader() {
   if (f_) std::fclose(f_);

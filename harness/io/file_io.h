@@ -60,6 +60,10 @@ class FileWriter {
   bool failed_ = false;
 };
 
+// A temporary name beside `final_path` that no other writer uses: "<final>.tmp.<host>.<pid>.<n>".
+// Write there, then rename onto final_path (atomic on POSIX), so two processes never share a temp file.
+std::string UniqueTempPath(const std::string& final_path);
+
 StatusOr<std::string> ReadTextFile(const std::string& path);
 Status WriteTextFile(const std::string& path, std::string_view text);
 

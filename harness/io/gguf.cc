@@ -11,6 +11,7 @@
 #include <cstring>
 #include <regex>
 
+#include "harness/io/declared_sizes.h"
 #include "harness/io/rope_layout.h"
 #include "harness/tokenizer/byte_bpe.h"
 #include "harness/tokenizer/spm_bpe.h"
@@ -411,7 +412,10 @@ StatusOr<Model> ReadGguf(const std::string& path, CheckpointInfo* info) {
   QL_RETURN_IF_ERROR(as_int("attention.head_count", std::nullopt, &c.n_heads));
   QL_RETURN_IF_ERROR(as_int("attention.head_count_kv", c.n_heads, &c.n_kv_heads));
   QL_RETURN_IF_ERROR(as_int("context_length", 0, &c.max_seq_len));
-  if (c.n_heads <= 0) return Status::Errorf("{}: {}attention.head_count must be > 0", path, a);
+  const DeclaredKeys keys{a + "block_count", a + "embedding_length", a + "attention.head_count"};
+  QL_RETURN_IF_ERROR(CheckDeclaredWidth(c.dim, c.n_heads, path, keys));
+  if (f.Find(a + "context_length") && c.max_seq_len == 0)
+    return Status::Errorf("{}: {}context_length = 0 must be > 0 (drop the key if the context is unknown)", path, a);
   QL_RETURN_IF_ERROR(as_int("attention.key_length", c.dim / c.n_heads, &c.head_dim));
   int value_length = 0, rope_dims = 0;
   QL_RETURN_IF_ERROR(as_int("attention.value_length", c.head_dim, &value_length));
@@ -562,6 +566,7 @@ StatusOr<Model> ReadGguf(const std::string& path, CheckpointInfo* info) {
   } else if (!tok_model.empty()) {
     return Status::Errorf("{}: tokenizer.ggml.model '{}' is not supported (llama, gpt2)", path, tok_model);
   }
+  QL_RETURN_IF_ERROR(CheckDeclaredSizes(c, m.weights, path, keys));
   QL_RETURN_IF_ERROR(m.Validate(path));
   return m;
 }

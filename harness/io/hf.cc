@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/io/declared_sizes.h"
 #include "harness/io/rope_layout.h"
 #include "harness/io/safetensors.h"
 #include "harness/tokenizer/byte_bpe.h"
@@ -77,6 +78,8 @@ Status CheckRopeType(const json& obj, const std::string& origin, const char* fie
   return Status::Ok();
 }
 
+const DeclaredKeys kHfKeys{"num_hidden_layers", "hidden_size", "num_attention_heads"};
+
 }  // namespace
 
 StatusOr<ModelConfig> ParseHfConfig(const std::string& text, const std::string& origin) {
@@ -102,10 +105,11 @@ StatusOr<ModelConfig> ParseHfConfig(const std::string& text, const std::string& 
   QL_ASSIGN_OR_RETURN(c.n_layers, f.Int("num_hidden_layers"));
   QL_ASSIGN_OR_RETURN(c.n_heads, f.Int("num_attention_heads"));
   QL_ASSIGN_OR_RETURN(c.n_kv_heads, f.Int("num_key_value_heads", c.n_heads));
-  if (c.n_heads == 0) return Status::Errorf("{}: num_attention_heads must be > 0", origin);
+  QL_RETURN_IF_ERROR(CheckDeclaredWidth(c.dim, c.n_heads, origin, kHfKeys));
   QL_ASSIGN_OR_RETURN(c.head_dim, f.Int("head_dim", c.dim / c.n_heads));
   QL_ASSIGN_OR_RETURN(c.vocab_size, f.Int("vocab_size"));
   QL_ASSIGN_OR_RETURN(c.max_seq_len, f.Int("max_position_embeddings", arch->max_position_embeddings));
+  if (c.max_seq_len == 0) return Status::Errorf("{}: max_position_embeddings = 0 must be > 0", origin);
   // rope_theta: top-level (transformers < 4.56) or inside rope_parameters (newer); SPECS §6.2.
   double theta = 10000.0;
   if (f.Has("rope_parameters")) {
@@ -189,6 +193,7 @@ StatusOr<Model> ReadHfDir(const std::string& dir, CheckpointInfo* info) {
                           "checkpoints are not supported; convert to safetensors)",
                           dir);
   }
+  QL_RETURN_IF_ERROR(CheckDeclaredSizes(m.config, tensors, dir, kHfKeys));  // before sizing by n_layers
   std::set<std::string> expected;
   for (const auto& [name, shape] : m.ExpectedTensors()) expected.insert(name);
   for (auto& [name, t] : tensors) {

@@ -18,6 +18,7 @@
 #include "harness/quant/algorithm.h"
 #include "harness/quant/attn_quant.h"
 #include "harness/quant/targets.h"
+#include "harness/sweep/yaml_check.h"
 #include "kernels/scheme.h"
 
 namespace ql {
@@ -217,6 +218,7 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   } catch (const YAML::Exception& e) {
     return Status::Errorf("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg);
   }
+  QL_RETURN_IF_ERROR(CheckYamlTree(root, origin));
   if (!root.IsMap()) return Status::Errorf("{}: an experiment file is a YAML map (see experiments/default.yaml)", origin);
   QL_RETURN_IF_ERROR(CheckKeys(origin, root, "the experiment",
                                {"name", "model", "data", "protocol", "baseline", "calibration", "seed", "results",

@@ -9,6 +9,8 @@
 #include <iterator>
 #include <queue>
 
+#include "harness/tokenizer/json_field.h"
+
 namespace ql {
 namespace {
 
@@ -66,6 +68,114 @@ uint32_t NextCodePoint(std::string_view s, size_t* i) {
   for (int k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[*i + k]) & 0x3F);
   *i += n;
   return cp;
+}
+
+// ---- tokenizer.json sections: each field is type-checked before use ----
+using nlohmann::json;
+constexpr int64_t kMaxIdHoles = 65536;  // ids beyond the named tokens a vocabulary may leave unused
+
+// Options of "model" that change what BPE does: those quantlab does not implement are errors.
+Status CheckModelOptions(const json& m, std::string_view source) {
+  for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    QL_ASSIGN_OR_RETURN(std::string v, JsonString(m, k, "", source, "model"));
+    if (!v.empty()) {
+      return Status::Errorf("{}: model.{} is set; subword prefixes/suffixes are not byte-level BPE", source, k);
+    }
+  }
+  if (m.contains("dropout") && !m["dropout"].is_null()) {
+    if (!m["dropout"].is_number()) {
+      return Status::Errorf("{}: model.dropout must be a number or null (got {})", source, JsonShown(m["dropout"]));
+    }
+    if (m["dropout"].get<double>() > 0) {
+      return Status::Errorf("{}: model.dropout is {}; BPE dropout makes encoding random, set it to null",
+                            source, JsonShown(m["dropout"]));
+    }
+  }
+  // Byte-level BPE covers every byte, so these never act; they must still be well-typed.
+  QL_ASSIGN_OR_RETURN(bool byte_fallback, JsonBool(m, "byte_fallback", false, source, "model"));
+  QL_ASSIGN_OR_RETURN(bool fuse_unk, JsonBool(m, "fuse_unk", false, source, "model"));
+  QL_ASSIGN_OR_RETURN(std::string unk, JsonString(m, "unk_token", "", source, "model"));
+  (void)byte_fallback, (void)fuse_unk, (void)unk;
+  return Status::Ok();
+}
+
+Status ReadVocab(const json& vocab, int64_t max_id, std::string_view source, ByteBpeSpec* spec) {
+  for (const auto& [piece, idj] : vocab.items()) {
+    if (!idj.is_number_integer() || idj.get<int64_t>() < 0 || idj.get<int64_t>() >= max_id) {
+      return Status::Errorf("{}: model.vocab['{}'] = {} is not a token id (0 <= id < {}: the named tokens "
+                            "plus {} holes)", source, piece, JsonShown(idj), max_id, kMaxIdHoles);
+    }
+    const size_t id = size_t(idj.get<int64_t>());
+    if (id >= spec->vocab.size()) spec->vocab.resize(id + 1);
+    if (!spec->vocab[id].empty()) {
+      return Status::Errorf("{}: model.vocab gives id {} to both '{}' and '{}'", source, id, spec->vocab[id], piece);
+    }
+    spec->vocab[id] = piece;
+  }
+  return Status::Ok();
+}
+
+Status ReadMerges(const json& m, std::string_view source, ByteBpeSpec* spec) {
+  if (!m.contains("merges") || !m["merges"].is_array()) {
+    return Status::Errorf("{}: model.merges is missing or not an array", source);
+  }
+  for (size_t r = 0; r < m["merges"].size(); ++r) {
+    const json& e = m["merges"][r];
+    if (e.is_string()) {
+      std::string s = e.get<std::string>();
+      size_t sp = s.find(' ');
+      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
+        return Status::Errorf("{}: model.merges[{}] = \"{}\" is not two pieces separated by one space",
+                              source, r, s);
+      }
+      spec->merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+      spec->merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+    } else {
+      return Status::Errorf("{}: model.merges[{}] = {} is neither \"a b\" nor [\"a\", \"b\"]", source, r,
+                            JsonShown(e));
+    }
+  }
+  return Status::Ok();
+}
+
+Status ReadAddedTokens(const json& added, int64_t max_id, std::string_view source, ByteBpeSpec* spec) {
+  for (const json& a : added) {
+    if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
+        !a["content"].is_string()) {
+      return Status::Errorf("{}: added_tokens entry {} needs an integer \"id\" and a string \"content\"",
+                            source, JsonShown(a));
+    }
+    const json& idj = a["id"];
+    if ((idj.is_number_unsigned() && idj.get<uint64_t>() >= uint64_t(max_id)) ||
+        (!idj.is_number_unsigned() && (idj.get<int64_t>() < 0 || idj.get<int64_t>() >= max_id))) {
+      return Status::Errorf("{}: added token {} has id {}: ids must be in [0, {}) (the named tokens plus {} holes)",
+                            source, JsonShown(a["content"]), JsonShown(idj), max_id, kMaxIdHoles);
+    }
+    QL_ASSIGN_OR_RETURN(bool special, JsonBool(a, "special", false, source, "added_tokens entry"));
+    spec->added_tokens.push_back({int(idj.get<int64_t>()), a["content"].get<std::string>(), special});
+  }
+  return Status::Ok();
+}
+
+// BOS: the special token a TemplateProcessing post-processor puts in front of a single sequence.
+Status FindBos(const json& p, std::string_view source, int depth, ByteBpeSpec* spec) {
+  if (!p.is_object()) return Status::Ok();
+  if (depth > 8) return Status::Errorf("{}: post_processor Sequences nest deeper than 8", source);
+  QL_ASSIGN_OR_RETURN(std::string type, JsonString(p, "type", "", source, "post_processor"));
+  if (type == "Sequence" && p.contains("processors") && p["processors"].is_array()) {
+    for (const json& q : p["processors"]) QL_RETURN_IF_ERROR(FindBos(q, source, depth + 1, spec));
+  }
+  if (type != "TemplateProcessing" || !p.contains("single") || !p["single"].is_array() || p["single"].empty() ||
+      !p["single"][0].is_object() || !p["single"][0].contains("SpecialToken")) {
+    return Status::Ok();
+  }
+  QL_ASSIGN_OR_RETURN(std::string name,
+                      JsonString(p["single"][0]["SpecialToken"], "id", "", source, "post_processor SpecialToken"));
+  for (const AddedToken& a : spec->added_tokens) {
+    if (a.content == name) spec->bos_id = a.id;
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -348,7 +458,6 @@ StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJson(const std::string&
 
 StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJsonText(std::string_view text,
                                                                   std::string_view source) {
-  using nlohmann::json;
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     std::string detail;
@@ -364,77 +473,43 @@ StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJsonText(std::string_vi
     return Status::Errorf("{}: no \"model\" object: not a Hugging Face tokenizer.json", source);
   }
   const json& m = j["model"];
-  std::string type = m.value("type", "BPE");
+  QL_ASSIGN_OR_RETURN(std::string type, JsonString(m, "type", "BPE", source, "model"));
   if (type != "BPE") {
     return Status::Errorf("{}: model.type is '{}'; only byte-level \"BPE\" is supported here", source, type);
   }
-  for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    if (m.contains(k) && m[k].is_string() && !m[k].get<std::string>().empty()) {
-      return Status::Errorf("{}: model.{} is set; subword prefixes/suffixes are not byte-level BPE", source, k);
-    }
-  }
-  if (m.contains("dropout") && m["dropout"].is_number() && m["dropout"].get<double>() > 0) {
-    return Status::Errorf("{}: model.dropout is {}; BPE dropout makes encoding random, set it to null",
-                          source, m["dropout"].dump());
-  }
+  QL_RETURN_IF_ERROR(CheckModelOptions(m, source));
   if (!m.contains("vocab") || !m["vocab"].is_object()) {
     return Status::Errorf("{}: model.vocab is missing or not an object of piece -> id", source);
   }
+  const json* added = j.contains("added_tokens") ? &j["added_tokens"] : nullptr;
+  if (added && !added->is_null() && !added->is_array()) {
+    return Status::Errorf("{}: added_tokens must be an array (got {})", source, JsonShown(*added));
+  }
+  // Ids are dense up to a few holes (padding rows): bounding them by the named tokens bounds every
+  // per-id allocation by the file's size.
+  const int64_t max_id = int64_t(m["vocab"].size()) + (added && added->is_array() ? int64_t(added->size()) : 0) +
+                         kMaxIdHoles;
   ByteBpeSpec spec;
-  for (const auto& [piece, idj] : m["vocab"].items()) {
-    if (!idj.is_number_integer() || idj.get<int64_t>() < 0 || idj.get<int64_t>() > (1 << 24)) {
-      return Status::Errorf("{}: model.vocab['{}'] = {} is not a token id", source, piece, idj.dump());
-    }
-    int id = idj.get<int>();
-    if (id >= static_cast<int>(spec.vocab.size())) spec.vocab.resize(id + 1);
-    if (!spec.vocab[id].empty()) {
-      return Status::Errorf("{}: model.vocab gives id {} to both '{}' and '{}'", source, id, spec.vocab[id], piece);
-    }
-    spec.vocab[id] = piece;
-  }
-  if (!m.contains("merges") || !m["merges"].is_array()) {
-    return Status::Errorf("{}: model.merges is missing or not an array", source);
-  }
-  for (size_t r = 0; r < m["merges"].size(); ++r) {
-    const json& e = m["merges"][r];
-    if (e.is_string()) {
-      std::string s = e;
-      size_t sp = s.find(' ');
-      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-        return Status::Errorf("{}: model.merges[{}] = \"{}\" is not two pieces separated by one space",
-                              source, r, s);
-      }
-      spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
-    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-      spec.merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
-    } else {
-      return Status::Errorf("{}: model.merges[{}] = {} is neither \"a b\" nor [\"a\", \"b\"]", source, r,
-                            e.dump());
-    }
-  }
-  spec.ignore_merges = m.value("ignore_merges", false);
-  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-    for (const json& a : j["added_tokens"]) {
-      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
-          !a["content"].is_string()) {
-        return Status::Errorf("{}: added_tokens entry {} needs an integer \"id\" and a string \"content\"",
-                              source, a.dump());
-      }
-      spec.added_tokens.push_back({a["id"].get<int>(), a["content"].get<std::string>(), a.value("special", false)});
-    }
-  }
+  QL_RETURN_IF_ERROR(ReadVocab(m["vocab"], max_id, source, &spec));
+  QL_RETURN_IF_ERROR(ReadMerges(m, source, &spec));
+  QL_ASSIGN_OR_RETURN(spec.ignore_merges, JsonBool(m, "ignore_merges", false, source, "model"));
+  if (added && added->is_array()) QL_RETURN_IF_ERROR(ReadAddedTokens(*added, max_id, source, &spec));
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     const json& nz = j["normalizer"];
-    std::string nt = nz.is_object() ? nz.value("type", "") : "";
-    bool empty_seq = nt == "Sequence" && nz.contains("normalizers") && nz["normalizers"].empty();
-    if (nt != "NFC" && !empty_seq) {
-      return Status::Errorf("{}: normalizer {} is not supported (only none or NFC)", source, nz.dump());
+    QL_ASSIGN_OR_RETURN(std::string nt, JsonString(nz, "type", "", source, "normalizer"));
+    bool empty_seq = nt == "Sequence" && nz.contains("normalizers") && nz["normalizers"].is_array() &&
+                     nz["normalizers"].empty();
+    if (!nz.is_object() || (nt != "NFC" && !empty_seq)) {
+      return Status::Errorf("{}: normalizer {} is not supported (only none or NFC)", source, JsonShown(nz));
     }
   }
-  if (j.contains("decoder") && j["decoder"].is_object() && j["decoder"].value("type", "") != "ByteLevel") {
-    return Status::Errorf("{}: decoder type '{}' is not ByteLevel: not a byte-level BPE tokenizer "
-                          "(SentencePiece-style vocabularies use the spm-bpe tokenizer)",
-                          source, j["decoder"].value("type", ""));
+  if (j.contains("decoder") && !j["decoder"].is_null()) {
+    QL_ASSIGN_OR_RETURN(std::string dt, JsonString(j["decoder"], "type", "", source, "decoder"));
+    if (!j["decoder"].is_object() || dt != "ByteLevel") {
+      return Status::Errorf("{}: decoder {} is not ByteLevel: not a byte-level BPE tokenizer "
+                            "(SentencePiece-style vocabularies use the spm-bpe tokenizer)",
+                            source, JsonShown(j["decoder"]));
+    }
   }
   if (!j.contains("pre_tokenizer") || !j["pre_tokenizer"].is_object()) {
     return Status::Errorf("{}: no pre_tokenizer object: byte-level BPE needs a ByteLevel pre-tokenizer",
@@ -442,21 +517,7 @@ StatusOr<std::unique_ptr<ByteBpeTokenizer>> LoadTokenizerJsonText(std::string_vi
   }
   QL_ASSIGN_OR_RETURN(PreTokenizer pre, PreTokenizer::FromJson(j["pre_tokenizer"], source));
   spec.pre_tokenizer = pre.name();
-  // BOS: the special token a TemplateProcessing post-processor puts in front of a single sequence.
-  std::function<void(const json&)> find_bos = [&](const json& p) {
-    if (!p.is_object()) return;
-    if (p.value("type", "") == "Sequence" && p.contains("processors")) {
-      for (const json& q : p["processors"]) find_bos(q);
-    }
-    if (p.value("type", "") == "TemplateProcessing" && p.contains("single") && p["single"].is_array() &&
-        !p["single"].empty() && p["single"][0].contains("SpecialToken")) {
-      std::string name = p["single"][0]["SpecialToken"].value("id", "");
-      for (const AddedToken& a : spec.added_tokens) {
-        if (a.content == name) spec.bos_id = a.id;
-      }
-    }
-  };
-  if (j.contains("post_processor")) find_bos(j["post_processor"]);
+  if (j.contains("post_processor")) QL_RETURN_IF_ERROR(FindBos(j["post_processor"], source, 0, &spec));
   for (const char* eos : {"<|endoftext|>", "<|end_of_text|>", "<|im_end|>", "</s>"}) {
     if (spec.eos_id >= 0) break;
     for (const AddedToken& a : spec.added_tokens) {

@@ -1,6 +1,7 @@
 // Pre-tokenizer pipeline over PCRE2 (compiled with UTF, UCP so \p{L}/\p{N}/\s are Unicode-aware,
 // MATCH_INVALID_UTF so arbitrary bytes never make a match fail, and JIT when available).
 #include "harness/tokenizer/pretokenizer.h"
+#include "harness/tokenizer/json_field.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -99,7 +100,7 @@ StatusOr<PreTokenizer> PreTokenizer::FromJson(const nlohmann::json& j, std::stri
   QL_RETURN_IF_ERROR(p.AddJson(j, source));
   if (p.steps_.empty()) {
     return Status::Errorf("{}: pre_tokenizer {} has no splitting step (a ByteLevel with use_regex "
-                          "false alone would make the whole text one word)", source, j.dump());
+                          "false alone would make the whole text one word)", source, JsonShown(j));
   }
   // Name the known variants by their steps.
   std::vector<std::string> sig;
@@ -123,27 +124,33 @@ Status PreTokenizer::AddRegexStep(std::string pattern, bool literal, Behavior be
   return Status::Ok();
 }
 
-Status PreTokenizer::AddJson(const nlohmann::json& j, std::string_view source) {
+Status PreTokenizer::AddJson(const nlohmann::json& j, std::string_view source, int depth) {
+  constexpr int kMaxDepth = 8;  // real files nest one Sequence; a deeper chain is corrupt or hostile
+  if (depth > kMaxDepth) {
+    return Status::Errorf("{}: pre_tokenizer Sequences nest deeper than {}", source, kMaxDepth);
+  }
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-    return Status::Errorf("{}: pre_tokenizer entry {} has no \"type\"", source, j.dump());
+    return Status::Errorf("{}: pre_tokenizer entry {} has no \"type\"", source, JsonShown(j));
   }
   const std::string type = j["type"];
   if (type == "Sequence") {
     if (!j.contains("pretokenizers") || !j["pretokenizers"].is_array()) {
       return Status::Errorf("{}: Sequence pre_tokenizer without a \"pretokenizers\" array", source);
     }
-    for (const auto& sub : j["pretokenizers"]) QL_RETURN_IF_ERROR(AddJson(sub, source));
+    for (const auto& sub : j["pretokenizers"]) QL_RETURN_IF_ERROR(AddJson(sub, source, depth + 1));
     return Status::Ok();
   }
   if (type == "ByteLevel") {
-    if (j.value("add_prefix_space", false)) add_prefix_space_ = true;
-    if (j.value("use_regex", true)) {
+    QL_ASSIGN_OR_RETURN(bool prefix, JsonBool(j, "add_prefix_space", false, source, "pre_tokenizer ByteLevel"));
+    QL_ASSIGN_OR_RETURN(bool use_regex, JsonBool(j, "use_regex", true, source, "pre_tokenizer ByteLevel"));
+    if (prefix) add_prefix_space_ = true;
+    if (use_regex) {
       return AddRegexStep(std::string(kGpt2Pattern), false, Behavior::kIsolated, false, source);
     }
     return Status::Ok();
   }
   if (type == "Digits") {
-    bool individual = j.value("individual_digits", false);
+    QL_ASSIGN_OR_RETURN(bool individual, JsonBool(j, "individual_digits", false, source, "pre_tokenizer Digits"));
     return AddRegexStep(individual ? "\\p{N}" : "\\p{N}+", false, Behavior::kIsolated, false, source);
   }
   if (type == "Split") {
@@ -160,9 +167,10 @@ Status PreTokenizer::AddJson(const nlohmann::json& j, std::string_view source) {
       literal = true;
     } else {
       return Status::Errorf("{}: Split pattern {} is neither {{\"Regex\": ...}} nor {{\"String\": ...}}",
-                            source, pat.dump());
+                            source, JsonShown(pat));
     }
-    std::string b = j.value("behavior", "Isolated");
+    QL_ASSIGN_OR_RETURN(std::string b, JsonString(j, "behavior", "Isolated", source, "pre_tokenizer Split"));
+    QL_ASSIGN_OR_RETURN(bool invert, JsonBool(j, "invert", false, source, "pre_tokenizer Split"));
     Behavior behavior;
     if (b == "Isolated") behavior = Behavior::kIsolated;
     else if (b == "Removed") behavior = Behavior::kRemoved;
@@ -170,7 +178,7 @@ Status PreTokenizer::AddJson(const nlohmann::json& j, std::string_view source) {
     else if (b == "MergedWithNext") behavior = Behavior::kMergedWithNext;
     else return Status::Errorf("{}: Split behavior '{}' is not supported (Isolated, Removed, "
                                "MergedWithPrevious, MergedWithNext are)", source, b);
-    return AddRegexStep(std::move(pattern), literal, behavior, j.value("invert", false), source);
+    return AddRegexStep(std::move(pattern), literal, behavior, invert, source);
   }
   return Status::Errorf("{}: pre_tokenizer type '{}' is not supported by the byte-level BPE tokenizer "
                         "(Sequence, Split, Digits, ByteLevel are)", source, type);

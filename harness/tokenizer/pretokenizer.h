@@ -52,7 +52,7 @@ class PreTokenizer {
     Behavior behavior = Behavior::kIsolated;
     bool invert = false;
   };
-  Status AddJson(const nlohmann::json& j, std::string_view source);
+  Status AddJson(const nlohmann::json& j, std::string_view source, int depth = 0);
   Status AddRegexStep(std::string pattern, bool literal, Behavior behavior, bool invert,
                       std::string_view source);
 

@@ -278,6 +278,11 @@ StatusOr<std::unique_ptr<SpmBpeTokenizer>> LoadLlama2cTokenizer(const std::strin
     return Status::Errorf("{}: truncated: {} bytes, too short for the i32 max_token_length header", path,
                           data.size());
   }
+  // Each token takes at least 8 bytes (f32 score + i32 length): check before sizing anything by vocab_size.
+  if (uint64_t(vocab_size) * 8 > data.size() - off) {
+    return Status::Errorf("{}: {} bytes cannot hold {} tokens (8 bytes each at least): is vocab_size right "
+                          "and the file complete?", path, data.size(), vocab_size);
+  }
   SpmVocab v;
   v.pieces.resize(vocab_size);
   v.scores.resize(vocab_size);
@@ -291,11 +296,12 @@ StatusOr<std::unique_ptr<SpmBpeTokenizer>> LoadLlama2cTokenizer(const std::strin
       return Status::Errorf("{}: token {} has length {} (max_token_length {}): not a llama2.c "
                             "tokenizer.bin", path, i, len, max_len);
     }
-    v.pieces[i].resize(len);
-    if (!read(v.pieces[i].data(), len)) {
+    if (size_t(len) > data.size() - off) {
       return Status::Errorf("{}: truncated inside token {} of {} (needs {} bytes at offset {}, file has "
                             "{})", path, i, vocab_size, len, off, data.size());
     }
+    v.pieces[i].assign(data, off, size_t(len));
+    off += size_t(len);
   }
   if (off != data.size()) {
     return Status::Errorf("{}: {} bytes left after {} tokens: the tokenizer has more tokens than the "
