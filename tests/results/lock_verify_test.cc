@@ -85,9 +85,9 @@ CellResult OkCell(const std::string& id) {
   r.cell.host = "test";
   r.cell.code_version = "v";
   MetricsRow m;
-  m.n_tokens = 3;
-  m.ppl = 5;
-  m.kld_mean = 0.02;
+  m.Set("n_tokens", 3);
+  m.Set("ppl", 5);
+  m.Set("kld_mean", 0.02);
   r.metrics = m;
   r.layer_errors = {{0, 0.001, 30.0}, {1, 0.002, 27.0}};
   r.arrays["nll"] = {1.0f, 2.0f, 1.5f};
