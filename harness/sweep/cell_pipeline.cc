@@ -131,6 +131,8 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   s->reference = WithPrecision(model, s->precision);
   model = Model();  // one copy of the weights from here on
 
+  // Hashed whenever the file has one: every shard records the whole grid's ids, calibrated cells too.
+  if (e.calibration) { QL_ASSIGN_OR_RETURN(s->hashes.calibration, HashFile(e.calibration->data)); }
   if (AnyNeedsCalibration(cells)) {
     if (!e.calibration)
       return Status::Errorf("{}: a cell's algorithm needs a calibration: section (data, samples, seqlen, seed)", Origin(e));
@@ -138,7 +140,6 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
     if (c.data == e.data && o.log)
       *o.log << "warning: calibration and evaluation use the same text (" << e.data << "): results will be optimistic\n";
     QL_ASSIGN_OR_RETURN(s->calibration, BuildCalibration(s->reference, c.data, c.samples, c.seqlen, c.seed));
-    QL_ASSIGN_OR_RETURN(s->hashes.calibration, HashFile(c.data));
     if (o.log)
       *o.log << fmt::format("calibration: {} windows x {} tokens from {} (seed {})\n", s->calibration->windows.size(),
                             c.seqlen, c.data, c.seed);
