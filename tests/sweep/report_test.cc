@@ -1,5 +1,7 @@
-// The HTML report: Pareto front math, and a real page from a real sweep rendered by headless Chromium
-// (Debian's chromium package) with its plots present in the rendered DOM.
+// The HTML report: Pareto front math, and a real page from a real two-experiment store rendered by
+// headless Chromium (Debian's chromium package). Measured in the rendered page: a legend on every
+// scatter plot, a label on every Pareto-front point, no two labels overlapping, no text outside its
+// SVG box; the URL-hash filter hides the other rows; --figures writes standalone SVGs.
 #include "results/report.h"
 
 #include <sys/wait.h>
@@ -26,57 +28,158 @@ TEST(Report, ParetoFrontMinimisesBoth) {
   EXPECT_TRUE(ParetoFront({}, {}).empty());
 }
 
-std::string RunCapture(const std::string& cmd) { return qltest::RunCommand(cmd).out; }
-
 size_t CountMatches(const std::string& s, const std::string& re) {
   std::regex r(re);
   return size_t(std::distance(std::sregex_iterator(s.begin(), s.end(), r), std::sregex_iterator()));
 }
 
-TEST(Report, RendersInHeadlessChromiumWithPlots) {
-  std::random_device rd;
-  const fs::path dir = fs::temp_directory_path() / ("ql_report_test_" + std::to_string(rd()));
-  fs::create_directories(dir);
-  {
+std::string ReadAll(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+// Runs in the rendered page and writes what it measured into <pre id="check"> for --dump-dom:
+// texts / outside (text boxes not inside their <svg>'s box), overlaps (pairs of point labels that
+// intersect), front / unlabelled (Pareto-front points without a label), legends (scatter legends).
+constexpr const char* kCheckScript = R"JS(<script>
+(function () {
+  var texts = 0, outside = [], overlaps = [], front = 0, unlabelled = 0;
+  document.querySelectorAll('svg.plot').forEach(function (svg) {
+    var b = svg.getBoundingClientRect(), labels = [];
+    svg.querySelectorAll('text').forEach(function (t) {
+      texts++;
+      var r = t.getBoundingClientRect();
+      if (r.left < b.left - 0.5 || r.right > b.right + 0.5 || r.top < b.top - 0.5 || r.bottom > b.bottom + 0.5)
+        outside.push(svg.id + ':' + t.textContent);
+      if (t.classList.contains('plabel')) labels.push([r, t.textContent]);
+    });
+    for (var i = 0; i < labels.length; i++)
+      for (var j = 0; j < i; j++) {
+        var p = labels[i][0], q = labels[j][0];
+        var w = Math.min(p.right, q.right) - Math.max(p.left, q.left), h = Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top);
+        if (w > 0.5 && h > 0.5) overlaps.push(svg.id + ':' + labels[i][1] + '/' + labels[j][1]);
+      }
+  });
+  document.querySelectorAll('[data-front="1"]').forEach(function (g) {
+    front++;
+    if (!document.querySelector('text.plabel[data-for="' + g.id + '"]')) unlabelled++;
+  });
+  var legends = document.querySelectorAll('svg.plot g.legend').length;
+  var pre = document.createElement('pre');
+  pre.id = 'check';
+  pre.textContent = 'texts=' + texts + ' outside=' + outside.length + ' overlaps=' + overlaps.length + ' front=' + front +
+      ' unlabelled=' + unlabelled + ' legends=' + legends + ' | ' + outside.concat(overlaps).join('; ');
+  document.body.appendChild(pre);
+})();
+</script></body>)JS";
+
+int Field(const std::string& s, const std::string& key) {
+  std::smatch m;
+  return std::regex_search(s, m, std::regex(key + "=(\\d+)")) ? std::stoi(m[1]) : -1;
+}
+
+class ReportPage : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::random_device rd;
+    dir_ = new fs::path(fs::temp_directory_path() / ("ql_report_test_" + std::to_string(rd())));
+    fs::create_directories(*dir_);
     std::ifstream in(std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt", std::ios::binary);
     std::string text(16000, '\0');
     in.read(text.data(), text.size());
-    std::ofstream(dir / "eval.txt", std::ios::binary) << text;
-    std::ofstream(dir / "exp.yaml") << "name: r\nmodel: " << QL_SHARED_DIR << "/models/stories260K/stories260K.bin\n"
-                                    << "data: eval.txt\nprotocol: {name: llamacpp, ctx: 128, chunks: 2}\n"
+    std::ofstream(*dir_ / "eval.txt", std::ios::binary) << text;
+    const std::string head = std::string("model: ") + QL_SHARED_DIR + "/models/stories260K/stories260K.bin\n" +
+                             "data: eval.txt\nprotocol: {name: llamacpp, ctx: 128, chunks: 2}\n";
+    std::ofstream(*dir_ / "a.yaml") << "name: formats\n" << head
                                     << "grid:\n  schemes: [int8:channel, int4:g32, nf4, mxfp4]\n  ignore: [none]\n";
+    std::ofstream(*dir_ / "b.yaml") << "name: keep lm_head\n" << head
+                                    << "grid:\n  schemes: [int8:channel, nf4]\n  ignore: [lm_head, first_block]\n";
+    const std::string q = QL_QUANTLAB_BIN, res = (*dir_ / "res").string();
+    for (const char* f : {"a.yaml", "b.yaml"})
+      ASSERT_EQ(std::system((q + " sweep " + (*dir_ / f).string() + " --results " + res + " --no-table >/dev/null 2>&1").c_str()), 0);
+    ASSERT_EQ(std::system((q + " report --results " + res + " --out " + (*dir_ / "report.html").string() + " --figures " +
+                           (*dir_ / "figs").string() + " --no-png >/dev/null").c_str()), 0);
   }
-  const std::string q = std::string(QL_QUANTLAB_BIN);
-  ASSERT_EQ(std::system((q + " sweep " + (dir / "exp.yaml").string() + " --results " + (dir / "res").string() +
-                         " --no-table >/dev/null 2>&1").c_str()), 0);
-  const fs::path html = dir / "report.html";
-  ASSERT_EQ(std::system((q + " report --results " + (dir / "res").string() + " --out " + html.string() + " >/dev/null").c_str()), 0);
-  // Self-contained: no external scripts, styles or images.
-  std::ifstream f(html);
-  const std::string page((std::istreambuf_iterator<char>(f)), {});
-  EXPECT_EQ(page.find("<script"), std::string::npos);
+  static void TearDownTestSuite() {
+    if (!getenv("QL_KEEP_TEST_OUTPUT")) fs::remove_all(*dir_);
+    else std::printf("kept %s\n", dir_->c_str());
+    delete dir_;
+  }
+  static std::string Chromium(const std::string& args) {
+    return qltest::RunCommand("chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
+                              "--window-size=1280,2000 " + args + " 2>/dev/null").out;
+  }
+  static fs::path* dir_;
+};
+fs::path* ReportPage::dir_ = nullptr;
+
+TEST_F(ReportPage, SelfContainedWithOneSectionPerExperiment) {
+  const std::string page = ReadAll(*dir_ / "report.html");
+  EXPECT_EQ(page.find("<script src"), std::string::npos);  // the only script is inline
   EXPECT_EQ(page.find("http://cdn"), std::string::npos);
   EXPECT_EQ(page.find("src=\"http"), std::string::npos);
+  EXPECT_EQ(page.find("<link"), std::string::npos);
+  EXPECT_EQ(CountMatches(page, "<section class=\"experiment\""), 2u);
+  EXPECT_NE(page.find("<a href=\"#exp-1\">formats</a>"), std::string::npos);   // the index
+  EXPECT_NE(page.find("<a href=\"#exp-2\">keep lm_head</a>"), std::string::npos);
+  EXPECT_NE(page.find("<summary>experiment file</summary>"), std::string::npos);
+  EXPECT_NE(page.find("<th>code version</th>"), std::string::npos);
+  // Figures: six per experiment, each a standalone SVG document.
+  size_t n = 0;
+  for (const auto& f : fs::directory_iterator(*dir_ / "figs")) {
+    const std::string s = ReadAll(f.path());
+    EXPECT_EQ(s.rfind("<?xml", 0), 0u) << f.path();
+    EXPECT_NE(s.find("<svg id=\""), std::string::npos);
+    EXPECT_NE(s.find("xmlns=\"http://www.w3.org/2000/svg\""), std::string::npos);
+    ++n;
+  }
+  EXPECT_EQ(n, 12u);
+  EXPECT_TRUE(fs::exists(*dir_ / "figs" / "formats-dppl.svg"));
+  EXPECT_TRUE(fs::exists(*dir_ / "figs" / "keep_lm_head-nll.svg"));
+}
 
-  // Render it: Chromium parses the page and we read back the DOM it built.
-  const std::string dom = RunCapture("chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
-                                     "--dump-dom 'file://" + html.string() + "' 2>/dev/null");
-  ASSERT_NE(dom.find("<svg id=\"pareto-dppl\""), std::string::npos) << "chromium produced: " << dom.substr(0, 300);
-  ASSERT_NE(dom.find("<svg id=\"pareto-kld\""), std::string::npos);
-  ASSERT_NE(dom.find("<svg id=\"layer-heatmap\""), std::string::npos);
-  EXPECT_EQ(CountMatches(dom, "<circle class=\"pt\""), 8u);           // 4 cells in each of the 2 plots
-  EXPECT_GE(CountMatches(dom, "<path class=\"pareto\""), 2u);         // a front in each
-  EXPECT_EQ(CountMatches(dom, "<rect class=\"cell\""), 4u * 5u);      // 4 cells x 5 layers
-  EXPECT_NE(dom.find("id=\"format-errors\""), std::string::npos);
+TEST_F(ReportPage, RenderedPlotsAreLabelledAndInsideTheirBoxes) {
+  const fs::path checked = *dir_ / "checked.html";
+  std::string page = ReadAll(*dir_ / "report.html");
+  page.replace(page.rfind("</body>"), 7, kCheckScript);
+  std::ofstream(checked, std::ios::binary) << page;
+  const std::string dom = Chromium("--dump-dom 'file://" + checked.string() + "'");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(dom, m, std::regex("<pre id=\"check\">([^<]*)</pre>"))) << dom.substr(0, 300);
+  const std::string r = m[1];
+  EXPECT_GT(Field(r, "texts"), 150) << r;
+  EXPECT_EQ(Field(r, "outside"), 0) << r;
+  EXPECT_EQ(Field(r, "overlaps"), 0) << r;
+  EXPECT_GE(Field(r, "front"), 2 * 2 * 2) << r;  // two scatter plots per experiment, >= 2 front points each
+  EXPECT_EQ(Field(r, "unlabelled"), 0) << r;
+  EXPECT_EQ(Field(r, "legends"), 2 * 5) << r;   // dppl, kld, layers, weight error, nll per experiment
+  // The plots are there: 4 + 4 points per scatter plot (each with an error bar), a heatmap row per cell.
+  EXPECT_EQ(CountMatches(dom, "<g class=\"pt\""), 2u * 4 + 2u * 4);
+  EXPECT_EQ(CountMatches(dom, "<rect class=\"cell\""), (4u + 4u) * 5u);  // cells x 5 blocks
+  EXPECT_NE(dom.find("id=\"format-errors-formats\""), std::string::npos);
   EXPECT_NE(dom.find("<td>nf4</td>"), std::string::npos);
-  // And it paints: a screenshot is written and is a non-trivial PNG.
-  const fs::path png = dir / "report.png";
-  std::system(("cd " + dir.string() + " && chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
-               "--window-size=1200,1600 --screenshot=" + png.string() + " 'file://" + html.string() + "' >/dev/null 2>&1").c_str());
+  EXPECT_NE(dom.find("8 of 8 cells shown"), std::string::npos);
+}
+
+TEST_F(ReportPage, HashFilterHidesOtherRowsAndPoints) {
+  const std::string dom = Chromium("--dump-dom 'file://" + (*dir_ / "report.html").string() + "#family=NF4'");
+  const size_t rows = CountMatches(dom, "<tr data-family=");
+  const size_t hidden = CountMatches(dom, "<tr data-family=\"[^\"]*\"[^>]*style=\"display: none;\"");
+  EXPECT_EQ(rows, 8u);
+  EXPECT_EQ(rows - hidden, 3u) << "nf4 cells: one in 'formats', two in 'keep lm_head'";
+  EXPECT_EQ(CountMatches(dom, "<tr data-family=\"NF4\"[^>]*style=\"display: none;\""), 0u);
+  EXPECT_NE(dom.find("3 of 8 cells shown"), std::string::npos);
+  EXPECT_GT(CountMatches(dom, "<g class=\"pt\"[^>]*style=\"display: none;\""), 0u);  // points follow the filter
+  // Two filters combine.
+  const std::string both = Chromium("--dump-dom 'file://" + (*dir_ / "report.html").string() + "#family=NF4&ignore=lm_head'");
+  EXPECT_NE(both.find("1 of 8 cells shown"), std::string::npos);
+}
+
+TEST_F(ReportPage, Paints) {
+  const fs::path png = *dir_ / "report.png";
+  Chromium("--screenshot=" + png.string() + " 'file://" + (*dir_ / "report.html").string() + "' >/dev/null");
   ASSERT_TRUE(fs::exists(png));
   EXPECT_GT(fs::file_size(png), 20000u);
-  if (!getenv("QL_KEEP_TEST_OUTPUT")) fs::remove_all(dir);
-  else std::printf("kept %s\n", dir.c_str());
 }
 
 }  // namespace
