@@ -170,31 +170,39 @@ svg::Series MakeSeries(const std::string& name, const std::string& color, svg::M
   return s;
 }
 
-// Colour by algorithm; marker by ignore set when the experiment has several, else by format family.
+// Colour by algorithm, marker by ignore set. An axis the experiment does not vary says nothing, so
+// then the format family takes its place (colour first).
 struct Style {
-  std::map<std::string, size_t> algo, mark;
-  bool mark_is_ignore = false;
+  enum Key { kAlgo, kIgnore, kFamily, kNone };
+  Key colour_key = kAlgo, mark_key = kIgnore;
+  std::map<std::string, size_t> colour, mark;
   explicit Style(const std::vector<CellInfo>& cells) {
-    std::set<std::string> ignores;
-    for (const auto& c : cells) ignores.insert(c.ignore);
-    mark_is_ignore = ignores.size() > 1;
-    for (const auto& c : cells) {
-      algo.emplace(c.algo, 0);
-      mark.emplace(MarkKey(c), 0);
-    }
+    std::set<std::string> algos, ignores;
+    for (const auto& c : cells) algos.insert(c.algo), ignores.insert(c.ignore);
+    colour_key = algos.size() > 1 ? kAlgo : kFamily;
+    mark_key = ignores.size() > 1 ? kIgnore : colour_key == kAlgo ? kFamily : kNone;
+    for (const auto& c : cells) colour.emplace(Value(c, colour_key), 0), mark.emplace(Value(c, mark_key), 0);
     size_t i = 0;
-    for (auto& [k, v] : algo) v = i++;
+    for (auto& [k, v] : colour) v = i++;
     i = 0;
     for (auto& [k, v] : mark) v = i++;
   }
-  std::string MarkKey(const CellInfo& c) const { return mark_is_ignore ? c.ignore : c.family; }
-  std::string Color(const CellInfo& c) const { return svg::PaletteColor(algo.at(c.algo)); }
-  svg::Marker Mark(const CellInfo& c) const { return svg::Marker(mark.at(MarkKey(c)) % svg::kMarkerCount); }
+  static std::string Value(const CellInfo& c, Key k) {
+    return k == kAlgo ? c.algo : k == kIgnore ? c.ignore : k == kFamily ? c.family : "";
+  }
+  static std::string Name(Key k) { return k == kAlgo ? "algorithm" : k == kIgnore ? "ignore set" : "format family"; }
+  std::string Color(const CellInfo& c) const { return svg::PaletteColor(colour.at(Value(c, colour_key))); }
+  svg::Marker Mark(const CellInfo& c) const { return svg::Marker(mark.at(Value(c, mark_key)) % svg::kMarkerCount); }
+  std::string SeriesName(const CellInfo& c) const {
+    return Value(c, colour_key) + (mark_key == kNone ? "" : " / " + Value(c, mark_key));
+  }
   std::vector<svg::LegendEntry> Legend() const {
-    std::vector<svg::LegendEntry> l{{"colour: algorithm", "", {}, false, true}};
-    for (const auto& [k, v] : algo) l.push_back({k, svg::PaletteColor(v), svg::Marker::kCircle});
-    l.push_back({mark_is_ignore ? "marker: ignore set" : "marker: format family", "", {}, false, true});
-    for (const auto& [k, v] : mark) l.push_back({k, "#555", svg::Marker(v % svg::kMarkerCount)});
+    std::vector<svg::LegendEntry> l{{"colour: " + Name(colour_key), "", {}, false, true}};
+    for (const auto& [k, v] : colour) l.push_back({k, svg::PaletteColor(v), svg::Marker::kCircle});
+    if (mark_key != kNone) {
+      l.push_back({"marker: " + Name(mark_key), "", {}, false, true});
+      for (const auto& [k, v] : mark) l.push_back({k, "#555", svg::Marker(v % svg::kMarkerCount)});
+    }
     l.push_back({"Pareto front", "#c00", {}, true});
     return l;
   }
@@ -234,13 +242,13 @@ svg::Plot ScatterPlot(const ExperimentInfo& e, const Metric& m) {
     line.pts.push_back(Pt(xs[k], ys[k]));
   }
   p.series.push_back(line);
-  std::map<std::pair<size_t, int>, size_t> series_of;  // (algo, marker) -> series
+  std::map<std::pair<size_t, int>, size_t> series_of;  // (colour, marker) -> series
   for (size_t i : usable) {
     const auto& c = e.cells[i];
-    const auto key = std::make_pair(st.algo.at(c.algo), int(st.Mark(c)));
+    const auto key = std::make_pair(st.colour.at(Style::Value(c, st.colour_key)), int(st.Mark(c)));
     if (!series_of.count(key)) {
       series_of[key] = p.series.size();
-      svg::Series s = MakeSeries(c.algo + " / " + st.MarkKey(c), st.Color(c), st.Mark(c));
+      svg::Series s = MakeSeries(st.SeriesName(c), st.Color(c), st.Mark(c));
       s.has_err = true;
       p.series.push_back(s);
     }

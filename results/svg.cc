@@ -35,6 +35,12 @@ struct Axis {
   }
 };
 
+// A linear axis over the data and 4% on each side, with round ticks inside (matplotlib's margins).
+Ticks PaddedTicks(double lo, double hi, int target) {
+  const double pad = hi > lo ? 0.04 * (hi - lo) : std::max(0.5, 0.1 * std::fabs(lo));
+  return NiceTicks(lo - pad, hi + pad, target, false);
+}
+
 bool Usable(const Point& q, bool log_x, bool log_y) {
   return std::isfinite(q.x) && std::isfinite(q.y) && (!log_x || q.x > 0) && (!log_y || q.y > 0);
 }
@@ -323,7 +329,7 @@ std::string TickLabel(double v, double step) {
   return mant + "e" + (neg ? "-" : "") + ex;
 }
 
-Ticks NiceTicks(double lo, double hi, int target) {
+Ticks NiceTicks(double lo, double hi, int target, bool widen) {
   if (!std::isfinite(lo) || !std::isfinite(hi)) lo = 0, hi = 1;
   if (hi < lo) std::swap(lo, hi);
   if (hi - lo <= 1e-12 * std::max(1.0, std::fabs(hi))) {
@@ -332,10 +338,11 @@ Ticks NiceTicks(double lo, double hi, int target) {
   }
   const double raw = (hi - lo) / std::max(1, target), mag = std::pow(10.0, std::floor(std::log10(raw)));
   const double r = raw / mag, step = (r <= 1 ? 1 : r <= 2 ? 2 : r <= 5 ? 5 : 10) * mag;
-  const long k0 = long(std::floor(lo / step + 1e-9)), k1 = long(std::ceil(hi / step - 1e-9));
+  const long k0 = widen ? long(std::floor(lo / step + 1e-9)) : long(std::ceil(lo / step - 1e-9));
+  const long k1 = widen ? long(std::ceil(hi / step - 1e-9)) : long(std::floor(hi / step + 1e-9));
   Ticks t;
-  t.lo = k0 * step;
-  t.hi = k1 * step;
+  t.lo = widen ? k0 * step : lo;
+  t.hi = widen ? k1 * step : hi;
   for (long k = k0; k <= k1; ++k) {
     const double v = k * step;
     t.values.push_back(v);
@@ -421,8 +428,8 @@ std::string Render(const Plot& p, double* width, double* height) {
   Axis ax, ay;
   ax.log = p.log_x;
   ay.log = p.log_y;
-  ax.ticks = empty ? NiceTicks(0, 1) : p.log_x ? LogTicks(x_lo, x_hi) : NiceTicks(x_lo, x_hi, 6);
-  ay.ticks = empty ? NiceTicks(0, 1) : p.log_y ? LogTicks(y_lo, y_hi) : NiceTicks(y_lo, y_hi, 5);
+  ax.ticks = empty ? NiceTicks(0, 1) : p.log_x ? LogTicks(x_lo, x_hi) : PaddedTicks(x_lo, x_hi, 6);
+  ay.ticks = empty ? NiceTicks(0, 1) : p.log_y ? LogTicks(y_lo, y_hi) : PaddedTicks(y_lo, y_hi, 5);
   const Layout l = ComputeLayout(p, ax.ticks, ay.ticks);
   if (width) *width = l.W;
   if (height) *height = l.H;

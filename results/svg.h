@@ -23,9 +23,9 @@ struct Ticks {
   std::vector<std::string> labels;  // as printed
   double lo = 0, hi = 1;            // the axis range (linear: widened to a tick multiple)
 };
-// Linear axis over [lo, hi]: step 1, 2 or 5 × 10^k giving about `target` intervals; the range is
-// widened to the enclosing multiples of the step.
-Ticks NiceTicks(double lo, double hi, int target = 5);
+// Linear axis over [lo, hi]: step 1, 2 or 5 × 10^k giving about `target` intervals. widen: the range
+// becomes the enclosing multiples of the step; else it stays [lo, hi] with the multiples inside it.
+Ticks NiceTicks(double lo, double hi, int target = 5, bool widen = true);
 // Log axis over [lo, hi] (both > 0): the range padded by 4% of its decades at each end; ticks at
 // 1·10^k inside it (plus 2·10^k and 5·10^k when it spans at most 3 decades; round linear-grid values
 // when that leaves fewer than two).

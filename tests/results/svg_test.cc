@@ -26,6 +26,10 @@ TEST(Svg, NiceTicksUseOneTwoFiveSteps) {
   // raw step 4.2 -> 5.
   t = NiceTicks(-0.15, 20.9, 5);
   EXPECT_EQ(t.labels, (std::vector<std::string>{"-5", "0", "5", "10", "15", "20", "25"}));
+  // Not widened: the range stays, the round values inside it are the ticks.
+  t = NiceTicks(4.0 - 0.16, 8.106 + 0.16, 6, false);
+  EXPECT_EQ(t.labels, (std::vector<std::string>{"4", "5", "6", "7", "8"}));
+  EXPECT_DOUBLE_EQ(t.lo, 3.84);
   // Every step is 1, 2 or 5 times a power of ten, over many random ranges.
   std::mt19937 rng(7);
   std::uniform_real_distribution<double> u(-6, 6), r(-3, 2);
