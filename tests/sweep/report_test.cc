@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -65,10 +66,16 @@ constexpr const char* kCheckScript = R"JS(<script>
     if (!document.querySelector('text.plabel[data-for="' + g.id + '"]')) unlabelled++;
   });
   var legends = document.querySelectorAll('svg.plot g.legend').length;
+  // Sort the first cell table by bits/weight (a header click), and read the column back.
+  var tab = document.querySelector('table.sortable'), col = -1;
+  tab.querySelectorAll('th').forEach(function (th, i) { if (th.textContent === 'Bits/weight') col = i; });
+  tab.querySelectorAll('th')[col].click();
+  var sorted = Array.prototype.map.call(tab.tBodies[0].rows, function (r) { return r.cells[col].textContent; });
   var pre = document.createElement('pre');
   pre.id = 'check';
   pre.textContent = 'texts=' + texts + ' outside=' + outside.length + ' overlaps=' + overlaps.length + ' front=' + front +
-      ' unlabelled=' + unlabelled + ' legends=' + legends + ' | ' + outside.concat(overlaps).join('; ');
+      ' unlabelled=' + unlabelled + ' legends=' + legends + ' sorted=[' + sorted.join(',') + '] | ' +
+      outside.concat(overlaps).join('; ');
   document.body.appendChild(pre);
 })();
 </script></body>)JS";
@@ -153,6 +160,14 @@ TEST_F(ReportPage, RenderedPlotsAreLabelledAndInsideTheirBoxes) {
   EXPECT_GE(Field(r, "front"), 2 * 2 * 2) << r;  // two scatter plots per experiment, >= 2 front points each
   EXPECT_EQ(Field(r, "unlabelled"), 0) << r;
   EXPECT_EQ(Field(r, "legends"), 2 * 5) << r;   // dppl, kld, layers, weight error, nll per experiment
+  // A click on the Bits/weight header sorted the table (it was in ΔPPL order: int8 first).
+  ASSERT_TRUE(std::regex_search(r, m, std::regex("sorted=\\[([^\\]]*)\\]"))) << r;
+  std::vector<double> bpw;
+  std::stringstream ss(m[1].str());
+  for (std::string v; std::getline(ss, v, ',');) bpw.push_back(std::stod(v));
+  ASSERT_EQ(bpw.size(), 4u) << r;
+  EXPECT_TRUE(std::is_sorted(bpw.begin(), bpw.end())) << r;
+  EXPECT_GT(bpw.back(), 8.0) << r;
   // The plots are there: 4 + 4 points per scatter plot (each with an error bar), a heatmap row per cell.
   EXPECT_EQ(CountMatches(dom, "<g class=\"pt\""), 2u * 4 + 2u * 4);
   EXPECT_EQ(CountMatches(dom, "<rect class=\"cell\""), (4u + 4u) * 5u);  // cells x 5 blocks
@@ -173,6 +188,31 @@ TEST_F(ReportPage, HashFilterHidesOtherRowsAndPoints) {
   // Two filters combine.
   const std::string both = Chromium("--dump-dom 'file://" + (*dir_ / "report.html").string() + "#family=NF4&ignore=lm_head'");
   EXPECT_NE(both.find("1 of 8 cells shown"), std::string::npos);
+}
+
+TEST_F(ReportPage, CompareForPapersAndBadInput) {
+  const std::string q = std::string(QL_QUANTLAB_BIN) + " ", res = " --results " + (*dir_ / "res").string();
+  auto md = qltest::RunCommand(q + "compare" + res + " --markdown --columns experiment,weights,ignore,bpw,dppl,dppl_ci");
+  ASSERT_EQ(md.exit_code, 0) << md.out;
+  EXPECT_EQ(md.out.substr(0, md.out.find('\n')),
+            "| Experiment   | Weights      | Ignored     | Bits/weight |    ΔPPL |        ΔPPL 95% CI |");
+  EXPECT_EQ(CountMatches(md.out, "\n"), 2u + 8u);
+  auto tex = qltest::RunCommand(q + "compare" + res + " --latex --sort bits");
+  ASSERT_EQ(tex.exit_code, 0);
+  EXPECT_NE(tex.out.find("\\toprule\n"), std::string::npos);
+  EXPECT_NE(tex.out.find("lm\\_head"), std::string::npos);
+  auto narrow = qltest::RunCommand(q + "compare" + res);
+  std::istringstream in(narrow.out);
+  for (std::string line; std::getline(in, line);) EXPECT_LE(line.size(), 80u + 4) << line;  // 80 characters (Δ, … are 2-3 bytes)
+  auto bad = qltest::RunCommand(q + "compare" + res + " --columns weights,nope 2>&1");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.out.find("unknown column 'nope'"), std::string::npos) << bad.out;
+  auto none = qltest::RunCommand(q + "report" + res + " 2>&1");
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.out.find("give --out FILE.html and/or --figures DIR"), std::string::npos) << none.out;
+  auto unknown = qltest::RunCommand(q + "report" + res + " --experiment nope --out /dev/null 2>&1");
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.out.find("no experiment 'nope'"), std::string::npos) << unknown.out;
 }
 
 TEST_F(ReportPage, Paints) {
