@@ -120,14 +120,20 @@ StatusOr<TextTable> CompareTable(ResultStore& store, const CompareOptions& opt) 
     }
   TextTable t;
   for (const auto* c : chosen) t.columns.push_back(c->col);
-  bool all_ok = true;
-  for (const auto& row : rows) all_ok = all_ok && row.Text("status") == "ok";
-  for (auto& c : t.columns)
-    if (c.key == "status" && all_ok) c.priority = 11;  // says nothing when every cell is ok: first to go
   for (const auto& row : rows) {
     std::vector<std::string> cells;
     for (const auto* c : chosen) cells.push_back(c->cell(row));
     t.rows.push_back(std::move(cells));
+  }
+  bool all_ok = true;  // then status says nothing
+  for (const auto& row : rows) all_ok = all_ok && row.Text("status") == "ok";
+  for (size_t i = 0; i < t.columns.size(); ++i) {  // on a narrow terminal what tells rows apart stays longest
+    auto& c = t.columns[i];
+    bool constant = t.rows.size() > 1;
+    for (const auto& row : t.rows) constant = constant && row[i] == t.rows[0][i];
+    if (c.key == "status" && all_ok) c.priority = 11;
+    else if (!c.numeric && constant) c.priority = 12;  // the same in every row: first to go (the note names it)
+    else if (c.key == "algo" || c.key == "ignore") c.priority = 0;
   }
   return t;
 }

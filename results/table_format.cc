@@ -169,7 +169,7 @@ std::string FormatTerminal(const TextTable& t, int width) {
       keep[size_t(victim)] = false;
     }
   }
-  std::string out, dropped;
+  std::string out;
   auto line = [&](auto cell) {
     std::string s;
     for (size_t c = 0; c < n; ++c)
@@ -183,13 +183,27 @@ std::string FormatTerminal(const TextTable& t, int width) {
   line([&](size_t c) { return t.columns[c].key; });
   line([&](size_t c) { return std::string(w[c], '-'); });
   for (const auto& row : t.rows) line([&](size_t c) { return row[c]; });
-  for (size_t c = 0; c < n; ++c)
-    if (!keep[c]) {
-      if (!dropped.empty()) dropped += ", ";
-      dropped += t.columns[c].key;
+  std::vector<std::string> items;
+  for (size_t c = 0; c < n; ++c) {
+    if (keep[c]) continue;
+    bool constant = t.rows.size() > 1;
+    for (const auto& row : t.rows) constant = constant && row[c] == t.rows[0][c];
+    items.push_back(t.columns[c].key + (constant ? "=" + t.rows[0][c] : std::string()));
+  }
+  if (items.empty()) return out;
+  items.front() = "(not shown to fit " + std::to_string(width) + " columns: " + items.front();
+  items.back() += "; --wide shows all)";
+  std::string note;
+  for (size_t i = 0; i < items.size(); ++i) {  // wrapped at `width`, between items
+    const std::string item = items[i] + (i + 1 < items.size() ? "," : "");
+    if (!note.empty() && DisplayWidth(note) + 1 + DisplayWidth(item) > size_t(width)) {
+      out += note + "\n";
+      note.clear();
     }
-  if (!dropped.empty()) out += "(not shown to fit " + std::to_string(width) + " columns: " + dropped + "; --wide shows all)\n";
-  return out;
+    if (!note.empty()) note += ' ';
+    note += item;
+  }
+  return out + note + "\n";
 }
 
 }  // namespace ql

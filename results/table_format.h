@@ -34,7 +34,8 @@ std::string FormatMarkdown(const TextTable& t);
 std::string FormatLatex(const TextTable& t);
 // Columns separated by two spaces, a dashed rule under the header. width <= 0: every column at full
 // width. Otherwise long text is abbreviated down to min_chars, then columns are dropped (highest
-// priority number first, the rightmost among equals) until a line fits, and a last line names them.
+// priority number first, the rightmost among equals) until a line fits, and a last line names them
+// (with the value, "algo=rtn", when it is the same in every row).
 std::string FormatTerminal(const TextTable& t, int width);
 
 // Columns of the terminal on stdout; 80 when stdout is not a terminal (a pipe, a file, a batch log).
