@@ -145,15 +145,35 @@ StatusOr<std::vector<ExperimentInfo>> LoadExperiments(ResultStore& store, const 
   return out;
 }
 
-// A cell's name in legends and labels: its scheme, plus the algorithm and ignore set when the
-// experiment varies them.
+// A cell's name in legends and labels: its weight scheme, plus each other part (activations, KV
+// cache, attention, algorithm, ignore set) that the experiment varies; the parts every cell shares
+// are named once, in the section's table (CommonParts).
+bool Varies(const ExperimentInfo& e, std::string CellInfo::*part) {
+  for (const auto& x : e.cells)
+    if (x.*part != e.cells.front().*part) return true;
+  return false;
+}
+
 std::string LineName(const CellInfo& c, const ExperimentInfo& e) {
-  std::set<std::string> algos, ignores;
-  for (const auto& x : e.cells) algos.insert(x.algo), ignores.insert(x.ignore);
-  std::string s = c.Label();
-  if (algos.size() > 1) s += " " + c.algo;
-  if (ignores.size() > 1 && c.ignore != "none") s += " −" + c.ignore;  // − the modules kept unquantized
+  std::string s = c.weights.empty() ? "(none)" : c.weights;
+  if (!c.acts.empty() && Varies(e, &CellInfo::acts)) s += " A=" + c.acts;
+  if (!c.kv.empty() && Varies(e, &CellInfo::kv)) s += " KV=" + c.kv;
+  if (!c.attn.empty() && Varies(e, &CellInfo::attn)) s += " ATTN(" + c.attn + ")";
+  if (Varies(e, &CellInfo::algo)) s += " " + c.algo;
+  if (Varies(e, &CellInfo::ignore) && c.ignore != "none") s += " −" + c.ignore;  // − the modules kept unquantized
   return s;
+}
+
+std::string CommonParts(const ExperimentInfo& e) {
+  if (e.cells.empty()) return "";
+  const CellInfo& c = e.cells.front();
+  std::string s;
+  if (!Varies(e, &CellInfo::acts)) s += "activations " + (c.acts.empty() ? std::string("not quantized") : c.acts) + "; ";
+  if (!Varies(e, &CellInfo::kv)) s += "KV cache " + (c.kv.empty() ? std::string("not quantized") : c.kv) + "; ";
+  if (!Varies(e, &CellInfo::attn)) s += "attention inputs " + (c.attn.empty() ? std::string("not quantized") : c.attn) + "; ";
+  if (!Varies(e, &CellInfo::algo)) s += "algorithm " + c.algo + "; ";
+  if (!Varies(e, &CellInfo::ignore)) s += "ignore set " + c.ignore + "; ";
+  return s.empty() ? s : s.substr(0, s.size() - 2);
 }
 
 // ---- scatter plots: quality against size ----
@@ -478,7 +498,7 @@ StatusOr<std::string> HeatmapSvg(ResultStore& store, const ExperimentInfo& e, do
   std::vector<std::string> labels;
   double lw = 0;
   for (const auto& c : e.cells) {
-    labels.push_back(svg::FitText(LineName(c, e), 11, 420));
+    labels.push_back(svg::FitTextMiddle(LineName(c, e), 11, 420));
     lw = std::max(lw, svg::TextWidth(labels.back(), 11));
   }
   const double cw = std::clamp(560.0 / std::max(1, n_layers), 10.0, 40.0), ch = 16, L = lw + 14, T = 34;
@@ -539,6 +559,7 @@ std::string MetaTable(const ExperimentInfo& e) {
   row("code version", e.code_version);
   row("host", e.host);
   row("cells", fmt::format("{} finished, {} failed or diverged", e.cells.size(), e.n_failed));
+  if (!CommonParts(e).empty()) row("every cell", CommonParts(e));
   return h + "</table>\n";
 }
 

@@ -169,7 +169,7 @@ std::string LegendSvg(const Plot& p, const Layout& l) {
                        x, y - 8, x + 14, y - 8, e.color);
     else
       s += MarkerSvg(e.marker, x + 7, y - 8, 4.5, e.color);
-    s += Text(x + 22, y - 4, kLegendPx, "start", FitText(e.text, kLegendPx, l.legend_w - 22));
+    s += Text(x + 22, y - 4, kLegendPx, "start", FitTextMiddle(e.text, kLegendPx, l.legend_w - 22));
   }
   return s + "</g>\n";
 }
@@ -253,7 +253,7 @@ std::string LabelsSvg(const Plot& p, const Layout& l, const Axis& ax, const Axis
       const double X = ax(q.x), Y = ay(q.y);
       obstacles.push_back({X - 5, Y - 5, X + 5, Y + 5});
       if (q.label.empty()) continue;
-      texts.push_back(FitText(q.label, kLabelPx, pw / 2));
+      texts.push_back(FitTextMiddle(q.label, kLabelPx, pw / 2));
       ids.push_back(fmt::format("{}-s{}p{}", p.id, si, k));
       anchors.push_back({X, Y});
       sizes.push_back({TextWidth(texts.back(), kLabelPx) + 2, kLabelPx + 3});
@@ -312,6 +312,21 @@ std::string FitText(const std::string& s, double px, double max_w) {
     n = i = j;
   }
   return s.substr(0, n) + "…";
+}
+
+std::string FitTextMiddle(const std::string& s, double px, double max_w) {
+  if (TextWidth(s, px) <= max_w) return s;
+  std::vector<size_t> starts;  // byte offset of each UTF-8 character
+  for (size_t i = 0; i < s.size(); ++i)
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) starts.push_back(i);
+  const double half = (max_w - TextWidth(" … ", px)) / 2;
+  size_t head = 0, tail = starts.size();  // keep characters [0, head) and [tail, n)
+  while (head < starts.size() && TextWidth(s.substr(0, head + 1 < starts.size() ? starts[head + 1] : s.size()), px) <= half)
+    ++head;
+  while (tail > head && TextWidth(s.substr(starts[tail - 1]), px) <= half) --tail;
+  if (head == 0) return FitText(s, px, max_w);
+  return s.substr(0, head < starts.size() ? starts[head] : s.size()) + " … " +
+         (tail < starts.size() ? s.substr(starts[tail]) : std::string());
 }
 
 std::string TickLabel(double v, double step) {

@@ -17,6 +17,9 @@ std::string Esc(std::string_view s);  // XML/HTML text and attribute escaping
 double TextWidth(std::string_view s, double px);
 // `s`, or its longest prefix plus "…" whose width at `px` is at most max_w.
 std::string FitText(const std::string& s, double px, double max_w);
+// The same, cut in the middle ("int8:channel A=int8:token … −lm_head"): the end of a label is often
+// what tells it from its neighbours.
+std::string FitTextMiddle(const std::string& s, double px, double max_w);
 
 struct Ticks {
   std::vector<double> values;       // in data units, ascending, all inside [lo, hi]

@@ -80,6 +80,14 @@ TEST(Svg, TextWidthFollowsDejaVuAdvances) {
   EXPECT_EQ(fit.substr(fit.size() - 3), "…");
   EXPECT_EQ(long_label.rfind(fit.substr(0, fit.size() - 3), 0), 0u);
   EXPECT_EQ(FitText("nf4", 11, 120), "nf4");
+  const std::string mid = FitTextMiddle(long_label, 11, 200);
+  EXPECT_LE(TextWidth(mid, 11), 200);
+  EXPECT_NE(mid.find(" … "), std::string::npos);
+  EXPECT_EQ(long_label.rfind(mid.substr(0, mid.find(" … ")), 0), 0u);                   // a head of it
+  const std::string tail = mid.substr(mid.find(" … ") + std::string(" … ").size());
+  EXPECT_EQ(long_label.substr(long_label.size() - tail.size()), tail);                  // and its end
+  EXPECT_EQ(tail.substr(tail.size() - 8), "ignore=x");
+  EXPECT_EQ(FitTextMiddle("nf4", 11, 120), "nf4");
 }
 
 TEST(Svg, PlacedLabelsStayInsideAndApart) {

@@ -99,8 +99,10 @@ class ReportPage : public ::testing::Test {
                              "data: eval.txt\nprotocol: {name: llamacpp, ctx: 128, chunks: 2}\n";
     std::ofstream(*dir_ / "a.yaml") << "name: formats\n" << head
                                     << "grid:\n  schemes: [int8:channel, int4:g32, nf4, mxfp4]\n  ignore: [none]\n";
+    // Long labels (weights, activations, KV cache and attention schemes): they must still fit.
     std::ofstream(*dir_ / "b.yaml") << "name: keep lm_head\n" << head
-                                    << "grid:\n  schemes: [int8:channel, nf4]\n  ignore: [lm_head, first_block]\n";
+                                    << "grid:\n  schemes: [{weights: int8:channel, activations: int8:token, kv_cache: int8:token}, nf4]\n"
+                                    << "  attention: [{q: int8:token, p: int8:token}]\n  ignore: [lm_head, first_block]\n";
     const std::string q = QL_QUANTLAB_BIN, res = (*dir_ / "res").string();
     for (const char* f : {"a.yaml", "b.yaml"})
       ASSERT_EQ(std::system((q + " sweep " + (*dir_ / f).string() + " --results " + res + " --no-table >/dev/null 2>&1").c_str()), 0);
