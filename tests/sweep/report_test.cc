@@ -6,6 +6,7 @@
 
 #include <sys/wait.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -215,6 +216,31 @@ TEST_F(ReportPage, CompareForPapersAndBadInput) {
   auto unknown = qltest::RunCommand(q + "report" + res + " --experiment nope --out /dev/null 2>&1");
   EXPECT_NE(unknown.exit_code, 0);
   EXPECT_NE(unknown.out.find("no experiment 'nope'"), std::string::npos) << unknown.out;
+}
+
+// --figures with Chromium: one figure rendered to a PNG of the figure's own size (read from its IHDR).
+TEST_F(ReportPage, FigurePngHasTheSvgSize) {
+  auto store = ResultStore::OpenReadOnly((*dir_ / "res").string());
+  ASSERT_TRUE(store.ok());
+  auto rep = RenderReport(**store, {});
+  ASSERT_TRUE(rep.ok()) << rep.status().message();
+  ASSERT_EQ(rep->figures.size(), 12u);
+  Report one;
+  one.figures.push_back(rep->figures.front());
+  const std::string chromium = FindChromium();
+  ASSERT_FALSE(chromium.empty()) << "chromium (Debian package) is needed for --figures PNGs";
+  auto files = WriteFigures(one, (*dir_ / "png").string(), chromium);
+  ASSERT_TRUE(files.ok()) << files.status().message();
+  ASSERT_EQ(files->size(), 2u);
+  const std::string png = ReadAll(files->back());
+  ASSERT_GT(png.size(), 24u);
+  ASSERT_EQ(png.substr(1, 3), "PNG");
+  auto be32 = [&](size_t at) {
+    return (uint32_t(uint8_t(png[at])) << 24) | (uint32_t(uint8_t(png[at + 1])) << 16) |
+           (uint32_t(uint8_t(png[at + 2])) << 8) | uint32_t(uint8_t(png[at + 3]));
+  };
+  EXPECT_EQ(be32(16), uint32_t(std::ceil(one.figures[0].width)));
+  EXPECT_EQ(be32(20), uint32_t(std::ceil(one.figures[0].height)));
 }
 
 TEST_F(ReportPage, Paints) {
