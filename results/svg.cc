@@ -118,6 +118,7 @@ Layout ComputeLayout(const Plot& p, const Ticks& xt, const Ticks& yt) {
   l.B = 6 + kTickPx + 10 + kAxisPx + 8;
   for (const auto& e : p.legend)
     l.legend_w = std::max(l.legend_w, e.heading ? kBold * TextWidth(e.text, kLegendPx) : TextWidth(e.text, kLegendPx) + 22);
+  l.W = std::min(std::max(l.W, 1100.0), l.W + std::max(0.0, l.legend_w - 200));  // a long legend widens the plot
   l.legend_w = std::min(l.legend_w, 0.4 * l.W);
   const double last_x = xt.labels.empty() ? 0 : TextWidth(xt.labels.back(), kTickPx) / 2 + 4;
   l.R = p.legend.empty() ? std::max(16.0, last_x) : std::max(l.legend_w + 24, last_x);

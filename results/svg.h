@@ -79,7 +79,7 @@ struct Band {              // a shaded x-range, e.g. a worst span of the text
 struct Plot {
   std::string id, title, xlabel, ylabel;
   bool log_x = false, log_y = false;
-  double width = 760, height = 420;  // the whole SVG, legend included
+  double width = 760, height = 420;  // the whole SVG, legend included (widened, up to 1100, for a long legend)
   std::vector<Series> series;
   std::vector<LegendEntry> legend;
   std::vector<Band> bands;
