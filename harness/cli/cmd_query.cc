@@ -1,11 +1,16 @@
-// `quantlab query` (plain SQL over a results directory) and `quantlab merge` (combine shard stores).
+// `quantlab query` (plain SQL over a results directory), `quantlab compare` (the comparison table for
+// a terminal, a paper or a script), `quantlab merge` (combine shard stores) and `quantlab report`.
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "harness/cli/commands.h"
 #include "harness/sweep/experiment.h"
+#include "harness/sweep/runner.h"
+#include "results/compare.h"
 #include "results/report.h"
 #include "results/store.h"
+#include "results/table_format.h"
 
 namespace ql::cli {
 
@@ -90,24 +95,78 @@ void AddStatusCommand(CLI::App& app) {
 
 namespace ql::cli {
 
-void AddReportCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand("report", "Write one self-contained HTML page with plots from a results directory");
+void AddCompareCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("compare", "Cells against their baseline, sorted by ΔPPL or KLD, with bits per weight; "
+                                            "fits the terminal (--wide: every column), or Markdown / LaTeX for a paper");
   struct Opts {
-    std::string dir = "quantlab-results", out, experiment, title = "quantlab report";
+    std::string dir = "quantlab-results", experiment, sort = "dppl", columns;
+    bool csv = false, json = false, markdown = false, latex = false, wide = false;
+    int width = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--results", o->dir, "results directory")->capture_default_str();
-  cmd->add_option("--out", o->out, "HTML file to write")->required();
-  cmd->add_option("--experiment", o->experiment, "only this experiment id");
-  cmd->add_option("--title", o->title, "page title")->capture_default_str();
+  cmd->add_option("--experiment", o->experiment, "experiment id (default: all; see SELECT id FROM experiments)");
+  cmd->add_option("--sort", o->sort, "dppl | kld | bits")->check(CLI::IsMember({"dppl", "kld", "bits"}))->capture_default_str();
+  std::string keys;
+  for (const auto& k : CompareColumnKeys()) keys += (keys.empty() ? "" : ",") + k;
+  cmd->add_option("--columns", o->columns, "comma-separated columns, in order (default: the usual set); from " + keys);
+  auto* csv = cmd->add_flag("--csv", o->csv, "print CSV");
+  auto* json = cmd->add_flag("--json", o->json, "print JSON")->excludes(csv);
+  auto* md = cmd->add_flag("--markdown", o->markdown, "print a Markdown (GitHub) table")->excludes(csv, json);
+  auto* tex = cmd->add_flag("--latex", o->latex, "print a LaTeX booktabs tabular")->excludes(csv, json, md);
+  cmd->add_flag("--wide", o->wide, "terminal table with every column at full width")->excludes(csv, json, md, tex);
+  cmd->add_option("--width", o->width, "terminal table width (default: the terminal's, 80 when not a terminal)");
   cmd->callback([o] {
     auto store = ResultStore::OpenReadOnly(o->dir);
+    if (!store.ok()) return Fail("compare", store.status());
+    CompareOptions copt{o->experiment, o->sort, {}};
+    std::stringstream cols(o->columns);
+    for (std::string c; std::getline(cols, c, ',');)
+      if (!c.empty()) copt.columns.push_back(c);
+    auto t = CompareTable(**store, copt);
+    if (!t.ok()) return Fail("compare", t.status());
+    if (o->csv) std::cout << FormatCsv(TableToQuery(*t));
+    else if (o->json) std::cout << FormatJson(TableToQuery(*t));
+    else if (o->markdown) std::cout << FormatMarkdown(*t);
+    else if (o->latex) std::cout << FormatLatex(*t);
+    else std::cout << FormatTerminal(*t, o->wide ? 0 : o->width > 0 ? o->width : TerminalColumns());
+    std::cerr << NumericsNote(**store, o->experiment);  // "" unless the store mixes numerics versions
+  });
+}
+
+void AddReportCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("report", "Write one self-contained HTML page with plots from a results directory "
+                                           "(and each plot as SVG/PNG with --figures)");
+  struct Opts {
+    std::string dir = "quantlab-results", out, experiment, title = "quantlab report", figures;
+    bool no_png = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--results", o->dir, "results directory")->capture_default_str();
+  auto* out = cmd->add_option("--out", o->out, "HTML file to write");
+  auto* fig = cmd->add_option("--figures", o->figures, "directory to write every plot to as <experiment>-<plot>.svg, "
+                                                       "and .png when chromium is installed");
+  cmd->add_flag("--no-png", o->no_png, "with --figures: SVG only, even when chromium is installed");
+  cmd->add_option("--experiment", o->experiment, "only this experiment id");
+  cmd->add_option("--title", o->title, "page title")->capture_default_str();
+  cmd->callback([o, out, fig] {
+    if (out->count() == 0 && fig->count() == 0)
+      return Fail("report", Status::Error("nothing to write: give --out FILE.html and/or --figures DIR"));
+    auto store = ResultStore::OpenReadOnly(o->dir);
     if (!store.ok()) return Fail("report", store.status());
-    auto html = RenderReportHtml(**store, {o->experiment, o->title});
-    if (!html.ok()) return Fail("report", html.status());
-    std::ofstream f(o->out, std::ios::binary);
-    if (!(f << *html)) return Fail("report", Status::Errorf("{}: cannot write the report", o->out));
-    std::cout << "wrote " << o->out << " (" << html->size() << " bytes)\n";
+    auto rep = RenderReport(**store, {o->experiment, o->title});
+    if (!rep.ok()) return Fail("report", rep.status());
+    if (!o->out.empty()) {
+      std::ofstream f(o->out, std::ios::binary);
+      if (!(f << rep->html)) return Fail("report", Status::Errorf("{}: cannot write the report", o->out));
+      std::cout << "wrote " << o->out << " (" << rep->html.size() << " bytes)\n";
+    }
+    if (o->figures.empty()) return;
+    const std::string chromium = o->no_png ? "" : FindChromium();
+    auto files = WriteFigures(*rep, o->figures, chromium);
+    if (!files.ok()) return Fail("report", files.status());
+    std::cout << "wrote " << files->size() << " figure files to " << o->figures
+              << (!chromium.empty() ? " (SVG and PNG)" : o->no_png ? " (SVG only)" : " (SVG only: no chromium on PATH)") << "\n";
   });
 }
 

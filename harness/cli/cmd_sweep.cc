@@ -1,8 +1,10 @@
-// `quantlab sweep` (run an experiment file's grid, resumably) and `quantlab compare` (its table).
+// `quantlab sweep`: run an experiment file's grid, resumably, and print its comparison table
+// (the same as `quantlab compare`, in cmd_query.cc).
 #include <iostream>
 
 #include "harness/cli/commands.h"
 #include "harness/sweep/runner.h"
+#include "results/compare.h"
 #include "results/store.h"
 
 namespace ql::cli {
@@ -53,40 +55,11 @@ void AddSweepCommand(CLI::App& app) {
     if (!o->no_table) {
       auto store = ResultStore::OpenReadOnly(sum->results_dir);
       if (!store.ok()) return Fail("sweep", store.status());
-      const std::string& id = sum->experiment_id;
-      auto r = (*store)->Query(CompareSql(id, "dppl", AnyCellSets(**store, id, "attn_scheme"),
-                                          AnyCellSets(**store, id, "kv_scheme")));
-      if (!r.ok()) return Fail("sweep", r.status());
-      std::cout << "\n" << FormatTable(*r) << NumericsNote(**store, id);
+      auto t = CompareTable(**store, {sum->experiment_id, "dppl", {}});
+      if (!t.ok()) return Fail("sweep", t.status());
+      std::cout << "\n" << FormatTerminal(*t, TerminalColumns()) << NumericsNote(**store, sum->experiment_id);
     }
     if (sum->failed > 0 || sum->diverged > 0) ExitCode() = 3;  // the sweep went on, but say so to scripts
-  });
-}
-
-void AddCompareCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand("compare", "Cells against their baseline, sorted by ΔPPL or KLD, with bits per weight");
-  struct Opts {
-    std::string dir = "quantlab-results", experiment, sort = "dppl";
-    bool csv = false, json = false;
-  };
-  auto o = std::make_shared<Opts>();
-  cmd->add_option("--results", o->dir, "results directory")->capture_default_str();
-  cmd->add_option("--experiment", o->experiment, "experiment id (default: all; see SELECT id FROM experiments)");
-  cmd->add_option("--sort", o->sort, "dppl | kld | bits")->check(CLI::IsMember({"dppl", "kld", "bits"}))->capture_default_str();
-  auto* csv = cmd->add_flag("--csv", o->csv, "print CSV");
-  cmd->add_flag("--json", o->json, "print JSON")->excludes(csv);
-  cmd->callback([o] {
-    auto store = ResultStore::OpenReadOnly(o->dir);
-    if (!store.ok()) return Fail("compare", store.status());
-    auto r = (*store)->Query(CompareSql(o->experiment, o->sort, AnyCellSets(**store, o->experiment, "attn_scheme"),
-                                        AnyCellSets(**store, o->experiment, "kv_scheme")));
-    if (!r.ok()) return Fail("compare", r.status());
-    if (o->csv || o->json) {
-      std::cout << (o->csv ? FormatCsv(*r) : FormatJson(*r));
-      if (!NumericsNote(**store, o->experiment).empty()) std::cerr << NumericsNote(**store, o->experiment);
-      return;
-    }
-    std::cout << FormatTable(*r) << NumericsNote(**store, o->experiment);
   });
 }
 

@@ -185,21 +185,4 @@ std::string NumericsNote(ResultStore& store, const std::string& experiment_id) {
   return "note: this store mixes numerics versions (" + parts + "); re-run the older cells to compare them exactly\n";
 }
 
-std::string CompareSql(const std::string& experiment_id, const std::string& sort, bool attention, bool kv) {
-  std::string order = "m.dppl";
-  if (sort == "kld") order = "m.kld_mean";
-  else if (sort == "bits") order = "m.bits_per_weight";
-  std::string where = experiment_id.empty() ? "" : "WHERE c.experiment_id = '" + experiment_id + "' ";
-  return "SELECT c.weight_scheme AS weights, c.act_scheme AS acts, " +
-         std::string(kv ? "c.kv_scheme AS kv, " : "") + std::string(attention ? "c.attn_scheme AS attn, " : "") +
-         "c.algorithm AS algo, c.ignore_set AS ignore, "
-         "printf('%.3f', m.bits_per_weight) AS bpw, printf('%.4f', m.ppl) AS ppl, "
-         "printf('%+.4f [%+.4f, %+.4f]', m.dppl, m.dppl_lo, m.dppl_hi) AS dppl_95ci, "
-         "printf('%.5f', m.kld_mean) AS kld, printf('%.5f', m.kld_p99) AS kld_p99, "
-         "printf('%.2f%%', 100 * m.top1) AS top1, c.status AS status, "
-         "CASE WHEN c.status = 'ok' THEN '' ELSE substr(c.reason, 1, 60) END AS reason "
-         "FROM cells c LEFT JOIN metrics m ON m.cell_id = c.id " + where +
-         "ORDER BY (c.status = 'ok') DESC, " + order + " IS NULL, " + order + ", c.weight_scheme";
-}
-
 }  // namespace ql

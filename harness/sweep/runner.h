@@ -32,12 +32,6 @@ struct SweepSummary {
 
 StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, std::ostream& log);
 
-// The comparison table of an experiment's cells (all experiments when experiment_id is empty),
-// sorted by `sort` ("dppl", "kld", "bits"): one line per cell with scheme, algorithm, ignore set,
-// bits/weight, PPL, ΔPPL [95% CI], KLD mean/p99, top-1, status. kv / attention: add the kv_scheme /
-// attn_scheme column (a version-1 store has no attn_scheme; decide with AnyCellSets).
-std::string CompareSql(const std::string& experiment_id, const std::string& sort, bool attention = false,
-                       bool kv = false);
 // True when some cell of the experiment (all when empty) has a non-empty `column` ("attn_scheme",
 // "kv_scheme"); false when the store has no such column.
 bool AnyCellSets(ResultStore& store, const std::string& experiment_id, const std::string& column);

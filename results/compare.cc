@@ -1,0 +1,141 @@
+// The comparison table (see compare.h). Every column is one line of kColumns: its key, headers,
+// importance when the terminal is narrow, and how it is read from the cells+metrics row by name.
+#include "results/compare.h"
+
+#include "results/row_view.h"
+
+#include <cmath>
+#include <functional>
+
+#include <fmt/format.h>
+
+namespace ql {
+namespace {
+
+std::string Fixed(double v, const char* spec) {
+  return std::isfinite(v) ? fmt::format(fmt::runtime(spec), v) : std::string();
+}
+
+struct ColumnDef {
+  TableColumn col;
+  bool by_default;  // in the default set (optional ones only when some row has a value)
+  bool optional;    // left out of the default set when every row is empty
+  std::function<std::string(const RowView&)> cell;
+};
+
+const std::vector<ColumnDef>& Columns() {
+  static const std::vector<ColumnDef> kColumns = {
+      {{"experiment", "Experiment", "", false, 3, 10}, true, true, [](const RowView& r) { return r.Text("experiment_name"); }},
+      {{"weights", "Weights", "", false, 0, 20}, true, false, [](const RowView& r) { return r.Text("weight_scheme"); }},
+      {{"acts", "Activations", "", false, 0, 16}, true, true, [](const RowView& r) { return r.Text("act_scheme"); }},
+      {{"kv", "KV cache", "", false, 0, 16}, true, true, [](const RowView& r) { return r.Text("kv_scheme"); }},
+      {{"attn", "Attention", "", false, 0, 20}, true, true, [](const RowView& r) { return r.Text("attn_scheme"); }},
+      {{"algo", "Algorithm", "", false, 4, 8}, true, false, [](const RowView& r) { return r.Text("algorithm"); }},
+      {{"ignore", "Ignored", "", false, 5, 10}, true, false, [](const RowView& r) { return r.Text("ignore_set"); }},
+      {{"bpw", "Bits/weight", "", true, 2, 0}, true, false,
+       [](const RowView& r) { return Fixed(r.Num("bits_per_weight"), "{:.3f}"); }},
+      {{"ppl", "PPL", "", true, 7, 0}, true, false, [](const RowView& r) { return Fixed(r.Num("ppl"), "{:.4f}"); }},
+      {{"dppl", "ΔPPL", "$\\Delta$PPL", true, 1, 0}, true, false,
+       [](const RowView& r) { return Fixed(r.Num("dppl"), "{:+.4f}"); }},
+      {{"dppl_ci", "ΔPPL 95% CI", "$\\Delta$PPL 95\\% CI", true, 8, 0}, true, false,
+       [](const RowView& r) {
+         const double lo = r.Num("dppl_lo"), hi = r.Num("dppl_hi");
+         return std::isfinite(lo) && std::isfinite(hi) ? fmt::format("[{:+.4f}, {:+.4f}]", lo, hi) : std::string();
+       }},
+      {{"kld", "KLD", "KLD", true, 3, 0}, true, false, [](const RowView& r) { return Fixed(r.Num("kld_mean"), "{:.5f}"); }},
+      {{"kld_p99", "KLD p99", "KLD p99", true, 9, 0}, true, false,
+       [](const RowView& r) { return Fixed(r.Num("kld_p99"), "{:.5f}"); }},
+      {{"top1", "Top-1", "Top-1", true, 6, 0}, true, false,
+       [](const RowView& r) { return Fixed(100 * r.Num("top1"), "{:.2f}%"); }},
+      {{"status", "Status", "", false, 5, 0}, true, false, [](const RowView& r) { return r.Text("status"); }},
+      {{"reason", "Reason", "", false, 10, 12}, true, true, [](const RowView& r) { return r.Text("reason"); }},
+      {{"kld_median", "KLD median", "", true, 9, 0}, false, false,
+       [](const RowView& r) { return Fixed(r.Num("kld_median"), "{:.5f}"); }},
+      {{"kld_max", "KLD max", "", true, 9, 0}, false, false, [](const RowView& r) { return Fixed(r.Num("kld_max"), "{:.4f}"); }},
+      {{"dp_mean", "Δp mean", "$\\Delta p$ mean", true, 9, 0}, false, false,
+       [](const RowView& r) { return Fixed(r.Num("dp_mean"), "{:+.5f}"); }},
+      {{"model_mb", "Model MB", "Model MB", true, 9, 0}, false, false,
+       [](const RowView& r) { return Fixed(r.Num("model_bytes") / 1e6, "{:.2f}"); }},
+      {{"tokens", "Tokens", "", true, 9, 0}, false, false, [](const RowView& r) { return r.Text("n_tokens"); }},
+      {{"seconds", "Seconds", "", true, 9, 0}, false, false,
+       [](const RowView& r) { return Fixed(r.Num("seconds_total"), "{:.1f}"); }},
+      {{"code", "Code version", "", false, 9, 12}, false, false, [](const RowView& r) { return r.Text("code_version"); }},
+  };
+  return kColumns;
+}
+
+std::string OrderBy(const std::string& sort) {
+  const std::string k = sort == "kld" ? "m.kld_mean" : sort == "bits" ? "m.bits_per_weight" : "m.dppl";
+  return "(c.status = 'ok') DESC, " + k + " IS NULL, " + k + ", c.weight_scheme, c.id";
+}
+
+std::string Quote(const std::string& s) {
+  std::string o = "'";
+  for (char ch : s) o += ch == '\'' ? std::string("''") : std::string(1, ch);
+  return o + "'";
+}
+
+}  // namespace
+
+const std::vector<std::string>& CompareColumnKeys() {
+  static const std::vector<std::string> keys = [] {
+    std::vector<std::string> k;
+    for (const auto& c : Columns()) k.push_back(c.col.key);
+    return k;
+  }();
+  return keys;
+}
+
+StatusOr<TextTable> CompareTable(ResultStore& store, const CompareOptions& opt) {
+  if (opt.sort != "dppl" && opt.sort != "kld" && opt.sort != "bits")
+    return Status::Errorf("compare: unknown sort '{}' (use dppl, kld or bits)", opt.sort);
+  const std::string where = opt.experiment_id.empty() ? "" : " WHERE c.experiment_id = " + Quote(opt.experiment_id);
+  QL_ASSIGN_OR_RETURN(SqlResult r, store.Query(
+      "SELECT c.*, m.*, e.name AS experiment_name FROM cells c LEFT JOIN metrics m ON m.cell_id = c.id "
+      "LEFT JOIN experiments e ON e.id = c.experiment_id" + where + " ORDER BY " + OrderBy(opt.sort)));
+  const auto idx = ColumnIndex(r);
+  std::vector<RowView> rows;
+  for (size_t i = 0; i < r.rows.size(); ++i) rows.emplace_back(r, i, idx);
+  QL_ASSIGN_OR_RETURN(SqlResult ne, store.Query("SELECT count(DISTINCT experiment_id) FROM cells c" + where));
+  const bool many_experiments = !ne.rows.empty() && SqlValueToString(ne.rows[0][0]) != "1" &&
+                                SqlValueToString(ne.rows[0][0]) != "0";
+
+  std::vector<const ColumnDef*> chosen;
+  for (const auto& key : opt.columns) {
+    const ColumnDef* d = nullptr;
+    for (const auto& c : Columns()) if (c.col.key == key) d = &c;
+    if (!d) {
+      std::string all;
+      for (const auto& k : CompareColumnKeys()) all += (all.empty() ? "" : ", ") + k;
+      return Status::Errorf("compare: unknown column '{}' (one of: {})", key, all);
+    }
+    chosen.push_back(d);
+  }
+  if (opt.columns.empty())
+    for (const auto& c : Columns()) {
+      if (!c.by_default || (c.col.key == "experiment" && !many_experiments)) continue;
+      bool any = !c.optional;
+      for (const auto& row : rows) any = any || !c.cell(row).empty();
+      if (any) chosen.push_back(&c);
+    }
+  TextTable t;
+  for (const auto* c : chosen) t.columns.push_back(c->col);
+  for (const auto& row : rows) {
+    std::vector<std::string> cells;
+    for (const auto* c : chosen) cells.push_back(c->cell(row));
+    t.rows.push_back(std::move(cells));
+  }
+  bool all_ok = true;  // then status says nothing
+  for (const auto& row : rows) all_ok = all_ok && row.Text("status") == "ok";
+  for (size_t i = 0; i < t.columns.size(); ++i) {  // on a narrow terminal what tells rows apart stays longest
+    auto& c = t.columns[i];
+    bool constant = t.rows.size() > 1;
+    for (const auto& row : t.rows) constant = constant && row[i] == t.rows[0][i];
+    if (c.key == "status" && all_ok) c.priority = 11;
+    else if (!c.numeric && constant) c.priority = 12;  // the same in every row: first to go (the note names it)
+    else if (c.key == "algo" || c.key == "ignore") c.priority = 0;
+  }
+  return t;
+}
+
+}  // namespace ql
