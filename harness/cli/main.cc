@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <cblas.h>
 
 #include "ql_version.h"
 #include "harness/cli/commands.h"
@@ -31,6 +32,11 @@ void Fail(const std::string& command, const Status& status) {
 }  // namespace ql::cli
 
 int main(int argc, char** argv) {
+  // quantlab's own kernels do the parallel work; OpenBLAS (left for LAPACK factorizations and a few
+  // products in GPTQ and calibration) runs on one thread, because its threaded paths sum in an order
+  // that depends on the thread count and every result must be bitwise the same for any count
+  // (tests/sweep/numerics_test.cc).
+  openblas_set_num_threads(1);
   CLI::App app{"quantlab: measure what quantizing a transformer costs in quality, and what it saves"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("quantlab ") + QL_GIT_VERSION);
