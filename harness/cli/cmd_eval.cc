@@ -295,7 +295,7 @@ Status RunEval(const EvalOptions& o) {
                                         runtime.residual_to_model_basis));
 
   const double bits_linear = qs.quant_numel ? 8.0 * double(qs.quant_bytes) / double(qs.quant_numel) : 0;
-  const double base_bits = precision == BaselinePrecision::kBf16 ? 16.0 : 32.0;
+  const double base_bits = precision == BaselinePrecision::kFp32 ? 32.0 : 16.0;
   const double bits_model = (8.0 * double(qs.quant_bytes) + base_bits * double(qs.other_numel)) /
                             double(qs.quant_numel + qs.other_numel);
   const PairedDelta& d = cs.delta;
@@ -394,7 +394,7 @@ void AddEvalCommand(CLI::App& app) {
                   "llamacpp | gptq | strided, or a canonical string (llamacpp:ctx512, strided:ctx1024:s512)");
   cmd->add_option("--ctx", o->ctx, "window length (overrides the protocol's)");
   cmd->add_option("--chunks", o->chunks, "evaluate at most this many windows");
-  cmd->add_option("--baseline", o->baseline, "baseline weight precision: bf16 (default) or fp32");
+  cmd->add_option("--baseline", o->baseline, "baseline precision: bf16 (default; weights rounded), fp32, or bf16-compute (BF16 weights and GEMM inputs, FP32 sums)");
   cmd->add_option("--head", o->head, "lm_head: auto (quantize unless tied), quantize, skip");
   cmd->add_option("--top-k", o->top_k, "keep the baseline's top-k log-probs for KLD (0 = all when they fit)");
   cmd->add_option("--cache-dir", o->cache_dir, "directory for baseline cache files (none by default)");

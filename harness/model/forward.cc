@@ -14,6 +14,7 @@
 
 #include "harness/model/generate.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/ops.h"
 #include "kernels/parallel.h"
 
@@ -35,6 +36,13 @@ struct Workspace {
 constexpr int kBlock = 64;                 // query rows per attention work item
 constexpr double kMinParallelFlops = 5e7;  // attention below this runs on the calling thread
 
+// The one switch between the FP32 and the BF16 arithmetic (harness/model/model.h MatmulPrecision).
+void MatMul(MatmulPrecision p, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+            BLayout layout, float* C, int ldc, int threads) {
+  if (p == MatmulPrecision::kBf16) return GemmBf16(M, N, K, alpha, A, lda, B, ldb, layout, C, ldc, threads);
+  Gemm(M, N, K, alpha, A, lda, B, ldb, layout, C, ldc, threads);
+}
+
 // y[n, out] = x[n, in] · W[out, in]ᵀ (+ b). With a linear_input hook the hook sees (and may change)
 // a private copy of x, so every linear fed by the same activations (q/k/v, gate/up) sees them
 // unmodified by the hooks of its siblings.
@@ -48,7 +56,7 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
     hooks->linear_input(path, ws.hook.data(), n, in);
     x = ws.hook.data();
   }
-  Gemm(n, out, in, 1.0f, x, in, w.data.data(), in, BLayout::kNK, y, out, NumThreads());
+  MatMul(model.matmul, n, out, in, 1.0f, x, in, w.data.data(), in, BLayout::kNK, y, out, NumThreads());
   if (bias) {
     const float* b = model.W(path + ".bias").data.data();
     for (int t = 0; t < n; ++t) ops::Add(b, y + size_t(t) * out, out);
@@ -62,8 +70,8 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
 //   S = Qg·K_g[0:end]ᵀ·scale (Gemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (Gemm).
 // Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops (causal-only count × ~1.1).
 // hooks->attn_probs (if set) sees each query head's rows of P before the P·V product.
-void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int n, int pos0, float* out,
-               Workspace& ws, const ForwardHooks* hooks, int layer) {
+void Attention(const ModelConfig& c, MatmulPrecision prec, const float* q, const float* k, const float* v, int n,
+               int pos0, float* out, Workspace& ws, const ForwardHooks* hooks, int layer) {
   const int H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, group = H / KV;
   const int q_stride = H * hd, kv_stride = KV * hd;
   const int n_blocks = (n + kBlock - 1) / kBlock;
@@ -90,7 +98,7 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
         std::memcpy(qg + (size_t(j) * rows + r) * hd, q + size_t(r0 + r) * q_stride + (g * group + j) * hd,
                     sizeof(float) * hd);
     // Each item's products run on its own thread: the items are the parallelism here.
-    Gemm(m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, BLayout::kNK, s, keys, 1);
+    MatMul(prec, m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, BLayout::kNK, s, keys, 1);
     for (int i = 0; i < m; ++i) {
       float* row = s + size_t(i) * keys;
       const int valid = pos0 + r0 + i % rows + 1;
@@ -105,7 +113,7 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
         std::fill(s + size_t(i) * keys + valid, s + size_t(i + 1) * keys, 0.0f);
       }
     }
-    Gemm(m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, BLayout::kKN, og, hd, 1);
+    MatMul(prec, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, BLayout::kKN, og, hd, 1);
     for (int j = 0; j < group; ++j)
       for (int r = 0; r < rows; ++r)
         std::memcpy(out + size_t(r0 + r) * q_stride + (g * group + j) * hd, og + (size_t(j) * rows + r) * hd,
@@ -189,7 +197,7 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     if (hooks && hooks->kv) hooks->kv(l, kl, vl, n);
     if (hooks && hooks->attn_q) hooks->attn_q(l, ws.q.data(), n);
     float* att = ws.xn.data();  // [n, H*hd]: the normed input is dead once q/k/v exist
-    Attention(c, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
+    Attention(c, model.matmul, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
     // o_proj straight into gate's buffer (free until the MLP), then the residual add.
     float* o = ws.gate.data();  // [n, D]
     Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false);

@@ -349,7 +349,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
         r.tensor_errors.push_back({wn, sc, err.mse, err.sqnr_db, err.max_abs, qt.BitsPerWeight(), int64_t(qt.Bytes())});
         r.arrays["weight_error_hist/" + wn] = ErrorHistogram(w0, work.W(wn).data, err.max_abs);
       }
-      const int64_t base_bytes_per = precision == BaselinePrecision::kBf16 ? 2 : 4;
+      const int64_t base_bytes_per = precision == BaselinePrecision::kFp32 ? 4 : 2;
       for (const auto& [name, t] : reference.weights)
         if (!counted.count(name)) total_bytes += t.numel() * base_bytes_per;
       if (q_n > 0) m.bits_per_weight = double(q_bits) / double(q_n);

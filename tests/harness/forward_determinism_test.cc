@@ -2,7 +2,8 @@
 // and OpenBLAS thread counts all switched together), on a random model whose linears and attention
 // are large enough to run threaded and on the trained stories260K, plain and with the hooks that
 // amplify last-bit differences: per-token int8 activation fake-quant on every linear input (a flip
-// of one rounding moves a value by a whole step), int4 KV-cache and int8/fp8 attention Q/P.
+// of one rounding moves a value by a whole step), int4 KV-cache and int8/fp8 attention Q/P; and in
+// the BF16 compute mode.
 #include <cblas.h>
 #include <omp.h>
 
@@ -100,6 +101,15 @@ TEST(ForwardDeterminismTest, RandomModelBitwiseEqualFor1And2Threads) {
   c.dim = 256, c.hidden_dim = 640, c.n_layers = 2, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = 32;
   c.vocab_size = 3000, c.rope_theta = 10000.f, c.norm_eps = 1e-5f;
   ExpectSameBitsFor1And2Threads(RandomModel(c, 7), 400);
+}
+
+TEST(ForwardDeterminismTest, Bf16ComputeBitwiseEqualFor1And2Threads) {
+  ModelConfig c;
+  c.dim = 256, c.hidden_dim = 640, c.n_layers = 2, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = 32;
+  c.vocab_size = 3000, c.rope_theta = 10000.f, c.norm_eps = 1e-5f;
+  Model m = RandomModel(c, 8);
+  m.matmul = MatmulPrecision::kBf16;
+  ExpectSameBitsFor1And2Threads(m, 400);
 }
 
 TEST(ForwardDeterminismTest, Stories260KBitwiseEqualFor1And2Threads) {
