@@ -7,6 +7,7 @@
 //   build/ql_bench --benchmark_filter='Gemm' --benchmark_min_time=0.5
 #include <cblas.h>
 #include <dlfcn.h>
+#include <time.h>
 
 #include <cstdint>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <benchmark/benchmark.h>
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/parallel.h"
 #ifdef QL_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
@@ -35,8 +37,22 @@ std::vector<float> Fill(size_t n, float scale) {
   return v;
 }
 
-void Report(benchmark::State& state, const Shape& s) {
+double ProcessCpuSeconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Runs body() per iteration. Counters: GFLOP/s of wall time, and GFLOP per second of process CPU time
+// summed over threads ("core-s"): on a shared machine the second measures the kernel, the first the
+// machine's load too.
+template <class Body>
+void Timed(benchmark::State& state, const Shape& s, const Body& body) {
+  const double cpu0 = ProcessCpuSeconds();
+  for (auto _ : state) body();
+  const double cpu = ProcessCpuSeconds() - cpu0;
   state.counters["GFLOP/s"] = benchmark::Counter(s.Flops() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/core-s"] = s.Flops() * 1e-9 * double(state.iterations()) / cpu;
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
@@ -51,25 +67,35 @@ void BM_GemmQuantlab(benchmark::State& state) {
   const Shape s(state);
   const auto x = Fill(size_t(s.T) * s.in, 1), w = Fill(size_t(s.out) * s.in, 0.1f);
   std::vector<float> y(size_t(s.T) * s.out);
-  for (auto _ : state) {
+  Timed(state, s, [&] {
     Gemm(s.T, s.out, s.in, 1.0f, x.data(), s.in, w.data(), s.in, BLayout::kNK, y.data(), s.out, NumThreads());
     benchmark::DoNotOptimize(y.data());
-  }
-  Report(state, s);
+  });
   state.SetLabel(GemmTarget());
 }
 BENCHMARK(BM_GemmQuantlab)->Apply(Shapes);
+
+void BM_GemmQuantlabBf16(benchmark::State& state) {  // inputs rounded inside, as the forward pass calls it
+  const Shape s(state);
+  const auto x = Fill(size_t(s.T) * s.in, 1), w = Fill(size_t(s.out) * s.in, 0.1f);
+  std::vector<float> y(size_t(s.T) * s.out);
+  Timed(state, s, [&] {
+    GemmBf16(s.T, s.out, s.in, 1.0f, x.data(), s.in, w.data(), s.in, BLayout::kNK, y.data(), s.out, NumThreads());
+    benchmark::DoNotOptimize(y.data());
+  });
+  state.SetLabel(HasAvx512Bf16() ? "avx512_bf16" : "emulated");
+}
+BENCHMARK(BM_GemmQuantlabBf16)->Apply(Shapes);
 
 void BM_GemmOpenBlas(benchmark::State& state) {
   const Shape s(state);
   const auto x = Fill(size_t(s.T) * s.in, 1), w = Fill(size_t(s.out) * s.in, 0.1f);
   std::vector<float> y(size_t(s.T) * s.out);
-  for (auto _ : state) {
+  Timed(state, s, [&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.T, s.out, s.in, 1.0f, x.data(), s.in, w.data(), s.in,
                 0.0f, y.data(), s.out);
     benchmark::DoNotOptimize(y.data());
-  }
-  Report(state, s);
+  });
   state.SetLabel(openblas_get_corename());
 }
 BENCHMARK(BM_GemmOpenBlas)->Apply(Shapes);
@@ -91,11 +117,10 @@ void BM_GemmBlis(benchmark::State& state) {
   const auto x = Fill(size_t(s.T) * s.in, 1), w = Fill(size_t(s.out) * s.in, 0.1f);
   std::vector<float> y(size_t(s.T) * s.out);
   const float one = 1, zero = 0;
-  for (auto _ : state) {
+  Timed(state, s, [&] {
     sgemm(0, 0, s.T, s.out, s.in, &one, x.data(), s.in, 1, w.data(), 1, s.in, &zero, y.data(), s.out, 1);
     benchmark::DoNotOptimize(y.data());
-  }
-  Report(state, s);
+  });
 }
 BENCHMARK(BM_GemmBlis)->Apply(Shapes);
 
@@ -121,12 +146,11 @@ void RunDnnl(benchmark::State& state, dnnl::memory::data_type dt) {
   dnnl::reorder(w32, wts).execute(strm, w32, wts);
   strm.wait();
   dnnl::matmul mm(pd);
-  for (auto _ : state) {
+  Timed(state, s, [&] {
     mm.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_DST, dst}});
     strm.wait();
     benchmark::DoNotOptimize(y.data());
-  }
-  Report(state, s);
+  });
   state.SetLabel(pd.impl_info_str());
 }
 void BM_GemmDnnlF32(benchmark::State& state) { RunDnnl(state, dnnl::memory::data_type::f32); }

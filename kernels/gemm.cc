@@ -1,8 +1,9 @@
 // Highway implementation of kernels/gemm.h, compiled once per SIMD target and dispatched at run
 // time, plus the scalar oracle. The structure is the one of BLIS/GotoBLAS (and gemma.cpp's ops/
 // matmul): C is cut into fixed tiles of kMc rows x kNc columns (the work items); an item packs its
-// kNc columns of B into K x NR panels (NR = 2 vectors) in thread-private scratch, then runs an
-// MR x NR register-blocked micro-kernel (MR = 6 rows: 12 accumulators) over its rows. A is read in
+// kNc columns of B into K x NR panels (NR = kNv vectors) in thread-private scratch, then runs an
+// MR x NR register-blocked micro-kernel over its rows: 8 x 3 vectors (24 of AVX-512's 32 registers
+// accumulate) on AVX-512, 6 x 2 (12 of 16) elsewhere. A is read in
 // place (one broadcast per row and k). K is never split, so each C element is one FMA chain.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/gemm.cc"
@@ -20,9 +21,8 @@
 #define QL_KERNELS_GEMM_CONSTANTS_
 namespace ql {
 namespace gemm_detail {
-constexpr int kMr = 6;     // rows of the micro-kernel
-constexpr int kMc = 96;    // rows of a work item (multiple of kMr)
-constexpr int kNc = 64;    // columns of a work item (multiple of NR on every target)
+constexpr int kMc = 96;    // rows of a work item (multiple of every target's MR)
+constexpr int kNc = 96;    // columns of a work item (multiple of every target's NR)
 constexpr double kMinThreadedFlops = 4e6;  // below this one thread: a thread start costs ~20 µs
 }  // namespace gemm_detail
 }  // namespace ql
@@ -36,6 +36,12 @@ using namespace gemm_detail;
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr int kNv = 3, kMr = 8;  // vectors per panel row, rows per micro-kernel
+#else
+constexpr int kNv = 2, kMr = 6;
+#endif
 
 HWY_INLINE void StoreCols(VF v, DF d, float* p, size_t count) {  // count <= Lanes
   if (count == hn::Lanes(d)) return hn::StoreU(v, d, p);
@@ -75,28 +81,30 @@ HWY_INLINE void MicroKernel(const float* HWY_RESTRICT a, size_t lda, const float
                             float alpha, float* HWY_RESTRICT c, size_t ldc, size_t ncols) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  VF acc0[kRows], acc1[kRows];
-  for (int r = 0; r < kRows; ++r) acc0[r] = hn::Zero(d), acc1[r] = hn::Zero(d);
+  VF acc[kRows][kNv];
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kNv; ++v) acc[r][v] = hn::Zero(d);
   for (size_t k = 0; k < K; ++k) {
-    const VF b0 = hn::LoadU(d, panel + k * 2 * N);
-    const VF b1 = hn::LoadU(d, panel + k * 2 * N + N);
+    VF b[kNv];
+    for (int v = 0; v < kNv; ++v) b[v] = hn::LoadU(d, panel + (k * kNv + v) * N);
     for (int r = 0; r < kRows; ++r) {
       const VF ar = hn::Set(d, a[r * lda + k]);
-      acc0[r] = hn::MulAdd(ar, b0, acc0[r]);
-      acc1[r] = hn::MulAdd(ar, b1, acc1[r]);
+      for (int v = 0; v < kNv; ++v) acc[r][v] = hn::MulAdd(ar, b[v], acc[r][v]);
     }
   }
   const VF va = hn::Set(d, alpha);
-  for (int r = 0; r < kRows; ++r) {
-    float* cr = c + r * ldc;
-    StoreCols(hn::Mul(acc0[r], va), d, cr, std::min(ncols, N));
-    if (ncols > N) StoreCols(hn::Mul(acc1[r], va), d, cr + N, ncols - N);
-  }
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kNv && v * N < ncols; ++v)
+      StoreCols(hn::Mul(acc[r][v], va), d, c + r * ldc + v * N, std::min(N, ncols - v * N));
 }
 
 void MicroDispatch(int rows, const float* a, size_t lda, const float* panel, size_t K, float alpha, float* c,
                    size_t ldc, size_t ncols) {
   switch (rows) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    case 8: return MicroKernel<8>(a, lda, panel, K, alpha, c, ldc, ncols);
+    case 7: return MicroKernel<7>(a, lda, panel, K, alpha, c, ldc, ncols);
+#endif
     case 6: return MicroKernel<6>(a, lda, panel, K, alpha, c, ldc, ncols);
     case 5: return MicroKernel<5>(a, lda, panel, K, alpha, c, ldc, ncols);
     case 4: return MicroKernel<4>(a, lda, panel, K, alpha, c, ldc, ncols);
@@ -133,7 +141,7 @@ void DotRows(int M, size_t j0, size_t j1, size_t K, float alpha, const float* A,
 void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, BLayout layout,
               float* C, int ldc, int threads) {
   const DF d;
-  const size_t nr = 2 * hn::Lanes(d);
+  const size_t nr = kNv * hn::Lanes(d);
   const int n_nb = (N + kNc - 1) / kNc;
   const double flops = 2.0 * M * N * K;
   if (flops < kMinThreadedFlops) threads = 1;
