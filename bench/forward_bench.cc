@@ -1,5 +1,6 @@
 // Benchmarks of the forward pass: this machine's sgemm peak (OpenBLAS, all its threads) and
-// ForwardWindow tokens/s and GFLOP/s on the SmolLM2-135M and stories260K shapes. Not tests.
+// ForwardWindow tokens/s and GFLOP/s on the SmolLM2-135M (FP32 and BF16 compute) and stories260K
+// shapes. Not tests. (GEMM candidates per shape: bench/gemm_bench.cc.)
 //   build/ql_bench --benchmark_filter='Sgemm|Forward' --benchmark_repetitions=3
 // Variants named *Cpu report rates per second of process CPU time summed over threads (GFLOP per
 // core-second): on a shared machine wall time measures the other jobs, CPU time measures us.
@@ -123,7 +124,21 @@ void RunWindow(benchmark::State& state, const Model& m) {
 
 void BM_Forward135M(benchmark::State& state) { RunWindow(state, Model135M()); }
 BENCHMARK(BM_Forward135M)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK(BM_Forward135M)->Name("BM_Forward135MCpu")->Arg(512)->Unit(benchmark::kMillisecond)
+BENCHMARK(BM_Forward135M)->Name("BM_Forward135MCpu")->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()->MinTime(2.0);
+
+// The BF16 compute mode (Model::matmul = kBf16) on the same weights.
+const Model& Model135MBf16() {
+  static const Model* m = [] {
+    Model* b = new Model(Model135M());
+    b->matmul = MatmulPrecision::kBf16;
+    return b;
+  }();
+  return *m;
+}
+void BM_Forward135MBf16(benchmark::State& state) { RunWindow(state, Model135MBf16()); }
+BENCHMARK(BM_Forward135MBf16)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_Forward135MBf16)->Name("BM_Forward135MBf16Cpu")->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)
     ->MeasureProcessCPUTime()->MinTime(2.0);
 
 void BM_ForwardStories260K(benchmark::State& state) { RunWindow(state, ModelStories()); }

@@ -91,6 +91,15 @@ TEST(GemmTest, MatchesReferenceOnOddShapesBothLayoutsEveryTarget) {
   });
 }
 
+TEST(GemmTest, LongChainsWithinTolerance) {
+  // Long chains (K up to the 135M down_proj width): still within the one-chain tolerance.
+  for (BLayout layout : {BLayout::kNK, BLayout::kKN})
+    for (auto [M, N, K] : {std::tuple{9, 50, 257}, {17, 97, 777}, {4, 33, 1536}}) {
+      const Problem p(M, N, K, layout, 1, 3);
+      ExpectNearRef(p, -1.5f, p.Run(-1.5f, 2));
+    }
+}
+
 TEST(GemmTest, BitwiseIdenticalForAnyThreadCount) {
   // Shapes above the single-thread threshold (4e6 flops) with several row and column blocks, and
   // the decoding path (M = 1, 3) split over column blocks.
