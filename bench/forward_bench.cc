@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <numeric>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -143,6 +144,32 @@ BENCHMARK(BM_Forward135MBf16)->Name("BM_Forward135MBf16Cpu")->Arg(512)->Arg(1024
 
 void BM_ForwardStories260K(benchmark::State& state) { RunWindow(state, ModelStories()); }
 BENCHMARK(BM_ForwardStories260K)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// 8 independent windows of T tokens: one after the other (each splitting its own work) vs whole windows
+// on NumThreads() threads (ForwardWindows); arg 1 selects. What an evaluator of a small model gains.
+void BM_ForwardStories260KWindows(benchmark::State& state) {
+  const Model& m = ModelStories();
+  const int T = int(state.range(0)), V = m.config.vocab_size;
+  const bool parallel = state.range(1) != 0;
+  std::vector<std::vector<int>> toks(8, std::vector<int>(T));
+  for (int w = 0; w < 8; ++w)
+    for (int i = 0; i < T; ++i) toks[w][i] = (i * 7919 + 31 * w + 1) % V;
+  std::vector<std::span<const int>> windows(toks.begin(), toks.end());
+  std::vector<std::vector<float>> logits(8, std::vector<float>(size_t(T) * V));
+  std::vector<float*> out;
+  for (auto& l : logits) out.push_back(l.data());
+  for (auto _ : state) {
+    Status st = Status::Ok();
+    if (parallel) {
+      st = ForwardWindows(m, windows, out);
+    } else {
+      for (int w = 0; w < 8 && st.ok(); ++w) st = ForwardWindow(m, windows[w], out[w]);
+    }
+    if (!st.ok()) state.SkipWithError(st.message().c_str());
+  }
+  state.counters["tokens/s"] = benchmark::Counter(8.0 * T, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_ForwardStories260KWindows)->Args({256, 0})->Args({256, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Greedy decoding speed (KV cache, one token per step) after a 1-token prompt.
 void BM_Decode135M(benchmark::State& state) {

@@ -10,6 +10,7 @@ namespace ql {
 namespace {
 
 std::atomic<int> g_override{0};
+thread_local int t_item_depth = 0;  // > 0 while this thread runs a ParallelFor item
 
 int FromEnvironment() {
   for (const char* name : {"QL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"}) {
@@ -25,7 +26,11 @@ int FromEnvironment() {
 
 }  // namespace
 
+ParallelItemScope::ParallelItemScope() { ++t_item_depth; }
+ParallelItemScope::~ParallelItemScope() { --t_item_depth; }
+
 int NumThreads() {
+  if (t_item_depth > 0) return 1;
   const int o = g_override.load(std::memory_order_relaxed);
   if (o > 0) return o;
   static const int env = FromEnvironment();

@@ -16,6 +16,17 @@ int NumThreads();
 // n > 0 overrides the environment for this process (tests, --threads); n = 0 restores the default.
 void SetNumThreads(int n);
 
+// Parallel regions do not nest: while a thread runs a ParallelFor item, NumThreads() returns 1 on it
+// (an outer split, e.g. over independent windows, already fills the cores; an inner one would
+// oversubscribe them). Used by ParallelFor; RAII.
+class ParallelItemScope {
+ public:
+  ParallelItemScope();
+  ~ParallelItemScope();
+  ParallelItemScope(const ParallelItemScope&) = delete;
+  ParallelItemScope& operator=(const ParallelItemScope&) = delete;
+};
+
 // Runs fn(item, thread_index) for every item in [0, n_items) on min(threads, n_items) threads: the
 // caller plus fresh std::threads pulling items from a shared counter (no spin-waiting, no pool that
 // idles on a core: when the cores are shared a blocked sibling costs a join, not a time slice of
@@ -27,11 +38,13 @@ template <class Fn>
 void ParallelFor(int n_items, int threads, const Fn& fn) {
   if (threads > n_items) threads = n_items;
   if (threads <= 1) {
+    ParallelItemScope scope;
     for (int i = 0; i < n_items; ++i) fn(i, 0);
     return;
   }
   std::atomic<int> next{0};
   auto work = [&](int tid) {
+    ParallelItemScope scope;
     for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) fn(i, tid);
   };
   std::vector<std::thread> pool;

@@ -236,6 +236,18 @@ Status ForwardWindow(const Model& model, std::span<const int> tokens, float* log
   return ForwardCore(model, tokens, 0, ks.data(), vs.data(), logits, false, hooks);
 }
 
+Status ForwardWindows(const Model& model, std::span<const std::span<const int>> windows,
+                      std::span<float* const> logits, const ForwardHooks* hooks, int threads) {
+  if (windows.size() != logits.size())
+    return Status::Errorf("forward: {} windows but {} logits buffers", windows.size(), logits.size());
+  std::vector<Status> status(windows.size());
+  ParallelFor(int(windows.size()), threads > 0 ? threads : NumThreads(),
+              [&](int i, int) { status[i] = ForwardWindow(model, windows[i], logits[i], hooks); });
+  for (size_t i = 0; i < status.size(); ++i)
+    if (!status[i].ok()) return Status::Errorf("window {}: {}", i, status[i].message());
+  return Status::Ok();
+}
+
 KvCache KvCache::ForModel(const ModelConfig& c, int capacity) {
   KvCache cache;
   cache.capacity = capacity;

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -117,6 +118,45 @@ TEST(ForwardDeterminismTest, Stories260KBitwiseEqualFor1And2Threads) {
   auto m = io::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin");
   ASSERT_TRUE(m.ok()) << m.status().message();
   ExpectSameBitsFor1And2Threads(*m, 256);
+}
+
+TEST(ForwardDeterminismTest, WindowsInParallelEqualSequentialWindows) {
+  // stories260K is too small to split one window; ForwardWindows runs whole windows on 2 threads.
+  const std::string dir = std::string(QL_SHARED_DIR) + "/models/stories260K/";
+  auto m = io::ReadLlama2c(dir + "stories260K.bin", dir + "tok512.bin");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const int V = m->config.vocab_size;
+  std::vector<std::vector<int>> toks;
+  for (int w = 0; w < 5; ++w) toks.push_back(testing_ref::Tokens(64 + 37 * w, V, w));
+  std::vector<std::span<const int>> windows(toks.begin(), toks.end());
+  QuantHooks q(m->config);  // the hooks are thread-safe: every call quantizes its own rows
+  const ForwardHooks* hooked = &q.hooks;
+  for (const ForwardHooks* hooks : {static_cast<const ForwardHooks*>(nullptr), hooked}) {
+    std::vector<std::vector<float>> seq, par;
+    for (const auto& t : toks) {
+      seq.emplace_back(t.size() * V);
+      par.emplace_back(t.size() * V);
+      ASSERT_TRUE(ForwardWindow(*m, t, seq.back().data(), hooks).ok());
+    }
+    std::vector<float*> out;
+    for (auto& p : par) out.push_back(p.data());
+    ASSERT_TRUE(ForwardWindows(*m, windows, out, hooks, 2).ok());
+    for (size_t w = 0; w < toks.size(); ++w)
+      EXPECT_EQ(0, std::memcmp(seq[w].data(), par[w].data(), sizeof(float) * seq[w].size())) << "window " << w;
+  }
+  std::vector<float*> too_few(2);
+  const Status st = ForwardWindows(*m, windows, too_few);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("5 windows but 2 logits buffers"), std::string::npos) << st.message();
+}
+
+TEST(ForwardDeterminismTest, ParallelRegionsDoNotNest) {
+  ThreadCountGuard guard;
+  SetNumThreads(2);
+  std::vector<int> inner(4, -1);
+  ParallelFor(4, 2, [&](int i, int) { inner[i] = NumThreads(); });
+  for (int n : inner) EXPECT_EQ(n, 1);
+  EXPECT_EQ(NumThreads(), 2);
 }
 
 }  // namespace
