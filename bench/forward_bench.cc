@@ -1,5 +1,6 @@
 // Benchmarks of the forward pass: this machine's sgemm peak (OpenBLAS, all its threads) and
-// ForwardWindow tokens/s and GFLOP/s on the SmolLM2-135M and stories260K shapes. Not tests.
+// ForwardWindow tokens/s and GFLOP/s on the SmolLM2-135M (FP32 and BF16 compute) and stories260K
+// shapes. Not tests. (GEMM candidates per shape: bench/gemm_bench.cc.)
 //   build/ql_bench --benchmark_filter='Sgemm|Forward' --benchmark_repetitions=3
 // Variants named *Cpu report rates per second of process CPU time summed over threads (GFLOP per
 // core-second): on a shared machine wall time measures the other jobs, CPU time measures us.
@@ -12,6 +13,7 @@
 
 #include <memory>
 #include <numeric>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -123,11 +125,51 @@ void RunWindow(benchmark::State& state, const Model& m) {
 
 void BM_Forward135M(benchmark::State& state) { RunWindow(state, Model135M()); }
 BENCHMARK(BM_Forward135M)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK(BM_Forward135M)->Name("BM_Forward135MCpu")->Arg(512)->Unit(benchmark::kMillisecond)
+BENCHMARK(BM_Forward135M)->Name("BM_Forward135MCpu")->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()->MinTime(2.0);
+
+// The BF16 compute mode (Model::matmul = kBf16) on the same weights.
+const Model& Model135MBf16() {
+  static const Model* m = [] {
+    Model* b = new Model(Model135M());
+    b->matmul = MatmulPrecision::kBf16;
+    return b;
+  }();
+  return *m;
+}
+void BM_Forward135MBf16(benchmark::State& state) { RunWindow(state, Model135MBf16()); }
+BENCHMARK(BM_Forward135MBf16)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_Forward135MBf16)->Name("BM_Forward135MBf16Cpu")->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)
     ->MeasureProcessCPUTime()->MinTime(2.0);
 
 void BM_ForwardStories260K(benchmark::State& state) { RunWindow(state, ModelStories()); }
 BENCHMARK(BM_ForwardStories260K)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// 8 independent windows of T tokens: one after the other (each splitting its own work) vs whole windows
+// on NumThreads() threads (ForwardWindows); arg 1 selects. What an evaluator of a small model gains.
+void BM_ForwardStories260KWindows(benchmark::State& state) {
+  const Model& m = ModelStories();
+  const int T = int(state.range(0)), V = m.config.vocab_size;
+  const bool parallel = state.range(1) != 0;
+  std::vector<std::vector<int>> toks(8, std::vector<int>(T));
+  for (int w = 0; w < 8; ++w)
+    for (int i = 0; i < T; ++i) toks[w][i] = (i * 7919 + 31 * w + 1) % V;
+  std::vector<std::span<const int>> windows(toks.begin(), toks.end());
+  std::vector<std::vector<float>> logits(8, std::vector<float>(size_t(T) * V));
+  std::vector<float*> out;
+  for (auto& l : logits) out.push_back(l.data());
+  for (auto _ : state) {
+    Status st = Status::Ok();
+    if (parallel) {
+      st = ForwardWindows(m, windows, out);
+    } else {
+      for (int w = 0; w < 8 && st.ok(); ++w) st = ForwardWindow(m, windows[w], out[w]);
+    }
+    if (!st.ok()) state.SkipWithError(st.message().c_str());
+  }
+  state.counters["tokens/s"] = benchmark::Counter(8.0 * T, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_ForwardStories260KWindows)->Args({256, 0})->Args({256, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Greedy decoding speed (KV cache, one token per step) after a 1-token prompt.
 void BM_Decode135M(benchmark::State& state) {

@@ -1,6 +1,6 @@
 // Elementwise and reduction ops of the transformer forward pass (RMSNorm, RoPE, softmax, SiLU·mul,
 // dot, axpy), SIMD via Highway with runtime dispatch, each beside a plain scalar *Ref oracle.
-// Ops take raw pointers and sizes and know nothing of models; GEMMs are OpenBLAS's (cblas_sgemm).
+// Ops take raw pointers and sizes and know nothing of models; matrix products: kernels/gemm.h.
 #pragma once
 
 #include <cstddef>

@@ -272,7 +272,7 @@ void AddEvalCommand(CLI::App& app) {
                   "llamacpp | gptq | strided, or a canonical string (llamacpp:ctx512, strided:ctx1024:s512)");
   cmd->add_option("--ctx", o->ctx, "window length (overrides the protocol's)");
   cmd->add_option("--chunks", o->chunks, "evaluate at most this many windows");
-  cmd->add_option("--baseline", o->baseline, "baseline weight precision: bf16 (default) or fp32");
+  cmd->add_option("--baseline", o->baseline, "baseline precision: bf16 (default; weights rounded), fp32, or bf16-compute (BF16 weights and GEMM inputs, FP32 sums)");
   cmd->add_option("--seed", o->seed, "seed of the cell (random rotations, …)");
   cmd->add_option("--top-k", o->top_k, "keep the baseline's top-k log-probs for KLD (0 = all when they fit)");
   cmd->add_option("--cache-dir", o->cache_dir, "directory for baseline cache files (none by default)");

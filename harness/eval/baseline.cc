@@ -16,20 +16,25 @@
 
 namespace ql {
 
-std::string_view PrecisionName(BaselinePrecision p) { return p == BaselinePrecision::kBf16 ? "bf16" : "fp32"; }
+std::string_view PrecisionName(BaselinePrecision p) {
+  if (p == BaselinePrecision::kBf16Compute) return "bf16-compute";
+  return p == BaselinePrecision::kBf16 ? "bf16" : "fp32";
+}
 
 StatusOr<BaselinePrecision> ParsePrecision(std::string_view name) {
   if (name == "bf16") return BaselinePrecision::kBf16;
   if (name == "fp32") return BaselinePrecision::kFp32;
-  return Status::Errorf("unknown baseline precision '{}' (use bf16 or fp32)", name);
+  if (name == "bf16-compute") return BaselinePrecision::kBf16Compute;
+  return Status::Errorf("unknown baseline precision '{}' (use bf16, fp32 or bf16-compute)", name);
 }
 
 Model WithPrecision(const Model& model, BaselinePrecision p) {
   Model m = model;
-  if (p == BaselinePrecision::kBf16) {
+  if (p == BaselinePrecision::kBf16 || p == BaselinePrecision::kBf16Compute) {
     for (auto& [name, t] : m.weights)
       for (float& v : t.data) v = Bf16ToF32(F32ToBf16(v));
   }
+  if (p == BaselinePrecision::kBf16Compute) m.matmul = MatmulPrecision::kBf16;
   return m;
 }
 
@@ -240,7 +245,7 @@ Status SaveBaseline(const Baseline& b, const std::string& path) {
     Put(f, int64_t(b.n()));
     Put(f, int32_t(b.vocab));
     Put(f, int32_t(b.top_k));
-    Put(f, int32_t(b.precision == BaselinePrecision::kBf16 ? 0 : 1));
+    Put(f, int32_t(b.precision == BaselinePrecision::kBf16 ? 0 : b.precision == BaselinePrecision::kFp32 ? 1 : 2));
     PutVec(f, b.nll);
     PutVec(f, b.top1);
     if (b.top_k == 0) {
@@ -271,11 +276,11 @@ StatusOr<Baseline> LoadBaseline(const std::string& path) {
     return Status::Errorf("baseline cache: '{}' has a bad header (delete it)", path);
   b.key.resize(key_len);
   if (!f.read(b.key.data(), key_len) || !Get(f, &n) || !Get(f, &vocab) || !Get(f, &top_k) || !Get(f, &prec) ||
-      n < 0 || vocab <= 0 || top_k < 0 || top_k > vocab || (prec != 0 && prec != 1))
+      n < 0 || vocab <= 0 || top_k < 0 || top_k > vocab || (prec < 0 || prec > 2))
     return Status::Errorf("baseline cache: '{}' has a bad header (delete it)", path);
   b.vocab = vocab;
   b.top_k = top_k;
-  b.precision = prec == 0 ? BaselinePrecision::kBf16 : BaselinePrecision::kFp32;
+  b.precision = prec == 0 ? BaselinePrecision::kBf16 : prec == 1 ? BaselinePrecision::kFp32 : BaselinePrecision::kBf16Compute;
   const size_t rows = size_t(n);
   bool ok = GetVec(f, &b.nll, rows) && GetVec(f, &b.top1, rows);
   if (top_k == 0) {

@@ -32,11 +32,14 @@ namespace ql {
 
 // Weights the baseline runs with: every tensor rounded to BF16 (round to nearest even, the usual
 // reference for quantization papers and llama.cpp's f16/bf16 GGUFs), or left in FP32.
-enum class BaselinePrecision { kBf16, kFp32 };
-std::string_view PrecisionName(BaselinePrecision p);  // "bf16", "fp32"
+// kBf16Compute: BF16 weights AND BF16 GEMM inputs with FP32 accumulation (Model::matmul = kBf16),
+// what BF16 deployments compute; kBf16 rounds the weights only and multiplies in FP32.
+enum class BaselinePrecision { kBf16, kFp32, kBf16Compute };
+std::string_view PrecisionName(BaselinePrecision p);  // "bf16", "fp32", "bf16-compute"
 StatusOr<BaselinePrecision> ParsePrecision(std::string_view name);
 
-// A copy of `model` with every weight rounded to `p` (kernels/half.h F32ToBf16 for bf16).
+// A copy of `model` with every weight rounded to `p` (kernels/half.h F32ToBf16 for bf16 and
+// bf16-compute) and, for bf16-compute, matmul = MatmulPrecision::kBf16.
 Model WithPrecision(const Model& model, BaselinePrecision p);
 
 struct BaselineOptions {

@@ -1,58 +1,25 @@
-// The optimized forward pass: OpenBLAS sgemm for every linear over all tokens of the window at once,
-// Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked causal attention parallel over
-// (KV head, query block) on plain threads. Semantics: SPECS §6.2/§6.3; the scalar oracle is
+// The optimized forward pass: kernels/gemm.h for every linear over all tokens of the window at once
+// and for both attention products, Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked
+// causal attention parallel over (KV head, query block). The scalar oracle is
 // tests/harness/reference_forward.h. Not a sampler: see harness/model/generate.h.
-// Threads: OpenBLAS's own pool for the linears (OPENBLAS_NUM_THREADS), as many plain threads for
-// attention, during which OpenBLAS is switched to one thread (a process-wide setting: run concurrent
-// forward passes from several threads only with OPENBLAS_NUM_THREADS=1).
+// Threads: NumThreads() (kernels/parallel.h). Deterministic: every work partition (GEMM tiles,
+// attention items) is fixed by the shapes alone and no sum is split across threads, so the logits
+// are bitwise the same for any thread count (tests/harness/forward_determinism_test.cc).
 #include "harness/model/forward.h"
 
-#include <cblas.h>
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <optional>
-#include <thread>
 #include <vector>
 
 #include "harness/model/generate.h"
+#include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/ops.h"
+#include "kernels/parallel.h"
 
 namespace ql {
 namespace {
-
-// While alive, OpenBLAS runs single-threaded, so our attention threads can call it without the two
-// pools fighting over the cores. Restores the previous thread count.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : saved_(openblas_get_num_threads()) {
-    if (saved_ != 1) openblas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() {
-    if (saved_ != 1) openblas_set_num_threads(saved_);
-  }
-
- private:
-  int saved_;
-};
-
-// Runs fn(item, thread_index) for every item in [0, n_items) on `threads` threads: the caller plus
-// threads-1 fresh std::threads pulling items from a shared counter. Not OpenMP: idle libgomp workers
-// spin-wait after a parallel region and steal the cores from OpenBLAS's threads in the next sgemm
-// (measured ~10% of all samples inside libgomp on the 135M forward); a thread start costs ~20 µs, paid
-// once per layer against milliseconds of attention work.
-template <class Fn>
-void ParallelFor(int n_items, int threads, const Fn& fn) {
-  std::atomic<int> next{0};
-  auto work = [&](int tid) {
-    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) fn(i, tid);
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (std::thread& th : pool) th.join();
-}
 
 // Everything one call needs besides the weights; sized once per call.
 struct Workspace {
@@ -68,7 +35,13 @@ struct Workspace {
 
 constexpr int kBlock = 64;                 // query rows per attention work item
 constexpr double kMinParallelFlops = 5e7;  // attention below this runs on the calling thread
-constexpr double kMinThreadedMacs = 1 << 25;  // linears below this many multiply-adds: 1 BLAS thread
+
+// The one switch between the FP32 and the BF16 arithmetic (harness/model/model.h MatmulPrecision).
+void MatMul(MatmulPrecision p, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+            BLayout layout, float* C, int ldc, int threads) {
+  if (p == MatmulPrecision::kBf16) return GemmBf16(M, N, K, alpha, A, lda, B, ldb, layout, C, ldc, threads);
+  Gemm(M, N, K, alpha, A, lda, B, ldb, layout, C, ldc, threads);
+}
 
 // y[n, out] = x[n, in] · W[out, in]ᵀ (+ b). With a linear_input hook the hook sees (and may change)
 // a private copy of x, so every linear fed by the same activations (q/k/v, gate/up) sees them
@@ -83,17 +56,7 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
     hooks->linear_input(path, ws.hook.data(), n, in);
     x = ws.hook.data();
   }
-  // Small products (decoding, tiny models) run on this thread alone: waking OpenBLAS's pool costs more
-  // than it saves, and when the cores are shared a wake-up can cost a whole time slice (measured:
-  // stories260K greedy decoding 23 s with 2 BLAS threads vs 55 ms with 1 on a loaded machine).
-  std::optional<SingleThreadedBlas> single;
-  if (double(n) * in * out < kMinThreadedMacs) single.emplace();
-  if (n == 1) {  // decoding: a matrix-vector product; sgemm would pack (copy) all of W first
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.data.data(), in, x, 1, 0.0f, y, 1);
-  } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data.data(), in, 0.0f, y,
-                out);
-  }
+  MatMul(model.matmul, n, out, in, 1.0f, x, in, w.data.data(), in, BLayout::kNK, y, out, NumThreads());
   if (bias) {
     const float* b = model.W(path + ".bias").data.data();
     for (int t = 0; t < n; ++t) ops::Add(b, y + size_t(t) * out, out);
@@ -103,12 +66,12 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
 // Causal grouped-query attention for n queries at positions pos0..pos0+n-1 over keys 0..pos0+n-1.
 // q: [n, H*hd]; k, v: [pos0+n, KV*hd]; out: [n, H*hd]. Work item = (KV head g, block of kBlock query
 // positions): the `group` = H/KV query heads sharing g are stacked into one [group*rows, hd] matrix so
-// each sgemm packs K/V once for all of them:
-//   S = Qg·K_g[0:end]ᵀ·scale (sgemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (sgemm).
+// each product packs K/V once for all of them:
+//   S = Qg·K_g[0:end]ᵀ·scale (Gemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (Gemm).
 // Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops (causal-only count × ~1.1).
 // hooks->attn_probs (if set) sees each query head's rows of P before the P·V product.
-void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int n, int pos0, float* out,
-               Workspace& ws, const ForwardHooks* hooks, int layer) {
+void Attention(const ModelConfig& c, MatmulPrecision prec, const float* q, const float* k, const float* v, int n,
+               int pos0, float* out, Workspace& ws, const ForwardHooks* hooks, int layer) {
   const int H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, group = H / KV;
   const int q_stride = H * hd, kv_stride = KV * hd;
   const int n_blocks = (n + kBlock - 1) / kBlock;
@@ -118,12 +81,9 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
   // Threads only pay off for real work: a parallel region's fork/join costs microseconds when the
   // cores are free and milliseconds when they are shared (threads wait for a descheduled sibling).
   const double flops = 2.0 * H * hd * double(n) * (pos0 + 0.5 * n + 0.5 * kBlock) * 2;
-  const int budget = std::max(1, openblas_get_num_threads());  // OPENBLAS_NUM_THREADS caps us too
-  const int threads = flops < kMinParallelFlops ? 1 : std::min(budget, n_items);
+  const int threads = flops < kMinParallelFlops ? 1 : std::min(NumThreads(), n_items);
   const size_t per_thread = size_t(group) * kBlock * (size_t(max_keys) + 2 * hd);
   ws.scores.resize(size_t(threads) * per_thread);
-  // The per-block sgemms are small: on one thread each, also when the items run serially.
-  SingleThreadedBlas single;
   ParallelFor(n_items, threads, [&](int item, int tid) {
     // Largest blocks (last queries) first for a better dynamic schedule.
     const int blk = n_blocks - 1 - item / KV, g = item % KV;
@@ -137,8 +97,8 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
       for (int r = 0; r < rows; ++r)
         std::memcpy(qg + (size_t(j) * rows + r) * hd, q + size_t(r0 + r) * q_stride + (g * group + j) * hd,
                     sizeof(float) * hd);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, 0.0f,
-                s, keys);
+    // Each item's products run on its own thread: the items are the parallelism here.
+    MatMul(prec, m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, BLayout::kNK, s, keys, 1);
     for (int i = 0; i < m; ++i) {
       float* row = s + size_t(i) * keys;
       const int valid = pos0 + r0 + i % rows + 1;
@@ -153,8 +113,7 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
         std::fill(s + size_t(i) * keys + valid, s + size_t(i + 1) * keys, 0.0f);
       }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, 0.0f,
-                og, hd);
+    MatMul(prec, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, BLayout::kKN, og, hd, 1);
     for (int j = 0; j < group; ++j)
       for (int r = 0; r < rows; ++r)
         std::memcpy(out + size_t(r0 + r) * q_stride + (g * group + j) * hd, og + (size_t(j) * rows + r) * hd,
@@ -238,7 +197,7 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     if (hooks && hooks->kv) hooks->kv(l, kl, vl, n);
     if (hooks && hooks->attn_q) hooks->attn_q(l, ws.q.data(), n);
     float* att = ws.xn.data();  // [n, H*hd]: the normed input is dead once q/k/v exist
-    Attention(c, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
+    Attention(c, model.matmul, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
     // o_proj straight into gate's buffer (free until the MLP), then the residual add.
     float* o = ws.gate.data();  // [n, D]
     Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false);
@@ -275,6 +234,18 @@ Status ForwardWindow(const Model& model, std::span<const int> tokens, float* log
   std::vector<float> k(kv), v(kv);  // [T, KV*hd]
   std::vector<float*> ks(std::max(0, c.n_layers), k.data()), vs(std::max(0, c.n_layers), v.data());
   return ForwardCore(model, tokens, 0, ks.data(), vs.data(), logits, false, hooks);
+}
+
+Status ForwardWindows(const Model& model, std::span<const std::span<const int>> windows,
+                      std::span<float* const> logits, const ForwardHooks* hooks, int threads) {
+  if (windows.size() != logits.size())
+    return Status::Errorf("forward: {} windows but {} logits buffers", windows.size(), logits.size());
+  std::vector<Status> status(windows.size());
+  ParallelFor(int(windows.size()), threads > 0 ? threads : NumThreads(),
+              [&](int i, int) { status[i] = ForwardWindow(model, windows[i], logits[i], hooks); });
+  for (size_t i = 0; i < status.size(); ++i)
+    if (!status[i].ok()) return Status::Errorf("window {}: {}", i, status[i].message());
+  return Status::Ok();
 }
 
 KvCache KvCache::ForModel(const ModelConfig& c, int capacity) {

@@ -46,4 +46,12 @@ struct ForwardHooks {
 Status ForwardWindow(const Model& model, std::span<const int> tokens, float* logits,
                      const ForwardHooks* hooks = nullptr);
 
+// Independent windows on `threads` threads (0 = NumThreads()), one whole window per thread at a time,
+// its products on that thread alone: for models too small to fill the cores from one window
+// (stories260K). logits[i]: [windows[i].size(), vocab]. Bitwise the same as ForwardWindow on each in
+// turn, for any thread count. `hooks` apply to every window and are called concurrently from several
+// threads for different windows: they must be thread-safe. Returns the first failing window's error.
+Status ForwardWindows(const Model& model, std::span<const std::span<const int>> windows,
+                      std::span<float* const> logits, const ForwardHooks* hooks = nullptr, int threads = 0);
+
 }  // namespace ql

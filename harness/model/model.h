@@ -48,6 +48,13 @@ struct Tensor {
   int64_t cols() const { return shape.size() < 2 ? (shape.empty() ? 1 : shape[0]) : numel() / shape[0]; }
 };
 
+// Arithmetic of the forward pass's matrix products (every linear and both attention products).
+enum class MatmulPrecision {
+  kFp32,  // FP32 inputs, one FP32 fused multiply-add chain per output (kernels/gemm.h)
+  kBf16,  // inputs (weights, activations, Q, K, P, V) rounded to BF16, products exact, FP32 sums:
+          // what BF16 deployments compute (kernels/gemm_bf16.h, VDPBF16PS)
+};
+
 // Names, in Hugging Face form. Module path = tensor name without ".weight"/".bias".
 //   model.embed_tokens.weight                      [vocab, dim]
 //   model.layers.{i}.input_layernorm.weight        [dim]
@@ -63,6 +70,7 @@ struct Model {
   std::map<std::string, Tensor> weights;
   std::shared_ptr<const Tokenizer> tokenizer;  // may be null for weight-only files
   std::string source_path;                     // file or directory it was loaded from
+  MatmulPrecision matmul = MatmulPrecision::kFp32;  // how ForwardWindow multiplies (not the storage)
 
   const Tensor& W(const std::string& name) const;  // QL_CHECKs that the tensor exists
   Tensor& W(const std::string& name);

@@ -5,15 +5,15 @@
 // scaled inputs. The quantizer inside the search is the cell's own scheme (llm-awq: int4 g128 asym).
 #include "harness/quant/awq.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <map>
 
 #include "harness/quant/calibration.h"
 #include "harness/quant/quant_util.h"
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
+#include "kernels/parallel.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 
@@ -29,7 +29,7 @@ const std::vector<float>& Get(const Model& m, const std::string& name, const Ove
 
 // y[n, out] = x[n, in] · W[out, in]ᵀ
 void MatMulT(const float* x, int n, int in, const float* w, int out, float* y) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  Gemm(n, out, in, 1.0f, x, in, w, in, BLayout::kNK, y, out, NumThreads());
 }
 
 double Mse(const std::vector<float>& a, const std::vector<float>& b) {
@@ -82,15 +82,15 @@ std::vector<float> AttentionBlockOutput(const Model& model, int layer, const std
   for (int w0 = 0; w0 < n; w0 += seqlen) {
     for (int h = 0; h < H; ++h) {
       const int kvh = h / group;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, seqlen, seqlen, hd, scale, &q[size_t(w0) * qo + h * hd], qo,
-                  &k[size_t(w0) * kvo + kvh * hd], kvo, 0.0f, s.data(), seqlen);
+      Gemm(seqlen, seqlen, hd, scale, &q[size_t(w0) * qo + h * hd], qo, &k[size_t(w0) * kvo + kvh * hd], kvo,
+           BLayout::kNK, s.data(), seqlen, NumThreads());
       for (int i = 0; i < seqlen; ++i) {
         float* row = &s[size_t(i) * seqlen];
         ops::Softmax(row, i + 1);
         std::fill(row + i + 1, row + seqlen, 0.0f);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, seqlen, hd, seqlen, 1.0f, s.data(), seqlen,
-                  &v[size_t(w0) * kvo + kvh * hd], kvo, 0.0f, &att[size_t(w0) * qo + h * hd], qo);
+      Gemm(seqlen, hd, seqlen, 1.0f, s.data(), seqlen, &v[size_t(w0) * kvo + kvh * hd], kvo, BLayout::kKN,
+           &att[size_t(w0) * qo + h * hd], qo, NumThreads());
     }
   }
   std::vector<float> out(size_t(n) * D);
@@ -241,8 +241,8 @@ Status ClipSearch(Tensor& w, const Scheme& scheme, const std::vector<float>& x, 
     for (int64_t g = 0; g < n_groups; ++g) {
       const int64_t c0 = g * gs, width = std::min(gs, cols - c0);
       // e[t, r] = Σ_{k in group} x[t, c0+k] · d[r, c0+k]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n_tokens), int(rows), int(width), 1.0f, &x[c0],
-                  int(cols), &d[c0], int(cols), 0.0f, e.data(), int(rows));
+      Gemm(int(n_tokens), int(rows), int(width), 1.0f, &x[c0], int(cols), &d[c0], int(cols), BLayout::kNK, e.data(),
+           int(rows), NumThreads());
       std::vector<double> err(rows, 0.0);
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t r = 0; r < rows; ++r) err[r] += double(e[t * rows + r]) * e[t * rows + r];

@@ -311,7 +311,7 @@ Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, co
         {wn, p.module_schemes[i].second, err.mse, err.sqnr_db, err.max_abs, qt.BitsPerWeight(), int64_t(qt.Bytes())});
     r->arrays["weight_error_hist/" + wn] = ErrorHistogram(w0, work.W(wn).data, err.max_abs);
   }
-  const int64_t base_bytes = s.precision == BaselinePrecision::kBf16 ? 2 : 4;
+  const int64_t base_bytes = s.precision == BaselinePrecision::kFp32 ? 4 : 2;
   for (const auto& [name, t] : work.weights)
     if (!counted.count(name)) m->model_bytes += t.numel() * base_bytes;
   return Status::Ok();

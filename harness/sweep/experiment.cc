@@ -253,8 +253,8 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   if (const YAML::Node b = root["baseline"]) {
     QL_ASSIGN_OR_RETURN(e.baseline, Str(origin, b, "baseline"));
     e.baseline = Lower(e.baseline);
-    if (e.baseline != "bf16" && e.baseline != "fp32")
-      return Status::Error(At(origin, b) + "baseline '" + e.baseline + "' is not one of: bf16, fp32");
+    if (e.baseline != "bf16" && e.baseline != "fp32" && e.baseline != "bf16-compute")
+      return Status::Error(At(origin, b) + "baseline '" + e.baseline + "' is not one of: bf16, fp32, bf16-compute");
   }
   if (const YAML::Node s = root["seed"]) {
     QL_ASSIGN_OR_RETURN(e.seed, Int(origin, s, "seed", 0, INT64_MAX));

@@ -1,0 +1,219 @@
+// Highway implementation of kernels/gemm.h, compiled once per SIMD target and dispatched at run
+// time, plus the scalar oracle. The structure is the one of BLIS/GotoBLAS (and gemma.cpp's ops/
+// matmul): C is cut into fixed tiles of kMc rows x kNc columns (the work items); an item packs its
+// kNc columns of B into K x NR panels (NR = kNv vectors) in thread-private scratch, then runs an
+// MR x NR register-blocked micro-kernel over its rows: 8 x 3 vectors (24 of AVX-512's 32 registers
+// accumulate) on AVX-512, 6 x 2 (12 of 16) elsewhere. A is read in
+// place (one broadcast per row and k). K is never split, so each C element is one FMA chain.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/gemm.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
+#include "hwy/highway.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/parallel.h"
+
+#ifndef QL_KERNELS_GEMM_CONSTANTS_  // this file is re-included once per SIMD target
+#define QL_KERNELS_GEMM_CONSTANTS_
+namespace ql {
+namespace gemm_detail {
+constexpr int kMc = 96;    // rows of a work item (multiple of every target's MR)
+constexpr int kNc = 96;    // columns of a work item (multiple of every target's NR)
+constexpr double kMinThreadedFlops = 4e6;  // below this one thread: a thread start costs ~20 µs
+}  // namespace gemm_detail
+}  // namespace ql
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace ql {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using namespace gemm_detail;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr int kNv = 3, kMr = 8;  // vectors per panel row, rows per micro-kernel
+#else
+constexpr int kNv = 2, kMr = 6;
+#endif
+
+HWY_INLINE void StoreCols(VF v, DF d, float* p, size_t count) {  // count <= Lanes
+  if (count == hn::Lanes(d)) return hn::StoreU(v, d, p);
+  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
+  hn::Store(v, d, buf);
+  for (size_t i = 0; i < count; ++i) p[i] = buf[i];
+}
+
+// Packs columns [j0, j0 + cols) of op(B) into panels of nr columns: panel p holds bp[p][k][0..nr),
+// zero beyond `cols` (the padding lanes compute values that are never stored).
+void PackB(const float* B, size_t ldb, BLayout layout, size_t K, size_t j0, size_t cols, size_t nr, float* bp) {
+  for (size_t p0 = 0; p0 < cols; p0 += nr) {
+    float* panel = bp + p0 * K;  // [K, nr]
+    const size_t w = std::min(nr, cols - p0);
+    if (layout == BLayout::kKN) {
+      for (size_t k = 0; k < K; ++k) {
+        const float* src = B + k * ldb + j0 + p0;
+        float* dst = panel + k * nr;
+        std::memcpy(dst, src, sizeof(float) * w);
+        std::fill(dst + w, dst + nr, 0.0f);
+      }
+    } else {
+      // Rows of B are columns of op(B): walk k outside so each of the w source rows is a stream.
+      const float* rows = B + (j0 + p0) * ldb;
+      for (size_t k = 0; k < K; ++k) {
+        float* dst = panel + k * nr;
+        for (size_t j = 0; j < w; ++j) dst[j] = rows[j * ldb + k];
+        for (size_t j = w; j < nr; ++j) dst[j] = 0.0f;
+      }
+    }
+  }
+}
+
+// C[kRows, ncols] = alpha · A[kRows, K] · panel[K, NR], one FMA chain per element in k order.
+template <int kRows>
+HWY_INLINE void MicroKernel(const float* HWY_RESTRICT a, size_t lda, const float* HWY_RESTRICT panel, size_t K,
+                            float alpha, float* HWY_RESTRICT c, size_t ldc, size_t ncols) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  VF acc[kRows][kNv];
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kNv; ++v) acc[r][v] = hn::Zero(d);
+  for (size_t k = 0; k < K; ++k) {
+    VF b[kNv];
+    for (int v = 0; v < kNv; ++v) b[v] = hn::LoadU(d, panel + (k * kNv + v) * N);
+    for (int r = 0; r < kRows; ++r) {
+      const VF ar = hn::Set(d, a[r * lda + k]);
+      for (int v = 0; v < kNv; ++v) acc[r][v] = hn::MulAdd(ar, b[v], acc[r][v]);
+    }
+  }
+  const VF va = hn::Set(d, alpha);
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kNv && v * N < ncols; ++v)
+      StoreCols(hn::Mul(acc[r][v], va), d, c + r * ldc + v * N, std::min(N, ncols - v * N));
+}
+
+void MicroDispatch(int rows, const float* a, size_t lda, const float* panel, size_t K, float alpha, float* c,
+                   size_t ldc, size_t ncols) {
+  switch (rows) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    case 8: return MicroKernel<8>(a, lda, panel, K, alpha, c, ldc, ncols);
+    case 7: return MicroKernel<7>(a, lda, panel, K, alpha, c, ldc, ncols);
+#endif
+    case 6: return MicroKernel<6>(a, lda, panel, K, alpha, c, ldc, ncols);
+    case 5: return MicroKernel<5>(a, lda, panel, K, alpha, c, ldc, ncols);
+    case 4: return MicroKernel<4>(a, lda, panel, K, alpha, c, ldc, ncols);
+    case 3: return MicroKernel<3>(a, lda, panel, K, alpha, c, ldc, ncols);
+    case 2: return MicroKernel<2>(a, lda, panel, K, alpha, c, ldc, ncols);
+    default: return MicroKernel<1>(a, lda, panel, K, alpha, c, ldc, ncols);
+  }
+}
+
+// Decoding path (B [N, K], few rows): c[i, j] = alpha · dot(A row i, B row j), lane partial sums in
+// k order, then the fixed SumOfLanes tree. Four B rows at a time share each load of A.
+void DotRows(int M, size_t j0, size_t j1, size_t K, float alpha, const float* A, size_t lda, const float* B,
+             size_t ldb, float* C, size_t ldc) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  HWY_ALIGN float tail_a[HWY_MAX_BYTES / sizeof(float)] = {};
+  HWY_ALIGN float tail_b[HWY_MAX_BYTES / sizeof(float)] = {};
+  const size_t kv = K - K % N;
+  for (int i = 0; i < M; ++i) {
+    const float* a = A + i * lda;
+    for (size_t j = j0; j < j1; ++j) {
+      const float* b = B + j * ldb;
+      VF s = hn::Zero(d);
+      for (size_t k = 0; k < kv; k += N) s = hn::MulAdd(hn::LoadU(d, a + k), hn::LoadU(d, b + k), s);
+      if (kv < K) {
+        for (size_t k = kv; k < K; ++k) tail_a[k - kv] = a[k], tail_b[k - kv] = b[k];
+        s = hn::MulAdd(hn::Load(d, tail_a), hn::Load(d, tail_b), s);
+      }
+      C[i * ldc + j] = alpha * hn::GetLane(hn::SumOfLanes(d, s));
+    }
+  }
+}
+
+void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, BLayout layout,
+              float* C, int ldc, int threads) {
+  const DF d;
+  const size_t nr = kNv * hn::Lanes(d);
+  const int n_nb = (N + kNc - 1) / kNc;
+  const double flops = 2.0 * M * N * K;
+  if (flops < kMinThreadedFlops) threads = 1;
+  if (layout == BLayout::kNK && M < kGemmDotRows) {
+    ParallelFor(n_nb, threads, [&](int nb, int) {
+      const size_t j0 = size_t(nb) * kNc, j1 = std::min<size_t>(N, j0 + kNc);
+      DotRows(M, j0, j1, K, alpha, A, lda, B, ldb, C, ldc);
+    });
+    return;
+  }
+  const int n_mb = (M + kMc - 1) / kMc;
+  const size_t scratch = size_t(K) * kNc;  // one packed column block [kNc / nr panels][K][nr]
+  thread_local std::vector<float> packs;   // [threads, scratch], kept by the calling thread
+  const int used = std::max(1, std::min(threads, n_nb * n_mb));
+  if (packs.size() < scratch * used) packs.resize(scratch * used);
+  float* const pack_base = packs.data();  // a lambda on another thread would see its own `packs`
+  std::vector<int> packed_nb(used, -1);  // which column block each thread's scratch holds
+  // Items column-block-major, so consecutive items of a thread reuse its packed block.
+  ParallelFor(n_nb * n_mb, used, [&](int item, int tid) {
+    const int nb = item / n_mb, mb = item % n_mb;
+    const size_t j0 = size_t(nb) * kNc, cols = std::min<size_t>(kNc, N - j0);
+    float* bp = pack_base + scratch * tid;
+    if (packed_nb[tid] != nb) {
+      PackB(B, ldb, layout, K, j0, cols, nr, bp);
+      packed_nb[tid] = nb;
+    }
+    const int i_end = std::min(M, (mb + 1) * kMc);
+    for (int i = mb * kMc; i < i_end; i += kMr) {
+      const int rows = std::min(kMr, i_end - i);
+      for (size_t p0 = 0; p0 < cols; p0 += nr)
+        MicroDispatch(rows, A + size_t(i) * lda, lda, bp + p0 * K, K, alpha, C + size_t(i) * ldc + j0 + p0, ldc,
+                      std::min(nr, cols - p0));
+    }
+  });
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace ql
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace ql {
+
+HWY_EXPORT(GemmImpl);
+HWY_EXPORT(TargetName);
+
+void Gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, BLayout layout,
+          float* C, int ldc, int threads) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int i = 0; i < M; ++i) std::fill(C + size_t(i) * ldc, C + size_t(i) * ldc + N, 0.0f);
+    return;
+  }
+  HWY_DYNAMIC_DISPATCH(GemmImpl)(M, N, K, alpha, A, lda, B, ldb, layout, C, ldc, std::max(1, threads));
+}
+
+void GemmRef(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, BLayout layout,
+             float* C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) {
+        const float b = layout == BLayout::kNK ? B[size_t(j) * ldb + k] : B[size_t(k) * ldb + j];
+        s += double(A[size_t(i) * lda + k]) * b;
+      }
+      C[size_t(i) * ldc + j] = float(alpha * s);
+    }
+}
+
+const char* GemmTarget() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+}  // namespace ql
+#endif  // HWY_ONCE
