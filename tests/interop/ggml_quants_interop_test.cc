@@ -92,7 +92,7 @@ std::vector<Rows> SmolLm2Rows() {
       out.push_back(std::move(r));
     }
   }
-  EXPECT_EQ(out.size(), 10u) << "expected 6 tensors (4 of them with 576 columns) in " << path;
+  EXPECT_EQ(out.size(), 11u) << "expected 6 tensors (5 of them with 576 columns) in " << path;
   return out;
 }
 
@@ -100,7 +100,7 @@ std::vector<Rows> SmolLm2Rows() {
 std::vector<float> Importance(int64_t cols, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.f, 1.5f);
-  std::vector<float> w(size_t(cols));
+  std::vector<float> w(static_cast<size_t>(cols));
   for (float& v : w) v = std::exp(nd(rng));
   return w;
 }
