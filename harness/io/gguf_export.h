@@ -28,7 +28,7 @@ struct GgufExportOptions {
 };
 
 // The ggml type id of an export scheme string ("q4_k" -> 12, "f32" -> 0, "fp16"/"f16" -> 1, "bf16" -> 30),
-// or -1 when the scheme has no GGUF type.
+// or -1 when the scheme has no GGUF weight type (q8_k included: llama.cpp cannot multiply Q8_K weights).
 int GgufTypeOfScheme(const std::string& scheme);
 
 // Writes `model` to `path`. Every 2-D weight's type is checked first: schemes without a GGUF type and
