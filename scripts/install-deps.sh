@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs quantlab's build and test dependencies from Debian packages, idempotently.
-# Usage: scripts/install-deps.sh [--tests] [--train]   (needs root or sudo; does nothing if all are present)
+# Usage: scripts/install-deps.sh [--tests] [--interop] [--train]   (needs root or sudo; does nothing if all are present)
+# --interop adds python3-pip (scripts/llama-cpp.sh downloads llama.cpp's source with `pip download`).
 # --train adds bible-kjv (the King James Bible text + `bible` program): the corpus of scripts/train-default.sh.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
@@ -11,6 +12,9 @@ pkgs+=(libpcre2-dev)  # PCRE2: tokenizer pre-tokenizer regexes (\p{L}, \p{N})
 for arg in "$@"; do
   if [[ "$arg" == "--tests" ]]; then
     pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
+  fi
+  if [[ "$arg" == "--interop" ]]; then
+    pkgs+=(python3-pip)
   fi
   if [[ "$arg" == "--train" ]]; then
     pkgs+=(bible-kjv bible-kjv-text)
