@@ -44,6 +44,13 @@ const std::string& F32File() {
   return path;
 }
 
+// ctest runs each test in its own process: the 540 MB F32 file is removed when that process ends.
+class RemoveF32File : public ::testing::Environment {
+ public:
+  void TearDown() override { std::remove((TmpDir() + "/smollm2-f32.gguf").c_str()); }
+};
+::testing::Environment* const kRemoveF32 = ::testing::AddGlobalTestEnvironment(new RemoveF32File);
+
 std::vector<uint8_t> TensorBytes(const io::GgufFile& f, const io::GgufTensorInfo& t) {
   std::ifstream in(f.path, std::ios::binary);
   in.seekg(std::streamoff(f.data_start + t.offset));
