@@ -61,6 +61,9 @@ struct BlockOptions {
   MxScaleRounding mx_rounding = MxScaleRounding::kFloor;
   NvFp4Convention nvfp4 = NvFp4Convention::kModelOpt;
   bool nf4_double_quant = false;
+  // Optional importance of each input column ([cols], not owned; e.g. a llama.cpp imatrix row). GGUF codecs
+  // then choose codes as ggml does with quant_weights; codecs without a weighted rule reject it.
+  const float* importance = nullptr;
 };
 
 // Packed storage of a [rows, cols] row-major tensor quantized by a BlockCodec. Blocks run along

@@ -105,6 +105,12 @@ const std::vector<const BlockCodec*>& BlockCodecs() {
       GgufQ5_1Codec(),
       GgufQ4_KCodec(),
       GgufQ6_KCodec(),
+      GgufQ2_KCodec(),
+      GgufQ3_KCodec(),
+      GgufQ5_KCodec(),
+      GgufQ8_KCodec(),
+      GgufIq4NlCodec(),
+      GgufIq4XsCodec(),
   };
   return kList;
 }

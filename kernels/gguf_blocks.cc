@@ -1,5 +1,6 @@
-// GGUF / ggml block quants: reference quantizers and dequantizers, bit-exact with ggml's scalar reference
-// (llama.cpp ggml/src/ggml-quants.c, SPECS §4), the ggml type table, and the seven BlockCodecs.
+// GGUF / ggml block quants: reference quantizers and dequantizers of the first seven types, bit-exact with
+// ggml's scalar reference (llama.cpp ggml/src/ggml-quants.c; docs/gguf.md), the per-type dispatch table,
+// the ggml type table and the BlockCodecs. The other types live in kernels/gguf_kquants.cc.
 // Written from the published algorithms; expression order follows the reference so float results match.
 
 // ggml's reference evaluates a*b + c as two rounded operations. Stop the compiler from fusing them into an
@@ -271,52 +272,7 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
 }
 
 float MakeQxQuantsRmse1(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
-    return 0.f;
-  }
-  float iscale = float(-nmax) / max;
-  float sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    int l = NearestInt(iscale * x[i]);
-    l = std::max(-nmax, std::min(nmax - 1, l));
-    L[i] = int8_t(l + nmax);
-    const float w = x[i] * x[i];
-    sumlx += w * x[i] * float(l);
-    suml2 += w * float(l) * float(l);
-  }
-  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  // Search iscale = -(nmax + 0.1·is)/max, is = -9..9, for the largest sumlx²/suml2 (least weighted error).
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(float(nmax) + 0.1f * float(is)) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = NearestInt(iscale * x[i]);
-      l = std::max(-nmax, std::min(nmax - 1, l));
-      const float w = x[i] * x[i];
-      sumlx += w * x[i] * float(l);
-      suml2 += w * float(l) * float(l);
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) {
-        const int l = NearestInt(iscale * x[i]);
-        L[i] = int8_t(nmax + std::max(-nmax, std::min(nmax - 1, l)));
-      }
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
+  return MakeQxQuants(n, nmax, x, L, nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,12 +345,15 @@ void DequantizeBlockQ4_K(const BlockQ4_K& b, float* y) {
 // ---------------------------------------------------------------------------------------------
 // Q6_K
 // ---------------------------------------------------------------------------------------------
-void QuantizeBlockQ6_K(const float* x, BlockQ6_K* y) {
+void QuantizeBlockQ6_K(const float* x, BlockQ6_K* y) { QuantizeBlockQ6_KWeighted(x, nullptr, y); }
+
+void QuantizeBlockQ6_KWeighted(const float* x, const float* qw, BlockQ6_K* y) {
   int8_t L[kQKK];
   float scales[kQKK / 16];
   float max_scale = 0, max_abs_scale = 0;
   for (int ib = 0; ib < kQKK / 16; ++ib) {
-    const float scale = MakeQxQuantsRmse1(16, 32, x + 16 * ib, L + 16 * ib);
+    // ggml passes the raw importance (no sqrt(σ² + x²) factor) as the fit's weights; nullptr means x².
+    const float scale = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, qw != nullptr ? qw + 16 * ib : nullptr);
     scales[ib] = scale;
     if (std::fabs(scale) > max_abs_scale) {
       max_abs_scale = std::fabs(scale);
@@ -465,7 +424,7 @@ void DequantizeBlockQ6_K(const BlockQ6_K& b, float* y) {
 // ---------------------------------------------------------------------------------------------
 namespace {
 
-enum class Pad { kZero, kRepeatLast, kRepeatLastInSubBlock32 };
+enum class Pad { kZero, kRepeatLast, kRepeatLastInSubBlock };
 
 struct QuantType {
   int id;
@@ -476,8 +435,11 @@ struct QuantType {
   int element_bits;
   const char* scale_type;
   Pad pad;
+  int pad_sub_block;        // kRepeatLastInSubBlock: the sub-block whose min/max the padding keeps
   void (*quantize)(const float* x, uint8_t* block);    // x: block_elems floats
   void (*dequantize)(const uint8_t* block, float* y);  // block: any alignment
+  // Importance-weighted row (n a multiple of block_elems, qw: n weights); nullptr: ggml ignores weights.
+  void (*quantize_weighted)(const float* x, int64_t n, const float* qw, uint8_t* out);
 };
 
 // Adapters from unaligned bytes to the block structs (memcpy: blocks inside a GGUF file or a PackedBlocks
@@ -494,33 +456,60 @@ void DequantizeBytes(const uint8_t* in, float* y) {
   std::memcpy(&b, in, sizeof(Block));
   D(b, y);
 }
+template <typename Block, int kElems, void (*W)(const float*, int64_t, const float*, Block*)>
+void WeightedBytes(const float* x, int64_t n, const float* qw, uint8_t* out) {
+  std::vector<Block> b(size_t(n / kElems));
+  W(x, n, qw, b.data());
+  std::memcpy(out, b.data(), b.size() * sizeof(Block));
+}
 
 using namespace gguf;  // NOLINT: block names in the table below
 
+// Codec order = GgufBlockCodecs() order: the first seven as before, then the types added later.
 constexpr QuantType kQuantTypes[] = {
     {8, "q8_0", "ggml Q8_0: 32 int8 codes in [-127,127], fp16 scale absmax/127, roundf", 32, 34, 8,
-     "fp16 per 32", Pad::kZero, QuantizeBytes<BlockQ8_0, QuantizeBlockQ8_0>,
-     DequantizeBytes<BlockQ8_0, DequantizeBlockQ8_0>},
+     "fp16 per 32", Pad::kZero, 0, QuantizeBytes<BlockQ8_0, QuantizeBlockQ8_0>,
+     DequantizeBytes<BlockQ8_0, DequantizeBlockQ8_0>, nullptr},
     {2, "q4_0", "ggml Q4_0: 32 4-bit codes (q-8)·d, d = signed absmax / -8", 32, 18, 4, "fp16 per 32",
-     Pad::kZero, QuantizeBytes<BlockQ4_0, QuantizeBlockQ4_0>,
-     DequantizeBytes<BlockQ4_0, DequantizeBlockQ4_0>},
+     Pad::kZero, 0, QuantizeBytes<BlockQ4_0, QuantizeBlockQ4_0>, DequantizeBytes<BlockQ4_0, DequantizeBlockQ4_0>,
+     WeightedBytes<BlockQ4_0, 32, QuantizeRowWeightedQ4_0>},
     {3, "q4_1", "ggml Q4_1: 32 4-bit codes q·d + m, d = (max-min)/15, m = min", 32, 20, 4,
-     "fp16 scale + fp16 min per 32", Pad::kRepeatLast, QuantizeBytes<BlockQ4_1, QuantizeBlockQ4_1>,
-     DequantizeBytes<BlockQ4_1, DequantizeBlockQ4_1>},
+     "fp16 scale + fp16 min per 32", Pad::kRepeatLast, 0, QuantizeBytes<BlockQ4_1, QuantizeBlockQ4_1>,
+     DequantizeBytes<BlockQ4_1, DequantizeBlockQ4_1>, WeightedBytes<BlockQ4_1, 32, QuantizeRowWeightedQ4_1>},
     {6, "q5_0", "ggml Q5_0: 32 5-bit codes (q-16)·d, d = signed absmax / -16", 32, 22, 5, "fp16 per 32",
-     Pad::kZero, QuantizeBytes<BlockQ5_0, QuantizeBlockQ5_0>,
-     DequantizeBytes<BlockQ5_0, DequantizeBlockQ5_0>},
+     Pad::kZero, 0, QuantizeBytes<BlockQ5_0, QuantizeBlockQ5_0>, DequantizeBytes<BlockQ5_0, DequantizeBlockQ5_0>,
+     WeightedBytes<BlockQ5_0, 32, QuantizeRowWeightedQ5_0>},
     {7, "q5_1", "ggml Q5_1: 32 5-bit codes q·d + m, d = (max-min)/31, m = min", 32, 24, 5,
-     "fp16 scale + fp16 min per 32", Pad::kRepeatLast, QuantizeBytes<BlockQ5_1, QuantizeBlockQ5_1>,
-     DequantizeBytes<BlockQ5_1, DequantizeBlockQ5_1>},
+     "fp16 scale + fp16 min per 32", Pad::kRepeatLast, 0, QuantizeBytes<BlockQ5_1, QuantizeBlockQ5_1>,
+     DequantizeBytes<BlockQ5_1, DequantizeBlockQ5_1>, WeightedBytes<BlockQ5_1, 32, QuantizeRowWeightedQ5_1>},
     {12, "q4_k", "ggml Q4_K: 256 = 8×32 4-bit codes, 6-bit scale and min per 32 (make_qkx2_quants fit)", 256,
-     144, 4, "6-bit scale + 6-bit min per 32, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock32,
-     QuantizeBytes<BlockQ4_K, QuantizeBlockQ4_K>, DequantizeBytes<BlockQ4_K, DequantizeBlockQ4_K>},
+     144, 4, "6-bit scale + 6-bit min per 32, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock, 32,
+     QuantizeBytes<BlockQ4_K, QuantizeBlockQ4_K>, DequantizeBytes<BlockQ4_K, DequantizeBlockQ4_K>,
+     WeightedBytes<BlockQ4_K, 256, QuantizeRowWeightedQ4_K>},
     {14, "q6_k", "ggml Q6_K: 256 = 16×16 6-bit codes in [-32,31], int8 scale per 16 (make_qx_quants)", 256,
-     210, 6, "int8 per 16, fp16 d per 256", Pad::kZero, QuantizeBytes<BlockQ6_K, QuantizeBlockQ6_K>,
-     DequantizeBytes<BlockQ6_K, DequantizeBlockQ6_K>},
+     210, 6, "int8 per 16, fp16 d per 256", Pad::kZero, 0, QuantizeBytes<BlockQ6_K, QuantizeBlockQ6_K>,
+     DequantizeBytes<BlockQ6_K, DequantizeBlockQ6_K>, WeightedBytes<BlockQ6_K, 256, QuantizeRowWeightedQ6_K>},
+    {10, "q2_k", "ggml Q2_K: 256 = 16×16 2-bit codes, 4-bit scale and min per 16 (make_qkx2_quants, MAD)", 256,
+     84, 2, "4-bit scale + 4-bit min per 16, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock, 16,
+     QuantizeBytes<BlockQ2_K, QuantizeBlockQ2_K>, DequantizeBytes<BlockQ2_K, DequantizeBlockQ2_K>,
+     WeightedBytes<BlockQ2_K, 256, QuantizeRowWeightedQ2_K>},
+    {11, "q3_k", "ggml Q3_K: 256 = 16×16 3-bit codes in [-4,3], 6-bit signed scale per 16 (make_q3_quants)",
+     256, 110, 3, "6-bit per 16, fp16 d per 256", Pad::kZero, 0, QuantizeBytes<BlockQ3_K, QuantizeBlockQ3_K>,
+     DequantizeBytes<BlockQ3_K, DequantizeBlockQ3_K>, WeightedBytes<BlockQ3_K, 256, QuantizeRowWeightedQ3_K>},
+    {13, "q5_k", "ggml Q5_K: 256 = 8×32 5-bit codes, 6-bit scale and min per 32 (make_qkx2_quants fit)", 256,
+     176, 5, "6-bit scale + 6-bit min per 32, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock, 32,
+     QuantizeBytes<BlockQ5_K, QuantizeBlockQ5_K>, DequantizeBytes<BlockQ5_K, DequantizeBlockQ5_K>,
+     WeightedBytes<BlockQ5_K, 256, QuantizeRowWeightedQ5_K>},
+    {15, "q8_k", "ggml Q8_K: 256 int8 codes, fp32 scale -max/127 (llama.cpp's activation format)", 256, 292, 8,
+     "fp32 per 256 (+ int16 sums per 16)", Pad::kZero, 0, QuantizeBytes<BlockQ8_K, QuantizeBlockQ8_K>,
+     DequantizeBytes<BlockQ8_K, DequantizeBlockQ8_K>, nullptr},
+    {20, "iq4_nl", "ggml IQ4_NL: 32 4-bit indices into a 16-level non-uniform codebook, fp16 scale", 32, 18, 4,
+     "fp16 per 32", Pad::kZero, 0, QuantizeBytes<BlockIq4Nl, QuantizeBlockIq4Nl>,
+     DequantizeBytes<BlockIq4Nl, DequantizeBlockIq4Nl>, WeightedBytes<BlockIq4Nl, 32, QuantizeRowWeightedIq4Nl>},
+    {23, "iq4_xs", "ggml IQ4_XS: 256 = 8×32 IQ4_NL codebook indices, 6-bit signed scale per 32", 256, 136, 4,
+     "6-bit per 32, fp16 d per 256", Pad::kZero, 0, QuantizeBytes<BlockIq4Xs, QuantizeBlockIq4Xs>,
+     DequantizeBytes<BlockIq4Xs, DequantizeBlockIq4Xs>, WeightedBytes<BlockIq4Xs, 256, QuantizeRowWeightedIq4Xs>},
 };
-
 const QuantType* FindQuantType(int id) {
   for (const QuantType& t : kQuantTypes) {
     if (t.id == id) return &t;
@@ -538,8 +527,9 @@ void PadPartialBlock(const QuantType& t, const float* x, int n_real, float* buf)
     case Pad::kRepeatLast:
       std::fill(buf + n_real, buf + t.block_elems, x[n_real - 1]);
       break;
-    case Pad::kRepeatLastInSubBlock32: {
-      const int sub_end = std::min(t.block_elems, (n_real + 31) / 32 * 32);
+    case Pad::kRepeatLastInSubBlock: {
+      const int sub = t.pad_sub_block;
+      const int sub_end = std::min(t.block_elems, (n_real + sub - 1) / sub * sub);
       std::fill(buf + n_real, buf + sub_end, x[n_real - 1]);
       std::fill(buf + sub_end, buf + t.block_elems, 0.0f);
       break;
@@ -556,6 +546,16 @@ void QuantizeAnyRow(const QuantType& t, const float* x, int64_t n, uint8_t* out)
     float buf[gguf::kQKK];
     PadPartialBlock(t, x + full * t.block_elems, rest, buf);
     t.quantize(buf, out + full * t.block_bytes);
+  }
+}
+
+// Importance-weighted row of whole blocks (callers check n % block_elems == 0); types without a weighted
+// rule take the reference path, as ggml's quantize_<type> does.
+void QuantizeWeightedRow(const QuantType& t, const float* x, int64_t n, const float* qw, uint8_t* out) {
+  if (t.quantize_weighted == nullptr) {
+    QuantizeAnyRow(t, x, n, out);
+  } else {
+    t.quantize_weighted(x, n, qw, out);
   }
 }
 
@@ -577,12 +577,12 @@ void DequantizeAnyRow(const QuantType& t, const uint8_t* in, int64_t n, float* y
 constexpr GgmlTypeInfo kGgmlTypes[] = {
     {0, "f32", 1, 4, true},          {1, "f16", 1, 2, true},          {2, "q4_0", 32, 18, true},
     {3, "q4_1", 32, 20, true},       {6, "q5_0", 32, 22, true},       {7, "q5_1", 32, 24, true},
-    {8, "q8_0", 32, 34, true},       {9, "q8_1", 32, 36, false},      {10, "q2_K", 256, 84, false},
-    {11, "q3_K", 256, 110, false},   {12, "q4_K", 256, 144, true},    {13, "q5_K", 256, 176, false},
-    {14, "q6_K", 256, 210, true},    {15, "q8_K", 256, 292, false},   {16, "iq2_xxs", 256, 66, false},
+    {8, "q8_0", 32, 34, true},       {9, "q8_1", 32, 36, false},      {10, "q2_K", 256, 84, true},
+    {11, "q3_K", 256, 110, true},   {12, "q4_K", 256, 144, true},    {13, "q5_K", 256, 176, true},
+    {14, "q6_K", 256, 210, true},    {15, "q8_K", 256, 292, true},   {16, "iq2_xxs", 256, 66, false},
     {17, "iq2_xs", 256, 74, false},  {18, "iq3_xxs", 256, 98, false}, {19, "iq1_s", 256, 50, false},
-    {20, "iq4_nl", 32, 18, false},   {21, "iq3_s", 256, 110, false},  {22, "iq2_s", 256, 82, false},
-    {23, "iq4_xs", 256, 136, false}, {24, "i8", 1, 1, false},         {25, "i16", 1, 2, false},
+    {20, "iq4_nl", 32, 18, true},   {21, "iq3_s", 256, 110, false},  {22, "iq2_s", 256, 82, false},
+    {23, "iq4_xs", 256, 136, true}, {24, "i8", 1, 1, false},         {25, "i16", 1, 2, false},
     {26, "i32", 1, 4, false},        {27, "i64", 1, 8, false},        {28, "f64", 1, 8, false},
     {29, "iq1_m", 256, 56, false},   {30, "bf16", 1, 2, true},        {34, "tq1_0", 256, 54, false},
     {35, "tq2_0", 256, 66, false},   {39, "mxfp4", 32, 17, false},    {40, "nvfp4", 64, 36, false},
@@ -620,6 +620,22 @@ Status CheckFinite(std::string_view what, const float* x, int64_t rows, int64_t 
   return Status::Ok();
 }
 
+// Importance weights: whole blocks only (ggml's weighted statistics span the row), finite and >= 0.
+Status CheckImportance(const QuantType& t, const float* qw, int64_t cols) {
+  if (cols % t.block_elems != 0) {
+    return Status::Errorf("{}: importance-weighted quantization needs rows of whole {}-blocks; got {} columns "
+                          "(drop the importance matrix for this tensor or pick a type with smaller blocks)",
+                          t.codec_name, t.block_elems, cols);
+  }
+  for (int64_t j = 0; j < cols; ++j) {
+    if (!std::isfinite(qw[j]) || qw[j] < 0) {
+      return Status::Errorf("{}: importance weight {} of column {} is not a finite value >= 0 (check the "
+                            "importance matrix)", t.codec_name, qw[j], j);
+    }
+  }
+  return Status::Ok();
+}
+
 // ---------------------------------------------------------------------------------------------
 // BlockCodec
 // ---------------------------------------------------------------------------------------------
@@ -646,6 +662,8 @@ class GgufCodec final : public BlockCodec {
     }
     if (rows < 0 || cols < 0) return Status::Errorf("{}: negative shape [{}, {}]", t_.codec_name, rows, cols);
     QL_RETURN_IF_ERROR(CheckFinite(t_.codec_name, x, rows, cols));
+    const float* qw = opt.importance;
+    if (qw != nullptr) QL_RETURN_IF_ERROR(CheckImportance(t_, qw, cols));
     PackedBlocks p;
     p.rows = rows;
     p.cols = cols;
@@ -654,7 +672,14 @@ class GgufCodec final : public BlockCodec {
     p.bytes.resize(size_t(rows * row_bytes));
     // Rows are independent (and each is deterministic), so threads do not change the bytes.
 #pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElems)
-    for (int64_t r = 0; r < rows; ++r) QuantizeAnyRow(t_, x + r * cols, cols, p.bytes.data() + r * row_bytes);
+    for (int64_t r = 0; r < rows; ++r) {
+      uint8_t* out = p.bytes.data() + r * row_bytes;
+      if (qw != nullptr) {
+        QuantizeWeightedRow(t_, x + r * cols, cols, qw, out);
+      } else {
+        QuantizeAnyRow(t_, x + r * cols, cols, out);
+      }
+    }
     return p;
   }
 
@@ -675,13 +700,17 @@ class GgufCodec final : public BlockCodec {
 
 // Function-local statics: built on first use, so no static-initialization-order hazard.
 std::span<const BlockCodec* const> CodecList() {
-  static const GgufCodec kCodecs[] = {GgufCodec(kQuantTypes[0]), GgufCodec(kQuantTypes[1]),
-                                      GgufCodec(kQuantTypes[2]), GgufCodec(kQuantTypes[3]),
-                                      GgufCodec(kQuantTypes[4]), GgufCodec(kQuantTypes[5]),
-                                      GgufCodec(kQuantTypes[6])};
-  static const BlockCodec* const kList[] = {&kCodecs[0], &kCodecs[1], &kCodecs[2], &kCodecs[3],
-                                            &kCodecs[4], &kCodecs[5], &kCodecs[6]};
-  return kList;
+  static const std::vector<GgufCodec> codecs = [] {
+    std::vector<GgufCodec> v;
+    for (const QuantType& t : kQuantTypes) v.emplace_back(t);
+    return v;
+  }();
+  static const std::vector<const BlockCodec*> list = [] {
+    std::vector<const BlockCodec*> v;
+    for (const GgufCodec& c : codecs) v.push_back(&c);
+    return v;
+  }();
+  return list;
 }
 
 }  // namespace
@@ -732,10 +761,12 @@ Status DequantizeGgmlRow(int type_id, const uint8_t* src, int64_t n, float* dst)
   }
 }
 
-StatusOr<std::vector<uint8_t>> QuantizeGgmlRow(int type_id, const float* x, int64_t n) {
+StatusOr<std::vector<uint8_t>> QuantizeGgmlRow(int type_id, const float* x, int64_t n, const float* qw) {
   QL_ASSIGN_OR_RETURN(GgmlTypeInfo info, SupportedGgmlType(type_id));
   QL_RETURN_IF_ERROR(CheckRowLength(info, n));
   if (info.block_elems > 1) QL_RETURN_IF_ERROR(CheckFinite(info.name, x, 1, n));
+  const QuantType* qt = FindQuantType(type_id);
+  if (qw != nullptr && qt != nullptr) QL_RETURN_IF_ERROR(CheckImportance(*qt, qw, n));
   std::vector<uint8_t> out(size_t(n / info.block_elems * info.block_bytes));
   switch (type_id) {
     case 0:
@@ -751,10 +782,21 @@ StatusOr<std::vector<uint8_t>> QuantizeGgmlRow(int type_id, const float* x, int6
     default: {
       const QuantType* t = FindQuantType(type_id);
       QL_CHECK(t != nullptr, "ggml type {} is marked supported but has no quantizer", type_id);
-      QuantizeAnyRow(*t, x, n, out.data());
+      if (qw != nullptr) {
+        QuantizeWeightedRow(*t, x, n, qw, out.data());
+      } else {
+        QuantizeAnyRow(*t, x, n, out.data());
+      }
     }
   }
   return out;
+}
+
+int GgmlTypeIdOfCodec(std::string_view codec_name) {
+  for (const QuantType& t : kQuantTypes) {
+    if (codec_name == t.codec_name) return t.id;
+  }
+  return -1;
 }
 
 const BlockCodec* GgufQ8_0Codec() { return CodecList()[0]; }
@@ -764,6 +806,12 @@ const BlockCodec* GgufQ5_0Codec() { return CodecList()[3]; }
 const BlockCodec* GgufQ5_1Codec() { return CodecList()[4]; }
 const BlockCodec* GgufQ4_KCodec() { return CodecList()[5]; }
 const BlockCodec* GgufQ6_KCodec() { return CodecList()[6]; }
+const BlockCodec* GgufQ2_KCodec() { return CodecList()[7]; }
+const BlockCodec* GgufQ3_KCodec() { return CodecList()[8]; }
+const BlockCodec* GgufQ5_KCodec() { return CodecList()[9]; }
+const BlockCodec* GgufQ8_KCodec() { return CodecList()[10]; }
+const BlockCodec* GgufIq4NlCodec() { return CodecList()[11]; }
+const BlockCodec* GgufIq4XsCodec() { return CodecList()[12]; }
 std::span<const BlockCodec* const> GgufBlockCodecs() { return CodecList(); }
 
 }  // namespace ql

@@ -86,6 +86,8 @@ double MxCodec::nominal_bits_per_weight(int block_size) const {
 
 StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t cols,
                                          const BlockOptions& opt) const {
+  if (opt.importance != nullptr)
+    return Status::Errorf("{}: has no importance-weighted quantizer; drop the importance matrix or use a GGUF type", name_);
   if (opt.block_size < 0)
     return Status::Errorf("{}: block size {} is negative; use 0 (default {}) or a positive size", name_,
                           opt.block_size, default_block_size());

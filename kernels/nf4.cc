@@ -101,6 +101,8 @@ double Nf4Codec::nominal_bits_per_weight(int block_size) const {
 
 StatusOr<PackedBlocks> Nf4Codec::Quantize(const float* x, int64_t rows, int64_t cols,
                                           const BlockOptions& opt) const {
+  if (opt.importance != nullptr)
+    return Status::Errorf("nf4: has no importance-weighted quantizer; drop the importance matrix or use a GGUF type");
   if (opt.block_size < 0)
     return Status::Errorf("nf4: block size {} is negative; use 0 (default 64) or a positive size",
                           opt.block_size);

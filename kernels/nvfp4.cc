@@ -48,6 +48,8 @@ double NvFp4Codec::nominal_bits_per_weight(int block_size) const {
 
 StatusOr<PackedBlocks> NvFp4Codec::Quantize(const float* x, int64_t rows, int64_t cols,
                                             const BlockOptions& opt) const {
+  if (opt.importance != nullptr)
+    return Status::Errorf("nvfp4: has no importance-weighted quantizer; drop the importance matrix or use a GGUF type");
   if (opt.block_size < 0)
     return Status::Errorf("nvfp4: block size {} is negative; use 0 (default 16) or a positive size",
                           opt.block_size);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs quantlab's build and test dependencies from Debian packages, idempotently.
-# Usage: scripts/install-deps.sh [--tests] [--bench] [--train] [--slurm] [--fuzz]   (needs root or sudo; does nothing if all are present)
+# Usage: scripts/install-deps.sh [--tests] [--bench] [--interop] [--train] [--slurm] [--fuzz]   (needs root or sudo; does nothing if all are present)
 # --bench adds the GEMM candidates bench/gemm_bench.cc compares against (oneDNN, BLIS; quantlab needs neither).
+# --interop adds python3-pip (scripts/llama-cpp.sh downloads llama.cpp's source with `pip download`).
 # --fuzz adds clang with its libFuzzer/sanitizer runtimes and OpenMP (scripts/fuzz.sh).
 # --train adds bible-kjv (the King James Bible text + `bible` program): the corpus of scripts/train-default.sh.
 # --slurm adds a single-node Slurm (slurmctld, slurmd, client tools, munge): scripts/slurm/test-local.sh.
@@ -20,6 +21,9 @@ for arg in "$@"; do
   fi
   if [[ "$arg" == "--bench" ]]; then
     pkgs+=(libbenchmark-dev libdnnl-dev libblis-dev)
+  fi
+  if [[ "$arg" == "--interop" ]]; then
+    pkgs+=(python3-pip)
   fi
   if [[ "$arg" == "--train" ]]; then
     pkgs+=(bible-kjv bible-kjv-text)

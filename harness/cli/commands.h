@@ -29,5 +29,6 @@ void AddInspectCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
 void AddVerifyCommand(CLI::App& app);
+void AddExportCommand(CLI::App& app);
 
 }  // namespace ql::cli

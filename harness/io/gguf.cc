@@ -633,27 +633,16 @@ Status WriteGgufFile(const std::string& path, const std::vector<std::pair<std::s
   return w.Close();
 }
 
-Status WriteGguf(const std::string& path, const Model& model, FloatDtype dtype, uint32_t alignment) {
-  QL_RETURN_IF_ERROR(model.Validate(path));
+StatusOr<std::vector<std::pair<std::string, GgufValue>>> GgufModelMetadata(const std::string& path, const Model& model,
+                                                                          uint32_t file_type, uint32_t alignment) {
   const ModelConfig& c = model.config;
-  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3")
-    return Status::Errorf("{}: cannot write architecture '{}' as GGUF (llama, qwen2, qwen3)", path, c.arch);
-  const Model* src = &model;
-  Model converted;
-  const bool want_interleaved = c.arch == "llama";
-  if (c.rope_interleaved != want_interleaved) {
-    converted = model;
-    SetRopeLayout(&converted, want_interleaved);
-    src = &converted;
-  }
   const std::string a = c.arch + ".";
   using V = GgufValue;
   std::vector<std::pair<std::string, GgufValue>> kv = {
       {"general.architecture", V::Str(c.arch)},
       {"general.name", V::Str("quantlab export")},
       {"general.alignment", V::U32(alignment)},
-      // llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16
-      {"general.file_type", V::U32(dtype == FloatDtype::kF32 ? 0 : dtype == FloatDtype::kF16 ? 1 : 32)},
+      {"general.file_type", V::U32(file_type)},  // llama_ftype
       {a + "vocab_size", V::U32(uint32_t(c.vocab_size))},
       {a + "context_length", V::U32(uint32_t(c.max_seq_len))},
       {a + "embedding_length", V::U32(uint32_t(c.dim))},
@@ -711,6 +700,25 @@ Status WriteGguf(const std::string& path, const Model& model, FloatDtype dtype, 
   } else if (model.tokenizer) {
     return Status::Errorf("{}: writing a '{}' tokenizer to GGUF is not supported", path, model.tokenizer->kind());
   }
+  return kv;
+}
+
+Status WriteGguf(const std::string& path, const Model& model, FloatDtype dtype, uint32_t alignment) {
+  QL_RETURN_IF_ERROR(model.Validate(path));
+  const ModelConfig& c = model.config;
+  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3")
+    return Status::Errorf("{}: cannot write architecture '{}' as GGUF (llama, qwen2, qwen3)", path, c.arch);
+  const Model* src = &model;
+  Model converted;
+  const bool want_interleaved = c.arch == "llama";
+  if (c.rope_interleaved != want_interleaved) {
+    converted = model;
+    SetRopeLayout(&converted, want_interleaved);
+    src = &converted;
+  }
+  // llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16
+  const uint32_t file_type = dtype == FloatDtype::kF32 ? 0 : dtype == FloatDtype::kF16 ? 1 : 32;
+  QL_ASSIGN_OR_RETURN(auto kv, GgufModelMetadata(path, model, file_type, alignment));
   std::vector<GgufTensorBlob> blobs;
   for (const auto& [hf, shape] : src->ExpectedTensors()) {
     const Tensor& t = src->W(hf);

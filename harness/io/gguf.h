@@ -102,4 +102,9 @@ Status WriteGgufFile(const std::string& path, const std::vector<std::pair<std::s
 // q/k are converted to the layout the architecture implies (adjacent pairs for llama).
 Status WriteGguf(const std::string& path, const Model& model, FloatDtype dtype, uint32_t alignment = 32);
 
+// The metadata WriteGguf writes for `model` ({arch}.* config keys, tokenizer arrays), with
+// general.file_type = file_type (llama_ftype). `path` only names the file in errors.
+StatusOr<std::vector<std::pair<std::string, GgufValue>>> GgufModelMetadata(const std::string& path, const Model& model,
+                                                                          uint32_t file_type, uint32_t alignment);
+
 }  // namespace ql::io

@@ -197,13 +197,13 @@ TEST(IoGguf, HandBuiltQuantBlocksDequantize) {
     EXPECT_EQ(b->data[j], (j - 8) * 2.0f);
     EXPECT_EQ(b->data[j + 16], (7 - j) * 2.0f);
   }
-  // q2_K (id 10) is in the type table but cannot be dequantized: a clear error naming it.
-  ASSERT_TRUE(io::WriteGgufFile(tmp / "k.gguf", {}, {{"c", {256}, 10, std::vector<uint8_t>(84)}}).ok());
+  // iq2_xxs (id 16) is in the type table but cannot be dequantized: a clear error naming it.
+  ASSERT_TRUE(io::WriteGgufFile(tmp / "k.gguf", {}, {{"c", {256}, 16, std::vector<uint8_t>(66)}}).ok());
   auto fk = io::ReadGgufHeader(tmp / "k.gguf");
   ASSERT_TRUE(fk.ok()) << fk.status().message();
   io::FileReader rk;
   ASSERT_TRUE(rk.Open(tmp / "k.gguf").ok());
-  QL_EXPECT_ERROR(io::ReadGgufTensor(*fk, rk, fk->tensors[0]), "k.gguf", "'c'", "q2_K");
+  QL_EXPECT_ERROR(io::ReadGgufTensor(*fk, rk, fk->tensors[0]), "k.gguf", "'c'", "iq2_xxs");
 }
 
 TEST(IoGguf, Stories260KTokenizerAndWeightsRoundTrip) {

@@ -477,7 +477,7 @@ TEST(GgmlTypes, TableMatchesSpecs) {
   const int want[][3] = {{0, 1, 4},      {1, 1, 2},      {2, 32, 18},    {3, 32, 20},   {6, 32, 22},
                          {7, 32, 24},    {8, 32, 34},    {10, 256, 84},  {11, 256, 110}, {12, 256, 144},
                          {13, 256, 176}, {14, 256, 210}, {15, 256, 292}, {30, 1, 2},     {39, 32, 17},
-                         {40, 64, 36},   {9, 32, 36}};  // Q8_1: half d, s + 32 (gguf-py 0.19 still says 40)
+                         {40, 64, 36},   {9, 32, 36},    {20, 32, 18},  {23, 256, 136}};  // Q8_1: half d, s + 32 (gguf-py 0.19 still says 40)
   for (const auto& w : want) {
     const GgmlTypeInfo* info = FindGgmlTypeInfo(w[0]);
     ASSERT_NE(info, nullptr) << w[0];
@@ -488,22 +488,22 @@ TEST(GgmlTypes, TableMatchesSpecs) {
   for (const GgmlTypeInfo& t : GgmlTypeTable()) {
     if (t.supported) supported.insert(t.id);
   }
-  EXPECT_EQ(supported, (std::set<int>{0, 1, 2, 3, 6, 7, 8, 12, 14, 30}));
+  EXPECT_EQ(supported, (std::set<int>{0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 15, 20, 23, 30}));
   EXPECT_EQ(FindGgmlTypeInfo(4), nullptr);  // removed Q4_2
 }
 
 TEST(GgmlTypes, UnsupportedAndUnknownIdsAreErrorsNamingTheType) {
-  StatusOr<GgmlTypeInfo> q5k = SupportedGgmlType(13);
-  ASSERT_FALSE(q5k.ok());
-  EXPECT_NE(q5k.status().message().find("q5_K"), std::string::npos) << q5k.status().message();
+  StatusOr<GgmlTypeInfo> iq2 = SupportedGgmlType(16);
+  ASSERT_FALSE(iq2.ok());
+  EXPECT_NE(iq2.status().message().find("iq2_xxs"), std::string::npos) << iq2.status().message();
   StatusOr<GgmlTypeInfo> unknown = SupportedGgmlType(99);
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("99"), std::string::npos);
   float y[256];
   const uint8_t zeros[256] = {};
-  Status st = DequantizeGgmlRow(13, zeros, 256, y);
+  Status st = DequantizeGgmlRow(16, zeros, 256, y);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("q5_K"), std::string::npos);
+  EXPECT_NE(st.message().find("iq2_xxs"), std::string::npos);
   // Rows must be whole blocks for the ggml row API.
   st = DequantizeGgmlRow(2, zeros, 40, y);
   ASSERT_FALSE(st.ok());
@@ -538,7 +538,7 @@ TEST(GgmlTypes, PlainTypesRoundTrip) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Codecs: table-driven over all seven
+// Codecs: table-driven over all of them
 // ---------------------------------------------------------------------------------------------
 struct CodecExpect {
   const char* name;
@@ -550,11 +550,16 @@ struct CodecExpect {
 };
 // Step sizes on Gaussian blocks: Q8_0 amax/127 ≈ 0.018σ -> rmse ≈ 0.006; Q4_0 amax/8 ≈ 0.28σ -> 0.08;
 // Q4_1 range/15 ≈ 0.28σ -> 0.08; Q5_0 amax/16 -> 0.04; Q5_1 range/31 -> 0.04; Q4_K per-32 range/15 with a
-// fitted scale -> ≈ 0.075; Q6_K per-16 amax/32 ≈ 0.055σ -> 0.016. Bounds leave ~30% headroom.
+// fitted scale -> ≈ 0.075; Q6_K per-16 amax/32 ≈ 0.055σ -> 0.016; Q2_K per-16 range/3 ≈ 1.2σ -> 0.34 (the
+// MAD fit gives 0.30); Q3_K per-16 amax/4 ≈ 0.44σ -> 0.13 (measured 0.15: +max clamps to 3); Q5_K per-32
+// range/31 ≈ 0.13σ -> 0.038; Q8_K amax₂₅₆/127 ≈ 0.022σ -> 0.0065; IQ4_* a 16-level codebook ≈ Q4 -> 0.078.
+// Bounds leave ~30% headroom over the measured values.
 constexpr CodecExpect kExpect[] = {
     {"q8_0", 32, 34, 8, 8.5, 0.009},    {"q4_0", 32, 18, 4, 4.5, 0.11},  {"q4_1", 32, 20, 4, 5.0, 0.11},
     {"q5_0", 32, 22, 5, 5.5, 0.055},    {"q5_1", 32, 24, 5, 6.0, 0.055}, {"q4_k", 256, 144, 4, 4.5, 0.10},
-    {"q6_k", 256, 210, 6, 6.5625, 0.022}};
+    {"q6_k", 256, 210, 6, 6.5625, 0.022},  {"q2_k", 256, 84, 2, 2.625, 0.39},  {"q3_k", 256, 110, 3, 3.4375, 0.20},
+    {"q5_k", 256, 176, 5, 5.5, 0.047},     {"q8_k", 256, 292, 8, 9.125, 0.0095}, {"iq4_nl", 32, 18, 4, 4.5, 0.10},
+    {"iq4_xs", 256, 136, 4, 4.25, 0.10}};
 
 std::vector<float> Gaussian(size_t n, uint32_t seed, float sigma = 1.f) {
   std::mt19937 rng(seed);
@@ -695,7 +700,7 @@ TEST(GgufCodecs, PartialLastBlock) {
       // The full blocks of a row are exactly what the ggml row quantizer gives for them.
       const int64_t full = cols / e.block * e.block;
       if (full > 0) {
-        StatusOr<std::vector<uint8_t>> ref = QuantizeGgmlRow(kFixtureTypes[i].type_id, x.data() + cols, full);
+        StatusOr<std::vector<uint8_t>> ref = QuantizeGgmlRow(GgmlTypeIdOfCodec(e.name), x.data() + cols, full);
         ASSERT_TRUE(ref.ok());
         EXPECT_TRUE(std::equal(ref->begin(), ref->end(), p->bytes.begin() + blocks_per_row * e.bytes));
       }

@@ -1,0 +1,138 @@
+// Quantized GGUF export (harness/io/gguf_export.h): check every weight's type, carry the metadata over,
+// quantize with the GGUF codecs row by row, write with the low-level GGUF writer.
+#include "harness/io/gguf_export.h"
+
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "harness/io/rope_layout.h"
+#include "kernels/format.h"
+#include "kernels/gguf_blocks.h"
+
+namespace ql::io {
+namespace {
+
+constexpr uint32_t kGgmlQuantizationVersion = 2;  // GGML_QNT_VERSION, written by llama-quantize
+
+// One tensor's plan: its GGUF name, shape and ggml type.
+struct Planned {
+  std::string hf;
+  std::string gguf;
+  int type = 0;
+};
+
+// Chooses and checks the type of every tensor; collects all problems into one error.
+StatusOr<std::vector<Planned>> PlanTensors(const Model& model, const GgufTypeChooser& type_of,
+                                           const std::string& path) {
+  std::vector<Planned> plan;
+  std::vector<std::string> bad;
+  for (const auto& [hf, shape] : model.ExpectedTensors()) {
+    Planned p{hf, HfToGgufName(hf), 0};
+    QL_CHECK(!p.gguf.empty(), "no GGUF name for {}", hf);
+    if (shape.size() >= 2) {
+      const Tensor& t = model.W(hf);
+      QL_ASSIGN_OR_RETURN(std::string scheme, type_of(hf, t.rows(), t.cols()));
+      p.type = GgufTypeOfScheme(scheme);
+      if (p.type < 0) {
+        bad.push_back(fmt::format("{} ({}: no GGUF type)", hf, scheme));
+      } else if (t.cols() % FindGgmlTypeInfo(p.type)->block_elems != 0) {
+        bad.push_back(fmt::format("{} ({}: rows of {} are not whole {}-blocks)", hf, scheme, t.cols(),
+                                  FindGgmlTypeInfo(p.type)->block_elems));
+      }
+    }
+    plan.push_back(std::move(p));
+  }
+  if (!bad.empty()) {
+    constexpr size_t kShown = 6;  // one readable line: the first few, then a count
+    std::string list;
+    for (size_t i = 0; i < bad.size() && i < kShown; ++i) list += (i == 0 ? "" : ", ") + bad[i];
+    if (bad.size() > kShown) list += fmt::format(" and {} more", bad.size() - kShown);
+    return Status::Errorf("{}: cannot export {} tensor(s) as GGUF: {} (pick GGUF types: q4_0..q8_0, q2_k..q6_k, "
+                          "iq4_nl, iq4_xs, f32, fp16, bf16, or a llama.cpp preset with fallbacks)",
+                          path, bad.size(), list);
+  }
+  return plan;
+}
+
+// Source metadata verbatim, with general.file_type replaced and general.quantization_version set.
+std::vector<std::pair<std::string, GgufValue>> CarriedMetadata(const GgufFile& src, uint32_t file_type,
+                                                               bool quantized) {
+  std::vector<std::pair<std::string, GgufValue>> kv;
+  bool has_file_type = false, has_qv = false;
+  for (const auto& [k, v] : src.kv) {
+    if (k == "general.file_type") {
+      kv.emplace_back(k, GgufValue::U32(file_type));
+      has_file_type = true;
+    } else if (k == "general.quantization_version") {
+      kv.emplace_back(k, GgufValue::U32(kGgmlQuantizationVersion));
+      has_qv = true;
+    } else {
+      kv.emplace_back(k, v);
+    }
+  }
+  if (!has_file_type) kv.emplace_back("general.file_type", GgufValue::U32(file_type));
+  if (quantized && !has_qv) kv.emplace_back("general.quantization_version", GgufValue::U32(kGgmlQuantizationVersion));
+  return kv;
+}
+
+// One tensor's bytes in its ggml type, row by row (rows are independent).
+StatusOr<std::vector<uint8_t>> EncodeTensor(const Tensor& t, int type) {
+  const int64_t rows = t.shape.size() >= 2 ? t.rows() : 1, cols = t.numel() / rows;
+  std::vector<uint8_t> out;
+  for (int64_t r = 0; r < rows; ++r) {
+    QL_ASSIGN_OR_RETURN(std::vector<uint8_t> row, QuantizeGgmlRow(type, t.data.data() + r * cols, cols));
+    out.insert(out.end(), row.begin(), row.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+int GgufTypeOfScheme(const std::string& scheme) {
+  if (scheme == "f32") return 0;
+  if (scheme == "fp16" || scheme == "f16") return 1;
+  if (scheme == "bf16") return 30;
+  if (scheme == "q8_k") return -1;  // an activation format: llama.cpp has no matrix product for Q8_K weights
+  return GgmlTypeIdOfCodec(scheme);
+}
+
+Status ExportGguf(const std::string& path, const Model& model, const GgufExportOptions& opt) {
+  QL_RETURN_IF_ERROR(model.Validate(path));
+  const ModelConfig& c = model.config;
+  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3")
+    return Status::Errorf("{}: cannot write architecture '{}' as GGUF (llama, qwen2, qwen3)", path, c.arch);
+  QL_ASSIGN_OR_RETURN(std::vector<Planned> plan, PlanTensors(model, opt.type_of, path));
+  const Model* src = &model;
+  Model converted;
+  if (c.rope_interleaved != (c.arch == "llama")) {  // GGUF llama stores q/k in adjacent-pair order
+    converted = model;
+    SetRopeLayout(&converted, c.arch == "llama");
+    src = &converted;
+  }
+  bool quantized = false;
+  for (const Planned& p : plan) quantized |= FindGgmlTypeInfo(p.type)->block_elems > 1;
+  uint32_t alignment = 32;
+  std::vector<std::pair<std::string, GgufValue>> kv;
+  if (opt.source != nullptr) {
+    kv = CarriedMetadata(*opt.source, opt.file_type, quantized);
+    alignment = uint32_t(opt.source->alignment);
+  } else {
+    QL_ASSIGN_OR_RETURN(kv, GgufModelMetadata(path, model, opt.file_type, alignment));
+    if (quantized) kv.emplace_back("general.quantization_version", GgufValue::U32(kGgmlQuantizationVersion));
+  }
+  std::vector<GgufTensorBlob> blobs;
+  for (const Planned& p : plan) {
+    const Tensor& t = src->W(p.hf);
+    GgufTensorBlob b;
+    b.name = p.gguf;
+    b.ne.assign(t.shape.rbegin(), t.shape.rend());
+    b.type = uint32_t(p.type);
+    QL_ASSIGN_OR_RETURN(b.data, EncodeTensor(t, p.type));
+    blobs.push_back(std::move(b));
+  }
+  return WriteGgufFile(path, kv, blobs, alignment);
+}
+
+}  // namespace ql::io

@@ -1,0 +1,38 @@
+// The ggml side of the interop tests: quantizes and dequantizes rows with the ggml library llama.cpp links
+// (libggml-base from scripts/llama-cpp.sh), through its public API only. Compiled as C against ggml.h so
+// nothing of quantlab is involved in these answers.
+#include <string.h>
+
+#include "ggml.h"
+#include "ggml_oracle.h"
+
+// Q8_K is an activation format: ggml-base's type traits carry no to_float / from_float_ref for it, so the
+// row functions of ggml-quants.c are called directly.
+void quantize_row_q8_K_ref(const float* x, void* y, int64_t k);
+void dequantize_row_q8_K(const void* x, float* y, int64_t k);
+
+size_t QlGgmlQuantize(int type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                      const float* imatrix) {
+  // What llama-quantize calls per chunk of rows (quantize_<type>, with the imatrix or NULL).
+  return ggml_quantize_chunk((enum ggml_type)type, src, dst, 0, nrows, n_per_row, imatrix);
+}
+
+void QlGgmlQuantizeRef(int type, const float* src, void* dst, int64_t n) {
+  const struct ggml_type_traits* t = ggml_get_type_traits((enum ggml_type)type);
+  memset(dst, 0, (size_t)(n / t->blck_size) * t->type_size);  // Q8_K leaves bsums of all-zero blocks unset
+  if (type == GGML_TYPE_Q8_K) {
+    quantize_row_q8_K_ref(src, dst, n);
+  } else {
+    t->from_float_ref(src, dst, n);
+  }
+}
+
+void QlGgmlDequantize(int type, const void* src, float* dst, int64_t n) {
+  if (type == GGML_TYPE_Q8_K) {
+    dequantize_row_q8_K(src, dst, n);
+  } else {
+    ggml_get_type_traits((enum ggml_type)type)->to_float(src, dst, n);
+  }
+}
+
+size_t QlGgmlRowSize(int type, int64_t n) { return ggml_row_size((enum ggml_type)type, n); }
