@@ -25,5 +25,6 @@ void AddEvalCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
+void AddTasksCommand(CLI::App& app);
 
 }  // namespace ql::cli
