@@ -93,63 +93,97 @@ double TokenLogProb(const float* row, int vocab, int token, bool* is_argmax) {
   return double(row[token]) - m - std::log(z);
 }
 
-// Accumulates the scored tokens of one candidate; row_of(j) gives the logits predicting tokens[j].
-template <class RowOf>
-CandidateScore ScoreRows(const CandidateTokens& c, int vocab, const RowOf& row_of) {
-  CandidateScore s;
-  s.greedy = true;
-  for (size_t j = c.score_from; j < c.tokens.size(); ++j) {
-    bool top = false;
-    s.loglik += TokenLogProb(row_of(j), vocab, c.tokens[j], &top);
-    s.greedy = s.greedy && top;
-    ++s.n_tokens;
+// The distinct token sequences of one item over every convention being scored, and for each the
+// log-probabilities of its tokens from `from` on (the earliest token any convention scores).
+struct ItemSequences {
+  std::vector<std::vector<int>> seqs;
+  std::vector<int> from;
+  std::vector<std::vector<int>> index;  // [plan][candidate] -> sequence
+  std::vector<std::vector<double>> lp;  // [sequence][token - from] log p
+  std::vector<std::vector<uint8_t>> top;  // [sequence][token - from] is the row's argmax
+};
+
+ItemSequences CollectSequences(std::span<const ItemPlan* const> plans) {
+  ItemSequences u;
+  for (const ItemPlan* plan : plans) {
+    std::vector<int>& idx = u.index.emplace_back();
+    for (const CandidateTokens& c : plan->candidates) {
+      size_t k = 0;
+      while (k < u.seqs.size() && u.seqs[k] != c.tokens) ++k;
+      if (k == u.seqs.size()) u.seqs.push_back(c.tokens), u.from.push_back(c.score_from);
+      u.from[k] = std::min(u.from[k], c.score_from);
+      idx.push_back(int(k));
+    }
   }
-  return s;
+  u.lp.resize(u.seqs.size());
+  u.top.resize(u.seqs.size());
+  return u;
 }
 
-// Every candidate from position 0 on its own (the reference the shared path is tested against).
-Status ScoreAlone(const Model& model, const ItemPlan& plan, const ForwardHooks* hooks, std::vector<float>& logits,
-                  ItemScore* out, int64_t* fed) {
+// Fills u.lp/u.top of sequence k; row_of(j) gives the logits [V] predicting token j.
+template <class RowOf>
+void RecordRows(ItemSequences& u, size_t k, int vocab, const RowOf& row_of) {
+  const std::vector<int>& seq = u.seqs[k];
+  for (size_t j = u.from[k]; j < seq.size(); ++j) {
+    bool top = false;
+    u.lp[k].push_back(TokenLogProb(row_of(j), vocab, seq[j], &top));
+    u.top[k].push_back(top ? 1 : 0);
+  }
+}
+
+// Every sequence from position 0 on its own (the reference the shared path is tested against).
+Status RunAlone(const Model& model, const ForwardHooks* hooks, std::vector<float>& logits, ItemSequences& u,
+                int64_t* fed) {
   const int V = model.config.vocab_size;
-  for (const CandidateTokens& c : plan.candidates) {
-    const std::span<const int> in(c.tokens.data(), c.tokens.size() - 1);
+  for (size_t k = 0; k < u.seqs.size(); ++k) {
+    const std::span<const int> in(u.seqs[k].data(), u.seqs[k].size() - 1);
     logits.resize(in.size() * size_t(V));  // [fed, V]
     QL_RETURN_IF_ERROR(ForwardWindow(model, in, logits.data(), hooks));
     *fed += int64_t(in.size());
-    out->candidates.push_back(ScoreRows(c, V, [&](size_t j) { return logits.data() + (j - 1) * V; }));
+    RecordRows(u, k, V, [&](size_t j) { return logits.data() + (j - 1) * V; });
   }
   return Status::Ok();
 }
 
-// The shared prefix (tokens common to all candidates, none of them scored) runs once; each candidate's
-// remaining fed tokens run from the rewound cache in one call.
-Status ScoreShared(const Model& model, const ItemPlan& plan, const ForwardHooks* hooks, KvCache& cache,
-                   std::vector<float>& prefix_logits, std::vector<float>& logits, ItemScore* out, int64_t* fed) {
+// The prefix all sequences share (up to the first scored token) runs once; the cache is rewound to it
+// for each sequence, whose remaining fed tokens run in one call.
+Status RunShared(const Model& model, const ForwardHooks* hooks, KvCache& cache, std::vector<float>& prefix_logits,
+                 std::vector<float>& logits, ItemSequences& u, int64_t* fed) {
   const int V = model.config.vocab_size;
-  const auto& first = plan.candidates[0].tokens;
+  const std::vector<int>& first = u.seqs[0];
   size_t p = first.size();
-  for (const CandidateTokens& c : plan.candidates)
-    p = std::min({p, CommonPrefix(c.tokens, first), size_t(c.score_from)});
+  for (size_t k = 0; k < u.seqs.size(); ++k) p = std::min({p, CommonPrefix(u.seqs[k], first), size_t(u.from[k])});
   cache.length = 0;
   prefix_logits.resize(V);  // [V]: the prediction for position p
-  if (p > 0) {  // p = 0: candidates differ from their first token (e.g. a WinoGrande blank first)
+  if (p > 0) {  // p = 0: sequences differ from their first token (e.g. a WinoGrande blank first)
     QL_RETURN_IF_ERROR(ForwardCached(model, std::span<const int>(first.data(), p), &cache, prefix_logits.data(), hooks));
     *fed += int64_t(p);
   }
-  for (const CandidateTokens& c : plan.candidates) {
+  for (size_t k = 0; k < u.seqs.size(); ++k) {
+    const std::vector<int>& seq = u.seqs[k];
     cache.length = int(p);
-    const size_t n_rest = c.tokens.size() - 1 - p;  // fed positions p .. size-2
+    const size_t n_rest = seq.size() - 1 - p;  // fed positions p .. size-2
     if (n_rest > 0) {
       logits.resize(n_rest * size_t(V));  // [n_rest, V], row r = position p + r
-      QL_RETURN_IF_ERROR(ForwardCachedAll(model, std::span<const int>(c.tokens.data() + p, n_rest), &cache,
-                                          logits.data(), hooks));
+      QL_RETURN_IF_ERROR(
+          ForwardCachedAll(model, std::span<const int>(seq.data() + p, n_rest), &cache, logits.data(), hooks));
       *fed += int64_t(n_rest);
     }
-    out->candidates.push_back(ScoreRows(c, V, [&](size_t j) {
-      return j - 1 < p ? prefix_logits.data() : logits.data() + (j - 1 - p) * V;
-    }));
+    RecordRows(u, k, V, [&](size_t j) { return j - 1 < p ? prefix_logits.data() : logits.data() + (j - 1 - p) * V; });
   }
   return Status::Ok();
+}
+
+// A candidate's score from its sequence's recorded log-probabilities.
+CandidateScore Accumulate(const ItemSequences& u, int k, const CandidateTokens& c) {
+  CandidateScore s;
+  s.greedy = true;
+  for (size_t j = c.score_from; j < c.tokens.size(); ++j) {
+    s.loglik += u.lp[k][j - u.from[k]];
+    s.greedy = s.greedy && u.top[k][j - u.from[k]];
+    ++s.n_tokens;
+  }
+  return s;
 }
 
 // The text acc_norm divides by: the choice (multiple choice) or the shared continuation.
@@ -250,48 +284,70 @@ std::vector<TaskMetricValue> TaskMetrics(const TaskScores& scores) {
   return out;
 }
 
-StatusOr<TaskScores> ScoreTask(const Model& model, const TaskSet& tasks, TaskConvention convention,
-                               const TaskScoreOptions& options) {
+StatusOr<std::vector<TaskScores>> ScoreTaskConventions(const Model& model, const TaskSet& tasks,
+                                                       std::span<const TaskConvention> conventions,
+                                                       const TaskScoreOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   if (!model.tokenizer) return Status::Errorf("{}: the model has no tokenizer (task scoring needs one)", model.source_path);
+  if (conventions.empty()) return Status::Error("task scoring: no convention given (use lmeval or llamacpp)");
   const Tokenizer& tok = *model.tokenizer;
   const int eos_id = tok.eos_id() >= 0 ? tok.eos_id() : model.config.eos_id;
   int window = options.window > 0 ? options.window : model.config.max_seq_len;
   if (options.window > 0 && model.config.max_seq_len > 0) window = std::min(window, model.config.max_seq_len);
 
-  std::vector<ItemPlan> plans;
+  const size_t n_conv = conventions.size();
+  std::vector<ItemPlan> plans;  // [item * n_conv + convention]
   size_t longest = 1;
   for (const TaskItem& item : tasks.items) {
-    QL_ASSIGN_OR_RETURN(ItemPlan plan, PlanItem(item, tasks.shape, convention, tok, eos_id, window, tasks.path));
-    for (const CandidateTokens& c : plan.candidates) longest = std::max(longest, c.tokens.size());
-    plans.push_back(std::move(plan));
+    for (TaskConvention conv : conventions) {
+      QL_ASSIGN_OR_RETURN(ItemPlan plan, PlanItem(item, tasks.shape, conv, tok, eos_id, window, tasks.path));
+      for (const CandidateTokens& c : plan.candidates) longest = std::max(longest, c.tokens.size());
+      plans.push_back(std::move(plan));
+    }
   }
 
-  TaskScores out;
-  out.task = tasks.name;
-  out.path = tasks.path;
-  out.shape = tasks.shape;
-  out.convention = convention;
-  out.limit = tasks.limit.Canonical();
-  out.window = window;
+  std::vector<TaskScores> out(n_conv);
+  for (size_t v = 0; v < n_conv; ++v) {
+    out[v].task = tasks.name;
+    out[v].path = tasks.path;
+    out[v].shape = tasks.shape;
+    out[v].convention = conventions[v];
+    out[v].limit = tasks.limit.Canonical();
+    out[v].window = window;
+  }
   KvCache cache = options.share_prefix ? KvCache::ForModel(model.config, int(longest)) : KvCache{};
   std::vector<float> prefix_logits, logits;
-  for (size_t i = 0; i < plans.size(); ++i) {
+  int64_t fed = 0;
+  for (size_t i = 0; i < tasks.items.size(); ++i) {
     const TaskItem& item = tasks.items[i];
-    ItemScore s;
-    s.line = item.line;
-    s.gold = item.gold;
-    s.truncated_tokens = plans[i].truncated_tokens;
-    Status st = options.share_prefix
-                    ? ScoreShared(model, plans[i], options.hooks, cache, prefix_logits, logits, &s, &out.tokens_forwarded)
-                    : ScoreAlone(model, plans[i], options.hooks, logits, &s, &out.tokens_forwarded);
+    std::vector<const ItemPlan*> item_plans;
+    for (size_t v = 0; v < n_conv; ++v) item_plans.push_back(&plans[i * n_conv + v]);
+    ItemSequences u = CollectSequences(item_plans);
+    const Status st = options.share_prefix ? RunShared(model, options.hooks, cache, prefix_logits, logits, u, &fed)
+                                           : RunAlone(model, options.hooks, logits, u, &fed);
     if (!st.ok()) return Status::Errorf("{}:{}: {}", tasks.path, item.line, st.message());
-    for (int c = 0; c < int(s.candidates.size()); ++c) s.candidates[c].n_chars = CandidateChars(item, tasks.shape, c);
-    out.items.push_back(std::move(s));
-    if (options.progress) options.progress(int64_t(i + 1), int64_t(plans.size()));
+    for (size_t v = 0; v < n_conv; ++v) {
+      ItemScore s;
+      s.line = item.line;
+      s.gold = item.gold;
+      s.truncated_tokens = item_plans[v]->truncated_tokens;
+      for (size_t c = 0; c < item_plans[v]->candidates.size(); ++c) {
+        s.candidates.push_back(Accumulate(u, u.index[v][c], item_plans[v]->candidates[c]));
+        s.candidates.back().n_chars = CandidateChars(item, tasks.shape, int(c));
+      }
+      out[v].items.push_back(std::move(s));
+    }
+    if (options.progress) options.progress(int64_t(i + 1), int64_t(tasks.items.size()));
   }
-  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (TaskScores& s : out) s.seconds = seconds, s.tokens_forwarded = fed;
   return out;
+}
+
+StatusOr<TaskScores> ScoreTask(const Model& model, const TaskSet& tasks, TaskConvention convention,
+                               const TaskScoreOptions& options) {
+  QL_ASSIGN_OR_RETURN(std::vector<TaskScores> s, ScoreTaskConventions(model, tasks, {&convention, 1}, options));
+  return std::move(s[0]);
 }
 
 StatusOr<TaskComparison> CompareTask(const TaskScores& base, const TaskScores& cell, int bootstrap_resamples,

@@ -131,6 +131,13 @@ struct TaskScoreOptions {
 };
 StatusOr<TaskScores> ScoreTask(const Model& model, const TaskSet& tasks, TaskConvention convention,
                                const TaskScoreOptions& options = {});
+// Several conventions in one pass: a token sequence two conventions share (the usual case for
+// multiple choice, whose lmeval and llamacpp strings are the same) runs once. Each result carries the
+// joint pass's seconds and tokens_forwarded. Scores equal ScoreTask's per convention to float rounding
+// (the shared prefix may be shorter, so the matrix shapes differ).
+StatusOr<std::vector<TaskScores>> ScoreTaskConventions(const Model& model, const TaskSet& tasks,
+                                                       std::span<const TaskConvention> conventions,
+                                                       const TaskScoreOptions& options = {});
 
 // A cell's answers against the baseline's on the same items, per accuracy metric.
 struct TaskMetricComparison {

@@ -334,6 +334,29 @@ TEST(TaskScoring, SharedPrefixEqualsScoringAlone) {
   std::printf("largest relative log-likelihood difference, shared vs alone: %.3g\n", worst);
 }
 
+// Both conventions in one pass give each convention's own scores.
+TEST(TaskScoring, JointConventionsEqualSeparateRuns) {
+  const Model m = TinyModel();
+  const std::string text =
+      "{\"query\": \"Question: why?\\n\", \"choices\": [\"because yes\", \"because b\", \"ab\"], \"gold\": 1}\n"
+      "{\"query\": \"x \", \"choices\": [\"yz\", \"b\"], \"gold\": 0}\n";
+  TaskSet set = MustParse(text);
+  const std::vector<TaskConvention> both = {TaskConvention::kLmEval, TaskConvention::kLlamaCpp};
+  auto joint = ScoreTaskConventions(m, set, both);
+  ASSERT_TRUE(joint.ok()) << joint.status().message();
+  ASSERT_EQ(joint->size(), 2u);
+  for (size_t v = 0; v < 2; ++v) {
+    const TaskScores alone = MustScore(m, text, both[v]);
+    EXPECT_EQ((*joint)[v].convention, both[v]);
+    EXPECT_LE((*joint)[v].tokens_forwarded, 2 * alone.tokens_forwarded);
+    for (size_t i = 0; i < alone.items.size(); ++i)
+      for (size_t c = 0; c < alone.items[i].candidates.size(); ++c) {
+        EXPECT_NEAR((*joint)[v].items[i].candidates[c].loglik, alone.items[i].candidates[c].loglik, 1e-5);
+        EXPECT_EQ((*joint)[v].items[i].candidates[c].n_tokens, alone.items[i].candidates[c].n_tokens);
+      }
+  }
+}
+
 TEST(TaskScoring, BitwiseReproducible) {
   const Model m = TinyModel();
   const std::string text = "{\"query\": \"x\", \"choices\": [\"yz\", \"b\", \"ab\"], \"gold\": 2}\n";
