@@ -1,7 +1,7 @@
 // Benchmarks of task scoring (harness/eval/tasks.h) on the SmolLM2-135M shape with random weights:
 // items/s with the shared KV-cached prefix against every candidate run alone, on ARC-like items
 // (a ~60-byte question, four ~20-byte choices). Not tests.
-//   build/ql_bench --benchmark_filter='TaskScore' --benchmark_min_time=1x
+//   build/ql_bench --benchmark_filter='TaskScore' --benchmark_min_time=0.1
 // Reported per process CPU second (UseRealTime off): on a shared machine wall time measures the others.
 #include <memory>
 #include <string>
