@@ -30,5 +30,6 @@ void AddGenerateCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
 void AddVerifyCommand(CLI::App& app);
 void AddExportCommand(CLI::App& app);
+void AddTasksCommand(CLI::App& app);
 
 }  // namespace ql::cli

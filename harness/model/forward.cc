@@ -256,8 +256,9 @@ KvCache KvCache::ForModel(const ModelConfig& c, int capacity) {
   return cache;
 }
 
-Status ForwardCached(const Model& model, std::span<const int> tokens, KvCache* cache, float* last_logits,
-                     const ForwardHooks* hooks) {
+namespace {
+Status ForwardCachedImpl(const Model& model, std::span<const int> tokens, KvCache* cache, float* logits,
+                         bool last_only, const ForwardHooks* hooks) {
   const ModelConfig& c = model.config;
   if (int(cache->k.size()) != c.n_layers || int(cache->v.size()) != c.n_layers)
     return Status::Errorf("forward: KV cache has {} layers, the model {} (build it with KvCache::ForModel)",
@@ -267,9 +268,20 @@ Status ForwardCached(const Model& model, std::span<const int> tokens, KvCache* c
                           cache->length + tokens.size());
   std::vector<float*> ks(c.n_layers), vs(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) ks[l] = cache->k[l].data(), vs[l] = cache->v[l].data();
-  QL_RETURN_IF_ERROR(ForwardCore(model, tokens, cache->length, ks.data(), vs.data(), last_logits, true, hooks));
+  QL_RETURN_IF_ERROR(ForwardCore(model, tokens, cache->length, ks.data(), vs.data(), logits, last_only, hooks));
   cache->length += int(tokens.size());
   return Status::Ok();
+}
+}  // namespace
+
+Status ForwardCached(const Model& model, std::span<const int> tokens, KvCache* cache, float* last_logits,
+                     const ForwardHooks* hooks) {
+  return ForwardCachedImpl(model, tokens, cache, last_logits, /*last_only=*/true, hooks);
+}
+
+Status ForwardCachedAll(const Model& model, std::span<const int> tokens, KvCache* cache, float* logits,
+                        const ForwardHooks* hooks) {
+  return ForwardCachedImpl(model, tokens, cache, logits, /*last_only=*/false, hooks);
 }
 
 }  // namespace ql

@@ -24,6 +24,11 @@ struct KvCache {
 Status ForwardCached(const Model& model, std::span<const int> tokens, KvCache* cache, float* last_logits,
                      const ForwardHooks* hooks = nullptr);
 
+// As ForwardCached, but writes the logits of EVERY new token, logits: [tokens.size(), vocab]: scoring
+// several continuations of one cached prefix (harness/eval/tasks.h) needs all of them.
+Status ForwardCachedAll(const Model& model, std::span<const int> tokens, KvCache* cache, float* logits,
+                        const ForwardHooks* hooks = nullptr);
+
 // Greedy (argmax, first index on ties) continuation of `prompt` (>= 1 token, e.g. {BOS}) by `steps`
 // new tokens. Returns prompt followed by the new tokens; stops early after emitting config.eos_id.
 // The model runs prompt.size() + steps - 1 positions (the last new token is never fed back), as
