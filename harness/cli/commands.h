@@ -26,5 +26,7 @@ void AddEvalCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
+void AddSensitivityCommand(CLI::App& app);
+void AddSearchCommand(CLI::App& app);
 
 }  // namespace ql::cli

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   ql::cli::AddGenerateCommand(app);
   ql::cli::AddTrainCommand(app);
   ql::cli::AddSweepCommand(app);
+  ql::cli::AddSensitivityCommand(app);
+  ql::cli::AddSearchCommand(app);
   ql::cli::AddCompareCommand(app);
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);
