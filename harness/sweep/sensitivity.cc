@@ -371,6 +371,7 @@ std::string Recipe(const Scan& scan, const Cell& cell, const nlohmann::json& mea
   std::string exceptions;
   for (const OverrideSpec& o : cell.overrides)
     if (o.scheme.empty()) exceptions = fmt::format("# BF16 exceptions: {} modules\n", o.targets.size());
+  const std::string name = e.name.substr(0, e.name.size() - std::string("-sensitivity").size());
   return fmt::format(
       "# Written by `quantlab search`: the verified configuration (measured KLD {:.6f} ± {:.6f}, {:.4f} bits/weight\n"
       "# over the searched modules, scales included). Run: quantlab sweep THIS_FILE\n{}"
@@ -378,7 +379,7 @@ std::string Recipe(const Scan& scan, const Cell& cell, const nlohmann::json& mea
       "targets: {}\ntied_head: {}\nlayer_error_windows: {}\nkld_top_k: {}\n"
       "overrides: {}\ngrid:\n  schemes: [{}]\n  algorithms: [{}]\n",
       measured.value("kld_mean", 0.0), measured.value("kld_se", 0.0), measured.value("bits_per_weight_units", 0.0),
-      exceptions, e.name, Abs(scan.session->model_path), Abs(e.data), scan.session->protocol.Canonical(), e.baseline,
+      exceptions, name, Abs(scan.session->model_path), Abs(e.data), scan.session->protocol.Canonical(), e.baseline,
       e.seed, Abs(scan.results_dir), nlohmann::json(e.targets).dump(), e.tied_head, e.layer_error_windows, e.kld_top_k,
       OverridesYaml(cell.overrides), cell.scheme.weights.empty() ? "none" : cell.scheme.weights, algo);
 }
@@ -418,7 +419,12 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes));
   int64_t numel = 0, base_bytes = 0;
   for (const Unit& u : t.units) numel += u.numel, base_bytes += u.baseline_bytes;
-  const int64_t bucket = std::max<int64_t>(1, base_bytes / 8000);
+  // Buckets of the gcd of every option's bytes make the DP exact; above 200k buckets, coarser ones
+  // (options rounded up: never over budget, possibly a little under).
+  int64_t bucket = 0;
+  for (const auto& u : opts)
+    for (const Option& op : u) bucket = std::gcd(bucket, op.bytes);
+  if (bucket <= 0 || base_bytes / bucket > 200'000) bucket = std::max<int64_t>(1, base_bytes / 200'000 + 1);
   const int64_t max_bytes = o.budget_bpw >= 0 ? int64_t(std::floor(o.budget_bpw * double(numel) / 8)) : -1;
   QL_ASSIGN_OR_RETURN(Choice c, SolveKnapsack(opts, max_bytes, o.target_kld, bucket));
   // Experiment of the verification cells: its own id, the scan's session (same model, text, baseline).

@@ -3,6 +3,8 @@
 // stories260K (5 layers, tied head) at ctx 64.
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -16,13 +18,21 @@ namespace fs = std::filesystem;
 
 const std::string kModel = std::string(QL_SHARED_DIR) + "/models/stories260K/stories260K.bin";
 
+// The evaluation text, one file per test process (ctest runs tests as parallel processes), removed at exit.
+struct EvalFile {
+  fs::path path = fs::temp_directory_path() / ("ql_overrides_test_" + std::to_string(std::random_device{}()) + ".txt");
+  EvalFile() {
+    std::ifstream in(std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt", std::ios::binary);
+    std::string text(20000, '\0');
+    in.read(text.data(), text.size());
+    std::ofstream(path, std::ios::binary) << text;
+  }
+  ~EvalFile() { fs::remove(path); }
+};
+
 std::string EvalText() {
-  const fs::path p = fs::temp_directory_path() / "ql_overrides_test_eval.txt";
-  std::ifstream in(std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt", std::ios::binary);
-  std::string text(20000, '\0');
-  in.read(text.data(), text.size());
-  std::ofstream(p, std::ios::binary) << text;
-  return p.string();
+  static const EvalFile f;
+  return f.path.string();
 }
 
 std::string Yaml(const std::string& overrides, const std::string& schemes = "[int4:g32]") {
