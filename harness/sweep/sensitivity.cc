@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <ostream>
 #include <limits>
@@ -204,24 +205,29 @@ StatusOr<Choice> SolveKnapsack(const std::vector<std::vector<Option>>& options, 
     for (const Option& o : opts) most = std::max(most, (o.bytes + bucket - 1) / bucket);
     top += most;
   }
-  // best[u][b]: least Σ cost of units < u taking exactly b buckets; from[u][b]: option of unit u-1.
-  std::vector<std::vector<double>> best(options.size() + 1, std::vector<double>(size_t(top) + 1, kInf));
-  std::vector<std::vector<int>> from(options.size() + 1, std::vector<int>(size_t(top) + 1, -1));
-  best[0][0] = 0;
-  for (size_t u = 0; u < options.size(); ++u)
+  // best[b]: least Σ cost of the units so far taking exactly b buckets (one row, rolled);
+  // from[u][b]: the option of unit u-1 on that path (options per unit < 128).
+  std::vector<double> best(size_t(top) + 1, kInf), next;
+  std::vector<std::vector<int8_t>> from(options.size() + 1, std::vector<int8_t>(size_t(top) + 1, -1));
+  best[0] = 0;
+  for (size_t u = 0; u < options.size(); ++u) {
+    QL_CHECK(options[u].size() < 128, "at most 127 options per unit");
+    next.assign(size_t(top) + 1, kInf);
     for (int64_t b = 0; b <= top; ++b) {
-      if (best[u][size_t(b)] == kInf) continue;
+      if (best[size_t(b)] == kInf) continue;
       for (size_t k = 0; k < options[u].size(); ++k) {
         const int64_t nb = b + (options[u][k].bytes + bucket - 1) / bucket;
-        const double nc = best[u][size_t(b)] + options[u][k].cost;
-        if (nb <= top && nc < best[u + 1][size_t(nb)]) {
-          best[u + 1][size_t(nb)] = nc;
-          from[u + 1][size_t(nb)] = int(k);
+        const double nc = best[size_t(b)] + options[u][k].cost;
+        if (nb <= top && nc < next[size_t(nb)]) {
+          next[size_t(nb)] = nc;
+          from[u + 1][size_t(nb)] = int8_t(k);
         }
       }
     }
+    best.swap(next);
+  }
   int64_t end = -1;
-  const auto& last = best.back();
+  const auto& last = best;
   for (int64_t b = 0; b <= top; ++b) {
     if (last[size_t(b)] == kInf) continue;
     if (max_kld >= 0) {
@@ -419,12 +425,12 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes));
   int64_t numel = 0, base_bytes = 0;
   for (const Unit& u : t.units) numel += u.numel, base_bytes += u.baseline_bytes;
-  // Buckets of the gcd of every option's bytes make the DP exact; above 200k buckets, coarser ones
+  // Buckets of the gcd of every option's bytes make the DP exact; above 2M buckets, coarser ones
   // (options rounded up: never over budget, possibly a little under).
   int64_t bucket = 0;
   for (const auto& u : opts)
     for (const Option& op : u) bucket = std::gcd(bucket, op.bytes);
-  if (bucket <= 0 || base_bytes / bucket > 200'000) bucket = std::max<int64_t>(1, base_bytes / 200'000 + 1);
+  if (bucket <= 0 || base_bytes / bucket > 2'000'000) bucket = std::max<int64_t>(1, base_bytes / 2'000'000 + 1);
   const int64_t max_bytes = o.budget_bpw >= 0 ? int64_t(std::floor(o.budget_bpw * double(numel) / 8)) : -1;
   QL_ASSIGN_OR_RETURN(Choice c, SolveKnapsack(opts, max_bytes, o.target_kld, bucket));
   // Experiment of the verification cells: its own id, the scan's session (same model, text, baseline).
