@@ -16,7 +16,7 @@ struct ScanFlags {
 };
 
 void AddScanFlags(CLI::App* cmd, ScanFlags* f) {
-  cmd->add_option("file", f->file, "experiment YAML with a sensitivity: block (or pass --units/--schemes)")->required();
+  cmd->add_option("file", f->file, "experiment YAML with a sensitivity: block (or pass --units/--candidates)")->required();
   cmd->add_option("--units", f->units, "module | layer | type | layer_type (default: the file's, else module)")
       ->check(CLI::IsMember({"module", "layer", "type", "layer_type"}));
   cmd->add_option("--candidates", f->schemes, "candidate weight schemes (default: the file's sensitivity.schemes)");
