@@ -31,5 +31,7 @@ void AddTrainCommand(CLI::App& app);
 void AddVerifyCommand(CLI::App& app);
 void AddExportCommand(CLI::App& app);
 void AddTasksCommand(CLI::App& app);
+void AddSensitivityCommand(CLI::App& app);
+void AddSearchCommand(CLI::App& app);
 
 }  // namespace ql::cli

@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
   ql::cli::AddExportCommand(app);
   ql::cli::AddTasksCommand(app);
   ql::cli::AddSweepCommand(app);
+  ql::cli::AddSensitivityCommand(app);
+  ql::cli::AddSearchCommand(app);
   ql::cli::AddCompareCommand(app);
   ql::cli::AddQueryCommand(app);
   ql::cli::AddMergeCommand(app);

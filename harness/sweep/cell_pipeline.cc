@@ -7,6 +7,7 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <ostream>
 #include <set>
 
@@ -155,6 +156,28 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   return s;
 }
 
+namespace {
+
+// The cell's `overrides:` on top of `base` (module -> scheme, "" = baseline precision): each entry must
+// match a module, no module may be matched twice (see experiment.h).
+Status ApplyOverrides(const Model& model, const Cell& cell, std::map<std::string, std::string>* base) {
+  std::map<std::string, std::string> claimed;  // module -> the entry that set it
+  for (const OverrideSpec& o : cell.overrides) {
+    auto hit = ResolveTargets(model, o.targets, "override at " + o.where);
+    if (!hit.ok()) return hit.status();
+    for (const std::string& m : *hit) {
+      auto [it, fresh] = claimed.emplace(m, o.where);
+      if (!fresh)
+        return Status::Errorf("override at {}: module '{}' is already set by the override at {} (make the targets disjoint)",
+                              o.where, m, it->second);
+      (*base)[m] = o.scheme;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(const Model& model,
                                                                             const Experiment& e,
                                                                             const Cell& cell) {
@@ -164,10 +187,9 @@ StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(con
   }
   QL_ASSIGN_OR_RETURN(std::vector<std::string> modules,
                       ResolveTargetsMinusIgnore(model, e.targets, ignore, cell.ignore.name));
-  std::vector<std::pair<std::string, std::string>> out;
-  if (cell.scheme.weights.empty()) return out;
+  std::map<std::string, std::string> chosen;  // module -> scheme ("" = baseline precision)
   const int L = model.config.n_layers;
-  for (const auto& m : modules) {
+  for (const auto& m : cell.scheme.weights.empty() ? std::vector<std::string>{} : modules) {
     std::string scheme = cell.scheme.weights;
     if (cell.scheme.mix == "q4_k_m") {
       const int layer = ModuleLayer(m);
@@ -175,8 +197,12 @@ StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(con
                         (layer >= 0 && (m.ends_with("v_proj") || m.ends_with("down_proj")) && UseMoreBits(layer, L));
       scheme = more ? "q6_k" : "q4_k";
     }
-    out.emplace_back(m, scheme);
+    chosen[m] = scheme;
   }
+  QL_RETURN_IF_ERROR(ApplyOverrides(model, cell, &chosen));
+  std::vector<std::pair<std::string, std::string>> out;  // in the model's module order
+  for (const std::string& m : TargetableModules(model))
+    if (auto it = chosen.find(m); it != chosen.end() && !it->second.empty()) out.emplace_back(m, it->second);
   return out;
 }
 

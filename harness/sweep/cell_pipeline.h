@@ -67,7 +67,8 @@ struct CellPlan {
 
 // The (module path, canonical scheme) pairs a cell quantizes: targets − ignore, each with the cell's
 // weight scheme, or a mix's per-module choice (Q4_K_M: q6_k for lm_head and for v_proj / down_proj
-// in llama.cpp's "use_more_bits" layers, q4_k elsewhere).
+// in llama.cpp's "use_more_bits" layers, q4_k elsewhere), then the cell's overrides (a module set
+// to bf16 / none leaves the list). In the model's module order.
 StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(const Model& model,
                                                                             const Experiment& e,
                                                                             const Cell& cell);

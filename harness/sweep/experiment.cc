@@ -164,7 +164,69 @@ std::string Resolve(const std::string& base_dir, const std::string& p) {
   return (fs::path(base_dir) / p).lexically_normal().string();
 }
 
+// `overrides:`: a list of {targets, scheme}; regexes and schemes checked here, matches at plan time.
+StatusOr<std::vector<OverrideSpec>> ParseOverrides(const std::string& origin, const YAML::Node& n) {
+  if (!n.IsSequence()) return Status::Error(At(origin, n) + "'overrides' must be a list of {targets: [...], scheme: S}");
+  std::vector<OverrideSpec> out;
+  for (const auto& entry : n) {
+    QL_RETURN_IF_ERROR(CheckKeys(origin, entry, "an override", {"targets", "scheme"}));
+    if (!entry["targets"] || !entry["scheme"])
+      return Status::Error(At(origin, entry) + "an override needs 'targets' (a list) and 'scheme' (a scheme, or bf16 / none)");
+    OverrideSpec o;
+    o.where = At(origin, entry);
+    o.where.resize(o.where.size() - 2);  // "file:line"
+    QL_ASSIGN_OR_RETURN(o.targets, StrList(origin, entry["targets"], "overrides.targets"));
+    if (o.targets.empty()) return Status::Error(At(origin, entry) + "an override's 'targets' is empty");
+    for (const auto& t : o.targets) {
+      if (t.rfind("re:", 0) != 0) continue;
+      try {
+        std::regex probe(t.substr(3));
+      } catch (const std::regex_error&) {
+        return Status::Error(At(origin, entry) + "override target '" + t + "' is not a valid regular expression");
+      }
+    }
+    QL_ASSIGN_OR_RETURN(std::string text, Str(origin, entry["scheme"], "overrides.scheme"));
+    if (Lower(text) != "bf16") {
+      auto c = CanonicalScheme(text);
+      if (!c.ok()) return Status::Error(At(origin, entry["scheme"]) + "override scheme '" + text + "': " + c.status().message());
+      o.scheme = *c;
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+StatusOr<SensitivitySpec> ParseSensitivity(const std::string& origin, const YAML::Node& n) {
+  QL_RETURN_IF_ERROR(CheckKeys(origin, n, "sensitivity", {"units", "schemes"}));
+  SensitivitySpec s;
+  if (n["units"]) { QL_ASSIGN_OR_RETURN(s.units, Str(origin, n["units"], "sensitivity.units")); }
+  const std::vector<std::string> kUnits = {"module", "layer", "type", "layer_type"};
+  if (std::find(kUnits.begin(), kUnits.end(), s.units) == kUnits.end())
+    return Status::Error(At(origin, n["units"]) + "sensitivity.units '" + s.units + "' must be one of " + Join(kUnits));
+  if (!n["schemes"]) return Status::Error(At(origin, n) + "sensitivity needs 'schemes' (the candidate weight schemes)");
+  QL_ASSIGN_OR_RETURN(std::vector<std::string> v, StrList(origin, n["schemes"], "sensitivity.schemes"));
+  for (const auto& text : v) {
+    if (Lower(text) == "bf16" || Lower(text) == "none") continue;  // always a candidate
+    auto c = CanonicalScheme(text);
+    if (!c.ok()) return Status::Error(At(origin, n["schemes"]) + "sensitivity scheme '" + text + "': " + c.status().message());
+    s.schemes.push_back(*c);
+  }
+  if (s.schemes.empty()) return Status::Error(At(origin, n["schemes"]) + "sensitivity.schemes names no weight scheme");
+  return s;
+}
+
 }  // namespace
+
+std::string OverridesYaml(const std::vector<OverrideSpec>& overrides) {
+  std::string s = "[";
+  for (size_t i = 0; i < overrides.size(); ++i) {
+    std::string t;
+    for (const auto& x : overrides[i].targets) t += (t.empty() ? "'" : ", '") + x + "'";  // single quotes: no YAML escapes
+    s += fmt::format("{}{{targets: [{}], scheme: {}}}", i ? ",\n    " : "", t,
+                     overrides[i].scheme.empty() ? "bf16" : overrides[i].scheme);
+  }
+  return s + "]";
+}
 
 nlohmann::json SchemeSpec::ToJson() const {
   nlohmann::json j = {{"weights", weights}, {"activations", activations}, {"kv_cache", kv_cache}, {"mix", mix}};
@@ -223,7 +285,7 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   QL_RETURN_IF_ERROR(CheckKeys(origin, root, "the experiment",
                                {"name", "model", "data", "protocol", "baseline", "calibration", "seed", "results",
                                 "targets", "ignore_sets", "presets", "grid", "tied_head", "layer_error_windows",
-                                "kld_top_k"}));
+                                "kld_top_k", "overrides", "sensitivity"}));
   Experiment e;
   e.text = yaml_text;
   for (const char* k : {"name", "model", "data", "grid"})
@@ -334,6 +396,9 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
       presets.insert(presets.begin(), {name, s});
     }
   }
+
+  if (const YAML::Node ov = root["overrides"]) { QL_ASSIGN_OR_RETURN(e.overrides, ParseOverrides(origin, ov)); }
+  if (const YAML::Node sn = root["sensitivity"]) { QL_ASSIGN_OR_RETURN(e.sensitivity, ParseSensitivity(origin, sn)); }
 
   const YAML::Node g = root["grid"];
   QL_RETURN_IF_ERROR(CheckKeys(origin, g, "grid", {"schemes", "algorithms", "ignore", "activations", "kv_cache", "attention"}));
@@ -490,6 +555,11 @@ nlohmann::json Cell::CanonicalJson(const Experiment& e) const {
   if (e.tied_head != "shared") j["tied_head"] = e.tied_head;
   if (e.layer_error_windows != 1) j["layer_error_windows"] = e.layer_error_windows;
   if (e.kld_top_k != 0) j["kld_top_k"] = e.kld_top_k;
+  if (!overrides.empty()) {
+    nlohmann::json ov = nlohmann::json::array();
+    for (const OverrideSpec& o : overrides) ov.push_back({{"targets", o.targets}, {"scheme", o.scheme}});
+    j["overrides"] = ov;
+  }
   // The calibration text enters as its content hash (CellId), and only for cells that use it.
   auto algo = FindAlgorithm(algorithm.name);
   if (e.calibration && algo.ok() && NeedsCalibration(**algo, algorithm.params)) {
@@ -537,6 +607,7 @@ std::vector<Cell> ExpandGrid(const Experiment& e) {
             }
             c.algorithm = a;
             c.ignore = ig;
+            c.overrides = e.overrides;
             cells.push_back(std::move(c));
           }
   return cells;

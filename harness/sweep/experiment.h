@@ -24,6 +24,15 @@
 //     activations: [none, int8:token]  # optional axis; overrides the scheme's activations
 //     kv_cache: [none, int8:token]     # optional axis; overrides the scheme's kv cache
 //     attention: [none, int8:token, {q: int8:token, p: fp8_e4m3:noscale}]  # optional axis (below)
+//   overrides:                       # per-module schemes, applied to every cell after targets − ignore
+//     - {targets: ["re:.*down_proj"], scheme: int8:channel}
+//     - {targets: [model.layers.0.self_attn.q_proj], scheme: bf16}   # bf16 / none: baseline precision
+//   sensitivity: {units: module, schemes: [int4:g32, int3:g32]}   # `quantlab sensitivity` (sensitivity.h)
+//
+// `overrides:` entries use the target syntax of harness/quant/targets.h and may name any linear module
+// (also one outside targets or inside the ignore set). Each entry must match at least one module, and no
+// module may be matched by two entries (both are errors naming the entry's line): the order of the list
+// never decides a result, so a recipe reads the same in any order.
 //
 // `attention:` (in a grid scheme map, a user preset or the axis) quantizes the inputs of the attention
 // matmuls: q = the queries after RoPE (left operand of QKᵀ, per token and head), p = the softmax
@@ -74,6 +83,19 @@ struct IgnoreSetSpec {
   bool builtin = false;              // resolved against the model (harness/quant/targets.h)
 };
 
+// One entry of `overrides:`: these modules get this weight scheme ("" = baseline precision).
+struct OverrideSpec {
+  std::vector<std::string> targets;  // llm-compressor syntax (harness/quant/targets.h)
+  std::string scheme;                // canonical, or "" for bf16 / none
+  std::string where;                 // "file:line" of the entry, for errors at plan time
+};
+
+// `sensitivity:` — what `quantlab sensitivity` scans (harness/sweep/sensitivity.h).
+struct SensitivitySpec {
+  std::string units = "module";      // module | layer | type | layer_type
+  std::vector<std::string> schemes;  // canonical weight schemes; keeping bf16 is always a candidate
+};
+
 struct CalibrationSpec {
   std::string data;
   int samples = 32;
@@ -101,6 +123,8 @@ struct Experiment {
   std::optional<std::vector<std::string>> activations_axis;
   std::optional<std::vector<std::string>> kv_cache_axis;
   std::optional<std::vector<std::pair<std::string, std::string>>> attention_axis;  // (q, p) per entry
+  std::vector<OverrideSpec> overrides;               // copied into every grid cell
+  std::optional<SensitivitySpec> sensitivity;
 };
 
 // One point of the grid.
@@ -109,9 +133,11 @@ struct Cell {
   SchemeSpec scheme;         // after the activations/kv_cache/attention axes were applied
   AlgorithmSpec algorithm;
   IgnoreSetSpec ignore;
+  std::vector<OverrideSpec> overrides;  // per-module schemes after targets − ignore (see `overrides:`)
   // Canonical JSON of everything that determines the cell's numbers (not the model, text and
   // calibration contents, which enter the identity as hashes; no file paths). Keys at their
-  // defaults are left out, so adding an option does not change the identity of cells without it.
+  // defaults are left out, so adding an option does not change the identity of cells without it
+  // ("overrides" appears only when the cell has some).
   nlohmann::json CanonicalJson(const Experiment& e) const;
   std::string Label() const;  // short human label: "int4:g32 | rtn | ignore=lm_head"
 };
@@ -121,6 +147,9 @@ struct Cell {
 StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::string& origin,
                                      const std::string& base_dir = ".");
 StatusOr<Experiment> LoadExperiment(const std::string& path);
+
+// The `overrides:` list as YAML flow text ("[{targets: [...], scheme: int8:channel}]"), for recipes.
+std::string OverridesYaml(const std::vector<OverrideSpec>& overrides);
 
 std::vector<Cell> ExpandGrid(const Experiment& e);
 

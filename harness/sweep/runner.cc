@@ -118,6 +118,21 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
   so.baseline_cache_dir = sum.results_dir + "/baseline-cache";
   so.log = &log;
   QL_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, OpenSession(e, cells, so));
+  QL_ASSIGN_OR_RETURN(SweepSummary done, RunCells(*s, grid, cells, opt, sum.results_dir, log));
+  log << fmt::format("sweep {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded{}) in {:.1f}s\n",
+                     e.name, done.total, done.ok, done.failed, done.diverged, done.skipped,
+                     done.skipped_failed ? fmt::format("; {} of them failed: --retry-failed runs them again",
+                                                       done.skipped_failed)
+                                         : std::string(),
+                     Seconds(t_start, Clock::now()));
+  return done;
+}
+
+StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>& grid, const std::vector<Cell>& cells,
+                                const SweepOptions& opt, const std::string& results_dir, std::ostream& log) {
+  const Session* s = &session;
+  SweepSummary sum;
+  sum.results_dir = results_dir;
   std::vector<CellPlan> plans;
   for (const Cell& c : cells) {
     QL_ASSIGN_OR_RETURN(CellPlan p, PlanCell(*s, c));
@@ -157,12 +172,6 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
                          r.cell.seconds_total, eta),
              done, int(cells.size()), eta);
   }
-  log << fmt::format("sweep {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded{}) in {:.1f}s\n",
-                     e.name, sum.total, sum.ok, sum.failed, sum.diverged, sum.skipped,
-                     sum.skipped_failed ? fmt::format("; {} of them failed: --retry-failed runs them again",
-                                                      sum.skipped_failed)
-                                        : std::string(),
-                     Seconds(t_start, Clock::now()));
   return sum;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "harness/model/model.h"
+#include "harness/sweep/cell_pipeline.h"
 #include "harness/sweep/experiment.h"
 #include "kernels/status.h"
 #include "results/store.h"
@@ -31,6 +32,12 @@ struct SweepSummary {
 };
 
 StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, std::ostream& log);
+
+// The loop of RunSweep on an open session: `cells` (this shard of `grid`, the whole plan recorded
+// for `status` / `merge`) planned, run unless recorded, committed under the session experiment's id
+// in `results_dir`. `quantlab sensitivity` and `search` run their generated cells through it.
+StatusOr<SweepSummary> RunCells(const Session& s, const std::vector<Cell>& grid, const std::vector<Cell>& cells,
+                                const SweepOptions& opt, const std::string& results_dir, std::ostream& log);
 
 // True when some cell of the experiment (all when empty) has a non-empty `column` ("attn_scheme",
 // "kv_scheme"); false when the store has no such column.

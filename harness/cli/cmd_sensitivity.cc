@@ -1,0 +1,99 @@
+// `quantlab sensitivity` (quantize one unit at a time, measure each against the baseline, rank the
+// proxies) and `quantlab search` (choose one scheme per unit under a budget or a KLD target from
+// that scan, verify it as a real cell, write a recipe). The logic is harness/sweep/sensitivity.h.
+#include <fstream>
+#include <iostream>
+
+#include "harness/cli/commands.h"
+#include "harness/sweep/sensitivity.h"
+
+namespace ql::cli {
+namespace {
+
+struct ScanFlags {
+  std::string file, units, shard, results, model;
+  std::vector<std::string> schemes;
+};
+
+void AddScanFlags(CLI::App* cmd, ScanFlags* f) {
+  cmd->add_option("file", f->file, "experiment YAML with a sensitivity: block (or pass --units/--candidates)")->required();
+  cmd->add_option("--units", f->units, "module | layer | type | layer_type (default: the file's, else module)")
+      ->check(CLI::IsMember({"module", "layer", "type", "layer_type"}));
+  cmd->add_option("--candidates", f->schemes, "candidate weight schemes (default: the file's sensitivity.schemes)");
+  cmd->add_option("--results", f->results, "results directory (default: the file's 'results:')");
+  cmd->add_option("--model", f->model, "model path (default: the file's 'model:')");
+}
+
+StatusOr<std::unique_ptr<Scan>> Load(const ScanFlags& f, std::ostream& log) {
+  QL_ASSIGN_OR_RETURN(Experiment e, LoadExperiment(f.file));
+  ScanOptions o;
+  o.spec = e.sensitivity.value_or(SensitivitySpec{});
+  if (!f.units.empty()) o.spec.units = f.units;
+  if (!f.schemes.empty()) o.spec.schemes = f.schemes;
+  if (o.spec.schemes.empty())
+    return Status::Errorf("{}: no candidate schemes (add sensitivity: {{units: module, schemes: [int4:g32]}} or --candidates)",
+                          f.file);
+  for (auto& sc : o.spec.schemes) {
+    QL_ASSIGN_OR_RETURN(Scheme parsed, ParseScheme(sc));
+    sc = ToString(parsed);
+  }
+  o.sweep.shard = f.shard;
+  o.sweep.results = f.results;
+  o.sweep.model = f.model;
+  return RunSensitivity(e, o, log);
+}
+
+}  // namespace
+
+void AddSensitivityCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("sensitivity", "Quantize one unit (module, layer, module type) at a time with each "
+                                                "candidate scheme; ΔKLD/ΔPPL/top-1 per unit, proxies and their rank "
+                                                "correlation; resumable, --shard like sweep");
+  auto f = std::make_shared<ScanFlags>();
+  auto json = std::make_shared<bool>(false);
+  AddScanFlags(cmd, f.get());
+  cmd->add_option("--shard", f->shard, "run slice i of N (i/N) of the scan's cells");
+  cmd->add_flag("--json", *json, "print the table as JSON");
+  cmd->callback([f, json] {
+    auto scan = Load(*f, *json ? std::cerr : std::cout);
+    if (!scan.ok()) return Fail("sensitivity", scan.status());
+    std::cout << (*json ? SensitivityJson((*scan)->table).dump(1) + "\n" : FormatSensitivity((*scan)->table));
+  });
+}
+
+void AddSearchCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("search", "Choose one scheme per unit (or keep baseline precision) from the "
+                                           "sensitivity scan: exact knapsack, verified as a real cell, repaired "
+                                           "greedily if it misses --target-kld; writes a YAML recipe");
+  auto f = std::make_shared<ScanFlags>();
+  auto o = std::make_shared<SearchOptions>();
+  auto out = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  AddScanFlags(cmd, f.get());
+  auto* b = cmd->add_option("--budget-bpw", o->budget_bpw, "bits per weight over the units' tensors, scales included");
+  auto* k = cmd->add_option("--target-kld", o->target_kld, "mean KLD target (fewest bytes that reach it)");
+  b->excludes(k);
+  cmd->add_option("--schemes", o->schemes, "restrict the choice to these of the scan's schemes (plus bf16)");
+  cmd->add_option("--max-rounds", o->max_rounds, "greedy repair rounds after a missed --target-kld")->capture_default_str();
+  cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
+  cmd->add_flag("--json", *json, "print the report as JSON");
+  cmd->callback([f, o, out, json] {
+    if (o->budget_bpw < 0 && o->target_kld < 0) return Fail("search", Status::Error("give --budget-bpw B or --target-kld K"));
+    auto scan = Load(*f, std::cerr);
+    if (!scan.ok()) return Fail("search", scan.status());
+    for (auto& sc : o->schemes) {
+      auto parsed = ParseScheme(sc);
+      if (!parsed.ok()) return Fail("search", parsed.status());
+      sc = ToString(*parsed);
+    }
+    auto r = RunSearch(**scan, *o, std::cerr);
+    if (!r.ok()) return Fail("search", r.status());
+    std::cout << (*json ? r->report.dump(1) + "\n" : r->text);
+    if (!out->empty()) {
+      std::ofstream(*out) << r->recipe;
+      if (!*json) std::cout << "recipe: " << *out << "\n";
+    }
+  });
+}
+
+}  // namespace ql::cli

@@ -1,0 +1,480 @@
+// Sensitivity units and cells, the store read-back, the rank correlations and the knapsack
+// (see sensitivity.h).
+#include "harness/sweep/sensitivity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <ostream>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "harness/quant/quant_util.h"
+#include "harness/quant/targets.h"
+
+namespace ql {
+namespace {
+
+double Num(const SqlValue& v) {
+  if (const auto* d = std::get_if<double>(&v)) return *d;
+  if (const auto* i = std::get_if<int64_t>(&v)) return double(*i);
+  return std::nan("");
+}
+
+// "model.layers.3.mlp.down_proj" -> "down_proj".
+std::string ModuleType(const std::string& m) { return m.substr(m.rfind('.') + 1); }
+
+std::string UnitKey(const std::string& m, const std::string& how) {
+  if (how == "module" || how == "layer_type" || m == "lm_head") return m;
+  if (how == "layer") return fmt::format("layer {}", ModuleLayer(m));
+  return ModuleType(m);  // type
+}
+
+std::vector<double> Ranks(const std::vector<double>& v) {
+  std::vector<size_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+    for (size_t k = i; k <= j; ++k) r[idx[k]] = 0.5 * double(i + j);
+    i = j + 1;
+  }
+  return r;
+}
+
+}  // namespace
+
+StatusOr<std::vector<Unit>> SensitivityUnits(const Session& s, const std::string& how) {
+  const Model& m = s.reference;
+  QL_ASSIGN_OR_RETURN(std::vector<std::string> modules, ResolveTargets(m, s.experiment->targets, "targets"));
+  const int64_t elem_bytes = s.precision == BaselinePrecision::kBf16 ? 2 : 4;
+  std::vector<Unit> units;
+  std::map<std::string, size_t> at;
+  for (const std::string& mod : modules) {
+    if (mod == "model.embed_tokens") continue;  // a lookup table, not a linear
+    const std::string key = UnitKey(mod, how);
+    auto [it, fresh] = at.emplace(key, units.size());
+    if (fresh) units.push_back({key, {}, 0, 0});
+    Unit& u = units[it->second];
+    u.modules.push_back(mod);
+    const int64_t n = m.W(WeightKey(m, mod)).numel();
+    u.numel += n;
+    u.baseline_bytes += n * elem_bytes;
+  }
+  if (units.empty()) return Status::Error("sensitivity: the experiment's targets name no linear module");
+  return units;
+}
+
+std::vector<Cell> SensitivityCells(const Experiment& e, const std::vector<Unit>& units,
+                                   const std::vector<std::string>& schemes) {
+  std::vector<Cell> cells;
+  for (const Unit& u : units)
+    for (const std::string& sc : schemes) {
+      Cell c;
+      c.index = int(cells.size());
+      c.scheme.label = sc + " @ " + u.name;
+      c.algorithm = e.algorithms.front();
+      c.ignore = {"none", {}, true};
+      c.overrides.push_back({u.modules, sc, "sensitivity unit '" + u.name + "'"});
+      cells.push_back(std::move(c));
+    }
+  return cells;
+}
+
+StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::string& id) {
+  QL_ASSIGN_OR_RETURN(SqlResult m,
+                      store.Query("SELECT m.kld_mean, m.kld_se, m.dppl, m.dppl_lo, m.dppl_hi, m.top1, m.bits_per_weight, "
+                                  "m.model_bytes FROM cells c JOIN metrics m ON m.cell_id = c.id WHERE c.id = '" +
+                                  id + "' AND c.status = 'ok'"));
+  if (m.rows.empty()) return std::optional<CellFacts>();
+  CellFacts f;
+  f.id = id;
+  const auto& r = m.rows[0];
+  f.kld = Num(r[0]), f.kld_se = Num(r[1]), f.dppl = Num(r[2]), f.dppl_lo = Num(r[3]), f.dppl_hi = Num(r[4]);
+  f.top1 = Num(r[5]), f.bits_per_weight = Num(r[6]), f.model_bytes = int64_t(Num(r[7]));
+  // Pooled SQNR: noise = mse·n, signal = noise·10^(sqnr/10), n = bytes·8 / bits_per_weight.
+  QL_ASSIGN_OR_RETURN(SqlResult t, store.Query("SELECT mse, sqnr_db, bytes, bits_per_weight FROM tensor_errors "
+                                               "WHERE cell_id = '" + id + "'"));
+  double noise = 0, signal = 0;
+  for (const auto& row : t.rows) {
+    const double n = Num(row[2]) * 8 / Num(row[3]);
+    noise += Num(row[0]) * n;
+    signal += Num(row[0]) * n * std::pow(10.0, Num(row[1]) / 10);
+    f.quant_bytes += int64_t(Num(row[2]));
+  }
+  f.weight_sqnr_db = noise > 0 ? 10 * std::log10(signal / noise) : INFINITY;
+  QL_ASSIGN_OR_RETURN(SqlResult l, store.Query("SELECT rel_mse FROM layer_errors WHERE cell_id = '" + id +
+                                               "' ORDER BY layer DESC LIMIT 1"));
+  f.out_rel_mse = l.rows.empty() ? std::nan("") : Num(l.rows[0][0]);
+  return std::optional<CellFacts>(f);
+}
+
+double Spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size() || a.size() < 2) return std::nan("");
+  const std::vector<double> ra = Ranks(a), rb = Ranks(b);
+  const double n = double(a.size()), ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n,
+               mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : std::nan("");
+}
+
+StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s, std::vector<Unit> units,
+                                           const std::vector<std::string>& schemes) {
+  SensitivityTable t;
+  t.units = std::move(units);
+  t.schemes = schemes;
+  const std::vector<Cell> cells = SensitivityCells(*s.experiment, t.units, schemes);
+  for (size_t i = 0; i < cells.size(); ++i) {
+    SensitivityRow row{&t.units[i / schemes.size()], schemes[i % schemes.size()], std::nullopt};
+    QL_ASSIGN_OR_RETURN(row.facts, ReadCellFacts(store, DescribeCell(s, cells[i]).id));
+    t.rows.push_back(std::move(row));
+  }
+  // Proxies rank "more harmful" high: low SQNR, high output error; the measure: high KLD.
+  for (const std::string& sc : schemes) {
+    std::vector<double> kld, sqnr, out;
+    for (const auto& r : t.rows)
+      if (r.scheme == sc && r.facts) {
+        kld.push_back(r.facts->kld);
+        sqnr.push_back(-r.facts->weight_sqnr_db);
+        out.push_back(r.facts->out_rel_mse);
+      }
+    t.rho_sqnr.push_back(Spearman(sqnr, kld));
+    t.rho_out.push_back(Spearman(out, kld));
+  }
+  return t;
+}
+
+std::string FormatSensitivity(const SensitivityTable& t) {
+  std::string s = fmt::format("{:<34} {:<14} {:>10} {:>22} {:>30} {:>7} {:>9} {:>10}\n", "unit", "scheme", "bytes",
+                              "ΔKLD mean ± se", "ΔPPL [95% CI]", "top1", "wSQNR dB", "out relMSE");
+  for (const auto& r : t.rows) {
+    if (!r.facts) {
+      s += fmt::format("{:<34} {:<14} (not in the store: run `quantlab sensitivity` first, or it failed)\n",
+                       r.unit->name, r.scheme);
+      continue;
+    }
+    const CellFacts& f = *r.facts;
+    s += fmt::format("{:<34} {:<14} {:>10} {:>12.6f} ± {:<8.6f} {:>+9.4f} [{:+.4f}, {:+.4f}] {:>6.2f}% {:>9.2f} {:>10.3e}\n",
+                     r.unit->name, r.scheme, f.quant_bytes, f.kld, f.kld_se, f.dppl, f.dppl_lo, f.dppl_hi,
+                     100 * f.top1, f.weight_sqnr_db, f.out_rel_mse);
+  }
+  for (size_t i = 0; i < t.schemes.size(); ++i)
+    s += fmt::format("Spearman rho vs measured KLD ranking, {}: weight SQNR {:+.3f}, block-output error {:+.3f}\n",
+                     t.schemes[i], t.rho_sqnr[i], t.rho_out[i]);
+  return s;
+}
+
+nlohmann::json SensitivityJson(const SensitivityTable& t) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& r : t.rows) {
+    nlohmann::json j = {{"unit", r.unit->name}, {"modules", r.unit->modules}, {"scheme", r.scheme},
+                        {"baseline_bytes", r.unit->baseline_bytes}};
+    if (r.facts) {
+      const CellFacts& f = *r.facts;
+      j.update({{"cell_id", f.id}, {"bytes", f.quant_bytes}, {"kld_mean", f.kld}, {"kld_se", f.kld_se},
+                {"dppl", f.dppl}, {"dppl_lo", f.dppl_lo}, {"dppl_hi", f.dppl_hi}, {"top1", f.top1},
+                {"weight_sqnr_db", f.weight_sqnr_db}, {"out_rel_mse", f.out_rel_mse}});
+    }
+    rows.push_back(j);
+  }
+  nlohmann::json rho = nlohmann::json::object();
+  for (size_t i = 0; i < t.schemes.size(); ++i)
+    rho[t.schemes[i]] = {{"weight_sqnr", t.rho_sqnr[i]}, {"out_rel_mse", t.rho_out[i]}};
+  return {{"rows", rows}, {"spearman", rho}};
+}
+
+StatusOr<Choice> SolveKnapsack(const std::vector<std::vector<Option>>& options, int64_t max_bytes, double max_kld,
+                               int64_t bucket) {
+  QL_CHECK(bucket > 0, "bucket must be positive");
+  const double kInf = std::numeric_limits<double>::infinity();
+  int64_t top = 0;  // most buckets any choice can take
+  for (const auto& opts : options) {
+    int64_t most = 0;
+    for (const Option& o : opts) most = std::max(most, (o.bytes + bucket - 1) / bucket);
+    top += most;
+  }
+  // best[b]: least Σ cost of the units so far taking exactly b buckets (one row, rolled);
+  // from[u][b]: the option of unit u-1 on that path (options per unit < 128).
+  std::vector<double> best(size_t(top) + 1, kInf), next;
+  std::vector<std::vector<int8_t>> from(options.size() + 1, std::vector<int8_t>(size_t(top) + 1, -1));
+  best[0] = 0;
+  for (size_t u = 0; u < options.size(); ++u) {
+    QL_CHECK(options[u].size() < 128, "at most 127 options per unit");
+    next.assign(size_t(top) + 1, kInf);
+    for (int64_t b = 0; b <= top; ++b) {
+      if (best[size_t(b)] == kInf) continue;
+      for (size_t k = 0; k < options[u].size(); ++k) {
+        const int64_t nb = b + (options[u][k].bytes + bucket - 1) / bucket;
+        const double nc = best[size_t(b)] + options[u][k].cost;
+        if (nb <= top && nc < next[size_t(nb)]) {
+          next[size_t(nb)] = nc;
+          from[u + 1][size_t(nb)] = int8_t(k);
+        }
+      }
+    }
+    best.swap(next);
+  }
+  int64_t end = -1;
+  const auto& last = best;
+  for (int64_t b = 0; b <= top; ++b) {
+    if (last[size_t(b)] == kInf) continue;
+    if (max_kld >= 0) {
+      if (last[size_t(b)] <= max_kld) { end = b; break; }  // fewest bytes meeting the target
+    } else if (b * bucket <= max_bytes && (end < 0 || last[size_t(b)] < last[size_t(end)])) {
+      end = b;
+    }
+  }
+  if (end < 0)
+    return max_kld >= 0 ? Status::Errorf("no configuration reaches a predicted KLD <= {} (even all at baseline?)", max_kld)
+                        : Status::Errorf("no configuration fits in {} bytes (every unit's smallest scheme is larger)",
+                                         max_bytes);
+  Choice c;
+  c.pick.assign(options.size(), 0);
+  for (size_t u = options.size(); u > 0; --u) {
+    const int k = from[u][size_t(end)];
+    c.pick[u - 1] = k;
+    c.bytes += options[u - 1][size_t(k)].bytes;
+    c.cost += options[u - 1][size_t(k)].cost;
+    end -= (options[u - 1][size_t(k)].bytes + bucket - 1) / bucket;
+  }
+  return c;
+}
+
+Cell ConfigCell(const Experiment& e, const std::vector<Unit>& units, const std::vector<std::vector<Option>>& options,
+                const Choice& c, int index) {
+  std::map<std::string, int64_t> numel;  // scheme -> weights it covers
+  for (size_t u = 0; u < units.size(); ++u) numel[options[u][size_t(c.pick[u])].scheme] += units[u].numel;
+  std::string main;
+  int64_t most = -1;
+  for (const auto& [sc, n] : numel)
+    if (n > most) most = n, main = sc;
+  Cell cell;
+  cell.index = index;
+  cell.scheme.weights = main;
+  cell.scheme.label = (main.empty() ? std::string("none") : main) + " + overrides";
+  cell.algorithm = e.algorithms.front();
+  cell.ignore = {"none", {}, true};
+  for (const auto& [sc, n] : numel) {
+    if (sc == main) continue;
+    OverrideSpec o{{}, sc, "search"};
+    for (size_t u = 0; u < units.size(); ++u)
+      if (options[u][size_t(c.pick[u])].scheme == sc) o.targets.insert(o.targets.end(), units[u].modules.begin(), units[u].modules.end());
+    cell.overrides.push_back(std::move(o));
+  }
+  return cell;
+}
+
+}  // namespace ql
+
+namespace ql {
+namespace {
+
+// The scan's experiment: the file's, under its own name (so its planned cells do not mix with the
+// sweep's), with the block's settings.
+Experiment ScanExperiment(const Experiment& e, const std::string& suffix) {
+  Experiment x = e;
+  x.name = e.name + suffix;
+  x.overrides.clear();
+  return x;
+}
+
+double UnitsBpw(int64_t bytes, const std::vector<Unit>& units) {
+  int64_t n = 0;
+  for (const Unit& u : units) n += u.numel;
+  return double(bytes) * 8 / double(n);
+}
+
+// Candidate options per unit: the baseline, then each scheme measured alone.
+StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, const std::vector<std::string>& schemes) {
+  std::vector<std::vector<Option>> opts(t.units.size());
+  for (size_t u = 0; u < t.units.size(); ++u) opts[u].push_back({"", t.units[u].baseline_bytes, 0.0});
+  for (size_t i = 0; i < t.rows.size(); ++i) {
+    const SensitivityRow& r = t.rows[i];
+    if (std::find(schemes.begin(), schemes.end(), r.scheme) == schemes.end()) continue;
+    if (!r.facts)
+      return Status::Errorf("search: unit '{}' at {} is not in the store (run `quantlab sensitivity` on the same file first)",
+                            r.unit->name, r.scheme);
+    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, std::max(0.0, r.facts->kld)});
+  }
+  return opts;
+}
+
+// Runs one configuration cell (unless recorded) and reads it back.
+StatusOr<CellFacts> Verify(Scan& scan, const Cell& cell, std::ostream& log) {
+  SweepOptions so;
+  so.progress_bar = false;
+  // Recorded under "<name>-search" (its own planned cells); the name is not part of a cell's identity.
+  Experiment x = scan.experiment;
+  x.name = x.name.substr(0, x.name.size() - std::string("-sensitivity").size()) + "-search";
+  scan.session->experiment = &x;
+  auto ran = RunCells(*scan.session, {cell}, {cell}, so, scan.results_dir, log);
+  scan.session->experiment = &scan.experiment;
+  QL_ASSIGN_OR_RETURN(SweepSummary sum, std::move(ran));
+  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
+  QL_ASSIGN_OR_RETURN(auto f, ReadCellFacts(*store, DescribeCell(*scan.session, cell).id));
+  if (!f) return Status::Errorf("search: the verification cell failed ({} failed, {} diverged)", sum.failed, sum.diverged);
+  return *f;
+}
+
+// One greedy repair step: the upgrade with the largest measured KLD gain per extra byte.
+bool Repair(const std::vector<std::vector<Option>>& opts, Choice* c) {
+  double best = 0;
+  size_t bu = 0, bk = 0;
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const Option& cur = opts[u][size_t(c->pick[u])];
+    for (size_t k = 0; k < opts[u].size(); ++k) {
+      const Option& o = opts[u][k];
+      if (o.cost >= cur.cost || o.bytes <= cur.bytes) continue;
+      const double gain = (cur.cost - o.cost) / double(o.bytes - cur.bytes);
+      if (gain > best) best = gain, bu = u, bk = k;
+    }
+  }
+  if (best <= 0) return false;
+  c->bytes += opts[bu][bk].bytes - opts[bu][size_t(c->pick[bu])].bytes;
+  c->cost += opts[bu][bk].cost - opts[bu][size_t(c->pick[bu])].cost;
+  c->pick[bu] = int(bk);
+  return true;
+}
+
+// Uniform weight-only cells of the store on the same model, text and protocol, with no ignore set and
+// no overrides: (scheme, bits per weight, measured KLD).
+StatusOr<nlohmann::json> UniformCells(const Scan& scan) {
+  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
+  const Session& s = *scan.session;
+  QL_ASSIGN_OR_RETURN(SqlResult r, store->Query(
+      "SELECT c.weight_scheme, c.algorithm, m.bits_per_weight, m.kld_mean, m.kld_se, m.dppl FROM cells c JOIN metrics m "
+      "ON m.cell_id = c.id WHERE c.status = 'ok' AND c.model_id = '" + s.hashes.model + "' AND c.dataset_id = '" +
+      s.hashes.data + "' AND c.protocol = '" + s.protocol.Canonical() + "' AND c.weight_scheme != '' AND "
+      "c.act_scheme = '' AND c.kv_scheme = '' AND coalesce(c.attn_scheme, '') = '' AND c.ignore_set = 'none' AND "
+      "c.config NOT LIKE '%\"overrides\"%' ORDER BY m.bits_per_weight"));
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& row : r.rows)
+    out.push_back({{"scheme", SqlValueToString(row[0])}, {"algorithm", SqlValueToString(row[1])},
+                   {"bits_per_weight", Num(row[2])}, {"kld_mean", Num(row[3])}, {"kld_se", Num(row[4])},
+                   {"dppl", Num(row[5])}});
+  return out;
+}
+
+std::string Abs(const std::string& p) { return std::filesystem::absolute(p).lexically_normal().string(); }
+
+std::string Recipe(const Scan& scan, const Cell& cell, const nlohmann::json& measured) {
+  const Experiment& e = scan.experiment;
+  nlohmann::json a = cell.algorithm.params;
+  a["name"] = cell.algorithm.name;
+  const std::string algo = cell.algorithm.params.empty() ? cell.algorithm.name : a.dump();  // JSON is YAML flow
+  std::string exceptions;
+  for (const OverrideSpec& o : cell.overrides)
+    if (o.scheme.empty()) exceptions = fmt::format("# BF16 exceptions: {} modules\n", o.targets.size());
+  const std::string name = e.name.substr(0, e.name.size() - std::string("-sensitivity").size());
+  return fmt::format(
+      "# Written by `quantlab search`: the verified configuration (measured KLD {:.6f} ± {:.6f}, {:.4f} bits/weight\n"
+      "# over the searched modules, scales included). Run: quantlab sweep THIS_FILE\n{}"
+      "name: {}-recipe\nmodel: {}\ndata: {}\nprotocol: {}\nbaseline: {}\nseed: {}\nresults: {}\n"
+      "targets: {}\ntied_head: {}\nlayer_error_windows: {}\nkld_top_k: {}\n"
+      "overrides: {}\ngrid:\n  schemes: [{}]\n  algorithms: [{}]\n",
+      measured.value("kld_mean", 0.0), measured.value("kld_se", 0.0), measured.value("bits_per_weight_units", 0.0),
+      exceptions, name, Abs(scan.session->model_path), Abs(e.data), scan.session->protocol.Canonical(), e.baseline,
+      e.seed, Abs(scan.results_dir), nlohmann::json(e.targets).dump(), e.tied_head, e.layer_error_windows, e.kld_top_k,
+      OverridesYaml(cell.overrides), cell.scheme.weights.empty() ? "none" : cell.scheme.weights, algo);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOptions& o, std::ostream& log) {
+  auto scan = std::make_unique<Scan>();
+  scan->experiment = ScanExperiment(e, "-sensitivity");
+  scan->results_dir = o.sweep.results.empty() ? e.results : o.sweep.results;
+  SessionOptions so;
+  so.model = o.sweep.model;
+  so.baseline_cache_dir = scan->results_dir + "/baseline-cache";
+  so.log = &log;
+  QL_ASSIGN_OR_RETURN(scan->session, OpenSession(scan->experiment, ExpandGrid(scan->experiment), so));
+  QL_ASSIGN_OR_RETURN(std::vector<Unit> units, SensitivityUnits(*scan->session, o.spec.units));
+  const std::vector<Cell> grid = SensitivityCells(scan->experiment, units, o.spec.schemes);
+  int si = 0, sn = 1;
+  if (!o.sweep.shard.empty()) { QL_ASSIGN_OR_RETURN(std::tie(si, sn), ParseShard(o.sweep.shard)); }
+  log << fmt::format("sensitivity: {} units ({}) x {} schemes = {} cells\n", units.size(), o.spec.units,
+                     o.spec.schemes.size(), grid.size());
+  QL_ASSIGN_OR_RETURN(SweepSummary sum, RunCells(*scan->session, grid, ShardCells(grid, si, sn), o.sweep,
+                                                 scan->results_dir, log));
+  log << fmt::format("sensitivity {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded)\n",
+                     e.name, sum.total, sum.ok, sum.failed, sum.diverged, sum.skipped);
+  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan->results_dir));
+  QL_ASSIGN_OR_RETURN(scan->table, ReadSensitivity(*store, *scan->session, std::move(units), o.spec.schemes));
+  return scan;
+}
+
+StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostream& log) {
+  const SensitivityTable& t = scan.table;
+  std::vector<std::string> schemes = o.schemes.empty() ? t.schemes : o.schemes;
+  for (const auto& sc : schemes)
+    if (std::find(t.schemes.begin(), t.schemes.end(), sc) == t.schemes.end())
+      return Status::Errorf("search: --schemes '{}' is not one of the scan's schemes (sensitivity.schemes)", sc);
+  QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes));
+  int64_t numel = 0, base_bytes = 0;
+  for (const Unit& u : t.units) numel += u.numel, base_bytes += u.baseline_bytes;
+  // Buckets of the gcd of every option's bytes make the DP exact; above 2M buckets, coarser ones
+  // (options rounded up: never over budget, possibly a little under).
+  int64_t bucket = 0;
+  for (const auto& u : opts)
+    for (const Option& op : u) bucket = std::gcd(bucket, op.bytes);
+  if (bucket <= 0 || base_bytes / bucket > 2'000'000) bucket = std::max<int64_t>(1, base_bytes / 2'000'000 + 1);
+  const int64_t max_bytes = o.budget_bpw >= 0 ? int64_t(std::floor(o.budget_bpw * double(numel) / 8)) : -1;
+  QL_ASSIGN_OR_RETURN(Choice c, SolveKnapsack(opts, max_bytes, o.target_kld, bucket));
+  // Experiment of the verification cells: its own id, the scan's session (same model, text, baseline).
+  SearchResult out;
+  nlohmann::json rounds = nlohmann::json::array();
+  Cell cell;
+  CellFacts f;
+  for (int round = 0;; ++round) {
+    cell = ConfigCell(scan.experiment, t.units, opts, c, round);
+    QL_ASSIGN_OR_RETURN(f, Verify(scan, cell, log));
+    const double bpw = UnitsBpw(c.bytes, t.units);
+    rounds.push_back({{"round", round}, {"cell_id", f.id}, {"predicted_kld", c.cost}, {"kld_mean", f.kld},
+                      {"kld_se", f.kld_se}, {"additivity_error", f.kld - c.cost}, {"dppl", f.dppl},
+                      {"dppl_lo", f.dppl_lo}, {"dppl_hi", f.dppl_hi}, {"bits_per_weight_units", bpw},
+                      {"bytes_units", c.bytes}});
+    out.text += fmt::format("round {}: {:.4f} bits/weight, predicted KLD {:.6f}, measured {:.6f} ± {:.6f} "
+                            "(additivity error {:+.6f}), ΔPPL {:+.4f} [{:+.4f}, {:+.4f}]\n",
+                            round, bpw, c.cost, f.kld, f.kld_se, f.kld - c.cost, f.dppl, f.dppl_lo, f.dppl_hi);
+    if (o.target_kld < 0 || f.kld <= o.target_kld || round >= o.max_rounds || !Repair(opts, &c)) break;
+  }
+  nlohmann::json choice = nlohmann::json::object();
+  int exceptions = 0;
+  for (size_t u = 0; u < t.units.size(); ++u) {
+    const std::string& sc = opts[u][size_t(c.pick[u])].scheme;
+    choice[t.units[u].name] = sc.empty() ? "bf16" : sc;
+    exceptions += sc.empty();
+  }
+  out.text += fmt::format("chosen: {} of {} units kept at baseline precision\n", exceptions, t.units.size());
+  for (size_t u = 0; u < t.units.size(); ++u)
+    if (opts[u][size_t(c.pick[u])].scheme != cell.scheme.weights)
+      out.text += fmt::format("  {:<34} {}\n", t.units[u].name, choice[t.units[u].name].get<std::string>());
+  out.text += fmt::format("  (every other unit: {})\n", cell.scheme.weights.empty() ? "bf16" : cell.scheme.weights);
+  QL_ASSIGN_OR_RETURN(nlohmann::json uniform, UniformCells(scan));
+  out.text += "uniform cells in the store (same model, text, protocol; no ignore set):\n";
+  for (const auto& u : uniform)
+    out.text += fmt::format("  {:<16} {:<6} {:.4f} bits/weight  KLD {:.6f} ± {:.6f}  ΔPPL {:+.4f}\n",
+                            u["scheme"].get<std::string>(), u["algorithm"].get<std::string>(),
+                            u["bits_per_weight"].get<double>(), u["kld_mean"].get<double>(), u["kld_se"].get<double>(),
+                            u["dppl"].get<double>());
+  out.report = {{"rounds", rounds}, {"choice", choice}, {"bf16_units", exceptions}, {"uniform", uniform},
+                {"budget_bpw", o.budget_bpw}, {"target_kld", o.target_kld}, {"cells_evaluated", rounds.size()}};
+  out.recipe = Recipe(scan, cell, rounds.back());
+  log.flush();
+  return out;
+}
+
+}  // namespace ql

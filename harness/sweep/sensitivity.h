@@ -1,0 +1,121 @@
+// Sensitivity scans and mixed-precision search, built on ordinary cells: a unit (a module, a layer, a
+// module type, …) quantized alone is a cell with one override (everything else at baseline precision),
+// and a searched configuration is a cell with an override per scheme; both run through RunCell and
+// the store like sweep cells, so resume, shards and merge apply. Not the evaluation (cell_pipeline.h).
+#pragma once
+
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/sweep/cell_pipeline.h"
+#include "harness/sweep/experiment.h"
+#include "harness/sweep/runner.h"
+#include "kernels/status.h"
+#include "results/store.h"
+
+namespace ql {
+
+// A group of modules that gets one scheme: named, with its module paths (the targets of its override).
+struct Unit {
+  std::string name;                  // "model.layers.3.mlp.down_proj", "layer 3", "down_proj", "lm_head"
+  std::vector<std::string> modules;  // in the model's order
+  int64_t numel = 0;                 // weights in its tensors (a tied head counts its one tensor once)
+  int64_t baseline_bytes = 0;        // at the baseline precision
+};
+
+// The experiment's resolved targets grouped by `how` (module | layer | type | layer_type; layer_type is a
+// module: one linear per layer and type). lm_head is its own unit under layer and type.
+StatusOr<std::vector<Unit>> SensitivityUnits(const Session& s, const std::string& how);
+
+// One cell per (unit, scheme), unit-major: grid weights none, one override {unit's modules: scheme},
+// the experiment's first algorithm, no ignore set.
+std::vector<Cell> SensitivityCells(const Experiment& e, const std::vector<Unit>& units,
+                                   const std::vector<std::string>& schemes);
+
+// What the store holds for one cell (absent when not recorded as ok).
+struct CellFacts {
+  std::string id;
+  double kld = 0, kld_se = 0, dppl = 0, dppl_lo = 0, dppl_hi = 0, top1 = 0, bits_per_weight = 0;
+  int64_t model_bytes = 0;
+  int64_t quant_bytes = 0;     // sum of its quantized tensors' bytes
+  double weight_sqnr_db = 0;   // pooled over its quantized tensors: 10 log10(Σ signal / Σ noise)
+  double out_rel_mse = 0;      // relative error of the last block's output
+};
+StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::string& cell_id);
+
+struct SensitivityRow {
+  const Unit* unit = nullptr;
+  std::string scheme;
+  std::optional<CellFacts> facts;
+};
+struct SensitivityTable {
+  std::vector<Unit> units;
+  std::vector<std::string> schemes;
+  std::vector<SensitivityRow> rows;            // unit-major, as SensitivityCells
+  std::vector<double> rho_sqnr, rho_out;       // per scheme: Spearman ρ of proxy vs measured KLD ranking
+};
+StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s, std::vector<Unit> units,
+                                           const std::vector<std::string>& schemes);
+std::string FormatSensitivity(const SensitivityTable& t);
+nlohmann::json SensitivityJson(const SensitivityTable& t);
+
+// Spearman rank correlation (ties get their mean rank); NaN for fewer than 2 points or no spread.
+double Spearman(const std::vector<double>& a, const std::vector<double>& b);
+
+// The multiple-choice knapsack on measured per-unit costs: for each unit one option (index into
+// options[u]), minimizing Σ cost subject to Σ bytes <= max_bytes (max_bytes >= 0), or, with
+// max_kld >= 0, minimizing Σ bytes subject to Σ cost <= max_kld. Exact DP over bytes in buckets of
+// `bucket` bytes, each option's bytes rounded up (so the exact total never exceeds the budget).
+struct Option {
+  std::string scheme;  // "" = keep baseline precision
+  int64_t bytes = 0;
+  double cost = 0;     // measured ΔKLD of the unit alone (0 for the baseline)
+};
+struct Choice {
+  std::vector<int> pick;  // per unit
+  int64_t bytes = 0;
+  double cost = 0;
+};
+StatusOr<Choice> SolveKnapsack(const std::vector<std::vector<Option>>& options, int64_t max_bytes, double max_kld,
+                               int64_t bucket);
+
+// The configuration as one cell: grid weights = the most used scheme, overrides for the others.
+Cell ConfigCell(const Experiment& e, const std::vector<Unit>& units, const std::vector<std::vector<Option>>& options,
+                const Choice& c, int index);
+
+// `quantlab sensitivity`: runs (resumably, sharded) the scan of `spec` and returns its table (every
+// unit and scheme of the whole scan; units of other shards show as missing until merged).
+struct ScanOptions {
+  SweepOptions sweep;     // shard, results, model
+  SensitivitySpec spec;   // the file's sensitivity: block, or the CLI's
+};
+struct Scan {
+  std::unique_ptr<Session> session;
+  Experiment experiment;  // the file's, named "<name>-sensitivity" (its own experiment id)
+  SensitivityTable table;
+  std::string results_dir;
+};
+StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOptions& o, std::ostream& log);
+
+// `quantlab search`: solve on the scan's measured costs (candidates = `schemes`, a subset of the scan's,
+// plus keeping the baseline), verify the choice as a cell, repair up to `max_rounds` times when it
+// misses max_kld, compare with the uniform cells of the store.
+struct SearchOptions {
+  double budget_bpw = -1;       // bits per weight over the units' tensors (scales included), or
+  double target_kld = -1;       // a KLD target
+  std::vector<std::string> schemes;  // empty = every scheme of the scan
+  int max_rounds = 3;
+};
+struct SearchResult {
+  nlohmann::json report;   // predicted vs measured per round, the choice, the uniform comparison
+  std::string text;        // the same, printed
+  std::string recipe;      // YAML experiment reproducing the final verified cell
+};
+StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostream& log);
+
+}  // namespace ql
