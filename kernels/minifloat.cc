@@ -270,6 +270,10 @@ StatusOr<MinifloatSpec> ParseMinifloatName(std::string_view name) {
       return bad(fmt::format("unknown suffix '_{}'", tok));
     }
   }
+  if (spec.exp_bits < 1 || spec.exp_bits > 8) {
+    // Checked here too: ResolvedBias() below shifts by exp_bits (fuzzer: "e38m80_b16").
+    return Status::Errorf("minifloat '{}': exponent bits {} not in 1..8", std::string(s), spec.exp_bits);
+  }
   if (spec.bias != MinifloatSpec::kDefaultBias) {
     MinifloatSpec with_default = spec;
     with_default.bias = MinifloatSpec::kDefaultBias;

@@ -11,6 +11,21 @@
 
 namespace ql::io {
 
+std::string Quoted(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += char(c);
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += char(c);
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  return out + "\"";
+}
+
 std::string UniqueTempPath(const std::string& final_path) {
   static std::atomic<uint64_t> counter{0};
   char host[256] = "host";

@@ -76,4 +76,8 @@ void EncodeFloats(const float* src, int64_t n, FloatDtype d, std::vector<uint8_t
 
 std::string ShapeString(const std::vector<int64_t>& shape);  // "[64, 512]"
 
+// A string from a file, double-quoted for a message: printable ASCII as is, '"' and '\\' escaped, every
+// other byte as \xNN. Safe for any bytes (fmt's "{:?}" aborts on some invalid UTF-8 in fmt 9).
+std::string Quoted(std::string_view s);
+
 }  // namespace ql::io

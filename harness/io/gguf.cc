@@ -221,7 +221,7 @@ std::optional<double> GgufValue::AsFloat() const {
 
 std::string GgufValue::ToString(size_t max_items) const {
   switch (type) {
-    case GgufType::kString: return fmt::format("{:?}", s);
+    case GgufType::kString: return Quoted(s);
     case GgufType::kBool: return u ? "true" : "false";
     case GgufType::kF32: case GgufType::kF64: return fmt::format("{}", f);
     case GgufType::kArray: {
@@ -547,7 +547,7 @@ StatusOr<Model> ReadGguf(const std::string& path, CheckpointInfo* info) {
       const std::string& mg = merges->items[k].s;
       const size_t sp = mg.find(' ');
       if (sp == std::string::npos || sp == 0 || sp + 1 == mg.size())
-        return Status::Errorf("{}: tokenizer.ggml.merges[{}] = {:?} is not 'left right'", path, k, mg);
+        return Status::Errorf("{}: tokenizer.ggml.merges[{}] = {} is not 'left right'", path, k, Quoted(mg));
       spec.merges.emplace_back(mg.substr(0, sp), mg.substr(sp + 1));
     }
     QL_ASSIGN_OR_RETURN(std::string pre, meta.Str("tokenizer.ggml.pre", std::string("gpt-2")));

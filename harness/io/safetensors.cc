@@ -52,8 +52,8 @@ StatusOr<SafetensorsHeader> ReadSafetensorsHeader(const std::string& path) {
   std::string text(n, '\0');
   QL_RETURN_IF_ERROR(r.Read(text.data(), n, "the JSON header"));
   if (text.empty() || text[0] != '{')
-    return Status::Errorf("{}: safetensors header must start with '{{' (got {:?}); not a safetensors file", path,
-                          text.substr(0, 8));
+    return Status::Errorf("{}: safetensors header must start with '{{' (got {}); not a safetensors file", path,
+                          Quoted(text.substr(0, 8)));
   h.data_start = 8 + n;
   const uint64_t buffer_size = h.file_size - h.data_start;
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "kernels/minifloat.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 
@@ -20,6 +21,17 @@ TEST(MxBlockSize, StandardAndPowerOfTwoVariantsOnly) {
     ASSERT_FALSE(s.ok()) << bad;
     EXPECT_NE(s.status().message().find("32 elements (OCP MX v1.0)"), std::string::npos) << s.status().message();
   }
+}
+
+TEST(MinifloatName, ExponentRangeCheckedBeforeTheBias) {
+  // Found by fuzz_scheme: a custom bias made the parser shift by 38 bits before validating E.
+  auto m = ParseMinifloatName("e38m80_b16");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("exponent bits 38 not in 1..8"), std::string::npos) << m.status().message();
+  auto s = ParseScheme("e38m80_b16");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("unknown format 'e38m80_b16'"), std::string::npos) << s.status().message();
+  EXPECT_TRUE(ParseScheme("e3m4_b5:tensor").ok());
 }
 
 TEST(ScaleOverflow, E8m0RoundUpPastFp32IsAnError) {

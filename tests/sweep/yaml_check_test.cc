@@ -41,6 +41,17 @@ TEST(YamlCheck, NonScalarKeysAreErrors) {
   EXPECT_NE(s.message().find("a map key is empty (null)"), std::string::npos) << s.message();
 }
 
+TEST(YamlCheck, InvalidUtf8IsAnError) {
+  EXPECT_TRUE(Check("a: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"\n").ok());
+  // A fuzzed algorithm parameter with a 0xFF byte reached nlohmann::json::dump() and aborted.
+  Status s = Check("grid:\n  algorithms:\n    - {name: gptq, damp: \"ab\xff\"}\n");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("t.yaml:3: invalid UTF-8 at byte 2"), std::string::npos) << s.message();
+  for (const char* bad : {"a: \"\xc0\xaf\"\n", "a: \"\xed\xa0\x80\"\n", "a: \"\xf4\x90\x80\x80\"\n", "\"k\xfe\": 1\n"}) {
+    EXPECT_FALSE(Check(bad).ok()) << bad;
+  }
+}
+
 TEST(YamlCheck, AliasBombAndDeepNestingStop) {
   // 9 levels of 10 references each: 10^9 nodes if expanded.
   std::string bomb = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
