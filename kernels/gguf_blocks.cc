@@ -1,5 +1,5 @@
 // GGUF / ggml block quants: reference quantizers and dequantizers, bit-exact with ggml's scalar reference
-// (llama.cpp ggml/src/ggml-quants.c, SPECS §4), the ggml type table, and the seven BlockCodecs.
+// (llama.cpp ggml/src/ggml-quants.c, docs/formats.md §4), the ggml type table, and the seven BlockCodecs.
 // Written from the published algorithms; expression order follows the reference so float results match.
 
 // ggml's reference evaluates a*b + c as two rounded operations. Stop the compiler from fusing them into an

@@ -1,4 +1,4 @@
-// GGUF / ggml block quantization types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K (SPECS §4): on-disk block
+// GGUF / ggml block quantization types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K (docs/formats.md §4): on-disk block
 // structs, scalar reference quantizers/dequantizers bit-exact with ggml's `quantize_row_*_ref` /
 // `dequantize_row_*`, the ggml type-id table for the GGUF loader, and the BlockCodecs. Not the
 // importance-matrix quantizers (`quantize_row_*_impl`), not the SIMD dot products, not the file reader.
@@ -132,7 +132,7 @@ float MakeQxQuantsRmse1(int n, int nmax, const float* x, int8_t* L);
 }  // namespace gguf
 
 // ---------------------------------------------------------------------------------------------
-// ggml type table (for the GGUF loader). SPECS §4 ids; block_elems 1 for plain types.
+// ggml type table (for the GGUF loader). docs/formats.md §4.1 ids; block_elems 1 for plain types.
 // ---------------------------------------------------------------------------------------------
 struct GgmlTypeInfo {
   int id;

@@ -1,6 +1,6 @@
 // The optimized forward pass: OpenBLAS sgemm for every linear over all tokens of the window at once,
 // Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked causal attention parallel over
-// (KV head, query block) on plain threads. Semantics: SPECS §6.2/§6.3; the scalar oracle is
+// (KV head, query block) on plain threads. Semantics: docs/formats.md §5.2/§5.3; the scalar oracle is
 // tests/harness/reference_forward.h. Not a sampler: see harness/model/generate.h.
 // Threads: OpenBLAS's own pool for the linears (OPENBLAS_NUM_THREADS), as many plain threads for
 // attention, during which OpenBLAS is switched to one thread (a process-wide setting: run concurrent
