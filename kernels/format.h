@@ -53,8 +53,8 @@ class ElementCodec {
 // ---------------------------------------------------------------------------------------------
 // Block codecs
 // ---------------------------------------------------------------------------------------------
-enum class MxScaleRounding { kFloor, kCeil, kEven };   // SPECS §2: floor is the OCP spec rule
-enum class NvFp4Convention { kModelOpt, kCompressedTensors };  // SPECS §3
+enum class MxScaleRounding { kFloor, kCeil, kEven };   // docs/formats.md §2: floor is the OCP spec rule
+enum class NvFp4Convention { kModelOpt, kCompressedTensors };  // docs/formats.md §3
 
 struct BlockOptions {
   int block_size = 0;  // 0: the format's default; fixed-layout formats (GGUF) reject other sizes

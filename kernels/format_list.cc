@@ -123,7 +123,7 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-// alias -> registered name (all lower case). ml_dtypes / torch spellings included (SPECS §1.1).
+// alias -> registered name (all lower case). ml_dtypes / torch spellings included (docs/formats.md §1.1).
 const std::map<std::string, std::string, std::less<>>& ElementAliases() {
   static const std::map<std::string, std::string, std::less<>> kAliases = {
       {"fp8", "fp8_e4m3"},           {"e4m3", "fp8_e4m3"},          {"e4m3fn", "fp8_e4m3"},

@@ -234,7 +234,7 @@ int BestIndexInt8(int n, const int8_t* values, float x);
 }  // namespace gguf
 
 // ---------------------------------------------------------------------------------------------
-// ggml type table (for the GGUF loader). SPECS §4 ids; block_elems 1 for plain types.
+// ggml type table (for the GGUF loader). docs/formats.md §4.1 ids; block_elems 1 for plain types.
 // ---------------------------------------------------------------------------------------------
 struct GgmlTypeInfo {
   int id;

@@ -1,10 +1,10 @@
-// Walsh–Hadamard transforms for sizes n = K·2^m (SPECS §5.6): the fast transform (Sylvester, natural
+// Walsh–Hadamard transforms for sizes n = K·2^m (docs/algorithms.md §6): the fast transform (Sylvester, natural
 // order) for powers of two, and small Hadamard matrices H_K built by construction, combined as
 // (H_K ⊗ H_{2^m})·x/√n. Not QuaRot's tables: K comes from Paley I (K = q+1, q a prime power ≡ 3 mod 4:
 // 4, 8, 12, 20, 24, 28, 32, 44, 48, 60, 68, 72, 80, 84, 104, 108, 128, 132, 140, ...), Paley II
 // (K = 2(q+1), q a prime power ≡ 1 mod 4: 12, 28, 36, 52 (GF(25)), 60, 76, 100 (GF(49)), 108, ...) or
 // Kronecker products of these (40 = 2·20, 56 = 2·28, 144 = 12·12, ...), so the matrices differ from
-// Sloane's (any orthogonal H works numerically, SPECS §5.6). Orders that need Williamson-type matrices
+// Sloane's (any orthogonal H works numerically, docs/algorithms.md §6). Orders that need Williamson-type matrices
 // (156 = 4·39, 172 = 4·43 — stories260K's FFN) have no construction here: Plan returns an error
 // naming the size.
 #pragma once

@@ -1,4 +1,4 @@
-// IEEE binary16 and bfloat16 <-> float32 bit conversions, round to nearest even (SPECS §1.2).
+// IEEE binary16 and bfloat16 <-> float32 bit conversions, round to nearest even (docs/formats.md §1.2).
 //   fp16: S.EEEEE.MMMMMMMMMM, bias 15, max 65504, subnormals down to 2^-24, |x| >= 65520 -> Inf.
 //   bf16: the upper 16 bits of fp32 (S.EEEEEEEE.MMMMMMM); NaN -> 0x7FC0; overflow rounds to Inf.
 // Header-only so file loaders, GGUF blocks and element codecs share one definition.

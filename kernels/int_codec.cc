@@ -1,4 +1,4 @@
-// int<b> / uint<b> element codecs: RNE + clamp to the integer grid (see int_codec.h, SPECS §1.4).
+// int<b> / uint<b> element codecs: RNE + clamp to the integer grid (see int_codec.h, docs/formats.md §1.4).
 #include "kernels/int_codec.h"
 
 #include <cmath>

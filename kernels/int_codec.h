@@ -2,10 +2,10 @@
 // point), b = 2..8. Codes only: the scale / zero point and symmetric-range choice belong to a Scheme.
 //
 //   int<b>:  value range [-2^(b-1), 2^(b-1)-1] (int4: [-8,7], int8: [-128,127]); the code is the low b
-//            bits of the value's two's complement (int4 -1 -> 0xF). SPECS §1.4 ("compressed-tensors int
+//            bits of the value's two's complement (int4 -1 -> 0xF). docs/formats.md §1.4 ("compressed-tensors int
 //            sym" grid). The restricted symmetric grid +-(2^(b-1)-1) used by ggml Q8_0, SmoothQuant and
-//            LLM.int8 (SPECS §1.4) is a Scheme choice: it clamps to +-RestrictedMax(b) before Encode.
-//   uint<b>: value range [0, 2^b-1] (uint4: [0,15]); the code is the value (GPTQ / AWQ q, SPECS §1.4).
+//            LLM.int8 (docs/formats.md §1.4) is a Scheme choice: it clamps to +-RestrictedMax(b) before Encode.
+//   uint<b>: value range [0, 2^b-1] (uint4: [0,15]); the code is the value (GPTQ / AWQ q, docs/formats.md §1.4).
 //
 // Encode: round to nearest, ties to even (2.5 -> 2, 3.5 -> 4, -2.5 -> -2), then clamp to the range;
 // +-Inf saturate to qmax / qmin; NaN encodes as the code of value 0 (code 0), stated by nan_policy().

@@ -1,5 +1,5 @@
 // Generic ExMy minifloat codec: exact RNE encode on the fp32 bits, saturating, and exact decode
-// (see minifloat.h for the layout and policies; SPECS §1.1, §1.2).
+// (see minifloat.h for the layout and policies; docs/formats.md §1.1, §1.2).
 #include "kernels/minifloat.h"
 
 #include <algorithm>
@@ -301,39 +301,39 @@ MinifloatSpec Named(std::string name, std::string desc, int e, int m, MinifloatP
 }  // namespace
 
 MinifloatSpec Fp16Spec() {
-  return Named("fp16", "IEEE binary16 S.5.10, bias 15, max 65504, saturating cast (SPECS 1.2)", 5, 10,
+  return Named("fp16", "IEEE binary16 S.5.10, bias 15, max 65504, saturating cast (docs/formats.md §1.2)", 5, 10,
                MinifloatPolicy::kIeee, 15);
 }
 MinifloatSpec Bf16Spec() {
-  return Named("bf16", "bfloat16 S.8.7, bias 127, max 3.39e38, saturating cast (SPECS 1.2)", 8, 7,
+  return Named("bf16", "bfloat16 S.8.7, bias 127, max 3.39e38, saturating cast (docs/formats.md §1.2)", 8, 7,
                MinifloatPolicy::kIeee, 127);
 }
 MinifloatSpec Fp8E4m3Spec() {
-  return Named("fp8_e4m3", "FP8 E4M3FN (OCP) S.4.3, bias 7, max 448, no Inf, NaN 0x7F/0xFF (SPECS 1.1)", 4, 3,
+  return Named("fp8_e4m3", "FP8 E4M3FN (OCP) S.4.3, bias 7, max 448, no Inf, NaN 0x7F/0xFF (docs/formats.md §1.1)", 4, 3,
                MinifloatPolicy::kFn, 7);
 }
 MinifloatSpec Fp8E4m3FnuzSpec() {
-  return Named("fp8_e4m3fnuz", "FP8 E4M3FNUZ S.4.3, bias 8, max 240, NaN 0x80 only, no -0 (SPECS 1.1)", 4, 3,
+  return Named("fp8_e4m3fnuz", "FP8 E4M3FNUZ S.4.3, bias 8, max 240, NaN 0x80 only, no -0 (docs/formats.md §1.1)", 4, 3,
                MinifloatPolicy::kFnuz, 8);
 }
 MinifloatSpec Fp8E5m2Spec() {
-  return Named("fp8_e5m2", "FP8 E5M2 S.5.2, bias 15, max 57344, IEEE Inf/NaN (SPECS 1.1)", 5, 2,
+  return Named("fp8_e5m2", "FP8 E5M2 S.5.2, bias 15, max 57344, IEEE Inf/NaN (docs/formats.md §1.1)", 5, 2,
                MinifloatPolicy::kIeee, 15);
 }
 MinifloatSpec Fp8E5m2FnuzSpec() {
-  return Named("fp8_e5m2fnuz", "FP8 E5M2FNUZ S.5.2, bias 16, max 57344, NaN 0x80 only, no -0 (SPECS 1.1)", 5, 2,
+  return Named("fp8_e5m2fnuz", "FP8 E5M2FNUZ S.5.2, bias 16, max 57344, NaN 0x80 only, no -0 (docs/formats.md §1.1)", 5, 2,
                MinifloatPolicy::kFnuz, 16);
 }
 MinifloatSpec Fp6E2m3Spec() {
-  return Named("fp6_e2m3", "FP6 E2M3 (MX) S.2.3, bias 1, max 7.5, all codes finite (SPECS 1.1)", 2, 3,
+  return Named("fp6_e2m3", "FP6 E2M3 (MX) S.2.3, bias 1, max 7.5, all codes finite (docs/formats.md §1.1)", 2, 3,
                MinifloatPolicy::kNone, 1);
 }
 MinifloatSpec Fp6E3m2Spec() {
-  return Named("fp6_e3m2", "FP6 E3M2 (MX) S.3.2, bias 3, max 28, all codes finite (SPECS 1.1)", 3, 2,
+  return Named("fp6_e3m2", "FP6 E3M2 (MX) S.3.2, bias 3, max 28, all codes finite (docs/formats.md §1.1)", 3, 2,
                MinifloatPolicy::kNone, 3);
 }
 MinifloatSpec Fp4E2m1Spec() {
-  return Named("fp4_e2m1", "FP4 E2M1 (MX/NVFP4) S.2.1, bias 1, max 6, all codes finite (SPECS 1.1)", 2, 1,
+  return Named("fp4_e2m1", "FP4 E2M1 (MX/NVFP4) S.2.1, bias 1, max 6, all codes finite (docs/formats.md §1.1)", 2, 1,
                MinifloatPolicy::kNone, 1);
 }
 

@@ -11,14 +11,14 @@
 //          bias is 2^(E-1) (one more than IEEE): E4M3FNUZ, E5M2FNUZ.
 //   kNone: every code is a finite number, +-0 kept (MX FP6/FP4).
 //
-// Encode (the "saturating cast" of SPECS §1.1): round the exact input to the nearest representable
+// Encode (the "saturating cast" of docs/formats.md §1.1): round the exact input to the nearest representable
 // value, ties to the even integer significand (exact integer arithmetic on the fp32 bits): for M >= 1
 // that is the even mantissa LSB; for M = 0 a tie between 2^k and 2^(k+1) goes UP to 2^(k+1) (significand
 // 1 vs 2, as microxcaling's round(a/2^e * 2^(mbits-2)) does) and a tie between 0 and 2^emin goes to 0.
 // A finite input whose
 // magnitude is >= max_finite encodes as +-max_finite. NOTE: PyTorch's raw float->float8_e4m3fn cast is
 // NOT saturating (|x| >= 480 -> NaN, (464, 480) also -> NaN) and its E5M2 cast overflows to Inf;
-// quantizers clamp to +-max before casting, which is what this codec does in one step (SPECS §1.1).
+// quantizers clamp to +-max before casting, which is what this codec does in one step (docs/formats.md §1.1).
 // The fp16/bf16 codecs therefore differ from kernels/half.h (the IEEE cast, finite overflow -> Inf)
 // exactly where half.h overflows: the codec gives +-max (65504 / bf16 0x7F7F) instead.
 //   Inf input: +-Inf for kIeee (exactly representable), +-max_finite for the other policies.
@@ -109,7 +109,7 @@ class MinifloatCodec final : public ElementCodec {
   std::vector<float> table_;  // code -> value for formats of <= 16 bits
 };
 
-// Named instances (DB names, never renamed). SPECS §1.1 (FP8/FP6/FP4) and §1.2 (FP16/BF16).
+// Named instances (DB names, never renamed). docs/formats.md §1.1 (FP8/FP6/FP4) and §1.2 (FP16/BF16).
 //   fp16          S.EEEEE.MMMMMMMMMM     bias 15, max 65504, min normal 2^-14, min sub 2^-24, IEEE Inf/NaN
 //   bf16          S.EEEEEEEE.MMMMMMM     bias 127, max 0x7F7F = (2-2^-7)*2^127, IEEE Inf/NaN
 //   fp8_e4m3      S.EEEE.MMM  (E4M3FN)   bias 7, max 448 (0x7E), min normal 2^-6, min sub 2^-9,

@@ -1,4 +1,4 @@
-// MX block codecs (SPECS §2): shared-exponent rules, MX element rounding, packing. See kernels/mx.h.
+// MX block codecs (docs/formats.md §2): shared-exponent rules, MX element rounding, packing. See kernels/mx.h.
 #include "kernels/mx.h"
 
 #include <algorithm>

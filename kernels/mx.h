@@ -1,6 +1,6 @@
 // OCP Microscaling (MX v1.0) block codecs: MXFP8 (E4M3, E5M2), MXFP6 (E2M3, E3M2), MXFP4 (E2M1), MXINT8.
 // Storage format + reference (scalar) quantizer/dequantizer; no SIMD and no choice of *which* values to
-// store (that is an algorithm's business). Facts and citations: SPECS §2 (microsoft/microxcaling).
+// store (that is an algorithm's business). Facts and citations: docs/formats.md §2 (microsoft/microxcaling).
 //
 // One block of k elements (k = 32 by default, any k >= 1 via BlockOptions.block_size):
 //   value_i = 2^shared_exp * P_i,  shared_exp stored as one E8M0 byte X = shared_exp + 127
@@ -17,7 +17,7 @@
 //   up for amax just below a power of two (e.g. (2 - 2^-23)*2^100) and then differs by one.
 //   amax = 0 -> X = 0x00 and every code 0 for all six formats (microxcaling gives MXINT8 an all-zero
 //   block 0x01 = 2^-126, since -126 - emax_int8 = -126 needs no clamp; the decoded values are 0 either way).
-// Elements (SPECS §2 `_quantize_elemwise_core`): a = x / 2^shared_exp (exact), e = max(floor(log2|a|),
+// Elements (docs/formats.md §2 `_quantize_elemwise_core`): a = x / 2^shared_exp (exact), e = max(floor(log2|a|),
 //   min_exp), a' = RNE(a / 2^e * 2^m) * 2^e / 2^m (m = stored mantissa bits), then clamp to +-max_norm (MX
 //   always saturates; Inf/NaN never stored). Rounding is round-half-to-even (microxcaling round="even",
 //   OCP-conformant); microxcaling's *default* round="nearest" is round-half-away-from-zero and gives a
@@ -45,7 +45,7 @@
 
 namespace ql {
 
-// One MX element format as microxcaling's `_get_format_params` describes it (SPECS §2). Codes are
+// One MX element format as microxcaling's `_get_format_params` describes it (docs/formats.md §2). Codes are
 // produced by the registered element codec named `name` (kernels/minifloat.h, kernels/int_codec.h): its
 // Encode is the RNE saturating cast, which equals the §2 `_quantize_elemwise_core` rule with round="even"
 // and saturation (tests/kernels/mx_test.cc checks this against a scalar §2 oracle, ties included).
@@ -60,7 +60,7 @@ struct MxElementSpec {
 
 extern const MxElementSpec kMxE4M3, kMxE5M2, kMxE2M3, kMxE3M2, kMxE2M1, kMxInt8;
 
-// The E8M0 byte of a block with absolute maximum amax (SPECS §2 + the rounding modes above).
+// The E8M0 byte of a block with absolute maximum amax (docs/formats.md §2 + the rounding modes above).
 // amax = 0 -> 0x00; amax NaN/Inf -> 0xFF.
 uint8_t MxScaleByte(const MxElementSpec& s, float amax, MxScaleRounding rounding);
 

@@ -1,4 +1,4 @@
-// NF4 reference quantizer/dequantizer with optional double quantization (SPECS §1.3). See kernels/nf4.h.
+// NF4 reference quantizer/dequantizer with optional double quantization (docs/formats.md §1.3). See kernels/nf4.h.
 #include "kernels/nf4.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// NF4 block codec (QLoRA / bitsandbytes, SPECS §1.3): 4-bit NormalFloat codes times an absmax per block,
+// NF4 block codec (QLoRA / bitsandbytes, docs/formats.md §1.3): 4-bit NormalFloat codes times an absmax per block,
 // with optional double quantization of the absmaxes. Storage + reference scalar quantizer/dequantizer.
 //
 // Codebook (kNf4Codebook): bitsandbytes `create_normal_map(offset=0.9677083, use_extra_value=True)`:
@@ -32,7 +32,7 @@
 
 namespace ql {
 
-// bitsandbytes NF4 codebook, index 0..15 (SPECS §1.3).
+// bitsandbytes NF4 codebook, index 0..15 (docs/formats.md §1.3).
 inline constexpr float kNf4Codebook[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
     -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,

@@ -1,4 +1,4 @@
-// NVFP4 reference quantizer/dequantizer in the ModelOpt and compressed-tensors conventions (SPECS §3).
+// NVFP4 reference quantizer/dequantizer in the ModelOpt and compressed-tensors conventions (docs/formats.md §3).
 #include "kernels/nvfp4.h"
 
 #include <algorithm>
@@ -12,7 +12,7 @@ namespace {
 constexpr float kE4m3Max = 448.0f;
 constexpr float kE2m1Max = 6.0f;
 
-// The registered element codecs (kernels/minifloat.h): Encode is the RNE saturating cast (SPECS §1.1).
+// The registered element codecs (kernels/minifloat.h): Encode is the RNE saturating cast (docs/formats.md §1.1).
 const ElementCodec& Codec(const char* name) {
   auto c = FindElementCodec(name);
   QL_CHECK(c.ok(), "nvfp4: {}", c.status().message());

@@ -1,4 +1,4 @@
-// NVFP4 block codec (SPECS §3): FP4 E2M1 elements, one FP8 E4M3 scale per 16, one FP32 scale per tensor.
+// NVFP4 block codec (docs/formats.md §3): FP4 E2M1 elements, one FP8 E4M3 scale per 16, one FP32 scale per tensor.
 // Storage format + reference scalar quantizer/dequantizer, in two selectable conventions (BlockOptions.nvfp4):
 //
 //  kModelOpt (NVIDIA ModelOpt nvfp4_tensor.py), fp32 arithmetic in this order:
@@ -19,7 +19,7 @@
 // If s8 rounds to 0 in ModelOpt (amax_block/amax < ~2^-10/448) the reference divides by zero; the block
 //   decodes to 0 either way (0 * anything), and we store codes 0 for it.
 // Layout (PackedBlocks): bytes = per block [1 byte E4M3 scale][ceil(k/2) bytes codes], codes packed two per
-//   byte with the EVEN element in the LOW nibble (byte j = q[2j] | q[2j+1] << 4, SPECS §3); code = S.EE.M.
+//   byte with the EVEN element in the LOW nibble (byte j = q[2j] | q[2j+1] << 4, docs/formats.md §3); code = S.EE.M.
 //   The last block of a row may be partial (scale over the real elements, padding codes 0).
 //   extra = [fp32 tensor scale, little-endian][1 byte convention: 0 ModelOpt, 1 compressed-tensors].
 // Bits/weight at k = 16: (8 + 16*4)/16 = 4.5, plus 40 bits per tensor.
@@ -29,7 +29,7 @@
 
 namespace ql {
 
-// E2M1 value table by code (bit 3 = sign), SPECS §1.1.
+// E2M1 value table by code (bit 3 = sign), docs/formats.md §1.1.
 inline constexpr float kE2m1Values[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
 
 class NvFp4Codec : public BlockCodec {

@@ -154,7 +154,7 @@ float StoreScale(const Plan& p, float s, uint32_t* bits) {
       return Bf16ToF32(h);
     }
     case ScaleDtype::kE8m0: {
-      // 2^ceil(log2 s), exponent clamped to [-127, 127]; byte = exponent + 127 (SPECS §1.1). s = 0
+      // 2^ceil(log2 s), exponent clamped to [-127, 127]; byte = exponent + 127 (docs/formats.md §1.1). s = 0
       // stores 0x00 (2^-127): the tile's codes are all 0, so it still dequantizes to 0.
       int e = -127;
       if (s > 0) {

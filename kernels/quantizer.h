@@ -15,9 +15,9 @@
 //
 // Scale rules (per tile, after clipping to the range [lo, hi] chosen by the ClipRule):
 //   int sym     s = amax/qmax (int8: /127),  q = clamp(rne(x/s), -qmax, qmax)
-//   int symfull s = amax/(qmax+0.5) (int4: /7.5), q = clamp(rne(x/s), -2^(b-1), qmax)  (SPECS §1.4)
+//   int symfull s = amax/(qmax+0.5) (int4: /7.5), q = clamp(rne(x/s), -2^(b-1), qmax)  (docs/formats.md §1.4)
 //   int asym    lo' = min(lo,0), hi' = max(hi,0), s = (hi'-lo')/(2^b-1), z = clamp(rne(-lo'/s), 0, 2^b-1),
-//               q = clamp(rne(x/s)+z, 0, 2^b-1), x^ = (q-z)*s    (GPTQ find_params, AWQ; SPECS §5.1/5.2)
+//               q = clamp(rne(x/s)+z, 0, 2^b-1), x^ = (q-z)*s    (GPTQ find_params, AWQ; docs/algorithms.md §1/§2)
 //   float/codebook  s = amax/max_finite, code = Encode(x/s) (saturating), x^ = Decode(code)*s
 // s is rounded to its scale dtype first (fp16/bf16/e4m3: nearest-even after clamping to the dtype's
 // max; e8m0: rounded UP to a power of two so that amax is not clipped) and the codes use that stored

@@ -39,7 +39,7 @@ enum class Granularity {
   kBlock2d,    // tile_rows x tile_cols tiles; edge tiles may be partial
 };
 
-// How integer codes relate to the scale (SPECS §1.4). Only for integer element formats.
+// How integer codes relate to the scale (docs/formats.md §1.4). Only for integer element formats.
 enum class IntMode {
   kSym,      // restricted symmetric: q in [-(2^(b-1)-1), 2^(b-1)-1], s = amax / qmax (int8: /127)
   kSymFull,  // full symmetric grid q in [-2^(b-1), 2^(b-1)-1], s = amax / (qmax + 0.5) (int4: /7.5),

@@ -37,7 +37,7 @@ constexpr SizeScheme kSchemes[] = {
     {"int4:g128:s=fp16", "4 + 16/128 = 4.125", 0},
     {"nf4", "4 + 32/64 = 4.5 (fp32 absmax/64)", 0},
     {"mxfp4", "4 + 8/32 = 4.25 (e8m0/32)", 0},
-    {"nvfp4", "4 + 8/16 = 4.5 + 32/numel", 32},  // ModelOpt's fp32 per-tensor scale (SPECS §3)
+    {"nvfp4", "4 + 8/16 = 4.5 + 32/numel", 32},  // ModelOpt's fp32 per-tensor scale (docs/formats.md §3)
 };
 
 StatusOr<uint64_t> LinearBits(const Scheme& s, const SizeScheme& row, int64_t rows, int64_t cols) {

@@ -71,7 +71,7 @@ Status WriteTextFile(const std::string& path, std::string_view text);
 enum class FloatDtype { kF32, kF16, kBF16 };
 std::string_view FloatDtypeName(FloatDtype d);  // "F32", "F16", "BF16"
 int FloatDtypeBytes(FloatDtype d);
-// Encodes floats as little-endian bytes of the dtype (fp16/bf16 round to nearest even, SPECS §1.2).
+// Encodes floats as little-endian bytes of the dtype (fp16/bf16 round to nearest even, docs/formats.md §1.2).
 void EncodeFloats(const float* src, int64_t n, FloatDtype d, std::vector<uint8_t>* out);
 
 std::string ShapeString(const std::vector<int64_t>& shape);  // "[64, 512]"

@@ -1,4 +1,4 @@
-// GGUF reader/writer (SPECS §4 "GGUF file"). File layout, all little-endian:
+// GGUF reader/writer (docs/formats.md §4.2). File layout, all little-endian:
 //   u32 magic "GGUF" (0x46554747) | u32 version (3) | u64 tensor_count | u64 kv_count
 //   kv_count x { string key (u64 len + bytes) | u32 value_type | value }   (arrays: u32 elem, u64 n, values)
 //   tensor_count x { string name | u32 n_dims | u64 ne[n_dims] (ne[0] innermost) | u32 ggml_type | u64 offset }
@@ -28,7 +28,7 @@ constexpr int kMaxDims = 4;                  // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;
 constexpr uint64_t kMaxArrayItems = uint64_t(1) << 26;  // vocabularies and merges are ~10^5-10^6
 
-// ggml type ids, block sizes and dequantization come from kernels/gguf_blocks.h (SPECS §4 table).
+// ggml type ids, block sizes and dequantization come from kernels/gguf_blocks.h (docs/formats.md §4.1).
 const GgmlTypeInfo* FindType(uint32_t id) { return id > INT32_MAX ? nullptr : FindGgmlTypeInfo(int(id)); }
 
 int ScalarBytes(GgufType t) {
@@ -433,7 +433,7 @@ StatusOr<Model> ReadGguf(const std::string& path, CheckpointInfo* info) {
   QL_ASSIGN_OR_RETURN(double eps, meta.Float(a + "attention.layer_norm_rms_epsilon"));
   c.rope_theta = float(theta);
   c.norm_eps = float(eps);
-  // llama.cpp's converter permutes Llama q/k rows to adjacent pairs; Qwen2/3 use NEOX rotate-half (SPECS §4).
+  // llama.cpp's converter permutes Llama q/k rows to adjacent pairs; Qwen2/3 use NEOX rotate-half (docs/formats.md §4).
   c.rope_interleaved = arch == "llama";
 
   if (info) {

@@ -1,4 +1,4 @@
-// GGUF v3 (v2 accepted) reader/writer (SPECS §4 "GGUF file"): header, every metadata value type incl.
+// GGUF v3 (v2 accepted) reader/writer (docs/formats.md §4.2): header, every metadata value type incl.
 // nested arrays, tensor infos, alignment; llama.cpp tensor names <-> Hugging Face names; config from
 // llama.* / qwen2.* / qwen3.* keys; tokenizer from tokenizer.ggml.*. Tensors (F32/F16/BF16 and the ggml block
 // types of kernels/gguf_blocks.h) are dequantized to float32 on load; WriteGguf emits F32/F16/BF16 only.

@@ -1,4 +1,4 @@
-// Hugging Face directory reader/writer (see hf.h). config.json fields per SPECS §6.2.
+// Hugging Face directory reader/writer (see hf.h). config.json fields per docs/formats.md §5.2.
 #include "harness/io/hf.h"
 
 #include <filesystem>
@@ -110,7 +110,7 @@ StatusOr<ModelConfig> ParseHfConfig(const std::string& text, const std::string& 
   QL_ASSIGN_OR_RETURN(c.vocab_size, f.Int("vocab_size"));
   QL_ASSIGN_OR_RETURN(c.max_seq_len, f.Int("max_position_embeddings", arch->max_position_embeddings));
   if (c.max_seq_len == 0) return Status::Errorf("{}: max_position_embeddings = 0 must be > 0", origin);
-  // rope_theta: top-level (transformers < 4.56) or inside rope_parameters (newer); SPECS §6.2.
+  // rope_theta: top-level (transformers < 4.56) or inside rope_parameters (newer); docs/formats.md §5.2.
   double theta = 10000.0;
   if (f.Has("rope_parameters")) {
     QL_RETURN_IF_ERROR(CheckRopeType(j["rope_parameters"], origin, "rope_parameters"));

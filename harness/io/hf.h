@@ -1,4 +1,4 @@
-// Hugging Face checkpoint directories (SPECS §6.1, §6.2): config.json + model.safetensors (or a sharded
+// Hugging Face checkpoint directories (docs/formats.md §5.1, §5.2): config.json + model.safetensors (or a sharded
 // model.safetensors.index.json) [+ tokenizer.json] <-> Model. Llama, Qwen2, Qwen3 only; HF stores q/k in
 // the rotate-half RoPE layout (rope_interleaved = false).
 #pragma once

@@ -1,4 +1,4 @@
-// llama2.c checkpoint reader/writer (SPECS §6.3). Layouts, all little-endian fp32, rows = [out, in]:
+// llama2.c checkpoint reader/writer (docs/formats.md §5.3). Layouts, all little-endian fp32, rows = [out, in]:
 //   v0: i32 dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (<0: unshared classifier), seq_len;
 //       token_emb[V,D], rms_att[L,D], wq[L,H*hs,D], wk[L,KV*hs,D], wv[L,KV*hs,D], wo[L,D,H*hs],
 //       rms_ffn[L,D], w1[L,F,D], w2[L,D,F], w3[L,F,D], rms_final[D], freq_cis_real[seq,hs/2],

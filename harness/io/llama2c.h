@@ -1,4 +1,4 @@
-// llama2.c checkpoints (SPECS §6.3): the legacy v0 layout (7 x int32 header) and v1 ("ak42", 256-byte
+// llama2.c checkpoints (docs/formats.md §5.3): the legacy v0 layout (7 x int32 header) and v1 ("ak42", 256-byte
 // header, fp32). Reads into Model (rope_interleaved = true, eps 1e-5, theta 10000, as run.c hard-codes);
 // writes v0 (and v1) fp32. Not the int8 v2 format.
 #pragma once

@@ -1,4 +1,4 @@
-// safetensors reader/writer (SPECS §6.1). Layout:
+// safetensors reader/writer (docs/formats.md §5.1). Layout:
 //   u64 N (LE) | N bytes UTF-8 JSON {"name": {"dtype", "shape", "data_offsets": [begin, end)}, ...,
 //   "__metadata__": {str: str}} | byte buffer (offsets relative to byte 8 + N, tiling it exactly).
 #include "harness/io/safetensors.h"

@@ -1,4 +1,4 @@
-// safetensors reader/writer (SPECS §6.1): u64 header length | JSON header | byte buffer.
+// safetensors reader/writer (docs/formats.md §5.1): u64 header length | JSON header | byte buffer.
 // Reads F32/F16/BF16 tensors into float32 (other dtypes are listed but refuse to load); writes
 // F32/F16/BF16 with the header padded by spaces to a multiple of 8. Not a general tensor library.
 #pragma once
@@ -30,7 +30,7 @@ struct SafetensorsHeader {
   uint64_t file_size = 0;
 };
 
-// Bits per element of a safetensors dtype (SPECS §6.1 list), or 0 if the name is unknown.
+// Bits per element of a safetensors dtype (docs/formats.md §5.1 list), or 0 if the name is unknown.
 int SafetensorsDtypeBits(const std::string& dtype);
 
 // Parses and checks the header: length <= 100 MB and inside the file, JSON object starting with '{',

@@ -16,10 +16,10 @@ namespace ql {
 // QL_CHECKs that config.Validate() passes.
 Model RandomModel(const ModelConfig& config, uint64_t seed);
 
-// The shape of HuggingFaceTB/SmolLM2-135M (SPECS §6.2): dim 576, 30 layers, 9 heads, 3 KV heads,
+// The shape of HuggingFaceTB/SmolLM2-135M (docs/formats.md §5.2): dim 576, 30 layers, 9 heads, 3 KV heads,
 // head_dim 64, FFN 1536, vocab 49152, tied embeddings, theta 1e5, eps 1e-5, rotate-half RoPE.
 ModelConfig SmolLM2_135MConfig();
-// The shape of llama2.c's stories260K (SPECS §6.3): dim 64, 5 layers, 8 heads, 4 KV heads, FFN 172,
+// The shape of llama2.c's stories260K (docs/formats.md §5.3): dim 64, 5 layers, 8 heads, 4 KV heads, FFN 172,
 // vocab 512, seq 512, tied, theta 1e4, eps 1e-5, interleaved RoPE.
 ModelConfig Stories260KConfig();
 

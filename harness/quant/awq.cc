@@ -1,4 +1,4 @@
-// AWQ (see awq.h). Follows mit-han-lab/llm-awq auto_scale.py / auto_clip.py (SPECS §5.2): the layer's
+// AWQ (see awq.h). Follows mit-han-lab/llm-awq auto_scale.py / auto_clip.py (docs/algorithms.md §2): the layer's
 // inputs are those of the ORIGINAL model (llm-awq computes the next layer's inputs with the fp
 // layer before searching, and scaling preserves the function), the four Llama groups are searched on
 // those inputs, scales are folded, cached inputs divided by s, then clipping is searched on the
@@ -361,7 +361,7 @@ Status ApplyAwq(Model& model, const AlgorithmContext& ctx) {
 AlgorithmInfo AwqAlgorithm() {
   return {"awq",
           "AWQ (Lin et al. 2023): activation-aware per-channel scales folded into norms/linears, clip "
-          "search, then RTN with the cell's scheme (SPECS §5.2)",
+          "search, then RTN with the cell's scheme (docs/algorithms.md §2)",
           AwqDefaults(), true, ApplyAwq};
 }
 

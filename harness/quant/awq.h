@@ -1,4 +1,4 @@
-// AWQ (Lin et al. 2023; SPECS §5.2): per-input-channel scales searched on calibration activations
+// AWQ (Lin et al. 2023; docs/algorithms.md §2): per-input-channel scales searched on calibration activations
 // and folded into the preceding norm / linear, then a weight-clipping search, then round-to-nearest
 // with the cell's scheme. Not a rounding rule of its own.
 #pragma once

@@ -1,4 +1,4 @@
-// GPTQ (see gptq.h). Follows IST-DASLab/gptq gptq.py fasterquant (SPECS §5.1) step for step; the
+// GPTQ (see gptq.h). Follows IST-DASLab/gptq gptq.py fasterquant (docs/algorithms.md §1) step for step; the
 // model-level driver quantizes true-sequentially like its llama.py --true-sequential: per layer, the
 // inputs of (q,k,v), then o, then (gate,up), then down are re-captured on the model whose earlier
 // modules are already quantized, running only that layer from the cached residual stream.
@@ -40,7 +40,7 @@ StatusOr<ColumnQuantizer> ColumnQuantizer::Make(const Scheme& scheme, int64_t ro
   q.scaled_ = scheme.granularity != Granularity::kNone;
   const int bits = q.codec_->bits();
   const int half = 1 << (bits - 1);
-  // The code ranges of kernels/quantizer.h (SPECS §1.4).
+  // The code ranges of kernels/quantizer.h (docs/formats.md §1.4).
   if (q.is_int_ && q.scaled_) {
     switch (scheme.int_mode) {
       case IntMode::kSym: q.qmin_ = -(half - 1), q.qmax_ = half - 1; break;
@@ -299,7 +299,7 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
     for (const auto& [rep, mods] : todo) {
       const LinearStats& st = stats.at(rep);
       std::vector<double> h(st.xtx.size());
-      const double f = 2.0 / double(st.sequences);  // H = (2/n)·Σ x xᵀ, n = #sequences (SPECS §5.1)
+      const double f = 2.0 / double(st.sequences);  // H = (2/n)·Σ x xᵀ, n = #sequences (docs/algorithms.md §1)
       for (size_t i = 0; i < h.size(); ++i) h[i] = st.xtx[i] * f;
       for (const auto& m : mods) {
         QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(schemes.at(m)));
@@ -342,7 +342,7 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
 AlgorithmInfo GptqAlgorithm() {
   return {"gptq",
           "GPTQ (Frantar et al. 2022): column-wise rounding with inverse-Hessian error feedback, "
-          "true-sequential over the layers; any weight scheme (SPECS §5.1)",
+          "true-sequential over the layers; any weight scheme (docs/algorithms.md §1)",
           GptqDefaults(), true, ApplyGptq};
 }
 

@@ -1,4 +1,4 @@
-// GPTQ (SPECS §5.1): weight quantization that corrects each column's rounding error in the columns
+// GPTQ (docs/algorithms.md §1): weight quantization that corrects each column's rounding error in the columns
 // not yet quantized, weighted by the inverse Hessian of the layer's calibration inputs. Works with any
 // weight scheme of kernels/scheme.h through ColumnQuantizer. Not the rounding rule itself (the scheme's).
 #pragma once

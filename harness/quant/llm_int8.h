@@ -1,4 +1,4 @@
-// LLM.int8() (Dettmers et al. 2022; SPECS §5.4) as fake quantization: weights int8 per output row
+// LLM.int8() (Dettmers et al. 2022; docs/algorithms.md §4) as fake quantization: weights int8 per output row
 // (the cell's weight scheme, int8:channel for the paper's setting), and at evaluation every targeted
 // linear input split into outlier feature columns (any |x| >= threshold among the window's tokens),
 // kept in full precision, and the rest quantized int8 per token (absmax/127).

@@ -1,7 +1,7 @@
 // Hadamard rotation (see rotation.h). Placement follows spcl/QuaRot rotation_utils.py (fuse norms,
 // rotate embeddings / attention inputs / outputs / MLP / head with Q) and SpinQuant's per-head R2 on
 // v_proj outputs and o_proj inputs. Both repos also mean-center embedding rows; that is exact only for
-// LayerNorm, so it is skipped here (SPECS §5.5).
+// LayerNorm, so it is skipped here (docs/algorithms.md §5).
 #include "harness/quant/rotation.h"
 
 #include <cblas.h>
@@ -203,7 +203,7 @@ AlgorithmInfo RotationAlgorithm() {
       "rotation",
       "QuaRot/SpinQuant-style Hadamard rotation (norm fusion, R1 random ±1·H on the residual, R2 per "
       "head on v/o, R4 online before down_proj), then RTN or GPTQ (quantizer, gptq: {GPTQ parameters}) "
-      "(SPECS §5.5/5.6)",
+      "(docs/algorithms.md §5/§6)",
       {{"r1", true}, {"r2", true}, {"r4", true}, {"quantizer", "rtn"}, {"gptq", nlohmann::json::object()}},
       false,
       ApplyRotation};

@@ -1,4 +1,4 @@
-// Hadamard rotation of a Llama-family model (QuaRot / SpinQuant style, SPECS §5.5): RMSNorm weights
+// Hadamard rotation of a Llama-family model (QuaRot / SpinQuant style, docs/algorithms.md §5): RMSNorm weights
 // fused into the following linears, R1 = diag(±1)·H/√n (seeded) on the residual stream, R2 = H_hd/√hd
 // per head between v_proj and o_proj (SpinQuant's offline placement: no online op, works for any
 // number of heads), R4 = H/√F before down_proj (down_proj weight ← W·R4ᵀ offline, input ← R4·x online

@@ -68,7 +68,7 @@ Status ApplySmoothQuant(Model& model, const AlgorithmContext& ctx) {
 AlgorithmInfo SmoothQuantAlgorithm() {
   return {"smoothquant",
           "SmoothQuant (Xiao et al. 2023): s = a^alpha / w^(1-alpha) folded into the RMSNorms before "
-          "q/k/v and gate/up, then RTN; pair with an activation scheme such as W8A8 (SPECS §5.3)",
+          "q/k/v and gate/up, then RTN; pair with an activation scheme such as W8A8 (docs/algorithms.md §3)",
           {{"alpha", 0.5}}, true, ApplySmoothQuant};
 }
 

@@ -1,4 +1,4 @@
-// SmoothQuant (Xiao et al. 2023; SPECS §5.3): migrates activation outliers into the weights with
+// SmoothQuant (Xiao et al. 2023; docs/algorithms.md §3): migrates activation outliers into the weights with
 // per-channel scales s_j = a_j^α / w_j^(1−α) folded into the RMSNorms before q/k/v and gate/up, then
 // round-to-nearest of the weights with the cell's scheme. Activations are quantized by the cell's
 // activation scheme (W8A8: int8 per token, dynamic), applied by the runner.

@@ -249,7 +249,7 @@ std::string AlgorithmSpec::Label() const {
 std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
   // llm-compressor's preset names where one exists (W8A8, W4A16, FP8_DYNAMIC, NVFP4, NVFP4A16, …);
   // integer "sym" in llm-compressor/compressed-tensors is the full range with scale amax/(q_range/2),
-  // which is this library's "symfull" (SPECS §1.4).
+  // which is this library's "symfull" (docs/formats.md §1.4).
   auto P = [](std::string label, std::string w, std::string a = "", std::string kv = "", std::string mix = "") {
     return std::pair<std::string, SchemeSpec>(label, SchemeSpec{label, w, a, kv, mix, "", ""});
   };

@@ -1,5 +1,5 @@
 // SentencePiece-style BPE by scores with byte fallback (llama2.c run.c encode/decode, llama.cpp SPM
-// vocab), plus llama2.c's tokenizer.bin reader/writer (SPECS §6.3).
+// vocab), plus llama2.c's tokenizer.bin reader/writer (docs/formats.md §5.3).
 #include "harness/tokenizer/spm_bpe.h"
 
 #include <algorithm>

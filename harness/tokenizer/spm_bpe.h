@@ -96,7 +96,7 @@ class SpmBpeTokenizer : public Tokenizer {
   bool metaspace_ = false;
 };
 
-// Reads llama2.c's tokenizer.bin (SPECS §6.3): i32 max_token_length, then vocab_size records of
+// Reads llama2.c's tokenizer.bin (docs/formats.md §5.3): i32 max_token_length, then vocab_size records of
 // (f32 score, i32 len, len bytes). vocab_size comes from the model header. Ids 0/1/2 are <unk>, BOS,
 // EOS as run.c hard-codes them. Errors name the file, the token index and the problem.
 StatusOr<std::unique_ptr<SpmBpeTokenizer>> LoadLlama2cTokenizer(const std::string& path, int vocab_size);

@@ -86,7 +86,7 @@ TEST(AttentionQuantTest, NoOpHooksAreBitwiseIdentityAndCoverEveryRow) {
 }
 
 // Q: one scale per (token, head); P: one per row over its causal prefix. Expected values by hand:
-// int8 sym x -> round(x * 127 / amax) * amax / 127 (SPECS §1.4); fp8_e4m3 noscale rounds to 3
+// int8 sym x -> round(x * 127 / amax) * amax / 127 (docs/formats.md §1.4); fp8_e4m3 noscale rounds to 3
 // mantissa bits.
 TEST(AttentionQuantTest, QuantizersArePerTokenHeadAndPerRow) {
   ForwardHooks hooks;

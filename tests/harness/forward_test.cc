@@ -113,7 +113,7 @@ TEST(ForwardTest, RandomModelIsDeterministicAndSeeded) {
 }
 
 TEST(ForwardTest, SmolLM2ShapeHasPublishedParameterCount) {
-  // By hand from SPECS §6.2: embedding 49152·576 = 28,311,552; per layer q/o 2·576² + k/v 2·576·192 +
+  // By hand from docs/formats.md §5.2: embedding 49152·576 = 28,311,552; per layer q/o 2·576² + k/v 2·576·192 +
   // MLP 3·576·1536 + 2 norms·576 = 3,540,096, ×30; final norm 576 -> 134,515,008 (the "135M").
   EXPECT_EQ(SmolLM2_135MConfig().ParameterCount(), 134515008);
   EXPECT_TRUE(SmolLM2_135MConfig().Validate().ok());

@@ -1,4 +1,4 @@
-// GGUF tests: header bytes laid out by hand from SPECS §4, every metadata type round trip, random models
+// GGUF tests: header bytes laid out by hand from docs/formats.md §4, every metadata type round trip, random models
 // written as F32/F16/BF16 and read back, hand-built Q8_0/Q4_0 blocks, the stories260K vocabulary round
 // trip, and bad files (each a Status naming the file and the problem).
 #include "harness/io/gguf.h"

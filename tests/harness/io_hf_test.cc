@@ -1,4 +1,4 @@
-// Hugging Face directory tests: config.json parsing against the SPECS §6.2 table, round trips of random
+// Hugging Face directory tests: config.json parsing against the docs/formats.md §5.2 table, round trips of random
 // Llama/Qwen2/Qwen3 models (single file and sharded), bad directories, and LoadModel's format detection.
 #include "harness/io/hf.h"
 
@@ -25,7 +25,7 @@ using testing::RandomModel;
 using testing::RandomModelOptions;
 using testing::TempDir;
 
-// Config values of SPECS §6.2 (SmolLM2-135M, Qwen2.5-0.5B, Qwen3-0.6B), trimmed to the relevant fields.
+// Config values of docs/formats.md §5.2 (SmolLM2-135M, Qwen2.5-0.5B, Qwen3-0.6B), trimmed to the relevant fields.
 const char* kSmolLM2 = R"({"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":576,
   "intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,"head_dim":64,
   "rope_theta":100000,"rms_norm_eps":1e-05,"tie_word_embeddings":true,"attention_bias":false,"mlp_bias":false,

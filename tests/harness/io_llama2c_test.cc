@@ -1,4 +1,4 @@
-// llama2.c checkpoint tests: stories260K.bin read against raw file offsets computed from SPECS §6.3,
+// llama2.c checkpoint tests: stories260K.bin read against raw file offsets computed from docs/formats.md §5.3,
 // the same model from stories260K.gguf bit for bit, v0/v1 round trips of random models, and bad files.
 #include "harness/io/llama2c.h"
 

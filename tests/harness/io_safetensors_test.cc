@@ -1,4 +1,4 @@
-// safetensors tests: a file assembled byte by byte from SPECS §6.1, writer output checked at the byte
+// safetensors tests: a file assembled byte by byte from docs/formats.md §5.1, writer output checked at the byte
 // level, every header check of the spec as a bad file, and sharded checkpoints via the index.
 #include "harness/io/safetensors.h"
 

@@ -1,5 +1,5 @@
 // Test oracle: a plain scalar Llama-family forward pass written straight from the definitions
-// (SPECS §6.2/§6.3), naive loops with double accumulation, no SIMD, no BLAS, no kernels/ops. Slow by
+// (docs/formats.md §5.2/§5.3), naive loops with double accumulation, no SIMD, no BLAS, no kernels/ops. Slow by
 // design; only for small models. Hook semantics match harness/model/forward.h: each linear's hook sees
 // a private copy of that linear's input; attn_q sees Q after RoPE (unscaled); attn_probs sees each
 // (head, query) probability row alone, exactly its causal prefix (rows = 1, cols = t + 1).

@@ -25,7 +25,7 @@ std::string ReadFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-// A tiny independent reader of tokenizer.bin (SPECS §6.3): pieces and scores in file order.
+// A tiny independent reader of tokenizer.bin (docs/formats.md §5.3): pieces and scores in file order.
 struct RawVocab {
   std::vector<std::string> pieces;
   std::vector<float> scores;
@@ -209,7 +209,7 @@ TEST(SpmBpe, MetaspaceVocabularyGivesTheSameIds) {
   EXPECT_EQ((*meta)->Decode(a), t);
 }
 
-// A minimal GGUF v3 metadata walk (ggml docs/gguf.md, SPECS §4): just enough to pull the tokenizer
+// A minimal GGUF v3 metadata walk (ggml docs/gguf.md, docs/formats.md §4): just enough to pull the tokenizer
 // arrays out of stories260K.gguf, independent of the project's GGUF loader.
 struct GgufVocab {
   std::vector<std::string> tokens;

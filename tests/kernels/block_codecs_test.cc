@@ -1,6 +1,6 @@
 // Table-driven checks over every registered block codec (BlockCodecs()): round-trip error within the
 // format's half-step bound per block, exact byte counts, determinism. A new codec is tested the day it is
-// registered; the per-format bounds below come from the format definitions (SPECS §1.3, §2, §3).
+// registered; the per-format bounds below come from the format definitions (docs/formats.md §1.3, §2, §3).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -16,7 +16,7 @@
 namespace ql {
 namespace {
 
-// MX element parameters typed in from SPECS §2 (emax, stored mantissa bits, min_exp, max_norm).
+// MX element parameters typed in from docs/formats.md §2 (emax, stored mantissa bits, min_exp, max_norm).
 struct MxParams {
   int emax, mbits, min_exp;  // MXINT8: no exponent, step 2^-6 (mbits 6, min_exp 0)
   double max_norm;

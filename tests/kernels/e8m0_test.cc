@@ -1,4 +1,4 @@
-// E8M0 scale codec (kernels/e8m0.h) against SPECS §1.1: all 256 codes, and the round-up encode rule.
+// E8M0 scale codec (kernels/e8m0.h) against docs/formats.md §1.1: all 256 codes, and the round-up encode rule.
 #include "kernels/e8m0.h"
 
 #include <bit>

@@ -1,5 +1,5 @@
 // Element codecs (kernels/int_codec.h, minifloat.h, e8m0.h) against values derived by hand from the
-// bit layouts of SPECS §1.1/§1.2/§1.4: every code of every <= 8-bit float format, ties, saturation,
+// bit layouts of docs/formats.md §1.1/§1.2/§1.4: every code of every <= 8-bit float format, ties, saturation,
 // NaN/Inf/-0 policies, generic ExMy names, fp16/bf16 against kernels/half.h, the registry lookups.
 #include <algorithm>
 #include <bit>
@@ -32,7 +32,7 @@ const ElementCodec* Get(std::string_view name) {
 uint32_t Bits(float f) { return std::bit_cast<uint32_t>(f); }
 bool SameFloat(float a, float b) { return (std::isnan(a) && std::isnan(b)) || Bits(a) == Bits(b); }
 
-// ---- The hand-written facts of SPECS §1.1 for the <= 8-bit float formats ----
+// ---- The hand-written facts of docs/formats.md §1.1 for the <= 8-bit float formats ----
 struct FloatFacts {
   const char* name;
   int e, m, bias;
@@ -109,7 +109,7 @@ TEST(SmallFloats, EveryCodeDecodesToTheHandDerivedValue) {
 }
 
 TEST(SmallFloats, Fp4E2m1AllSixteenCodes) {
-  // SPECS §1.1: code -> |value| 0, 0.5, 1, 1.5, 2, 3, 4, 6; bit 3 is the sign.
+  // docs/formats.md §1.1: code -> |value| 0, 0.5, 1, 1.5, 2, 3, 4, 6; bit 3 is the sign.
   const float kMag[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
   const ElementCodec* c = Get("fp4_e2m1");
   for (uint32_t code = 0; code < 16; ++code) {
@@ -117,7 +117,7 @@ TEST(SmallFloats, Fp4E2m1AllSixteenCodes) {
     EXPECT_TRUE(SameFloat(c->Decode(code), want)) << code;
   }
   EXPECT_TRUE(SameFloat(c->Decode(8), -0.0f));
-  // RNE decision points of ModelOpt _cast_fp4 (SPECS §1.1).
+  // RNE decision points of ModelOpt _cast_fp4 (docs/formats.md §1.1).
   const std::pair<float, float> kCases[] = {{0.25f, 0},   {0.2499f, 0}, {0.2501f, 0.5f}, {0.75f, 1},
                                             {1.25f, 1},   {1.75f, 2},   {2.5f, 2},       {3.5f, 4},
                                             {5.0f, 4},    {5.01f, 6},   {6.5f, 6},       {100.f, 6},
@@ -135,7 +135,7 @@ std::vector<double> PositiveValues(const ElementCodec* c) {
 }
 
 TEST(SmallFloats, Fp6ValueSets) {
-  // SPECS §1.1: E2M3 = m/8 (m = 0..7) U 2^(e-1)(1+m/8), e = 1..3. E3M2 = m/16 (m = 0..3) U 2^(e-3)(1+m/4), e = 1..7.
+  // docs/formats.md §1.1: E2M3 = m/8 (m = 0..7) U 2^(e-1)(1+m/8), e = 1..3. E3M2 = m/16 (m = 0..3) U 2^(e-3)(1+m/4), e = 1..7.
   std::set<double> e2m3, e3m2;
   for (int m = 0; m < 8; ++m) e2m3.insert(m / 8.0);
   for (int e = 1; e <= 3; ++e)
@@ -294,7 +294,7 @@ TEST(SmallFloats, SaturationZerosAndNaN) {
     const char* name;
     uint32_t max_code, inf_in, ninf_in, nan_in, neg_nan_in, neg_zero_in;
   };
-  // Per SPECS §1.1 and the policies of minifloat.h: Inf saturates except in E5M2 (has Inf).
+  // Per docs/formats.md §1.1 and the policies of minifloat.h: Inf saturates except in E5M2 (has Inf).
   const Case kCases[] = {
       {"fp8_e4m3", 0x7E, 0x7E, 0xFE, 0x7F, 0xFF, 0x80},     {"fp8_e4m3fnuz", 0x7F, 0x7F, 0xFF, 0x80, 0x80, 0x00},
       {"fp8_e5m2", 0x7B, 0x7C, 0xFC, 0x7E, 0xFE, 0x80},     {"fp8_e5m2fnuz", 0x7F, 0x7F, 0xFF, 0x80, 0x80, 0x00},
@@ -330,7 +330,7 @@ TEST(SmallFloats, E4m3SeedExamplesAndSubnormalRounding) {
   EXPECT_EQ(c->Round(6.75f), 7.0f);   // exact midpoint -> the even mantissa 110
   EXPECT_EQ(c->Round(6.25f), 6.0f);   // midpoint of 6.0 (m=100) and 6.5 (m=101) -> 6.0
   EXPECT_EQ(c->Round(464.0f), 448.0f);  // saturating cast (PyTorch's raw cast: ties to 448 as well)
-  EXPECT_EQ(c->Round(470.0f), 448.0f);  // PyTorch raw cast would give NaN here (SPECS §1.1)
+  EXPECT_EQ(c->Round(470.0f), 448.0f);  // PyTorch raw cast would give NaN here (docs/formats.md §1.1)
   EXPECT_EQ(c->Round(480.0f), 448.0f);
   EXPECT_EQ(c->Round(500.0f), 448.0f);
   EXPECT_EQ(c->Round(-500.0f), -448.0f);

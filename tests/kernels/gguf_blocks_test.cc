@@ -1,4 +1,4 @@
-// Tests for the GGUF / ggml block quants (kernels/gguf_blocks.h, SPECS §4): hand-computed blocks, golden
+// Tests for the GGUF / ggml block quants (kernels/gguf_blocks.h, docs/formats.md §4): hand-computed blocks, golden
 // fixtures produced by ggml's own C reference and cross-checked with gguf-py (tests/data/gguf/README.md),
 // K-quant scale packing, partial last blocks, and table-driven error/determinism checks over all codecs.
 #include "kernels/gguf_blocks.h"
@@ -473,7 +473,7 @@ TEST(GgufFixtures, CodecQuantizeMatchesGgmlForWholeBlocks) {
 // ggml type table and row API
 // ---------------------------------------------------------------------------------------------
 TEST(GgmlTypes, TableMatchesSpecs) {
-  // (id, block elems, block bytes) from SPECS §4 / ggml-common.h.
+  // (id, block elems, block bytes) from docs/formats.md §4.1 / ggml-common.h.
   const int want[][3] = {{0, 1, 4},      {1, 1, 2},      {2, 32, 18},    {3, 32, 20},   {6, 32, 22},
                          {7, 32, 24},    {8, 32, 34},    {10, 256, 84},  {11, 256, 110}, {12, 256, 144},
                          {13, 256, 176}, {14, 256, 210}, {15, 256, 292}, {30, 1, 2},     {39, 32, 17},

@@ -1,4 +1,4 @@
-// FP16 / BF16 conversions against values derived by hand from IEEE binary16 and bfloat16 (SPECS §1.2).
+// FP16 / BF16 conversions against values derived by hand from IEEE binary16 and bfloat16 (docs/formats.md §1.2).
 #include "kernels/half.h"
 
 #include <cmath>

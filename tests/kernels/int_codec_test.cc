@@ -1,4 +1,4 @@
-// int<b> / uint<b> element codecs (kernels/int_codec.h) against hand-written ranges and RNE (SPECS §1.4).
+// int<b> / uint<b> element codecs (kernels/int_codec.h) against hand-written ranges and RNE (docs/formats.md §1.4).
 #include "kernels/int_codec.h"
 
 #include <cmath>

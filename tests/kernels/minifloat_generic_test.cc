@@ -178,7 +178,7 @@ TEST(GenericMinifloat, BadNamesExplainTheGrammar) {
   EXPECT_NE(FindElementCodec("e8m7").status().message().find("overflows fp32"), std::string::npos);
 }
 
-// ---- fp16 / bf16 against the IEEE casts of kernels/half.h (SPECS §1.2) ----
+// ---- fp16 / bf16 against the IEEE casts of kernels/half.h (docs/formats.md §1.2) ----
 TEST(HalfCodecs, DecodeEqualsHalfHOnAllCodes) {
   const ElementCodec* f16 = Get("fp16");
   const ElementCodec* b16 = Get("bf16");

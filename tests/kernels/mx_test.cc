@@ -1,4 +1,4 @@
-// MX block codecs against values derived by hand from SPECS §2 (OCP MX v1.0 / microxcaling rules).
+// MX block codecs against values derived by hand from docs/formats.md §2 (OCP MX v1.0 / microxcaling rules).
 // Every expected scale byte, code and value below is worked out in the comment beside it.
 #include "kernels/mx.h"
 
@@ -32,9 +32,9 @@ std::vector<float> Block32(std::initializer_list<float> head) {
 
 const MxCodec& Mx(const BlockCodec& c) { return static_cast<const MxCodec&>(c); }
 
-// SPECS §2 `_quantize_elemwise_core` with round="even" and saturation, written out as a scalar oracle:
+// docs/formats.md §2 `_quantize_elemwise_core` with round="even" and saturation, written out as a scalar oracle:
 // e = max(floor(log2|a|), min_exp), a' = RNE(a / 2^e * 2^m) / 2^m * 2^e, clamp +-max_norm;
-// MXINT8: RNE(64 a) / 64 clamped to +-127/64. Parameters typed in from SPECS §1.1/§2, not from the code.
+// MXINT8: RNE(64 a) / 64 clamped to +-127/64. Parameters typed in from docs/formats.md §1.1/§2, not from the code.
 struct Sec2 {
   const BlockCodec* codec;
   int ebits, mbits;  // mbits: stored mantissa bits
@@ -56,7 +56,7 @@ std::vector<Sec2> AllSec2() {
           {&MxFp4Codec(), 2, 1, 6.0},        {&MxInt8Codec(), 0, 6, 127.0 / 64.0}};
 }
 
-TEST(Mx, ElementCodecsAreTheMxOnes) {  // SPECS §1.1 table: the MX codecs are wired to the right elements
+TEST(Mx, ElementCodecsAreTheMxOnes) {  // docs/formats.md §1.1 table: the MX codecs are wired to the right elements
   EXPECT_EQ(Mx(MxFp8E4M3Codec()).DecodeElement(0x7E, 0), 448.0f);
   EXPECT_EQ(Mx(MxFp8E4M3Codec()).DecodeElement(0x01, 0), std::ldexp(1.0f, -9));
   EXPECT_TRUE(std::isnan(Mx(MxFp8E4M3Codec()).DecodeElement(0x7F, 0)));  // E4M3FN, not FNUZ
@@ -76,7 +76,7 @@ TEST(Mx, ElementCodecsAreTheMxOnes) {  // SPECS §1.1 table: the MX codecs are w
 }
 
 TEST(Mx, ElementRoundingIsRneAndSaturates) {
-  // E2M1 decision points (SPECS §1.1): 0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4, >5->6.
+  // E2M1 decision points (docs/formats.md §1.1): 0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4, >5->6.
   const float in[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 5.01f, 100.0f, -2.5f, 0.26f};
   const float out[] = {0.0f, 1.0f, 1.0f, 2.0f, 2.0f, 4.0f, 4.0f, 6.0f, 6.0f, -2.0f, 0.5f};
   const MxCodec& fp4 = Mx(MxFp4Codec());

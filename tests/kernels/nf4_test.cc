@@ -1,4 +1,4 @@
-// NF4 (bitsandbytes) against hand-derived values from SPECS §1.3: codebook thresholds and ties, nibble
+// NF4 (bitsandbytes) against hand-derived values from docs/formats.md §1.3: codebook thresholds and ties, nibble
 // order, partial blocks, the 8-bit dynamic map and double quantization, bits per weight.
 #include "kernels/nf4.h"
 

@@ -1,4 +1,4 @@
-// NVFP4 in the ModelOpt and compressed-tensors conventions against values derived from SPECS §3.
+// NVFP4 in the ModelOpt and compressed-tensors conventions against values derived from docs/formats.md §3.
 // The fp32 intermediate values were worked out with a plain float32 calculator (Python floats rounded
 // through struct 'f' after each operation, following the reference formulas step by step), not by this code.
 #include "kernels/nvfp4.h"
