@@ -213,6 +213,10 @@ StatusOr<CellPlan> PlanCell(const Session& s, const Cell& cell) {
   auto ms = CellModuleSchemes(s.reference, e, cell);
   if (!ms.ok()) return Status::Errorf("{}: cell '{}': {}", Origin(e), cell.Label(), ms.status().message());
   p.module_schemes = std::move(*ms);
+  if (p.module_schemes.empty() && !cell.scheme.weights.empty() && cell.overrides.empty())
+    return Status::Errorf("{}: cell '{}': ignore set '{}' leaves none of the targets to quantize with {} (the cell "
+                          "would measure the baseline against itself)",
+                          Origin(e), cell.Label(), cell.ignore.name, cell.scheme.weights);
   for (const auto& [m, sc] : p.module_schemes) {
     QL_ASSIGN_OR_RETURN(Scheme parsed, ParseScheme(sc));
     p.schemes.push_back(parsed);

@@ -482,6 +482,9 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   const std::vector<std::string> builtin = BuiltinIgnoreSetNames();
   if (const YAML::Node gi = g["ignore"]) {
     QL_ASSIGN_OR_RETURN(std::vector<std::string> names, StrList(origin, gi, "grid.ignore"));
+    if (names.empty())
+      return Status::Error(At(origin, gi) + "grid.ignore is empty: the grid would have no cells (leave it out for "
+                                            "[none], or name ignore sets)");
     for (const auto& name : names) {
       auto u = std::find_if(user_sets.begin(), user_sets.end(), [&](const auto& s) { return s.name == name; });
       if (u != user_sets.end()) {

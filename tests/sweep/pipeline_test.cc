@@ -199,6 +199,19 @@ TEST_F(Pipeline, OlderMetricColumnsAreAddedAndMerge) {
   EXPECT_TRUE((*reopened)->Query("SELECT kld_se FROM metrics").ok());
 }
 
+TEST_F(Pipeline, NothingToQuantizeIsAnErrorNotACell) {
+  // An ignore set that swallows every target would record "ok" cells at 0 bits/weight and ΔPPL 0.
+  auto e = ParseExperiment(Yaml("int4:g32", "rtn", "ignore_sets: {all: [\"re:.*\"]}\n") + "  ignore: [all]\n", "t.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  const auto cells = ExpandGrid(*e);
+  auto s = OpenSession(*e, cells, {});
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  auto plan = PlanCell(**s, cells[0]);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("leaves none of the targets"), std::string::npos) << plan.status().message();
+  EXPECT_FALSE(ParseExperiment(Yaml("int4:g32") + "  ignore: []\n", "t.yaml").ok());
+}
+
 TEST(MetricTable, NamesAreUniqueAndTheReadmeListsExactlyThem) {
   std::set<std::string_view> names;
   for (const MetricDef& d : MetricTable()) {
