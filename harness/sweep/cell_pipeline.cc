@@ -32,13 +32,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-std::string NowIso() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 std::string HostName() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
@@ -112,6 +105,13 @@ bool AnyNeedsCalibration(const std::vector<Cell>& cells) {
 std::string Origin(const Experiment& e) { return e.path.empty() ? e.name : e.path; }
 
 }  // namespace
+
+std::string NowIso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
 
 StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
                                                const SessionOptions& o) {

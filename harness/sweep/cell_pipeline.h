@@ -84,4 +84,7 @@ CellRow DescribeCell(const Session& s, const Cell& cell);
 // arrays; identity fields come from DescribeCell.
 CellResult RunCell(const Session& s, Model& work, const CellPlan& plan);
 
+// The current time as ISO-8601 UTC ("2026-12-01T09:41:00Z"), as every store row records it.
+std::string NowIso();
+
 }  // namespace ql
