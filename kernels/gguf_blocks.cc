@@ -199,6 +199,20 @@ void DequantizeBlockQ8_0(const BlockQ8_0& b, float* y) {
 // ---------------------------------------------------------------------------------------------
 // k-quant helpers
 // ---------------------------------------------------------------------------------------------
+void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t dmin16, int nmax, uint8_t* L) {
+  for (int j = 0; j < kQKK / 32; ++j) {
+    uint8_t sc, m;
+    GetScaleMinK4(j, scales, &sc, &m);
+    const float d = F16ToF32(d16) * float(sc);
+    if (d == 0.0f) continue;
+    const float dm = F16ToF32(dmin16) * float(m);
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = NearestInt((x[32 * j + ii] + dm) / d);
+      L[32 * j + ii] = uint8_t(std::max(0, std::min(nmax, l)));
+    }
+  }
+}
+
 float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                      uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
   float min = x[0], max = x[0];
@@ -306,19 +320,7 @@ void QuantizeBlockQ4_K(const float* x, BlockQ4_K* y) {
   y->d = F32ToF16(max_scale / 63.f);
   y->dmin = F32ToF16(max_min / 63.f);
 
-  // Re-quantize every element against the stored (rounded) scales; a sub-block whose effective scale is 0
-  // keeps the codes from the fit.
-  for (int j = 0; j < kQKK / 32; ++j) {
-    uint8_t sc, m;
-    GetScaleMinK4(j, y->scales, &sc, &m);
-    const float d = F16ToF32(y->d) * float(sc);
-    if (d == 0.0f) continue;
-    const float dm = F16ToF32(y->dmin) * float(m);
-    for (int ii = 0; ii < 32; ++ii) {
-      const int l = NearestInt((x[32 * j + ii] + dm) / d);
-      L[32 * j + ii] = uint8_t(std::max(0, std::min(15, l)));
-    }
-  }
+  RequantizeK(x, y->scales, y->d, y->dmin, 15, L);
   uint8_t* q = y->qs;
   for (int j = 0; j < kQKK; j += 64) {
     for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));

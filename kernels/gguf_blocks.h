@@ -166,6 +166,9 @@ inline int NearestInt(float f) {
 void GetScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m);
 // The inverse: writes all 12 bytes from 8 scales and 8 mins (each 0..63).
 void PackScaleMinK4(const uint8_t sc[8], const uint8_t m[8], uint8_t q[12]);
+// Q4_K / Q5_K: re-quantizes each 32-element sub-block of a super-block x[256] against the stored
+// (rounded) scales and mins, codes clamped to [0, nmax]; a sub-block whose scale is 0 keeps L as fitted.
+void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t dmin16, int nmax, uint8_t* L);
 
 // One block, exactly as ggml's reference (x: block_elems floats).
 void QuantizeBlockQ4_0(const float* x, BlockQ4_0* y);

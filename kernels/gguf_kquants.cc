@@ -37,10 +37,6 @@ void Pack2Bit(const uint8_t* L, uint8_t* qs) {
   }
 }
 
-// Q4_K / Q5_K 6-bit scales and mins into the 12-byte field (same layout as PackScaleMinK4, written the
-// way ggml does it so values above 63 would wrap identically; callers keep them <= 63).
-void PackScalesK(const uint8_t* ls, const uint8_t* lm, uint8_t* q) { PackScaleMinK4(ls, lm, q); }
-
 // Q3_K: 16 six-bit values (already +32, 0..63) into 12 bytes.
 void PackScalesQ3K(const int* l6, uint8_t* s) {
   std::memset(s, 0, 12);
@@ -82,21 +78,6 @@ void FinishQ3K(const float* x, int8_t* L, BlockQ3_K* y) {
     u[j] = uint8_t(l);
   }
   Pack2Bit(u, y->qs);
-}
-
-// Q4_K / Q5_K: re-quantize each 32-sub-block against the stored (rounded) scale and min.
-void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t dmin16, int nmax, uint8_t* L) {
-  for (int j = 0; j < kQKK / 32; ++j) {
-    uint8_t sc, m;
-    GetScaleMinK4(j, scales, &sc, &m);
-    const float d = F16ToF32(d16) * float(sc);
-    if (d == 0.0f) continue;
-    const float dm = F16ToF32(dmin16) * float(m);
-    for (int ii = 0; ii < 32; ++ii) {
-      const int l = NearestInt((x[32 * j + ii] + dm) / d);
-      L[32 * j + ii] = uint8_t(Clamp(l, 0, nmax));
-    }
-  }
 }
 
 void PackQ5K(const uint8_t* L, BlockQ5_K* y) {
@@ -664,7 +645,7 @@ void WeightedScalesK(const float* x, const float* qw, int nmax, uint8_t* L, uint
     Ls[j] = std::min<uint8_t>(63, Ls[j]);
     Lm[j] = std::min<uint8_t>(63, Lm[j]);
   }
-  PackScalesK(Ls, Lm, scales12);
+  PackScaleMinK4(Ls, Lm, scales12);
   *d = F32ToF16(d_block);
   *dmin = F32ToF16(m_block);
 }
@@ -704,7 +685,7 @@ void QuantizeBlockQ5_K(const float* x, BlockQ5_K* y) {
     ls[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_scale * scales[j])));  // u8 wrap as in ggml
     lm[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_min * mins[j])));
   }
-  PackScalesK(ls, lm, y->scales);
+  PackScaleMinK4(ls, lm, y->scales);
   y->d = F32ToF16(max_scale / 63.f);
   y->dmin = F32ToF16(max_min / 63.f);
   RequantizeK(x, y->scales, y->d, y->dmin, 31, L);
