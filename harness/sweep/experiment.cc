@@ -272,46 +272,37 @@ std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
   };
 }
 
-StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::string& origin,
-                                     const std::string& base_dir) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    return Status::Errorf("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg);
-  }
-  QL_RETURN_IF_ERROR(CheckYamlTree(root, origin));
-  if (!root.IsMap()) return Status::Errorf("{}: an experiment file is a YAML map (see experiments/default.yaml)", origin);
-  QL_RETURN_IF_ERROR(CheckKeys(origin, root, "the experiment",
-                               {"name", "model", "data", "protocol", "baseline", "calibration", "seed", "results",
-                                "targets", "ignore_sets", "presets", "grid", "tied_head", "layer_error_windows",
-                                "kld_top_k", "overrides", "sensitivity"}));
-  Experiment e;
-  e.text = yaml_text;
-  for (const char* k : {"name", "model", "data", "grid"})
-    if (!root[k]) return Status::Errorf("{}: missing required key '{}'", origin, k);
-  QL_ASSIGN_OR_RETURN(e.name, Str(origin, root["name"], "name"));
-  QL_ASSIGN_OR_RETURN(std::string model, Str(origin, root["model"], "model"));
-  QL_ASSIGN_OR_RETURN(std::string data, Str(origin, root["data"], "data"));
-  e.model = Resolve(base_dir, model);
-  e.data = Resolve(base_dir, data);
+namespace {
 
-  if (const YAML::Node p = root["protocol"]) {
-    std::string text;
-    if (p.IsMap()) {
-      QL_RETURN_IF_ERROR(CheckKeys(origin, p, "protocol", {"name", "ctx", "stride", "chunks"}));
-      if (!p["name"]) return Status::Error(At(origin, p) + "protocol needs a 'name' (llamacpp, gptq, strided)");
-      QL_ASSIGN_OR_RETURN(text, Str(origin, p["name"], "protocol.name"));
-      if (p["ctx"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["ctx"], "protocol.ctx", 2, 1 << 20)); text += fmt::format(":ctx{}", v); }
-      if (p["stride"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["stride"], "protocol.stride", 1, 1 << 20)); text += fmt::format(":s{}", v); }
-      if (p["chunks"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["chunks"], "protocol.chunks", 1, 1 << 30)); text += fmt::format(":chunks{}", v); }
-    } else {
-      QL_ASSIGN_OR_RETURN(text, Str(origin, p, "protocol"));
-    }
-    auto spec = ProtocolSpec::Parse(text);
-    if (!spec.ok()) return Status::Error(At(origin, p) + spec.status().message());
-    e.protocol = spec->Canonical();
+// The canonical check of one scheme field, pointing at the node on error.
+StatusOr<std::string> CanonAt(const std::string& origin, const YAML::Node& at, const std::string& text,
+                              const std::string& what) {
+  auto c = CanonicalScheme(text);
+  if (!c.ok()) return Status::Error(At(origin, at) + what + " '" + text + "': " + c.status().message());
+  return c;
+}
+
+// `protocol:` as a string ("llamacpp:ctx512") or a map {name, ctx, stride, chunks}; canonical text.
+StatusOr<std::string> ParseProtocol(const std::string& origin, const YAML::Node& p) {
+  std::string text;
+  if (p.IsMap()) {
+    QL_RETURN_IF_ERROR(CheckKeys(origin, p, "protocol", {"name", "ctx", "stride", "chunks"}));
+    if (!p["name"]) return Status::Error(At(origin, p) + "protocol needs a 'name' (llamacpp, gptq, strided)");
+    QL_ASSIGN_OR_RETURN(text, Str(origin, p["name"], "protocol.name"));
+    if (p["ctx"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["ctx"], "protocol.ctx", 2, 1 << 20)); text += fmt::format(":ctx{}", v); }
+    if (p["stride"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["stride"], "protocol.stride", 1, 1 << 20)); text += fmt::format(":s{}", v); }
+    if (p["chunks"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, p["chunks"], "protocol.chunks", 1, 1 << 30)); text += fmt::format(":chunks{}", v); }
+  } else {
+    QL_ASSIGN_OR_RETURN(text, Str(origin, p, "protocol"));
   }
+  auto spec = ProtocolSpec::Parse(text);
+  if (!spec.ok()) return Status::Error(At(origin, p) + spec.status().message());
+  return spec->Canonical();
+}
+
+// The top-level scalars: baseline, seed, tied_head, layer_error_windows, kld_top_k, results.
+Status ParseRunOptions(const std::string& origin, const YAML::Node& root, const std::string& base_dir,
+                       Experiment& e) {
   if (const YAML::Node b = root["baseline"]) {
     QL_ASSIGN_OR_RETURN(e.baseline, Str(origin, b, "baseline"));
     e.baseline = Lower(e.baseline);
@@ -342,23 +333,24 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   } else {
     e.results = Resolve(base_dir, e.results);
   }
-  if (const YAML::Node c = root["calibration"]) {
-    QL_RETURN_IF_ERROR(CheckKeys(origin, c, "calibration", {"data", "samples", "seqlen", "seed"}));
-    CalibrationSpec cal;
-    if (!c["data"]) return Status::Error(At(origin, c) + "calibration needs 'data' (a text file)");
-    QL_ASSIGN_OR_RETURN(std::string cd, Str(origin, c["data"], "calibration.data"));
-    cal.data = Resolve(base_dir, cd);
-    if (c["samples"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, c["samples"], "calibration.samples", 1, 1 << 20)); cal.samples = int(v); }
-    if (c["seqlen"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, c["seqlen"], "calibration.seqlen", 2, 1 << 20)); cal.seqlen = int(v); }
-    if (c["seed"]) { QL_ASSIGN_OR_RETURN(cal.seed, Int(origin, c["seed"], "calibration.seed", 0, INT64_MAX)); }
-    e.calibration = cal;
-  }
-  if (const YAML::Node t = root["targets"]) {
-    QL_ASSIGN_OR_RETURN(e.targets, StrList(origin, t, "targets"));
-    if (e.targets.empty()) return Status::Error(At(origin, t) + "'targets' is empty: nothing would be quantized");
-  }
+  return Status::Ok();
+}
 
-  // Named ignore sets (user) beside the built-ins.
+StatusOr<CalibrationSpec> ParseCalibration(const std::string& origin, const YAML::Node& c,
+                                           const std::string& base_dir) {
+  QL_RETURN_IF_ERROR(CheckKeys(origin, c, "calibration", {"data", "samples", "seqlen", "seed"}));
+  CalibrationSpec cal;
+  if (!c["data"]) return Status::Error(At(origin, c) + "calibration needs 'data' (a text file)");
+  QL_ASSIGN_OR_RETURN(std::string cd, Str(origin, c["data"], "calibration.data"));
+  cal.data = Resolve(base_dir, cd);
+  if (c["samples"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, c["samples"], "calibration.samples", 1, 1 << 20)); cal.samples = int(v); }
+  if (c["seqlen"]) { QL_ASSIGN_OR_RETURN(int64_t v, Int(origin, c["seqlen"], "calibration.seqlen", 2, 1 << 20)); cal.seqlen = int(v); }
+  if (c["seed"]) { QL_ASSIGN_OR_RETURN(cal.seed, Int(origin, c["seed"], "calibration.seed", 0, INT64_MAX)); }
+  return cal;
+}
+
+// `ignore_sets:` — the file's named ignore sets (beside the built-ins).
+StatusOr<std::vector<IgnoreSetSpec>> ParseIgnoreSets(const std::string& origin, const YAML::Node& root) {
   std::vector<IgnoreSetSpec> user_sets;
   if (const YAML::Node is = root["ignore_sets"]) {
     if (!is.IsMap()) return Status::Error(At(origin, is) + "'ignore_sets' must map a name to a list of entries");
@@ -380,7 +372,12 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
     }
   }
 
-  // Presets: built-ins, then the file's own (which may shadow a built-in by name).
+  return user_sets;
+}
+
+// Presets: built-ins, then the file's own `presets:` (which may shadow a built-in by name).
+StatusOr<std::vector<std::pair<std::string, SchemeSpec>>> ParsePresets(const std::string& origin,
+                                                                      const YAML::Node& root) {
   std::vector<std::pair<std::string, SchemeSpec>> presets = BuiltinPresets();
   if (const YAML::Node ps = root["presets"]) {
     if (!ps.IsMap()) return Status::Error(At(origin, ps) + "'presets' must map a name to {weights, activations, kv_cache}");
@@ -397,88 +394,79 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
     }
   }
 
-  if (const YAML::Node ov = root["overrides"]) { QL_ASSIGN_OR_RETURN(e.overrides, ParseOverrides(origin, ov)); }
-  if (const YAML::Node sn = root["sensitivity"]) { QL_ASSIGN_OR_RETURN(e.sensitivity, ParseSensitivity(origin, sn)); }
+  return presets;
+}
 
-  const YAML::Node g = root["grid"];
-  QL_RETURN_IF_ERROR(CheckKeys(origin, g, "grid", {"schemes", "algorithms", "ignore", "activations", "kv_cache", "attention"}));
-  if (!g["schemes"]) return Status::Error(At(origin, g) + "grid needs 'schemes' (a list of scheme strings or presets)");
-
-  // Canonicalizes one scheme field, pointing at the node on error.
-  auto canon = [&](const YAML::Node& at, const std::string& text, const std::string& what) -> StatusOr<std::string> {
-    auto c = CanonicalScheme(text);
-    if (!c.ok()) return Status::Error(At(origin, at) + what + " '" + text + "': " + c.status().message());
-    return c;
-  };
-  const YAML::Node gs = g["schemes"];
-  if (!gs.IsSequence() || gs.size() == 0) return Status::Error(At(origin, gs) + "grid.schemes must be a non-empty list");
-  for (const auto& n : gs) {
-    SchemeSpec s;
-    if (n.IsMap()) {
-      QL_RETURN_IF_ERROR(CheckKeys(origin, n, "a grid scheme", {"weights", "activations", "kv_cache", "attention", "label"}));
-      std::vector<std::string> parts;
-      for (const char* k : {"weights", "activations", "kv_cache"}) {
-        if (!n[k]) continue;
-        QL_ASSIGN_OR_RETURN(std::string v, Str(origin, n[k], k));
-        QL_ASSIGN_OR_RETURN(std::string c, canon(n[k], v, k));
-        (std::string(k) == "weights" ? s.weights : std::string(k) == "activations" ? s.activations : s.kv_cache) = c;
-        if (!c.empty()) parts.push_back(std::string(k == std::string("weights") ? "W=" : k == std::string("activations") ? "A=" : "KV=") + c);
-      }
-      if (n["attention"]) {
-        QL_ASSIGN_OR_RETURN(std::tie(s.attn_q, s.attn_p), ParseAttention(origin, n["attention"]));
-        if (!s.AttentionText().empty()) parts.push_back(AttentionLabel(s.attn_q, s.attn_p));
-      }
-      if (n["label"]) { QL_ASSIGN_OR_RETURN(s.label, Str(origin, n["label"], "label")); } else { s.label = Join(parts); }
-    } else {
-      QL_ASSIGN_OR_RETURN(std::string text, Str(origin, n, "grid.schemes entry"));
-      // A scheme string first ("mxfp4" is the weight format), then a preset name ("W8A8").
-      auto c = CanonicalScheme(text);
-      auto it = std::find_if(presets.begin(), presets.end(),
-                             [&](const auto& p) { return Lower(p.first) == Lower(text); });
-      if (c.ok()) {
-        s.label = *c;
-        s.weights = *c;
-      } else if (it != presets.end()) {
-        s = it->second;
-        QL_ASSIGN_OR_RETURN(s.weights, canon(n, s.weights, "preset " + it->first + " weights"));
-        QL_ASSIGN_OR_RETURN(s.activations, canon(n, s.activations, "preset " + it->first + " activations"));
-        QL_ASSIGN_OR_RETURN(s.kv_cache, canon(n, s.kv_cache, "preset " + it->first + " kv_cache"));
-      } else {
-        std::vector<std::string> names;
-        for (const auto& p : presets) names.push_back(p.first);
-        return Status::Error(At(origin, n) + "'" + text + "' is neither a scheme (" + c.status().message() +
-                             ") nor a preset (" + Join(names) + ")");
-      }
+// One entry of grid.schemes: a map {weights, activations, kv_cache, attention, label}, a scheme
+// string, or a preset name.
+StatusOr<SchemeSpec> ParseGridScheme(const std::string& origin, const YAML::Node& n,
+                                     const std::vector<std::pair<std::string, SchemeSpec>>& presets) {
+  SchemeSpec s;
+  if (n.IsMap()) {
+    QL_RETURN_IF_ERROR(CheckKeys(origin, n, "a grid scheme", {"weights", "activations", "kv_cache", "attention", "label"}));
+    std::vector<std::string> parts;
+    for (const char* k : {"weights", "activations", "kv_cache"}) {
+      if (!n[k]) continue;
+      QL_ASSIGN_OR_RETURN(std::string v, Str(origin, n[k], k));
+      QL_ASSIGN_OR_RETURN(std::string c, CanonAt(origin, n[k], v, k));
+      (std::string(k) == "weights" ? s.weights : std::string(k) == "activations" ? s.activations : s.kv_cache) = c;
+      if (!c.empty()) parts.push_back(std::string(k == std::string("weights") ? "W=" : k == std::string("activations") ? "A=" : "KV=") + c);
     }
-    e.schemes.push_back(std::move(s));
+    if (n["attention"]) {
+      QL_ASSIGN_OR_RETURN(std::tie(s.attn_q, s.attn_p), ParseAttention(origin, n["attention"]));
+      if (!s.AttentionText().empty()) parts.push_back(AttentionLabel(s.attn_q, s.attn_p));
+    }
+    if (n["label"]) { QL_ASSIGN_OR_RETURN(s.label, Str(origin, n["label"], "label")); } else { s.label = Join(parts); }
+  } else {
+    QL_ASSIGN_OR_RETURN(std::string text, Str(origin, n, "grid.schemes entry"));
+    // A scheme string first ("mxfp4" is the weight format), then a preset name ("W8A8").
+    auto c = CanonicalScheme(text);
+    auto it = std::find_if(presets.begin(), presets.end(),
+                           [&](const auto& p) { return Lower(p.first) == Lower(text); });
+    if (c.ok()) {
+      s.label = *c;
+      s.weights = *c;
+    } else if (it != presets.end()) {
+      s = it->second;
+      QL_ASSIGN_OR_RETURN(s.weights, CanonAt(origin, n, s.weights, "preset " + it->first + " weights"));
+      QL_ASSIGN_OR_RETURN(s.activations, CanonAt(origin, n, s.activations, "preset " + it->first + " activations"));
+      QL_ASSIGN_OR_RETURN(s.kv_cache, CanonAt(origin, n, s.kv_cache, "preset " + it->first + " kv_cache"));
+    } else {
+      std::vector<std::string> names;
+      for (const auto& p : presets) names.push_back(p.first);
+      return Status::Error(At(origin, n) + "'" + text + "' is neither a scheme (" + c.status().message() +
+                           ") nor a preset (" + Join(names) + ")");
+    }
   }
+  return s;
+}
 
-  if (const YAML::Node ga = g["algorithms"]) {
-    if (!ga.IsSequence() || ga.size() == 0) return Status::Error(At(origin, ga) + "grid.algorithms must be a non-empty list");
-    for (const auto& n : ga) {
-      AlgorithmSpec a;
-      if (n.IsMap()) {
-        if (!n["name"]) return Status::Error(At(origin, n) + "an algorithm entry needs 'name'");
-        QL_ASSIGN_OR_RETURN(a.name, Str(origin, n["name"], "name"));
-        for (const auto& kv : n) {
-          const std::string k = kv.first.as<std::string>();
-          if (k != "name") a.params[k] = YamlToJson(kv.second);
-        }
-      } else {
-        QL_ASSIGN_OR_RETURN(a.name, Str(origin, n, "algorithm"));
-      }
-      a.name = Lower(a.name);
-      auto info = FindAlgorithm(a.name);
-      if (!info.ok()) return Status::Error(At(origin, n) + info.status().message());
-      auto params = ResolveAlgorithmParams(**info, a.params);
-      if (!params.ok()) return Status::Error(At(origin, n) + params.status().message());
-      a.params = *params;  // stored with defaults filled in, so the identity is explicit
-      e.algorithms.push_back(std::move(a));
+// One entry of grid.algorithms: a name, or a map {name, params...}; params stored with defaults.
+StatusOr<AlgorithmSpec> ParseAlgorithm(const std::string& origin, const YAML::Node& n) {
+  AlgorithmSpec a;
+  if (n.IsMap()) {
+    if (!n["name"]) return Status::Error(At(origin, n) + "an algorithm entry needs 'name'");
+    QL_ASSIGN_OR_RETURN(a.name, Str(origin, n["name"], "name"));
+    for (const auto& kv : n) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "name") a.params[k] = YamlToJson(kv.second);
     }
   } else {
-    e.algorithms.push_back({"rtn", nlohmann::json::object()});
+    QL_ASSIGN_OR_RETURN(a.name, Str(origin, n, "algorithm"));
   }
+  a.name = Lower(a.name);
+  auto info = FindAlgorithm(a.name);
+  if (!info.ok()) return Status::Error(At(origin, n) + info.status().message());
+  auto params = ResolveAlgorithmParams(**info, a.params);
+  if (!params.ok()) return Status::Error(At(origin, n) + params.status().message());
+  a.params = *params;  // stored with defaults filled in, so the identity is explicit
+  return a;
+}
 
+// grid.ignore: names of built-in or user ignore sets; [none] when absent.
+StatusOr<std::vector<IgnoreSetSpec>> ParseGridIgnore(const std::string& origin, const YAML::Node& g,
+                                                     const std::vector<IgnoreSetSpec>& user_sets) {
+  std::vector<IgnoreSetSpec> sets;
   const std::vector<std::string> builtin = BuiltinIgnoreSetNames();
   if (const YAML::Node gi = g["ignore"]) {
     QL_ASSIGN_OR_RETURN(std::vector<std::string> names, StrList(origin, gi, "grid.ignore"));
@@ -488,9 +476,9 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
     for (const auto& name : names) {
       auto u = std::find_if(user_sets.begin(), user_sets.end(), [&](const auto& s) { return s.name == name; });
       if (u != user_sets.end()) {
-        e.ignore_sets.push_back(*u);
+        sets.push_back(*u);
       } else if (std::find(builtin.begin(), builtin.end(), name) != builtin.end()) {
-        e.ignore_sets.push_back({name, {}, true});
+        sets.push_back({name, {}, true});
       } else {
         std::vector<std::string> all = builtin;
         for (const auto& s : user_sets) all.push_back(s.name);
@@ -499,14 +487,19 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
       }
     }
   } else {
-    e.ignore_sets.push_back({"none", {}, true});
+    sets.push_back({"none", {}, true});
   }
+  return sets;
+}
+
+// grid.activations, grid.kv_cache and grid.attention: the optional axes.
+Status ParseGridAxes(const std::string& origin, const YAML::Node& g, Experiment& e) {
   for (const char* axis : {"activations", "kv_cache"}) {
     if (const YAML::Node n = g[axis]) {
       QL_ASSIGN_OR_RETURN(std::vector<std::string> v, StrList(origin, n, std::string("grid.") + axis));
       std::vector<std::string> c;
       for (const auto& s : v) {
-        QL_ASSIGN_OR_RETURN(std::string cs, canon(n, s, axis));
+        QL_ASSIGN_OR_RETURN(std::string cs, CanonAt(origin, n, s, axis));
         c.push_back(cs);
       }
       (std::string(axis) == "activations" ? e.activations_axis : e.kv_cache_axis) = c;
@@ -525,13 +518,84 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
     }
     e.attention_axis = axis;
   }
-  // Duplicate grid entries would run the same cell twice under one identity.
+  return Status::Ok();
+}
+
+// grid: schemes × algorithms × ignore sets × the optional axes.
+Status ParseGrid(const std::string& origin, const YAML::Node& root, Experiment& e) {
+  QL_ASSIGN_OR_RETURN(auto presets, ParsePresets(origin, root));
+  QL_ASSIGN_OR_RETURN(auto user_sets, ParseIgnoreSets(origin, root));
+  const YAML::Node g = root["grid"];
+  QL_RETURN_IF_ERROR(CheckKeys(origin, g, "grid", {"schemes", "algorithms", "ignore", "activations", "kv_cache", "attention"}));
+  if (!g["schemes"]) return Status::Error(At(origin, g) + "grid needs 'schemes' (a list of scheme strings or presets)");
+  const YAML::Node gs = g["schemes"];
+  if (!gs.IsSequence() || gs.size() == 0) return Status::Error(At(origin, gs) + "grid.schemes must be a non-empty list");
+  for (const auto& n : gs) {
+    QL_ASSIGN_OR_RETURN(SchemeSpec s, ParseGridScheme(origin, n, presets));
+    e.schemes.push_back(std::move(s));
+  }
+  if (const YAML::Node ga = g["algorithms"]) {
+    if (!ga.IsSequence() || ga.size() == 0) return Status::Error(At(origin, ga) + "grid.algorithms must be a non-empty list");
+    for (const auto& n : ga) {
+      QL_ASSIGN_OR_RETURN(AlgorithmSpec a, ParseAlgorithm(origin, n));
+      e.algorithms.push_back(std::move(a));
+    }
+  } else {
+    e.algorithms.push_back({"rtn", nlohmann::json::object()});
+  }
+  QL_ASSIGN_OR_RETURN(e.ignore_sets, ParseGridIgnore(origin, g, user_sets));
+  return ParseGridAxes(origin, g, e);
+}
+
+// Duplicate grid entries would run the same cell twice under one identity.
+Status CheckNoDuplicateCells(const std::string& origin, const Experiment& e) {
   std::set<std::string> seen;
   for (const Cell& c : ExpandGrid(e)) {
     const std::string key = c.CanonicalJson(e).dump();
     if (!seen.insert(key).second)
       return Status::Errorf("{}: the grid has the same cell twice ({}); remove the duplicate entry", origin, c.Label());
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::string& origin,
+                                     const std::string& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return Status::Errorf("{}:{}: YAML syntax error: {}", origin, e.mark.line + 1, e.msg);
+  }
+  QL_RETURN_IF_ERROR(CheckYamlTree(root, origin));
+  if (!root.IsMap()) return Status::Errorf("{}: an experiment file is a YAML map (see experiments/default.yaml)", origin);
+  QL_RETURN_IF_ERROR(CheckKeys(origin, root, "the experiment",
+                               {"name", "model", "data", "protocol", "baseline", "calibration", "seed", "results",
+                                "targets", "ignore_sets", "presets", "grid", "tied_head", "layer_error_windows",
+                                "kld_top_k", "overrides", "sensitivity"}));
+  Experiment e;
+  e.text = yaml_text;
+  for (const char* k : {"name", "model", "data", "grid"})
+    if (!root[k]) return Status::Errorf("{}: missing required key '{}'", origin, k);
+  QL_ASSIGN_OR_RETURN(e.name, Str(origin, root["name"], "name"));
+  QL_ASSIGN_OR_RETURN(std::string model, Str(origin, root["model"], "model"));
+  QL_ASSIGN_OR_RETURN(std::string data, Str(origin, root["data"], "data"));
+  e.model = Resolve(base_dir, model);
+  e.data = Resolve(base_dir, data);
+
+  if (const YAML::Node p = root["protocol"]) { QL_ASSIGN_OR_RETURN(e.protocol, ParseProtocol(origin, p)); }
+  QL_RETURN_IF_ERROR(ParseRunOptions(origin, root, base_dir, e));
+  if (const YAML::Node c = root["calibration"]) { QL_ASSIGN_OR_RETURN(e.calibration, ParseCalibration(origin, c, base_dir)); }
+  if (const YAML::Node t = root["targets"]) {
+    QL_ASSIGN_OR_RETURN(e.targets, StrList(origin, t, "targets"));
+    if (e.targets.empty()) return Status::Error(At(origin, t) + "'targets' is empty: nothing would be quantized");
+  }
+
+  if (const YAML::Node ov = root["overrides"]) { QL_ASSIGN_OR_RETURN(e.overrides, ParseOverrides(origin, ov)); }
+  if (const YAML::Node sn = root["sensitivity"]) { QL_ASSIGN_OR_RETURN(e.sensitivity, ParseSensitivity(origin, sn)); }
+  QL_RETURN_IF_ERROR(ParseGrid(origin, root, e));
+  QL_RETURN_IF_ERROR(CheckNoDuplicateCells(origin, e));
   return e;
 }
 
