@@ -1,0 +1,62 @@
+// Interop (ctest LABEL interop): quantlab's PPL of a cell vs llama-perplexity on the file `quantlab export`
+// writes for it, on SmolLM2-135M (wikitext-2 test, ctx 256, 4 chunks, -fa off). With `activations: llamacpp`
+// quantlab computes what llama.cpp's CPU kernels compute for the linears; the FP32 fake-quant PPL is printed
+// beside it for the gap (docs/gguf.md).
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/run_command.h"
+
+namespace ql {
+namespace {
+
+const std::string kBin = QL_LLAMA_CPP_BIN;
+const std::string kQuantlab = QL_QUANTLAB_BIN;
+const std::string kSmol = std::string(QL_SHARED_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+const std::string kText = std::string(QL_SHARED_DIR) + "/data/wikitext-2-raw-test.txt";
+constexpr int kCtx = 256, kChunks = 4;
+
+double QuantlabPpl(const std::string& scheme, bool llamacpp) {
+  const std::string cmd = fmt::format(
+      "{} eval --model {} --data {} --protocol llamacpp --ctx {} --chunks {} --baseline fp32 --scheme {} "
+      "--layer-windows 1 --json{} 2>&1",
+      kQuantlab, kSmol, kText, kCtx, kChunks, scheme,
+      llamacpp ? " --activations llamacpp" : "");
+  const qltest::CommandResult r = qltest::RunCommand(cmd);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  if (r.exit_code != 0) return NAN;
+  return nlohmann::json::parse(r.out.substr(r.out.rfind('{')))["ppl"].get<double>();
+}
+
+double LlamaPerplexity(const std::string& export_flags) {
+  const std::string out = ::testing::TempDir() + "ql_ppl_interop.gguf";
+  qltest::CommandResult r =
+      qltest::RunCommand(fmt::format("{} export --model {} {} --out {} 2>&1", kQuantlab, kSmol, export_flags, out));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  r = qltest::RunCommand(fmt::format("{}/llama-perplexity -m {} -f {} -c {} --chunks {} -t 2 -fa off 2>&1", kBin, out,
+                                     kText, kCtx, kChunks));
+  std::remove(out.c_str());
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  const size_t at = r.out.find("Final estimate: PPL = ");
+  EXPECT_NE(at, std::string::npos) << r.out;
+  return at == std::string::npos ? NAN : std::stod(r.out.substr(at + 22));
+}
+
+void Check(const std::string& name, const std::string& scheme, const std::string& export_flags) {
+  const double llama = LlamaPerplexity(export_flags);
+  const double fq = QuantlabPpl(scheme, false), lc = QuantlabPpl(scheme, true);
+  std::printf("[ppl-interop] %s: llama-perplexity %.6f, quantlab act:llamacpp %.6f (%+.2e), FP32 fake-quant %.6f (%+.2e)\n",
+              name.c_str(), llama, lc, lc / llama - 1, fq, fq / llama - 1);
+  EXPECT_LT(std::fabs(lc / llama - 1), 2e-4) << name;  // llama.cpp's own SIMD rounding and sum order remain
+}
+
+TEST(PplInterop, Q4_0) { Check("q4_0", "q4_0", "--scheme q4_0"); }
+TEST(PplInterop, Q4_K_M) { Check("Q4_K_M", "Q4_K_M", "--preset Q4_K_M"); }
+
+}  // namespace
+}  // namespace ql
