@@ -1,16 +1,20 @@
 // `quantlab export`: writes a loaded model (HF directory, GGUF, llama2.c .bin) as a GGUF file llama.cpp
 // loads, every weight in one GGUF type (--scheme q4_k, or f32 / fp16 / bf16 for an unquantized copy) or in
-// a llama.cpp mix (--preset Q4_K_M, harness/quant/llama_mixes.h). A GGUF input's metadata is carried over.
+// a llama.cpp mix (--preset Q4_K_M, harness/quant/llama_mixes.h), or as a sweep cell evaluated it (--cell,
+// --recipe: harness/sweep/cell_export.h). A GGUF input's metadata is carried over.
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "harness/cli/commands.h"
 #include "harness/io/gguf.h"
 #include "harness/io/gguf_export.h"
+#include "harness/io/hf.h"
 #include "harness/io/load.h"
 #include "harness/quant/llama_mixes.h"
+#include "harness/sweep/cell_export.h"
 #include "kernels/scheme.h"
 
 namespace ql::cli {
@@ -18,6 +22,7 @@ namespace {
 
 struct ExportOptions {
   std::string model, scheme, preset, format = "gguf", out;
+  std::string cell, results = "quantlab-results", recipe;  // a sweep cell (harness/sweep/cell_export.h)
 };
 
 // The scheme's canonical spelling ("Q4_K" -> "q4_k", "half" -> "fp16"); f32 is not a quantlab scheme but
@@ -57,30 +62,78 @@ StatusOr<io::GgufExportOptions> ChooseTypes(const ExportOptions& o, const Model&
   return e;
 }
 
-Status RunExport(const ExportOptions& o) {
-  if (o.format != "gguf") return Status::Errorf("--format {}: only gguf is supported", o.format);
-  if (o.scheme.empty() == o.preset.empty()) return Status::Errorf("give exactly one of --scheme or --preset");
-  QL_ASSIGN_OR_RETURN(Model model, LoadModel(o.model));
-  QL_ASSIGN_OR_RETURN(io::GgufExportOptions e, ChooseTypes(o, model));
+// Writes `model` with the chosen types; a GGUF source's metadata (tokenizer included) is carried over.
+Status WriteExport(const std::string& model_path, const Model& model, io::GgufExportOptions e, const std::string& out) {
   io::GgufFile source;
-  if (o.model.ends_with(".gguf")) {
-    QL_ASSIGN_OR_RETURN(source, io::ReadGgufHeader(o.model));
+  if (model_path.ends_with(".gguf")) {
+    QL_ASSIGN_OR_RETURN(source, io::ReadGgufHeader(model_path));
     e.source = &source;
   }
-  QL_RETURN_IF_ERROR(io::ExportGguf(o.out, model, e));
-  std::printf("wrote %s (general.file_type %u)\n", o.out.c_str(), e.file_type);
+  QL_RETURN_IF_ERROR(io::ExportGguf(out, model, e));
+  std::printf("wrote %s (general.file_type %u)\n", out.c_str(), e.file_type);
   return Status::Ok();
+}
+
+// --cell ID --results DIR or --recipe FILE: the cell's own module schemes (CellModuleSchemes).
+Status RunCellExport(const ExportOptions& o) {
+  QL_ASSIGN_OR_RETURN(ExportableCell c, o.recipe.empty() ? CellFromResults(o.results, o.cell) : CellFromRecipe(o.recipe));
+  const std::string model_path = o.model.empty() ? c.model_path : o.model;
+  if (model_path.empty()) return Status::Errorf("the cell's model path is not recorded; give --model");
+  QL_ASSIGN_OR_RETURN(Model loaded, LoadModel(model_path));
+  QL_ASSIGN_OR_RETURN(Model model, CellExportModel(loaded, c));
+  loaded = Model();
+  QL_ASSIGN_OR_RETURN(io::GgufExportOptions e, CellGgufTypes(model, c));
+  if (!c.cell.scheme.activations.empty() && c.cell.scheme.activations != "llamacpp")
+    std::fprintf(stderr, "note: the cell's activations (%s) are an evaluation setting; the file holds the weights\n",
+                 c.cell.scheme.activations.c_str());
+  return WriteExport(model_path, model, std::move(e), o.out);
+}
+
+// --format safetensors: a Hugging Face directory (config.json, model.safetensors, tokenizer.json when the
+// model has a byte-level BPE tokenizer) with every tensor in one float dtype (harness/io/hf.h).
+Status RunSafetensorsExport(const ExportOptions& o) {
+  if (!o.preset.empty() || !o.cell.empty() || !o.recipe.empty())
+    return Status::Errorf("--format safetensors writes floats only: give --scheme f32, fp16 or bf16");
+  if (o.model.empty()) return Status::Errorf("--model is required");
+  const std::string scheme = CanonicalScheme(o.scheme.empty() ? "f32" : o.scheme);
+  io::FloatDtype dtype;
+  if (scheme == "f32") dtype = io::FloatDtype::kF32;
+  else if (scheme == "fp16") dtype = io::FloatDtype::kF16;
+  else if (scheme == "bf16") dtype = io::FloatDtype::kBF16;
+  else return Status::Errorf("--scheme {}: safetensors export writes f32, fp16 or bf16", o.scheme);
+  QL_ASSIGN_OR_RETURN(Model model, LoadModel(o.model));
+  QL_RETURN_IF_ERROR(io::WriteHfDir(o.out, model, dtype));
+  std::printf("wrote %s (config.json, model.safetensors %s%s)\n", o.out.c_str(),
+              std::string(io::FloatDtypeName(dtype)).c_str(),
+              std::filesystem::exists(std::filesystem::path(o.out) / "tokenizer.json") ? ", tokenizer.json" : "");
+  return Status::Ok();
+}
+
+Status RunExport(const ExportOptions& o) {
+  if (o.format == "safetensors") return RunSafetensorsExport(o);
+  if (o.format != "gguf") return Status::Errorf("--format {}: gguf or safetensors", o.format);
+  const int sources = int(!o.scheme.empty()) + int(!o.preset.empty()) + int(!o.cell.empty()) + int(!o.recipe.empty());
+  if (sources != 1) return Status::Errorf("give exactly one of --scheme, --preset, --cell or --recipe");
+  if (!o.cell.empty() || !o.recipe.empty()) return RunCellExport(o);
+  if (o.model.empty()) return Status::Errorf("--model is required with --scheme or --preset");
+  QL_ASSIGN_OR_RETURN(Model model, LoadModel(o.model));
+  QL_ASSIGN_OR_RETURN(io::GgufExportOptions e, ChooseTypes(o, model));
+  return WriteExport(o.model, model, std::move(e), o.out);
 }
 
 }  // namespace
 
 void AddExportCommand(CLI::App& app) {
   auto opt = std::make_shared<ExportOptions>();
-  CLI::App* cmd = app.add_subcommand("export", "Write a model as a (quantized) GGUF file that llama.cpp loads");
-  cmd->add_option("--model", opt->model, "model: HF directory, .gguf, or llama2.c .bin")->required();
+  CLI::App* cmd = app.add_subcommand("export", "Write a model as a (quantized) GGUF file that llama.cpp loads, or as safetensors");
+  cmd->add_option("--model", opt->model, "model: HF directory, .gguf, or llama2.c .bin (with --cell/--recipe: "
+                                         "default the cell's own)");
   cmd->add_option("--scheme", opt->scheme, "one GGUF type for every weight: q4_0 ... q6_k, iq4_nl, iq4_xs, f32, fp16, bf16");
   cmd->add_option("--preset", opt->preset, "a llama.cpp mix: Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, Q8_0, IQ4_NL, IQ4_XS");
-  cmd->add_option("--format", opt->format, "output format (gguf)");
+  cmd->add_option("--cell", opt->cell, "a finished rtn cell of --results (id or 8+ leading hex digits)");
+  cmd->add_option("--results", opt->results, "results directory of --cell")->capture_default_str();
+  cmd->add_option("--recipe", opt->recipe, "an experiment file with one cell (e.g. `quantlab search --out`)");
+  cmd->add_option("--format", opt->format, "gguf, or safetensors (a Hugging Face directory at --out; f32/fp16/bf16)");
   cmd->add_option("--out", opt->out, "output file")->required();
   cmd->callback([opt] {
     Status st = RunExport(*opt);

@@ -8,6 +8,8 @@
 namespace ql {
 
 // 1: the first versioned numerics (thread-count-independent forward pass, schema 3).
-inline constexpr int kNumericsVersion = 1;
+// 2: llama.cpp mixes in sweeps through LlamaMixScheme (Q4_K_M falls back to q5_0 / q8_0 for rows that are
+//    not whole 256-blocks, as llama-quantize does; before, such rows were partial q4_k / q6_k blocks).
+inline constexpr int kNumericsVersion = 2;
 
 }  // namespace ql

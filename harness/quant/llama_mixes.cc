@@ -211,6 +211,11 @@ std::vector<std::string_view> LlamaMixNames() {
   return v;
 }
 
+std::string LlamaMixBaseType(std::string_view mix) {
+  const Mix* m = FindMix(mix);
+  return m != nullptr ? m->base : "";
+}
+
 int LlamaMixFileType(std::string_view mix) {
   const Mix* m = FindMix(mix);
   return m != nullptr ? m->file_type : -1;

@@ -26,6 +26,9 @@ StatusOr<std::string> LlamaMixScheme(std::string_view mix, const ModelConfig& cf
 // The mix names, in llama-quantize's spelling ("Q2_K", "Q3_K_S", ...).
 std::vector<std::string_view> LlamaMixNames();
 
+// The default GGUF type of a mix ("Q3_K_M" -> "q3_k"), or "" for an unknown name.
+std::string LlamaMixBaseType(std::string_view mix);
+
 // llama_ftype of a mix (GGUF general.file_type, e.g. Q4_K_M -> 15), or -1 for an unknown name.
 int LlamaMixFileType(std::string_view mix);
 

@@ -18,6 +18,7 @@
 #include "harness/io/load.h"
 #include "harness/quant/attn_quant.h"
 #include "harness/quant/kv_quant.h"
+#include "harness/quant/llama_mixes.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/tokenizer/tokenizer.h"
@@ -37,10 +38,6 @@ std::string HostName() {
   if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
   return buf;
 }
-
-// llama.cpp's use_more_bits(i, n): the first and last eighth of the layers and every third in
-// between get the bigger type in its _M mixes.
-bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 // Histogram of the weight error (quantized − original) in kHistBins equal bins over
 // [−max_abs, +max_abs], followed by the two range ends: [counts…, lo, hi].
@@ -188,14 +185,13 @@ StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(con
   QL_ASSIGN_OR_RETURN(std::vector<std::string> modules,
                       ResolveTargetsMinusIgnore(model, e.targets, ignore, cell.ignore.name));
   std::map<std::string, std::string> chosen;  // module -> scheme ("" = baseline precision)
-  const int L = model.config.n_layers;
   for (const auto& m : cell.scheme.weights.empty() ? std::vector<std::string>{} : modules) {
     std::string scheme = cell.scheme.weights;
-    if (cell.scheme.mix == "q4_k_m") {
-      const int layer = ModuleLayer(m);
-      const bool more = m == "lm_head" ||
-                        (layer >= 0 && (m.ends_with("v_proj") || m.ends_with("down_proj")) && UseMoreBits(layer, L));
-      scheme = more ? "q6_k" : "q4_k";
+    if (!cell.scheme.mix.empty()) {  // llama.cpp's per-tensor choice, the one export uses too
+      const Tensor& w = model.W(WeightKey(model, m));
+      const std::string_view mix = std::string_view(cell.scheme.mix).starts_with("mix:")
+                                       ? std::string_view(cell.scheme.mix).substr(4) : std::string_view(cell.scheme.mix);
+      QL_ASSIGN_OR_RETURN(scheme, LlamaMixScheme(mix, model.config, m, w.rows(), w.cols()));
     }
     chosen[m] = scheme;
   }
@@ -224,11 +220,18 @@ StatusOr<CellPlan> PlanCell(const Session& s, const Cell& cell) {
   }
   auto parse = [](const std::string& text, std::optional<Scheme>* out) -> Status {
     if (text.empty()) return Status::Ok();
+    if (text == kLlamaCppActivations)
+      return Status::Errorf("'{}' is an activation mode (activations: llamacpp), not a KV-cache or attention scheme", text);
     QL_ASSIGN_OR_RETURN(Scheme sc, ParseScheme(text));
     *out = sc;
     return Status::Ok();
   };
-  QL_RETURN_IF_ERROR(parse(cell.scheme.activations, &p.activations));
+  if (cell.scheme.activations == kLlamaCppActivations) {
+    QL_ASSIGN_OR_RETURN(p.llamacpp_act, LlamaCppActivationTypes(s.reference, p.module_schemes,
+                                                                s.precision == BaselinePrecision::kFp32 ? "f32" : "bf16"));
+  } else {
+    QL_RETURN_IF_ERROR(parse(cell.scheme.activations, &p.activations));
+  }
   QL_RETURN_IF_ERROR(parse(cell.scheme.kv_cache, &p.kv_cache));
   QL_RETURN_IF_ERROR(parse(cell.scheme.attn_q, &p.attn_q));
   QL_RETURN_IF_ERROR(parse(cell.scheme.attn_p, &p.attn_p));
@@ -270,6 +273,7 @@ namespace {
 struct CellHooks {
   std::optional<Scheme> act;
   std::set<std::string> modules;  // linear inputs to quantize (the cell's targets)
+  const std::map<std::string, VecDotType>* llamacpp = nullptr;  // activations 'llamacpp'; every linear
   Status first_error;
   ForwardHooks hooks;
   const AlgorithmRuntime* runtime = nullptr;
@@ -279,6 +283,12 @@ struct CellHooks {
 
   void Record(Status s) {
     if (!s.ok() && first_error.ok()) first_error = std::move(s);
+  }
+  void RoundLlamaCpp(std::string_view path, float* x, int T, int in) {
+    const auto it = llamacpp->find(std::string(path));
+    if (it == llamacpp->end()) return Record(Status::Errorf("activations 'llamacpp': no weight type for {}", path));
+    Status s = RoundLikeGgmlVecDot(it->second, x, T, in);
+    if (!s.ok()) Record(Status::Errorf("activations 'llamacpp' at {}: {}", path, s.message()));
   }
   Status status() const { return !first_error.ok() ? first_error : attn ? attn->status() : Status::Ok(); }
 
@@ -301,9 +311,11 @@ struct CellHooks {
         if (!s.ok()) Record(Status::Errorf("KV-cache quantization at layer {}: {}", layer, s.message()));
       };
     }
-    if (act || (runtime && runtime->linear_input)) {
+    if (!p.llamacpp_act.empty()) llamacpp = &p.llamacpp_act;
+    if (act || llamacpp || (runtime && runtime->linear_input)) {
       hooks.linear_input = [this](std::string_view path, float* x, int T, int in) {
         if (runtime && runtime->linear_input && runtime->linear_input(path, x, T, in)) return;
+        if (llamacpp) return RoundLlamaCpp(path, x, T, in);
         if (!act || !modules.count(std::string(path))) return;
         std::vector<float> out(size_t(T) * in);
         Status s = FakeQuantize(*act, x, T, in, out.data());

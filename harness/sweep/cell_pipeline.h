@@ -7,6 +7,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "harness/model/model.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/calibration.h"
+#include "harness/quant/llamacpp_act.h"
 #include "harness/sweep/experiment.h"
 #include "kernels/scheme.h"
 #include "kernels/status.h"
@@ -62,12 +64,13 @@ struct CellPlan {
   std::vector<Scheme> schemes;                                      // parsed, same order
   std::optional<Scheme> activations, kv_cache, attn_q, attn_p;
   const AlgorithmInfo* algorithm = nullptr;
+  std::map<std::string, VecDotType> llamacpp_act;  // activations 'llamacpp': every linear's vec_dot_type
   bool untie_head = false;  // tied_head: untie and lm_head is quantized: a copy of the embedding is
 };
 
 // The (module path, canonical scheme) pairs a cell quantizes: targets − ignore, each with the cell's
-// weight scheme, or a mix's per-module choice (Q4_K_M: q6_k for lm_head and for v_proj / down_proj
-// in llama.cpp's "use_more_bits" layers, q4_k elsewhere), then the cell's overrides (a module set
+// weight scheme, or a llama.cpp mix's per-module choice (LlamaMixScheme, harness/quant/llama_mixes.h:
+// the rule `quantlab export --preset` uses, fallbacks for short rows included), then the cell's overrides (a module set
 // to bf16 / none leaves the list). In the model's module order.
 StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(const Model& model,
                                                                             const Experiment& e,

@@ -17,6 +17,8 @@
 #include "datasets/protocol.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/attn_quant.h"
+#include "harness/quant/llama_mixes.h"
+#include "harness/quant/llamacpp_act.h"
 #include "harness/quant/targets.h"
 #include "harness/sweep/yaml_check.h"
 #include "kernels/scheme.h"
@@ -119,6 +121,7 @@ nlohmann::json YamlToJson(const YAML::Node& n) {
 StatusOr<std::string> CanonicalScheme(const std::string& text) {
   const std::string l = Lower(text);
   if (l.empty() || l == "none" || l == "-") return std::string();
+  if (l == kLlamaCppActivations) return l;  // llama.cpp's arithmetic: an activation mode, not a format
   QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(text));
   return ToString(s);
 }
@@ -246,6 +249,39 @@ std::string AlgorithmSpec::Label() const {
   return name + "(" + s + ")";
 }
 
+namespace {
+
+// llama.cpp's mixes (harness/quant/llama_mixes.h) as presets: "mix:<NAME>" for all twelve, and the bare
+// llama-quantize name where it is not also a block type's scheme name (Q2_K, Q6_K, Q8_0, IQ4_NL and IQ4_XS
+// are read as the uniform scheme first, so their mixes are only "mix:Q6_K", ...).
+std::vector<std::pair<std::string, SchemeSpec>> LlamaMixPresets() {
+  std::vector<std::pair<std::string, SchemeSpec>> out;
+  for (std::string_view name : LlamaMixNames()) {
+    const std::string lower = Lower(std::string(name)), base = LlamaMixBaseType(name);
+    const bool is_scheme = ParseScheme(lower).ok();
+    // The store's weight_scheme of a mix cell is the mix: "q4_k_m", or "mix:q6_k" beside the uniform "q6_k".
+    const std::string mix = is_scheme ? "mix:" + lower : lower;
+    if (!is_scheme) out.emplace_back(std::string(name), SchemeSpec{std::string(name), base, "", "", mix, "", ""});
+    out.emplace_back("mix:" + std::string(name), SchemeSpec{"mix:" + std::string(name), base, "", "", mix, "", ""});
+  }
+  return out;
+}
+
+// When `text` is not a scheme but names a llama.cpp mix preset: its weights and mix into *s (label = name).
+bool MixPreset(const std::vector<std::pair<std::string, SchemeSpec>>& presets, const std::string& text, SchemeSpec* s) {
+  if (ParseScheme(text).ok()) return false;
+  for (const auto& [name, spec] : presets) {
+    if (Lower(name) != Lower(text) || spec.mix.empty()) continue;
+    s->weights = spec.weights;
+    s->mix = spec.mix;
+    s->label = name;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
   // llm-compressor's preset names where one exists (W8A8, W4A16, FP8_DYNAMIC, NVFP4, NVFP4A16, …);
   // integer "sym" in llm-compressor/compressed-tensors is the full range with scale amax/(q_range/2),
@@ -253,7 +289,7 @@ std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
   auto P = [](std::string label, std::string w, std::string a = "", std::string kv = "", std::string mix = "") {
     return std::pair<std::string, SchemeSpec>(label, SchemeSpec{label, w, a, kv, mix, "", ""});
   };
-  return {
+  std::vector<std::pair<std::string, SchemeSpec>> presets = {
       P("W8A8", "int8:channel", "int8:token"),
       P("W8A16", "int8:channel"),
       P("W4A16", "int4:g128:symfull"),
@@ -268,8 +304,9 @@ std::vector<std::pair<std::string, SchemeSpec>> BuiltinPresets() {
       P("W8A8_MXFP8", "mxfp8_e4m3", "mxfp8_e4m3"),
       P("NVFP4A16", "nvfp4"),
       P("W4A4_NVFP4", "nvfp4", "nvfp4"),
-      P("Q4_K_M", "q4_k", "", "", "q4_k_m"),
   };
+  for (auto& p : LlamaMixPresets()) presets.push_back(std::move(p));
+  return presets;
 }
 
 namespace {
@@ -408,6 +445,10 @@ StatusOr<SchemeSpec> ParseGridScheme(const std::string& origin, const YAML::Node
     for (const char* k : {"weights", "activations", "kv_cache"}) {
       if (!n[k]) continue;
       QL_ASSIGN_OR_RETURN(std::string v, Str(origin, n[k], k));
+      if (std::string(k) == "weights" && MixPreset(presets, v, &s)) {  // {weights: Q4_K_M, activations: ...}
+        parts.push_back("W=" + s.label);
+        continue;
+      }
       QL_ASSIGN_OR_RETURN(std::string c, CanonAt(origin, n[k], v, k));
       (std::string(k) == "weights" ? s.weights : std::string(k) == "activations" ? s.activations : s.kv_cache) = c;
       if (!c.empty()) parts.push_back(std::string(k == std::string("weights") ? "W=" : k == std::string("activations") ? "A=" : "KV=") + c);

@@ -61,7 +61,7 @@ struct SchemeSpec {
   std::string weights;
   std::string activations;
   std::string kv_cache;
-  std::string mix;          // named per-tensor mix resolved against the model ("q4_k_m"), or ""
+  std::string mix;          // llama.cpp mix resolved per module (LlamaMixScheme): "q4_k_m", "mix:q6_k"; or ""
   std::string attn_q;       // attention inputs (see `attention:` above): queries after RoPE
   std::string attn_p;       // softmax output P
   // {"weights", "activations", "kv_cache", "mix"} plus "attention": {"q", "p"} only when one is set,

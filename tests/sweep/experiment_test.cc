@@ -2,6 +2,7 @@
 // cell identity, target/ignore resolution on a real model.
 #include "harness/sweep/experiment.h"
 
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -230,20 +231,21 @@ TEST_F(TargetsOnStories, ResolvesSyntaxAndRejectsEntriesMatchingNothing) {
   EXPECT_FALSE(BuiltinIgnoreSet(m, "nope").ok());
 }
 
-TEST_F(TargetsOnStories, Q4KMMixFollowsLlamaCppUseMoreBits) {
+TEST_F(TargetsOnStories, Q4KMMixFollowsLlamaQuantizeWithFallbacks) {
   std::string y = "name: t\nmodel: m\ndata: d\ngrid: {schemes: [Q4_K_M]}\n";
   auto e = ParseExperiment(y, "x.yaml");
   ASSERT_TRUE(e.ok()) << e.status().message();
   auto ms = CellModuleSchemes(*model_, *e, ExpandGrid(*e)[0]);
   ASSERT_TRUE(ms.ok()) << ms.status().message();
-  int q6 = 0;
-  for (const auto& [mod, s] : *ms) {
-    if (s == "q6_k") ++q6;
-    else EXPECT_EQ(s, "q4_k") << mod;
-  }
-  // n = 5 layers: n/8 = 0, 7n/8 = 4 -> layers 2 ((2-0)%3 == 2) and 4 use more bits: v and down
-  // in each, plus lm_head.
-  EXPECT_EQ(q6, 2 * 2 + 1);
+  std::map<std::string, int> count;
+  for (const auto& [mod, s] : *ms) ++count[s];
+  // stories260K: rows of 64 (dim) and 172 (FFN), never whole 256-blocks. n = 5 layers: n/8 = 0, 7n/8 = 4 ->
+  // layers 2 and 4 use more bits. q4_k falls back to q5_0, q6_k (v_proj in 2, 4) to q8_0, the tied head
+  // (rows of 64) is q8_0, and down_proj (rows of 172, not even 32-blocks) is fp16.
+  EXPECT_EQ(count["q5_0"], 5 * 5 + 3);
+  EXPECT_EQ(count["q8_0"], 2 + 1);
+  EXPECT_EQ(count["fp16"], 5);
+  EXPECT_EQ(ms->size(), 36u);
 }
 
 }  // namespace
