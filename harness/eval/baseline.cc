@@ -43,6 +43,75 @@ size_t Baseline::bytes() const {
          top_idx.size() * sizeof(int32_t) + top_logp.size() * sizeof(float);
 }
 
+namespace {
+
+// Scratch of one thread computing baseline rows.
+struct BaselineScratch {
+  std::vector<double> lp;  // [V]
+  std::vector<float> lpf;  // [V]
+  std::vector<int> order;  // [V]
+};
+
+// Window w's scored rows (nll, top1, and full or top-k log-probs) appended to b.
+void AddWindowRows(const Window& w, const float* logits, BaselineScratch& s, Baseline* b) {
+  const int V = b->vocab, top_k = b->top_k;
+  s.lp.resize(V);
+  s.lpf.resize(V);
+  s.order.resize(V);
+  for (int t = w.score_begin; t < w.score_end; ++t) {
+    std::span<const float> row(logits + size_t(t - 1) * V, V);
+    LogSoftmax(row, s.lp);
+    const int target = w.tokens[t];
+    QL_CHECK(target >= 0 && target < V, "token {} outside the vocabulary", target);
+    b->nll.push_back(-s.lp[target]);
+    b->top1.push_back(ArgMax(row));
+    for (int v = 0; v < V; ++v) s.lpf[v] = float(s.lp[v]);
+    if (top_k == 0) {
+      b->logp.insert(b->logp.end(), s.lpf.begin(), s.lpf.end());
+      continue;
+    }
+    std::iota(s.order.begin(), s.order.end(), 0);
+    std::partial_sort(s.order.begin(), s.order.begin() + top_k, s.order.end(), [&](int a, int c) {
+      return s.lpf[a] > s.lpf[c] || (s.lpf[a] == s.lpf[c] && a < c);
+    });
+    for (int j = 0; j < top_k; ++j) {
+      b->top_idx.push_back(s.order[j]);
+      b->top_logp.push_back(s.lpf[s.order[j]]);
+    }
+  }
+}
+
+template <class T>
+void AppendTo(std::vector<T>& to, const std::vector<T>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
+// Whole windows on separate threads (a model too small to fill the cores from one window); each
+// window's rows kept apart and joined in window order: bitwise the sequential baseline.
+Status AddWindowsParallel(const Model& reference, const std::vector<Window>& windows, int threads, Baseline* b) {
+  std::vector<std::span<const int>> tokens(windows.size());
+  for (size_t i = 0; i < windows.size(); ++i) tokens[i] = windows[i].tokens;
+  std::vector<Baseline> parts(windows.size());
+  std::vector<BaselineScratch> scratch(threads);
+  QL_RETURN_IF_ERROR(ForwardWindowsEach(reference, tokens, nullptr, threads, [&](int i, int tid, const float* logits) {
+    parts[i].vocab = b->vocab;
+    parts[i].top_k = b->top_k;
+    AddWindowRows(windows[i], logits, scratch[tid], &parts[i]);
+    return Status::Ok();
+  }));
+  for (Baseline& p : parts) {
+    AppendTo(b->nll, p.nll);
+    AppendTo(b->top1, p.top1);
+    AppendTo(b->logp, p.logp);
+    AppendTo(b->top_idx, p.top_idx);
+    AppendTo(b->top_logp, p.top_logp);
+    p = Baseline{};  // release as we go: the parts together are the size of the baseline
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k) {
   const auto t0 = std::chrono::steady_clock::now();
   const int V = reference.config.vocab_size;
@@ -60,34 +129,18 @@ StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Win
     b.top_idx.reserve(size_t(n) * top_k);
     b.top_logp.reserve(size_t(n) * top_k);
   }
-  std::vector<float> logits;
-  std::vector<double> lp(V);
-  std::vector<float> lpf(V);
-  std::vector<int> order(V);
-  for (const Window& w : windows) {
-    const int T = int(w.tokens.size());
-    logits.resize(size_t(T) * V);  // [T, V]
-    QL_RETURN_IF_ERROR(ForwardWindow(reference, w.tokens, logits.data()));
-    for (int t = w.score_begin; t < w.score_end; ++t) {
-      std::span<const float> row(logits.data() + size_t(t - 1) * V, V);
-      LogSoftmax(row, lp);
-      const int target = w.tokens[t];
-      QL_CHECK(target >= 0 && target < V, "token {} outside the vocabulary", target);
-      b.nll.push_back(-lp[target]);
-      b.top1.push_back(ArgMax(row));
-      for (int v = 0; v < V; ++v) lpf[v] = float(lp[v]);
-      if (top_k == 0) {
-        b.logp.insert(b.logp.end(), lpf.begin(), lpf.end());
-      } else {
-        std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int a, int c) {
-          return lpf[a] > lpf[c] || (lpf[a] == lpf[c] && a < c);
-        });
-        for (int j = 0; j < top_k; ++j) {
-          b.top_idx.push_back(order[j]);
-          b.top_logp.push_back(lpf[order[j]]);
-        }
-      }
+  size_t t_max = 0;
+  for (const Window& w : windows) t_max = std::max(t_max, w.tokens.size());
+  const int threads = WindowThreads(reference.config, int(t_max), int(windows.size()));
+  if (threads > 1) {
+    QL_RETURN_IF_ERROR(AddWindowsParallel(reference, windows, threads, &b));
+  } else {
+    std::vector<float> logits;
+    BaselineScratch scratch;
+    for (const Window& w : windows) {
+      logits.resize(w.tokens.size() * size_t(V));  // [T, V]
+      QL_RETURN_IF_ERROR(ForwardWindow(reference, w.tokens, logits.data()));
+      AddWindowRows(w, logits.data(), scratch, &b);
     }
   }
   b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,9 +1,70 @@
 // Evaluator: forward passes of the model under test, compared with the baseline and the reference.
 #include "harness/eval/evaluator.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ql {
+
+namespace {
+
+// Scratch of one scoring thread: log-probs of one row in double and as stored (float).
+struct ScoreScratch {
+  std::vector<double> lp;  // [V]
+  std::vector<float> lpf;  // [V]
+};
+
+// The records of window w's scored tokens into r; i0 = index of its first scored token in `base`.
+void ScoreWindow(const Window& w, const float* logits, const Baseline& base, int64_t i0, ScoreScratch& s,
+                 TokenRecords* r) {
+  const int V = base.vocab, k = base.top_k;
+  s.lp.resize(V);
+  s.lpf.resize(V);
+  int64_t i = i0;
+  for (int t = w.score_begin; t < w.score_end; ++t, ++i) {
+    std::span<const float> row(logits + size_t(t - 1) * V, V);
+    LogSoftmax(row, s.lp);
+    for (int v = 0; v < V; ++v) s.lpf[v] = float(s.lp[v]);
+    double kld;
+    if (k == 0) {
+      kld = KlDivergence(std::span<const float>(base.logp.data() + size_t(i) * V, V), std::span<const float>(s.lpf));
+    } else {
+      kld = KlDivergenceTopK(std::span<const int>(base.top_idx.data() + size_t(i) * k, k),
+                             std::span<const float>(base.top_logp.data() + size_t(i) * k, k), s.lpf);
+    }
+    r->Add(base.nll[i], -s.lp[w.tokens[t]], kld, ArgMax(row) == base.top1[i]);
+  }
+}
+
+void Append(const TokenRecords& from, TokenRecords* to) {
+  to->nll_base.insert(to->nll_base.end(), from.nll_base.begin(), from.nll_base.end());
+  to->nll_quant.insert(to->nll_quant.end(), from.nll_quant.begin(), from.nll_quant.end());
+  to->kld.insert(to->kld.end(), from.kld.begin(), from.kld.end());
+  to->p_diff.insert(to->p_diff.end(), from.p_diff.begin(), from.p_diff.end());
+  to->same_top.insert(to->same_top.end(), from.same_top.begin(), from.same_top.end());
+}
+
+// Windows of a model too small to fill the cores: whole windows on separate threads, each window's
+// records kept apart and joined in window order, so the result is bitwise the sequential one.
+Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& windows, const Baseline& base,
+                               const ForwardHooks* hooks, int threads, TokenRecords* r) {
+  std::vector<std::span<const int>> tokens;
+  std::vector<int64_t> first(windows.size() + 1, 0);  // [windows + 1] scored-token offsets
+  for (size_t i = 0; i < windows.size(); ++i) {
+    tokens.emplace_back(windows[i].tokens);
+    first[i + 1] = first[i] + (windows[i].score_end - windows[i].score_begin);
+  }
+  std::vector<TokenRecords> per_window(windows.size());
+  std::vector<ScoreScratch> scratch(threads);
+  QL_RETURN_IF_ERROR(ForwardWindowsEach(model, tokens, hooks, threads, [&](int i, int tid, const float* logits) {
+    ScoreWindow(windows[i], logits, base, first[i], scratch[tid], &per_window[i]);
+    return Status::Ok();
+  }));
+  for (const TokenRecords& w : per_window) Append(w, r);
+  return Status::Ok();
+}
+
+}  // namespace
 
 StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
                                                const Baseline& base, const ForwardHooks* hooks) {
@@ -15,28 +76,21 @@ StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::ve
                           CountScored(windows), base.n());
   TokenRecords r;
   r.nll_base.reserve(base.n());
+  size_t t_max = 0;
+  for (const Window& w : windows) t_max = std::max(t_max, w.tokens.size());
+  const int threads = WindowThreads(model.config, int(t_max), int(windows.size()));
+  if (threads > 1) {
+    QL_RETURN_IF_ERROR(EvaluateWindowsParallel(model, windows, base, hooks, threads, &r));
+    return r;
+  }
   std::vector<float> logits;
-  std::vector<double> lp(V);
-  std::vector<float> lpf(V);
-  const int k = base.top_k;
+  ScoreScratch scratch;
   int64_t i = 0;  // scored-token index into the baseline
   for (const Window& w : windows) {
-    const int T = int(w.tokens.size());
-    logits.resize(size_t(T) * V);  // [T, V]
+    logits.resize(w.tokens.size() * size_t(V));  // [T, V]
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), hooks));
-    for (int t = w.score_begin; t < w.score_end; ++t, ++i) {
-      std::span<const float> row(logits.data() + size_t(t - 1) * V, V);
-      LogSoftmax(row, lp);
-      for (int v = 0; v < V; ++v) lpf[v] = float(lp[v]);
-      double kld;
-      if (k == 0) {
-        kld = KlDivergence(std::span<const float>(base.logp.data() + size_t(i) * V, V), std::span<const float>(lpf));
-      } else {
-        kld = KlDivergenceTopK(std::span<const int>(base.top_idx.data() + size_t(i) * k, k),
-                               std::span<const float>(base.top_logp.data() + size_t(i) * k, k), lpf);
-      }
-      r.Add(base.nll[i], -lp[w.tokens[t]], kld, ArgMax(row) == base.top1[i]);
-    }
+    ScoreWindow(w, logits.data(), base, i, scratch, &r);
+    i += w.score_end - w.score_begin;
   }
   return r;
 }

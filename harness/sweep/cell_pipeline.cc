@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <ostream>
 #include <set>
 
@@ -276,11 +277,19 @@ struct CellHooks {
   std::optional<Scheme> kv;
   int kv_heads = 0, head_dim = 0;
   std::unique_ptr<AttentionQuantizer> attn;
+  mutable std::mutex mu;  // guards first_error: the hooks run on several threads (ForwardWindowsEach)
 
   void Record(Status s) {
+    std::lock_guard<std::mutex> lock(mu);
     if (!s.ok() && first_error.ok()) first_error = std::move(s);
   }
-  Status status() const { return !first_error.ok() ? first_error : attn ? attn->status() : Status::Ok(); }
+  Status status() const {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!first_error.ok()) return first_error;
+    }
+    return attn ? attn->status() : Status::Ok();
+  }
 
   void Build(const CellPlan& p, const ModelConfig& c, const AlgorithmRuntime* rt) {
     runtime = rt;
