@@ -13,6 +13,7 @@
 #include "harness/io/file_io.h"
 #include "harness/model/forward.h"
 #include "kernels/half.h"
+#include "kernels/parallel.h"
 
 namespace ql {
 
@@ -52,60 +53,80 @@ struct BaselineScratch {
   std::vector<int> order;  // [V]
 };
 
-// Window w's scored rows (nll, top1, and full or top-k log-probs) appended to b.
-void AddWindowRows(const Window& w, const float* logits, BaselineScratch& s, Baseline* b) {
-  const int V = b->vocab, top_k = b->top_k;
+// Rows per work item and the least work (rows · vocab) worth a second thread (a 49k-vocabulary row
+// costs a log-softmax and a partial sort, ~0.3 ms).
+constexpr int kRowsPerItem = 16;
+constexpr double kMinThreadedRows = double(1 << 20);
+
+// Scored row t of a window: nll, top1 and the full (top_k 0) or top-k log-probs into the slots given.
+void BaselineRow(std::span<const float> row, int target, int top_k, BaselineScratch& s, double* nll, int32_t* top1,
+                 float* logp, int32_t* top_idx, float* top_logp) {
+  const int V = int(row.size());
   s.lp.resize(V);
   s.lpf.resize(V);
+  LogSoftmax(row, s.lp);
+  QL_CHECK(target >= 0 && target < V, "token {} outside the vocabulary", target);
+  *nll = -s.lp[target];
+  *top1 = ArgMax(row);
+  for (int v = 0; v < V; ++v) s.lpf[v] = float(s.lp[v]);
+  if (top_k == 0) {
+    std::copy(s.lpf.begin(), s.lpf.end(), logp);
+    return;
+  }
   s.order.resize(V);
-  for (int t = w.score_begin; t < w.score_end; ++t) {
-    std::span<const float> row(logits + size_t(t - 1) * V, V);
-    LogSoftmax(row, s.lp);
-    const int target = w.tokens[t];
-    QL_CHECK(target >= 0 && target < V, "token {} outside the vocabulary", target);
-    b->nll.push_back(-s.lp[target]);
-    b->top1.push_back(ArgMax(row));
-    for (int v = 0; v < V; ++v) s.lpf[v] = float(s.lp[v]);
-    if (top_k == 0) {
-      b->logp.insert(b->logp.end(), s.lpf.begin(), s.lpf.end());
-      continue;
-    }
-    std::iota(s.order.begin(), s.order.end(), 0);
-    std::partial_sort(s.order.begin(), s.order.begin() + top_k, s.order.end(), [&](int a, int c) {
-      return s.lpf[a] > s.lpf[c] || (s.lpf[a] == s.lpf[c] && a < c);
-    });
-    for (int j = 0; j < top_k; ++j) {
-      b->top_idx.push_back(s.order[j]);
-      b->top_logp.push_back(s.lpf[s.order[j]]);
-    }
+  std::iota(s.order.begin(), s.order.end(), 0);
+  std::partial_sort(s.order.begin(), s.order.begin() + top_k, s.order.end(), [&](int a, int c) {
+    return s.lpf[a] > s.lpf[c] || (s.lpf[a] == s.lpf[c] && a < c);
+  });
+  for (int j = 0; j < top_k; ++j) {
+    top_idx[j] = s.order[j];
+    top_logp[j] = s.lpf[s.order[j]];
   }
 }
 
-template <class T>
-void AppendTo(std::vector<T>& to, const std::vector<T>& from) {
-  to.insert(to.end(), from.begin(), from.end());
+// Window w's scored rows into b's rows r0.. (b's arrays are sized for every window already). The
+// rows are independent: computed in parallel, each into its own slots.
+void WindowRows(const Window& w, const float* logits, size_t r0, std::vector<BaselineScratch>& scratch, Baseline* b) {
+  const int V = b->vocab, top_k = b->top_k, n = w.score_end - w.score_begin;
+  const int threads = double(n) * V < kMinThreadedRows ? 1 : NumThreads();
+  if (scratch.size() < size_t(threads)) scratch.resize(threads);
+  ParallelFor((n + kRowsPerItem - 1) / kRowsPerItem, threads, [&](int item, int tid) {
+    for (int j = item * kRowsPerItem; j < std::min(n, (item + 1) * kRowsPerItem); ++j) {
+      const int t = w.score_begin + j;
+      const size_t r = r0 + j;
+      BaselineRow(std::span<const float>(logits + size_t(t - 1) * V, V), w.tokens[t], top_k, scratch[tid],
+                  &b->nll[r], &b->top1[r], top_k == 0 ? &b->logp[r * V] : nullptr,
+                  top_k == 0 ? nullptr : &b->top_idx[r * top_k], top_k == 0 ? nullptr : &b->top_logp[r * top_k]);
+    }
+  });
 }
 
-// Whole windows on separate threads (a model too small to fill the cores from one window); each
-// window's rows kept apart and joined in window order: bitwise the sequential baseline.
-Status AddWindowsParallel(const Model& reference, const std::vector<Window>& windows, int threads, Baseline* b) {
-  std::vector<std::span<const int>> tokens(windows.size());
-  for (size_t i = 0; i < windows.size(); ++i) tokens[i] = windows[i].tokens;
-  std::vector<Baseline> parts(windows.size());
-  std::vector<BaselineScratch> scratch(threads);
-  QL_RETURN_IF_ERROR(ForwardWindowsEach(reference, tokens, nullptr, threads, [&](int i, int tid, const float* logits) {
-    parts[i].vocab = b->vocab;
-    parts[i].top_k = b->top_k;
-    AddWindowRows(windows[i], logits, scratch[tid], &parts[i]);
-    return Status::Ok();
-  }));
-  for (Baseline& p : parts) {
-    AppendTo(b->nll, p.nll);
-    AppendTo(b->top1, p.top1);
-    AppendTo(b->logp, p.logp);
-    AppendTo(b->top_idx, p.top_idx);
-    AppendTo(b->top_logp, p.top_logp);
-    p = Baseline{};  // release as we go: the parts together are the size of the baseline
+// Every window's rows: whole windows on separate threads when one window cannot fill the cores (a
+// small model), else one after another. Each row's slots are fixed by its window, so any schedule
+// gives the same bits.
+Status AllRows(const Model& reference, const std::vector<Window>& windows, Baseline* b) {
+  std::vector<size_t> first(windows.size() + 1, 0);  // [windows + 1] row offsets
+  size_t t_max = 0;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    first[i + 1] = first[i] + size_t(windows[i].score_end - windows[i].score_begin);
+    t_max = std::max(t_max, windows[i].tokens.size());
+  }
+  const int threads = WindowThreads(reference.config, int(t_max), int(windows.size()));
+  if (threads > 1) {
+    std::vector<std::span<const int>> tokens(windows.size());
+    for (size_t i = 0; i < windows.size(); ++i) tokens[i] = windows[i].tokens;
+    std::vector<std::vector<BaselineScratch>> scratch(threads);  // [threads][1]: serial inside a window
+    return ForwardWindowsEach(reference, tokens, nullptr, threads, [&](int i, int tid, const float* logits) {
+      WindowRows(windows[i], logits, first[i], scratch[tid], b);
+      return Status::Ok();
+    });
+  }
+  std::vector<float> logits;
+  std::vector<BaselineScratch> scratch;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    logits.resize(windows[i].tokens.size() * size_t(b->vocab));  // [T, V]
+    QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[i].tokens, logits.data()));
+    WindowRows(windows[i], logits.data(), first[i], scratch, b);
   }
   return Status::Ok();
 }
@@ -121,28 +142,15 @@ StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Win
   Baseline b;
   b.vocab = V;
   b.top_k = top_k;
-  b.nll.reserve(n);
-  b.top1.reserve(n);
+  b.nll.resize(n);
+  b.top1.resize(n);
   if (top_k == 0) {
-    b.logp.reserve(size_t(n) * V);
+    b.logp.resize(size_t(n) * V);
   } else {
-    b.top_idx.reserve(size_t(n) * top_k);
-    b.top_logp.reserve(size_t(n) * top_k);
+    b.top_idx.resize(size_t(n) * top_k);
+    b.top_logp.resize(size_t(n) * top_k);
   }
-  size_t t_max = 0;
-  for (const Window& w : windows) t_max = std::max(t_max, w.tokens.size());
-  const int threads = WindowThreads(reference.config, int(t_max), int(windows.size()));
-  if (threads > 1) {
-    QL_RETURN_IF_ERROR(AddWindowsParallel(reference, windows, threads, &b));
-  } else {
-    std::vector<float> logits;
-    BaselineScratch scratch;
-    for (const Window& w : windows) {
-      logits.resize(w.tokens.size() * size_t(V));  // [T, V]
-      QL_RETURN_IF_ERROR(ForwardWindow(reference, w.tokens, logits.data()));
-      AddWindowRows(w, logits.data(), scratch, &b);
-    }
-  }
+  QL_RETURN_IF_ERROR(AllRows(reference, windows, &b));
   b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return b;
 }

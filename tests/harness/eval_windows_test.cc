@@ -2,7 +2,9 @@
 // EvaluateAgainstBaseline when one window cannot fill the cores): bitwise the same baseline and the
 // same per-token records as one window after another, with thread-safe activation, KV and attention
 // hooks; when the split is taken; errors name their window.
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -28,7 +30,7 @@ struct ThreadsGuard {
 };
 
 std::vector<Window> RandomWindows(const ModelConfig& c, int ctx, int chunks, uint32_t seed) {
-  std::vector<int> toks(size_t(ctx) * chunks + 7);
+  std::vector<int> toks(size_t(ctx) * std::max(chunks, 2) + 7);  // the llama.cpp protocol wants >= 2 windows of text
   uint32_t x = seed;
   for (int& t : toks) {
     x = x * 1664525u + 1013904223u;
@@ -130,6 +132,85 @@ TEST(EvalWindows, RecordsWithHooksBitwiseTheSameAtOneAndTwoThreads) {
   double kld = 0;
   for (double v : r2->kld) kld += v;
   EXPECT_GT(kld, 0);
+}
+
+// One forward per window: EvaluateCell's records and layer errors are those of EvaluateAgainstBaseline
+// and LayerOutputErrors (which re-runs the reference and the test model), bit for bit.
+TEST(EvalWindows, EvaluateCellIsTheTwoPassesInOne) {
+  ThreadsGuard g;
+  const Model m = RandomModel(Stories260KConfig(), 7);
+  const std::vector<Window> windows = RandomWindows(m.config, 64, 5, 23);
+  const Baseline base = *ComputeBaseline(m, windows, 8);
+  Model q = m;
+  for (const std::string& mod : q.LinearModules())
+    if (q.Has(mod + ".weight")) {
+      Tensor& t = q.W(mod + ".weight");
+      ASSERT_TRUE(FakeQuantize(*ParseScheme("int4:g32"), t.data.data(), t.rows(), t.cols(), t.data.data()).ok());
+    }
+  // A stand-in for a rotation's basis map: every stream scaled by -0.5 (exact in binary).
+  const std::function<void(float*, int, int)> basis = [](float* h, int T, int D) {
+    for (size_t i = 0; i < size_t(T) * D; ++i) h[i] *= -0.5f;
+  };
+  for (int threads : {1, 2})
+    for (int n_layer_windows : {1, 2})
+      for (bool mapped : {false, true}) {
+        SetNumThreads(threads);
+        const auto f = mapped ? basis : std::function<void(float*, int, int)>{};
+        QuantHooks h1(m.config), h2(m.config);
+        auto records = EvaluateAgainstBaseline(q, windows, base, &h1.hooks);
+        auto layers = LayerOutputErrors(m, q, windows, n_layer_windows, &h1.hooks, f);
+        auto ref = CaptureBlockOutputs(m, windows, n_layer_windows);
+        ASSERT_TRUE(records.ok() && layers.ok() && ref.ok());
+        ASSERT_EQ(ref->h.size(), size_t(n_layer_windows));
+        EXPECT_EQ(ref->bytes(), size_t(n_layer_windows) * m.config.n_layers * 64 * m.config.dim * sizeof(float));
+        auto e = EvaluateCell(q, windows, base, &h2.hooks, *ref, f);
+        ASSERT_TRUE(e.ok()) << e.status().message();
+        const std::string at = fmt::format("threads {} windows {} mapped {}", threads, n_layer_windows, mapped);
+        EXPECT_TRUE(SameBits(records->nll_quant, e->records.nll_quant)) << at;
+        EXPECT_TRUE(SameBits(records->kld, e->records.kld)) << at;
+        EXPECT_TRUE(SameBits(records->same_top, e->records.same_top)) << at;
+        ASSERT_EQ(layers->size(), e->layers.size());
+        for (size_t l = 0; l < layers->size(); ++l) {
+          EXPECT_GT((*layers)[l].mse, 0) << at;
+          EXPECT_EQ((*layers)[l].n, e->layers[l].n) << at;
+          EXPECT_EQ((*layers)[l].mse, e->layers[l].mse) << at << " layer " << l;
+          EXPECT_EQ((*layers)[l].rel_mse, e->layers[l].rel_mse) << at << " layer " << l;
+          EXPECT_EQ((*layers)[l].max_abs, e->layers[l].max_abs) << at << " layer " << l;
+        }
+      }
+}
+
+// One window of a large vocabulary: the window is not split, its scored rows are (log-softmax,
+// top-k sort and KLD on two threads, 80 rows x 16384 > the threaded minimum), still bitwise.
+TEST(EvalWindows, RowsOfOneWindowScoredInParallelBitwise) {
+  ThreadsGuard g;
+  ModelConfig c = Stories260KConfig();
+  c.vocab_size = 16384;
+  const Model m = RandomModel(c, 9);
+  const std::vector<Window> windows = RandomWindows(c, 160, 1, 29);
+  ASSERT_EQ(windows[0].score_end - windows[0].score_begin, 79);
+  Model q = m;
+  Tensor& t = q.W("model.layers.0.mlp.down_proj.weight");
+  ASSERT_TRUE(FakeQuantize(*ParseScheme("int4:g32"), t.data.data(), t.rows(), t.cols(), t.data.data()).ok());
+  for (int top_k : {0, 64}) {
+    SetNumThreads(1);
+    auto b1 = ComputeBaseline(m, windows, top_k);
+    ASSERT_TRUE(b1.ok());
+    auto r1 = EvaluateAgainstBaseline(q, windows, *b1);
+    SetNumThreads(2);
+    auto b2 = ComputeBaseline(m, windows, top_k);
+    ASSERT_TRUE(b2.ok());
+    auto r2 = EvaluateAgainstBaseline(q, windows, *b1);
+    ASSERT_TRUE(r1.ok() && r2.ok());
+    EXPECT_TRUE(SameBits(b1->nll, b2->nll) && SameBits(b1->top1, b2->top1)) << top_k;
+    EXPECT_TRUE(SameBits(b1->logp, b2->logp) && SameBits(b1->top_idx, b2->top_idx)) << top_k;
+    EXPECT_TRUE(SameBits(b1->top_logp, b2->top_logp)) << top_k;
+    EXPECT_TRUE(SameBits(r1->nll_quant, r2->nll_quant) && SameBits(r1->kld, r2->kld)) << top_k;
+    EXPECT_TRUE(SameBits(r1->same_top, r2->same_top)) << top_k;
+    double kld = 0;
+    for (double v : r2->kld) kld += v;
+    EXPECT_GT(kld, 0) << top_k;
+  }
 }
 
 TEST(EvalWindows, ErrorsNameTheirWindow) {
