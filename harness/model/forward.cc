@@ -268,8 +268,9 @@ Status ForwardWindowsEach(const Model& model, std::span<const std::span<const in
 
 // Whole windows on separate threads when the widest per-layer product of one window (2·T·dim·hidden
 // flops) is below this: ~1 ms on one core, where the fork/join of every product and the tiles that
-// do not divide evenly cost more than the window split loses at its tail (bench/forward_bench.cc
-// BM_Forward*Windows: stories260K 1.9x on 2 threads; SmolLM2-135M at T=512 is above it).
+// do not divide evenly cost more than the window split loses at its tail (compare with
+// bench/forward_bench.cc BM_ForwardStories260KWindows). SmolLM2-135M at T=512 (9e8) is above it,
+// stories260K (1.1e7) and quantlab-tiny at T=256 (9.2e7) below.
 constexpr double kWindowSplitFlops = 1e8;
 
 int WindowThreads(const ModelConfig& c, int T, int n_windows) {

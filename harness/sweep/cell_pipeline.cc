@@ -169,7 +169,7 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   bopt.cache_dir = o.baseline_cache_dir;
   QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
   s->baseline_from_disk = cache.disk_hits() > 0;
-  QL_RETURN_IF_ERROR(CaptureSessionBlockOutputs(e, s.get()));
+  if (!cells.empty()) QL_RETURN_IF_ERROR(CaptureSessionBlockOutputs(e, s.get()));  // a baseline-only eval needs none
   return s;
 }
 
