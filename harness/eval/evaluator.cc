@@ -133,16 +133,15 @@ size_t ReferenceBlockOutputs::bytes() const {
 
 StatusOr<ReferenceBlockOutputs> CaptureBlockOutputs(const Model& reference, const std::vector<Window>& windows,
                                                     int max_windows) {
-  const int L = reference.config.n_layers, D = reference.config.dim, V = reference.config.vocab_size;
+  const int L = reference.config.n_layers, D = reference.config.dim;
   const size_t n = max_windows > 0 ? std::min<size_t>(windows.size(), size_t(max_windows)) : windows.size();
   ReferenceBlockOutputs out;
   out.h.assign(n, std::vector<std::vector<float>>(L));
-  std::vector<float> logits;
   for (size_t wi = 0; wi < n; ++wi) {
     ForwardHooks capture;
     capture.block_output = [&](int layer, const float* h, int T) { out.h[wi][layer].assign(h, h + size_t(T) * D); };
-    logits.resize(windows[wi].tokens.size() * size_t(V));
-    QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[wi].tokens, logits.data(), &capture));
+    capture.stop_after_layer = L - 1;  // no LM head: the logits are not needed (nor written)
+    QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[wi].tokens, nullptr, &capture));
   }
   return out;
 }
@@ -174,6 +173,7 @@ StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Wind
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &compare));
     ScoreWindow(w, logits.data(), base, e.records.size(), scratch, &e.records);
   }
+  std::vector<float>().swap(logits);  // [T, V] freed: the rest of the windows bring their own buffers
   QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, ref.h.size(), base, hooks, &e.records));
   for (const ErrorAccumulator& a : acc) e.layers.push_back(a.Result());
   return e;
