@@ -13,6 +13,7 @@
 #include "harness/io/file_io.h"
 #include "harness/model/forward.h"
 #include "kernels/half.h"
+#include "kernels/parallel.h"
 
 namespace ql {
 
@@ -43,6 +44,95 @@ size_t Baseline::bytes() const {
          top_idx.size() * sizeof(int32_t) + top_logp.size() * sizeof(float);
 }
 
+namespace {
+
+// Scratch of one thread computing baseline rows.
+struct BaselineScratch {
+  std::vector<double> lp;  // [V]
+  std::vector<float> lpf;  // [V]
+  std::vector<int> order;  // [V]
+};
+
+// Rows per work item and the least work (rows · vocab) worth a second thread (a 49k-vocabulary row
+// costs a log-softmax and a partial sort, ~0.3 ms).
+constexpr int kRowsPerItem = 16;
+constexpr double kMinThreadedRows = double(1 << 20);
+
+// Scored row t of a window: nll, top1 and the full (top_k 0) or top-k log-probs into the slots given.
+void BaselineRow(std::span<const float> row, int target, int top_k, BaselineScratch& s, double* nll, int32_t* top1,
+                 float* logp, int32_t* top_idx, float* top_logp) {
+  const int V = int(row.size());
+  s.lp.resize(V);
+  s.lpf.resize(V);
+  LogSoftmax(row, s.lp);
+  QL_CHECK(target >= 0 && target < V, "token {} outside the vocabulary", target);
+  *nll = -s.lp[target];
+  *top1 = ArgMax(row);
+  for (int v = 0; v < V; ++v) s.lpf[v] = float(s.lp[v]);
+  if (top_k == 0) {
+    std::copy(s.lpf.begin(), s.lpf.end(), logp);
+    return;
+  }
+  s.order.resize(V);
+  std::iota(s.order.begin(), s.order.end(), 0);
+  std::partial_sort(s.order.begin(), s.order.begin() + top_k, s.order.end(), [&](int a, int c) {
+    return s.lpf[a] > s.lpf[c] || (s.lpf[a] == s.lpf[c] && a < c);
+  });
+  for (int j = 0; j < top_k; ++j) {
+    top_idx[j] = s.order[j];
+    top_logp[j] = s.lpf[s.order[j]];
+  }
+}
+
+// Window w's scored rows into b's rows r0.. (b's arrays are sized for every window already). The
+// rows are independent: computed in parallel, each into its own slots.
+void WindowRows(const Window& w, const float* logits, size_t r0, std::vector<BaselineScratch>& scratch, Baseline* b) {
+  const int V = b->vocab, top_k = b->top_k, n = w.score_end - w.score_begin;
+  const int threads = double(n) * V < kMinThreadedRows ? 1 : NumThreads();
+  if (scratch.size() < size_t(threads)) scratch.resize(threads);
+  ParallelFor((n + kRowsPerItem - 1) / kRowsPerItem, threads, [&](int item, int tid) {
+    for (int j = item * kRowsPerItem; j < std::min(n, (item + 1) * kRowsPerItem); ++j) {
+      const int t = w.score_begin + j;
+      const size_t r = r0 + j;
+      BaselineRow(std::span<const float>(logits + size_t(t - 1) * V, V), w.tokens[t], top_k, scratch[tid],
+                  &b->nll[r], &b->top1[r], top_k == 0 ? &b->logp[r * V] : nullptr,
+                  top_k == 0 ? nullptr : &b->top_idx[r * top_k], top_k == 0 ? nullptr : &b->top_logp[r * top_k]);
+    }
+  });
+}
+
+// Every window's rows: whole windows on separate threads when one window cannot fill the cores (a
+// small model), else one after another. Each row's slots are fixed by its window, so any schedule
+// gives the same bits.
+Status AllRows(const Model& reference, const std::vector<Window>& windows, Baseline* b) {
+  std::vector<size_t> first(windows.size() + 1, 0);  // [windows + 1] row offsets
+  size_t t_max = 0;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    first[i + 1] = first[i] + size_t(windows[i].score_end - windows[i].score_begin);
+    t_max = std::max(t_max, windows[i].tokens.size());
+  }
+  const int threads = WindowThreads(reference.config, int(t_max), int(windows.size()));
+  if (threads > 1) {
+    std::vector<std::span<const int>> tokens(windows.size());
+    for (size_t i = 0; i < windows.size(); ++i) tokens[i] = windows[i].tokens;
+    std::vector<std::vector<BaselineScratch>> scratch(threads);  // [threads][1]: serial inside a window
+    return ForwardWindowsEach(reference, tokens, nullptr, threads, [&](int i, int tid, const float* logits) {
+      WindowRows(windows[i], logits, first[i], scratch[tid], b);
+      return Status::Ok();
+    });
+  }
+  std::vector<float> logits;
+  std::vector<BaselineScratch> scratch;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    logits.resize(windows[i].tokens.size() * size_t(b->vocab));  // [T, V]
+    QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[i].tokens, logits.data()));
+    WindowRows(windows[i], logits.data(), first[i], scratch, b);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k) {
   const auto t0 = std::chrono::steady_clock::now();
   const int V = reference.config.vocab_size;
@@ -52,44 +142,15 @@ StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Win
   Baseline b;
   b.vocab = V;
   b.top_k = top_k;
-  b.nll.reserve(n);
-  b.top1.reserve(n);
+  b.nll.resize(n);
+  b.top1.resize(n);
   if (top_k == 0) {
-    b.logp.reserve(size_t(n) * V);
+    b.logp.resize(size_t(n) * V);
   } else {
-    b.top_idx.reserve(size_t(n) * top_k);
-    b.top_logp.reserve(size_t(n) * top_k);
+    b.top_idx.resize(size_t(n) * top_k);
+    b.top_logp.resize(size_t(n) * top_k);
   }
-  std::vector<float> logits;
-  std::vector<double> lp(V);
-  std::vector<float> lpf(V);
-  std::vector<int> order(V);
-  for (const Window& w : windows) {
-    const int T = int(w.tokens.size());
-    logits.resize(size_t(T) * V);  // [T, V]
-    QL_RETURN_IF_ERROR(ForwardWindow(reference, w.tokens, logits.data()));
-    for (int t = w.score_begin; t < w.score_end; ++t) {
-      std::span<const float> row(logits.data() + size_t(t - 1) * V, V);
-      LogSoftmax(row, lp);
-      const int target = w.tokens[t];
-      QL_CHECK(target >= 0 && target < V, "token {} outside the vocabulary", target);
-      b.nll.push_back(-lp[target]);
-      b.top1.push_back(ArgMax(row));
-      for (int v = 0; v < V; ++v) lpf[v] = float(lp[v]);
-      if (top_k == 0) {
-        b.logp.insert(b.logp.end(), lpf.begin(), lpf.end());
-      } else {
-        std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int a, int c) {
-          return lpf[a] > lpf[c] || (lpf[a] == lpf[c] && a < c);
-        });
-        for (int j = 0; j < top_k; ++j) {
-          b.top_idx.push_back(order[j]);
-          b.top_logp.push_back(lpf[order[j]]);
-        }
-      }
-    }
-  }
+  QL_RETURN_IF_ERROR(AllRows(reference, windows, &b));
   b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return b;
 }

@@ -1,44 +1,182 @@
 // Evaluator: forward passes of the model under test, compared with the baseline and the reference.
 #include "harness/eval/evaluator.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "kernels/parallel.h"
 
 namespace ql {
 
-StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
-                                               const Baseline& base, const ForwardHooks* hooks) {
+namespace {
+
+// Scratch of one scoring thread: log-probs of one row in double and as stored (float).
+struct ScoreScratch {
+  std::vector<double> lp;  // [V]
+  std::vector<float> lpf;  // [V]
+};
+
+// Rows per scoring work item, and the least work (rows · vocab) worth a second thread: the
+// log-softmax of a 49k vocabulary costs ~0.2 ms a row, as much as a 135M forward spends on ~3 tokens.
+constexpr int kScoreRows = 16;
+constexpr double kMinThreadedScore = double(1 << 20);
+
+// The records of window w's scored tokens into r; i0 = index of its first scored token in `base`.
+// Rows are independent: computed in parallel into their slots, then added in order.
+void ScoreWindow(const Window& w, const float* logits, const Baseline& base, int64_t i0,
+                 std::vector<ScoreScratch>& scratch, TokenRecords* r) {
+  const int V = base.vocab, k = base.top_k, n = w.score_end - w.score_begin;
+  std::vector<double> nll(n), kld(n);  // [n]
+  std::vector<uint8_t> same(n);        // [n]
+  const int items = (n + kScoreRows - 1) / kScoreRows;
+  const int threads = double(n) * V < kMinThreadedScore ? 1 : NumThreads();
+  if (scratch.size() < size_t(threads)) scratch.resize(threads);
+  ParallelFor(items, threads, [&](int item, int tid) {
+    ScoreScratch& s = scratch[tid];
+    s.lp.resize(V);
+    s.lpf.resize(V);
+    for (int j = item * kScoreRows; j < std::min(n, (item + 1) * kScoreRows); ++j) {
+      const int t = w.score_begin + j;
+      const int64_t i = i0 + j;
+      std::span<const float> row(logits + size_t(t - 1) * V, V);
+      LogSoftmax(row, s.lp);
+      for (int v = 0; v < V; ++v) s.lpf[v] = float(s.lp[v]);
+      if (k == 0) {
+        kld[j] = KlDivergence(std::span<const float>(base.logp.data() + size_t(i) * V, V), std::span<const float>(s.lpf));
+      } else {
+        kld[j] = KlDivergenceTopK(std::span<const int>(base.top_idx.data() + size_t(i) * k, k),
+                                  std::span<const float>(base.top_logp.data() + size_t(i) * k, k), s.lpf);
+      }
+      nll[j] = -s.lp[w.tokens[t]];
+      same[j] = ArgMax(row) == base.top1[i];
+    }
+  });
+  for (int j = 0; j < n; ++j) r->Add(base.nll[i0 + j], nll[j], kld[j], same[j] != 0);
+}
+
+void Append(const TokenRecords& from, TokenRecords* to) {
+  to->nll_base.insert(to->nll_base.end(), from.nll_base.begin(), from.nll_base.end());
+  to->nll_quant.insert(to->nll_quant.end(), from.nll_quant.begin(), from.nll_quant.end());
+  to->kld.insert(to->kld.end(), from.kld.begin(), from.kld.end());
+  to->p_diff.insert(to->p_diff.end(), from.p_diff.begin(), from.p_diff.end());
+  to->same_top.insert(to->same_top.end(), from.same_top.begin(), from.same_top.end());
+}
+
+// Windows of a model too small to fill the cores: whole windows on separate threads, each window's
+// records kept apart and joined in window order, so the result is bitwise the sequential one.
+Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& windows, const Baseline& base,
+                               int64_t i0, const ForwardHooks* hooks, int threads, TokenRecords* r) {
+  std::vector<std::span<const int>> tokens;
+  std::vector<int64_t> first(windows.size() + 1, i0);  // [windows + 1] scored-token offsets in base
+  for (size_t i = 0; i < windows.size(); ++i) {
+    tokens.emplace_back(windows[i].tokens);
+    first[i + 1] = first[i] + (windows[i].score_end - windows[i].score_begin);
+  }
+  std::vector<TokenRecords> per_window(windows.size());
+  std::vector<std::vector<ScoreScratch>> scratch(threads);  // [threads][1]: inside a window item scoring is serial
+  QL_RETURN_IF_ERROR(ForwardWindowsEach(model, tokens, hooks, threads, [&](int i, int tid, const float* logits) {
+    ScoreWindow(windows[i], logits, base, first[i], scratch[tid], &per_window[i]);
+    return Status::Ok();
+  }));
+  for (const TokenRecords& w : per_window) Append(w, r);
+  return Status::Ok();
+}
+
+Status CheckAgainstBaseline(const Model& model, const std::vector<Window>& windows, const Baseline& base) {
   const int V = model.config.vocab_size;
   if (V != base.vocab)
     return Status::Errorf("evaluate: the model's vocabulary ({}) differs from the baseline's ({})", V, base.vocab);
   if (CountScored(windows) != base.n())
     return Status::Errorf("evaluate: the windows score {} tokens but the baseline holds {} (built on other windows)",
                           CountScored(windows), base.n());
+  return Status::Ok();
+}
+
+// Windows [from, end) into r (which holds the records of windows < from): whole windows on separate
+// threads when one window cannot fill the cores, else one after another.
+Status EvaluateWindowsFrom(const Model& model, const std::vector<Window>& windows, size_t from, const Baseline& base,
+                           const ForwardHooks* hooks, TokenRecords* r) {
+  const std::vector<Window> rest(windows.begin() + from, windows.end());
+  size_t t_max = 0;
+  for (const Window& w : rest) t_max = std::max(t_max, w.tokens.size());
+  const int threads = WindowThreads(model.config, int(t_max), int(rest.size()));
+  if (threads > 1) return EvaluateWindowsParallel(model, rest, base, r->size(), hooks, threads, r);
+  std::vector<float> logits;
+  std::vector<ScoreScratch> scratch;
+  int64_t i = r->size();  // scored-token index into the baseline
+  for (const Window& w : rest) {
+    logits.resize(w.tokens.size() * size_t(model.config.vocab_size));  // [T, V]
+    QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), hooks));
+    ScoreWindow(w, logits.data(), base, i, scratch, r);
+    i += w.score_end - w.score_begin;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
+                                               const Baseline& base, const ForwardHooks* hooks) {
+  QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
   TokenRecords r;
   r.nll_base.reserve(base.n());
-  std::vector<float> logits;
-  std::vector<double> lp(V);
-  std::vector<float> lpf(V);
-  const int k = base.top_k;
-  int64_t i = 0;  // scored-token index into the baseline
-  for (const Window& w : windows) {
-    const int T = int(w.tokens.size());
-    logits.resize(size_t(T) * V);  // [T, V]
-    QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), hooks));
-    for (int t = w.score_begin; t < w.score_end; ++t, ++i) {
-      std::span<const float> row(logits.data() + size_t(t - 1) * V, V);
-      LogSoftmax(row, lp);
-      for (int v = 0; v < V; ++v) lpf[v] = float(lp[v]);
-      double kld;
-      if (k == 0) {
-        kld = KlDivergence(std::span<const float>(base.logp.data() + size_t(i) * V, V), std::span<const float>(lpf));
-      } else {
-        kld = KlDivergenceTopK(std::span<const int>(base.top_idx.data() + size_t(i) * k, k),
-                               std::span<const float>(base.top_logp.data() + size_t(i) * k, k), lpf);
-      }
-      r.Add(base.nll[i], -lp[w.tokens[t]], kld, ArgMax(row) == base.top1[i]);
-    }
-  }
+  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, 0, base, hooks, &r));
   return r;
+}
+
+size_t ReferenceBlockOutputs::bytes() const {
+  size_t n = 0;
+  for (const auto& w : h)
+    for (const auto& l : w) n += l.size() * sizeof(float);
+  return n;
+}
+
+StatusOr<ReferenceBlockOutputs> CaptureBlockOutputs(const Model& reference, const std::vector<Window>& windows,
+                                                    int max_windows) {
+  const int L = reference.config.n_layers, D = reference.config.dim;
+  const size_t n = max_windows > 0 ? std::min<size_t>(windows.size(), size_t(max_windows)) : windows.size();
+  ReferenceBlockOutputs out;
+  out.h.assign(n, std::vector<std::vector<float>>(L));
+  for (size_t wi = 0; wi < n; ++wi) {
+    ForwardHooks capture;
+    capture.block_output = [&](int layer, const float* h, int T) { out.h[wi][layer].assign(h, h + size_t(T) * D); };
+    capture.stop_after_layer = L - 1;  // no LM head: the logits are not needed (nor written)
+    QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[wi].tokens, nullptr, &capture));
+  }
+  return out;
+}
+
+StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Window>& windows, const Baseline& base,
+                                      const ForwardHooks* hooks, const ReferenceBlockOutputs& ref,
+                                      const std::function<void(float* h, int T, int dim)>& to_test_basis) {
+  QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
+  const int L = model.config.n_layers, D = model.config.dim, V = model.config.vocab_size;
+  QL_CHECK(ref.h.size() <= windows.size(), "{} captured windows for {} windows", ref.h.size(), windows.size());
+  CellEvaluation e;
+  e.records.nll_base.reserve(base.n());
+  std::vector<ErrorAccumulator> acc(L);
+  std::vector<float> logits, mapped;
+  std::vector<ScoreScratch> scratch;
+  for (size_t wi = 0; wi < ref.h.size(); ++wi) {  // the compared windows first, in order, one at a time
+    const Window& w = windows[wi];
+    ForwardHooks compare = hooks ? *hooks : ForwardHooks{};
+    compare.block_output = [&](int layer, const float* h, int T) {
+      const std::vector<float>& r = ref.h[wi][layer];
+      QL_CHECK(r.size() == size_t(T) * D, "layer {} was not captured for window {}", layer, wi);
+      if (to_test_basis) {
+        mapped = r;
+        to_test_basis(mapped.data(), T, D);
+      }
+      acc[layer].Add(to_test_basis ? mapped : r, std::span<const float>(h, size_t(T) * D));
+    };
+    logits.resize(w.tokens.size() * size_t(V));
+    QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &compare));
+    ScoreWindow(w, logits.data(), base, e.records.size(), scratch, &e.records);
+  }
+  std::vector<float>().swap(logits);  // [T, V] freed: the rest of the windows bring their own buffers
+  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, ref.h.size(), base, hooks, &e.records));
+  for (const ErrorAccumulator& a : acc) e.layers.push_back(a.Result());
+  return e;
 }
 
 std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& reference, const Model& quantized,

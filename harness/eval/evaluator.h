@@ -43,4 +43,25 @@ StatusOr<std::vector<SignalError>> LayerOutputErrors(const Model& reference, con
                                                     const ForwardHooks* test_hooks,
                                                     const std::function<void(float* h, int T, int dim)>& to_test_basis);
 
+// The reference's residual stream after every block on the first windows: h[w][l] = [T_w, dim]
+// after block l of window w. What LayerOutputErrors compares against, captured once per session
+// instead of once per cell. L·Σ T_w·dim floats (SmolLM2-135M, one window of 512: 35 MB).
+struct ReferenceBlockOutputs {
+  std::vector<std::vector<std::vector<float>>> h;  // [windows][n_layers][T_w * dim]
+  size_t bytes() const;
+};
+StatusOr<ReferenceBlockOutputs> CaptureBlockOutputs(const Model& reference, const std::vector<Window>& windows,
+                                                    int max_windows);
+
+// A cell's evaluation in one forward per window: EvaluateAgainstBaseline's records and, from the
+// same forwards of the first ref.h.size() windows, LayerOutputErrors' per-layer errors against the
+// captured reference (mapped by to_test_basis when set). Bitwise the same as the two calls.
+struct CellEvaluation {
+  TokenRecords records;
+  std::vector<SignalError> layers;  // [n_layers]
+};
+StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Window>& windows, const Baseline& base,
+                                      const ForwardHooks* hooks, const ReferenceBlockOutputs& ref,
+                                      const std::function<void(float* h, int T, int dim)>& to_test_basis);
+
 }  // namespace ql

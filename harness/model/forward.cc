@@ -248,6 +248,37 @@ Status ForwardWindows(const Model& model, std::span<const std::span<const int>> 
   return Status::Ok();
 }
 
+Status ForwardWindowsEach(const Model& model, std::span<const std::span<const int>> windows,
+                          const ForwardHooks* hooks, int threads,
+                          const std::function<Status(int window, int tid, const float* logits)>& consume) {
+  size_t t_max = 0;
+  for (const auto& w : windows) t_max = std::max(t_max, w.size());
+  threads = std::max(1, std::min<int>(threads > 0 ? threads : NumThreads(), int(windows.size())));
+  std::vector<std::vector<float>> logits(threads);  // [threads][T_max, vocab], sized on first use
+  std::vector<Status> status(windows.size());
+  ParallelFor(int(windows.size()), threads, [&](int i, int tid) {
+    logits[tid].resize(t_max * size_t(model.config.vocab_size));
+    status[i] = ForwardWindow(model, windows[i], logits[tid].data(), hooks);
+    if (status[i].ok()) status[i] = consume(i, tid, logits[tid].data());
+  });
+  for (size_t i = 0; i < status.size(); ++i)
+    if (!status[i].ok()) return Status::Errorf("window {}: {}", i, status[i].message());
+  return Status::Ok();
+}
+
+// Whole windows on separate threads when the widest per-layer product of one window (2·T·dim·hidden
+// flops) is below this: ~1 ms on one core, where the fork/join of every product and the tiles that
+// do not divide evenly cost more than the window split loses at its tail (compare with
+// bench/forward_bench.cc BM_ForwardStories260KWindows). SmolLM2-135M at T=512 (9e8) is above it,
+// stories260K (1.1e7) and quantlab-tiny at T=256 (9.2e7) below.
+constexpr double kWindowSplitFlops = 1e8;
+
+int WindowThreads(const ModelConfig& c, int T, int n_windows) {
+  const double widest = 2.0 * T * double(c.dim) * std::max(c.dim, c.hidden_dim);
+  if (n_windows < 2 || widest >= kWindowSplitFlops) return 1;
+  return std::min(NumThreads(), n_windows);
+}
+
 KvCache KvCache::ForModel(const ModelConfig& c, int capacity) {
   KvCache cache;
   cache.capacity = capacity;

@@ -54,4 +54,17 @@ Status ForwardWindow(const Model& model, std::span<const int> tokens, float* log
 Status ForwardWindows(const Model& model, std::span<const std::span<const int>> windows,
                       std::span<float* const> logits, const ForwardHooks* hooks = nullptr, int threads = 0);
 
+// ForwardWindows without holding every window's logits: consume(i, tid, logits) runs on the thread
+// that computed window i, right after it, with logits [windows[i].size(), vocab] in that thread's
+// scratch (valid during the call only); tid in [0, threads) names the thread for private scratch.
+// Memory: one [T_max, vocab] buffer per thread. The first failing window's (or consumer's) error.
+Status ForwardWindowsEach(const Model& model, std::span<const std::span<const int>> windows,
+                          const ForwardHooks* hooks, int threads,
+                          const std::function<Status(int window, int tid, const float* logits)>& consume);
+
+// Threads for whole windows (ForwardWindowsEach) when an evaluator has `n_windows` windows of up to
+// T tokens: NumThreads() (at most n_windows) when one window cannot fill the cores, else 1 (one window
+// after another, each splitting its own products). See the threshold in forward.cc.
+int WindowThreads(const ModelConfig& c, int T, int n_windows);
+
 }  // namespace ql

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <ostream>
 #include <set>
 
@@ -110,6 +111,21 @@ std::string NowIso() {
   return buf;
 }
 
+namespace {
+// Session::block_outputs, when the layer-error windows' residual streams fit the budget.
+Status CaptureSessionBlockOutputs(const Experiment& e, Session* s) {
+  const ModelConfig& c = s->reference.config;
+  const size_t n = e.layer_error_windows > 0 ? std::min<size_t>(s->windows.size(), size_t(e.layer_error_windows))
+                                             : s->windows.size();
+  size_t floats = 0;
+  for (size_t i = 0; i < n; ++i) floats += s->windows[i].tokens.size() * size_t(c.n_layers) * size_t(c.dim);
+  if (floats * sizeof(float) > Session::kBlockOutputBudget) return Status::Ok();
+  QL_ASSIGN_OR_RETURN(ReferenceBlockOutputs r, CaptureBlockOutputs(s->reference, s->windows, int(n)));
+  s->block_outputs = std::make_shared<const ReferenceBlockOutputs>(std::move(r));
+  return Status::Ok();
+}
+}  // namespace
+
 StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
                                                const SessionOptions& o) {
   auto s = std::make_unique<Session>();
@@ -150,6 +166,7 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   bopt.cache_dir = o.baseline_cache_dir;
   QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
   s->baseline_from_disk = cache.disk_hits() > 0;
+  if (!cells.empty()) QL_RETURN_IF_ERROR(CaptureSessionBlockOutputs(e, s.get()));  // a baseline-only eval needs none
   return s;
 }
 
@@ -280,8 +297,10 @@ struct CellHooks {
   std::optional<Scheme> kv;
   int kv_heads = 0, head_dim = 0;
   std::unique_ptr<AttentionQuantizer> attn;
+  mutable std::mutex mu;  // guards first_error: the hooks run on several threads (ForwardWindowsEach)
 
   void Record(Status s) {
+    std::lock_guard<std::mutex> lock(mu);
     if (!s.ok() && first_error.ok()) first_error = std::move(s);
   }
   void RoundLlamaCpp(std::string_view path, float* x, int T, int in) {
@@ -290,7 +309,13 @@ struct CellHooks {
     Status s = RoundLikeGgmlVecDot(it->second, x, T, in);
     if (!s.ok()) Record(Status::Errorf("activations 'llamacpp' at {}: {}", path, s.message()));
   }
-  Status status() const { return !first_error.ok() ? first_error : attn ? attn->status() : Status::Ok(); }
+  Status status() const {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!first_error.ok()) return first_error;
+    }
+    return attn ? attn->status() : Status::Ok();
+  }
 
   void Build(const CellPlan& p, const ModelConfig& c, const AlgorithmRuntime* rt) {
     runtime = rt;
@@ -359,6 +384,19 @@ Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, co
   return Status::Ok();
 }
 
+// The cell's records and per-layer errors: one forward per window against the session's captured
+// reference outputs, or (when they were too large to keep) the reference re-run per cell.
+StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const ForwardHooks& hooks,
+                                      const AlgorithmRuntime& runtime) {
+  if (s.block_outputs)
+    return EvaluateCell(work, s.windows, *s.base, &hooks, *s.block_outputs, runtime.residual_to_model_basis);
+  CellEvaluation ev;
+  QL_ASSIGN_OR_RETURN(ev.records, EvaluateAgainstBaseline(work, s.windows, *s.base, &hooks));
+  QL_ASSIGN_OR_RETURN(ev.layers, LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows,
+                                                   &hooks, runtime.residual_to_model_basis));
+  return ev;
+}
+
 // Quantize, evaluate, measure: the body of RunCell, on a work model that RunCell restores.
 Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, CellResult* r) {
   const Experiment& e = *s.experiment;
@@ -381,8 +419,9 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, Cel
 
   CellHooks h;
   h.Build(p, work.config, &runtime);
-  QL_ASSIGN_OR_RETURN(TokenRecords rec, EvaluateAgainstBaseline(work, s.windows, *s.base, &h.hooks));
+  QL_ASSIGN_OR_RETURN(CellEvaluation ev, EvaluateOnce(s, work, h.hooks, runtime));
   QL_RETURN_IF_ERROR(h.status());
+  const TokenRecords& rec = ev.records;
   CellMeasurements m;
   m.cmp = Compare(rec);
   if (!std::isfinite(m.cmp.quant.ppl) || !std::isfinite(m.cmp.kld.mean)) {
@@ -392,9 +431,7 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, Cel
   QL_RETURN_IF_ERROR(MeasureTensors(s, work, p, runtime, &m, r));
   r->metrics = ComputeMetrics(m);
 
-  QL_ASSIGN_OR_RETURN(std::vector<SignalError> layers,
-                      LayerOutputErrors(s.reference, work, s.windows, e.layer_error_windows, &h.hooks,
-                                        runtime.residual_to_model_basis));
+  const std::vector<SignalError>& layers = ev.layers;
   std::vector<float> layer_rel;
   for (size_t l = 0; l < layers.size(); ++l) {
     r->layer_errors.push_back({int(l), layers[l].rel_mse, layers[l].sqnr_db});

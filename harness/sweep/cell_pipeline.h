@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "harness/eval/baseline.h"
+#include "harness/eval/evaluator.h"
 #include "datasets/protocol.h"
 #include "harness/model/model.h"
 #include "harness/quant/algorithm.h"
@@ -50,6 +51,10 @@ struct Session {
   bool baseline_from_disk = false;
   std::optional<CalibrationSet> calibration;
   ContentHashes hashes;            // calibration "" when no cell needs it
+  // The reference's block outputs on the layer-error windows, captured once (null when they would
+  // exceed kBlockOutputBudget: each cell then re-runs the reference, LayerOutputErrors).
+  std::shared_ptr<const ReferenceBlockOutputs> block_outputs;
+  static constexpr size_t kBlockOutputBudget = size_t(256) << 20;
 };
 
 // Loads and checks everything `cells` need, before any cell runs.
