@@ -751,38 +751,29 @@ void QuantizeRowWeightedIq4Xs(const float* x, int64_t n, const float* qw, BlockI
 // ---------------------------------------------------------------------------------------------
 // 32-element types, weighted: per-block weights qw·sqrt(σ²_row + x²)
 // ---------------------------------------------------------------------------------------------
-void QuantizeRowWeightedQ4_0(const float* x, int64_t n, const float* qw, BlockQ4_0* y) {
-  const float sigma2 = RowSigma2(x, n);
-  float weight[kQK];
-  int8_t L[kQK];
-  for (int64_t ib = 0; ib < n / kQK; ++ib) {
-    const float* xb = x + kQK * ib;
-    for (int j = 0; j < kQK; ++j) weight[j] = qw[kQK * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    y[ib].d = F32ToF16(MakeQxQuants(kQK, 8, xb, L, weight));
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
-  }
-}
-
-void QuantizeRowWeightedQ5_0(const float* x, int64_t n, const float* qw, BlockQ5_0* y) {
-  const float sigma2 = RowSigma2(x, n);
-  float weight[kQK];
-  int8_t L[kQK];
-  for (int64_t ib = 0; ib < n / kQK; ++ib) {
-    const float* xb = x + kQK * ib;
-    for (int j = 0; j < kQK; ++j) weight[j] = qw[kQK * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    y[ib].d = F32ToF16(MakeQxQuants(kQK, 16, xb, L, weight));
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      const uint8_t xi0 = uint8_t(L[j]), xi1 = uint8_t(L[j + 16]);
-      y[ib].qs[j] = uint8_t((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
-      qh |= uint32_t((xi0 & 0x10u) >> 4) << j;
-      qh |= uint32_t((xi1 & 0x10u) >> 4) << (j + 16);
-    }
-    std::memcpy(y[ib].qh, &qh, 4);
-  }
-}
-
 namespace {
+
+// 32 codes (0..15, or the low nibbles of 0..31) into qs[16]: element j low, element j + 16 high.
+template <typename Code>
+void PackNibbles32(const Code* L, uint8_t* qs) {
+  for (int j = 0; j < 16; ++j) qs[j] = uint8_t((uint8_t(L[j]) & 0x0F) | ((uint8_t(L[j + 16]) & 0x0F) << 4));
+}
+
+// 32 codes 0..31: the low nibbles as PackNibbles32, bit 4 of element j into bit j of qh (u32, little-endian).
+template <typename Code>
+void Pack5Bit32(const Code* L, uint8_t* qs, uint8_t* qh) {
+  PackNibbles32(L, qs);
+  uint32_t h = 0;
+  for (int j = 0; j < 32; ++j) h |= uint32_t((uint8_t(L[j]) & 0x10u) >> 4) << j;
+  std::memcpy(qh, &h, 4);
+}
+
+// Q4_0 / Q5_0: one symmetric make_qx_quants fit per block with weights qw·sqrt(σ² + x²); returns d.
+float WeightedSym32(const float* x, const float* qw, float sigma2, int nmax, int8_t* L) {
+  float weight[kQK];
+  for (int j = 0; j < kQK; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  return MakeQxQuants(kQK, nmax, x, L, weight);
+}
 
 // Q4_1 / Q5_1: one qkx3 fit per block; returns d and writes m = -min.
 template <typename Block>
@@ -798,12 +789,30 @@ void WeightedAsym32(const float* x, const float* qw, float sigma2, int nmax, uin
 
 }  // namespace
 
+void QuantizeRowWeightedQ4_0(const float* x, int64_t n, const float* qw, BlockQ4_0* y) {
+  const float sigma2 = RowSigma2(x, n);
+  int8_t L[kQK];
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    y[ib].d = F32ToF16(WeightedSym32(x + kQK * ib, qw + kQK * ib, sigma2, 8, L));
+    PackNibbles32(L, y[ib].qs);
+  }
+}
+
+void QuantizeRowWeightedQ5_0(const float* x, int64_t n, const float* qw, BlockQ5_0* y) {
+  const float sigma2 = RowSigma2(x, n);
+  int8_t L[kQK];
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    y[ib].d = F32ToF16(WeightedSym32(x + kQK * ib, qw + kQK * ib, sigma2, 16, L));
+    Pack5Bit32(L, y[ib].qs, y[ib].qh);
+  }
+}
+
 void QuantizeRowWeightedQ4_1(const float* x, int64_t n, const float* qw, BlockQ4_1* y) {
   const float sigma2 = RowSigma2(x, n);
   uint8_t L[kQK];
   for (int64_t ib = 0; ib < n / kQK; ++ib) {
     WeightedAsym32(x + kQK * ib, qw + kQK * ib, sigma2, 15, L, &y[ib]);
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+    PackNibbles32(L, y[ib].qs);
   }
 }
 
@@ -812,13 +821,7 @@ void QuantizeRowWeightedQ5_1(const float* x, int64_t n, const float* qw, BlockQ5
   uint8_t L[kQK];
   for (int64_t ib = 0; ib < n / kQK; ++ib) {
     WeightedAsym32(x + kQK * ib, qw + kQK * ib, sigma2, 31, L, &y[ib]);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      y[ib].qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
-      qh |= uint32_t((L[j] & 0x10u) >> 4) << j;
-      qh |= uint32_t((L[j + 16] & 0x10u) >> 4) << (j + 16);
-    }
-    std::memcpy(y[ib].qh, &qh, 4);
+    Pack5Bit32(L, y[ib].qs, y[ib].qh);
   }
 }
 

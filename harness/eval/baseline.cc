@@ -43,7 +43,8 @@ size_t Baseline::bytes() const {
          top_idx.size() * sizeof(int32_t) + top_logp.size() * sizeof(float);
 }
 
-StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k) {
+StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k,
+                                   const ProgressFn& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const int V = reference.config.vocab_size;
   QL_CHECK(V > 0);
@@ -89,6 +90,7 @@ StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Win
         }
       }
     }
+    if (progress) progress(&w - windows.data() + 1, int64_t(windows.size()));
   }
   b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return b;
@@ -194,7 +196,7 @@ StatusOr<std::shared_ptr<const Baseline>> BaselineCache::GetOrCompute(const Mode
     }
   }
   const Model reference = WithPrecision(model, options.precision);
-  QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(reference, windows, top_k));
+  QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(reference, windows, top_k, options.progress));
   b.key = key;
   b.protocol = protocol.Canonical();
   b.precision = options.precision;

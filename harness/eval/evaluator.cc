@@ -6,7 +6,8 @@
 namespace ql {
 
 StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
-                                               const Baseline& base, const ForwardHooks* hooks) {
+                                               const Baseline& base, const ForwardHooks* hooks,
+                                               const ProgressFn& progress) {
   const int V = model.config.vocab_size;
   if (V != base.vocab)
     return Status::Errorf("evaluate: the model's vocabulary ({}) differs from the baseline's ({})", V, base.vocab);
@@ -37,6 +38,7 @@ StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::ve
       }
       r.Add(base.nll[i], -lp[w.tokens[t]], kld, ArgMax(row) == base.top1[i]);
     }
+    if (progress) progress(&w - windows.data() + 1, int64_t(windows.size()));
   }
   return r;
 }
