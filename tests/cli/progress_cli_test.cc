@@ -56,9 +56,9 @@ TEST(ProgressCli, EvalJsonStdoutStaysCleanAndStderrHasPlainLines) {
     if (m[2] == "100") finished.push_back(l);
   }
   ASSERT_EQ(finished.size(), 3u) << ReadAll(err);
-  EXPECT_EQ(finished[0].substr(0, 37), "baseline bf16: 100% (3/3 windows) in");
-  EXPECT_EQ(finished[1].substr(0, 19), "gptq: 100% (6/6) in");  // 5 layers, then lm_head
-  EXPECT_EQ(finished[2].substr(0, 28), "eval: 100% (3/3 windows) in");
+  EXPECT_EQ(finished[0].rfind("baseline bf16: 100% (3/3 windows) in ", 0), 0u) << finished[0];
+  EXPECT_EQ(finished[1].rfind("gptq: 100% (6/6) in ", 0), 0u) << finished[1];  // 5 layers, then lm_head
+  EXPECT_EQ(finished[2].rfind("eval: 100% (3/3 windows) in ", 0), 0u) << finished[2];
   EXPECT_EQ(lines.size(), 3u + 5 + 2 * 2) << ReadAll(err);  // and the unfinished ones: 1..5 of 6, 1..2 of 3
 }
 

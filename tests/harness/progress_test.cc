@@ -21,7 +21,7 @@ std::vector<std::string> Lines(const std::string& s) {
 }
 
 // A meter on a plain log with a clock the test moves: `units` updates, `step` seconds apart.
-std::vector<std::string> Run(int64_t units, double step, double quiet = 2, double every = 30) {
+std::vector<std::string> RunMeter(int64_t units, double step, double quiet = 2, double every = 30) {
   std::ostringstream log;
   double t = 0;
   ProgressStyle st;
@@ -57,7 +57,7 @@ TEST(Progress, PlainLineFormat) {
 
 TEST(Progress, PlainLinesAtEachTenthAfterTheQuietTime) {
   // 100 windows, 0.5 s each: the first line once 2 s have passed, then 10%, 20%, … 90%, and the end.
-  const std::vector<std::string> lines = Run(100, 0.5);
+  const std::vector<std::string> lines = RunMeter(100, 0.5);
   ASSERT_EQ(lines.size(), 11u);
   EXPECT_EQ(lines.front(), "eval: 4% (4/100 windows), 2s elapsed, ETA 48s");
   EXPECT_EQ(lines[1], "eval: 10% (10/100 windows), 5s elapsed, ETA 45s");
@@ -67,7 +67,7 @@ TEST(Progress, PlainLinesAtEachTenthAfterTheQuietTime) {
 
 TEST(Progress, PlainLinesAtLeastEveryIntervalOnASlowStep) {
   // 1000 units of 1 s: a tenth takes 100 s, so the 30 s rule fills in between.
-  const std::vector<std::string> lines = Run(1000, 1.0);
+  const std::vector<std::string> lines = RunMeter(1000, 1.0);
   ASSERT_GE(lines.size(), 5u);
   EXPECT_EQ(lines[0].substr(0, 18), "eval: 0% (2/1000 w");
   EXPECT_EQ(lines[1].substr(0, 19), "eval: 3% (32/1000 w");
@@ -78,7 +78,7 @@ TEST(Progress, PlainLinesAtLeastEveryIntervalOnASlowStep) {
 }
 
 TEST(Progress, AShortStepStaysSilent) {
-  EXPECT_TRUE(Run(10, 0.1).empty());  // 1 s in all, under the 2 s quiet time
+  EXPECT_TRUE(RunMeter(10, 0.1).empty());  // 1 s in all, under the 2 s quiet time
 }
 
 TEST(Progress, EnvironmentOverrides) {
