@@ -27,7 +27,6 @@ namespace ql {
 namespace gguf {
 namespace {
 
-constexpr float kGroupMaxEps = 1e-15f;  // ggml GROUP_MAX_EPS: below this a group counts as all zero
 
 }  // namespace
 
@@ -56,13 +55,7 @@ void PackScaleMinK4(const uint8_t sc[8], const uint8_t m[8], uint8_t q[12]) {
 // ---------------------------------------------------------------------------------------------
 void QuantizeBlockQ4_0(const float* x, BlockQ4_0* y) {
   // Signed value of largest magnitude (first one on ties) maps to code 0 (= -8·d); d = max / -8.
-  float amax = 0.0f, max = 0.0f;
-  for (int j = 0; j < kQK; ++j) {
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
+  const float max = SignedAbsMax(x, kQK);
   const float d = max / -8;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y->d = F32ToF16(d);
@@ -96,13 +89,7 @@ void QuantizeBlockQ4_1(const float* x, BlockQ4_1* y) {
 }
 
 void QuantizeBlockQ5_0(const float* x, BlockQ5_0* y) {
-  float amax = 0.0f, max = 0.0f;
-  for (int j = 0; j < kQK; ++j) {
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
+  const float max = SignedAbsMax(x, kQK);
   const float d = max / -16;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y->d = F32ToF16(d);
@@ -213,6 +200,43 @@ void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t d
   }
 }
 
+void FitScaleMinK(const float* x, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales12, uint16_t* d16,
+                  uint16_t* dmin16) {
+  uint8_t Laux[32];
+  float weights[32];
+  float mins[kQKK / 32];
+  float scales[kQKK / 32];
+  float max_scale = 0, max_min = 0;  // scales are >= 0 because the min is subtracted
+  for (int j = 0; j < kQKK / 32; ++j) {
+    const float* xs = x + 32 * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
+    scales[j] = MakeQkx2Quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  uint8_t ls[8], lm[8];
+  for (int j = 0; j < kQKK / 32; ++j) {
+    ls[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_scale * scales[j])));  // u8 wrap as in ggml
+    lm[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_min * mins[j])));
+  }
+  PackScaleMinK4(ls, lm, scales12);
+  *d16 = F32ToF16(max_scale / 63.f);
+  *dmin16 = F32ToF16(max_min / 63.f);
+}
+
+void PackQ4K(const uint8_t* L, BlockQ4_K* y) {
+  uint8_t* q = y->qs;
+  for (int j = 0; j < kQKK; j += 64) {
+    for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+    q += 32;
+  }
+}
+
 float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                      uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
   float min = x[0], max = x[0];
@@ -294,38 +318,9 @@ float MakeQxQuantsRmse1(int n, int nmax, const float* x, int8_t* L) {
 // ---------------------------------------------------------------------------------------------
 void QuantizeBlockQ4_K(const float* x, BlockQ4_K* y) {
   uint8_t L[kQKK];
-  uint8_t Laux[32];
-  float weights[32];
-  float mins[kQKK / 32];
-  float scales[kQKK / 32];
-  float max_scale = 0, max_min = 0;  // scales are >= 0 because the min is subtracted
-  for (int j = 0; j < kQKK / 32; ++j) {
-    const float* xs = x + 32 * j;
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-    scales[j] = MakeQkx2Quants(32, 15, xs, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false);
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
-  }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-  uint8_t ls[8], lm[8];
-  for (int j = 0; j < kQKK / 32; ++j) {
-    ls[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_scale * scales[j])));  // u8 wrap as in ggml
-    lm[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_min * mins[j])));
-  }
-  PackScaleMinK4(ls, lm, y->scales);
-  y->d = F32ToF16(max_scale / 63.f);
-  y->dmin = F32ToF16(max_min / 63.f);
-
+  FitScaleMinK(x, 15, -1.f, 20, L, y->scales, &y->d, &y->dmin);
   RequantizeK(x, y->scales, y->d, y->dmin, 15, L);
-  uint8_t* q = y->qs;
-  for (int j = 0; j < kQKK; j += 64) {
-    for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
-    q += 32;
-  }
+  PackQ4K(L, y);
 }
 
 void DequantizeBlockQ4_K(const BlockQ4_K& b, float* y) {

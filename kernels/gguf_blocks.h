@@ -50,6 +50,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -160,6 +161,23 @@ inline int NearestInt(float f) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+// ggml GROUP_MAX_EPS: a group whose largest magnitude is below this counts as all zero.
+inline constexpr float kGroupMaxEps = 1e-15f;
+
+// The element of largest magnitude, with its sign (the first one on ties; 0 when every |x| is 0), as every
+// ggml reference quantizer finds the value that maps to the extreme code.
+inline float SignedAbsMax(const float* x, int n) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  return max;
+}
+
 // Q4_K/Q5_K 6-bit scale/min packing (ggml get_scale_min_k4), j = sub-block 0..7:
 //   j < 4: sc = q[j] & 63,                          m = q[j+4] & 63
 //   j ≥ 4: sc = (q[j+4] & 15) | ((q[j-4] >> 6) << 4), m = (q[j+4] >> 4) | ((q[j] >> 6) << 4)
@@ -169,6 +187,14 @@ void PackScaleMinK4(const uint8_t sc[8], const uint8_t m[8], uint8_t q[12]);
 // Q4_K / Q5_K: re-quantizes each 32-element sub-block of a super-block x[256] against the stored
 // (rounded) scales and mins, codes clamped to [0, nmax]; a sub-block whose scale is 0 keeps L as fitted.
 void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t dmin16, int nmax, uint8_t* L);
+// Q4_K / Q5_K without importance weights (ggml quantize_row_q4_K_ref / q5_K_ref): each sub-block fitted
+// by make_qkx2_quants (weights av|x| + |x|, codes 0..nmax into L, rdelta 0.1; Q4_K: nmax 15, rmin -1, nstep
+// 20; Q5_K: 31, -0.5, 15), then the 8 scales and 8 mins to 6 bits against their maxima (d, dmin in FP16).
+void FitScaleMinK(const float* x, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales12, uint16_t* d16,
+                  uint16_t* dmin16);
+// Q4_K codes L[256] (0..15) into qs[128]: element 64c + l in the low nibble of qs[32c + l], 64c + 32 + l
+// in the high nibble.
+void PackQ4K(const uint8_t* L, BlockQ4_K* y);
 
 // One block, exactly as ggml's reference (x: block_elems floats).
 void QuantizeBlockQ4_0(const float* x, BlockQ4_0* y);

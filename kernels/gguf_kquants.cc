@@ -22,7 +22,6 @@ namespace ql {
 namespace gguf {
 namespace {
 
-constexpr float kGroupMaxEps = 1e-15f;  // ggml GROUP_MAX_EPS
 
 int Clamp(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
 
@@ -104,14 +103,6 @@ void PackQ5K(const uint8_t* L, BlockQ5_K* y) {
   }
 }
 
-void PackQ4K(const uint8_t* L, BlockQ4_K* y) {
-  uint8_t* q = y->qs;
-  for (int j = 0; j < kQKK; j += 64) {
-    for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
-    q += 32;
-  }
-}
-
 // Q2_K: requantize against the stored scales/mins (scales[j]: low nibble scale, high nibble min).
 void FinishQ2K(const float* x, float dm, float mm, uint8_t* L, BlockQ2_K* y) {
   for (int j = 0; j < kQKK / 16; ++j) {
@@ -151,15 +142,8 @@ void QuantizeIq4(int sb, const float* x, const float* qw, uint16_t* dh, uint8_t*
     } else {
       for (int j = 0; j < kBs; ++j) weight[j] = xb[j] * xb[j];
     }
-    float amax = 0, max = 0;
-    for (int j = 0; j < kBs; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) {
-        amax = ax;
-        max = xb[j];
-      }
-    }
-    if (amax < kGroupMaxEps) {
+    const float max = SignedAbsMax(xb, kBs);
+    if (std::fabs(max) < kGroupMaxEps) {
       scales[ib] = 0;
       continue;
     }
@@ -264,15 +248,8 @@ int BestIndexInt8(int n, const int8_t* val, float x) {
 // Fitting helpers
 // ---------------------------------------------------------------------------------------------
 float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = SignedAbsMax(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
@@ -442,15 +419,8 @@ float MakeQpQuants(int n, int nmax, const float* x, uint8_t* L, const float* qua
 }
 
 float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = SignedAbsMax(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
@@ -650,44 +620,30 @@ void WeightedScalesK(const float* x, const float* qw, int nmax, uint8_t* L, uint
   *dmin = F32ToF16(m_block);
 }
 
+// A weighted Q4_K / Q5_K row: the fit, the requantization against the stored scales, the packing.
+template <class Block>
+void WeightedRowK(const float* x, int64_t n, const float* qw, int nmax, void (*pack)(const uint8_t*, Block*),
+                  Block* y) {
+  uint8_t L[kQKK];
+  for (int64_t i = 0; i < n / kQKK; ++i, x += kQKK, qw += kQKK, ++y) {
+    WeightedScalesK(x, qw, nmax, L, y->scales, &y->d, &y->dmin);
+    RequantizeK(x, y->scales, y->d, y->dmin, nmax, L);
+    pack(L, y);
+  }
+}
+
 }  // namespace
 
 void QuantizeRowWeightedQ4_K(const float* x, int64_t n, const float* qw, BlockQ4_K* y) {
-  uint8_t L[kQKK];
-  for (int64_t i = 0; i < n / kQKK; ++i, x += kQKK, qw += kQKK, ++y) {
-    WeightedScalesK(x, qw, 15, L, y->scales, &y->d, &y->dmin);
-    RequantizeK(x, y->scales, y->d, y->dmin, 15, L);
-    PackQ4K(L, y);
-  }
+  WeightedRowK(x, n, qw, 15, PackQ4K, y);
+}
+void QuantizeRowWeightedQ5_K(const float* x, int64_t n, const float* qw, BlockQ5_K* y) {
+  WeightedRowK(x, n, qw, 31, PackQ5K, y);
 }
 
 void QuantizeBlockQ5_K(const float* x, BlockQ5_K* y) {
   uint8_t L[kQKK];
-  uint8_t Laux[32];
-  float weights[32];
-  float mins[kQKK / 32];
-  float scales[kQKK / 32];
-  float max_scale = 0, max_min = 0;
-  for (int j = 0; j < kQKK / 32; ++j) {
-    const float* xs = x + 32 * j;
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-    scales[j] = MakeQkx2Quants(32, 31, xs, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
-  }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-  uint8_t ls[8], lm[8];
-  for (int j = 0; j < kQKK / 32; ++j) {
-    ls[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_scale * scales[j])));  // u8 wrap as in ggml
-    lm[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_min * mins[j])));
-  }
-  PackScaleMinK4(ls, lm, y->scales);
-  y->d = F32ToF16(max_scale / 63.f);
-  y->dmin = F32ToF16(max_min / 63.f);
+  FitScaleMinK(x, 31, -0.5f, 15, L, y->scales, &y->d, &y->dmin);
   RequantizeK(x, y->scales, y->d, y->dmin, 31, L);
   PackQ5K(L, y);
 }
@@ -711,15 +667,6 @@ void DequantizeBlockQ5_K(const BlockQ5_K& b, float* y) {
   }
 }
 
-void QuantizeRowWeightedQ5_K(const float* x, int64_t n, const float* qw, BlockQ5_K* y) {
-  uint8_t L[kQKK];
-  for (int64_t i = 0; i < n / kQKK; ++i, x += kQKK, qw += kQKK, ++y) {
-    WeightedScalesK(x, qw, 31, L, y->scales, &y->d, &y->dmin);
-    RequantizeK(x, y->scales, y->d, y->dmin, 31, L);
-    PackQ5K(L, y);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Q6_K weighted (as the reference, with the imatrix as make_qx_quants' weights)
 // ---------------------------------------------------------------------------------------------
@@ -733,15 +680,8 @@ void QuantizeRowWeightedQ6_K(const float* x, int64_t n, const float* qw, BlockQ6
 // Q8_K
 // ---------------------------------------------------------------------------------------------
 void QuantizeBlockQ8_K(const float* x, BlockQ8_K* y) {
-  float max = 0, amax = 0;
-  for (int j = 0; j < kQKK; ++j) {
-    const float ax = std::fabs(x[j]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[j];
-    }
-  }
-  if (amax == 0.0f) {
+  const float max = SignedAbsMax(x, kQKK);
+  if (max == 0.0f) {
     std::memset(y, 0, sizeof(*y));
     return;
   }
@@ -811,38 +751,29 @@ void QuantizeRowWeightedIq4Xs(const float* x, int64_t n, const float* qw, BlockI
 // ---------------------------------------------------------------------------------------------
 // 32-element types, weighted: per-block weights qw·sqrt(σ²_row + x²)
 // ---------------------------------------------------------------------------------------------
-void QuantizeRowWeightedQ4_0(const float* x, int64_t n, const float* qw, BlockQ4_0* y) {
-  const float sigma2 = RowSigma2(x, n);
-  float weight[kQK];
-  int8_t L[kQK];
-  for (int64_t ib = 0; ib < n / kQK; ++ib) {
-    const float* xb = x + kQK * ib;
-    for (int j = 0; j < kQK; ++j) weight[j] = qw[kQK * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    y[ib].d = F32ToF16(MakeQxQuants(kQK, 8, xb, L, weight));
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
-  }
-}
-
-void QuantizeRowWeightedQ5_0(const float* x, int64_t n, const float* qw, BlockQ5_0* y) {
-  const float sigma2 = RowSigma2(x, n);
-  float weight[kQK];
-  int8_t L[kQK];
-  for (int64_t ib = 0; ib < n / kQK; ++ib) {
-    const float* xb = x + kQK * ib;
-    for (int j = 0; j < kQK; ++j) weight[j] = qw[kQK * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-    y[ib].d = F32ToF16(MakeQxQuants(kQK, 16, xb, L, weight));
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      const uint8_t xi0 = uint8_t(L[j]), xi1 = uint8_t(L[j + 16]);
-      y[ib].qs[j] = uint8_t((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
-      qh |= uint32_t((xi0 & 0x10u) >> 4) << j;
-      qh |= uint32_t((xi1 & 0x10u) >> 4) << (j + 16);
-    }
-    std::memcpy(y[ib].qh, &qh, 4);
-  }
-}
-
 namespace {
+
+// 32 codes (0..15, or the low nibbles of 0..31) into qs[16]: element j low, element j + 16 high.
+template <typename Code>
+void PackNibbles32(const Code* L, uint8_t* qs) {
+  for (int j = 0; j < 16; ++j) qs[j] = uint8_t((uint8_t(L[j]) & 0x0F) | ((uint8_t(L[j + 16]) & 0x0F) << 4));
+}
+
+// 32 codes 0..31: the low nibbles as PackNibbles32, bit 4 of element j into bit j of qh (u32, little-endian).
+template <typename Code>
+void Pack5Bit32(const Code* L, uint8_t* qs, uint8_t* qh) {
+  PackNibbles32(L, qs);
+  uint32_t h = 0;
+  for (int j = 0; j < 32; ++j) h |= uint32_t((uint8_t(L[j]) & 0x10u) >> 4) << j;
+  std::memcpy(qh, &h, 4);
+}
+
+// Q4_0 / Q5_0: one symmetric make_qx_quants fit per block with weights qw·sqrt(σ² + x²); returns d.
+float WeightedSym32(const float* x, const float* qw, float sigma2, int nmax, int8_t* L) {
+  float weight[kQK];
+  for (int j = 0; j < kQK; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  return MakeQxQuants(kQK, nmax, x, L, weight);
+}
 
 // Q4_1 / Q5_1: one qkx3 fit per block; returns d and writes m = -min.
 template <typename Block>
@@ -858,12 +789,30 @@ void WeightedAsym32(const float* x, const float* qw, float sigma2, int nmax, uin
 
 }  // namespace
 
+void QuantizeRowWeightedQ4_0(const float* x, int64_t n, const float* qw, BlockQ4_0* y) {
+  const float sigma2 = RowSigma2(x, n);
+  int8_t L[kQK];
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    y[ib].d = F32ToF16(WeightedSym32(x + kQK * ib, qw + kQK * ib, sigma2, 8, L));
+    PackNibbles32(L, y[ib].qs);
+  }
+}
+
+void QuantizeRowWeightedQ5_0(const float* x, int64_t n, const float* qw, BlockQ5_0* y) {
+  const float sigma2 = RowSigma2(x, n);
+  int8_t L[kQK];
+  for (int64_t ib = 0; ib < n / kQK; ++ib) {
+    y[ib].d = F32ToF16(WeightedSym32(x + kQK * ib, qw + kQK * ib, sigma2, 16, L));
+    Pack5Bit32(L, y[ib].qs, y[ib].qh);
+  }
+}
+
 void QuantizeRowWeightedQ4_1(const float* x, int64_t n, const float* qw, BlockQ4_1* y) {
   const float sigma2 = RowSigma2(x, n);
   uint8_t L[kQK];
   for (int64_t ib = 0; ib < n / kQK; ++ib) {
     WeightedAsym32(x + kQK * ib, qw + kQK * ib, sigma2, 15, L, &y[ib]);
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+    PackNibbles32(L, y[ib].qs);
   }
 }
 
@@ -872,13 +821,7 @@ void QuantizeRowWeightedQ5_1(const float* x, int64_t n, const float* qw, BlockQ5
   uint8_t L[kQK];
   for (int64_t ib = 0; ib < n / kQK; ++ib) {
     WeightedAsym32(x + kQK * ib, qw + kQK * ib, sigma2, 31, L, &y[ib]);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      y[ib].qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
-      qh |= uint32_t((L[j] & 0x10u) >> 4) << j;
-      qh |= uint32_t((L[j + 16] & 0x10u) >> 4) << (j + 16);
-    }
-    std::memcpy(y[ib].qh, &qh, 4);
+    Pack5Bit32(L, y[ib].qs, y[ib].qh);
   }
 }
 

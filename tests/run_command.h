@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace qltest {
@@ -15,6 +16,9 @@ struct CommandResult {
 };
 
 inline CommandResult RunCommand(const std::string& cmd) {
+  // Progress lines off unless the test's command sets QL_PROGRESS itself: on a loaded machine a step may
+  // outlast their quiet time, and the tests compare stderr (often merged into stdout) line by line.
+  setenv("QL_PROGRESS", "off", /*overwrite=*/0);
   CommandResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;

@@ -226,6 +226,7 @@ Status RunEval(const EvalOptions& o) {
   SessionOptions so;
   so.tokenizer = o.tokenizer;
   so.baseline_cache_dir = o.cache_dir;
+  so.progress = ProgressStyle::ForStderr(&std::cerr);  // stderr: stdout is the result (--json: one document)
   QL_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, OpenSession(e, o.scheme.empty() ? std::vector<Cell>{} : cells, so));
   nlohmann::json j = BaselineJson(*s);
   if (o.scheme.empty()) {
@@ -235,7 +236,7 @@ Status RunEval(const EvalOptions& o) {
   }
   QL_ASSIGN_OR_RETURN(const CellPlan plan, PlanCell(*s, cells.front()));
   Model work = s->reference;
-  const CellResult r = RunCell(*s, work, plan);
+  const CellResult r = RunCell(*s, work, plan, so.progress);
   if (r.cell.status != "ok") return Status::Errorf("cell {}: {}", r.cell.status, r.cell.reason);
   if (o.json) {
     j.update(CellJson(*s, r));

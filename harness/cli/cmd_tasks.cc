@@ -3,6 +3,7 @@
 // convention (harness/eval/tasks.h). Quantized cells are scored by the one cell pipeline, not here.
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "harness/cli/commands.h"
 #include "harness/eval/tasks.h"
 #include "harness/io/load.h"
+#include "harness/util/progress.h"
 
 namespace ql::cli {
 namespace {
@@ -84,6 +86,8 @@ Status RunTasks(const TasksOptions& o) {
   for (const TaskSet& set : sets) {
     // One joint pass per task: a token sequence both conventions share runs once; the speed
     // printed is that pass's.
+    ProgressMeter meter(ProgressStyle::ForStderr(&std::cerr), "task " + set.name, "items");
+    opt.progress = meter.Fn();
     QL_ASSIGN_OR_RETURN(std::vector<TaskScores> scores, ScoreTaskConventions(model, set, conventions, opt));
     for (const TaskScores& s : scores) {
       if (o.json) {

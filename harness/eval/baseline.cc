@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <numeric>
 
 #include "harness/eval/metrics.h"
@@ -104,7 +105,7 @@ void WindowRows(const Window& w, const float* logits, size_t r0, std::vector<Bas
 // Every window's rows: whole windows on separate threads when one window cannot fill the cores (a
 // small model), else one after another. Each row's slots are fixed by its window, so any schedule
 // gives the same bits.
-Status AllRows(const Model& reference, const std::vector<Window>& windows, Baseline* b) {
+Status AllRows(const Model& reference, const std::vector<Window>& windows, const ProgressFn& progress, Baseline* b) {
   std::vector<size_t> first(windows.size() + 1, 0);  // [windows + 1] row offsets
   size_t t_max = 0;
   for (size_t i = 0; i < windows.size(); ++i) {
@@ -116,8 +117,14 @@ Status AllRows(const Model& reference, const std::vector<Window>& windows, Basel
     std::vector<std::span<const int>> tokens(windows.size());
     for (size_t i = 0; i < windows.size(); ++i) tokens[i] = windows[i].tokens;
     std::vector<std::vector<BaselineScratch>> scratch(threads);  // [threads][1]: serial inside a window
+    std::mutex mu;  // serializes progress
+    int64_t done = 0;
     return ForwardWindowsEach(reference, tokens, nullptr, threads, [&](int i, int tid, const float* logits) {
       WindowRows(windows[i], logits, first[i], scratch[tid], b);
+      if (progress) {
+        std::lock_guard<std::mutex> lock(mu);
+        progress(++done, int64_t(windows.size()));
+      }
       return Status::Ok();
     });
   }
@@ -127,13 +134,15 @@ Status AllRows(const Model& reference, const std::vector<Window>& windows, Basel
     logits.resize(windows[i].tokens.size() * size_t(b->vocab));  // [T, V]
     QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[i].tokens, logits.data()));
     WindowRows(windows[i], logits.data(), first[i], scratch, b);
+    if (progress) progress(int64_t(i + 1), int64_t(windows.size()));
   }
   return Status::Ok();
 }
 
 }  // namespace
 
-StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k) {
+StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k,
+                                   const ProgressFn& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const int V = reference.config.vocab_size;
   QL_CHECK(V > 0);
@@ -150,7 +159,7 @@ StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Win
     b.top_idx.resize(size_t(n) * top_k);
     b.top_logp.resize(size_t(n) * top_k);
   }
-  QL_RETURN_IF_ERROR(AllRows(reference, windows, &b));
+  QL_RETURN_IF_ERROR(AllRows(reference, windows, progress, &b));
   b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return b;
 }
@@ -255,7 +264,7 @@ StatusOr<std::shared_ptr<const Baseline>> BaselineCache::GetOrCompute(const Mode
     }
   }
   const Model reference = WithPrecision(model, options.precision);
-  QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(reference, windows, top_k));
+  QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(reference, windows, top_k, options.progress));
   b.key = key;
   b.protocol = protocol.Canonical();
   b.precision = options.precision;

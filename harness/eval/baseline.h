@@ -26,6 +26,7 @@
 
 #include "datasets/protocol.h"
 #include "harness/model/model.h"
+#include "harness/util/progress.h"
 #include "kernels/status.h"
 
 namespace ql {
@@ -49,6 +50,7 @@ struct BaselineOptions {
   static constexpr int kAutoTopK = 64;
   bool force_full = false;                // keep full log-probs whatever the size
   std::string cache_dir;                  // "" = in-memory cache only
+  ProgressFn progress;                    // windows done, when the baseline is computed (optional)
 };
 
 struct Baseline {
@@ -69,7 +71,9 @@ struct Baseline {
 };
 
 // Runs `reference` (already at the baseline precision) over the windows. top_k as in Baseline.
-StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k);
+// progress (optional): called after each window.
+StatusOr<Baseline> ComputeBaseline(const Model& reference, const std::vector<Window>& windows, int top_k,
+                                   const ProgressFn& progress = {});
 
 // Identity of a model for the cache: "path|size|mtime" of its source file when it has one, plus
 // "weights:<hash of every tensor's name, shape and bytes>" unless the model is large (> 2^26

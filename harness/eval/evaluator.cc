@@ -3,12 +3,30 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include "kernels/parallel.h"
 
 namespace ql {
 
 namespace {
+
+// Counts finished windows for a ProgressFn, from any thread (the callback is serialized).
+class WindowProgress {
+ public:
+  WindowProgress(const ProgressFn& fn, size_t total) : fn_(fn), total_(int64_t(total)) {}
+  void Done() const {
+    if (!fn_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    fn_(++done_, total_);
+  }
+
+ private:
+  const ProgressFn& fn_;
+  const int64_t total_;
+  mutable int64_t done_ = 0;
+  mutable std::mutex mu_;
+};
 
 // Scratch of one scoring thread: log-probs of one row in double and as stored (float).
 struct ScoreScratch {
@@ -65,7 +83,8 @@ void Append(const TokenRecords& from, TokenRecords* to) {
 // Windows of a model too small to fill the cores: whole windows on separate threads, each window's
 // records kept apart and joined in window order, so the result is bitwise the sequential one.
 Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& windows, const Baseline& base,
-                               int64_t i0, const ForwardHooks* hooks, int threads, TokenRecords* r) {
+                               int64_t i0, const ForwardHooks* hooks, int threads, const WindowProgress& progress,
+                               TokenRecords* r) {
   std::vector<std::span<const int>> tokens;
   std::vector<int64_t> first(windows.size() + 1, i0);  // [windows + 1] scored-token offsets in base
   for (size_t i = 0; i < windows.size(); ++i) {
@@ -76,6 +95,7 @@ Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& wi
   std::vector<std::vector<ScoreScratch>> scratch(threads);  // [threads][1]: inside a window item scoring is serial
   QL_RETURN_IF_ERROR(ForwardWindowsEach(model, tokens, hooks, threads, [&](int i, int tid, const float* logits) {
     ScoreWindow(windows[i], logits, base, first[i], scratch[tid], &per_window[i]);
+    progress.Done();
     return Status::Ok();
   }));
   for (const TokenRecords& w : per_window) Append(w, r);
@@ -95,12 +115,12 @@ Status CheckAgainstBaseline(const Model& model, const std::vector<Window>& windo
 // Windows [from, end) into r (which holds the records of windows < from): whole windows on separate
 // threads when one window cannot fill the cores, else one after another.
 Status EvaluateWindowsFrom(const Model& model, const std::vector<Window>& windows, size_t from, const Baseline& base,
-                           const ForwardHooks* hooks, TokenRecords* r) {
+                           const ForwardHooks* hooks, const WindowProgress& progress, TokenRecords* r) {
   const std::vector<Window> rest(windows.begin() + from, windows.end());
   size_t t_max = 0;
   for (const Window& w : rest) t_max = std::max(t_max, w.tokens.size());
   const int threads = WindowThreads(model.config, int(t_max), int(rest.size()));
-  if (threads > 1) return EvaluateWindowsParallel(model, rest, base, r->size(), hooks, threads, r);
+  if (threads > 1) return EvaluateWindowsParallel(model, rest, base, r->size(), hooks, threads, progress, r);
   std::vector<float> logits;
   std::vector<ScoreScratch> scratch;
   int64_t i = r->size();  // scored-token index into the baseline
@@ -109,6 +129,7 @@ Status EvaluateWindowsFrom(const Model& model, const std::vector<Window>& window
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), hooks));
     ScoreWindow(w, logits.data(), base, i, scratch, r);
     i += w.score_end - w.score_begin;
+    progress.Done();
   }
   return Status::Ok();
 }
@@ -116,11 +137,13 @@ Status EvaluateWindowsFrom(const Model& model, const std::vector<Window>& window
 }  // namespace
 
 StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
-                                               const Baseline& base, const ForwardHooks* hooks) {
+                                               const Baseline& base, const ForwardHooks* hooks,
+                                               const ProgressFn& progress) {
   QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
   TokenRecords r;
   r.nll_base.reserve(base.n());
-  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, 0, base, hooks, &r));
+  const WindowProgress done(progress, windows.size());
+  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, 0, base, hooks, done, &r));
   return r;
 }
 
@@ -148,8 +171,10 @@ StatusOr<ReferenceBlockOutputs> CaptureBlockOutputs(const Model& reference, cons
 
 StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Window>& windows, const Baseline& base,
                                       const ForwardHooks* hooks, const ReferenceBlockOutputs& ref,
-                                      const std::function<void(float* h, int T, int dim)>& to_test_basis) {
+                                      const std::function<void(float* h, int T, int dim)>& to_test_basis,
+                                      const ProgressFn& progress) {
   QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
+  const WindowProgress done(progress, windows.size());
   const int L = model.config.n_layers, D = model.config.dim, V = model.config.vocab_size;
   QL_CHECK(ref.h.size() <= windows.size(), "{} captured windows for {} windows", ref.h.size(), windows.size());
   CellEvaluation e;
@@ -172,9 +197,10 @@ StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Wind
     logits.resize(w.tokens.size() * size_t(V));
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &compare));
     ScoreWindow(w, logits.data(), base, e.records.size(), scratch, &e.records);
+    done.Done();
   }
   std::vector<float>().swap(logits);  // [T, V] freed: the rest of the windows bring their own buffers
-  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, ref.h.size(), base, hooks, &e.records));
+  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, ref.h.size(), base, hooks, done, &e.records));
   for (const ErrorAccumulator& a : acc) e.layers.push_back(a.Result());
   return e;
 }

@@ -12,15 +12,17 @@
 #include "datasets/protocol.h"
 #include "harness/model/forward.h"
 #include "harness/model/model.h"
+#include "harness/util/progress.h"
 
 namespace ql {
 
 // Per-token records of `model` against `base` over `windows` (the windows the baseline was built
 // on: same count of scored tokens, checked). hooks: optional activation/KV hooks for the model.
 // KLD uses the model's log-probs rounded to float32 exactly as the baseline stored its own, so a
-// model identical to the reference gives KLD = 0 exactly.
+// model identical to the reference gives KLD = 0 exactly. progress (optional): windows done.
 StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
-                                               const Baseline& base, const ForwardHooks* hooks = nullptr);
+                                               const Baseline& base, const ForwardHooks* hooks = nullptr,
+                                               const ProgressFn& progress = {});
 
 // Error of every tensor that differs in shape-compatible pairs: for each name in `names`,
 // CompareTensors(reference.W(name), quantized.W(name)). Names missing in either model are skipped.
@@ -62,6 +64,7 @@ struct CellEvaluation {
 };
 StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Window>& windows, const Baseline& base,
                                       const ForwardHooks* hooks, const ReferenceBlockOutputs& ref,
-                                      const std::function<void(float* h, int T, int dim)>& to_test_basis);
+                                      const std::function<void(float* h, int T, int dim)>& to_test_basis,
+                                      const ProgressFn& progress = {});
 
 }  // namespace ql

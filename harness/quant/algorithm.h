@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/model/model.h"
+#include "harness/util/progress.h"
 #include "kernels/status.h"
 
 namespace ql {
@@ -46,6 +47,7 @@ struct AlgorithmContext {
   int64_t seed = 0;
   const CalibrationSet* calibration = nullptr;  // set by the runner when needs_calibration
   AlgorithmRuntime* runtime = nullptr;          // may be null (then online transforms are errors)
+  ProgressFn progress;  // optional: a long algorithm reports its units (GPTQ/AWQ layers, QAT steps)
 };
 
 struct AlgorithmInfo {

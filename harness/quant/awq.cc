@@ -278,6 +278,7 @@ Status ApplyAwq(Model& model, const AlgorithmContext& ctx) {
 
   std::vector<std::vector<float>> hidden, next;  // per window: the fp model's input of layer l
   for (int l = 0; l < c.n_layers; ++l) {
+    if (ctx.progress && l > 0) ctx.progress(l, c.n_layers);  // layers done
     const auto m = LayerLinears(l);  // q k v o gate up down
     // One pass of layer l, still unmodified, from the fp model's cached input; its output (the fp
     // layer's) is saved as the input of layer l+1, as llm-awq computes it before the search.
@@ -353,6 +354,7 @@ Status ApplyAwq(Model& model, const AlgorithmContext& ctx) {
       QL_RETURN_IF_ERROR(ClipSearch(w, scheme, xs, int64_t(xs.size()) / in, n_grid, max_shrink));
     }
   }
+  if (ctx.progress) ctx.progress(c.n_layers, c.n_layers);
   return RtnAll(model, ctx);
 }
 

@@ -328,9 +328,11 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
       QL_RETURN_IF_ERROR(CaptureLinearStats(model, *ctx.calibration, adv).status());
       hidden.swap(next);
     }
+    if (ctx.progress) ctx.progress(l + 1, L + 1);
   }
   // lm_head: a pass from the last layer's cached input through the final norm.
   QL_RETURN_IF_ERROR(run_stage({{"lm_head"}}, L - 1));
+  if (ctx.progress) ctx.progress(L + 1, L + 1);
   // Targets that are not linear inputs (the embedding table) get round-to-nearest.
   for (const auto& [m, s] : schemes)
     if (m == "model.embed_tokens") QL_RETURN_IF_ERROR(RtnModule(model, m, s));

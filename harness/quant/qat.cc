@@ -115,6 +115,7 @@ Status RunQat(Model& model, const std::map<std::string, std::string>& weight_sch
       else master.W(name).data = w.data;
     }
     if (log) log->loss.push_back(loss);
+    if (o.progress) o.progress(step + 1, o.steps);
   }
   // The result: master weights rounded one last time; fine-tuned values for the rest.
   QL_RETURN_IF_ERROR(round_all());
@@ -148,6 +149,7 @@ Status ApplyQat(Model& model, const AlgorithmContext& ctx) {
     return Status::Errorf("qat: loss '{}' is not one of ce (next-token cross-entropy), kd (distillation)", loss);
   o.distill = loss == "kd";
   o.seed = uint64_t(ctx.seed);
+  o.progress = ctx.progress;
   std::map<std::string, std::string> weights;
   for (const auto& [module, scheme] : SchemeMap(ctx)) {
     const std::string key = WeightKey(model, module);

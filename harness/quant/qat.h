@@ -29,6 +29,7 @@ struct QatOptions {
   bool distill = false;        // loss: false = next-token cross-entropy on the data; true = KL(teacher || student)
                                // to the model as it was before QAT (knowledge distillation, as LLM-QAT)
   uint64_t seed = 0;           // order of the windows
+  ProgressFn progress;         // optional: steps done
 };
 
 struct QatLog {

@@ -164,6 +164,8 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   bopt.precision = s->precision;
   bopt.top_k = e.kld_top_k;
   bopt.cache_dir = o.baseline_cache_dir;
+  ProgressMeter meter(o.progress, fmt::format("baseline {}", PrecisionName(s->precision)), "windows");
+  bopt.progress = meter.Fn();
   QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
   s->baseline_from_disk = cache.disk_hits() > 0;
   if (!cells.empty()) QL_RETURN_IF_ERROR(CaptureSessionBlockOutputs(e, s.get()));  // a baseline-only eval needs none
@@ -387,18 +389,20 @@ Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, co
 // The cell's records and per-layer errors: one forward per window against the session's captured
 // reference outputs, or (when they were too large to keep) the reference re-run per cell.
 StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const ForwardHooks& hooks,
-                                      const AlgorithmRuntime& runtime) {
+                                      const AlgorithmRuntime& runtime, const ProgressFn& progress) {
   if (s.block_outputs)
-    return EvaluateCell(work, s.windows, *s.base, &hooks, *s.block_outputs, runtime.residual_to_model_basis);
+    return EvaluateCell(work, s.windows, *s.base, &hooks, *s.block_outputs, runtime.residual_to_model_basis,
+                        progress);
   CellEvaluation ev;
-  QL_ASSIGN_OR_RETURN(ev.records, EvaluateAgainstBaseline(work, s.windows, *s.base, &hooks));
+  QL_ASSIGN_OR_RETURN(ev.records, EvaluateAgainstBaseline(work, s.windows, *s.base, &hooks, progress));
   QL_ASSIGN_OR_RETURN(ev.layers, LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows,
                                                    &hooks, runtime.residual_to_model_basis));
   return ev;
 }
 
 // Quantize, evaluate, measure: the body of RunCell, on a work model that RunCell restores.
-Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, CellResult* r) {
+Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress,
+                           CellResult* r) {
   const Experiment& e = *s.experiment;
   CellRow& row = r->cell;
   const auto t0 = Clock::now();
@@ -413,13 +417,18 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, Cel
   ctx.seed = e.seed;
   ctx.calibration = s.calibration ? &*s.calibration : nullptr;
   ctx.runtime = &runtime;
-  QL_RETURN_IF_ERROR(p.algorithm->apply(work, ctx));
+  {
+    ProgressMeter meter(progress, p.algorithm->name);
+    ctx.progress = meter.Fn();
+    QL_RETURN_IF_ERROR(p.algorithm->apply(work, ctx));
+  }
   const auto t1 = Clock::now();
   row.seconds_quantize = Seconds(t0, t1);
 
   CellHooks h;
   h.Build(p, work.config, &runtime);
-  QL_ASSIGN_OR_RETURN(CellEvaluation ev, EvaluateOnce(s, work, h.hooks, runtime));
+  ProgressMeter eval_meter(progress, "eval", "windows");
+  QL_ASSIGN_OR_RETURN(CellEvaluation ev, EvaluateOnce(s, work, h.hooks, runtime, eval_meter.Fn()));
   QL_RETURN_IF_ERROR(h.status());
   const TokenRecords& rec = ev.records;
   CellMeasurements m;
@@ -464,12 +473,12 @@ void Restore(const Session& s, Model& work, const CellPlan& p) {
 
 }  // namespace
 
-CellResult RunCell(const Session& s, Model& work, const CellPlan& p) {
+CellResult RunCell(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress) {
   const auto t0 = Clock::now();
   CellResult r;
   r.cell = DescribeCell(s, *p.cell);
   r.cell.started_at = NowIso();
-  Status st = QuantizeAndEvaluate(s, work, p, &r);
+  Status st = QuantizeAndEvaluate(s, work, p, progress, &r);
   if (!st.ok()) {
     r.cell.status = "failed";
     r.cell.reason = st.message();

@@ -22,6 +22,7 @@
 #include "harness/quant/calibration.h"
 #include "harness/quant/llamacpp_act.h"
 #include "harness/sweep/experiment.h"
+#include "harness/util/progress.h"
 #include "kernels/scheme.h"
 #include "kernels/status.h"
 #include "results/store.h"
@@ -33,6 +34,7 @@ struct SessionOptions {
   std::string tokenizer;          // replaces the tokenizer found beside the model when non-empty
   std::string baseline_cache_dir; // baseline files (<dir>/<hash>.qlbase); "" = in memory only
   std::ostream* log = nullptr;    // one line per step when set
+  ProgressStyle progress;         // the baseline's forward pass (off by default)
 };
 
 // Loaded once per run: the model at the baseline precision, the text and its windows, the baseline,
@@ -89,8 +91,9 @@ CellRow DescribeCell(const Session& s, const Cell& cell);
 // Runs one planned cell on `work` (a copy of s.reference, restored before returning: the tensors
 // the algorithm declares it changes, or the whole model). The result's cell row carries the status
 // ("ok", "failed" with the reason, "diverged" for a non-finite result), timings, metrics, errors and
-// arrays; identity fields come from DescribeCell.
-CellResult RunCell(const Session& s, Model& work, const CellPlan& plan);
+// arrays; identity fields come from DescribeCell. `progress`: how the algorithm's and the evaluation's
+// progress shows (off by default).
+CellResult RunCell(const Session& s, Model& work, const CellPlan& plan, const ProgressStyle& progress = {});
 
 // The current time as ISO-8601 UTC ("2026-12-01T09:41:00Z"), as every store row records it.
 std::string NowIso();

@@ -2,8 +2,6 @@
 #include "ql_version.h"
 #include "harness/sweep/runner.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -24,6 +22,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/tokenizer/tokenizer.h"
+#include "harness/util/progress.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 #include "results/store.h"
@@ -34,14 +33,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-std::string FormatEta(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const int t = int(s + 0.5);
-  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t / 60) % 60);
-  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
-  return fmt::format("{}s", t);
-}
 
 // Experiment, model, text and baseline rows, and the whole grid's cell ids (every shard records
 // them all, so `status` and `merge` can name what is missing).
@@ -82,19 +73,6 @@ std::string CellLine(const CellResult& r) {
                      m.Or("kld_mean", NAN), 100 * m.Or("top1", NAN), m.Or("bits_per_weight", 0));
 }
 
-// A redrawn bar on a terminal; plain flushed lines otherwise (a Slurm or nohup log shows progress).
-void Progress(bool tty, std::ostream& log, const std::string& line, int done, int total, const std::string& eta) {
-  if (!tty) {
-    log << line << std::endl;
-    return;
-  }
-  const int width = 30, fill = int(width * double(done) / double(std::max(1, total)));
-  std::cerr << "\r\033[K" << line << "\n"
-            << "[" << std::string(fill, '#') << std::string(width - fill, '.') << "] " << done << "/" << total
-            << " ETA " << eta << std::flush;
-  if (done == total) std::cerr << "\r\033[K";
-}
-
 }  // namespace
 
 StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, std::ostream& log) {
@@ -110,6 +88,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
   so.model = opt.model;
   so.baseline_cache_dir = sum.results_dir + "/baseline-cache";
   so.log = &log;
+  if (opt.progress_bar) so.progress = ProgressStyle::ForStderr(&log);
   QL_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, OpenSession(e, cells, so));
   QL_ASSIGN_OR_RETURN(SweepSummary done, RunCells(*s, grid, cells, opt, sum.results_dir, log));
   log << fmt::format("sweep {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded{}) in {:.1f}s\n",
@@ -136,7 +115,9 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
   QL_ASSIGN_OR_RETURN(const std::string baseline_id, RecordBaseline(*store, *s, log));
 
   Model work = s->reference;
-  const bool tty = opt.progress_bar && isatty(fileno(stderr));
+  // Within a cell: the algorithm's and the evaluation's progress, prefixed with the cell.
+  ProgressStyle inner = opt.progress_bar ? ProgressStyle::ForStderr(&log) : ProgressStyle{};
+  const bool tty = inner.tty;
   sum.total = int(cells.size());
   double run_seconds = 0;
   int done = 0, ran = 0;
@@ -151,7 +132,8 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
           << std::endl;
       continue;
     }
-    CellResult r = RunCell(*s, work, p);
+    inner.prefix = fmt::format("[{}/{}] {} — ", done, cells.size(), p.cell->Label());
+    CellResult r = RunCell(*s, work, p, inner);
     r.cell.experiment_id = sum.experiment_id;
     r.cell.baseline_id = baseline_id;
     r.cell.shard = opt.shard;
@@ -159,8 +141,8 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     run_seconds += r.cell.seconds_total;
     ++ran;
     (r.cell.status == "ok" ? sum.ok : r.cell.status == "failed" ? sum.failed : sum.diverged)++;
-    const std::string eta = FormatEta((int(cells.size()) - done) * run_seconds / std::max(1, ran));
-    Progress(tty, log,
+    const std::string eta = FormatDuration((int(cells.size()) - done) * run_seconds / std::max(1, ran));
+    StepLine(tty, log,
              fmt::format("[{}/{}] {} — {} ({:.1f}s, ETA {})", done, cells.size(), p.cell->Label(), CellLine(r),
                          r.cell.seconds_total, eta),
              done, int(cells.size()), eta);

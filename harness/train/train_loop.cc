@@ -11,9 +11,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "datasets/text.h"
 #include "harness/io/hf.h"
 #include "harness/io/safetensors.h"
 #include "harness/tokenizer/byte_bpe.h"
+#include "harness/util/progress.h"
 
 namespace ql::train {
 namespace fs = std::filesystem;
@@ -150,8 +152,8 @@ StatusOr<TrainSummary> RunTraining(const TrainOptions& o, std::ostream* log) {
   if (o.resume && !resuming) *log << "train: no checkpoint in " << ckpt_dir << ", starting from scratch\n";
 
   // ---- tokenizer ----
-  QL_ASSIGN_OR_RETURN(std::string train_text, io::ReadTextFile(o.train_text));
-  QL_ASSIGN_OR_RETURN(std::string heldout_text, io::ReadTextFile(o.heldout_text));
+  QL_ASSIGN_OR_RETURN(std::string train_text, ReadTextFile(o.train_text, "training text (--train-text)"));
+  QL_ASSIGN_OR_RETURN(std::string heldout_text, ReadTextFile(o.heldout_text, "held-out text (--heldout-text)"));
   std::unique_ptr<ByteBpeTokenizer> tok;
   if (resuming) {
     QL_ASSIGN_OR_RETURN(tok, LoadTokenizerJson(ckpt_dir + "/tokenizer.json"));
@@ -222,6 +224,7 @@ StatusOr<TrainSummary> RunTraining(const TrainOptions& o, std::ostream* log) {
   const int total = o.schedule.total_steps;
   const int last = o.stop_after > 0 ? std::min(o.stop_after, total) : total;
   double train_loss = 0;
+  const auto t_loop = Clock::now();  // the ETA is from this run's steps (not the tokenizer's training)
   while (step < last) {
     SampleBatch(train_tokens, o.seed, step, o.batch, o.seq, &batch);
     SetZero(&grads);
@@ -244,8 +247,10 @@ StatusOr<TrainSummary> RunTraining(const TrainOptions& o, std::ostream* log) {
     curve << fmt::format("{},{:.6g},{:.6f},{},{:.4f},{},{:.1f}\n", step, lr, train_loss, heldout, norm,
                          int64_t(step) * o.batch * o.seq, elapsed);
     curve.flush();
-    *log << fmt::format("step {:5d}/{}  lr {:.2e}  loss {:.4f}{}  |g| {:.3f}  {:.1f} s\n", step, total, lr,
-                        train_loss, heldout.empty() ? "" : "  held-out " + heldout, norm, elapsed);
+    const double per_step = std::chrono::duration<double>(Clock::now() - t_loop).count() / (step - sum.start_step);
+    *log << fmt::format("step {:5d}/{}  lr {:.2e}  loss {:.4f}{}  |g| {:.3f}  {:.1f} s  ETA {}\n", step, total, lr,
+                        train_loss, heldout.empty() ? "" : "  held-out " + heldout, norm, elapsed,
+                        FormatDuration(per_step * (last - step)));
     log->flush();
     if (step % std::max(1, o.checkpoint_every) == 0 || final_step) {
       QL_RETURN_IF_ERROR(SaveCheckpoint(ckpt_dir, model, *tok, adam, step, o));

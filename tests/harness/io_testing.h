@@ -1,4 +1,4 @@
-// Shared helpers for the checkpoint I/O tests: a self-deleting temp directory, a seeded random model,
+// Shared helpers for the checkpoint I/O tests: a temp directory with string paths, a seeded random model,
 // bitwise tensor comparison and file patching. Test-only; not part of the harness library.
 #pragma once
 
@@ -14,25 +14,18 @@
 
 #include "harness/model/model.h"
 #include "kernels/half.h"
+#include "tests/temp_dir.h"
 
 namespace ql::testing {
 
+// A string path from `dir / "name"` (what the I/O functions take).
 class TempDir {
  public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("ql_io_test_" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
+  std::string operator/(const std::string& name) const { return dir_.sub(name); }
+  std::string str() const { return dir_.str(); }
 
  private:
-  std::filesystem::path path_;
+  qltest::TempDir dir_{"ql_io_test"};
 };
 
 struct RandomModelOptions {

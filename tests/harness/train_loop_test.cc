@@ -14,6 +14,7 @@
 #include "harness/io/hf.h"
 #include "harness/tokenizer/byte_bpe.h"
 #include "harness/train/train_loop.h"
+#include "tests/temp_dir.h"
 
 namespace ql::train {
 namespace {
@@ -43,9 +44,6 @@ std::string Column(const std::string& line, int col) {  // col-th comma-separate
 class TrainLoop : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ql_train_loop_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     std::string train, held;
     const char* words[] = {"the", "lord", "said", "unto", "moses", "and", "land", "of", "egypt", "people"};
     for (int i = 0; i < 900; ++i) train += std::string(words[(i * 7 + i / 3) % 10]) + (i % 13 == 12 ? ".\n" : " ");
@@ -53,7 +51,6 @@ class TrainLoop : public ::testing::Test {
     std::ofstream(dir_ / "train.txt") << train;
     std::ofstream(dir_ / "held.txt") << held;
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   TrainOptions Options(const std::string& out) const {
     TrainOptions o;
@@ -70,7 +67,7 @@ class TrainLoop : public ::testing::Test {
     o.export_dtype = io::FloatDtype::kF32;
     return o;
   }
-  fs::path dir_;
+  qltest::TempDir dir_{"ql_train_loop"};
 };
 
 TEST_F(TrainLoop, ResumeReproducesUninterruptedCurve) {

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <random>
 
 #include <gtest/gtest.h>
 
@@ -12,24 +11,11 @@
 #include "results/lock.h"
 #include "results/store.h"
 #include "results/verify.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
 namespace fs = std::filesystem;
-
-class Dir {
- public:
-  Dir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("ql_lock_test_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~Dir() { fs::remove_all(path_); }
-  std::string sub(const std::string& s) const { return (path_ / s).string(); }
-
- private:
-  fs::path path_;
-};
 
 // In a child process: 0 when ResultStore::Open(dir) succeeds, 1 when it fails with the holder's pid.
 int OpenInChild(const std::string& dir, pid_t holder) {
@@ -49,7 +35,7 @@ int OpenInChild(const std::string& dir, pid_t holder) {
 }
 
 TEST(ResultsLock, OneWriterProcessSharedWithinTheProcess) {
-  Dir d;
+  qltest::TempDir d{"ql_lock_test"};
   {
     auto a = ResultStore::Open(d.sub("r"));
     ASSERT_TRUE(a.ok()) << a.status().message();
@@ -97,7 +83,7 @@ CellResult OkCell(const std::string& id) {
 }
 
 TEST(Verify, FindsEachBrokenCellAndRequeueRemovesIt) {
-  Dir d;
+  qltest::TempDir d{"ql_lock_test"};
   auto s = ResultStore::Open(d.sub("r"));
   ASSERT_TRUE(s.ok()) << s.status().message();
   ResultStore& st = **s;

@@ -2,27 +2,13 @@
 #include "results/store.h"
 
 #include <filesystem>
-#include <random>
 
 #include <gtest/gtest.h>
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("ql_store_test_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string sub(const std::string& s) const { return (path_ / s).string(); }
-
- private:
-  fs::path path_;
-};
 
 CellResult MakeCell(const std::string& id, double ppl, bool ok = true) {
   CellResult r;
@@ -58,7 +44,7 @@ CellResult MakeCell(const std::string& id, double ppl, bool ok = true) {
 }
 
 TEST(ResultStore, CommitQueryAndArrays) {
-  TempDir t;
+  qltest::TempDir t{"ql_store_test"};
   auto s = ResultStore::Open(t.sub("r"));
   ASSERT_TRUE(s.ok()) << s.status().message();
   { Status st = (*s)->CommitCell(MakeCell("c1", 3.5)); ASSERT_TRUE(st.ok()) << st.message(); }
@@ -88,7 +74,7 @@ TEST(ResultStore, CommitQueryAndArrays) {
 }
 
 TEST(ResultStore, RecommitReplacesWithoutDuplicates) {
-  TempDir t;
+  qltest::TempDir t{"ql_store_test"};
   auto s = ResultStore::Open(t.sub("r"));
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE((*s)->CommitCell(MakeCell("c1", 3.5)).ok());
@@ -103,7 +89,7 @@ TEST(ResultStore, RecommitReplacesWithoutDuplicates) {
 }
 
 TEST(ResultStore, ReopenKeepsRowsAndChecksSchema) {
-  TempDir t;
+  qltest::TempDir t{"ql_store_test"};
   {
     auto s = ResultStore::Open(t.sub("r"));
     ASSERT_TRUE(s.ok());
@@ -118,7 +104,7 @@ TEST(ResultStore, ReopenKeepsRowsAndChecksSchema) {
 }
 
 TEST(ResultStore, RejectsUnsafeIdsAndBadSql) {
-  TempDir t;
+  qltest::TempDir t{"ql_store_test"};
   auto s = ResultStore::Open(t.sub("r"));
   ASSERT_TRUE(s.ok());
   EXPECT_FALSE((*s)->CommitCell(MakeCell("../evil", 1.0)).ok());
@@ -129,7 +115,7 @@ TEST(ResultStore, RejectsUnsafeIdsAndBadSql) {
 }
 
 TEST(ResultStore, MergeEqualsOneRunAndIsIdempotent) {
-  TempDir t;
+  qltest::TempDir t{"ql_store_test"};
   {
     auto a = ResultStore::Open(t.sub("a"));
     auto b = ResultStore::Open(t.sub("b"));

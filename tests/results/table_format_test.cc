@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "results/compare.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -17,9 +18,7 @@ namespace fs = std::filesystem;
 class CompareStore : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("ql_table_test_" + std::to_string(rd()));
-    auto s = ResultStore::Open(dir_.string());
+    auto s = ResultStore::Open(dir_.str());
     ASSERT_TRUE(s.ok()) << s.status().message();
     store_ = std::move(*s);
     ASSERT_TRUE(store_->PutExperiment({"e1", "grid", "name: grid\n", "2026-11-30T10:00:00Z", "v1", "h"}).ok());
@@ -32,7 +31,6 @@ class CompareStore : public ::testing::Test {
   }
   void TearDown() override {
     store_.reset();
-    fs::remove_all(dir_);
   }
   CellResult Base(const std::string& id, const std::string& w, const std::string& ignore) {
     CellResult r;
@@ -57,7 +55,7 @@ class CompareStore : public ::testing::Test {
     EXPECT_TRUE(t.ok()) << t.status().message();
     return t.ok() ? *t : TextTable{};
   }
-  fs::path dir_;
+  qltest::TempDir dir_{"ql_table_test"};
   std::unique_ptr<ResultStore> store_;
 };
 

@@ -16,6 +16,7 @@
 #include "results/compare.h"
 #include "results/store.h"
 #include "results/table_format.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -111,13 +112,6 @@ TEST(AttentionExperiment, ErrorsNameLineAndFix) {
 
 class AttentionStore : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("ql_attn_test_" + std::to_string(rd()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   static CellResult Cell(const std::string& id, const std::string& attn) {
     CellResult r;
     r.cell.id = id;
@@ -152,7 +146,7 @@ class AttentionStore : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() && !r->rows.empty() ? SqlValueToString(r->rows[0][0]) : "(none)";
   }
-  fs::path dir_;
+  qltest::TempDir dir_{"ql_attn_test"};
 };
 
 TEST_F(AttentionStore, VersionOneStoreIsUpgradedAndStillReadable) {

@@ -16,6 +16,7 @@
 #include "harness/sweep/cell_pipeline.h"
 #include "results/store.h"
 #include "tests/run_command.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -36,9 +37,6 @@ std::string Experiment(const std::string& calib) {
 class Numerics : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("ql_numerics_test_" + std::to_string(rd()));
-    fs::create_directories(dir_);
     std::ifstream in(kSource + "/models/quantlab-tiny/calibration.txt", std::ios::binary);
     std::string text(40000, '\0');
     in.read(text.data(), text.size());
@@ -46,9 +44,8 @@ class Numerics : public ::testing::Test {
     std::ofstream(dir_ / "calib.txt", std::ios::binary) << text;
     std::ofstream(dir_ / "exp.yaml") << Experiment((dir_ / "calib.txt").string());
   }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string P(const std::string& n) const { return (dir_ / n).string(); }
-  fs::path dir_;
+  qltest::TempDir dir_{"ql_numerics_test"};
 };
 
 TEST_F(Numerics, GoldenNumbersOfTheDefaultModel) {

@@ -15,6 +15,8 @@
 #include "harness/sweep/cell_pipeline.h"
 #include "results/store.h"
 #include "tests/run_command.h"
+#include "tests/sweep/store_rows.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -25,16 +27,12 @@ const std::string kModel = std::string(QL_SHARED_DIR) + "/models/stories260K/sto
 class Pipeline : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("ql_pipeline_test_" + std::to_string(rd()));
-    fs::create_directories(dir_);
     std::ifstream in(std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt", std::ios::binary);
     std::string text(60000, '\0');
     in.read(text.data(), text.size());
     std::ofstream(dir_ / "eval.txt", std::ios::binary) << text.substr(0, 30000);
     std::ofstream(dir_ / "calib.txt", std::ios::binary) << text.substr(30000);
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
@@ -50,16 +48,7 @@ class Pipeline : public ::testing::Test {
     return qltest::RunCommand(std::string(QL_QUANTLAB_BIN) + " " + args + " 2>&1");
   }
 
-  static SqlResult Rows(const std::string& results, const std::string& sql) {
-    auto s = ResultStore::OpenReadOnly(results);
-    EXPECT_TRUE(s.ok()) << s.status().message();
-    if (!s.ok()) return {};
-    auto r = (*s)->Query(sql);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? *r : SqlResult{};
-  }
-
-  fs::path dir_;
+  qltest::TempDir dir_{"ql_pipeline_test"};
 };
 
 TEST_F(Pipeline, EvalEqualsAOneCellSweepForEverySchemeKind) {

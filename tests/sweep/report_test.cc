@@ -40,14 +40,19 @@ std::string ReadAll(const fs::path& p) {
   return std::string((std::istreambuf_iterator<char>(f)), {});
 }
 
-// Runs in the rendered page and writes what it measured into <pre id="check"> for --dump-dom:
-// texts / outside (text boxes not inside their <svg>'s box), overlaps (pairs of point labels that
-// intersect), front / unlabelled (Pareto-front points without a label), legends (scatter legends).
+// Runs in the rendered page and writes what it measured into <pre id="check"> for --dump-dom, over every
+// <svg> of the page (whoever drew it): svgs, texts / outside (text boxes not inside their <svg>'s box, or
+// an <svg> starting left of the page), overlaps (pairs of point labels that intersect), nolegend (an <svg>
+// with data marks — points or series lines — and no legend), front / unlabelled (Pareto-front points
+// without a label), legends.
 constexpr const char* kCheckScript = R"JS(<script>
 (function () {
-  var texts = 0, outside = [], overlaps = [], front = 0, unlabelled = 0;
-  document.querySelectorAll('svg.plot').forEach(function (svg) {
+  var svgs = 0, texts = 0, outside = [], overlaps = [], nolegend = [], front = 0, unlabelled = 0;
+  document.querySelectorAll('svg').forEach(function (svg) {
+    svgs++;
     var b = svg.getBoundingClientRect(), labels = [];
+    if (b.left < -0.5) outside.push(svg.id + ': starts left of the page');
+    if (svg.querySelector('g.pt, path.series-line') && !svg.querySelector('g.legend')) nolegend.push(svg.id + ': no legend');
     svg.querySelectorAll('text').forEach(function (t) {
       texts++;
       var r = t.getBoundingClientRect();
@@ -66,7 +71,7 @@ constexpr const char* kCheckScript = R"JS(<script>
     front++;
     if (!document.querySelector('text.plabel[data-for="' + g.id + '"]')) unlabelled++;
   });
-  var legends = document.querySelectorAll('svg.plot g.legend').length;
+  var legends = document.querySelectorAll('svg g.legend').length;
   // Sort the first cell table by bits/weight (a header click), and read the column back.
   var tab = document.querySelector('table.sortable'), col = -1;
   tab.querySelectorAll('th').forEach(function (th, i) { if (th.textContent === 'Bits/weight') col = i; });
@@ -74,9 +79,9 @@ constexpr const char* kCheckScript = R"JS(<script>
   var sorted = Array.prototype.map.call(tab.tBodies[0].rows, function (r) { return r.cells[col].textContent; });
   var pre = document.createElement('pre');
   pre.id = 'check';
-  pre.textContent = 'texts=' + texts + ' outside=' + outside.length + ' overlaps=' + overlaps.length + ' front=' + front +
-      ' unlabelled=' + unlabelled + ' legends=' + legends + ' sorted=[' + sorted.join(',') + '] | ' +
-      outside.concat(overlaps).join('; ');
+  pre.textContent = 'svgs=' + svgs + ' texts=' + texts + ' outside=' + outside.length + ' overlaps=' + overlaps.length +
+      ' nolegend=' + nolegend.length + ' front=' + front + ' unlabelled=' + unlabelled + ' legends=' + legends +
+      ' sorted=[' + sorted.join(',') + '] | ' + outside.concat(overlaps, nolegend).join('; ');
   document.body.appendChild(pre);
 })();
 </script></body>)JS";
@@ -157,9 +162,13 @@ TEST_F(ReportPage, RenderedPlotsAreLabelledAndInsideTheirBoxes) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(dom, m, std::regex("<pre id=\"check\">([^<]*)</pre>"))) << dom.substr(0, 300);
   const std::string r = m[1];
+  size_t figures = 0;  // every figure --figures writes is on the page, and checked
+  for (const auto& f : fs::directory_iterator(*dir_ / "figs")) figures += f.path().extension() == ".svg";
+  EXPECT_EQ(Field(r, "svgs"), int(figures)) << r;
   EXPECT_GT(Field(r, "texts"), 150) << r;
   EXPECT_EQ(Field(r, "outside"), 0) << r;
   EXPECT_EQ(Field(r, "overlaps"), 0) << r;
+  EXPECT_EQ(Field(r, "nolegend"), 0) << r;
   EXPECT_GE(Field(r, "front"), 2 * 2 * 2) << r;  // two scatter plots per experiment, >= 2 front points each
   EXPECT_EQ(Field(r, "unlabelled"), 0) << r;
   EXPECT_EQ(Field(r, "legends"), 2 * 5) << r;   // dppl, kld, layers, weight error, nll per experiment

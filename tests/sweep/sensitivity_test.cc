@@ -13,6 +13,7 @@
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 #include "harness/quant/quant_util.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -83,21 +84,18 @@ TEST(Knapsack, BucketsNeverExceedTheBudget) {
 class ScanTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ql_sensitivity_test_" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     std::ifstream in(std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt", std::ios::binary);
     std::string text(20000, '\0');
     in.read(text.data(), text.size());
     std::ofstream(dir_ / "eval.txt", std::ios::binary) << text;
   }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string Yaml() const {
     return "name: sens\nmodel: " + std::string(QL_SHARED_DIR) + "/models/stories260K/stories260K.bin\ndata: " +
            (dir_ / "eval.txt").string() + "\nprotocol: {name: llamacpp, ctx: 64, chunks: 2}\nresults: " +
            (dir_ / "res").string() + "\nsensitivity: {units: layer, schemes: [int4:g32, int3:g32]}\n"
            "grid:\n  schemes: [int4:g32, int3:g32]\n";
   }
-  fs::path dir_;
+  qltest::TempDir dir_{"ql_sensitivity_test"};
 };
 
 TEST_F(ScanTest, ScanSearchRecipe) {

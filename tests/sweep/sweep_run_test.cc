@@ -13,6 +13,8 @@
 #include <gtest/gtest.h>
 
 #include "results/store.h"
+#include "tests/sweep/store_rows.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -21,16 +23,12 @@ namespace fs = std::filesystem;
 class SweepRun : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("ql_sweep_test_" + std::to_string(rd()));
-    fs::create_directories(dir_);
     // Evaluation text: the start of the TinyStories file (a copy, so its hash is stable).
     std::ifstream in(std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt", std::ios::binary);
     std::string text(24000, '\0');
     in.read(text.data(), text.size());
     std::ofstream(dir_ / "eval.txt", std::ios::binary) << text;
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::string WriteExperiment(const std::string& schemes, const std::string& extra = "") {
     const fs::path p = dir_ / "exp.yaml";
@@ -49,14 +47,6 @@ class SweepRun : public ::testing::Test {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   }
 
-  static SqlResult Rows(const std::string& results, const std::string& sql) {
-    auto s = ResultStore::OpenReadOnly(results);
-    EXPECT_TRUE(s.ok()) << s.status().message();
-    if (!s.ok()) return {};
-    auto r = (*s)->Query(sql);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? *r : SqlResult{};
-  }
   static int64_t Count(const std::string& results) {
     if (!fs::exists(ResultsDbPath(results))) return 0;
     auto s = ResultStore::OpenReadOnly(results);
@@ -72,7 +62,7 @@ class SweepRun : public ::testing::Test {
   const std::string kCellsSql =
       "SELECT c.id, c.status, m.ppl, m.kld_mean, m.bits_per_weight FROM cells c "
       "LEFT JOIN metrics m ON m.cell_id = c.id ORDER BY c.id";
-  fs::path dir_;
+  qltest::TempDir dir_{"ql_sweep_test"};
 };
 
 TEST_F(SweepRun, SigkillLosesNothingAndRerunResumes) {
