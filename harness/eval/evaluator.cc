@@ -16,29 +16,34 @@ StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::ve
   TokenRecords r;
   r.nll_base.reserve(base.n());
   std::vector<float> logits;
-  std::vector<double> lp(V);
-  std::vector<float> lpf(V);
-  const int k = base.top_k;
   int64_t i = 0;  // scored-token index into the baseline
   for (const Window& w : windows) {
-    const int T = int(w.tokens.size());
-    logits.resize(size_t(T) * V);  // [T, V]
+    logits.resize(w.tokens.size() * size_t(V));  // [T, V]
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), hooks));
-    for (int t = w.score_begin; t < w.score_end; ++t, ++i) {
-      std::span<const float> row(logits.data() + size_t(t - 1) * V, V);
-      LogSoftmax(row, lp);
-      for (int v = 0; v < V; ++v) lpf[v] = float(lp[v]);
-      double kld;
-      if (k == 0) {
-        kld = KlDivergence(std::span<const float>(base.logp.data() + size_t(i) * V, V), std::span<const float>(lpf));
-      } else {
-        kld = KlDivergenceTopK(std::span<const int>(base.top_idx.data() + size_t(i) * k, k),
-                               std::span<const float>(base.top_logp.data() + size_t(i) * k, k), lpf);
-      }
-      r.Add(base.nll[i], -lp[w.tokens[t]], kld, ArgMax(row) == base.top1[i]);
-    }
+    ScoreWindow(base, w, i, logits.data(), &r);
+    i += w.score_end - w.score_begin;
   }
   return r;
+}
+
+void ScoreWindow(const Baseline& base, const Window& w, int64_t first, const float* logits, TokenRecords* r) {
+  const int V = base.vocab, k = base.top_k;
+  std::vector<double> lp(V);
+  std::vector<float> lpf(V);
+  int64_t i = first;
+  for (int t = w.score_begin; t < w.score_end; ++t, ++i) {
+    std::span<const float> row(logits + size_t(t - 1) * V, V);
+    LogSoftmax(row, lp);
+    for (int v = 0; v < V; ++v) lpf[v] = float(lp[v]);
+    double kld;
+    if (k == 0) {
+      kld = KlDivergence(std::span<const float>(base.logp.data() + size_t(i) * V, V), std::span<const float>(lpf));
+    } else {
+      kld = KlDivergenceTopK(std::span<const int>(base.top_idx.data() + size_t(i) * k, k),
+                             std::span<const float>(base.top_logp.data() + size_t(i) * k, k), lpf);
+    }
+    r->Add(base.nll[i], -lp[w.tokens[t]], kld, ArgMax(row) == base.top1[i]);
+  }
 }
 
 std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& reference, const Model& quantized,

@@ -13,6 +13,7 @@
 
 #include "datasets/text.h"
 #include "harness/eval/evaluator.h"
+#include "harness/sweep/cell_eval.h"
 #include "harness/eval/metric_table.h"
 #include "harness/eval/numerics.h"
 #include "harness/io/load.h"
@@ -113,6 +114,18 @@ std::string NowIso() {
   return buf;
 }
 
+// The reference's block inputs for prefix reuse, when asked for.
+Status OpenPrefix(const SessionOptions& o, Session* s) {
+  if (o.prefix_budget_mb <= 0) return Status::Ok();
+  QL_ASSIGN_OR_RETURN(PrefixStore p, PrefixStore::Build(s->reference, s->windows, o.prefix_budget_mb << 20));
+  if (o.log)
+    *o.log << fmt::format("prefix reuse: the stream entering {} of {} blocks kept ({:.1f} MB of {} MB)\n",
+                          p.kept_blocks(), s->reference.config.n_layers, double(p.bytes()) / (1 << 20),
+                          o.prefix_budget_mb);
+  s->prefix = std::make_shared<const PrefixStore>(std::move(p));
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
                                                const SessionOptions& o) {
   auto s = std::make_unique<Session>();
@@ -153,6 +166,7 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   bopt.cache_dir = o.baseline_cache_dir;
   QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
   s->baseline_from_disk = cache.disk_hits() > 0;
+  QL_RETURN_IF_ERROR(OpenPrefix(o, s.get()));
   return s;
 }
 
@@ -369,10 +383,12 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, Cel
 
   CellHooks h;
   h.Build(p, work.config, &runtime);
-  QL_ASSIGN_OR_RETURN(TokenRecords rec, EvaluateAgainstBaseline(work, s.windows, *s.base, &h.hooks));
+  QL_ASSIGN_OR_RETURN(WindowRecords ran, EvaluateCell(s, work, p, runtime, h.hooks));
   QL_RETURN_IF_ERROR(h.status());
+  const TokenRecords& rec = ran.records;
   CellMeasurements m;
   m.cmp = Compare(rec);
+  m.eval_windows = ran.windows;
   if (!std::isfinite(m.cmp.quant.ppl) || !std::isfinite(m.cmp.kld.mean)) {
     row.status = "diverged";
     row.reason = fmt::format("non-finite result: PPL {} KLD {} (NaN/Inf in the logits)", m.cmp.quant.ppl, m.cmp.kld.mean);
@@ -381,8 +397,7 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, Cel
   r->metrics = ComputeMetrics(m);
 
   QL_ASSIGN_OR_RETURN(std::vector<SignalError> layers,
-                      LayerOutputErrors(s.reference, work, s.windows, e.layer_error_windows, &h.hooks,
-                                        runtime.residual_to_model_basis));
+                      CellLayerErrors(s, work, p, runtime, h.hooks));
   std::vector<float> layer_rel;
   for (size_t l = 0; l < layers.size(); ++l) {
     r->layer_errors.push_back({int(l), layers[l].rel_mse, layers[l].sqnr_db});

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "harness/eval/baseline.h"
+#include "harness/eval/prefix.h"
 #include "datasets/protocol.h"
 #include "harness/model/model.h"
 #include "harness/quant/algorithm.h"
@@ -30,6 +31,9 @@ struct SessionOptions {
   std::string tokenizer;          // replaces the tokenizer found beside the model when non-empty
   std::string baseline_cache_dir; // baseline files (<dir>/<hash>.qlbase); "" = in memory only
   std::ostream* log = nullptr;    // one line per step when set
+  // > 0: keep the reference's residual stream entering the blocks, for every window, in at most this
+  // many MB (harness/eval/prefix.h), so cells that change only later blocks start there. 0 = off.
+  int64_t prefix_budget_mb = 0;
 };
 
 // Loaded once per run: the model at the baseline precision, the text and its windows, the baseline,
@@ -48,6 +52,7 @@ struct Session {
   bool baseline_from_disk = false;
   std::optional<CalibrationSet> calibration;
   ContentHashes hashes;            // calibration "" when no cell needs it
+  std::shared_ptr<const PrefixStore> prefix;  // null unless SessionOptions::prefix_budget_mb > 0
 };
 
 // Loads and checks everything `cells` need, before any cell runs.
