@@ -3,6 +3,7 @@
 // Written here rather than with a plotting library because Debian packages none for C++ that emits
 // self-contained SVG, and the page must open offline.
 #include "results/report.h"
+#include "results/sensitivity_report.h"
 
 #include <unistd.h>
 
@@ -570,6 +571,8 @@ StatusOr<Section> RenderExperiment(ResultStore& store, const ExperimentInfo& e, 
   if (!e.config.empty()) s.html += "<details><summary>experiment file</summary><pre>" + Esc(e.config) + "</pre></details>\n";
   QL_ASSIGN_OR_RETURN(std::string bt, BaselineTable(store, e));
   s.html += "<h3>Baseline</h3>\n" + bt;
+  QL_ASSIGN_OR_RETURN(std::string sens, SensitivitySection(store, e.id, e.slug, &s.figures));
+  s.html += sens;
   s.html += "<h3>Quality against size</h3>\n<p>Each point is a cell, with its paired 95% interval; labelled points "
             "are on the Pareto front (no other cell is both smaller and better). Hover a point for its numbers.</p>\n";
   AddFigure(s, ScatterPlot(e, {"dppl", "ΔPPL against the baseline", false, &CellInfo::dppl, &CellInfo::dppl_lo,

@@ -13,6 +13,8 @@ namespace {
 struct ScanFlags {
   std::string file, units, shard, results, model;
   std::vector<std::string> schemes;
+  int64_t prefix_mb = 1024;
+  bool full = false;
 };
 
 void AddScanFlags(CLI::App* cmd, ScanFlags* f) {
@@ -22,6 +24,10 @@ void AddScanFlags(CLI::App* cmd, ScanFlags* f) {
   cmd->add_option("--candidates", f->schemes, "candidate weight schemes (default: the file's sensitivity.schemes)");
   cmd->add_option("--results", f->results, "results directory (default: the file's 'results:')");
   cmd->add_option("--model", f->model, "model path (default: the file's 'model:')");
+  cmd->add_option("--prefix-mb", f->prefix_mb, "memory for the baseline's block inputs (prefix reuse: units start at "
+                                               "their first block, bitwise the same numbers); 0 = off")
+      ->capture_default_str();
+  cmd->add_flag("--full", f->full, "evaluate every unit on every window (ignore the file's sensitivity.adaptive)");
 }
 
 StatusOr<std::unique_ptr<Scan>> Load(const ScanFlags& f, std::ostream& log) {
@@ -37,6 +43,8 @@ StatusOr<std::unique_ptr<Scan>> Load(const ScanFlags& f, std::ostream& log) {
     QL_ASSIGN_OR_RETURN(Scheme parsed, ParseScheme(sc));
     sc = ToString(parsed);
   }
+  if (f.full) o.spec.adaptive.reset();
+  o.prefix_budget_mb = f.prefix_mb;
   o.sweep.shard = f.shard;
   o.sweep.results = f.results;
   o.sweep.model = f.model;

@@ -205,6 +205,11 @@ StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Wind
   return e;
 }
 
+void ScoreWindow(const Baseline& base, const Window& w, int64_t first, const float* logits, TokenRecords* r) {
+  std::vector<ScoreScratch> scratch;
+  ScoreWindow(w, logits, base, first, scratch, r);
+}
+
 std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& reference, const Model& quantized,
                                                              const std::vector<std::string>& names) {
   std::vector<std::pair<std::string, SignalError>> out;

@@ -24,6 +24,10 @@ StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::ve
                                                const Baseline& base, const ForwardHooks* hooks = nullptr,
                                                const ProgressFn& progress = {});
 
+// Appends one window's scored tokens to r: logits [T, vocab] of the model on w, compared with the
+// baseline's records from scored-token index `first` on (the window's place in the baseline).
+void ScoreWindow(const Baseline& base, const Window& w, int64_t first, const float* logits, TokenRecords* r);
+
 // Error of every tensor that differs in shape-compatible pairs: for each name in `names`,
 // CompareTensors(reference.W(name), quantized.W(name)). Names missing in either model are skipped.
 std::vector<std::pair<std::string, SignalError>> WeightErrors(const Model& reference, const Model& quantized,
@@ -61,6 +65,7 @@ StatusOr<ReferenceBlockOutputs> CaptureBlockOutputs(const Model& reference, cons
 struct CellEvaluation {
   TokenRecords records;
   std::vector<SignalError> layers;  // [n_layers]
+  int windows = 0;                  // windows evaluated (fewer than all for adaptive cells)
 };
 StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Window>& windows, const Baseline& base,
                                       const ForwardHooks* hooks, const ReferenceBlockOutputs& ref,

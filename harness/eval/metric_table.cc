@@ -45,6 +45,8 @@ const std::vector<MetricDef>& MetricTable() {
        [](M m) -> O { return m.quant_numel > 0 ? O(double(m.quant_bits) / double(m.quant_numel)) : std::nullopt; }},
       {"model_bytes", I, "bytes", "the whole model as stored (unquantized tensors at the baseline precision)",
        [](M m) -> O { return double(m.model_bytes); }},
+      {"eval_windows", I, "windows", "evaluation windows the metrics cover (all but for adaptive sensitivity units)",
+       [](M m) -> O { return m.eval_windows > 0 ? O(double(m.eval_windows)) : std::nullopt; }},
   };
   return kTable;
 }

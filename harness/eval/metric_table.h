@@ -21,6 +21,7 @@ struct CellMeasurements {
   int64_t quant_bits = 0;    // bits of every quantized tensor as stored (codes + scales + zero points)
   int64_t quant_numel = 0;   // their element count
   int64_t model_bytes = 0;   // the whole model as stored (the rest at the baseline precision)
+  int eval_windows = 0;      // windows evaluated (fewer than the protocol's only for adaptive cells)
 };
 
 enum class MetricType { kReal, kInteger };

@@ -164,7 +164,7 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
   const float* emb = model.W("model.embed_tokens.weight").data.data();  // [vocab, D]
   const int first_layer = hooks && hooks->start_hidden ? hooks->start_layer : 0;
   if (first_layer > 0) {
-    QL_CHECK(first_layer < c.n_layers, "start_layer {} >= n_layers {}", first_layer, c.n_layers);
+    QL_CHECK(first_layer <= c.n_layers, "start_layer {} > n_layers {}", first_layer, c.n_layers);
     std::memcpy(ws.x.data(), hooks->start_hidden, sizeof(float) * size_t(n) * D);
   } else {
     for (int t = 0; t < n; ++t) std::memcpy(&ws.x[size_t(t) * D], emb + size_t(tokens[t]) * D, sizeof(float) * D);
@@ -234,6 +234,15 @@ Status ForwardWindow(const Model& model, std::span<const int> tokens, float* log
   std::vector<float> k(kv), v(kv);  // [T, KV*hd]
   std::vector<float*> ks(std::max(0, c.n_layers), k.data()), vs(std::max(0, c.n_layers), v.data());
   return ForwardCore(model, tokens, 0, ks.data(), vs.data(), logits, false, hooks);
+}
+
+Status ForwardFromBlock(const Model& model, std::span<const int> tokens, int k, const float* hidden, float* logits,
+                        const ForwardHooks* hooks) {
+  if (k == 0) return ForwardWindow(model, tokens, logits, hooks);
+  ForwardHooks from = hooks ? *hooks : ForwardHooks{};
+  from.start_layer = k;
+  from.start_hidden = hidden;
+  return ForwardWindow(model, tokens, logits, &from);
 }
 
 Status ForwardWindows(const Model& model, std::span<const std::span<const int>> windows,

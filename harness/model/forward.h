@@ -38,6 +38,7 @@ struct ForwardHooks {
   // > 0: ForwardWindow starts at this layer with the residual stream start_hidden ([T, dim], the
   // input of that layer, e.g. saved by block_output of the layer before); the embedding and earlier
   // layers are skipped. Layer-by-layer calibration (GPTQ) runs one layer at a time with it.
+  // start_layer = n_layers runs only the final norm and the LM head.
   int start_layer = 0;
   const float* start_hidden = nullptr;
 };
@@ -45,6 +46,13 @@ struct ForwardHooks {
 // tokens: [T] with T <= config.max_seq_len (or any T when max_seq_len is 0); logits: [T, vocab].
 Status ForwardWindow(const Model& model, std::span<const int> tokens, float* logits,
                      const ForwardHooks* hooks = nullptr);
+
+// The window from block k on (0 <= k <= n_layers): hidden [T, dim] is the residual stream entering
+// block k (k = n_layers: the final norm's input). Bitwise the same logits as ForwardWindow when hidden
+// is what ForwardWindow computes there, since nothing before block k is read. k = 0 ignores hidden.
+// `hooks` as ForwardWindow's (their start fields are replaced).
+Status ForwardFromBlock(const Model& model, std::span<const int> tokens, int k, const float* hidden, float* logits,
+                        const ForwardHooks* hooks = nullptr);
 
 // Independent windows on `threads` threads (0 = NumThreads()), one whole window per thread at a time,
 // its products on that thread alone: for models too small to fill the cores from one window

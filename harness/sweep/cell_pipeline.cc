@@ -14,6 +14,7 @@
 
 #include "datasets/text.h"
 #include "harness/eval/evaluator.h"
+#include "harness/sweep/cell_eval.h"
 #include "harness/eval/metric_table.h"
 #include "harness/eval/numerics.h"
 #include "harness/io/load.h"
@@ -124,6 +125,18 @@ Status CaptureSessionBlockOutputs(const Experiment& e, Session* s) {
   s->block_outputs = std::make_shared<const ReferenceBlockOutputs>(std::move(r));
   return Status::Ok();
 }
+
+// The reference's block inputs for prefix reuse, when asked for.
+Status OpenPrefix(const SessionOptions& o, Session* s) {
+  if (o.prefix_budget_mb <= 0) return Status::Ok();
+  QL_ASSIGN_OR_RETURN(PrefixStore p, PrefixStore::Build(s->reference, s->windows, o.prefix_budget_mb << 20));
+  if (o.log)
+    *o.log << fmt::format("prefix reuse: the stream entering {} of {} blocks kept ({:.1f} MB of {} MB)\n",
+                          p.kept_blocks(), s->reference.config.n_layers, double(p.bytes()) / (1 << 20),
+                          o.prefix_budget_mb);
+  s->prefix = std::make_shared<const PrefixStore>(std::move(p));
+  return Status::Ok();
+}
 }  // namespace
 
 StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
@@ -168,7 +181,9 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   bopt.progress = meter.Fn();
   QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
   s->baseline_from_disk = cache.disk_hits() > 0;
-  if (!cells.empty()) QL_RETURN_IF_ERROR(CaptureSessionBlockOutputs(e, s.get()));  // a baseline-only eval needs none
+  QL_RETURN_IF_ERROR(OpenPrefix(o, s.get()));
+  // The layer-error reference: a baseline-only eval needs none, and the prefix store serves its cells.
+  if (!cells.empty() && !s->prefix) QL_RETURN_IF_ERROR(CaptureSessionBlockOutputs(e, s.get()));
   return s;
 }
 
@@ -388,15 +403,25 @@ Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, co
 
 // The cell's records and per-layer errors: one forward per window against the session's captured
 // reference outputs, or (when they were too large to keep) the reference re-run per cell.
-StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const ForwardHooks& hooks,
+StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const CellPlan& p, const ForwardHooks& hooks,
                                       const AlgorithmRuntime& runtime, const ProgressFn& progress) {
-  if (s.block_outputs)
-    return EvaluateCell(work, s.windows, *s.base, &hooks, *s.block_outputs, runtime.residual_to_model_basis,
-                        progress);
   CellEvaluation ev;
-  QL_ASSIGN_OR_RETURN(ev.records, EvaluateAgainstBaseline(work, s.windows, *s.base, &hooks, progress));
-  QL_ASSIGN_OR_RETURN(ev.layers, LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows,
-                                                   &hooks, runtime.residual_to_model_basis));
+  if (s.prefix || p.cell->adaptive) {  // sensitivity units: prefix reuse, adaptive windows (cell_eval.h)
+    QL_ASSIGN_OR_RETURN(WindowRecords ran, EvaluateReusingPrefix(s, work, p, runtime, hooks));
+    ev.records = std::move(ran.records);
+    ev.windows = ran.windows;
+    QL_ASSIGN_OR_RETURN(ev.layers, CellLayerErrors(s, work, p, runtime, hooks));
+    return ev;
+  }
+  if (s.block_outputs) {
+    QL_ASSIGN_OR_RETURN(ev, EvaluateCell(work, s.windows, *s.base, &hooks, *s.block_outputs,
+                                         runtime.residual_to_model_basis, progress));
+  } else {
+    QL_ASSIGN_OR_RETURN(ev.records, EvaluateAgainstBaseline(work, s.windows, *s.base, &hooks, progress));
+    QL_ASSIGN_OR_RETURN(ev.layers, LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows,
+                                                     &hooks, runtime.residual_to_model_basis));
+  }
+  ev.windows = int(s.windows.size());
   return ev;
 }
 
@@ -428,11 +453,12 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
   CellHooks h;
   h.Build(p, work.config, &runtime);
   ProgressMeter eval_meter(progress, "eval", "windows");
-  QL_ASSIGN_OR_RETURN(CellEvaluation ev, EvaluateOnce(s, work, h.hooks, runtime, eval_meter.Fn()));
+  QL_ASSIGN_OR_RETURN(CellEvaluation ev, EvaluateOnce(s, work, p, h.hooks, runtime, eval_meter.Fn()));
   QL_RETURN_IF_ERROR(h.status());
   const TokenRecords& rec = ev.records;
   CellMeasurements m;
   m.cmp = Compare(rec);
+  m.eval_windows = ev.windows;
   if (!std::isfinite(m.cmp.quant.ppl) || !std::isfinite(m.cmp.kld.mean)) {
     row.status = "diverged";
     row.reason = fmt::format("non-finite result: PPL {} KLD {} (NaN/Inf in the logits)", m.cmp.quant.ppl, m.cmp.kld.mean);

@@ -16,6 +16,7 @@
 
 #include "harness/eval/baseline.h"
 #include "harness/eval/evaluator.h"
+#include "harness/eval/prefix.h"
 #include "datasets/protocol.h"
 #include "harness/model/model.h"
 #include "harness/quant/algorithm.h"
@@ -35,6 +36,9 @@ struct SessionOptions {
   std::string baseline_cache_dir; // baseline files (<dir>/<hash>.qlbase); "" = in memory only
   std::ostream* log = nullptr;    // one line per step when set
   ProgressStyle progress;         // the baseline's forward pass (off by default)
+  // > 0: keep the reference's residual stream entering the blocks, for every window, in at most this
+  // many MB (harness/eval/prefix.h), so cells that change only later blocks start there. 0 = off.
+  int64_t prefix_budget_mb = 0;
 };
 
 // Loaded once per run: the model at the baseline precision, the text and its windows, the baseline,
@@ -57,6 +61,7 @@ struct Session {
   // exceed kBlockOutputBudget: each cell then re-runs the reference, LayerOutputErrors).
   std::shared_ptr<const ReferenceBlockOutputs> block_outputs;
   static constexpr size_t kBlockOutputBudget = size_t(256) << 20;
+  std::shared_ptr<const PrefixStore> prefix;  // null unless SessionOptions::prefix_budget_mb > 0
 };
 
 // Loads and checks everything `cells` need, before any cell runs.

@@ -199,9 +199,26 @@ StatusOr<std::vector<OverrideSpec>> ParseOverrides(const std::string& origin, co
   return out;
 }
 
+StatusOr<AdaptiveSpec> ParseAdaptive(const std::string& origin, const YAML::Node& n) {
+  QL_RETURN_IF_ERROR(CheckKeys(origin, n, "sensitivity.adaptive", {"rel_se", "threshold", "z", "min_windows"}));
+  AdaptiveSpec a;
+  try {
+    if (n["rel_se"]) a.rel_se = n["rel_se"].as<double>();
+    if (n["threshold"]) a.threshold = n["threshold"].as<double>();
+    if (n["z"]) a.z = n["z"].as<double>();
+    if (n["min_windows"]) a.min_windows = n["min_windows"].as<int>();
+  } catch (const YAML::Exception&) {
+    return Status::Error(At(origin, n) + "sensitivity.adaptive: rel_se, threshold, z are numbers, min_windows an integer");
+  }
+  if (!(a.rel_se > 0) || !(a.z > 0) || a.min_windows < 2)
+    return Status::Error(At(origin, n) + "sensitivity.adaptive needs rel_se > 0, z > 0 and min_windows >= 2");
+  return a;
+}
+
 StatusOr<SensitivitySpec> ParseSensitivity(const std::string& origin, const YAML::Node& n) {
-  QL_RETURN_IF_ERROR(CheckKeys(origin, n, "sensitivity", {"units", "schemes"}));
+  QL_RETURN_IF_ERROR(CheckKeys(origin, n, "sensitivity", {"units", "schemes", "adaptive"}));
   SensitivitySpec s;
+  if (n["adaptive"]) { QL_ASSIGN_OR_RETURN(s.adaptive, ParseAdaptive(origin, n["adaptive"])); }
   if (n["units"]) { QL_ASSIGN_OR_RETURN(s.units, Str(origin, n["units"], "sensitivity.units")); }
   const std::vector<std::string> kUnits = {"module", "layer", "type", "layer_type"};
   if (std::find(kUnits.begin(), kUnits.end(), s.units) == kUnits.end())
@@ -668,6 +685,7 @@ nlohmann::json Cell::CanonicalJson(const Experiment& e) const {
     for (const OverrideSpec& o : overrides) ov.push_back({{"targets", o.targets}, {"scheme", o.scheme}});
     j["overrides"] = ov;
   }
+  if (adaptive) j["adaptive"] = adaptive->ToJson();
   // The calibration text enters as its content hash (CellId), and only for cells that use it.
   auto algo = FindAlgorithm(algorithm.name);
   if (e.calibration && algo.ok() && NeedsCalibration(**algo, algorithm.params)) {
@@ -678,7 +696,11 @@ nlohmann::json Cell::CanonicalJson(const Experiment& e) const {
 }
 
 std::string Cell::Label() const {
-  return fmt::format("{} | {} | ignore={}", scheme.label, algorithm.Label(), ignore.name);
+  return fmt::format("{} | {} | ignore={}{}", scheme.label, algorithm.Label(), ignore.name, adaptive ? " | adaptive" : "");
+}
+
+nlohmann::json AdaptiveSpec::ToJson() const {
+  return {{"rel_se", rel_se}, {"threshold", threshold}, {"z", z}, {"min_windows", min_windows}};
 }
 
 std::string ExperimentId(const Experiment& e) {

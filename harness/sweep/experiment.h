@@ -91,9 +91,25 @@ struct OverrideSpec {
 };
 
 // `sensitivity:` — what `quantlab sensitivity` scans (harness/sweep/sensitivity.h).
+// Adaptive evaluation of a cell: its windows in one seeded random order (the experiment's seed, the
+// same order for every cell), stopped after window n >= min_windows when the ratio estimate of the
+// mean KLD over the windows run, R = Σ kld / Σ tokens, has a standard error
+//   se = sqrt((1 − n/N) / n · Σ_i (kld_i − R·t_i)² / (n − 1)) / mean(t)   (kld_i, t_i: window i's sum, tokens)
+// at most rel_se · R, or when |R − threshold| >= z · se (threshold >= 0). The cell's metrics are then
+// over the windows it ran (metric eval_windows); part of the cell's identity, so a full evaluation of
+// the same configuration is another cell. Only sensitivity units are adaptive.
+struct AdaptiveSpec {
+  double rel_se = 0.1;
+  double threshold = -1;  // < 0: no decision threshold
+  double z = 3;
+  int min_windows = 4;
+  nlohmann::json ToJson() const;
+};
+
 struct SensitivitySpec {
   std::string units = "module";      // module | layer | type | layer_type
   std::vector<std::string> schemes;  // canonical weight schemes; keeping bf16 is always a candidate
+  std::optional<AdaptiveSpec> adaptive;  // `adaptive: {rel_se, threshold, z, min_windows}`; none = full
 };
 
 struct CalibrationSpec {
@@ -134,6 +150,7 @@ struct Cell {
   AlgorithmSpec algorithm;
   IgnoreSetSpec ignore;
   std::vector<OverrideSpec> overrides;  // per-module schemes after targets − ignore (see `overrides:`)
+  std::optional<AdaptiveSpec> adaptive;  // set only on sensitivity units (see AdaptiveSpec)
   // Canonical JSON of everything that determines the cell's numbers (not the model, text and
   // calibration contents, which enter the identity as hashes; no file paths). Keys at their
   // defaults are left out, so adding an option does not change the identity of cells without it

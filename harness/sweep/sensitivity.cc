@@ -3,6 +3,8 @@
 #include "harness/sweep/sensitivity.h"
 
 #include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -73,7 +75,8 @@ StatusOr<std::vector<Unit>> SensitivityUnits(const Session& s, const std::string
 }
 
 std::vector<Cell> SensitivityCells(const Experiment& e, const std::vector<Unit>& units,
-                                   const std::vector<std::string>& schemes) {
+                                   const std::vector<std::string>& schemes,
+                                   const std::optional<AdaptiveSpec>& adaptive) {
   std::vector<Cell> cells;
   for (const Unit& u : units)
     for (const std::string& sc : schemes) {
@@ -83,6 +86,7 @@ std::vector<Cell> SensitivityCells(const Experiment& e, const std::vector<Unit>&
       c.algorithm = e.algorithms.front();
       c.ignore = {"none", {}, true};
       c.overrides.push_back({u.modules, sc, "sensitivity unit '" + u.name + "'"});
+      c.adaptive = adaptive;
       cells.push_back(std::move(c));
     }
   return cells;
@@ -91,7 +95,7 @@ std::vector<Cell> SensitivityCells(const Experiment& e, const std::vector<Unit>&
 StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::string& id) {
   QL_ASSIGN_OR_RETURN(SqlResult m,
                       store.Query("SELECT m.kld_mean, m.kld_se, m.dppl, m.dppl_lo, m.dppl_hi, m.top1, m.bits_per_weight, "
-                                  "m.model_bytes FROM cells c JOIN metrics m ON m.cell_id = c.id WHERE c.id = '" +
+                                  "m.model_bytes, m.eval_windows FROM cells c JOIN metrics m ON m.cell_id = c.id WHERE c.id = '" +
                                   id + "' AND c.status = 'ok'"));
   if (m.rows.empty()) return std::optional<CellFacts>();
   CellFacts f;
@@ -99,6 +103,7 @@ StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::
   const auto& r = m.rows[0];
   f.kld = Num(r[0]), f.kld_se = Num(r[1]), f.dppl = Num(r[2]), f.dppl_lo = Num(r[3]), f.dppl_hi = Num(r[4]);
   f.top1 = Num(r[5]), f.bits_per_weight = Num(r[6]), f.model_bytes = int64_t(Num(r[7]));
+  f.eval_windows = std::isnan(Num(r[8])) ? 0 : int(Num(r[8]));
   // Pooled SQNR: noise = mse·n, signal = noise·10^(sqnr/10), n = bytes·8 / bits_per_weight.
   QL_ASSIGN_OR_RETURN(SqlResult t, store.Query("SELECT mse, sqnr_db, bytes, bits_per_weight FROM tensor_errors "
                                                "WHERE cell_id = '" + id + "'"));
@@ -131,11 +136,14 @@ double Spearman(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s, std::vector<Unit> units,
-                                           const std::vector<std::string>& schemes) {
+                                           const std::vector<std::string>& schemes,
+                                           const std::optional<AdaptiveSpec>& adaptive) {
   SensitivityTable t;
   t.units = std::move(units);
   t.schemes = schemes;
-  const std::vector<Cell> cells = SensitivityCells(*s.experiment, t.units, schemes);
+  t.adaptive = adaptive.has_value();
+  t.total_windows = int(s.windows.size());
+  const std::vector<Cell> cells = SensitivityCells(*s.experiment, t.units, schemes, adaptive);
   for (size_t i = 0; i < cells.size(); ++i) {
     SensitivityRow row{&t.units[i / schemes.size()], schemes[i % schemes.size()], std::nullopt};
     QL_ASSIGN_OR_RETURN(row.facts, ReadCellFacts(store, DescribeCell(s, cells[i]).id));
@@ -157,8 +165,8 @@ StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s,
 }
 
 std::string FormatSensitivity(const SensitivityTable& t) {
-  std::string s = fmt::format("{:<34} {:<14} {:>10} {:>22} {:>30} {:>7} {:>9} {:>10}\n", "unit", "scheme", "bytes",
-                              "ΔKLD mean ± se", "ΔPPL [95% CI]", "top1", "wSQNR dB", "out relMSE");
+  std::string s = fmt::format("{:<34} {:<14} {:>10} {:>22} {:>30} {:>7} {:>9} {:>10} {:>7}\n", "unit", "scheme", "bytes",
+                              "ΔKLD mean ± se", "ΔPPL [95% CI]", "top1", "wSQNR dB", "out relMSE", "windows");
   for (const auto& r : t.rows) {
     if (!r.facts) {
       s += fmt::format("{:<34} {:<14} (not in the store: run `quantlab sensitivity` first, or it failed)\n",
@@ -166,10 +174,13 @@ std::string FormatSensitivity(const SensitivityTable& t) {
       continue;
     }
     const CellFacts& f = *r.facts;
-    s += fmt::format("{:<34} {:<14} {:>10} {:>12.6f} ± {:<8.6f} {:>+9.4f} [{:+.4f}, {:+.4f}] {:>6.2f}% {:>9.2f} {:>10.3e}\n",
+    s += fmt::format("{:<34} {:<14} {:>10} {:>12.6f} ± {:<8.6f} {:>+9.4f} [{:+.4f}, {:+.4f}] {:>6.2f}% {:>9.2f} {:>10.3e} {:>7}\n",
                      r.unit->name, r.scheme, f.quant_bytes, f.kld, f.kld_se, f.dppl, f.dppl_lo, f.dppl_hi,
-                     100 * f.top1, f.weight_sqnr_db, f.out_rel_mse);
+                     100 * f.top1, f.weight_sqnr_db, f.out_rel_mse, fmt::format("{}/{}", f.eval_windows, t.total_windows));
   }
+  if (t.adaptive)
+    s += "adaptive evaluation: each unit's numbers are over the windows it ran (seeded order, stopped at the "
+         "sensitivity.adaptive rule); verification cells of `search` run every window\n";
   for (size_t i = 0; i < t.schemes.size(); ++i)
     s += fmt::format("Spearman rho vs measured KLD ranking, {}: weight SQNR {:+.3f}, block-output error {:+.3f}\n",
                      t.schemes[i], t.rho_sqnr[i], t.rho_out[i]);
@@ -185,14 +196,14 @@ nlohmann::json SensitivityJson(const SensitivityTable& t) {
       const CellFacts& f = *r.facts;
       j.update({{"cell_id", f.id}, {"bytes", f.quant_bytes}, {"kld_mean", f.kld}, {"kld_se", f.kld_se},
                 {"dppl", f.dppl}, {"dppl_lo", f.dppl_lo}, {"dppl_hi", f.dppl_hi}, {"top1", f.top1},
-                {"weight_sqnr_db", f.weight_sqnr_db}, {"out_rel_mse", f.out_rel_mse}});
+                {"weight_sqnr_db", f.weight_sqnr_db}, {"out_rel_mse", f.out_rel_mse}, {"eval_windows", f.eval_windows}});
     }
     rows.push_back(j);
   }
   nlohmann::json rho = nlohmann::json::object();
   for (size_t i = 0; i < t.schemes.size(); ++i)
     rho[t.schemes[i]] = {{"weight_sqnr", t.rho_sqnr[i]}, {"out_rel_mse", t.rho_out[i]}};
-  return {{"rows", rows}, {"spearman", rho}};
+  return {{"rows", rows}, {"spearman", rho}, {"adaptive", t.adaptive}, {"total_windows", t.total_windows}};
 }
 
 StatusOr<Choice> SolveKnapsack(const std::vector<std::vector<Option>>& options, int64_t max_bytes, double max_kld,
@@ -400,19 +411,26 @@ StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOp
   so.model = o.sweep.model;
   so.baseline_cache_dir = scan->results_dir + "/baseline-cache";
   so.log = &log;
+  so.prefix_budget_mb = o.prefix_budget_mb;
   QL_ASSIGN_OR_RETURN(scan->session, OpenSession(scan->experiment, ExpandGrid(scan->experiment), so));
   QL_ASSIGN_OR_RETURN(std::vector<Unit> units, SensitivityUnits(*scan->session, o.spec.units));
-  const std::vector<Cell> grid = SensitivityCells(scan->experiment, units, o.spec.schemes);
+  const std::vector<Cell> grid = SensitivityCells(scan->experiment, units, o.spec.schemes, o.spec.adaptive);
   int si = 0, sn = 1;
   if (!o.sweep.shard.empty()) { QL_ASSIGN_OR_RETURN(std::tie(si, sn), ParseShard(o.sweep.shard)); }
   log << fmt::format("sensitivity: {} units ({}) x {} schemes = {} cells\n", units.size(), o.spec.units,
                      o.spec.schemes.size(), grid.size());
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
   QL_ASSIGN_OR_RETURN(SweepSummary sum, RunCells(*scan->session, grid, ShardCells(grid, si, sn), o.sweep,
                                                  scan->results_dir, log));
-  log << fmt::format("sensitivity {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded)\n",
-                     e.name, sum.total, sum.ok, sum.failed, sum.diverged, sum.skipped);
+  log << fmt::format("sensitivity {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded) in "
+                     "{:.1f}s ({:.1f} CPU-s)\n",
+                     e.name, sum.total, sum.ok, sum.failed, sum.diverged, sum.skipped,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                     double(std::clock() - c0) / CLOCKS_PER_SEC);
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan->results_dir));
-  QL_ASSIGN_OR_RETURN(scan->table, ReadSensitivity(*store, *scan->session, std::move(units), o.spec.schemes));
+  QL_ASSIGN_OR_RETURN(scan->table,
+                      ReadSensitivity(*store, *scan->session, std::move(units), o.spec.schemes, o.spec.adaptive));
   return scan;
 }
 

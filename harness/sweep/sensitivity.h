@@ -33,9 +33,10 @@ struct Unit {
 StatusOr<std::vector<Unit>> SensitivityUnits(const Session& s, const std::string& how);
 
 // One cell per (unit, scheme), unit-major: grid weights none, one override {unit's modules: scheme},
-// the experiment's first algorithm, no ignore set.
+// the experiment's first algorithm, no ignore set; adaptive when `adaptive` is set.
 std::vector<Cell> SensitivityCells(const Experiment& e, const std::vector<Unit>& units,
-                                   const std::vector<std::string>& schemes);
+                                   const std::vector<std::string>& schemes,
+                                   const std::optional<AdaptiveSpec>& adaptive = std::nullopt);
 
 // What the store holds for one cell (absent when not recorded as ok).
 struct CellFacts {
@@ -45,6 +46,7 @@ struct CellFacts {
   int64_t quant_bytes = 0;     // sum of its quantized tensors' bytes
   double weight_sqnr_db = 0;   // pooled over its quantized tensors: 10 log10(Σ signal / Σ noise)
   double out_rel_mse = 0;      // relative error of the last block's output
+  int eval_windows = 0;        // windows the metrics cover (0: not recorded, a store from before)
 };
 StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::string& cell_id);
 
@@ -58,9 +60,12 @@ struct SensitivityTable {
   std::vector<std::string> schemes;
   std::vector<SensitivityRow> rows;            // unit-major, as SensitivityCells
   std::vector<double> rho_sqnr, rho_out;       // per scheme: Spearman ρ of proxy vs measured KLD ranking
+  bool adaptive = false;                       // the units were evaluated adaptively (see AdaptiveSpec)
+  int total_windows = 0;                       // the protocol's windows
 };
 StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s, std::vector<Unit> units,
-                                           const std::vector<std::string>& schemes);
+                                           const std::vector<std::string>& schemes,
+                                           const std::optional<AdaptiveSpec>& adaptive = std::nullopt);
 std::string FormatSensitivity(const SensitivityTable& t);
 nlohmann::json SensitivityJson(const SensitivityTable& t);
 
@@ -93,6 +98,7 @@ Cell ConfigCell(const Experiment& e, const std::vector<Unit>& units, const std::
 struct ScanOptions {
   SweepOptions sweep;     // shard, results, model
   SensitivitySpec spec;   // the file's sensitivity: block, or the CLI's
+  int64_t prefix_budget_mb = 1024;  // prefix reuse (SessionOptions::prefix_budget_mb); 0 = off
 };
 struct Scan {
   std::unique_ptr<Session> session;

@@ -1,0 +1,80 @@
+// Prefix reuse and adaptive evaluation of one cell (see cell_eval.h).
+#include "harness/sweep/cell_eval.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "harness/eval/evaluator.h"
+#include "harness/quant/quant_util.h"
+
+namespace ql {
+
+int FirstChangedBlock(const Model& work, const CellPlan& p, const AlgorithmRuntime& runtime) {
+  if (!p.algorithm->changes_only_targets || runtime.linear_input || runtime.residual_to_model_basis) return 0;
+  if (p.kv_cache || p.attn_q || p.attn_p) return 0;
+  const int L = work.config.n_layers;
+  int first = L;
+  for (const auto& [m, sc] : p.module_schemes) {
+    const std::string wn = WeightKey(work, m);
+    const int layer = ModuleLayer(wn);
+    if (layer >= 0) first = std::min(first, layer);
+    else if (wn != "lm_head.weight") return 0;  // the embedding (a tied head), or anything unknown
+  }
+  return first;
+}
+
+std::vector<int> AdaptiveOrder(int n, int64_t seed) {
+  uint64_t state = uint64_t(seed) ^ 0x5eed5eed5eed5eedULL;
+  auto next = [&state] {  // SplitMix64
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  std::vector<int> order(size_t(std::max(0, n)));
+  for (int i = 0; i < n; ++i) order[size_t(i)] = i;
+  for (int i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(next() % uint64_t(i + 1))]);
+  return order;
+}
+
+bool AdaptiveStop(const AdaptiveSpec& a, const std::vector<double>& kld_sum, const std::vector<int64_t>& tokens,
+                  int n_total) {
+  const size_t n = kld_sum.size();
+  if (int(n) >= n_total) return true;
+  if (int(n) < a.min_windows) return false;
+  double k = 0, t = 0;
+  for (size_t i = 0; i < n; ++i) k += kld_sum[i], t += double(tokens[i]);
+  if (t <= 0) return false;
+  const double r = k / t, t_mean = t / double(n);
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) ss += (kld_sum[i] - r * double(tokens[i])) * (kld_sum[i] - r * double(tokens[i]));
+  const double se = std::sqrt((1 - double(n) / n_total) / double(n) * ss / double(n - 1)) / t_mean;
+  if (se <= a.rel_se * r) return true;
+  return a.threshold >= 0 && std::fabs(r - a.threshold) >= a.z * se;
+}
+
+StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& work, const CellPlan& p,
+                                     const AlgorithmRuntime& runtime, const ForwardHooks& hooks) {
+  WindowPlan plan;
+  if (s.prefix) {
+    plan.prefix = s.prefix.get();
+    plan.start_block = s.prefix->StartAtOrBelow(FirstChangedBlock(work, p, runtime));
+  }
+  if (const std::optional<AdaptiveSpec>& a = p.cell->adaptive) {
+    const int n = int(s.windows.size());
+    plan.order = AdaptiveOrder(n, s.experiment->seed);
+    plan.stop = [a = *a, n](const std::vector<double>& k, const std::vector<int64_t>& t) { return AdaptiveStop(a, k, t, n); };
+  }
+  return EvaluateWindows(work, s.windows, *s.base, &hooks, plan);
+}
+
+StatusOr<std::vector<SignalError>> CellLayerErrors(const Session& s, const Model& work, const CellPlan& p,
+                                                   const AlgorithmRuntime& runtime, const ForwardHooks& hooks) {
+  const int k = s.prefix ? FirstChangedBlock(work, p, runtime) : 0;
+  if (k == 0)
+    return LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows, &hooks,
+                             runtime.residual_to_model_basis);
+  return LayerOutputErrorsFrom(s.reference, work, s.windows, s.experiment->layer_error_windows, &hooks, *s.prefix, k);
+}
+
+}  // namespace ql

@@ -1,0 +1,234 @@
+// Prefix reuse and adaptive evaluation: a forward started at block k from the reference's stream is
+// bitwise the full forward (several k, hooks on blocks >= k); a cell run with the session's prefix
+// store (all blocks kept, or every second one) is bitwise the cell run without it (weights,
+// activations, KV cells); a sensitivity scan gives the same table both ways; the adaptive order and
+// stopping rule against hand-computed cases, and an adaptive scan records its windows.
+#include "harness/eval/prefix.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "harness/model/forward.h"
+#include "harness/model/random_model.h"
+#include "harness/quant/quant_util.h"
+#include "harness/sweep/cell_eval.h"
+#include "harness/sweep/sensitivity.h"
+
+namespace ql {
+namespace {
+namespace fs = std::filesystem;
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(ForwardFromBlock, BitwiseTheFullForwardWithHooksOnLaterBlocks) {
+  ModelConfig c = Stories260KConfig();
+  const Model ref = RandomModel(c, 3);
+  std::vector<int> tokens(97);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int((i * 37 + 5) % c.vocab_size);
+  const int D = c.dim, V = c.vocab_size, L = c.n_layers;
+  std::vector<std::vector<float>> in(L + 1);  // [L+1][T, D] stream entering block l
+  ForwardHooks capture;
+  capture.block_output = [&](int l, const float* h, int T) { in[l + 1].assign(h, h + size_t(T) * D); };
+  std::vector<float> logits(tokens.size() * V);
+  ASSERT_TRUE(ForwardWindow(ref, tokens, logits.data(), &capture).ok());
+  for (int k : {1, 2, L - 1, L}) {
+    Model m = ref;  // changed from block k on: weights and hooks
+    for (int l = k; l < L; ++l) ASSERT_TRUE(RtnModule(m, LayerPrefix(l) + "mlp.down_proj", "int4:g32").ok());
+    ForwardHooks h;
+    h.kv = [k](int layer, float* kk, float*, int T) {
+      if (layer >= k) kk[T / 2] *= 0.5f;
+    };
+    h.linear_input = [k](std::string_view path, float* x, int, int) {
+      if (ModuleLayer(std::string(path)) >= k || path == "lm_head") x[0] = std::round(x[0] * 4) / 4;
+    };
+    std::vector<float> full(logits.size()), from(logits.size());
+    ASSERT_TRUE(ForwardWindow(m, tokens, full.data(), &h).ok());
+    ASSERT_TRUE(ForwardFromBlock(m, tokens, k, in[k].data(), from.data(), &h).ok());
+    EXPECT_TRUE(SameBits(full, from)) << "k = " << k;
+    EXPECT_FALSE(SameBits(full, logits)) << "k = " << k << ": the change must show";
+  }
+}
+
+class PrefixCells : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ql_prefix_test_" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Yaml(const std::string& extra = "") const {
+    const std::string src = QL_SOURCE_DIR;
+    return "name: prefix\nmodel: " + src + "/models/quantlab-tiny\ndata: " + src +
+           "/models/quantlab-tiny/heldout.txt\nprotocol: {name: llamacpp, ctx: 64, chunks: 6}\nresults: " +
+           (dir_ / "res").string() + "\nlayer_error_windows: 2\n" + extra + "grid:\n  schemes: [int4:g32]\n";
+  }
+  fs::path dir_;
+};
+
+Cell Unit(const std::string& module, const std::string& scheme, const std::string& act = "",
+          const std::string& kv = "") {
+  Cell c;
+  c.scheme.label = scheme + " @ " + module;
+  c.scheme.activations = act;
+  c.scheme.kv_cache = kv;
+  c.algorithm = {"rtn", nlohmann::json::object()};
+  c.ignore = {"none", {}, true};
+  c.overrides.push_back({{module}, scheme, "test"});
+  return c;
+}
+
+void ExpectSameResult(const CellResult& a, const CellResult& b, const std::string& what) {
+  ASSERT_EQ(a.cell.status, "ok") << what << ": " << a.cell.reason;
+  ASSERT_EQ(b.cell.status, "ok") << what << ": " << b.cell.reason;
+  ASSERT_EQ(a.metrics->values.size(), b.metrics->values.size());
+  for (size_t i = 0; i < a.metrics->values.size(); ++i) {
+    ASSERT_EQ(a.metrics->values[i].has_value(), b.metrics->values[i].has_value()) << what;
+    if (a.metrics->values[i])
+      EXPECT_EQ(std::bit_cast<uint64_t>(*a.metrics->values[i]), std::bit_cast<uint64_t>(*b.metrics->values[i]))
+          << what << ": metric " << MetricTable()[i].name;
+  }
+  ASSERT_EQ(a.layer_errors.size(), b.layer_errors.size());
+  for (size_t l = 0; l < a.layer_errors.size(); ++l) {
+    EXPECT_EQ(std::bit_cast<uint64_t>(a.layer_errors[l].rel_mse), std::bit_cast<uint64_t>(b.layer_errors[l].rel_mse))
+        << what << " layer " << l;
+    EXPECT_EQ(std::bit_cast<uint64_t>(a.layer_errors[l].sqnr_db), std::bit_cast<uint64_t>(b.layer_errors[l].sqnr_db))
+        << what << " layer " << l;
+  }
+  ASSERT_EQ(a.arrays.size(), b.arrays.size());
+  for (const auto& [name, v] : a.arrays) EXPECT_TRUE(SameBits(v, b.arrays.at(name))) << what << " array " << name;
+}
+
+TEST_F(PrefixCells, CellsFromTheirFirstBlockAreBitwiseFullCells) {
+  auto e = ParseExperiment(Yaml(), "prefix.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  std::vector<Cell> cells = {Unit("model.layers.1.self_attn.q_proj", "int3:g32"),
+                             Unit("model.layers.3.mlp.down_proj", "int4:g32"),
+                             Unit("model.layers.5.mlp.up_proj", "int3:g32", "int8:token"),  // activations there only
+                             Unit("model.layers.4.self_attn.v_proj", "int4:g32", "", "int8:token"),  // KV: full run
+                             Unit("lm_head", "int4:g32")};  // tied: the embedding changes, block 0
+  for (size_t i = 0; i < cells.size(); ++i) cells[i].index = int(i);
+  auto full = OpenSession(*e, cells, {});
+  ASSERT_TRUE(full.ok()) << full.status().message();
+  SessionOptions all, every_third;
+  all.prefix_budget_mb = 64;
+  every_third.prefix_budget_mb = 1;  // 6 windows x 64 tokens x 256 x 4 B = 384 KiB a block: 2 of 6 fit
+  auto with_all = OpenSession(*e, cells, all);
+  auto with_some = OpenSession(*e, cells, every_third);
+  ASSERT_TRUE(with_all.ok() && with_some.ok());
+  EXPECT_EQ((*with_all)->prefix->kept_blocks(), 6);
+  EXPECT_EQ((*with_some)->prefix->kept_blocks(), 2);
+  EXPECT_EQ((*with_some)->prefix->StartAtOrBelow(5), 3);
+  EXPECT_EQ((*with_some)->prefix->StartAtOrBelow(2), 0);
+  const std::vector<int> first = {1, 3, 5, 0, 0};
+  Model w0 = (*full)->reference, w1 = w0, w2 = w0;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    auto p = PlanCell(**full, cells[i]);
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    EXPECT_EQ(FirstChangedBlock((*full)->reference, *p, {}), first[i]) << cells[i].Label();
+    const CellResult a = RunCell(**full, w0, *p);
+    const CellResult b = RunCell(**with_all, w1, *PlanCell(**with_all, cells[i]));
+    const CellResult c = RunCell(**with_some, w2, *PlanCell(**with_some, cells[i]));
+    ExpectSameResult(a, b, cells[i].Label() + " (all blocks kept)");
+    ExpectSameResult(a, c, cells[i].Label() + " (every third block kept)");
+    EXPECT_GT(*a.metrics->Get("kld_mean"), 0.0);
+    EXPECT_EQ(*a.metrics->Get("eval_windows"), 6.0);
+  }
+}
+
+TEST_F(PrefixCells, ScanWithPrefixIsBitwiseTheFullScan) {
+  auto e = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32]}\n"), "prefix.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  std::ostringstream log;
+  ScanOptions with, without;
+  with.spec = without.spec = *e->sensitivity;
+  with.sweep.progress_bar = without.sweep.progress_bar = false;
+  with.sweep.results = (dir_ / "with").string();
+  without.sweep.results = (dir_ / "without").string();
+  without.prefix_budget_mb = 0;
+  auto a = RunSensitivity(*e, with, log);
+  auto b = RunSensitivity(*e, without, log);
+  ASSERT_TRUE(a.ok() && b.ok()) << log.str();
+  EXPECT_TRUE((*a)->session->prefix && !(*b)->session->prefix);
+  const nlohmann::json ja = SensitivityJson((*a)->table), jb = SensitivityJson((*b)->table);
+  ASSERT_EQ(ja["rows"].size(), 7u);  // 6 layers + lm_head
+  EXPECT_EQ(ja.dump(), jb.dump());
+}
+
+TEST(Adaptive, OrderIsASeededPermutation) {
+  const std::vector<int> a = AdaptiveOrder(50, 7), b = AdaptiveOrder(50, 7), c = AdaptiveOrder(50, 8);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_EQ(std::set<int>(a.begin(), a.end()).size(), 50u);
+  EXPECT_EQ(*std::max_element(a.begin(), a.end()), 49);
+  std::vector<int> sorted(50);
+  std::iota(sorted.begin(), sorted.end(), 0);
+  EXPECT_NE(a, sorted);
+}
+
+TEST(Adaptive, StoppingRuleByHand) {
+  AdaptiveSpec a;
+  a.rel_se = 0.1;
+  a.min_windows = 3;
+  // Windows of 10 tokens with KLD sums 1, 1.2, 0.8, 1: R = 0.1; residuals 0, .2, -.2, 0: Σ² = 0.08;
+  // se = sqrt((1 − 4/100) / 4 · 0.08 / 3) / 10 = 0.0080: ≤ 0.1 · R = 0.01 → stop.
+  const std::vector<int64_t> t4 = {10, 10, 10, 10};
+  EXPECT_TRUE(AdaptiveStop(a, {1, 1.2, 0.8, 1}, t4, 100));
+  // The same spread with rel_se 0.05: 0.0080 > 0.005 → go on; at N windows always stop.
+  a.rel_se = 0.05;
+  EXPECT_FALSE(AdaptiveStop(a, {1, 1.2, 0.8, 1}, t4, 100));
+  EXPECT_TRUE(AdaptiveStop(a, {1, 1.2, 0.8, 1}, t4, 4));
+  // Separated from a threshold: |0.1 − 0.2| = 0.1 >= 3 · 0.0080.
+  a.threshold = 0.2;
+  EXPECT_TRUE(AdaptiveStop(a, {1, 1.2, 0.8, 1}, t4, 100));
+  a.threshold = 0.11;  // 0.01 < 0.024
+  EXPECT_FALSE(AdaptiveStop(a, {1, 1.2, 0.8, 1}, t4, 100));
+  // Below min_windows nothing stops but the end.
+  EXPECT_FALSE(AdaptiveStop(a, {1, 1}, {10, 10}, 100));
+}
+
+TEST_F(PrefixCells, AdaptiveScanRecordsItsWindowsAndFullEqualsAllWindows) {
+  auto e = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {rel_se: 0.3, min_windows: 2}}\n"),
+                           "prefix.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  std::ostringstream log;
+  ScanOptions o;
+  o.spec = *e->sensitivity;
+  o.sweep.progress_bar = false;
+  auto adaptive = RunSensitivity(*e, o, log);
+  ASSERT_TRUE(adaptive.ok()) << adaptive.status().message();
+  o.spec.adaptive->rel_se = 1e-9;  // never satisfied: every window runs, in the shuffled order
+  auto all = RunSensitivity(*e, o, log);
+  o.spec.adaptive.reset();
+  auto full = RunSensitivity(*e, o, log);
+  ASSERT_TRUE(all.ok() && full.ok()) << log.str();
+  int fewer = 0;
+  for (size_t i = 0; i < (*full)->table.rows.size(); ++i) {
+    const CellFacts& a = *(*adaptive)->table.rows[i].facts;
+    const CellFacts& b = *(*all)->table.rows[i].facts;
+    const CellFacts& f = *(*full)->table.rows[i].facts;
+    EXPECT_NE(a.id, f.id);  // adaptive cells are other cells
+    EXPECT_GE(a.eval_windows, 2);
+    EXPECT_LE(a.eval_windows, 6);
+    fewer += a.eval_windows < 6;
+    EXPECT_EQ(b.eval_windows, 6);
+    EXPECT_EQ(f.eval_windows, 6);
+    // Records are kept in window order, so all windows in any order give the full numbers.
+    EXPECT_EQ(std::bit_cast<uint64_t>(b.kld), std::bit_cast<uint64_t>(f.kld)) << i;
+    EXPECT_EQ(std::bit_cast<uint64_t>(b.dppl), std::bit_cast<uint64_t>(f.dppl)) << i;
+  }
+  EXPECT_GT(fewer, 0) << "rel_se 0.3 should stop some unit early";
+  EXPECT_NE(FormatSensitivity((*adaptive)->table).find("adaptive evaluation"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ql
