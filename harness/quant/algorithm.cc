@@ -4,11 +4,13 @@
 
 #include "harness/quant/awq.h"
 #include "harness/quant/gptq.h"
+#include "harness/quant/hqq.h"
 #include "harness/quant/llm_int8.h"
 #include "harness/quant/qat.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/rotation.h"
 #include "harness/quant/smoothquant.h"
+#include "harness/quant/squeezellm.h"
 #include "harness/quant/static_act.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
@@ -33,6 +35,8 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       RotationAlgorithm(),
       StaticActAlgorithm(),
       QatAlgorithm(),
+      HqqAlgorithm(),
+      SqueezeLlmAlgorithm(),
   };
   return kList;
 }
