@@ -306,11 +306,13 @@ const nlohmann::json& GptqDefaults() {
                                    {"blocksize", 128},
                                    {"act_order", false},
                                    {"static_groups", false},
-                                   {"true_sequential", true},
-                                   {"mse", false},
-                                   {"mse_norm", 2.4},
-                                   {"mse_grid", 100},
-                                   {"mse_maxshrink", 0.8}};
+                                   {"true_sequential", true}};
+  return j;
+}
+
+// The mse options: optional parameters, so GPTQ cells recorded before them keep their identity.
+const nlohmann::json& GptqMseDefaults() {
+  static const nlohmann::json j = {{"mse", false}, {"mse_norm", 2.4}, {"mse_grid", 100}, {"mse_maxshrink", 0.8}};
   return j;
 }
 
@@ -322,8 +324,9 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   opt.blocksize = p["blocksize"].get<int>();
   opt.act_order = p["act_order"].get<bool>();
   opt.static_groups = p["static_groups"].get<bool>();
-  opt.mse = {p["mse"].get<bool>(), p["mse_norm"].get<double>(), p["mse_grid"].get<int>(),
-             p["mse_maxshrink"].get<double>()};
+  const nlohmann::json& md = GptqMseDefaults();
+  opt.mse = {p.value("mse", md["mse"].get<bool>()), p.value("mse_norm", md["mse_norm"].get<double>()),
+             p.value("mse_grid", md["mse_grid"].get<int>()), p.value("mse_maxshrink", md["mse_maxshrink"].get<double>())};
   const bool true_seq = p["true_sequential"].get<bool>();
   const auto schemes = SchemeMap(ctx);
   // An online input transform left by an earlier step (rotation's R4 before down_proj) is part of the
@@ -402,7 +405,7 @@ AlgorithmInfo GptqAlgorithm() {
   return {"gptq",
           "GPTQ (Frantar et al. 2022): column-wise rounding with inverse-Hessian error feedback, "
           "true-sequential over the layers; any weight scheme (docs/algorithms.md §1)",
-          GptqDefaults(), true, ApplyGptq};
+          GptqDefaults(), true, ApplyGptq, {}, false, GptqMseDefaults()};
 }
 
 }  // namespace ql

@@ -111,8 +111,33 @@ TEST(AlgoGptqMse, UnservedSchemesAreErrors) {
     std::vector<float> q = w;
     auto r = GptqQuantizeWeight(*scheme, q.data(), kRows, kCols, Identity(), mse);
     EXPECT_FALSE(r.ok()) << text;
-    if (!r.ok()) EXPECT_NE(r.status().message().find("mse"), std::string::npos);
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("mse"), std::string::npos);
+    }
   }
+}
+
+}  // namespace
+}  // namespace ql
+
+namespace ql {
+namespace {
+
+// The mse options are optional parameters: a gptq cell without them resolves to the same parameters (and so
+// the same cell identity) as before they existed; given, they are type-checked like any other.
+TEST(AlgoGptqMse, OptionalParametersKeepOldCellIdentities) {
+  auto algo = FindAlgorithm("gptq");
+  ASSERT_TRUE(algo.ok());
+  auto plain = ResolveAlgorithmParams(**algo, nlohmann::json::object());
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->contains("mse"));
+  EXPECT_EQ(plain->size(), 5u);  // percdamp, blocksize, act_order, static_groups, true_sequential
+  auto mse = ResolveAlgorithmParams(**algo, {{"mse", true}, {"mse_norm", 2}});
+  ASSERT_TRUE(mse.ok()) << mse.status().message();
+  EXPECT_EQ((*mse)["mse"], true);
+  EXPECT_FALSE(mse->contains("mse_grid"));
+  EXPECT_FALSE(ResolveAlgorithmParams(**algo, {{"mse", "yes"}}).ok());
+  EXPECT_FALSE(ResolveAlgorithmParams(**algo, {{"mse_nrom", 2.4}}).ok());
 }
 
 }  // namespace
