@@ -61,6 +61,7 @@ struct BlockOptions {
   MxScaleRounding mx_rounding = MxScaleRounding::kFloor;
   NvFp4Convention nvfp4 = NvFp4Convention::kModelOpt;
   bool nf4_double_quant = false;
+  bool nf4_argmin = false;  // nf4 codes by bitsandbytes' torch/CPU argmin rule instead of its CUDA tree
   // Optional importance of each input column ([cols], not owned; e.g. a llama.cpp imatrix row). GGUF codecs
   // then choose codes as ggml does with quant_weights; codecs without a weighted rule reject it.
   const float* importance = nullptr;
@@ -90,6 +91,10 @@ class BlockCodec {
   virtual bool block_size_fixed() const = 0;   // true: only default_block_size() is valid
   virtual int element_bits() const = 0;        // bits of one element code
   virtual std::string scale_type() const = 0;  // e.g. "e8m0 per block", "e4m3 per block + fp32 per tensor"
+  // Codecs fitted over a whole row or tensor (codebooks: lut<b>, vq2x8) have no block size
+  // (default_block_size() 0, PackedBlocks.block_size = cols) and name their one granularity here
+  // ("channel", "tensor"); the scheme's canonical form spells it ("lut4:channel"). Empty for the others.
+  virtual std::string_view granularity() const { return {}; }
   // Bits per weight of a full block at block size bs (scales included, tensor-level data excluded).
   virtual double nominal_bits_per_weight(int block_size) const = 0;
   virtual StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,

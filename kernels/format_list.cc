@@ -12,10 +12,12 @@
 #include "kernels/e8m0.h"
 #include "kernels/format.h"
 #include "kernels/int_codec.h"
+#include "kernels/lut.h"
 #include "kernels/minifloat.h"
 #include "kernels/mx.h"
 #include "kernels/nf4.h"
 #include "kernels/nvfp4.h"
+#include "kernels/vq.h"
 #include "kernels/gguf_blocks.h"
 
 namespace ql {
@@ -111,6 +113,10 @@ const std::vector<const BlockCodec*>& BlockCodecs() {
       GgufQ8_KCodec(),
       GgufIq4NlCodec(),
       GgufIq4XsCodec(),
+      &Lut2Codec(),
+      &Lut3Codec(),
+      &Lut4Codec(),
+      &Vq2x8BlockCodec(),
   };
   return kList;
 }

@@ -44,6 +44,19 @@ uint32_t Nf4Code(float normalized) {
   return q;
 }
 
+uint32_t Nf4CodeArgmin(float normalized) {
+  uint32_t best = 0;
+  float best_d = std::fabs(normalized - kNf4Codebook[0]);
+  for (uint32_t i = 1; i < 16; ++i) {
+    const float d = std::fabs(normalized - kNf4Codebook[i]);  // fp32, as torch on an fp32 tensor
+    if (d < best_d) {  // strict: torch.argmin returns the first minimum
+      best_d = d;
+      best = i;
+    }
+  }
+  return best;
+}
+
 const std::array<float, 256>& Nf4DynamicMap() {
   static const std::array<float, 256> map = [] {
     std::vector<double> v;
@@ -134,7 +147,8 @@ StatusOr<PackedBlocks> Nf4Codec::Quantize(const float* x, int64_t rows, int64_t 
       std::fill(q.begin(), q.end(), uint8_t(kZeroCode));
       if (amax > 0.0f) {
         const float inv = 1.0f / amax;
-        for (int i = 0; i < n; ++i) q[i] = uint8_t(Nf4Code(xr[c0 + i] * inv));
+        for (int i = 0; i < n; ++i)
+          q[i] = uint8_t(opt.nf4_argmin ? Nf4CodeArgmin(xr[c0 + i] * inv) : Nf4Code(xr[c0 + i] * inv));
       }
       uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
       if (!dq) PutF32(blk, amax);

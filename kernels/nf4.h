@@ -7,6 +7,8 @@
 // Quantize (bitsandbytes kQuantizeBlockwise + dQuantizeNF4): absmax = max|x| over the block (fp32);
 //   n = x * (1/absmax) (fp32 reciprocal, then multiply); code = number of midpoint thresholds t_i with
 //   n > t_i (strict, so a value exactly on a midpoint gets the LOWER code; NaN -> code 0).
+//   Option `argmin` ("nf4:argmin"): the code of bitsandbytes' torch/CPU path instead, argmin |n - code_i|
+//   (Nf4CodeArgmin); same absmax, same layout.
 //   absmax = 0: bitsandbytes computes 0 * Inf = NaN -> code 0 (-1.0) -> dequant -0; we store code 7 (0.0).
 // Dequantize: y = codebook[q] * absmax (fp32).
 // Blocks run along each row (default 64, any size >= 1); the last block of a row may be partial (absmax
@@ -42,8 +44,14 @@ inline constexpr float kNf4Codebook[16] = {
 // The 15 decision thresholds of bitsandbytes dQuantizeNF4, ascending (within one fp32 ulp of the midpoints
 // of adjacent codebook entries; see nf4.cc).
 const std::array<float, 15>& Nf4Thresholds();
-// NF4 code of a value already divided by the block absmax.
+// NF4 code of a value already divided by the block absmax: bitsandbytes' CUDA dQuantizeNF4 decision tree
+// (code = number of literal thresholds t_i with x > t_i; the default, "nf4").
 uint32_t Nf4Code(float normalized);
+// The same by bitsandbytes' torch/CPU path (backends/default quantize_4bit): argmin_i |x - code_i| in fp32,
+// the first (lower) index on a tie ("nf4:argmin"). It differs from the tree exactly on four thresholds
+// (t1, t3, t4, t8, whose literals round below the fp32 midpoint: the tree gives the lower code there, the
+// argmin the upper); within +-2 ulp of every threshold the two agree everywhere else (tests/kernels/nf4_test.cc).
+uint32_t Nf4CodeArgmin(float normalized);
 
 // bitsandbytes `create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)`, sorted ascending
 // (256 entries: 127 negative, 0 at index 127, 127 positive, 1.0 at index 255). For i = 0..6 the map takes

@@ -72,7 +72,7 @@ bool Scheme::operator==(const Scheme& o) const {
          int_mode == o.int_mode && clip == o.clip && percentile == o.percentile &&
          scale_dtype == o.scale_dtype && block.block_size == o.block.block_size &&
          block.mx_rounding == o.block.mx_rounding && block.nvfp4 == o.block.nvfp4 &&
-         block.nf4_double_quant == o.block.nf4_double_quant;
+         block.nf4_double_quant == o.block.nf4_double_quant && block.nf4_argmin == o.block.nf4_argmin;
 }
 
 namespace {
@@ -144,11 +144,18 @@ Status ParseBlockOption(const std::string& tok, const BlockCodec& codec, Scheme&
     return Status::Ok();
   };
   const std::string name = codec.name();
+  if (!codec.granularity().empty()) {  // codebook formats: one granularity, no block size
+    if (tok != codec.granularity())
+      return Status::Errorf("scheme token '{}' does not apply to {}: it has one codebook per {}, spelled {}:{}",
+                            tok, name, codec.granularity() == "channel" ? "row" : "tensor", name,
+                            codec.granularity());
+    return once("granularity");
+  }
   std::string allowed = "g<N> (block size, default " + std::to_string(codec.default_block_size()) +
                         (codec.block_size_fixed() ? ", fixed" : "") + ")";
   if (IsMx(name)) allowed += ", floor|ceil|even";
   if (name == "nvfp4") allowed += ", modelopt|ct";
-  if (name == "nf4") allowed += ", dq";
+  if (name == "nf4") allowed += ", dq, argmin";
 
   if ((tok[0] == 'g' || tok[0] == 'k') && ParseCount(std::string_view(tok).substr(1))) {
     QL_RETURN_IF_ERROR(once("block size"));
@@ -185,6 +192,11 @@ Status ParseBlockOption(const std::string& tok, const BlockCodec& codec, Scheme&
   if (name == "nf4" && (tok == "dq" || tok == "double_quant")) {
     QL_RETURN_IF_ERROR(once("double quant"));
     s.block.nf4_double_quant = true;
+    return Status::Ok();
+  }
+  if (name == "nf4" && tok == "argmin") {  // bitsandbytes' torch/CPU rounding (kernels/nf4.h)
+    QL_RETURN_IF_ERROR(once("rounding rule"));
+    s.block.nf4_argmin = true;
     return Status::Ok();
   }
   return Status::Errorf("scheme token '{}' does not apply to block format {}; allowed: {}", tok,
@@ -385,11 +397,16 @@ StatusOr<Scheme> ParseScheme(std::string_view text) {
 std::string ToString(const Scheme& s) {
   std::string out = s.format;
   if (s.is_block) {
+    if (auto c = FindBlockCodec(s.format); c.ok() && !(*c)->granularity().empty()) {
+      out += ":";
+      out += (*c)->granularity();
+    }
     if (s.block.block_size != 0) out += fmt::format(":g{}", s.block.block_size);
     if (s.block.mx_rounding == MxScaleRounding::kCeil) out += ":ceil";
     if (s.block.mx_rounding == MxScaleRounding::kEven) out += ":even";
     if (s.block.nvfp4 == NvFp4Convention::kCompressedTensors) out += ":ct";
     if (s.block.nf4_double_quant) out += ":dq";
+    if (s.block.nf4_argmin) out += ":argmin";
     return out;
   }
   switch (s.granularity) {

@@ -12,7 +12,7 @@
 //     scale dtype  s=fp32 (default) | s=fp16 | s=bf16 | s=e8m0 | s=e4m3
 //   block-codec options:
 //     g<N> (alias k<N>) block size; floor (default) | ceil | even for mx*; modelopt (default) | ct
-//     for nvfp4; dq for nf4.
+//     for nvfp4; dq (double quant) and argmin (bitsandbytes' torch/CPU rounding) for nf4.
 // Canonical form: FORMAT, then granularity, int mode, clipping, scale dtype (block codecs: block size
 // then codec options), defaults omitted. A narrow (< 16 bit) element format must name a granularity
 // (or noscale), so "int8" alone is an error rather than a silent choice; "bf16"/"fp16" alone are casts.

@@ -4,11 +4,13 @@
 
 #include "harness/quant/awq.h"
 #include "harness/quant/gptq.h"
+#include "harness/quant/hqq.h"
 #include "harness/quant/llm_int8.h"
 #include "harness/quant/qat.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/rotation.h"
 #include "harness/quant/smoothquant.h"
+#include "harness/quant/squeezellm.h"
 #include "harness/quant/static_act.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
@@ -33,6 +35,8 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       RotationAlgorithm(),
       StaticActAlgorithm(),
       QatAlgorithm(),
+      HqqAlgorithm(),
+      SqueezeLlmAlgorithm(),
   };
   return kList;
 }
@@ -50,13 +54,15 @@ StatusOr<nlohmann::json> ResolveAlgorithmParams(const AlgorithmInfo& algo, const
   nlohmann::json out = algo.defaults;
   if (!params.is_object()) return Status::Errorf("algorithm '{}': parameters must be a map", algo.name);
   for (const auto& [k, v] : params.items()) {
-    if (!algo.defaults.contains(k)) {
+    const bool optional = algo.optional_defaults.contains(k);
+    if (!algo.defaults.contains(k) && !optional) {
       std::string allowed;
       for (const auto& [dk, dv] : algo.defaults.items()) allowed += (allowed.empty() ? "" : ", ") + dk;
+      for (const auto& [dk, dv] : algo.optional_defaults.items()) allowed += (allowed.empty() ? "" : ", ") + dk;
       return Status::Errorf("algorithm '{}' has no parameter '{}' (allowed: {})", algo.name, k,
                             allowed.empty() ? "none" : allowed);
     }
-    const auto& d = algo.defaults[k];
+    const auto& d = optional ? algo.optional_defaults[k] : algo.defaults[k];
     const bool same = (d.is_number() && v.is_number()) || d.type() == v.type();
     if (!same) return Status::Errorf("algorithm '{}': parameter '{}' = {} has the wrong type (default is {})",
                                      algo.name, k, v.dump(), d.dump());

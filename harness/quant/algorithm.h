@@ -63,6 +63,10 @@ struct AlgorithmInfo {
   // What the cell pipeline restores afterwards: true = only the weights of the modules it was given
   // (round-to-nearest); false = anything (norms, other tensors, the config: the whole model).
   bool changes_only_targets = false;
+  // Parameters added after cells were recorded: accepted and checked like `defaults`, but filled in only
+  // when given, so cells that do not use them keep their identity (gptq's mse options). The algorithm reads
+  // them with these defaults.
+  nlohmann::json optional_defaults = nlohmann::json::object();
 };
 
 const std::vector<AlgorithmInfo>& Algorithms();

@@ -212,6 +212,7 @@ Status ClipSearch(Tensor& w, const Scheme& scheme, const std::vector<float>& x, 
   if (scheme.is_block) {
     QL_ASSIGN_OR_RETURN(const BlockCodec* bc, FindBlockCodec(scheme.format));
     gs = scheme.block.block_size > 0 ? scheme.block.block_size : bc->default_block_size();
+    if (gs == 0) gs = cols;  // codebook formats (lut<b>, vq2x8): no blocks; search the row's range
   } else if (scheme.granularity == Granularity::kGroup) {
     gs = scheme.group_size;
   } else if (scheme.granularity == Granularity::kChannel || scheme.granularity == Granularity::kToken) {

@@ -77,6 +77,7 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
   }
   std::vector<double> xd;  // [T, in] the window's input in double, for dsyrk
   std::map<std::string, std::vector<double>> abs_sum;  // mean |x| accumulates in double
+  std::map<std::string, std::vector<double>> sq_sum;   // mean x² likewise
   hooks.linear_input = [&](std::string_view path, float* x, int T, int in) {
     if (req.transform) req.transform(path, x, T, in);
     auto it = out.find(std::string(path));
@@ -100,6 +101,12 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
           if (req.mean_abs) sum[j] += a;
         }
       }
+    }
+    if (req.mean_sq) {
+      std::vector<double>& sum = sq_sum[it->first];
+      sum.resize(in, 0.0);
+      for (int t = 0; t < T; ++t)
+        for (int j = 0; j < in; ++j) sum[j] += double(x[size_t(t) * in + j]) * x[size_t(t) * in + j];
     }
     if (req.hessian) {
       xd.assign(x, x + size_t(T) * in);
@@ -128,6 +135,10 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
     if (st.in == 0) return Status::Errorf("calibration: module {} was never called in the forward pass", m);
     if (req.mean_abs)
       for (int j = 0; j < st.in; ++j) st.mean_abs[j] = float(abs_sum[m][j] / double(st.tokens));
+    if (req.mean_sq) {
+      st.mean_sq.resize(size_t(st.in));
+      for (int j = 0; j < st.in; ++j) st.mean_sq[j] = float(sq_sum[m][j] / double(st.tokens));
+    }
     if (req.hessian)  // mirror the upper triangle
       for (int i = 0; i < st.in; ++i)
         for (int j = 0; j < i; ++j) st.xtx[size_t(i) * st.in + j] = st.xtx[size_t(j) * st.in + i];

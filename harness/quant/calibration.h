@@ -39,6 +39,7 @@ struct CaptureRequest {
   std::set<std::string> modules;   // module paths, e.g. "model.layers.0.self_attn.q_proj"
   bool absmax = false;             // per input channel max |x|
   bool mean_abs = false;           // per input channel mean |x|
+  bool mean_sq = false;            // per input channel mean x² (the diagonal of XᵀX / tokens)
   bool hessian = false;            // XᵀX, double, [in, in]
   bool inputs = false;             // the raw inputs, [tokens, in] (every window concatenated)
   int64_t max_input_tokens = -1;   // keep at most this many rows of raw inputs (-1: all)
@@ -59,6 +60,7 @@ struct LinearStats {
   int64_t sequences = 0;           // windows seen
   std::vector<float> absmax;       // [in]
   std::vector<float> mean_abs;     // [in]
+  std::vector<float> mean_sq;      // [in]
   std::vector<double> xtx;         // [in, in] Σ_t x_t x_tᵀ (not yet scaled)
   std::vector<float> inputs;       // [rows, in]
 };

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <armadillo>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "harness/quant/calibration.h"
@@ -32,6 +33,9 @@ StatusOr<ColumnQuantizer> ColumnQuantizer::Make(const Scheme& scheme, int64_t ro
   q.cols_ = cols;
   if (scheme.is_block) {
     QL_ASSIGN_OR_RETURN(q.block_, FindBlockCodec(scheme.format));
+    if (!q.block_->granularity().empty())
+      return Status::Errorf("gptq: {} fits a codebook per {}, not column blocks; use rtn or squeezellm",
+                            ToString(scheme), q.block_->granularity());
     q.block_cols_ = scheme.block.block_size > 0 ? scheme.block.block_size : q.block_->default_block_size();
     return q;
   }
@@ -75,29 +79,77 @@ Status ColumnQuantizer::FindParams(const float* w, int64_t ld, int64_t c0, int64
     p_.scale[r] = qt.Scale(r / tr);
     p_.zero[r] = qt.ZeroPoint(r / tr);
   }
+  return mse_.on ? SearchMse(width) : Status::Ok();
+}
+
+Status ColumnQuantizer::set_mse(const MseSearch& m) {
+  const Granularity g = scheme_.granularity;
+  const bool per_row = g == Granularity::kGroup || g == Granularity::kChannel || g == Granularity::kToken;
+  if (m.on && (is_block() || !per_row || scheme_.clip != ClipRule::kMax))
+    return Status::Errorf("gptq: mse searches one range per row and group; {} is not an element scheme of "
+                          "g<N> or channel granularity with max clipping (drop mse or use e.g. int4:g32)",
+                          ToString(scheme_));
+  if (m.on && (m.grid < 1 || !(m.maxshrink > 0 && m.maxshrink < 1) || !(m.norm > 0)))
+    return Status::Errorf("gptq: mse_grid {} must be >= 1, mse_maxshrink {} in (0, 1), mse_norm {} > 0", m.grid,
+                          m.maxshrink, m.norm);
+  mse_ = m;
   return Status::Ok();
 }
 
-void ColumnQuantizer::QuantizeColumn(const float* col, float* q) const {
-  for (int64_t r = 0; r < rows_; ++r) {
-    const float x = col[r];
-    if (!scaled_) {
-      q[r] = codec_->Round(x);
-      continue;
-    }
-    const float s = p_.scale[r];
-    if (!(s > 0)) {
-      q[r] = 0.0f;
-      continue;
-    }
-    if (is_int_) {
-      const int32_t z = p_.zero[r];
-      const float v = std::clamp(x / s, float(qmin_ - z), float(qmax_ - z));
-      q[r] = RoundEven(v) * s;  // (q - z)·s with q = rne(v) + z
-    } else {
-      q[r] = codec_->Round(std::clamp(x / s, lo_, hi_)) * s;
+Status ColumnQuantizer::SearchMse(int64_t width) {
+  const std::vector<float> slice = scratch_;  // [rows, width]
+  std::vector<float> shrunk(slice.size());
+  std::vector<double> best(size_t(rows_), std::numeric_limits<double>::infinity());
+  Params cur = p_;
+  const int steps = int(mse_.maxshrink * mse_.grid);
+  for (int i = 0; i < steps; ++i) {
+    // The scheme's parameters for the range scaled by p: the quantizer on p·w (x -> p·x is monotone, so
+    // the max/min of p·w are p·max/p·min in fp32).
+    const float p = float(1.0 - double(i) / mse_.grid);
+    for (size_t k = 0; k < slice.size(); ++k) shrunk[k] = p * slice[k];
+    QL_ASSIGN_OR_RETURN(QuantizedTensor qt, Quantize(scheme_, shrunk.data(), rows_, width));
+    for (int64_t r = 0; r < rows_; ++r) {
+      p_.scale[r] = qt.Scale(r);  // one tile per row (checked in set_mse)
+      p_.zero[r] = qt.ZeroPoint(r);
+      double err = 0;
+      for (int64_t c = 0; c < width; ++c) {
+        float q;
+        RoundOne(r, slice[r * width + c], &q);
+        err += std::pow(std::fabs(double(q) - double(slice[r * width + c])), mse_.norm);
+        if ((c & 15) == 15 && err >= best[r]) break;  // cannot win any more (the sum only grows)
+      }
+      if (err < best[r]) {  // strict, as gptq.py: the first (largest) p wins a tie
+        best[r] = err;
+        cur.scale[r] = p_.scale[r];
+        cur.zero[r] = p_.zero[r];
+      }
     }
   }
+  p_ = cur;
+  return Status::Ok();
+}
+
+void ColumnQuantizer::RoundOne(int64_t r, float x, float* q) const {
+  if (!scaled_) {
+    *q = codec_->Round(x);
+    return;
+  }
+  const float s = p_.scale[r];
+  if (!(s > 0)) {
+    *q = 0.0f;
+    return;
+  }
+  if (is_int_) {
+    const int32_t z = p_.zero[r];
+    const float v = std::clamp(x / s, float(qmin_ - z), float(qmax_ - z));
+    *q = RoundEven(v) * s;  // (q - z)·s with q = rne(v) + z
+  } else {
+    *q = codec_->Round(std::clamp(x / s, lo_, hi_)) * s;
+  }
+}
+
+void ColumnQuantizer::QuantizeColumn(const float* col, float* q) const {
+  for (int64_t r = 0; r < rows_; ++r) RoundOne(r, col[r], &q[r]);
 }
 
 Status ColumnQuantizer::QuantizeBlockColumn(const float* blk, int64_t width, int64_t k, float* q) {
@@ -119,6 +171,7 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
                                     std::vector<double> h, const GptqOptions& opt) {
   QL_CHECK(int64_t(h.size()) == cols * cols, "Hessian {} for {} columns", h.size(), cols);
   QL_ASSIGN_OR_RETURN(ColumnQuantizer cq, ColumnQuantizer::Make(scheme, rows, cols));
+  QL_RETURN_IF_ERROR(cq.set_mse(opt.mse));
   const int64_t gs = cq.group_cols();
   if (cq.is_block() && opt.act_order)
     return Status::Errorf("gptq: act_order is not supported with block format {} (its blocks are contiguous "
@@ -257,6 +310,12 @@ const nlohmann::json& GptqDefaults() {
   return j;
 }
 
+// The mse options: optional parameters, so GPTQ cells recorded before them keep their identity.
+const nlohmann::json& GptqMseDefaults() {
+  static const nlohmann::json j = {{"mse", false}, {"mse_norm", 2.4}, {"mse_grid", 100}, {"mse_maxshrink", 0.8}};
+  return j;
+}
+
 Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   QL_RETURN_IF_ERROR(NeedCalibration(ctx, "gptq"));
   QL_ASSIGN_OR_RETURN(nlohmann::json p, Params(GptqAlgorithm(), ctx));
@@ -265,6 +324,9 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   opt.blocksize = p["blocksize"].get<int>();
   opt.act_order = p["act_order"].get<bool>();
   opt.static_groups = p["static_groups"].get<bool>();
+  const nlohmann::json& md = GptqMseDefaults();
+  opt.mse = {p.value("mse", md["mse"].get<bool>()), p.value("mse_norm", md["mse_norm"].get<double>()),
+             p.value("mse_grid", md["mse_grid"].get<int>()), p.value("mse_maxshrink", md["mse_maxshrink"].get<double>())};
   const bool true_seq = p["true_sequential"].get<bool>();
   const auto schemes = SchemeMap(ctx);
   // An online input transform left by an earlier step (rotation's R4 before down_proj) is part of the
@@ -345,7 +407,7 @@ AlgorithmInfo GptqAlgorithm() {
   return {"gptq",
           "GPTQ (Frantar et al. 2022): column-wise rounding with inverse-Hessian error feedback, "
           "true-sequential over the layers; any weight scheme (docs/algorithms.md §1)",
-          GptqDefaults(), true, ApplyGptq};
+          GptqDefaults(), true, ApplyGptq, {}, false, GptqMseDefaults()};
 }
 
 }  // namespace ql

@@ -35,6 +35,8 @@ class ColumnQuantizer {
   Status FindParams(const float* w, int64_t ld, int64_t c0, int64_t width);
   // Element schemes: rounds one column (values of every row) with the current parameters.
   void QuantizeColumn(const float* col, float* q) const;
+  // Element schemes: rounds value x of row r with the current parameters.
+  void RoundOne(int64_t r, float x, float* q) const;
   // Block codecs: blk is the current block state, column-major [width][rows] (column k..: current
   // values, columns < k: already quantized); writes the rounded column k to q.
   Status QuantizeBlockColumn(const float* blk_colmajor, int64_t width, int64_t k, float* q);
@@ -50,6 +52,18 @@ class ColumnQuantizer {
   const Params& params() const { return p_; }
   void set_params(const Params& p) { p_ = p; }
 
+  // GPTQ's `mse` option (IST-DASLab gptq quant.py find_params, AutoGPTQ / GPTQModel): after the scheme's
+  // own range is found, each row's range is shrunk by p = 1 - i/grid, i < maxshrink·grid, and the p whose
+  // parameters (the scheme's scale rule on the shrunk range) give the least Σ |Q(w) − w|^norm over the row's
+  // slice wins (ties: the larger p). Element schemes with max clipping only.
+  struct MseSearch {
+    bool on = false;
+    double norm = 2.4;
+    int grid = 100;
+    double maxshrink = 0.8;
+  };
+  Status set_mse(const MseSearch& m);
+
  private:
   Scheme scheme_;
   int64_t rows_ = 0, cols_ = 0;
@@ -60,7 +74,10 @@ class ColumnQuantizer {
   float lo_ = 0, hi_ = 0;
   int64_t group_cols_ = 0, block_cols_ = 0;
   Params p_;
+  MseSearch mse_;
   std::vector<float> scratch_, scratch_q_;
+  // The mse search on the slice in scratch_ ([rows, width]), replacing p_ row by row.
+  Status SearchMse(int64_t width);
 };
 
 struct GptqOptions {
@@ -68,6 +85,7 @@ struct GptqOptions {
   int blocksize = 128;
   bool act_order = false;
   bool static_groups = false;
+  ColumnQuantizer::MseSearch mse;  // off by default: the scheme's own range
 };
 
 // Quantizes one weight w ([rows, cols] row-major, in place) with the Hessian h = (2/n)·Σ x xᵀ

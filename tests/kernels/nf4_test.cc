@@ -1,11 +1,13 @@
 // NF4 (bitsandbytes) against hand-derived values from docs/formats.md §1.3: codebook thresholds and ties, nibble
 // order, partial blocks, the 8-bit dynamic map and double quantization, bits per weight.
 #include "kernels/nf4.h"
+#include "kernels/scheme.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -178,6 +180,83 @@ TEST(Nf4, DoubleQuantScalesWithinMapError) {
     // The 4-bit codes do not depend on double quantization (bitsandbytes quantizes with the fp32 absmax).
     EXPECT_EQ(0, std::memcmp(dq.bytes.data() + b * 33 + 1, plain.bytes.data() + b * 36 + 4, 32)) << b;
   }
+}
+
+// Nearest codebook entry in exact (double) arithmetic, the lower index on an exact tie: the rule the
+// torch/CPU argmin approximates in fp32. Independent of kernels/nf4.cc.
+uint32_t ExactNearest(float x) {
+  uint32_t best = 0;
+  for (uint32_t i = 1; i < 16; ++i)
+    if (std::fabs(double(x) - double(kNf4Codebook[i])) < std::fabs(double(x) - double(kNf4Codebook[best]))) best = i;
+  return best;
+}
+
+// Both rules at every threshold t_i and 1..2 ulp either side. Tree (the published dQuantizeNF4): code i for
+// x <= t_i, i + 1 above. Argmin: the exact nearest code, except where fp32 |x - c| ties (none in these
+// windows). They part exactly at x = t_i for i in {1, 3, 4, 8}: those literals round to the fp32 just
+// below the exact midpoint, so the tree gives i while the nearest code is i + 1.
+TEST(Nf4, TreeAndArgminAtEveryThresholdPlusMinusTwoUlp) {
+  const std::vector<int> kPart = {1, 3, 4, 8};
+  int differ = 0;
+  for (int i = 0; i < 15; ++i) {
+    float x = kBnbThresholds[i];
+    x = std::nextafter(std::nextafter(x, -2.0f), -2.0f);
+    for (int k = -2; k <= 2; ++k, x = std::nextafter(x, 2.0f)) {
+      SCOPED_TRACE("threshold " + std::to_string(i) + " ulp " + std::to_string(k));
+      const uint32_t tree = uint32_t(i + (k > 0 ? 1 : 0));
+      EXPECT_EQ(Nf4Code(x), tree);
+      const bool part = k == 0 && std::find(kPart.begin(), kPart.end(), i) != kPart.end();
+      EXPECT_EQ(Nf4CodeArgmin(x), part ? tree + 1 : tree);
+      EXPECT_EQ(Nf4CodeArgmin(x), ExactNearest(x));
+      differ += Nf4Code(x) != Nf4CodeArgmin(x);
+    }
+  }
+  EXPECT_EQ(differ, 4);
+  // Away from thresholds the two rules agree (a coarse scan of [-1, 1]).
+  for (int k = -1000; k <= 1000; ++k) {
+    const float x = float(k) / 1000.0f + 1e-4f;
+    EXPECT_EQ(Nf4Code(x), Nf4CodeArgmin(x)) << x;
+  }
+}
+
+TEST(Nf4, ArgminOptionThroughTheSchemeAndCodec) {
+  auto s = ParseScheme("NF4-argmin");
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_TRUE(s->block.nf4_argmin);
+  EXPECT_EQ(ToString(*s), "nf4:argmin");
+  EXPECT_EQ(ToString(*ParseScheme("nf4:argmin:dq:g32")), "nf4:g32:dq:argmin");
+  EXPECT_NE(*ParseScheme("nf4"), *s);
+  EXPECT_FALSE(ParseScheme("nf4:argmin:argmin").ok());
+  EXPECT_FALSE(ParseScheme("mxfp4:argmin").ok());
+  // One block with absmax 1 holding t1 (x * 1 = x exactly): code 1 by the tree, 2 by argmin.
+  const std::vector<float> x = {1.0f, kBnbThresholds[1]};
+  BlockOptions tree, am;
+  am.nf4_argmin = true;
+  auto pt = Nf4BlockCodec().Quantize(x.data(), 1, 2, tree);
+  auto pa = Nf4BlockCodec().Quantize(x.data(), 1, 2, am);
+  ASSERT_TRUE(pt.ok() && pa.ok());
+  EXPECT_EQ(pt->bytes[4], 0xF1);
+  EXPECT_EQ(pa->bytes[4], 0xF2);
+}
+
+// Double quantization, exact bytes by hand. Rows of one block of 4: absmaxes 1, 3 (flattened order).
+// offset = mean = 2; c = -1, +1; absmax2 = 1; 8-bit codes: -1 -> 0 (map[0] = -(0.9859375 + 1)/2 =
+// -0.99296875: the signed map has +1 but no -1), +1 -> 255 (map[255] = 1). Decoded absmaxes: 2 - 0.99296875
+// = 1.00703125 and 1 + 2 = 3, both exact in fp32. Layout per block: [u8 code][2 code bytes];
+// extra = [fp32 offset 2.0][fp32 absmax2 1.0].
+TEST(Nf4, DoubleQuantExactBytesByHand) {
+  const std::vector<float> x = {1.0f, -1.0f, 0.0f, 0.5f, 3.0f, 1.5f, -3.0f, 0.0f};
+  PackedBlocks p = Q(x, 2, 4, 4, /*dq=*/true);
+  // Codes: row 0 x/1 = 1, -1, 0, 0.5 -> F 0 7 C (0.5 in (t11, t12]); row 1 x/3 = 1, 0.5, -1, 0 -> F C 0 7.
+  const std::vector<uint8_t> want = {0x00, 0xF0, 0x7C, 0xFF, 0xFC, 0x07};
+  EXPECT_EQ(p.bytes, want);
+  const std::vector<uint8_t> extra = {0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x80, 0x3F};
+  EXPECT_EQ(p.extra, extra);
+  EXPECT_EQ(p.total_bytes(), 14u);
+  const auto y = DQ(p);
+  const float a0 = 1.00703125f;
+  const std::vector<float> back = {a0, -a0, 0.0f, kNf4Codebook[12] * a0, 3.0f, kNf4Codebook[12] * 3.0f, -3.0f, 0.0f};
+  EXPECT_EQ(y, back);
 }
 
 TEST(Nf4, BitsPerWeight) {

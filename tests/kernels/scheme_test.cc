@@ -140,6 +140,16 @@ TEST(SchemeTest, EveryRegisteredBlockCodecRoundTrips) {
     StatusOr<Scheme> s = ParseScheme(c->name());
     ASSERT_TRUE(s.ok()) << c->name() << ": " << s.status().message();
     EXPECT_TRUE(s->is_block);
+    if (!c->granularity().empty()) {  // codebook formats: the one granularity, spelled; no block size
+      const std::string canon = c->name() + ":" + std::string(c->granularity());
+      EXPECT_EQ(ToString(*s), canon);
+      EXPECT_EQ(*ParseScheme(canon), *s);
+      EXPECT_FALSE(ParseScheme(c->name() + ":g32").ok());
+      EXPECT_FALSE(ParseScheme(canon + ":" + std::string(c->granularity())).ok());
+      EXPECT_FALSE(ParseScheme(c->name() + (c->granularity() == "tensor" ? ":channel" : ":tensor")).ok());
+      EXPECT_FALSE(ParseScheme(c->name() + ":asym").ok());
+      continue;
+    }
     EXPECT_EQ(ToString(*s), c->name());  // defaults are omitted
     // The default block size spelled out is still the bare name.
     StatusOr<Scheme> d = ParseScheme(c->name() + ":g" + std::to_string(c->default_block_size()));
