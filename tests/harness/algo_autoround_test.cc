@@ -56,7 +56,8 @@ ModelConfig SmallConfig() {
 }
 
 // Block objective mean((block(x; Q(W; V, α, β)) − y)²) on layer 0, identity rounding: the analytic gradient
-// of every V of two tensors and of every α, β against central differences, sym and asym.
+// of every V of two tensors and of every α, β against central differences, sym and asym (where a clamp or
+// the max of the two range ends has its kink within the step, against the matching one-sided difference).
 TEST(AutoRound, BlockGradientsMatchFiniteDifferences) {
   testing::SingleThread one;
   const Model m = RandomModel(SmallConfig(), 3);
@@ -83,7 +84,7 @@ TEST(AutoRound, BlockGradientsMatchFiniteDifferences) {
     ASSERT_TRUE(AutoRoundBlockLoss(m, 0, x, y, t, idx, tensors, true, &grads).ok());
     auto loss = [&]() { return *AutoRoundBlockLoss(m, 0, x, y, t, idx, tensors, true, nullptr); };
     const float h = 1e-3f;
-    int checked = 0;
+    int checked = 0, kinks = 0;
     for (auto& [name, at] : tensors) {
       const AutoRoundParams& g = grads.at(name);
       for (auto [vec, ana, what] : {std::tuple{&at.params.v, &g.v, "V"}, std::tuple{&at.params.alpha, &g.alpha, "alpha"},
@@ -95,12 +96,18 @@ TEST(AutoRound, BlockGradientsMatchFiniteDifferences) {
           (*vec)[i] = keep - h;
           const double lm = loss();
           (*vec)[i] = keep;
-          const double num = (lp - lm) / (2.0 * h);
-          EXPECT_NEAR((*ana)[i], num, 2e-4 + 3e-2 * std::fabs(num)) << text << " " << name << " " << what << "[" << i << "]";
+          const double l0 = loss(), num = (lp - lm) / (2.0 * h);
+          auto near = [&](double d) { return std::fabs((*ana)[i] - d) <= 2e-4 + 3e-2 * std::fabs(d); };
           ++checked;
+          if (near(num)) continue;
+          // A clamp or max() kink inside [−h, h]: the estimate is a one-sided derivative there.
+          EXPECT_TRUE(near((lp - l0) / h) || near((l0 - lm) / h))
+              << text << " " << name << " " << what << "[" << i << "]: analytic " << (*ana)[i] << ", central " << num;
+          ++kinks;
         }
     }
     EXPECT_EQ(checked, (8 * 16 + 2 * 16) /*v_proj: V, α, β*/ + (16 * 24 + 2 * 48) /*down_proj*/) << text;
+    EXPECT_LE(kinks, checked / 100) << text;  // kinks are rare: almost every check is the central difference
   }
 }
 

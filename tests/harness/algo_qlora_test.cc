@@ -17,6 +17,7 @@
 #include "harness/quant/calibration.h"
 #include "harness/quant/qlora.h"
 #include "harness/quant/quant_util.h"
+#include "harness/tokenizer/tokenizer.h"
 #include "harness/train/train_loop.h"
 #include "harness/train/train_model.h"
 #include "harness/train/train_ops.h"
