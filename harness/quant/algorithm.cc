@@ -2,11 +2,13 @@
 // algorithms (GPTQ, AWQ, …) each get their own file and one line in Algorithms().
 #include "harness/quant/algorithm.h"
 
+#include "harness/quant/autoround.h"
 #include "harness/quant/awq.h"
 #include "harness/quant/gptq.h"
 #include "harness/quant/hqq.h"
 #include "harness/quant/llm_int8.h"
 #include "harness/quant/qat.h"
+#include "harness/quant/qlora.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/rotation.h"
 #include "harness/quant/smoothquant.h"
@@ -37,6 +39,8 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       QatAlgorithm(),
       HqqAlgorithm(),
       SqueezeLlmAlgorithm(),
+      QloraAlgorithm(),
+      AutoRoundAlgorithm(),
   };
   return kList;
 }

@@ -3,6 +3,7 @@
 // the list in algorithm.cc; the CLI, the experiment parser and the runner all use that list.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -36,6 +37,9 @@ struct AlgorithmRuntime {
   // (rotation). Per-tensor weight errors compare with these: the reference's weights live in another
   // basis. Empty for algorithms that do not transform.
   std::map<std::string, std::vector<float>> weights_before_rounding;
+  // Bytes the algorithm stores beyond the quantized weights and the rest of the model (QLoRA's unmerged
+  // BF16 adapters): counted in the cell's model size and in its bits per quantized weight.
+  int64_t extra_weight_bytes = 0;
 };
 
 // What an algorithm gets for one cell: the weight scheme (parsed), the modules to quantize with it

@@ -398,6 +398,8 @@ Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, co
   const int64_t base_bytes = s.precision == BaselinePrecision::kFp32 ? 4 : 2;
   for (const auto& [name, t] : work.weights)
     if (!counted.count(name)) m->model_bytes += t.numel() * base_bytes;
+  m->quant_bits += runtime.extra_weight_bytes * 8;  // adapters kept beside the quantized weights
+  m->model_bytes += runtime.extra_weight_bytes;
   return Status::Ok();
 }
 

@@ -12,24 +12,6 @@
 namespace ql::train {
 namespace {
 
-// What one decoder layer's backward needs from its forward.
-struct LayerActs {
-  std::vector<float> x_in;    // [N, D] residual stream entering the layer
-  std::vector<float> xn1;     // [N, D] input_layernorm output
-  std::vector<float> rstd1;   // [N]
-  std::vector<float> q;       // [N, H*hd] after RoPE
-  std::vector<float> k;       // [N, KV*hd] after RoPE
-  std::vector<float> v;       // [N, KV*hd]
-  std::vector<float> probs;   // [B, H, T, T]
-  std::vector<float> att;     // [N, H*hd] attention output before o_proj
-  std::vector<float> x_mid;   // [N, D] residual after the attention block
-  std::vector<float> xn2;     // [N, D] post_attention_layernorm output
-  std::vector<float> rstd2;   // [N]
-  std::vector<float> gate;    // [N, F]
-  std::vector<float> up;      // [N, F]
-  std::vector<float> act;     // [N, F] silu(gate) * up
-};
-
 void AddInto(const std::vector<float>& a, std::vector<float>* y) {
   const int64_t n = int64_t(a.size());
   float* yp = y->data();
@@ -52,6 +34,95 @@ uint64_t HashName(const std::string& s) {  // FNV-1a
 }
 
 }  // namespace
+
+void LayerForward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
+                  std::vector<float>* x_io, LayerActs* acts) {
+  const ModelConfig& c = model.config;
+  const int D = c.dim, F = c.hidden_dim, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
+  const int qd = H * hd, kvd = KV * hd, N = b * t;
+  const float eps = c.norm_eps;
+  std::vector<float>& x = *x_io;                 // [N, D]
+  std::vector<float> tmp(size_t(N) * D);         // [N, D] block outputs before the residual add
+  const std::string p = LayerPrefix(l);
+  LayerActs& a = *acts;
+  a.x_in = x;
+  a.xn1.resize(size_t(N) * D);
+  a.rstd1.resize(N);
+  RmsNormForward(x.data(), model.W(p + "input_layernorm.weight").data.data(), N, D, eps, a.xn1.data(),
+                 a.rstd1.data());
+  a.q.resize(size_t(N) * qd);
+  a.k.resize(size_t(N) * kvd);
+  a.v.resize(size_t(N) * kvd);
+  LinearForward(a.xn1.data(), model.W(p + "self_attn.q_proj.weight").data.data(), N, D, qd, a.q.data());
+  LinearForward(a.xn1.data(), model.W(p + "self_attn.k_proj.weight").data.data(), N, D, kvd, a.k.data());
+  LinearForward(a.xn1.data(), model.W(p + "self_attn.v_proj.weight").data.data(), N, D, kvd, a.v.data());
+  RopeApply(a.q.data(), N, t, H, hd, cos, sin, c.rope_interleaved, false);
+  RopeApply(a.k.data(), N, t, KV, hd, cos, sin, c.rope_interleaved, false);
+  a.probs.resize(size_t(b) * H * t * t);
+  a.att.resize(size_t(N) * qd);
+  AttentionForward(a.q.data(), a.k.data(), a.v.data(), b, t, H, KV, hd, a.probs.data(), a.att.data());
+  LinearForward(a.att.data(), model.W(p + "self_attn.o_proj.weight").data.data(), N, qd, D, tmp.data());
+  for (size_t i = 0; i < size_t(N) * D; ++i) x[i] += tmp[i];
+  a.x_mid = x;
+  a.xn2.resize(size_t(N) * D);
+  a.rstd2.resize(N);
+  RmsNormForward(x.data(), model.W(p + "post_attention_layernorm.weight").data.data(), N, D, eps, a.xn2.data(),
+                 a.rstd2.data());
+  a.gate.resize(size_t(N) * F);
+  a.up.resize(size_t(N) * F);
+  a.act.resize(size_t(N) * F);
+  LinearForward(a.xn2.data(), model.W(p + "mlp.gate_proj.weight").data.data(), N, D, F, a.gate.data());
+  LinearForward(a.xn2.data(), model.W(p + "mlp.up_proj.weight").data.data(), N, D, F, a.up.data());
+  SwiGluForward(a.gate.data(), a.up.data(), int64_t(N) * F, a.act.data());
+  LinearForward(a.act.data(), model.W(p + "mlp.down_proj.weight").data.data(), N, F, D, tmp.data());
+  for (size_t i = 0; i < size_t(N) * D; ++i) x[i] += tmp[i];
+}
+
+void LayerBackward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
+                   const LayerActs& a, std::vector<float>* dx_io, TensorMap* grads) {
+  const ModelConfig& c = model.config;
+  const int D = c.dim, F = c.hidden_dim, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
+  const int qd = H * hd, kvd = KV * hd, N = b * t;
+  auto G = [&](const std::string& name) -> float* {
+    auto it = grads->find(name);
+    QL_CHECK(it != grads->end());
+    return it->second.data.data();
+  };
+  std::vector<float>& dx = *dx_io;                                               // [N, D]
+  std::vector<float> dxn(size_t(N) * D), dtmp(size_t(N) * D);                    // [N, D]
+  std::vector<float> dact(size_t(N) * F), dgate(size_t(N) * F), dup(size_t(N) * F);  // [N, F]
+  std::vector<float> datt(size_t(N) * qd), dq(size_t(N) * qd);                      // [N, H*hd]
+  std::vector<float> dk(size_t(N) * kvd), dv(size_t(N) * kvd);                      // [N, KV*hd]
+  const std::string p = LayerPrefix(l);
+  // MLP block: x_out = x_mid + down(act),  act = silu(gate(xn2)) * up(xn2),  xn2 = norm(x_mid)
+  const std::string wd = p + "mlp.down_proj.weight", wg = p + "mlp.gate_proj.weight",
+                    wu = p + "mlp.up_proj.weight", wn2 = p + "post_attention_layernorm.weight";
+  LinearBackward(a.act.data(), model.W(wd).data.data(), dx.data(), N, F, D, dact.data(), G(wd));
+  SwiGluBackward(a.gate.data(), a.up.data(), dact.data(), int64_t(N) * F, dgate.data(), dup.data());
+  LinearBackward(a.xn2.data(), model.W(wg).data.data(), dgate.data(), N, D, F, dxn.data(), G(wg));
+  LinearBackward(a.xn2.data(), model.W(wu).data.data(), dup.data(), N, D, F, dtmp.data(), G(wu));
+  AddInto(dtmp, &dxn);
+  RmsNormBackward(a.x_mid.data(), model.W(wn2).data.data(), a.rstd2.data(), dxn.data(), N, D, dtmp.data(),
+                  G(wn2));
+  AddInto(dtmp, &dx);  // dx = d loss / d x_mid
+  // Attention block: x_mid = x_in + o(att(rope(q(xn1)), rope(k(xn1)), v(xn1))),  xn1 = norm(x_in)
+  const std::string wo = p + "self_attn.o_proj.weight", wq = p + "self_attn.q_proj.weight",
+                    wk = p + "self_attn.k_proj.weight", wv = p + "self_attn.v_proj.weight",
+                    wn1 = p + "input_layernorm.weight";
+  LinearBackward(a.att.data(), model.W(wo).data.data(), dx.data(), N, qd, D, datt.data(), G(wo));
+  AttentionBackward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), datt.data(), b, t, H, KV, hd, dq.data(),
+                    dk.data(), dv.data());
+  RopeApply(dq.data(), N, t, H, hd, cos, sin, c.rope_interleaved, true);
+  RopeApply(dk.data(), N, t, KV, hd, cos, sin, c.rope_interleaved, true);
+  LinearBackward(a.xn1.data(), model.W(wq).data.data(), dq.data(), N, D, qd, dxn.data(), G(wq));
+  LinearBackward(a.xn1.data(), model.W(wk).data.data(), dk.data(), N, D, kvd, dtmp.data(), G(wk));
+  AddInto(dtmp, &dxn);
+  LinearBackward(a.xn1.data(), model.W(wv).data.data(), dv.data(), N, D, kvd, dtmp.data(), G(wv));
+  AddInto(dtmp, &dxn);
+  RmsNormBackward(a.x_in.data(), model.W(wn1).data.data(), a.rstd1.data(), dxn.data(), N, D, dtmp.data(),
+                  G(wn1));
+  AddInto(dtmp, &dx);  // dx = d loss / d x_in
+}
 
 TensorMap ZerosLike(const Model& model) {
   TensorMap g;
@@ -77,8 +148,7 @@ StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, 
                           c.arch);
   if (c.max_seq_len > 0 && t > c.max_seq_len)
     return Status::Errorf("train: window of {} tokens exceeds max_seq_len {}", t, c.max_seq_len);
-  const int D = c.dim, F = c.hidden_dim, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim, V = c.vocab_size;
-  const int qd = H * hd, kvd = KV * hd, N = b * t;
+  const int D = c.dim, hd = c.head_dim, V = c.vocab_size, N = b * t;
   const float eps = c.norm_eps;
 
   std::vector<int> in(N), tg(N);  // [N] inputs and targets
@@ -101,42 +171,7 @@ StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, 
   std::vector<float> x(size_t(N) * D);                                  // [N, D] residual stream
   for (int i = 0; i < N; ++i) std::memcpy(&x[size_t(i) * D], emb + size_t(in[i]) * D, sizeof(float) * D);
   std::vector<LayerActs> acts(c.n_layers);
-  std::vector<float> tmp(size_t(N) * std::max(D, F));
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = LayerPrefix(l);
-    LayerActs& a = acts[l];
-    a.x_in = x;
-    a.xn1.resize(size_t(N) * D);
-    a.rstd1.resize(N);
-    RmsNormForward(x.data(), model.W(p + "input_layernorm.weight").data.data(), N, D, eps, a.xn1.data(),
-                   a.rstd1.data());
-    a.q.resize(size_t(N) * qd);
-    a.k.resize(size_t(N) * kvd);
-    a.v.resize(size_t(N) * kvd);
-    LinearForward(a.xn1.data(), model.W(p + "self_attn.q_proj.weight").data.data(), N, D, qd, a.q.data());
-    LinearForward(a.xn1.data(), model.W(p + "self_attn.k_proj.weight").data.data(), N, D, kvd, a.k.data());
-    LinearForward(a.xn1.data(), model.W(p + "self_attn.v_proj.weight").data.data(), N, D, kvd, a.v.data());
-    RopeApply(a.q.data(), N, t, H, hd, cos.data(), sin.data(), c.rope_interleaved, false);
-    RopeApply(a.k.data(), N, t, KV, hd, cos.data(), sin.data(), c.rope_interleaved, false);
-    a.probs.resize(size_t(b) * H * t * t);
-    a.att.resize(size_t(N) * qd);
-    AttentionForward(a.q.data(), a.k.data(), a.v.data(), b, t, H, KV, hd, a.probs.data(), a.att.data());
-    LinearForward(a.att.data(), model.W(p + "self_attn.o_proj.weight").data.data(), N, qd, D, tmp.data());
-    for (size_t i = 0; i < size_t(N) * D; ++i) x[i] += tmp[i];
-    a.x_mid = x;
-    a.xn2.resize(size_t(N) * D);
-    a.rstd2.resize(N);
-    RmsNormForward(x.data(), model.W(p + "post_attention_layernorm.weight").data.data(), N, D, eps, a.xn2.data(),
-                   a.rstd2.data());
-    a.gate.resize(size_t(N) * F);
-    a.up.resize(size_t(N) * F);
-    a.act.resize(size_t(N) * F);
-    LinearForward(a.xn2.data(), model.W(p + "mlp.gate_proj.weight").data.data(), N, D, F, a.gate.data());
-    LinearForward(a.xn2.data(), model.W(p + "mlp.up_proj.weight").data.data(), N, D, F, a.up.data());
-    SwiGluForward(a.gate.data(), a.up.data(), int64_t(N) * F, a.act.data());
-    LinearForward(a.act.data(), model.W(p + "mlp.down_proj.weight").data.data(), N, F, D, tmp.data());
-    for (size_t i = 0; i < size_t(N) * D; ++i) x[i] += tmp[i];
-  }
+  for (int l = 0; l < c.n_layers; ++l) LayerForward(model, l, b, t, cos.data(), sin.data(), &x, &acts[l]);
   std::vector<float> xnf(size_t(N) * D), rstdf(N);  // final norm output [N, D]
   RmsNormForward(x.data(), model.W("model.norm.weight").data.data(), N, D, eps, xnf.data(), rstdf.data());
   const float* w_head = model.W(head_name).data.data();  // [V, D]
@@ -152,45 +187,13 @@ StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, 
     QL_CHECK(it != grads->end());
     return it->second.data.data();
   };
-  std::vector<float> dxn(size_t(N) * D), dx(size_t(N) * D), dtmp(size_t(N) * D);  // [N, D]
+  std::vector<float> dxn(size_t(N) * D), dx(size_t(N) * D);  // [N, D]
   LinearBackward(xnf.data(), w_head, logits.data(), N, D, V, dxn.data(), G(head_name));
   RmsNormBackward(x.data(), model.W("model.norm.weight").data.data(), rstdf.data(), dxn.data(), N, D, dx.data(),
                   G("model.norm.weight"));
-  std::vector<float> dact(size_t(N) * F), dgate(size_t(N) * F), dup(size_t(N) * F);  // [N, F]
-  std::vector<float> datt(size_t(N) * qd), dq(size_t(N) * qd);                      // [N, H*hd]
-  std::vector<float> dk(size_t(N) * kvd), dv(size_t(N) * kvd);                      // [N, KV*hd]
   for (int l = c.n_layers - 1; l >= 0; --l) {
-    const std::string p = LayerPrefix(l);
-    LayerActs& a = acts[l];
-    // MLP block: x_out = x_mid + down(act),  act = silu(gate(xn2)) * up(xn2),  xn2 = norm(x_mid)
-    const std::string wd = p + "mlp.down_proj.weight", wg = p + "mlp.gate_proj.weight",
-                      wu = p + "mlp.up_proj.weight", wn2 = p + "post_attention_layernorm.weight";
-    LinearBackward(a.act.data(), model.W(wd).data.data(), dx.data(), N, F, D, dact.data(), G(wd));
-    SwiGluBackward(a.gate.data(), a.up.data(), dact.data(), int64_t(N) * F, dgate.data(), dup.data());
-    LinearBackward(a.xn2.data(), model.W(wg).data.data(), dgate.data(), N, D, F, dxn.data(), G(wg));
-    LinearBackward(a.xn2.data(), model.W(wu).data.data(), dup.data(), N, D, F, dtmp.data(), G(wu));
-    AddInto(dtmp, &dxn);
-    RmsNormBackward(a.x_mid.data(), model.W(wn2).data.data(), a.rstd2.data(), dxn.data(), N, D, dtmp.data(),
-                    G(wn2));
-    AddInto(dtmp, &dx);  // dx = d loss / d x_mid
-    // Attention block: x_mid = x_in + o(att(rope(q(xn1)), rope(k(xn1)), v(xn1))),  xn1 = norm(x_in)
-    const std::string wo = p + "self_attn.o_proj.weight", wq = p + "self_attn.q_proj.weight",
-                      wk = p + "self_attn.k_proj.weight", wv = p + "self_attn.v_proj.weight",
-                      wn1 = p + "input_layernorm.weight";
-    LinearBackward(a.att.data(), model.W(wo).data.data(), dx.data(), N, qd, D, datt.data(), G(wo));
-    AttentionBackward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), datt.data(), b, t, H, KV, hd, dq.data(),
-                      dk.data(), dv.data());
-    RopeApply(dq.data(), N, t, H, hd, cos.data(), sin.data(), c.rope_interleaved, true);
-    RopeApply(dk.data(), N, t, KV, hd, cos.data(), sin.data(), c.rope_interleaved, true);
-    LinearBackward(a.xn1.data(), model.W(wq).data.data(), dq.data(), N, D, qd, dxn.data(), G(wq));
-    LinearBackward(a.xn1.data(), model.W(wk).data.data(), dk.data(), N, D, kvd, dtmp.data(), G(wk));
-    AddInto(dtmp, &dxn);
-    LinearBackward(a.xn1.data(), model.W(wv).data.data(), dv.data(), N, D, kvd, dtmp.data(), G(wv));
-    AddInto(dtmp, &dxn);
-    RmsNormBackward(a.x_in.data(), model.W(wn1).data.data(), a.rstd1.data(), dxn.data(), N, D, dtmp.data(),
-                    G(wn1));
-    AddInto(dtmp, &dx);  // dx = d loss / d x_in
-    a = LayerActs{};     // free this layer's activations early
+    LayerBackward(model, l, b, t, cos.data(), sin.data(), acts[l], &dx, grads);
+    acts[l] = LayerActs{};  // free this layer's activations early
   }
   float* demb = G("model.embed_tokens.weight");
   for (int i = 0; i < N; ++i) {

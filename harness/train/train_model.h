@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "harness/model/model.h"
 #include "kernels/status.h"
@@ -26,6 +27,33 @@ void SetZero(TensorMap* tensors);
 // window bi), the loss is instead the mean KL(teacher || model) (distillation; targets are not used).
 StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads,
                                   const float* teacher_probs = nullptr);
+
+// What one decoder layer's backward needs from its forward (N = b * t rows).
+struct LayerActs {
+  std::vector<float> x_in;    // [N, D] residual stream entering the layer
+  std::vector<float> xn1;     // [N, D] input_layernorm output
+  std::vector<float> rstd1;   // [N]
+  std::vector<float> q;       // [N, H*hd] after RoPE
+  std::vector<float> k;       // [N, KV*hd] after RoPE
+  std::vector<float> v;       // [N, KV*hd]
+  std::vector<float> probs;   // [B, H, T, T]
+  std::vector<float> att;     // [N, H*hd] attention output before o_proj
+  std::vector<float> x_mid;   // [N, D] residual after the attention block
+  std::vector<float> xn2;     // [N, D] post_attention_layernorm output
+  std::vector<float> rstd2;   // [N]
+  std::vector<float> gate;    // [N, F]
+  std::vector<float> up;      // [N, F]
+  std::vector<float> act;     // [N, F] silu(gate) * up
+};
+
+// One decoder layer l over b windows of t tokens (the pieces of LossAndGradients, for block-wise
+// objectives such as AutoRound's). cos/sin: RopeTables(t, ...) [T, hd]. Forward: x [N, D] in place
+// (layer input -> layer output), saving acts. Backward: dx [N, D] in place (d/d output -> d/d input);
+// the gradients of the layer's nine weights are ADDED to grads (which must hold those names).
+void LayerForward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
+                  std::vector<float>* x, LayerActs* acts);
+void LayerBackward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
+                   const LayerActs& acts, std::vector<float>* dx, TensorMap* grads);
 
 // Global L2 norm over all gradients (accumulated in double).
 double GlobalNorm(const TensorMap& grads);
