@@ -4,6 +4,7 @@
 
 #include "harness/quant/awq.h"
 #include "harness/quant/gptq.h"
+#include "harness/quant/imatrix.h"
 #include "harness/quant/llm_int8.h"
 #include "harness/quant/qat.h"
 #include "harness/quant/quant_util.h"
@@ -33,6 +34,7 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       RotationAlgorithm(),
       StaticActAlgorithm(),
       QatAlgorithm(),
+      ImatrixAlgorithm(),
   };
   return kList;
 }
