@@ -191,7 +191,9 @@ TEST(ImatrixInterop, ExportWithImatrixByteIdenticalWithLlamaQuantize) {
     SCOPED_TRACE(mix);
     ExportAndCompare(mix, imatrix, fmt::format("--preset {}", mix), "", mix);
   }
-  for (const char* t : {"q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"}) {  // SmolLM2's rows are 32-blocks only
+  // SmolLM2's rows (576) are not 256-blocks, so the mixes' fallbacks already cover q4_0, q5_0, q5_1, iq4_nl
+  // (and q8_0, which ignores importances); q4_1 appears only as a pure type.
+  for (const char* t : {"q4_1"}) {
     SCOPED_TRACE(t);
     std::string upper = t;
     for (char& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
