@@ -1,11 +1,12 @@
 // Writes the binary seed corpora of the fuzz targets: a tiny model (dim 8, 1 layer, vocab 16) as
-// safetensors, GGUF (with a gpt2 tokenizer) and llama2.c v0/v1, so every seed reaches deep into its
-// parser. Usage: make_seeds OUT_DIR (creates OUT_DIR/<target>/...). Text seeds are copied by scripts/fuzz.sh.
+// safetensors, GGUF (with a gpt2 tokenizer) and llama2.c v0/v1, and a two-entry imatrix (GGUF and .dat),
+// so every seed reaches deep into its parser. Usage: make_seeds OUT_DIR (creates OUT_DIR/<target>/...). Text seeds are copied by scripts/fuzz.sh.
 #include <cstdio>
 #include <filesystem>
 #include <random>
 
 #include "harness/io/gguf.h"
+#include "harness/io/imatrix.h"
 #include "harness/io/llama2c.h"
 #include "harness/io/safetensors.h"
 #include "harness/tokenizer/byte_bpe.h"
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path out = argv[1];
-  for (const char* t : {"safetensors", "gguf", "llama2c"}) fs::create_directories(out / t);
+  for (const char* t : {"safetensors", "gguf", "llama2c", "imatrix"}) fs::create_directories(out / t);
   ql::Model m = TinyModel();
   Check(ql::io::WriteSafetensors((out / "safetensors/tiny_f32.safetensors").string(), m.weights,
                                  ql::io::FloatDtype::kF32, {{"format", "pt"}}));
@@ -64,5 +65,13 @@ int main(int argc, char** argv) {
   if (!tok.ok()) Check(tok.status());
   m.tokenizer = std::shared_ptr<const ql::Tokenizer>(std::move(tok.value()));
   Check(ql::io::WriteGguf((out / "gguf/tiny_f32_gpt2.gguf").string(), m, ql::io::FloatDtype::kF32));
+  ql::io::Imatrix im;
+  im.entries["blk.0.attn_q.weight"] = {{1.0f, 4.0f, 0.25f, 9.0f}, {4}};
+  im.entries["blk.0.ffn_up_exps.weight"] = {{2.0f, 0.0f, 3.0f, 5.0f}, {2, 1}};
+  im.datasets = {"calib.txt"};
+  im.chunk_count = 1;
+  im.chunk_size = 4;
+  Check(ql::io::WriteImatrixGguf((out / "imatrix/two_entries.gguf").string(), im));
+  Check(ql::io::WriteImatrixDat((out / "imatrix/two_entries.dat").string(), im));
   return 0;
 }

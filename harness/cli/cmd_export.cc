@@ -5,13 +5,16 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "harness/cli/commands.h"
 #include "harness/io/gguf.h"
 #include "harness/io/gguf_export.h"
 #include "harness/io/hf.h"
+#include "harness/io/imatrix.h"
 #include "harness/io/load.h"
 #include "harness/quant/llama_mixes.h"
 #include "harness/sweep/cell_export.h"
@@ -23,6 +26,7 @@ namespace {
 struct ExportOptions {
   std::string model, scheme, preset, format = "gguf", out;
   std::string cell, results = "quantlab-results", recipe;  // a sweep cell (harness/sweep/cell_export.h)
+  std::string imatrix;  // --imatrix FILE (llama-imatrix / quantlab imatrix, GGUF or .dat)
 };
 
 // The scheme's canonical spelling ("Q4_K" -> "q4_k", "half" -> "fp16"); f32 is not a quantlab scheme but
@@ -48,10 +52,11 @@ StatusOr<io::GgufExportOptions> ChooseTypes(const ExportOptions& o, const Model&
     e.file_type = uint32_t(ft);
     const ModelConfig cfg = model.config;
     const std::string mix = o.preset;
-    e.type_of = [cfg, mix](const std::string& hf, int64_t rows, int64_t cols) {
+    const bool has_imatrix = !o.imatrix.empty();
+    e.type_of = [cfg, mix, has_imatrix](const std::string& hf, int64_t rows, int64_t cols) {
       std::string module = hf;
       if (module.ends_with(".weight")) module.resize(module.size() - 7);
-      return LlamaMixScheme(mix, cfg, module, rows, cols);
+      return LlamaMixScheme(mix, cfg, module, rows, cols, has_imatrix);
     };
     return e;
   }
@@ -60,6 +65,22 @@ StatusOr<io::GgufExportOptions> ChooseTypes(const ExportOptions& o, const Model&
   e.file_type = uint32_t(ft < 0 ? 1024 : ft);  // 1024: LLAMA_FTYPE_GUESSED (the export is refused anyway)
   e.type_of = [scheme](const std::string&, int64_t, int64_t) -> StatusOr<std::string> { return scheme; };
   return e;
+}
+
+// --imatrix: the file's importances (llama-quantize's normalization) and the quantize.imatrix.* keys
+// llama-quantize writes (file, first dataset, entry count, chunk count when > 0).
+Status AddImatrix(const std::string& file, std::map<std::string, std::vector<float>>* importance,
+                  io::GgufExportOptions* e) {
+  QL_ASSIGN_OR_RETURN(io::Imatrix m, io::ReadImatrix(file));
+  *importance = io::ImatrixImportances(m);
+  e->importance = importance;
+  e->extra_kv.emplace_back("quantize.imatrix.file", io::GgufValue::Str(file.substr(0, 127)));
+  if (!m.datasets.empty())
+    e->extra_kv.emplace_back("quantize.imatrix.dataset", io::GgufValue::Str(m.datasets[0].substr(0, 127)));
+  e->extra_kv.emplace_back("quantize.imatrix.entries_count", io::GgufValue::U32(uint32_t(importance->size())));
+  if (m.chunk_count > 0)
+    e->extra_kv.emplace_back("quantize.imatrix.chunks_count", io::GgufValue::U32(uint32_t(m.chunk_count)));
+  return Status::Ok();
 }
 
 // Writes `model` with the chosen types; a GGUF source's metadata (tokenizer included) is carried over.
@@ -114,10 +135,16 @@ Status RunExport(const ExportOptions& o) {
   if (o.format != "gguf") return Status::Errorf("--format {}: gguf or safetensors", o.format);
   const int sources = int(!o.scheme.empty()) + int(!o.preset.empty()) + int(!o.cell.empty()) + int(!o.recipe.empty());
   if (sources != 1) return Status::Errorf("give exactly one of --scheme, --preset, --cell or --recipe");
-  if (!o.cell.empty() || !o.recipe.empty()) return RunCellExport(o);
+  if (!o.cell.empty() || !o.recipe.empty()) {
+    if (!o.imatrix.empty())
+      return Status::Errorf("--imatrix applies to --scheme or --preset; a cell's importances come from its algorithm");
+    return RunCellExport(o);
+  }
   if (o.model.empty()) return Status::Errorf("--model is required with --scheme or --preset");
   QL_ASSIGN_OR_RETURN(Model model, LoadModel(o.model));
   QL_ASSIGN_OR_RETURN(io::GgufExportOptions e, ChooseTypes(o, model));
+  std::map<std::string, std::vector<float>> importance;  // outlives the export, which points at it
+  if (!o.imatrix.empty()) QL_RETURN_IF_ERROR(AddImatrix(o.imatrix, &importance, &e));
   return WriteExport(o.model, model, std::move(e), o.out);
 }
 
@@ -134,6 +161,8 @@ void AddExportCommand(CLI::App& app) {
   cmd->add_option("--results", opt->results, "results directory of --cell")->capture_default_str();
   cmd->add_option("--recipe", opt->recipe, "an experiment file with one cell (e.g. `quantlab search --out`)");
   cmd->add_option("--format", opt->format, "gguf, or safetensors (a Hugging Face directory at --out; f32/fp16/bf16)");
+  cmd->add_option("--imatrix", opt->imatrix, "importance matrix (llama-imatrix or quantlab imatrix; GGUF or .dat), "
+                                             "used as llama-quantize --imatrix (with --scheme or --preset)");
   cmd->add_option("--out", opt->out, "output file")->required();
   cmd->callback([opt] {
     Status st = RunExport(*opt);

@@ -30,6 +30,7 @@ void AddGenerateCommand(CLI::App& app);
 void AddTrainCommand(CLI::App& app);
 void AddVerifyCommand(CLI::App& app);
 void AddExportCommand(CLI::App& app);
+void AddImatrixCommand(CLI::App& app);
 void AddTasksCommand(CLI::App& app);
 void AddSensitivityCommand(CLI::App& app);
 void AddSearchCommand(CLI::App& app);

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   ql::cli::AddGenerateCommand(app);
   ql::cli::AddTrainCommand(app);
   ql::cli::AddExportCommand(app);
+  ql::cli::AddImatrixCommand(app);
   ql::cli::AddTasksCommand(app);
   ql::cli::AddSweepCommand(app);
   ql::cli::AddSensitivityCommand(app);

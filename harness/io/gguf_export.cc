@@ -77,12 +77,35 @@ std::vector<std::pair<std::string, GgufValue>> CarriedMetadata(const GgufFile& s
   return kv;
 }
 
-// One tensor's bytes in its ggml type, row by row (rows are independent).
-StatusOr<std::vector<uint8_t>> EncodeTensor(const Tensor& t, int type) {
+// The importance row of one tensor (nullptr: none); a size that is not the row length is an error, as in
+// llama-quantize.
+StatusOr<const float*> ImportanceOf(const GgufExportOptions& opt, const std::string& gguf_name, int64_t cols,
+                                    int type, const std::string& path) {
+  if (opt.importance == nullptr || FindGgmlTypeInfo(type)->block_elems == 1) return nullptr;
+  auto it = opt.importance->find(gguf_name);
+  if (it == opt.importance->end()) return nullptr;
+  if (int64_t(it->second.size()) != cols)
+    return Status::Errorf("{}: the imatrix has {} values for {}, whose rows have {} (an imatrix of another model?)",
+                          path, it->second.size(), gguf_name, cols);
+  return it->second.data();
+}
+
+// Sets key to v, replacing an existing entry of that name.
+void SetKv(std::vector<std::pair<std::string, GgufValue>>& kv, const std::string& key, const GgufValue& v) {
+  for (auto& [k, old] : kv)
+    if (k == key) {
+      old = v;
+      return;
+    }
+  kv.emplace_back(key, v);
+}
+
+// One tensor's bytes in its ggml type, row by row (rows are independent); qw: [cols] importances or null.
+StatusOr<std::vector<uint8_t>> EncodeTensor(const Tensor& t, int type, const float* qw = nullptr) {
   const int64_t rows = t.shape.size() >= 2 ? t.rows() : 1, cols = t.numel() / rows;
   std::vector<uint8_t> out;
   for (int64_t r = 0; r < rows; ++r) {
-    QL_ASSIGN_OR_RETURN(std::vector<uint8_t> row, QuantizeGgmlRow(type, t.data.data() + r * cols, cols));
+    QL_ASSIGN_OR_RETURN(std::vector<uint8_t> row, QuantizeGgmlRow(type, t.data.data() + r * cols, cols, qw));
     out.insert(out.end(), row.begin(), row.end());
   }
   return out;
@@ -122,6 +145,7 @@ Status ExportGguf(const std::string& path, const Model& model, const GgufExportO
     QL_ASSIGN_OR_RETURN(kv, GgufModelMetadata(path, model, opt.file_type, alignment));
     if (quantized) kv.emplace_back("general.quantization_version", GgufValue::U32(kGgmlQuantizationVersion));
   }
+  for (const auto& [k, v] : opt.extra_kv) SetKv(kv, k, v);
   std::vector<GgufTensorBlob> blobs;
   for (const Planned& p : plan) {
     const Tensor& t = src->W(p.hf);
@@ -129,7 +153,8 @@ Status ExportGguf(const std::string& path, const Model& model, const GgufExportO
     b.name = p.gguf;
     b.ne.assign(t.shape.rbegin(), t.shape.rend());
     b.type = uint32_t(p.type);
-    QL_ASSIGN_OR_RETURN(b.data, EncodeTensor(t, p.type));
+    QL_ASSIGN_OR_RETURN(const float* qw, ImportanceOf(opt, p.gguf, int64_t(b.ne[0]), p.type, path));
+    QL_ASSIGN_OR_RETURN(b.data, EncodeTensor(t, p.type, qw));
     blobs.push_back(std::move(b));
   }
   return WriteGgufFile(path, kv, blobs, alignment);

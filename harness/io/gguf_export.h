@@ -6,7 +6,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "harness/io/gguf.h"
 #include "harness/model/model.h"
@@ -25,6 +28,12 @@ struct GgufExportOptions {
   uint32_t file_type = 0;            // general.file_type (llama_ftype), e.g. 15 for Q4_K_M
   const GgufFile* source = nullptr;  // a GGUF the model came from: its metadata is carried over verbatim
                                      // (general.file_type replaced, general.quantization_version set)
+  // Per-column importances by GGUF weight name ("blk.0.ffn_down.weight" -> [cols]), as llama-quantize
+  // --imatrix passes them to ggml: a weight with an entry is quantized with ggml's importance-weighted rule
+  // (types without one ignore it, as ggml does), a weight without one as usual.
+  const std::map<std::string, std::vector<float>>* importance = nullptr;
+  // Metadata set after the rest (replacing a key of the same name), e.g. llama-quantize's quantize.imatrix.*.
+  std::vector<std::pair<std::string, GgufValue>> extra_kv;
 };
 
 // The ggml type id of an export scheme string ("q4_k" -> 12, "f32" -> 0, "fp16"/"f16" -> 1, "bf16" -> 30),

@@ -6,6 +6,7 @@
 #include "harness/quant/awq.h"
 #include "harness/quant/gptq.h"
 #include "harness/quant/hqq.h"
+#include "harness/quant/imatrix.h"
 #include "harness/quant/llm_int8.h"
 #include "harness/quant/qat.h"
 #include "harness/quant/qlora.h"
@@ -41,6 +42,7 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       SqueezeLlmAlgorithm(),
       QloraAlgorithm(),
       AutoRoundAlgorithm(),
+      ImatrixAlgorithm(),
   };
   return kList;
 }

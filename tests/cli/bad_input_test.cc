@@ -207,6 +207,19 @@ const std::vector<BadCase>& Cases() {
        {"no results database here"}},
       {"verify_no_store", [](const std::string&) { return std::string("verify nowhere"); },
        {"no results database here"}},
+      // importance matrices: a truncated .dat, a text too short for the context
+      {"export_imatrix_truncated",
+       [](const std::string& d) {
+         testing::WriteBytes(d + "/m.dat", std::string("\x01\x00\x00\x00\x01\x00\x00\x00w\x01\x00\x00\x00\x00\x00\x00\x40", 17));
+         return "export --model " + HfDir(d, {}) + " --scheme q8_0 --imatrix m.dat --out x.gguf";
+       },
+       {"m.dat", "1 entries claimed in a 17-byte file"}},
+      {"imatrix_text_too_short",
+       [](const std::string& d) {
+         testing::WriteBytes(d + "/t.txt", "ab");
+         return "imatrix --model " + HfDir(d, {}) + " --text t.txt --ctx 8 --out m.gguf";
+       },
+       {"t.txt", "needs at least 16"}},
       // experiment YAML: structure checked before any consumer reads it
       {"yaml_sequence_key",
        [](const std::string& d) {
