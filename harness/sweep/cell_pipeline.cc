@@ -153,6 +153,8 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   bopt.cache_dir = o.baseline_cache_dir;
   QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
   s->baseline_from_disk = cache.disk_hits() > 0;
+  const SessionTaskOptions to{s->hashes.model, std::string(PrecisionName(s->precision)), o.baseline_cache_dir, o.log};
+  QL_ASSIGN_OR_RETURN(s->tasks, OpenSessionTasks(e, s->reference, to, &s->hashes.tasks));
   return s;
 }
 
@@ -379,6 +381,8 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, Cel
   }
   QL_RETURN_IF_ERROR(MeasureTensors(s, work, p, runtime, &m, r));
   r->metrics = ComputeMetrics(m);
+  QL_RETURN_IF_ERROR(ScoreCellTasks(s.tasks, work, &h.hooks, r));
+  QL_RETURN_IF_ERROR(h.status());
 
   QL_ASSIGN_OR_RETURN(std::vector<SignalError> layers,
                       LayerOutputErrors(s.reference, work, s.windows, e.layer_error_windows, &h.hooks,
@@ -427,6 +431,7 @@ CellResult RunCell(const Session& s, Model& work, const CellPlan& p) {
     r.metrics.reset();
     r.tensor_errors.clear();
     r.layer_errors.clear();
+    r.task_metrics.clear();
     r.arrays.clear();
   } else if (r.cell.status.empty()) {
     r.cell.status = "ok";

@@ -18,6 +18,7 @@
 #include "harness/model/model.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/calibration.h"
+#include "harness/sweep/cell_tasks.h"
 #include "harness/sweep/experiment.h"
 #include "kernels/scheme.h"
 #include "kernels/status.h"
@@ -48,6 +49,7 @@ struct Session {
   bool baseline_from_disk = false;
   std::optional<CalibrationSet> calibration;
   ContentHashes hashes;            // calibration "" when no cell needs it
+  std::vector<SessionTask> tasks;  // `tasks:`, the baseline scored once (cell_tasks.h)
 };
 
 // Loads and checks everything `cells` need, before any cell runs.
