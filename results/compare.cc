@@ -5,7 +5,9 @@
 #include "results/row_view.h"
 
 #include <cmath>
+#include <algorithm>
 #include <functional>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -75,6 +77,51 @@ std::string Quote(const std::string& s) {
   return o + "'";
 }
 
+// "piqa.acc_norm Δ" for lmeval metrics and for the llamacpp-only acc_per_token, else the convention is
+// named too ("lambada.llamacpp.acc Δ").
+std::string TaskColumnKey(const std::string& task, const std::string& convention, const std::string& metric) {
+  const bool plain = convention == "lmeval" || metric == "acc_per_token";
+  return task + "." + (plain ? "" : convention + ".") + metric + " Δ";
+}
+
+// One column per (task, convention, accuracy metric) that some listed cell has in task_metrics: the
+// accuracy change in points and its exact McNemar p ("-1.7 (p=0.45)"). Nothing when the store has no
+// task rows (or, being older, no task_metrics table).
+Status AppendTaskColumns(ResultStore& store, const SqlResult& cells, TextTable* t) {
+  const auto idx = ColumnIndex(cells);
+  const auto id_col = idx.find("id");
+  if (id_col == idx.end() || cells.rows.empty()) return Status::Ok();
+  auto q = store.Query(
+      "SELECT cell_id, task, convention, substr(metric, 1, length(metric) - 6) AS m, value, "
+      "(SELECT p.value FROM task_metrics p WHERE p.cell_id = d.cell_id AND p.task = d.task AND "
+      "p.convention = d.convention AND p.metric = substr(d.metric, 1, length(d.metric) - 6) || '_mcnemar_p') "
+      "FROM task_metrics d WHERE substr(metric, -6) = '_delta' ORDER BY task, convention, m");
+  if (!q.ok()) return Status::Ok();  // no task_metrics table: a store from before tasks
+  std::vector<std::string> keys;
+  std::map<std::string, std::map<std::string, std::string>> cell_text;  // key -> cell id -> text
+  for (const auto& row : q->rows) {
+    const std::string key = TaskColumnKey(SqlValueToString(row[1]), SqlValueToString(row[2]), SqlValueToString(row[3]));
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    const double d = std::holds_alternative<double>(row[4]) ? std::get<double>(row[4]) : NAN;
+    const double p = std::holds_alternative<double>(row[5]) ? std::get<double>(row[5]) : NAN;
+    cell_text[key][SqlValueToString(row[0])] = std::isfinite(d) ? fmt::format("{:+.1f} (p={:.2g})", 100 * d, p) : "";
+  }
+  for (const std::string& key : keys) {
+    bool any = false;
+    std::vector<std::string> col;
+    for (const auto& row : cells.rows) {
+      const auto& m = cell_text[key];
+      const auto it = m.find(SqlValueToString(row[id_col->second]));
+      col.push_back(it == m.end() ? "" : it->second);
+      any = any || !col.back().empty();
+    }
+    if (!any) continue;
+    t->columns.push_back({key, key, "", true, 6, 0});
+    for (size_t i = 0; i < col.size(); ++i) t->rows[i].push_back(col[i]);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 const std::vector<std::string>& CompareColumnKeys() {
@@ -125,6 +172,7 @@ StatusOr<TextTable> CompareTable(ResultStore& store, const CompareOptions& opt) 
     for (const auto* c : chosen) cells.push_back(c->cell(row));
     t.rows.push_back(std::move(cells));
   }
+  if (opt.columns.empty()) QL_RETURN_IF_ERROR(AppendTaskColumns(store, r, &t));
   bool all_ok = true;  // then status says nothing
   for (const auto& row : rows) all_ok = all_ok && row.Text("status") == "ok";
   for (size_t i = 0; i < t.columns.size(); ++i) {  // on a narrow terminal what tells rows apart stays longest

@@ -2,6 +2,7 @@
 #include "results/store.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +51,9 @@ CREATE TABLE IF NOT EXISTS layer_errors (
 CREATE TABLE IF NOT EXISTS planned_cells (
   experiment_id TEXT NOT NULL, cell_index INTEGER NOT NULL, cell_id TEXT NOT NULL, label TEXT NOT NULL,
   PRIMARY KEY (experiment_id, cell_index));
+CREATE TABLE IF NOT EXISTS task_metrics (
+  cell_id TEXT NOT NULL REFERENCES cells(id) ON DELETE CASCADE, task TEXT NOT NULL, convention TEXT NOT NULL,
+  metric TEXT NOT NULL, value REAL, PRIMARY KEY (cell_id, task, convention, metric));
 CREATE TABLE IF NOT EXISTS arrays (
   owner_id TEXT NOT NULL, name TEXT NOT NULL, h5_file TEXT NOT NULL, h5_path TEXT NOT NULL,
   length INTEGER NOT NULL, PRIMARY KEY (owner_id, name));
@@ -100,6 +104,17 @@ Status IndexArrays(SqliteDb& db, const std::string& owner, const std::string& h5
   return Status::Ok();
 }
 
+// A NaN value (e.g. a bootstrap bound of a one-item task) is stored as NULL.
+Status InsertTaskMetrics(SqliteDb& db, const std::string& cell_id, const std::vector<TaskMetricRow>& rows) {
+  if (rows.empty()) return Status::Ok();
+  QL_ASSIGN_OR_RETURN(SqlStatement st, db.Prepare("INSERT OR REPLACE INTO task_metrics VALUES (?,?,?,?,?)"));
+  for (const TaskMetricRow& t : rows) {
+    const std::optional<double> v = std::isfinite(t.value) ? std::optional<double>(t.value) : std::nullopt;
+    QL_RETURN_IF_ERROR(st.Bind(1, cell_id).Bind(2, t.task).Bind(3, t.convention).Bind(4, t.metric).Bind(5, v).Exec());
+  }
+  return Status::Ok();
+}
+
 std::string H5Rel(const std::string& id) { return "arrays/" + id + ".h5"; }
 
 bool SafeId(const std::string& id) {
@@ -140,7 +155,7 @@ Status ResultStore::CreateSchema() {
     return db_->Exec(fmt::format("INSERT INTO meta VALUES ('schema_version', '{}')", kResultsSchemaVersion));
   }
   const std::string have = SqlValueToString(v.rows[0][0]);
-  if (have != "1" && have != "2" && have != std::to_string(kResultsSchemaVersion))
+  if (have != "1" && have != "2" && have != "3" && have != std::to_string(kResultsSchemaVersion))
     return Status::Errorf("{}: results schema version {} but this quantlab writes {} (use a new results directory)",
                           db_->path(), have, kResultsSchemaVersion);
   QL_RETURN_IF_ERROR(db_->Begin());
@@ -291,6 +306,7 @@ Status ResultStore::CommitCell(const CellResult& r) {
       for (const auto& l : r.layer_errors)
         QL_RETURN_IF_ERROR(ls.Bind(1, c.id).Bind(2, l.layer).Bind(3, l.rel_mse).Bind(4, l.sqnr_db).Exec());
     }
+    QL_RETURN_IF_ERROR(InsertTaskMetrics(*db_, c.id, r.task_metrics));
     return IndexArrays(*db_, c.id, rel, r.arrays);
   };
   Status s = body();
@@ -344,7 +360,7 @@ Status MergeOne(SqliteDb& db, const std::string& src, const std::string& dest) {
   QL_RETURN_IF_ERROR(db.Begin());
   Status s;
   for (const char* t : {"experiments", "models", "datasets", "baselines", "cells", "metrics", "tensor_errors",
-                        "layer_errors", "arrays", "planned_cells"}) {
+                        "layer_errors", "task_metrics", "arrays", "planned_cells"}) {
     s = CopyRows(db, t);
     if (!s.ok()) break;
   }

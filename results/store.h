@@ -22,10 +22,10 @@
 namespace ql {
 
 // 2: cells.attn_scheme. 3: cells.numerics_version, planned_cells, metric columns from the metric table
-// (harness/eval/metric_table.h). Open upgrades a version-1 or -2 store in place (columns added, NULL or ''
-// for existing rows); a metric added to the table later is added as a column the same way, without a
-// version change.
-inline constexpr int kResultsSchemaVersion = 3;
+// (harness/eval/metric_table.h). 4: task_metrics (task accuracy rows, harness/sweep/cell_tasks.h).
+// Open upgrades a version-1, -2 or -3 store in place (columns and tables added, NULL or '' for existing
+// rows); a metric added to the table later is added as a column the same way, without a version change.
+inline constexpr int kResultsSchemaVersion = 4;
 
 struct ExperimentRow {
   std::string id;           // stable name/hash of the experiment file's canonical content
@@ -105,11 +105,20 @@ struct LayerErrorRow {
   double sqnr_db = 0;
 };
 
+// One task-accuracy number of a cell against the baseline on the same items: (task, convention,
+// metric, value), e.g. ("piqa", "lmeval", "acc_norm_delta", -0.011). The metric names are
+// harness/sweep/cell_tasks.h's TaskRowStats.
+struct TaskMetricRow {
+  std::string task, convention, metric;
+  double value = 0;
+};
+
 struct CellResult {
   CellRow cell;
   std::optional<MetricsRow> metrics;   // absent when the cell failed
   std::vector<TensorErrorRow> tensor_errors;
   std::vector<LayerErrorRow> layer_errors;
+  std::vector<TaskMetricRow> task_metrics;  // empty without `tasks:`
   ArrayMap arrays;                     // written to arrays/<cell id>.h5
 };
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "harness/cli/eval_tasks.h"
 #include "harness/eval/metric_table.h"
 #include "harness/sweep/cell_pipeline.h"
 #include "harness/sweep/experiment.h"
@@ -32,6 +33,7 @@ struct EvalOptions {
   std::vector<std::string> params;
   int calib_samples = 32, calib_seqlen = 256;
   int64_t calib_seed = 0;
+  EvalTaskFlags task;
 };
 
 // --param key=value → {key: value}; the value is read as JSON when it parses (numbers, true/false,
@@ -110,6 +112,8 @@ StatusOr<nlohmann::json> EvalExperiment(const EvalOptions& o) {
   // A bare --scheme may also name a preset (W8A8): the string form of a grid entry accepts both.
   const nlohmann::json entry = scheme.size() == 1 && !o.scheme.empty() ? nlohmann::json(o.scheme) : scheme;
   e["grid"] = {{"schemes", {entry}}, {"algorithms", {algo}}, {"ignore", {ignore}}};
+  QL_ASSIGN_OR_RETURN(nlohmann::json tasks, EvalTasksJson(o.task));
+  if (!tasks.empty()) e["tasks"] = tasks;
   return e;
 }
 
@@ -161,6 +165,7 @@ nlohmann::json CellJson(const Session& s, const CellResult& r) {
     le.push_back({{"layer", l.layer}, {"rel_mse", l.rel_mse}, {"sqnr_db", Finite(l.sqnr_db)}});
   j["layer_errors"] = le;
   j["layer_error_windows"] = s.experiment->layer_error_windows;
+  if (!r.task_metrics.empty()) j["tasks"] = TaskRowsJson(r.task_metrics);
   return j;
 }
 
@@ -205,6 +210,7 @@ void PrintCell(const Session& s, const CellResult& r, bool tensors) {
     fmt::print("weights   {} tensors, worst SQNR {:.2f} dB ({}); --tensors lists all\n", r.tensor_errors.size(),
                worst->sqnr_db, worst->tensor);
   }
+  PrintTaskRows(r.task_metrics);
   fmt::print("time      baseline {:.2f} s, quantize {:.2f} s, eval {:.2f} s\n", s.base->seconds, c.seconds_quantize,
              c.seconds_eval);
 }
@@ -229,9 +235,10 @@ Status RunEval(const EvalOptions& o) {
   so.progress = ProgressStyle::ForStderr(&std::cerr);  // stderr: stdout is the result (--json: one document)
   QL_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, OpenSession(e, o.scheme.empty() ? std::vector<Cell>{} : cells, so));
   nlohmann::json j = BaselineJson(*s);
+  if (!s->tasks.empty()) j["tasks_base"] = BaselineTasksJson(*s);
   if (o.scheme.empty()) {
     if (o.json) fmt::print("{}\n", j.dump());
-    else PrintBaseline(*s);
+    else PrintBaseline(*s), PrintBaselineTasks(*s);
     return Status::Ok();
   }
   QL_ASSIGN_OR_RETURN(const CellPlan plan, PlanCell(*s, cells.front()));
@@ -244,6 +251,7 @@ Status RunEval(const EvalOptions& o) {
     return Status::Ok();
   }
   PrintBaseline(*s);
+  PrintBaselineTasks(*s);
   PrintCell(*s, r, o.tensors);
   return Status::Ok();
 }
@@ -286,6 +294,10 @@ void AddEvalCommand(CLI::App& app) {
   cmd->add_option("--calib-samples", o->calib_samples, "calibration windows")->capture_default_str();
   cmd->add_option("--calib-seqlen", o->calib_seqlen, "calibration window length")->capture_default_str();
   cmd->add_option("--calib-seed", o->calib_seed, "seed of the calibration window starts")->capture_default_str();
+  cmd->add_option("--task", o->task.tasks, "task accuracy beside PPL: NAME=FILE, a JSONL task file (repeatable; docs/tasks.md)");
+  cmd->add_option("--task-convention", o->task.convention, "lmeval (default), llamacpp or both");
+  cmd->add_option("--limit", o->task.limit, "score at most N items per task (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--task-seed", o->task.seed, "with --limit: a seeded sample instead of the first N");
   cmd->add_flag("--json", o->json, "print one JSON object instead of text (keys: the store's column names)");
   cmd->callback([o] {
     const Status s = RunEval(*o);

@@ -181,6 +181,8 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   bopt.progress = meter.Fn();
   QL_ASSIGN_OR_RETURN(s->base, cache.GetOrCompute(s->reference, s->hashes.data, s->protocol, s->windows, bopt));
   s->baseline_from_disk = cache.disk_hits() > 0;
+  const SessionTaskOptions to{s->hashes.model, std::string(PrecisionName(s->precision)), o.baseline_cache_dir, o.log};
+  QL_ASSIGN_OR_RETURN(s->tasks, OpenSessionTasks(e, s->reference, to, &s->hashes.tasks));
   QL_RETURN_IF_ERROR(OpenPrefix(o, s.get()));
   // The layer-error reference: a baseline-only eval needs none, and the prefix store serves its cells.
   if (!cells.empty() && !s->prefix) QL_RETURN_IF_ERROR(CaptureSessionBlockOutputs(e, s.get()));
@@ -467,6 +469,8 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
   }
   QL_RETURN_IF_ERROR(MeasureTensors(s, work, p, runtime, &m, r));
   r->metrics = ComputeMetrics(m);
+  QL_RETURN_IF_ERROR(ScoreCellTasks(s.tasks, work, &h.hooks, r));
+  QL_RETURN_IF_ERROR(h.status());
 
   const std::vector<SignalError>& layers = ev.layers;
   std::vector<float> layer_rel;
@@ -513,6 +517,7 @@ CellResult RunCell(const Session& s, Model& work, const CellPlan& p, const Progr
     r.metrics.reset();
     r.tensor_errors.clear();
     r.layer_errors.clear();
+    r.task_metrics.clear();
     r.arrays.clear();
   } else if (r.cell.status.empty()) {
     r.cell.status = "ok";

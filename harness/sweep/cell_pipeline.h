@@ -22,6 +22,7 @@
 #include "harness/quant/algorithm.h"
 #include "harness/quant/calibration.h"
 #include "harness/quant/llamacpp_act.h"
+#include "harness/sweep/cell_tasks.h"
 #include "harness/sweep/experiment.h"
 #include "harness/util/progress.h"
 #include "kernels/scheme.h"
@@ -62,6 +63,7 @@ struct Session {
   std::shared_ptr<const ReferenceBlockOutputs> block_outputs;
   static constexpr size_t kBlockOutputBudget = size_t(256) << 20;
   std::shared_ptr<const PrefixStore> prefix;  // null unless SessionOptions::prefix_budget_mb > 0
+  std::vector<SessionTask> tasks;  // `tasks:`, the baseline scored once (cell_tasks.h)
 };
 
 // Loads and checks everything `cells` need, before any cell runs.

@@ -20,6 +20,7 @@
 #include "harness/quant/llama_mixes.h"
 #include "harness/quant/llamacpp_act.h"
 #include "harness/quant/targets.h"
+#include "harness/sweep/experiment_tasks.h"
 #include "harness/sweep/yaml_check.h"
 #include "kernels/scheme.h"
 
@@ -631,7 +632,7 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   QL_RETURN_IF_ERROR(CheckKeys(origin, root, "the experiment",
                                {"name", "model", "data", "protocol", "baseline", "calibration", "seed", "results",
                                 "targets", "ignore_sets", "presets", "grid", "tied_head", "layer_error_windows",
-                                "kld_top_k", "overrides", "sensitivity"}));
+                                "kld_top_k", "overrides", "sensitivity", "tasks"}));
   Experiment e;
   e.text = yaml_text;
   for (const char* k : {"name", "model", "data", "grid"})
@@ -652,6 +653,7 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
 
   if (const YAML::Node ov = root["overrides"]) { QL_ASSIGN_OR_RETURN(e.overrides, ParseOverrides(origin, ov)); }
   if (const YAML::Node sn = root["sensitivity"]) { QL_ASSIGN_OR_RETURN(e.sensitivity, ParseSensitivity(origin, sn)); }
+  if (const YAML::Node tn = root["tasks"]) { QL_ASSIGN_OR_RETURN(e.tasks, ParseTaskSpecs(origin, tn, base_dir)); }
   QL_RETURN_IF_ERROR(ParseGrid(origin, root, e));
   QL_RETURN_IF_ERROR(CheckNoDuplicateCells(origin, e));
   return e;
@@ -785,7 +787,8 @@ StatusOr<std::string> HashFiles(std::vector<std::string> paths) {
 
 std::string CellId(const nlohmann::json& canonical, const ContentHashes& hashes) {
   const std::string s = canonical.dump() + "\nmodel " + hashes.model + "\ndata " + hashes.data + "\ncalibration " +
-                        hashes.calibration + fmt::format("\nnumerics {}", kNumericsVersion);
+                        hashes.calibration + fmt::format("\nnumerics {}", kNumericsVersion) +
+                        (hashes.tasks.empty() ? std::string() : "\ntasks " + hashes.tasks);
   // Two independent 64-bit FNV-1a passes (different offset bases) -> 80 bits shown.
   const uint64_t a = Fnv1a64(s.data(), s.size());
   const uint64_t b = Fnv1a64(s.data(), s.size(), 0x84222325cbf29ce4ull);

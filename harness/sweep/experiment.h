@@ -28,6 +28,8 @@
 //     - {targets: ["re:.*down_proj"], scheme: int8:channel}
 //     - {targets: [model.layers.0.self_attn.q_proj], scheme: bf16}   # bf16 / none: baseline precision
 //   sensitivity: {units: module, schemes: [int4:g32, int3:g32]}   # `quantlab sensitivity` (sensitivity.h)
+//   tasks:                           # task accuracy beside PPL (experiment_tasks.h, docs/tasks.md)
+//     - {name: piqa, file: piqa.jsonl, convention: both, limit: 500, seed: 1}
 //
 // `overrides:` entries use the target syntax of harness/quant/targets.h and may name any linear module
 // (also one outside targets or inside the ignore set). Each entry must match at least one module, and no
@@ -112,6 +114,16 @@ struct SensitivitySpec {
   std::optional<AdaptiveSpec> adaptive;  // `adaptive: {rel_se, threshold, z, min_windows}`; none = full
 };
 
+// One entry of `tasks:` (harness/sweep/experiment_tasks.h): a task file scored for the baseline once
+// and for every cell (harness/sweep/cell_tasks.h).
+struct TaskSpec {
+  std::string name;                      // [A-Za-z0-9_-]+: a column and array-path component
+  std::string file;                      // resolved relative to the YAML file
+  std::vector<std::string> conventions;  // "lmeval" and/or "llamacpp" (harness/eval/tasks.h)
+  int64_t limit = 0;                     // 0 = every item (datasets/tasks.h TaskLimit)
+  uint64_t seed = 0;                     // with limit: a seeded sample instead of the first N
+};
+
 struct CalibrationSpec {
   std::string data;
   int samples = 32;
@@ -141,6 +153,7 @@ struct Experiment {
   std::optional<std::vector<std::pair<std::string, std::string>>> attention_axis;  // (q, p) per entry
   std::vector<OverrideSpec> overrides;               // copied into every grid cell
   std::optional<SensitivitySpec> sensitivity;
+  std::vector<TaskSpec> tasks;                       // `tasks:`; part of the identity only when present
 };
 
 // One point of the grid.
@@ -183,6 +196,7 @@ std::vector<Cell> ShardCells(const std::vector<Cell>& cells, int i, int n);
 // Hex, 20 characters.
 struct ContentHashes {
   std::string model, data, calibration;  // calibration "" when the cell needs none
+  std::string tasks;                     // the `tasks:` files' contents; "" (and left out) without tasks
 };
 std::string CellId(const nlohmann::json& canonical, const ContentHashes& hashes);
 

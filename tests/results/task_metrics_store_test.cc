@@ -1,0 +1,109 @@
+// The task_metrics table of the results store: rows committed with their cell (NaN stored as NULL),
+// replaced on recommit, copied by merge, and a version-3 store (before the table) upgraded in place.
+#include <filesystem>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "results/store.h"
+
+namespace ql {
+namespace {
+namespace fs = std::filesystem;
+
+class TaskStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::random_device rd;
+    dir_ = fs::temp_directory_path() / ("ql_task_store_test_" + std::to_string(rd()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Sub(const std::string& s) const { return (dir_ / s).string(); }
+
+  static CellResult Cell(const std::string& id, double delta) {
+    CellResult r;
+    r.cell.id = id;
+    r.cell.protocol = "llamacpp:ctx64";
+    r.cell.weight_scheme = "int4:g32";
+    r.cell.algorithm = "rtn";
+    r.cell.ignore_set = "none";
+    r.cell.config = "{}";
+    r.cell.status = "ok";
+    r.cell.started_at = r.cell.finished_at = "2026-12-01T12:00:00Z";
+    r.cell.host = "test";
+    r.cell.code_version = "abc";
+    r.task_metrics = {{"piqa", "lmeval", "acc_norm_delta", delta},
+                      {"piqa", "lmeval", "acc_norm_boot_lo", NAN},
+                      {"piqa", "llamacpp", "acc_per_token_delta", 2 * delta}};
+    return r;
+  }
+
+  static std::string Csv(const std::string& dir, const std::string& sql) {
+    auto s = ResultStore::OpenReadOnly(dir);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    if (!s.ok()) return "";
+    auto r = (*s)->Query(sql);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? FormatCsv(*r) : "";
+  }
+  fs::path dir_;
+  const std::string kRows =
+      "SELECT cell_id, task, convention, metric, value FROM task_metrics ORDER BY cell_id, convention, metric";
+};
+
+TEST_F(TaskStore, CommitReplaceAndNull) {
+  {
+    auto s = ResultStore::Open(Sub("r"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    ASSERT_TRUE((*s)->CommitCell(Cell("c1", -0.25)).ok());
+    ASSERT_TRUE((*s)->CommitCell(Cell("c1", -0.5)).ok());  // replaces, no duplicate rows
+  }
+  EXPECT_EQ(Csv(Sub("r"), kRows),
+            "cell_id,task,convention,metric,value\n"
+            "c1,piqa,llamacpp,acc_per_token_delta,-1\n"
+            "c1,piqa,lmeval,acc_norm_boot_lo,\n"
+            "c1,piqa,lmeval,acc_norm_delta,-0.5\n");
+}
+
+TEST_F(TaskStore, VersionThreeStoreIsUpgradedInPlace) {
+  {
+    auto s = ResultStore::Open(Sub("old"));
+    ASSERT_TRUE(s.ok());
+    CellResult plain = Cell("c0", 0);
+    plain.task_metrics.clear();
+    ASSERT_TRUE((*s)->CommitCell(plain).ok());
+    ASSERT_TRUE((*s)->db().Exec("DROP TABLE task_metrics").ok());
+    ASSERT_TRUE((*s)->db().Exec("UPDATE meta SET value = '3' WHERE key = 'schema_version'").ok());
+  }
+  {
+    auto s = ResultStore::Open(Sub("old"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    ASSERT_TRUE((*s)->CommitCell(Cell("c1", -0.25)).ok());
+  }
+  EXPECT_EQ(Csv(Sub("old"), "SELECT value FROM meta WHERE key = 'schema_version'"),
+            "value\n" + std::to_string(kResultsSchemaVersion) + "\n");
+  EXPECT_EQ(kResultsSchemaVersion, 4);
+  EXPECT_EQ(Csv(Sub("old"), "SELECT id FROM cells ORDER BY id"), "id\nc0\nc1\n");
+  EXPECT_EQ(Csv(Sub("old"), "SELECT count(*) FROM task_metrics WHERE cell_id = 'c1'"), "count(*)\n3\n");
+}
+
+TEST_F(TaskStore, MergeCopiesTaskRows) {
+  {
+    auto a = ResultStore::Open(Sub("a"));
+    auto b = ResultStore::Open(Sub("b"));
+    auto all = ResultStore::Open(Sub("all"));
+    ASSERT_TRUE(a.ok() && b.ok() && all.ok());
+    ASSERT_TRUE((*a)->CommitCell(Cell("c1", -0.25)).ok());
+    ASSERT_TRUE((*b)->CommitCell(Cell("c2", 0.125)).ok());
+    ASSERT_TRUE((*all)->CommitCell(Cell("c1", -0.25)).ok());
+    ASSERT_TRUE((*all)->CommitCell(Cell("c2", 0.125)).ok());
+  }
+  ASSERT_TRUE(ResultStore::Merge(Sub("m"), {Sub("a"), Sub("b")}).ok());
+  ASSERT_TRUE(ResultStore::Merge(Sub("m"), {Sub("b")}).ok());  // again: nothing added
+  EXPECT_EQ(Csv(Sub("m"), kRows), Csv(Sub("all"), kRows));
+  EXPECT_NE(Csv(Sub("m"), kRows).find("c2,piqa,lmeval,acc_norm_delta,0.125"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ql
