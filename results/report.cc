@@ -12,6 +12,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <array>
+#include <tuple>
 #include <map>
 #include <set>
 
@@ -564,6 +566,55 @@ std::string MetaTable(const ExperimentInfo& e) {
   return h + "</table>\n";
 }
 
+// Task accuracy (task_metrics rows, when the experiment has `tasks:`): for each task, convention and
+// accuracy metric M, the accuracy lost against the baseline (points, baseline − cell, so lower is better
+// as on the other plots) with the paired 95% interval, against bits per weight.
+Status AddTaskPlots(ResultStore& store, const ExperimentInfo& e, Section& s) {
+  QL_ASSIGN_OR_RETURN(SqlResult r, store.Query(
+      "SELECT t.cell_id, t.task, t.convention, t.metric, t.value FROM task_metrics t JOIN cells c ON c.id = t.cell_id "
+      "WHERE c.experiment_id = " + Quote(e.id) + " AND (t.metric LIKE '%\\_delta' ESCAPE '\\' OR t.metric LIKE "
+      "'%\\_delta\\_lo' ESCAPE '\\' OR t.metric LIKE '%\\_delta\\_hi' ESCAPE '\\') ORDER BY t.task, t.convention, t.metric"));
+  // (task, convention, M) -> cell id -> {delta, lo, hi}
+  std::map<std::tuple<std::string, std::string, std::string>, std::map<std::string, std::array<double, 3>>> plots;
+  const auto idx = ColumnIndex(r);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const RowView row(r, i, idx);
+    std::string metric = row.Text("metric");
+    int slot = 0;
+    for (const auto& [suffix, k] : {std::pair<std::string, int>{"_delta_lo", 1}, {"_delta_hi", 2}, {"_delta", 0}}) {
+      if (metric.size() > suffix.size() && metric.ends_with(suffix)) {
+        metric.resize(metric.size() - suffix.size()), slot = k;
+        break;
+      }
+    }
+    auto& v = plots[{row.Text("task"), row.Text("convention"), metric}]
+                  .try_emplace(row.Text("cell_id"), std::array<double, 3>{NAN, NAN, NAN}).first->second;
+    v[size_t(slot)] = row.Num("value");
+  }
+  if (plots.empty()) return Status::Ok();
+  s.html += "<h3>Task accuracy</h3>\n<p>Accuracy lost against the baseline on the same items (points; above 0 the "
+            "cell is worse), with the paired 95% interval; the store's task_metrics rows carry McNemar's p and the "
+            "flips (docs/tasks.md).</p>\n";
+  for (const auto& [key, by_cell] : plots) {
+    const auto& [task, convention, metric] = key;
+    ExperimentInfo t = e;
+    t.cells.clear();
+    for (CellInfo c : e.cells) {
+      const auto it = by_cell.find(c.id);
+      if (it == by_cell.end() || !std::isfinite(it->second[0])) continue;
+      c.dppl = -100 * it->second[0], c.dppl_lo = -100 * it->second[2], c.dppl_hi = -100 * it->second[1];
+      t.cells.push_back(std::move(c));
+    }
+    if (t.cells.empty()) continue;
+    const std::string id = "task-" + Slug(task + "-" + convention + "-" + metric);
+    AddFigure(s, ScatterPlot(t, {id, task + " " + metric + " lost, points (" + convention + ")", false, &CellInfo::dppl,
+                                 &CellInfo::dppl_lo, &CellInfo::dppl_hi}),
+              e.name + ": " + task + " " + metric + " (" + convention + ") lost against the baseline, by bits per "
+                                                             "weight (error bars: paired 95% interval)");
+  }
+  return Status::Ok();
+}
+
 StatusOr<Section> RenderExperiment(ResultStore& store, const ExperimentInfo& e, size_t k) {
   Section s;
   s.html = fmt::format("<section class=\"experiment\" id=\"exp-{}\"><h2>{}. {}</h2>\n", k + 1, k + 1, Esc(e.name));
@@ -582,6 +633,7 @@ StatusOr<Section> RenderExperiment(ResultStore& store, const ExperimentInfo& e, 
                                &CellInfo::kld_hi}),
             e.name + ": mean KLD(baseline ‖ cell) against bits per weight (error bars: 95% interval of the mean "
                      "over tokens)");
+  QL_RETURN_IF_ERROR(AddTaskPlots(store, e, s));
   const auto lines = LineCells(e);
   const std::string which = lines.size() < e.cells.size() ? " (the cells on the ΔPPL Pareto front)" : "";
   QL_ASSIGN_OR_RETURN(svg::Plot layers, LayerPlot(store, e, lines));

@@ -15,6 +15,7 @@
 #include "harness/sweep/cell_pipeline.h"
 #include "harness/sweep/runner.h"
 #include "results/h5_arrays.h"
+#include "results/report.h"
 #include "results/store.h"
 
 namespace ql {
@@ -223,6 +224,19 @@ TEST_F(TasksSweep, SweepStoresRowsAndArrays) {
   ASSERT_TRUE(per_cell.ok());
   ASSERT_EQ(per_cell->rows.size(), 2u);
   EXPECT_GT(std::get<int64_t>(per_cell->rows[0][0]), 20);
+
+  // The report plots each accuracy metric's loss (points, baseline − cell) with its paired interval.
+  auto html = RenderReportHtml(**store, {});
+  ASSERT_TRUE(html.ok()) << html.status().message();
+  EXPECT_NE(html->find("<h3>Task accuracy</h3>"), std::string::npos);
+  EXPECT_NE(html->find("-task-copa-llamacpp-acc_per_token"), std::string::npos);
+  auto d = (*store)->Query("SELECT value FROM task_metrics WHERE task = 'copa' AND convention = 'llamacpp' AND "
+                           "metric = 'acc_per_token_delta' AND value IS NOT NULL ORDER BY cell_id LIMIT 1");
+  ASSERT_TRUE(d.ok());
+  ASSERT_EQ(d->rows.size(), 1u);
+  const double loss = -100 * std::get<double>(d->rows[0][0]);
+  EXPECT_NE(html->find(fmt::format("task-copa-llamacpp-acc_per_token {:.5g} [", loss)), std::string::npos)
+      << "the point's tip carries the accuracy lost, in points";
 }
 
 }  // namespace
