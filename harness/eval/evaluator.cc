@@ -102,6 +102,8 @@ Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& wi
   return Status::Ok();
 }
 
+}  // namespace
+
 Status CheckAgainstBaseline(const Model& model, const std::vector<Window>& windows, const Baseline& base) {
   const int V = model.config.vocab_size;
   if (V != base.vocab)
@@ -111,6 +113,8 @@ Status CheckAgainstBaseline(const Model& model, const std::vector<Window>& windo
                           CountScored(windows), base.n());
   return Status::Ok();
 }
+
+namespace {
 
 // Windows [from, end) into r (which holds the records of windows < from): whole windows on separate
 // threads when one window cannot fill the cores, else one after another.

@@ -24,6 +24,10 @@ StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::ve
                                                const Baseline& base, const ForwardHooks* hooks = nullptr,
                                                const ProgressFn& progress = {});
 
+// Whether `windows` are the ones `base` was built on, for `model`: the same vocabulary and count of
+// scored tokens (an error naming both otherwise).
+Status CheckAgainstBaseline(const Model& model, const std::vector<Window>& windows, const Baseline& base);
+
 // Appends one window's scored tokens to r: logits [T, vocab] of the model on w, compared with the
 // baseline's records from scored-token index `first` on (the window's place in the baseline).
 void ScoreWindow(const Baseline& base, const Window& w, int64_t first, const float* logits, TokenRecords* r);

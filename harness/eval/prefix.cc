@@ -56,12 +56,8 @@ int PrefixStore::kept_blocks() const {
 
 StatusOr<WindowRecords> EvaluateWindows(const Model& model, const std::vector<Window>& windows, const Baseline& base,
                                         const ForwardHooks* hooks, const WindowPlan& plan) {
+  QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
   const int V = model.config.vocab_size;
-  if (V != base.vocab)
-    return Status::Errorf("evaluate: the model's vocabulary ({}) differs from the baseline's ({})", V, base.vocab);
-  if (CountScored(windows) != base.n())
-    return Status::Errorf("evaluate: the windows score {} tokens but the baseline holds {} (built on other windows)",
-                          CountScored(windows), base.n());
   QL_CHECK(plan.start_block == 0 || (plan.prefix && plan.prefix->Kept(plan.start_block)),
            "block {} is not kept by the prefix store", plan.start_block);
   std::vector<int64_t> first(windows.size() + 1, 0);  // scored-token index of each window in the baseline

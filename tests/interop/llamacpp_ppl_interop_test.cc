@@ -26,13 +26,15 @@ constexpr int kCtx = 256, kChunks = 8;
 double QuantlabPpl(const std::string& scheme, bool llamacpp) {
   const std::string cmd = fmt::format(
       "{} eval --model {} --data {} --protocol llamacpp --ctx {} --chunks {} --baseline fp32 --scheme {} "
-      "--layer-windows 1 --json{} 2>&1",
+      "--layer-windows 1 --json{} 2>/dev/null",  // stdout: the one JSON object
       kQuantlab, kModel, kText, kCtx, kChunks, scheme,
       llamacpp ? " --activations llamacpp" : "");
   const qltest::CommandResult r = qltest::RunCommand(cmd);
-  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.exit_code, 0) << cmd;
   if (r.exit_code != 0) return NAN;
-  return nlohmann::json::parse(r.out.substr(r.out.rfind('{')))["ppl"].get<double>();
+  const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  EXPECT_TRUE(j.is_object() && j.contains("ppl")) << r.out;
+  return j.is_object() && j.contains("ppl") ? j["ppl"].get<double>() : NAN;
 }
 
 double LlamaPerplexity(const std::string& export_flags) {
