@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "algo_test_util.h"
+#include "stories_finetune_fixture.h"
 #include "harness/io/file_io.h"
 #include "harness/io/llama2c.h"
 #include "harness/model/random_model.h"
@@ -124,43 +125,11 @@ TEST(Qlora, MergedEqualsUnmergedBeforeRequantization) {
   EXPECT_GT(dmax, 0.0) << "the adapter path must be non-trivial";
 }
 
-const std::string kDir = std::string(QL_SHARED_DIR) + "/models/stories260K/";
-
-struct Fixture {
-  Model model;
-  CalibrationSet calib;
-  std::vector<int> heldout;
-};
-
-const Fixture& Get() {
-  static const Fixture f = [] {
-    Fixture f;
-    auto m = io::ReadLlama2c(kDir + "stories260K.bin", kDir + "tok512.bin");
-    QL_CHECK(m.ok(), "{}", m.status().message());
-    f.model = std::move(*m);
-    auto text = io::ReadTextFile(std::string(QL_SHARED_DIR) + "/data/tinystories-valid-head.txt");
-    QL_CHECK(text.ok(), "{}", text.status().message());
-    const std::string& t = *text;
-    auto c = BuildCalibrationFromText(f.model, t.substr(t.size() / 2), 64, 129, 3, "second half");
-    QL_CHECK(c.ok(), "{}", c.status().message());
-    f.calib = std::move(*c);
-    f.heldout = f.model.tokenizer->Encode(t.substr(0, 40000), false);
-    return f;
-  }();
-  return f;
-}
-
-double Heldout(const Model& m) {
-  auto l = train::HeldoutLoss(m, Get().heldout, 8, 128, 0);
-  QL_CHECK(l.ok(), "{}", l.status().message());
-  return *l;
-}
-
+using Fixture = testing::StoriesFinetune;
+const Fixture& Get() { return testing::GetStoriesFinetune(); }
+double Heldout(const Model& m) { return testing::StoriesHeldout(m); }
 std::map<std::string, std::string> AllLinears(const Model& m, const std::string& scheme) {
-  std::map<std::string, std::string> w;
-  for (const auto& mod : m.LinearModules())
-    if (mod != "lm_head") w[WeightKey(m, mod)] = scheme;
-  return w;
+  return testing::AllLinearsExceptHead(m, scheme);
 }
 
 TEST(Qlora, ZeroStepsIsRoundToNearestBitForBit) {
