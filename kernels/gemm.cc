@@ -138,6 +138,30 @@ void DotRows(int M, size_t j0, size_t j1, size_t K, float alpha, const float* A,
   }
 }
 
+// Rows of one item: all of M when there are enough column blocks to keep every thread busy (each
+// block of B is then packed exactly once), else M split so that ~2 items per thread exist. Rows are
+// a multiple of kMc. Only the schedule depends on this, never the arithmetic.
+int ItemRows(int M, int n_nb, int threads) {
+  const int chunks = std::max(1, std::min((M + kMc - 1) / kMc, (2 * threads + n_nb - 1) / n_nb));
+  const int rows = (M + chunks - 1) / chunks;
+  return (rows + kMc - 1) / kMc * kMc;
+}
+
+// C[rows, cols] for rows [i0, i1) and the packed column block bp (cols = panels of nr): for each
+// kMc-row block, for each kMr rows, every panel. A stays in place.
+void ComputeBlock(int i0, int i1, const float* A, size_t lda, const float* bp, size_t K, size_t cols, size_t nr,
+                  float alpha, float* C, size_t ldc) {
+  for (int ib = i0; ib < i1; ib += kMc) {
+    const int ie = std::min(i1, ib + kMc);
+    for (int i = ib; i < ie; i += kMr) {
+      const int rows = std::min(kMr, ie - i);
+      for (size_t p0 = 0; p0 < cols; p0 += nr)
+        MicroDispatch(rows, A + size_t(i) * lda, lda, bp + p0 * K, K, alpha, C + size_t(i) * ldc + p0, ldc,
+                      std::min(nr, cols - p0));
+    }
+  }
+}
+
 void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, BLayout layout,
               float* C, int ldc, int threads) {
   const DF d;
@@ -152,7 +176,8 @@ void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const f
     });
     return;
   }
-  const int n_mb = (M + kMc - 1) / kMc;
+  const int item_rows = ItemRows(M, n_nb, threads);
+  const int n_mb = (M + item_rows - 1) / item_rows;
   const size_t scratch = size_t(K) * kNc;  // one packed column block [kNc / nr panels][K][nr]
   thread_local std::vector<float> packs;   // [threads, scratch], kept by the calling thread
   const int used = std::max(1, std::min(threads, n_nb * n_mb));
@@ -168,13 +193,7 @@ void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const f
       PackB(B, ldb, layout, K, j0, cols, nr, bp);
       packed_nb[tid] = nb;
     }
-    const int i_end = std::min(M, (mb + 1) * kMc);
-    for (int i = mb * kMc; i < i_end; i += kMr) {
-      const int rows = std::min(kMr, i_end - i);
-      for (size_t p0 = 0; p0 < cols; p0 += nr)
-        MicroDispatch(rows, A + size_t(i) * lda, lda, bp + p0 * K, K, alpha, C + size_t(i) * ldc + j0 + p0, ldc,
-                      std::min(nr, cols - p0));
-    }
+    ComputeBlock(mb * item_rows, std::min(M, (mb + 1) * item_rows), A, lda, bp, K, cols, nr, alpha, C + j0, ldc);
   });
 }
 
