@@ -8,6 +8,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/gemm.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 #include <algorithm>
@@ -24,6 +25,8 @@ namespace gemm_detail {
 constexpr int kMc = 96;    // rows of a work item (multiple of every target's MR)
 constexpr int kNc = 96;    // columns of a work item (multiple of every target's NR)
 constexpr double kMinThreadedFlops = 4e6;  // below this one thread: a thread start costs ~20 µs
+constexpr size_t kLineFloats = 16;        // floats per 64-byte cache line
+constexpr size_t kPrefetchFloats = 4 * kLineFloats;  // how far ahead PackB fetches each source row
 }  // namespace gemm_detail
 }  // namespace ql
 #endif
@@ -64,12 +67,20 @@ void PackB(const float* B, size_t ldb, BLayout layout, size_t K, size_t j0, size
         std::fill(dst + w, dst + nr, 0.0f);
       }
     } else {
-      // Rows of B are columns of op(B): walk k outside so each of the w source rows is a stream.
+      // Rows of B are columns of op(B): a blocked transpose. Per block of kLineFloats k, each source
+      // row gives one cache line (read while the next block's lines are prefetched: the w streams,
+      // weights mostly not in cache, are too many for the hardware prefetcher), and the block's
+      // kLineFloats panel rows stay in L1 while they are filled.
       const float* rows = B + (j0 + p0) * ldb;
-      for (size_t k = 0; k < K; ++k) {
-        float* dst = panel + k * nr;
-        for (size_t j = 0; j < w; ++j) dst[j] = rows[j * ldb + k];
-        for (size_t j = w; j < nr; ++j) dst[j] = 0.0f;
+      for (size_t k0 = 0; k0 < K; k0 += kLineFloats) {
+        const size_t kn = std::min(kLineFloats, K - k0);
+        float* dst = panel + k0 * nr;
+        for (size_t j = 0; j < w; ++j) {
+          const float* src = rows + j * ldb + k0;
+          if (k0 + kPrefetchFloats < K) hwy::Prefetch(src + kPrefetchFloats);
+          for (size_t k = 0; k < kn; ++k) dst[k * nr + j] = src[k];
+        }
+        for (size_t k = 0; k < kn; ++k) std::fill(dst + k * nr + w, dst + (k + 1) * nr, 0.0f);
       }
     }
   }
