@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side wall time of a perplexity evaluation: quantlab `eval` (fp32, bf16-compute) against
-# llama.cpp's llama-perplexity (F32 and BF16 files) on SmolLM2-135M, WikiText-2 test, ctx 512,
-# 20 windows (10,240 tokens), whole process including load, 2 threads; prints each time and the ratios.
-# Not a test. Needs llama.cpp's llama-quantize and llama-perplexity: LLAMA_CPP_BIN=<dir>, or the last
-# stdout line of scripts/llama-cpp.sh when that script exists.
-#   bench/vs-llama-cpp.sh [BUILD_DIR]     (default build/)
+# llama.cpp's llama-perplexity (F32 and BF16 files), each with two llama.cpp builds: the portable one
+# of scripts/llama-cpp.sh (GGML_NATIVE=OFF, AVX2: the interop oracle) and the native one of
+# `scripts/llama-cpp.sh --native` (GGML_NATIVE=ON: AVX-512 here, the fair speed peer). SmolLM2-135M,
+# WikiText-2 test, ctx 512, 20 windows (10,240 tokens), whole process including load, 2 threads.
+# Runs are interleaved REPS times (default 3); prints the median wall and CPU (user+sys) seconds of each,
+# the load average before and after, and the ratios of medians. Not a test.
+#   bench/vs-llama-cpp.sh [BUILD_DIR]     (default build/; REPS, CHUNKS, THREADS override)
+# LLAMA_CPP_BIN / LLAMA_CPP_NATIVE_BIN name the two bin directories (default: the scripts' last stdout
+# line; the native build is made on first use, ~8 CPU-minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
@@ -13,10 +17,18 @@ src_model="$shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 text="$shared/data/wikitext-2-raw-test.txt"
 threads="${THREADS:-2}"
 chunks="${CHUNKS:-20}"
+reps="${REPS:-3}"
 if [[ -z "${LLAMA_CPP_BIN:-}" && -x scripts/llama-cpp.sh ]]; then LLAMA_CPP_BIN=$(scripts/llama-cpp.sh | tail -n1); fi
-[[ -n "${LLAMA_CPP_BIN:-}" && -x "$LLAMA_CPP_BIN/llama-perplexity" ]] ||
-  { echo "vs-llama-cpp.sh: set LLAMA_CPP_BIN to a directory with llama-perplexity and llama-quantize" >&2; exit 2; }
-for f in "$src_model" "$text" "$build/quantlab"; do [[ -e "$f" ]] || { echo "vs-llama-cpp.sh: missing $f" >&2; exit 2; }; done
+if [[ -z "${LLAMA_CPP_NATIVE_BIN:-}" && -x scripts/llama-cpp.sh ]]; then
+  LLAMA_CPP_NATIVE_BIN=$(scripts/llama-cpp.sh --native | tail -n1)
+fi
+for b in "${LLAMA_CPP_BIN:-}" "${LLAMA_CPP_NATIVE_BIN:-}"; do
+  [[ -n "$b" && -x "$b/llama-perplexity" ]] ||
+    { echo "vs-llama-cpp.sh: set LLAMA_CPP_BIN and LLAMA_CPP_NATIVE_BIN to directories with llama-perplexity" >&2; exit 2; }
+done
+for f in "$src_model" "$text" "$build/quantlab" "$LLAMA_CPP_BIN/llama-quantize"; do
+  [[ -e "$f" ]] || { echo "vs-llama-cpp.sh: missing $f" >&2; exit 2; }
+done
 
 work="${TMPDIR:-/tmp}/ql-vs-llama-cpp"
 mkdir -p "$work"
@@ -25,28 +37,52 @@ for type in F32 BF16; do  # dequantized copies of the shared Q4_1 file (same wei
     "$LLAMA_CPP_BIN/llama-quantize" --allow-requantize "$src_model" "$work/smollm2-$type.gguf" "$type" >/dev/null 2>&1
 done
 
-seconds() {  # wall seconds of "$@", output to $work/last.log
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$@" >"$work/last.log" 2>&1 || { echo "vs-llama-cpp.sh: failed: $*" >&2; tail -n 5 "$work/last.log" >&2; exit 1; }
-  t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc
+# Appends "wall cpu" of "$@" to $work/<name>.times (output to $work/last.log).
+timed() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %U %S' -o "$work/time.txt" "$@" >"$work/last.log" 2>&1 ||
+    { echo "vs-llama-cpp.sh: failed: $*" >&2; tail -n 5 "$work/last.log" >&2; exit 1; }
+  awk '{printf "%s %.2f\n", $1, $2 + $3}' "$work/time.txt" >>"$work/$name.times"
 }
-llama() {
-  seconds "$LLAMA_CPP_BIN/llama-perplexity" -m "$work/smollm2-$1.gguf" -f "$text" -c 512 --chunks "$chunks" -t "$threads" -b 512
+llama() {  # name bin type
+  timed "$1" "$2/llama-perplexity" -m "$work/smollm2-$3.gguf" -f "$text" -c 512 --chunks "$chunks" -t "$threads" -b 512
 }
-quantlab() {
-  QL_NUM_THREADS=$threads seconds "$build/quantlab" eval --model "$work/smollm2-F32.gguf" --data "$text" \
-    --protocol llamacpp --ctx 512 --chunks "$chunks" --baseline "$1"
+quantlab() {  # name precision
+  QL_NUM_THREADS=$threads timed "$1" "$build/quantlab" eval --model "$work/smollm2-F32.gguf" --data "$text" \
+    --protocol llamacpp --ctx 512 --chunks "$chunks" --baseline "$2"
 }
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-t_llama_f32=$(llama F32)
-t_llama_bf16=$(llama BF16)
-t_ql_fp32=$(quantlab fp32)
-t_ql_bf16=$(quantlab bf16-compute)
-printf '%-34s %8s\n' run "wall s"
-printf '%-34s %8.2f\n' "llama.cpp llama-perplexity F32" "$t_llama_f32" "llama.cpp llama-perplexity BF16" "$t_llama_bf16" \
-  "quantlab eval --baseline fp32" "$t_ql_fp32" "quantlab eval --baseline bf16-compute" "$t_ql_bf16"
-printf 'quantlab fp32 vs llama.cpp F32:          %.2fx\n' "$(echo "$t_llama_f32 / $t_ql_fp32" | bc -l)"
-printf 'quantlab bf16-compute vs llama.cpp F32:  %.2fx\n' "$(echo "$t_llama_f32 / $t_ql_bf16" | bc -l)"
-printf 'quantlab bf16-compute vs llama.cpp BF16: %.2fx\n' "$(echo "$t_llama_bf16 / $t_ql_bf16" | bc -l)"
+runs=(llama_f32 llama_bf16 native_f32 native_bf16 ql_fp32 ql_bf16)
+for r in "${runs[@]}"; do rm -f "$work/$r.times"; done
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((i = 0; i < reps; ++i)); do
+  llama llama_f32 "$LLAMA_CPP_BIN" F32
+  llama llama_bf16 "$LLAMA_CPP_BIN" BF16
+  llama native_f32 "$LLAMA_CPP_NATIVE_BIN" F32
+  llama native_bf16 "$LLAMA_CPP_NATIVE_BIN" BF16
+  quantlab ql_fp32 fp32
+  quantlab ql_bf16 bf16-compute
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+declare -A wall cpu
+for r in "${runs[@]}"; do
+  wall[$r]=$(cut -d' ' -f1 "$work/$r.times" | median)
+  cpu[$r]=$(cut -d' ' -f2 "$work/$r.times" | median)
+done
+echo "load average before: $load_before, after: $load_after; $reps interleaved runs, medians"
+printf '%-44s %8s %8s\n' run "wall s" "CPU s"
+row() { printf '%-44s %8.2f %8.2f\n' "$1" "${wall[$2]}" "${cpu[$2]}"; }
+row "llama.cpp portable (AVX2) F32" llama_f32
+row "llama.cpp portable (AVX2) BF16" llama_bf16
+row "llama.cpp native F32" native_f32
+row "llama.cpp native BF16" native_bf16
+row "quantlab eval --baseline fp32" ql_fp32
+row "quantlab eval --baseline bf16-compute" ql_bf16
+ratio() { printf '%-44s %7.2fx\n' "$1" "$(echo "${wall[$2]} / ${wall[$3]}" | bc -l)"; }
+ratio "quantlab fp32 vs llama.cpp portable F32" llama_f32 ql_fp32
+ratio "quantlab fp32 vs llama.cpp native F32" native_f32 ql_fp32
+ratio "quantlab bf16-compute vs portable F32" llama_f32 ql_bf16
+ratio "quantlab bf16-compute vs native F32" native_f32 ql_bf16
+ratio "quantlab bf16-compute vs portable BF16" llama_bf16 ql_bf16
+ratio "quantlab bf16-compute vs native BF16" native_bf16 ql_bf16

@@ -8,6 +8,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/gemm.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 #include <algorithm>
@@ -24,6 +25,8 @@ namespace gemm_detail {
 constexpr int kMc = 96;    // rows of a work item (multiple of every target's MR)
 constexpr int kNc = 96;    // columns of a work item (multiple of every target's NR)
 constexpr double kMinThreadedFlops = 4e6;  // below this one thread: a thread start costs ~20 µs
+constexpr size_t kLineFloats = 16;        // floats per 64-byte cache line
+constexpr size_t kPrefetchFloats = 4 * kLineFloats;  // how far ahead PackB fetches each source row
 }  // namespace gemm_detail
 }  // namespace ql
 #endif
@@ -64,12 +67,20 @@ void PackB(const float* B, size_t ldb, BLayout layout, size_t K, size_t j0, size
         std::fill(dst + w, dst + nr, 0.0f);
       }
     } else {
-      // Rows of B are columns of op(B): walk k outside so each of the w source rows is a stream.
+      // Rows of B are columns of op(B): a blocked transpose. Per block of kLineFloats k, each source
+      // row gives one cache line (read while the next block's lines are prefetched: the w streams,
+      // weights mostly not in cache, are too many for the hardware prefetcher), and the block's
+      // kLineFloats panel rows stay in L1 while they are filled.
       const float* rows = B + (j0 + p0) * ldb;
-      for (size_t k = 0; k < K; ++k) {
-        float* dst = panel + k * nr;
-        for (size_t j = 0; j < w; ++j) dst[j] = rows[j * ldb + k];
-        for (size_t j = w; j < nr; ++j) dst[j] = 0.0f;
+      for (size_t k0 = 0; k0 < K; k0 += kLineFloats) {
+        const size_t kn = std::min(kLineFloats, K - k0);
+        float* dst = panel + k0 * nr;
+        for (size_t j = 0; j < w; ++j) {
+          const float* src = rows + j * ldb + k0;
+          if (k0 + kPrefetchFloats < K) hwy::Prefetch(src + kPrefetchFloats);
+          for (size_t k = 0; k < kn; ++k) dst[k * nr + j] = src[k];
+        }
+        for (size_t k = 0; k < kn; ++k) std::fill(dst + k * nr + w, dst + (k + 1) * nr, 0.0f);
       }
     }
   }
@@ -138,6 +149,30 @@ void DotRows(int M, size_t j0, size_t j1, size_t K, float alpha, const float* A,
   }
 }
 
+// Rows of one item: all of M when there are enough column blocks to keep every thread busy (each
+// block of B is then packed exactly once), else M split so that ~2 items per thread exist. Rows are
+// a multiple of kMc. Only the schedule depends on this, never the arithmetic.
+int ItemRows(int M, int n_nb, int threads) {
+  const int chunks = std::max(1, std::min((M + kMc - 1) / kMc, (2 * threads + n_nb - 1) / n_nb));
+  const int rows = (M + chunks - 1) / chunks;
+  return (rows + kMc - 1) / kMc * kMc;
+}
+
+// C[rows, cols] for rows [i0, i1) and the packed column block bp (cols = panels of nr): for each
+// kMc-row block, for each kMr rows, every panel. A stays in place.
+void ComputeBlock(int i0, int i1, const float* A, size_t lda, const float* bp, size_t K, size_t cols, size_t nr,
+                  float alpha, float* C, size_t ldc) {
+  for (int ib = i0; ib < i1; ib += kMc) {
+    const int ie = std::min(i1, ib + kMc);
+    for (int i = ib; i < ie; i += kMr) {
+      const int rows = std::min(kMr, ie - i);
+      for (size_t p0 = 0; p0 < cols; p0 += nr)
+        MicroDispatch(rows, A + size_t(i) * lda, lda, bp + p0 * K, K, alpha, C + size_t(i) * ldc + p0, ldc,
+                      std::min(nr, cols - p0));
+    }
+  }
+}
+
 void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, BLayout layout,
               float* C, int ldc, int threads) {
   const DF d;
@@ -152,7 +187,8 @@ void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const f
     });
     return;
   }
-  const int n_mb = (M + kMc - 1) / kMc;
+  const int item_rows = ItemRows(M, n_nb, threads);
+  const int n_mb = (M + item_rows - 1) / item_rows;
   const size_t scratch = size_t(K) * kNc;  // one packed column block [kNc / nr panels][K][nr]
   thread_local std::vector<float> packs;   // [threads, scratch], kept by the calling thread
   const int used = std::max(1, std::min(threads, n_nb * n_mb));
@@ -168,13 +204,7 @@ void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const f
       PackB(B, ldb, layout, K, j0, cols, nr, bp);
       packed_nb[tid] = nb;
     }
-    const int i_end = std::min(M, (mb + 1) * kMc);
-    for (int i = mb * kMc; i < i_end; i += kMr) {
-      const int rows = std::min(kMr, i_end - i);
-      for (size_t p0 = 0; p0 < cols; p0 += nr)
-        MicroDispatch(rows, A + size_t(i) * lda, lda, bp + p0 * K, K, alpha, C + size_t(i) * ldc + j0 + p0, ldc,
-                      std::min(nr, cols - p0));
-    }
+    ComputeBlock(mb * item_rows, std::min(M, (mb + 1) * item_rows), A, lda, bp, K, cols, nr, alpha, C + j0, ldc);
   });
 }
 

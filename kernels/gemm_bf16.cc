@@ -1,9 +1,10 @@
 // kernels/gemm_bf16.h: an AVX512_BF16 kernel (compiled with a function target attribute and chosen
 // at run time from CPUID, since Highway 1.0.3 has no VDPBF16PS target), the scalar emulation, and
-// the oracle. Blocking as kernels/gemm.cc: items of kMc rows x kNc columns, B packed per item into
-// panels of 32 columns x K/2 pairs (one 32-bit BF16 pair per column and pair of k), A converted once
-// per call into rows of pairs; a 6 x 32 micro-kernel of 12 FP32 accumulators, one VDPBF16PS
-// (32 multiply-adds) per accumulator and pair of k.
+// the oracle. Blocking as kernels/gemm.cc: items of whole column blocks of kNc columns (row-split
+// only when there are too few blocks for the threads), B packed once per block into panels of 48
+// columns x K/2 pairs (one 32-bit BF16 pair per column and pair of k), A converted once per call
+// into rows of pairs (rows on threads); an 8 x 48 micro-kernel of 24 FP32 accumulators (3 loads and
+// 8 broadcasts per 24 VDPBF16PS, each 32 multiply-adds, per pair of k).
 #include "kernels/gemm_bf16.h"
 
 #include <immintrin.h>
@@ -20,7 +21,7 @@
 namespace ql {
 namespace {
 
-constexpr int kMr = 6, kNr = 32, kMc = 96, kNc = 64;
+constexpr int kMr = 8, kNr = 48, kMc = 96, kNc = 96;
 constexpr double kMinThreadedFlops = 4e6;
 
 // BF16 as the instruction reads it: denormals are zero.
@@ -71,31 +72,36 @@ QL_BF16_TARGET void PackB(const float* B, int ldb, BLayout layout, int K, int j0
 template <int R>
 QL_BF16_TARGET inline void Micro(const uint32_t* a, int P, const uint32_t* panel, float alpha, float* c, int ldc,
                                  int ncols) {
-  __m512 acc0[R], acc1[R];
-  for (int r = 0; r < R; ++r) acc0[r] = _mm512_setzero_ps(), acc1[r] = _mm512_setzero_ps();
+  constexpr int kV = kNr / 16;  // vectors per panel row
+  __m512 acc[R][kV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < kV; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int p = 0; p < P; ++p) {
-    const __m512i b0i = _mm512_loadu_si512(panel + size_t(p) * kNr);
-    const __m512i b1i = _mm512_loadu_si512(panel + size_t(p) * kNr + 16);
-    const __m512bh b0 = reinterpret_cast<const __m512bh&>(b0i), b1 = reinterpret_cast<const __m512bh&>(b1i);
+    __m512bh b[kV];
+    for (int v = 0; v < kV; ++v) {
+      const __m512i bi = _mm512_loadu_si512(panel + size_t(p) * kNr + 16 * v);
+      b[v] = reinterpret_cast<const __m512bh&>(bi);
+    }
     for (int r = 0; r < R; ++r) {
       const __m512i ai = _mm512_set1_epi32(int(a[size_t(r) * P + p]));
       const __m512bh ar = reinterpret_cast<const __m512bh&>(ai);
-      acc0[r] = _mm512_dpbf16_ps(acc0[r], ar, b0);
-      acc1[r] = _mm512_dpbf16_ps(acc1[r], ar, b1);
+      for (int v = 0; v < kV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], ar, b[v]);
     }
   }
   const __m512 va = _mm512_set1_ps(alpha);
-  const __mmask16 m0 = ncols >= 16 ? 0xFFFF : __mmask16((1u << ncols) - 1);
-  const __mmask16 m1 = ncols >= 32 ? 0xFFFF : ncols <= 16 ? 0 : __mmask16((1u << (ncols - 16)) - 1);
-  for (int r = 0; r < R; ++r) {
-    _mm512_mask_storeu_ps(c + size_t(r) * ldc, m0, _mm512_mul_ps(acc0[r], va));
-    _mm512_mask_storeu_ps(c + size_t(r) * ldc + 16, m1, _mm512_mul_ps(acc1[r], va));
+  for (int v = 0; v < kV; ++v) {
+    const int left = ncols - 16 * v;
+    if (left <= 0) break;
+    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(c + size_t(r) * ldc + 16 * v, m, _mm512_mul_ps(acc[r][v], va));
   }
 }
 
 QL_BF16_TARGET void MicroRows(int rows, const uint32_t* a, int P, const uint32_t* panel, float alpha, float* c,
                               int ldc, int ncols) {
   switch (rows) {
+    case 8: return Micro<8>(a, P, panel, alpha, c, ldc, ncols);
+    case 7: return Micro<7>(a, P, panel, alpha, c, ldc, ncols);
     case 6: return Micro<6>(a, P, panel, alpha, c, ldc, ncols);
     case 5: return Micro<5>(a, P, panel, alpha, c, ldc, ncols);
     case 4: return Micro<4>(a, P, panel, alpha, c, ldc, ncols);
@@ -105,28 +111,43 @@ QL_BF16_TARGET void MicroRows(int rows, const uint32_t* a, int P, const uint32_t
   }
 }
 
+// Rows of one item, as kernels/gemm.cc: all of M when the column blocks alone give every thread ~2
+// items (each block of B is then packed once), else M split; a multiple of kMc. Schedule only.
+int ItemRows(int M, int n_nb, int threads) {
+  const int chunks = std::max(1, std::min((M + kMc - 1) / kMc, (2 * threads + n_nb - 1) / n_nb));
+  const int rows = (M + chunks - 1) / chunks;
+  return (rows + kMc - 1) / kMc * kMc;
+}
+
 QL_BF16_TARGET void GemmAvx512Bf16(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                                    int ldb, BLayout layout, float* C, int ldc, int threads) {
   const int P = (K + 1) / 2;
   thread_local std::vector<uint32_t> a_pairs;  // [M, P], kept by the calling thread
   if (a_pairs.size() < size_t(M) * P) a_pairs.resize(size_t(M) * P);
-  for (int i = 0; i < M; ++i) PairsOfRow(A + size_t(i) * lda, K, a_pairs.data() + size_t(i) * P);
-  const uint32_t* const ap = a_pairs.data();  // a lambda on another thread would see its own a_pairs
-  const int n_nb = (N + kNc - 1) / kNc, n_mb = (M + kMc - 1) / kMc;
+  uint32_t* const ap = a_pairs.data();  // a lambda on another thread would see its own a_pairs
+  const int n_ab = (M + kMc - 1) / kMc;
+  ParallelFor(n_ab, std::min(threads, n_ab), [&](int b, int) {
+    for (int i = b * kMc; i < std::min(M, (b + 1) * kMc); ++i) PairsOfRow(A + size_t(i) * lda, K, ap + size_t(i) * P);
+  });
+  const int n_nb = (N + kNc - 1) / kNc;
+  const int item_rows = ItemRows(M, n_nb, threads), n_mb = (M + item_rows - 1) / item_rows;
   const int used = std::max(1, std::min(threads, n_nb * n_mb));
   const size_t scratch = size_t(P) * kNc;
-  std::vector<std::vector<uint32_t>> packs(used, std::vector<uint32_t>(scratch)), rows(used);
+  thread_local std::vector<uint32_t> packs;  // [used, scratch], kept by the calling thread
+  if (packs.size() < scratch * used) packs.resize(scratch * used);
+  uint32_t* const pack_base = packs.data();
+  std::vector<std::vector<uint32_t>> rows(used);
   std::vector<int> packed_nb(used, -1);
   ParallelFor(n_nb * n_mb, used, [&](int item, int tid) {
     const int nb = item / n_mb, mb = item % n_mb;
     const int j0 = nb * kNc, cols = std::min(kNc, N - j0);
-    uint32_t* bp = packs[tid].data();
+    uint32_t* bp = pack_base + scratch * tid;
     if (packed_nb[tid] != nb) {
       PackB(B, ldb, layout, K, j0, cols, bp, rows[tid]);
       packed_nb[tid] = nb;
     }
-    const int i_end = std::min(M, (mb + 1) * kMc);
-    for (int i = mb * kMc; i < i_end; i += kMr)
+    const int i_end = std::min(M, (mb + 1) * item_rows);
+    for (int i = mb * item_rows; i < i_end; i += kMr)
       for (int c0 = 0; c0 < cols; c0 += kNr)
         MicroRows(std::min(kMr, i_end - i), ap + size_t(i) * P, P, bp + size_t(c0) * P, alpha,
                   C + size_t(i) * ldc + j0 + c0, ldc, std::min(kNr, cols - c0));

@@ -4,11 +4,16 @@
 # Used as an independent oracle by the interop tests and for speed comparisons; idempotent (a finished
 # build is reused). Cache: $QL_LLAMA_CPP_DIR, default ${XDG_CACHE_HOME:-$HOME/.cache}/quantlab/llama.cpp.
 # Pin another release with QL_LLAMA_CPP_PYTHON_VERSION (default: the newest on PyPI at first run).
+# --native builds a second copy tuned to this CPU (GGML_NATIVE=ON, e.g. AVX-512) into build-native/: a fair
+# speed peer for bench/, never the interop oracle (its sums may differ from the portable build's).
 set -euo pipefail
 
 dir="${QL_LLAMA_CPP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/quantlab/llama.cpp}"
 targets=(llama-quantize llama-perplexity llama-imatrix)
-bin="$dir/build/bin"
+build_dir=build
+native=OFF
+if [[ "${1:-}" == --native ]]; then build_dir=build-native; native=ON; fi
+bin="$dir/$build_dir/bin"
 
 built() {
   local t
@@ -38,11 +43,12 @@ if [[ ! -d src ]]; then
   rm -rf unpack
 fi
 
-# 2. CPU-only build of the three tools (portable code, no network, no OpenMP so runs are reproducible).
-cmake -S src -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF \
+# 2. CPU-only build of the three tools (portable code unless --native, no network, no OpenMP so runs are
+#    reproducible).
+cmake -S src -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE="$native" -DGGML_OPENMP=OFF \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON \
   -DBUILD_SHARED_LIBS=OFF >&2
-nice cmake --build build -j"${QL_LLAMA_CPP_JOBS:-2}" --target "${targets[@]}" >&2
+nice cmake --build "$build_dir" -j"${QL_LLAMA_CPP_JOBS:-2}" --target "${targets[@]}" >&2
 
 built || { echo "llama-cpp.sh: build finished but $bin lacks ${targets[*]}" >&2; exit 1; }
 echo "$bin"

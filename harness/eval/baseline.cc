@@ -9,11 +9,13 @@
 #include <fstream>
 #include <mutex>
 #include <numeric>
+#include <optional>
 
 #include "harness/eval/metrics.h"
 #include "harness/io/file_io.h"
 #include "harness/model/forward.h"
 #include "kernels/half.h"
+#include "kernels/select.h"
 #include "kernels/parallel.h"
 
 namespace ql {
@@ -30,8 +32,10 @@ StatusOr<BaselinePrecision> ParsePrecision(std::string_view name) {
   return Status::Errorf("unknown baseline precision '{}' (use bf16, fp32 or bf16-compute)", name);
 }
 
-Model WithPrecision(const Model& model, BaselinePrecision p) {
-  Model m = model;
+Model WithPrecision(const Model& model, BaselinePrecision p) { return WithPrecision(Model(model), p); }
+
+Model WithPrecision(Model&& model, BaselinePrecision p) {
+  Model m = std::move(model);
   if (p == BaselinePrecision::kBf16 || p == BaselinePrecision::kBf16Compute) {
     for (auto& [name, t] : m.weights)
       for (float& v : t.data) v = Bf16ToF32(F32ToBf16(v));
@@ -39,6 +43,27 @@ Model WithPrecision(const Model& model, BaselinePrecision p) {
   if (p == BaselinePrecision::kBf16Compute) m.matmul = MatmulPrecision::kBf16;
   return m;
 }
+
+namespace {
+// True when WithPrecision(model, p) would equal `model`: fp32 always (its weights are used as they
+// are), bf16 modes when the matmul matches and every weight already is a BF16 value (the session
+// passes its reference, rounded once). A read-only pass instead of a copy of every weight.
+bool AlreadyAtPrecision(const Model& model, BaselinePrecision p) {
+  if (p == BaselinePrecision::kFp32) return model.matmul == MatmulPrecision::kFp32;
+  const MatmulPrecision want = p == BaselinePrecision::kBf16Compute ? MatmulPrecision::kBf16 : MatmulPrecision::kFp32;
+  if (model.matmul != want) return false;
+  for (const auto& [name, t] : model.weights) {
+    uint32_t low = 0;  // any of the 16 bits below a BF16 value
+    for (float v : t.data) {
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      low |= bits & 0xFFFFu;
+    }
+    if (low != 0) return false;
+  }
+  return true;
+}
+}  // namespace
 
 size_t Baseline::bytes() const {
   return nll.size() * sizeof(double) + top1.size() * sizeof(int32_t) + logp.size() * sizeof(float) +
@@ -51,7 +76,7 @@ namespace {
 struct BaselineScratch {
   std::vector<double> lp;  // [V]
   std::vector<float> lpf;  // [V]
-  std::vector<int> order;  // [V]
+  std::vector<int> order;  // [top_k]
 };
 
 // Rows per work item and the least work (rows · vocab) worth a second thread (a 49k-vocabulary row
@@ -74,11 +99,8 @@ void BaselineRow(std::span<const float> row, int target, int top_k, BaselineScra
     std::copy(s.lpf.begin(), s.lpf.end(), logp);
     return;
   }
-  s.order.resize(V);
-  std::iota(s.order.begin(), s.order.end(), 0);
-  std::partial_sort(s.order.begin(), s.order.begin() + top_k, s.order.end(), [&](int a, int c) {
-    return s.lpf[a] > s.lpf[c] || (s.lpf[a] == s.lpf[c] && a < c);
-  });
+  s.order.resize(top_k);
+  TopKF32(s.lpf.data(), V, top_k, s.order.data());
   for (int j = 0; j < top_k; ++j) {
     top_idx[j] = s.order[j];
     top_logp[j] = s.lpf[s.order[j]];
@@ -263,8 +285,9 @@ StatusOr<std::shared_ptr<const Baseline>> BaselineCache::GetOrCompute(const Mode
       // A damaged or colliding file is recomputed and overwritten below.
     }
   }
-  const Model reference = WithPrecision(model, options.precision);
-  QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(reference, windows, top_k, options.progress));
+  std::optional<Model> rounded;  // only when `model` is not at the precision yet
+  if (!AlreadyAtPrecision(model, options.precision)) rounded = WithPrecision(model, options.precision);
+  QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(rounded ? *rounded : model, windows, top_k, options.progress));
   b.key = key;
   b.protocol = protocol.Canonical();
   b.precision = options.precision;

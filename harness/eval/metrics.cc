@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/select.h"
 #include "kernels/status.h"
 
 namespace ql {
@@ -27,7 +28,10 @@ static int ArgMaxT(std::span<const T> x) {
     if (x[i] > x[best]) best = int(i);
   return best;
 }
-int ArgMax(std::span<const float> x) { return ArgMaxT(x); }
+int ArgMax(std::span<const float> x) {  // SIMD, bitwise the loop of ArgMaxT (kernels/select.h)
+  QL_CHECK(!x.empty());
+  return int(ArgMaxF32(x.data(), x.size()));
+}
 int ArgMax(std::span<const double> x) { return ArgMaxT(x); }
 
 template <typename T>

@@ -17,6 +17,7 @@
 #include "harness/tokenizer/spm_bpe.h"
 #include "kernels/gguf_blocks.h"
 #include "kernels/half.h"
+#include "kernels/parallel.h"
 
 namespace ql::io {
 namespace {
@@ -365,6 +366,34 @@ StatusOr<GgufFile> ReadGgufHeader(const std::string& path) {
   return f;
 }
 
+namespace {
+constexpr uint32_t kGgmlF32 = 0;         // ggml's type id of float32
+constexpr int64_t kDequantRowChunk = 256;  // rows per work item when dequantizing on threads
+
+// Rows of a block-type (or F16/BF16) tensor -> out.data, row chunks on NumThreads() threads: each
+// row is independent, so the bits do not depend on the split. The first failing row is reported.
+StatusOr<Tensor> DequantizeRows(const GgufFile& file, const GgufTensorInfo& t, const GgmlTypeInfo& td,
+                                const uint8_t* buf, Tensor out) {
+  const int64_t row = int64_t(t.ne[0]);
+  const int64_t rows = row == 0 ? 0 : out.numel() / row;
+  const uint64_t row_bytes = uint64_t(row) / td.block_elems * td.block_bytes;
+  const int chunks = int((rows + kDequantRowChunk - 1) / kDequantRowChunk);
+  std::vector<Status> status(chunks);
+  ParallelFor(chunks, NumThreads(), [&](int c, int) {
+    for (int64_t k = c * kDequantRowChunk; k < std::min(rows, (c + 1) * kDequantRowChunk); ++k) {
+      Status st = DequantizeGgmlRow(int(t.type), buf + k * row_bytes, row, out.data.data() + k * row);
+      if (!st.ok()) {
+        status[c] = Status::Errorf("{}: tensor '{}' row {}: {}", file.path, t.name, k, st.message());
+        return;
+      }
+    }
+  });
+  for (const Status& st : status)
+    if (!st.ok()) return st;
+  return out;
+}
+}  // namespace
+
 StatusOr<Tensor> ReadGgufTensor(const GgufFile& file, FileReader& reader, const GgufTensorInfo& t) {
   const GgmlTypeInfo* td = FindType(t.type);
   QL_CHECK(td != nullptr, "tensor infos were checked by ReadGgufHeader");
@@ -375,16 +404,14 @@ StatusOr<Tensor> ReadGgufTensor(const GgufFile& file, FileReader& reader, const 
   Tensor out;
   out.shape = t.TorchShape();
   out.data.resize(size_t(out.numel()));
-  std::vector<uint8_t> buf(t.nbytes);
-  QL_RETURN_IF_ERROR(reader.ReadAt(file.data_start + t.offset, buf.data(), buf.size(), "tensor '" + t.name + "'"));
-  const int64_t row = int64_t(t.ne[0]);
-  const int64_t rows = row == 0 ? 0 : out.numel() / row;
-  const uint64_t row_bytes = uint64_t(row) / td->block_elems * td->block_bytes;
-  for (int64_t k = 0; k < rows; ++k) {
-    Status st = DequantizeGgmlRow(int(t.type), buf.data() + k * row_bytes, row, out.data.data() + k * row);
-    if (!st.ok()) return Status::Errorf("{}: tensor '{}' row {}: {}", file.path, t.name, k, st.message());
+  const std::string what = "tensor '" + t.name + "'";
+  if (t.type == kGgmlF32 && t.nbytes == sizeof(float) * out.data.size()) {  // stored as used: no staging copy
+    QL_RETURN_IF_ERROR(reader.ReadAt(file.data_start + t.offset, out.data.data(), t.nbytes, what));
+    return out;
   }
-  return out;
+  std::vector<uint8_t> buf(t.nbytes);
+  QL_RETURN_IF_ERROR(reader.ReadAt(file.data_start + t.offset, buf.data(), buf.size(), what));
+  return DequantizeRows(file, t, *td, buf.data(), std::move(out));
 }
 
 StatusOr<Model> ReadGguf(const std::string& path, CheckpointInfo* info) {

@@ -35,6 +35,19 @@ struct Workspace {
 
 constexpr int kBlock = 64;                 // query rows per attention work item
 constexpr double kMinParallelFlops = 5e7;  // attention below this runs on the calling thread
+constexpr int kRowChunk = 64;              // token rows per item of the per-row (elementwise) steps
+constexpr size_t kMinParallelFloats = 1 << 17;  // per-row steps over fewer floats stay on one thread
+
+// fn(t0, t1) over token rows [0, n) in fixed chunks of kRowChunk rows, on NumThreads() threads when
+// the step touches at least kMinParallelFloats (n * width) floats: RMSNorm, RoPE, SiLU and residual
+// adds are per row (each element computed the same way wherever its chunk starts), so the split
+// changes no bit; below the cut-off a fork/join costs more than the step (~20 µs per thread start).
+template <class Fn>
+void ForRows(int n, size_t width, const Fn& fn) {
+  const int chunks = (n + kRowChunk - 1) / kRowChunk;
+  const int threads = size_t(n) * width < kMinParallelFloats ? 1 : NumThreads();
+  ParallelFor(chunks, threads, [&](int c, int) { fn(c * kRowChunk, std::min(n, (c + 1) * kRowChunk)); });
+}
 
 // The one switch between the FP32 and the BF16 arithmetic (harness/model/model.h MatmulPrecision).
 void MatMul(MatmulPrecision p, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
@@ -150,7 +163,10 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
 
   // Reused across calls on this thread: fresh multi-MB buffers would page-fault on every window.
   // Hence a hook must not itself run a forward pass on the calling thread (it would clobber ws).
-  thread_local Workspace ws;
+  // Lambdas below name `ws` through this reference: a thread_local named directly in a lambda run
+  // by a ParallelFor worker would be the worker's own (empty) instance.
+  thread_local Workspace tls_ws;
+  Workspace& ws = tls_ws;
   ws.x.resize(size_t(n) * D);
   ws.xn.resize(size_t(n) * std::max(D, q_out));
   ws.q.resize(size_t(n) * q_out);
@@ -174,7 +190,9 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     const std::string p = LayerPrefix(l);
     // ---- attention block ----
     const float* w_in = model.W(p + "input_layernorm.weight").data.data();
-    for (int t = 0; t < n; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_in, D, eps, &ws.xn[size_t(t) * D]);
+    ForRows(n, D, [&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_in, D, eps, &ws.xn[size_t(t) * D]);
+    });
     float* kl = k_layer[l] + size_t(pos0) * kv_out;  // [n, KV*hd] new rows
     float* vl = v_layer[l] + size_t(pos0) * kv_out;
     Linear(model, p + "self_attn.q_proj", ws.xn.data(), n, D, ws.q.data(), hooks, ws, c.qkv_bias);
@@ -182,18 +200,20 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     Linear(model, p + "self_attn.v_proj", ws.xn.data(), n, D, vl, hooks, ws, c.qkv_bias);
     const float* qn = c.qk_norm ? model.W(p + "self_attn.q_norm.weight").data.data() : nullptr;
     const float* kn = c.qk_norm ? model.W(p + "self_attn.k_norm.weight").data.data() : nullptr;
-    for (int t = 0; t < n; ++t) {
-      float* qt = &ws.q[size_t(t) * q_out];
-      float* kt = kl + size_t(t) * kv_out;
-      if (c.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
-        for (int h = 0; h < H; ++h) ops::RmsNorm(qt + h * hd, qn, hd, eps, qt + h * hd);
-        for (int h = 0; h < KV; ++h) ops::RmsNorm(kt + h * hd, kn, hd, eps, kt + h * hd);
+    ForRows(n, q_out + kv_out, [&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) {
+        float* qt = &ws.q[size_t(t) * q_out];
+        float* kt = kl + size_t(t) * kv_out;
+        if (c.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
+          for (int h = 0; h < H; ++h) ops::RmsNorm(qt + h * hd, qn, hd, eps, qt + h * hd);
+          for (int h = 0; h < KV; ++h) ops::RmsNorm(kt + h * hd, kn, hd, eps, kt + h * hd);
+        }
+        const float* cs = &ws.cos[size_t(t) * hd];
+        const float* sn = &ws.sin[size_t(t) * hd];
+        ops::Rope(qt, H, hd, cs, sn, c.rope_interleaved);
+        ops::Rope(kt, KV, hd, cs, sn, c.rope_interleaved);
       }
-      const float* cs = &ws.cos[size_t(t) * hd];
-      const float* sn = &ws.sin[size_t(t) * hd];
-      ops::Rope(qt, H, hd, cs, sn, c.rope_interleaved);
-      ops::Rope(kt, KV, hd, cs, sn, c.rope_interleaved);
-    }
+    });
     if (hooks && hooks->kv) hooks->kv(l, kl, vl, n);
     if (hooks && hooks->attn_q) hooks->attn_q(l, ws.q.data(), n);
     float* att = ws.xn.data();  // [n, H*hd]: the normed input is dead once q/k/v exist
@@ -201,17 +221,25 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     // o_proj straight into gate's buffer (free until the MLP), then the residual add.
     float* o = ws.gate.data();  // [n, D]
     Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false);
-    ops::Add(o, ws.x.data(), size_t(n) * D);
 
     // ---- MLP block: down(silu(gate x) ⊙ up x) ----
     const float* w_post = model.W(p + "post_attention_layernorm.weight").data.data();
-    for (int t = 0; t < n; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_post, D, eps, &ws.xn[size_t(t) * D]);
+    ForRows(n, D, [&](int t0, int t1) {  // residual add of o_proj, then the MLP's norm
+      float* x = &ws.x[size_t(t0) * D];
+      ops::Add(o + size_t(t0) * D, x, size_t(t1 - t0) * D);
+      for (int t = t0; t < t1; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_post, D, eps, &ws.xn[size_t(t) * D]);
+    });
     Linear(model, p + "mlp.gate_proj", ws.xn.data(), n, D, ws.gate.data(), hooks, ws, false);
     Linear(model, p + "mlp.up_proj", ws.xn.data(), n, D, ws.up.data(), hooks, ws, false);
-    ops::SiluMul(ws.gate.data(), ws.up.data(), size_t(n) * F, ws.gate.data());
+    ForRows(n, F, [&](int t0, int t1) {
+      const size_t off = size_t(t0) * F;
+      ops::SiluMul(ws.gate.data() + off, ws.up.data() + off, size_t(t1 - t0) * F, ws.gate.data() + off);
+    });
     float* down = ws.up.data();  // [n, D]
     Linear(model, p + "mlp.down_proj", ws.gate.data(), n, F, down, hooks, ws, false);
-    ops::Add(down, ws.x.data(), size_t(n) * D);
+    ForRows(n, D, [&](int t0, int t1) {
+      ops::Add(down + size_t(t0) * D, ws.x.data() + size_t(t0) * D, size_t(t1 - t0) * D);
+    });
     if (hooks && hooks->block_output) hooks->block_output(l, ws.x.data(), n);
     if (hooks && hooks->stop_after_layer == l) return Status::Ok();
   }

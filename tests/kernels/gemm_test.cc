@@ -116,6 +116,34 @@ TEST(GemmTest, BitwiseIdenticalForAnyThreadCount) {
     }
 }
 
+// The contract of kernels/gemm.h, bit for bit: each element is fma(a[i,k], b[k,j], acc) over
+// k = 0..K-1 from acc = 0, then one multiply by alpha. Any blocking, packing or schedule change that
+// keeps this holds every recorded number; one that reorders a sum fails here.
+std::vector<float> FmaChain(const Problem& p, float alpha) {
+  std::vector<float> c(size_t(p.M) * p.ldc, -7.0f);
+  for (int i = 0; i < p.M; ++i)
+    for (int j = 0; j < p.N; ++j) {
+      float acc = 0.0f;
+      for (int k = 0; k < p.K; ++k) acc = std::fma(p.a[size_t(i) * p.lda + k], p.B(k, j), acc);
+      c[size_t(i) * p.ldc + j] = acc * alpha;
+    }
+  return c;
+}
+
+TEST(GemmTest, BitwiseOneFmaChainPerElement) {
+  // Rows >= kGemmDotRows (the decoding path sums in lanes); shapes with several column blocks,
+  // partial panels and partial row groups, the 135M widths, 1 and 2 threads.
+  for (BLayout layout : {BLayout::kNK, BLayout::kKN})
+    for (auto [M, N, K] : {std::tuple{4, 7, 3}, {13, 130, 101}, {100, 200, 576}, {203, 97, 1536}, {97, 1000, 64}}) {
+      SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K));
+      const Problem p(M, N, K, layout, 1, 7);
+      const std::vector<float> want = FmaChain(p, 0.5f);
+      for (int threads : {1, 2})
+        ASSERT_EQ(0, std::memcmp(want.data(), p.Run(0.5f, threads).data(), sizeof(float) * want.size()))
+            << threads << " threads";
+    }
+}
+
 TEST(GemmTest, ZeroKGivesZeros) {
   std::vector<float> c(6, 5.0f);
   const float a = 1, b = 1;
