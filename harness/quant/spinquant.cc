@@ -12,7 +12,9 @@
 #include <iostream>
 #include <numbers>
 #include <random>
+#include <span>
 
+#include "harness/model/forward.h"
 #include "harness/quant/calibration.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/rotation.h"
@@ -206,6 +208,7 @@ StatusOr<SpinQuantProblem> MakeSpinQuantProblem(const Model& model,
                           c.qkv_bias ? "q/k/v biases" : "q/k norms");
   SpinQuantProblem p;
   p.base = model;
+  p.teacher = model;
   RotationOptions o;
   o.r1 = o.r2 = false;
   o.r4 = r4;
@@ -225,13 +228,31 @@ StatusOr<SpinQuantProblem> MakeSpinQuantProblem(const Model& model,
   return p;
 }
 
+StatusOr<std::vector<float>> TeacherProbs(const SpinQuantProblem& p, const int* tokens, int b, int t) {
+  const int V = p.teacher.config.vocab_size;
+  std::vector<float> probs(size_t(b) * t * V), logits(size_t(t) * V);  // [b·t, V], [t, V]
+  for (int bi = 0; bi < b; ++bi) {
+    const int* w = tokens + size_t(bi) * (t + 1);
+    QL_RETURN_IF_ERROR(ForwardWindow(p.teacher, std::span<const int>(w, size_t(t)), logits.data()));
+    for (int i = 0; i < t; ++i) {  // softmax of each row, in double
+      const float* lr = logits.data() + size_t(i) * V;
+      float* pr = probs.data() + (size_t(bi) * t + i) * V;
+      const float mx = *std::max_element(lr, lr + V);
+      double sum = 0;
+      for (int j = 0; j < V; ++j) sum += std::exp(double(lr[j] - mx));
+      for (int j = 0; j < V; ++j) pr[j] = float(std::exp(double(lr[j] - mx)) / sum);
+    }
+  }
+  return probs;
+}
+
 StatusOr<double> SpinQuantLoss(const SpinQuantProblem& p, const SpinRotations& rot, const int* tokens, int b, int t,
-                               SpinRotations* grad) {
+                               SpinRotations* grad, const float* teacher_probs) {
   QL_ASSIGN_OR_RETURN(Model m, Rotated(p, rot));
   QL_RETURN_IF_ERROR(RoundForTraining(p, m));
-  if (!grad) return train::LossAndGradients(m, tokens, b, t, nullptr);
+  if (!grad) return train::LossAndGradients(m, tokens, b, t, nullptr, teacher_probs);
   train::TensorMap g = train::ZerosLike(m);
-  QL_ASSIGN_OR_RETURN(double loss, train::LossAndGradients(m, tokens, b, t, &g));
+  QL_ASSIGN_OR_RETURN(double loss, train::LossAndGradients(m, tokens, b, t, &g, teacher_probs));
   RotGrads rg;
   RotationGradients(p, rot, g, &rg);
   grad->r1 = ToDouble(rg.r1);
@@ -258,8 +279,13 @@ Status LearnRotations(const SpinQuantProblem& p, const CalibrationSet& data, con
       if (int(w.size()) != t + 1) return Status::Error("spinquant: calibration windows differ in length");
       std::copy(w.begin(), w.end(), tokens.begin() + size_t(bi) * (t + 1));
     }
+    std::vector<float> teacher;  // [batch·t, V] with distill
+    if (o.distill) {
+      QL_ASSIGN_OR_RETURN(teacher, TeacherProbs(p, tokens.data(), o.batch, t));
+    }
     SpinRotations g;
-    QL_ASSIGN_OR_RETURN(double loss, SpinQuantLoss(p, *rot, tokens.data(), o.batch, t, &g));
+    QL_ASSIGN_OR_RETURN(double loss, SpinQuantLoss(p, *rot, tokens.data(), o.batch, t, &g,
+                                                   o.distill ? teacher.data() : nullptr));
     if (!std::isfinite(loss)) return Status::Errorf("spinquant: the loss is {} at step {} (lower lr?)", loss, step);
     // The reference code's schedule: cosine from lr to 0 over the steps, no warm-up.
     const double lr = o.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * double(step) / double(o.iters)));
@@ -274,8 +300,9 @@ Status LearnRotations(const SpinQuantProblem& p, const CalibrationSet& data, con
 namespace {
 
 const nlohmann::json& SpinQuantDefaults() {
-  static const nlohmann::json j = {{"iters", 100}, {"lr", 1.5},          {"batch", 8},          {"r1", true},
-                                   {"r2", true},   {"r4", true},         {"quantizer", "rtn"},  {"gptq", nlohmann::json::object()}};
+  static const nlohmann::json j = {{"iters", 100}, {"lr", 1.5}, {"batch", 8},         {"loss", "ce"},
+                                   {"r1", true},    {"r2", true}, {"r4", true},         {"quantizer", "rtn"},
+                                   {"gptq", nlohmann::json::object()}};
   return j;
 }
 
@@ -307,6 +334,10 @@ Status ApplySpinQuant(Model& model, const AlgorithmContext& ctx) {
   o.iters = p["iters"].get<int>();
   o.lr = p["lr"].get<double>();
   o.batch = p["batch"].get<int>();
+  const std::string loss = p["loss"].get<std::string>();
+  if (loss != "ce" && loss != "kd")
+    return Status::Errorf("spinquant: loss '{}' is not one of ce (next-token cross-entropy), kd (distillation)", loss);
+  o.distill = loss == "kd";
   o.seed = uint64_t(ctx.seed);
   o.progress = ctx.progress;
   const bool r1 = p["r1"].get<bool>(), r2 = p["r2"].get<bool>(), r4 = p["r4"].get<bool>();
@@ -347,7 +378,8 @@ AlgorithmInfo SpinQuantAlgorithm() {
   AlgorithmInfo info{
       "spinquant",
       "SpinQuant: R1 (residual) and per-layer R2 (v/o heads) learned by Cayley SGD on the calibration "
-      "cross-entropy with the weights quantized in the loop (STE), from the Hadamard start; R4 online "
+      "cross-entropy (loss: ce) or KL to the unquantized model (kd) with the weights quantized in the loop (STE), "
+      "from the Hadamard start; R4 online "
       "Hadamard; then RTN or GPTQ (quantizer, gptq: {GPTQ parameters}) (docs/algorithms.md §12)",
       SpinQuantDefaults(), true, ApplySpinQuant};
   info.needs_calibration_for = [](const nlohmann::json& params) {

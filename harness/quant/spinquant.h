@@ -41,6 +41,7 @@ struct SpinQuantProblem {
   std::vector<float> r4;                     // [F, F] R4 (down_proj's online Hadamard), empty when off
   std::map<std::string, Scheme> quantized;   // weight name ("model.layers.0.mlp.up_proj.weight") -> scheme
   bool identity_rounding = false;            // tests: Q(w) = w, the smooth surrogate whose gradient is the STE's
+  Model teacher;                             // the model as given (unrotated, unquantized): the kd loss's target
 };
 
 // module_schemes: (module path, scheme text) of the cell. With r4 and a hidden size without a Hadamard
@@ -50,15 +51,20 @@ StatusOr<SpinQuantProblem> MakeSpinQuantProblem(const Model& model,
                                                 bool r4, std::string* note);
 
 // Mean next-token cross-entropy of the network rotated by `rot` with the quantized weights rounded, on
-// windows tokens [b, t + 1] (inputs columns 0..t−1, targets 1..t). With grad non-null: dL/dR1 and dL/dR2
-// (same shapes as rot, overwritten) by the straight-through estimator d Q(w)/dw := 1.
+// windows tokens [b, t + 1] (inputs columns 0..t−1, targets 1..t); with teacher_probs ([b·t, V], the
+// teacher's next-token distributions, TeacherProbs) the mean KL(teacher || network) instead. With grad
+// non-null: dL/dR1 and dL/dR2 (same shapes as rot, overwritten) by the straight-through estimator
+// d Q(w)/dw := 1.
 StatusOr<double> SpinQuantLoss(const SpinQuantProblem& p, const SpinRotations& rot, const int* tokens, int b, int t,
-                               SpinRotations* grad);
+                               SpinRotations* grad, const float* teacher_probs = nullptr);
+// p.teacher's softmax outputs on tokens [b, t + 1] (columns 0..t−1): [b·t, V].
+StatusOr<std::vector<float>> TeacherProbs(const SpinQuantProblem& p, const int* tokens, int b, int t);
 
 struct SpinQuantOptions {
   int iters = 100;       // Cayley SGD steps (the reference code's max_steps)
   double lr = 1.5;       // peak learning rate, cosine decay to 0 without warm-up (the reference code's)
   int batch = 8;         // calibration windows per step (the reference's 8 GPUs × 1 sequence)
+  bool distill = false;  // loss: false = next-token cross-entropy (the paper's); true = KL to the unquantized model
   uint64_t seed = 0;     // which windows each step draws
   ProgressFn progress;   // optional: steps done
 };

@@ -180,6 +180,34 @@ TEST(AlgoSpinQuant, GradientsMatchFiniteDifferences) {
       ++checks;
     }
   EXPECT_EQ(checks, 3 * (1 + c.n_layers) + 6 + 4 * c.n_layers);
+  // The distillation loss (KL to the unquantized model) through the same chain rule. With identity rounding
+  // the rotated network is the teacher at the Hadamard start, so move off it first.
+  auto teacher = TeacherProbs(*prob, tokens.data(), 2, 16);
+  ASSERT_TRUE(teacher.ok());
+  SpinRotations moved = *rot0, gkd;
+  CayleyStep(&moved.r1, RandomMatrix(c.dim, 90, 1.0), c.dim, 0.05);
+  for (auto& r2 : moved.r2) CayleyStep(&r2, RandomMatrix(c.head_dim, 91, 1.0), c.head_dim, 0.05);
+  auto kl = SpinQuantLoss(*prob, moved, tokens.data(), 2, 16, &gkd, teacher->data());
+  ASSERT_TRUE(kl.ok());
+  EXPECT_NEAR(*kl, 0.0, 1e-4);  // an orthogonal R keeps the unquantized function: KL ≈ 0 at any rotation
+  // Non-orthogonal perturbations change the function, so the KL is not flat: check its gradient there.
+  SpinRotations off = moved;
+  const std::vector<double> bend = RandomMatrix(c.dim, 92, 0.3 / c.dim);
+  for (size_t i = 0; i < off.r1.size(); ++i) off.r1[i] += bend[i];
+  ASSERT_TRUE(SpinQuantLoss(*prob, off, tokens.data(), 2, 16, &gkd, teacher->data()).ok());
+  for (int k = 0; k < 2; ++k) {
+    const std::vector<double> d1 = RandomMatrix(c.dim, 95 + k, 1.0 / c.dim);
+    const std::vector<double> keep = off.r1;
+    for (size_t i = 0; i < d1.size(); ++i) off.r1[i] = keep[i] + 1e-2 * d1[i];
+    auto lp = SpinQuantLoss(*prob, off, tokens.data(), 2, 16, nullptr, teacher->data());
+    for (size_t i = 0; i < d1.size(); ++i) off.r1[i] = keep[i] - 1e-2 * d1[i];
+    auto lm = SpinQuantLoss(*prob, off, tokens.data(), 2, 16, nullptr, teacher->data());
+    off.r1 = keep;
+    ASSERT_TRUE(lp.ok() && lm.ok());
+    const double num = (*lp - *lm) / 2e-2, ana = dot(gkd.r1, d1);
+    EXPECT_GT(std::fabs(ana), 1e-3);
+    EXPECT_NEAR(num, ana, 1e-2 * std::fabs(ana) + 1e-4) << "kd R1 direction " << k;
+  }
 }
 
 Status ApplyAlgo(const std::string& name, Model& m, const nlohmann::json& params,
