@@ -13,6 +13,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/quant/rotation.h"
 #include "harness/quant/smoothquant.h"
+#include "harness/quant/spinquant.h"
 #include "harness/quant/squeezellm.h"
 #include "harness/quant/static_act.h"
 #include "kernels/quantizer.h"
@@ -43,6 +44,7 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       QloraAlgorithm(),
       AutoRoundAlgorithm(),
       ImatrixAlgorithm(),
+      SpinQuantAlgorithm(),
   };
   return kList;
 }

@@ -50,6 +50,21 @@ void FuseNorm(Model& m, const std::string& norm, const std::vector<std::string>&
 
 }  // namespace
 
+StatusOr<std::vector<float>> HadamardR1(int dim, uint64_t seed) {
+  QL_ASSIGN_OR_RETURN(HadamardPlan plan, PlanHadamard(dim));
+  std::vector<float> r1 = HadamardMatrixExplicit(plan);  // [dim, dim]
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < dim; ++i)  // R1 = diag(±1) · H/√dim: row i scaled by a random sign
+    if (rng() & 1)
+      for (int j = 0; j < dim; ++j) r1[size_t(i) * dim + j] = -r1[size_t(i) * dim + j];
+  return r1;
+}
+
+StatusOr<std::vector<float>> HadamardR2(int head_dim) {
+  QL_ASSIGN_OR_RETURN(HadamardPlan plan, PlanHadamard(head_dim));
+  return HadamardMatrixExplicit(plan);  // [hd, hd]
+}
+
 Status RotateModel(Model& model, const RotationOptions& opt,
                    std::function<void(std::string_view, float*, int, int)>* online_r4, std::string* note,
                    std::vector<float>* r1_out) {
@@ -69,12 +84,11 @@ Status RotateModel(Model& model, const RotationOptions& opt,
   FuseNorm(model, "model.norm.weight", {"lm_head.weight"});
 
   if (opt.r1) {
-    QL_ASSIGN_OR_RETURN(HadamardPlan plan, PlanHadamard(D));
-    std::vector<float> r1 = HadamardMatrixExplicit(plan);  // [D, D]
-    std::mt19937_64 rng(opt.seed);
-    for (int i = 0; i < D; ++i)  // R1 = diag(±1) · H/√D: row i scaled by a random sign
-      if (rng() & 1)
-        for (int j = 0; j < D; ++j) r1[size_t(i) * D + j] = -r1[size_t(i) * D + j];
+    std::vector<float> r1 = opt.r1_matrix;  // [D, D]
+    if (r1.empty()) {
+      QL_ASSIGN_OR_RETURN(r1, HadamardR1(D, opt.seed));
+    }
+    if (r1.size() != size_t(D) * D) return Status::Errorf("rotation: R1 has {} entries, not {}x{}", r1.size(), D, D);
     RightMul(model.W("model.embed_tokens.weight"), r1, D);
     RightMul(model.W("lm_head.weight"), r1, D);
     for (int l = 0; l < c.n_layers; ++l) {
@@ -87,9 +101,15 @@ Status RotateModel(Model& model, const RotationOptions& opt,
     if (r1_out) *r1_out = std::move(r1);
   }
   if (opt.r2) {
-    QL_ASSIGN_OR_RETURN(HadamardPlan plan, PlanHadamard(hd));
-    const std::vector<float> r2 = HadamardMatrixExplicit(plan);  // [hd, hd]
+    std::vector<float> r2_default;  // [hd, hd]
+    if (opt.r2_matrices.empty()) {
+      QL_ASSIGN_OR_RETURN(r2_default, HadamardR2(hd));
+    } else if (opt.r2_matrices.size() != size_t(c.n_layers)) {
+      return Status::Errorf("rotation: {} R2 matrices for {} layers", opt.r2_matrices.size(), c.n_layers);
+    }
     for (int l = 0; l < c.n_layers; ++l) {
+      const std::vector<float>& r2 = opt.r2_matrices.empty() ? r2_default : opt.r2_matrices[l];
+      if (r2.size() != size_t(hd) * hd) return Status::Errorf("rotation: R2 of layer {} is not {}x{}", l, hd, hd);
       const std::string p = LayerPrefix(l) + "self_attn.";
       // v head h (rows h·hd..): W_v,h ← R2ᵀ W_v,h (and its bias), so v_h ← v_h·R2 as a row.
       Tensor& wv = model.W(p + "v_proj.weight");
@@ -161,10 +181,22 @@ Status ApplyRotation(Model& model, const AlgorithmContext& ctx) {
   if (opt.r4 && !ctx.runtime) return Status::Error("rotation: R4 needs the runner's runtime hooks");
   std::function<void(std::string_view, float*, int, int)> r4;
   std::string note;
-  auto r1 = std::make_shared<std::vector<float>>();
-  QL_RETURN_IF_ERROR(RotateModel(model, opt, &r4, &note, r1.get()));
+  std::vector<float> r1;
+  QL_RETURN_IF_ERROR(RotateModel(model, opt, &r4, &note, &r1));
   if (!note.empty()) std::cerr << "rotation: " << note << "\n";
+  return QuantizeRotatedModel(model, ctx, std::move(r4), std::move(r1), quantizer, p["gptq"], "rotation");
+}
+
+}  // namespace
+
+Status QuantizeRotatedModel(Model& model, const AlgorithmContext& ctx,
+                            std::function<void(std::string_view, float*, int, int)> r4, std::vector<float> r1_in,
+                            const std::string& quantizer, const nlohmann::json& gptq_params, const std::string& who) {
+  if (quantizer != "rtn" && quantizer != "gptq")
+    return Status::Errorf("{}: quantizer '{}' is not one of rtn, gptq", who, quantizer);
+  auto r1 = std::make_shared<std::vector<float>>(std::move(r1_in));
   if (r4) {
+    if (!ctx.runtime) return Status::Errorf("{}: R4 needs the runner's runtime hooks", who);
     ctx.runtime->linear_input = [r4](std::string_view path, float* x, int T, int in) {
       r4(path, x, T, in);
       return false;  // rotated, not quantized: the cell's activation scheme still applies
@@ -190,13 +222,11 @@ Status ApplyRotation(Model& model, const AlgorithmContext& ctx) {
     // GPTQ on the rotated model, with its own parameters (checked against GPTQ's defaults); the
     // runtime (online R4) is in place, so its calibration passes see the rotated inputs.
     AlgorithmContext g = ctx;
-    g.params = p["gptq"];
+    g.params = gptq_params;
     return GptqAlgorithm().apply(model, g);
   }
   return RtnAll(model, ctx);
 }
-
-}  // namespace
 
 AlgorithmInfo RotationAlgorithm() {
   AlgorithmInfo info{
