@@ -24,6 +24,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/tokenizer/tokenizer.h"
+#include "kernels/act_quant.h"
 #include "kernels/quantizer.h"
 #include "ql_version.h"
 
@@ -155,8 +156,7 @@ StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::v
   s->hashes.data = TextHash(s->text);
   s->tokens = model.tokenizer->Encode(s->text, /*add_bos=*/false);
   QL_ASSIGN_OR_RETURN(s->windows, BuildWindows(s->protocol, s->tokens, model.tokenizer->bos_id()));
-  s->reference = WithPrecision(model, s->precision);
-  model = Model();  // one copy of the weights from here on
+  s->reference = WithPrecision(std::move(model), s->precision);  // one copy of the weights from here on
 
   // Hashed whenever the file has one: every shard records the whole grid's ids, calibrated cells too.
   if (e.calibration) { QL_ASSIGN_OR_RETURN(s->hashes.calibration, HashFile(e.calibration->data)); }
@@ -361,10 +361,8 @@ struct CellHooks {
         if (runtime && runtime->linear_input && runtime->linear_input(path, x, T, in)) return;
         if (llamacpp) return RoundLlamaCpp(path, x, T, in);
         if (!act || !modules.count(std::string(path))) return;
-        std::vector<float> out(size_t(T) * in);
-        Status s = FakeQuantize(*act, x, T, in, out.data());
+        Status s = FakeQuantizeInPlace(*act, x, T, in);  // vectorized for int sym token/group schemes
         if (!s.ok()) return Record(Status::Errorf("activation quantization at {}: {}", path, s.message()));
-        std::copy(out.begin(), out.end(), x);
       };
     }
   }
