@@ -9,6 +9,7 @@
 #include <fstream>
 #include <mutex>
 #include <numeric>
+#include <optional>
 
 #include "harness/eval/metrics.h"
 #include "harness/io/file_io.h"
@@ -30,8 +31,18 @@ StatusOr<BaselinePrecision> ParsePrecision(std::string_view name) {
   return Status::Errorf("unknown baseline precision '{}' (use bf16, fp32 or bf16-compute)", name);
 }
 
-Model WithPrecision(const Model& model, BaselinePrecision p) {
-  Model m = model;
+bool AtPrecision(const Model& model, BaselinePrecision p) {
+  const bool bf16 = p == BaselinePrecision::kBf16 || p == BaselinePrecision::kBf16Compute;
+  const MatmulPrecision want = p == BaselinePrecision::kBf16Compute ? MatmulPrecision::kBf16 : MatmulPrecision::kFp32;
+  if (model.matmul != want) return false;
+  if (!bf16) return true;
+  for (const auto& [name, t] : model.weights)
+    for (float v : t.data)
+      if (F32Bits(Bf16ToF32(F32ToBf16(v))) != F32Bits(v)) return false;
+  return true;
+}
+
+Model WithPrecision(Model m, BaselinePrecision p) {
   if (p == BaselinePrecision::kBf16 || p == BaselinePrecision::kBf16Compute) {
     for (auto& [name, t] : m.weights)
       for (float& v : t.data) v = Bf16ToF32(F32ToBf16(v));
@@ -263,7 +274,10 @@ StatusOr<std::shared_ptr<const Baseline>> BaselineCache::GetOrCompute(const Mode
       // A damaged or colliding file is recomputed and overwritten below.
     }
   }
-  const Model reference = WithPrecision(model, options.precision);
+  // The session's reference is already at the precision: no second copy of the weights for it.
+  std::optional<Model> rounded;
+  if (!AtPrecision(model, options.precision)) rounded = WithPrecision(model, options.precision);
+  const Model& reference = rounded ? *rounded : model;
   QL_ASSIGN_OR_RETURN(Baseline b, ComputeBaseline(reference, windows, top_k, options.progress));
   b.key = key;
   b.protocol = protocol.Canonical();

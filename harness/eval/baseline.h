@@ -39,9 +39,11 @@ enum class BaselinePrecision { kBf16, kFp32, kBf16Compute };
 std::string_view PrecisionName(BaselinePrecision p);  // "bf16", "fp32", "bf16-compute"
 StatusOr<BaselinePrecision> ParsePrecision(std::string_view name);
 
-// A copy of `model` with every weight rounded to `p` (kernels/half.h F32ToBf16 for bf16 and
+// `model` (a copy, or moved in) with every weight rounded to `p` (kernels/half.h F32ToBf16 for bf16 and
 // bf16-compute) and, for bf16-compute, matmul = MatmulPrecision::kBf16.
-Model WithPrecision(const Model& model, BaselinePrecision p);
+Model WithPrecision(Model model, BaselinePrecision p);
+// True when WithPrecision(model, p) would change nothing (every weight already on the grid).
+bool AtPrecision(const Model& model, BaselinePrecision p);
 
 struct BaselineOptions {
   BaselinePrecision precision = BaselinePrecision::kBf16;
