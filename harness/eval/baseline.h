@@ -39,7 +39,7 @@ enum class BaselinePrecision { kBf16, kFp32, kBf16Compute };
 std::string_view PrecisionName(BaselinePrecision p);  // "bf16", "fp32", "bf16-compute"
 StatusOr<BaselinePrecision> ParsePrecision(std::string_view name);
 
-// A copy of `model` with every weight rounded to `p` (kernels/half.h F32ToBf16 for bf16 and
+// `model` (a copy, or moved in) with every weight rounded to `p` (kernels/half.h F32ToBf16 for bf16 and
 // bf16-compute) and, for bf16-compute, matmul = MatmulPrecision::kBf16.
 Model WithPrecision(const Model& model, BaselinePrecision p);
 // The same, rounding `model`'s own weights in place (no 540 MB copy for a 135M model).

@@ -167,9 +167,55 @@ Status ColumnQuantizer::Finalize(float* w, int64_t rows, int64_t cols) const {
   return FakeQuantize(scheme_, w, rows, cols, w);
 }
 
+StatusOr<GptqFactor> GptqFactorize(std::vector<double> h, int64_t cols, const GptqOptions& opt) {
+  QL_CHECK(int64_t(h.size()) == cols * cols, "Hessian {} for {} columns", h.size(), cols);
+  GptqFactor f;
+  f.cols = cols;
+  arma::mat H(h.data(), cols, cols, /*copy_aux_mem=*/false, /*strict=*/true);  // symmetric: layout moot
+  // Dead inputs: never seen non-zero → weight irrelevant; H[i,i] = 1, W[:, i] = 0.
+  f.dead.assign(size_t(cols), 0);
+  for (int64_t i = 0; i < cols; ++i) {
+    if (H(i, i) == 0) {
+      H(i, i) = 1;
+      f.dead[size_t(i)] = 1;
+    }
+  }
+  f.perm.resize(size_t(cols));
+  std::iota(f.perm.begin(), f.perm.end(), 0);
+  if (opt.act_order) {
+    std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+    arma::uvec p(cols);
+    for (int64_t i = 0; i < cols; ++i) p[i] = f.perm[i];
+    arma::mat Hp = H.submat(p, p);
+    H = Hp;
+  }
+  const double damp = opt.percdamp * arma::mean(H.diag());
+  H.diag() += damp;
+  // U = upper Cholesky factor of H⁻¹ (gptq.py: cholesky → cholesky_inverse → cholesky(upper=True)).
+  arma::mat Hinv;
+  if (!arma::inv_sympd(Hinv, H))
+    return Status::Errorf("gptq: the damped Hessian is not positive definite (raise percdamp above {})",
+                          opt.percdamp);
+  Hinv = arma::symmatu(Hinv);
+  arma::mat Ud;
+  if (!arma::chol(Ud, Hinv, "upper"))
+    return Status::Errorf("gptq: Cholesky of the inverse Hessian failed (raise percdamp above {})", opt.percdamp);
+  // Row-major float copy of U ([cols, cols]), as gptq.py runs in float32.
+  f.U.resize(size_t(cols) * cols);
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) f.U[i * cols + j] = float(Ud(i, j));
+  return f;
+}
+
 StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols,
                                     std::vector<double> h, const GptqOptions& opt) {
-  QL_CHECK(int64_t(h.size()) == cols * cols, "Hessian {} for {} columns", h.size(), cols);
+  QL_ASSIGN_OR_RETURN(GptqFactor f, GptqFactorize(std::move(h), cols, opt));
+  return GptqQuantizeWeight(scheme, w, rows, cols, f, opt);
+}
+
+StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols,
+                                    const GptqFactor& f, const GptqOptions& opt) {
+  QL_CHECK(f.cols == cols, "GPTQ factor of {} columns for a weight of {}", f.cols, cols);
   QL_ASSIGN_OR_RETURN(ColumnQuantizer cq, ColumnQuantizer::Make(scheme, rows, cols));
   QL_RETURN_IF_ERROR(cq.set_mse(opt.mse));
   const int64_t gs = cq.group_cols();
@@ -185,14 +231,8 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) wt[c * rows + r] = w[r * cols + c];
 
-  arma::mat H(h.data(), cols, cols, /*copy_aux_mem=*/false, /*strict=*/true);  // symmetric: layout moot
-  // Dead inputs: never seen non-zero → weight irrelevant; H[i,i] = 1, W[:, i] = 0.
-  for (int64_t i = 0; i < cols; ++i) {
-    if (H(i, i) == 0) {
-      H(i, i) = 1;
-      std::fill(wt.begin() + i * rows, wt.begin() + (i + 1) * rows, 0.0f);
-    }
-  }
+  for (int64_t i = 0; i < cols; ++i)  // dead inputs (GptqFactorize): their weight columns are zero
+    if (f.dead[size_t(i)]) std::fill(wt.begin() + i * rows, wt.begin() + (i + 1) * rows, 0.0f);
 
   // Static groups: parameters from the ORIGINAL column order, before any permutation.
   std::vector<ColumnQuantizer::Params> static_params;
@@ -206,34 +246,13 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
     }
   }
 
-  std::vector<int64_t> perm(cols);
-  std::iota(perm.begin(), perm.end(), 0);
+  const std::vector<int64_t>& perm = f.perm;
   if (opt.act_order) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
     std::vector<float> w2(wt.size());
     for (int64_t i = 0; i < cols; ++i) std::copy_n(wt.begin() + perm[i] * rows, rows, w2.begin() + i * rows);
     wt.swap(w2);
-    arma::uvec p(cols);
-    for (int64_t i = 0; i < cols; ++i) p[i] = perm[i];
-    arma::mat Hp = H.submat(p, p);
-    H = Hp;
   }
-
-  const double damp = opt.percdamp * arma::mean(H.diag());
-  H.diag() += damp;
-  // U = upper Cholesky factor of H⁻¹ (gptq.py: cholesky → cholesky_inverse → cholesky(upper=True)).
-  arma::mat Hinv;
-  if (!arma::inv_sympd(Hinv, H))
-    return Status::Errorf("gptq: the damped Hessian is not positive definite (raise percdamp above {})",
-                          opt.percdamp);
-  Hinv = arma::symmatu(Hinv);
-  arma::mat Ud;
-  if (!arma::chol(Ud, Hinv, "upper"))
-    return Status::Errorf("gptq: Cholesky of the inverse Hessian failed (raise percdamp above {})", opt.percdamp);
-  // Row-major float copy of U ([cols, cols]), as gptq.py runs in float32.
-  std::vector<float> U(size_t(cols) * cols);
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j) U[i * cols + j] = float(Ud(i, j));
+  const std::vector<float>& U = f.U;
 
   // Group parameters in the non-static case come from W as gptq.py reads it: W[:, i1+i : i1+i+gs] of
   // the full matrix, whose columns inside the current lazy batch have not received this batch's
@@ -363,10 +382,13 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
       std::vector<double> h(st.xtx.size());
       const double f = 2.0 / double(st.sequences);  // H = (2/n)·Σ x xᵀ, n = #sequences (docs/algorithms.md §1)
       for (size_t i = 0; i < h.size(); ++i) h[i] = st.xtx[i] * f;
+      // One factorization for the modules sharing this input (q/k/v, gate/up): it depends on H alone.
+      auto factor = GptqFactorize(std::move(h), st.in, opt);
+      if (!factor.ok()) return Status::Errorf("gptq on {}: {}", rep, factor.status().message());
       for (const auto& m : mods) {
         QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(schemes.at(m)));
         Tensor& w = model.W(WeightKey(model, m));
-        auto loss = GptqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), h, opt);
+        auto loss = GptqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), *factor, opt);
         if (!loss.ok()) return Status::Errorf("gptq on {}: {}", m, loss.status().message());
       }
     }

@@ -93,6 +93,18 @@ struct GptqOptions {
 StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols,
                                     std::vector<double> h, const GptqOptions& opt);
 
+// What GPTQ derives from the Hessian alone, so modules reading the same input (q/k/v, gate/up) share
+// one factorization: bitwise the same as factorizing per module.
+struct GptqFactor {
+  int64_t cols = 0;
+  std::vector<char> dead;     // [cols] inputs never non-zero (H[i,i] = 0): their weight columns are zeroed
+  std::vector<int64_t> perm;  // [cols] column order: descending H[i,i] with act_order, else identity
+  std::vector<float> U;       // [cols, cols] row-major upper Cholesky factor of the damped, permuted H⁻¹
+};
+StatusOr<GptqFactor> GptqFactorize(std::vector<double> h, int64_t cols, const GptqOptions& opt);
+StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols,
+                                    const GptqFactor& factor, const GptqOptions& opt);
+
 AlgorithmInfo GptqAlgorithm();
 
 }  // namespace ql

@@ -25,6 +25,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/tokenizer/tokenizer.h"
+#include "kernels/act_quant.h"
 #include "kernels/quantizer.h"
 #include "ql_version.h"
 
@@ -367,10 +368,8 @@ struct CellHooks {
         if (runtime && runtime->linear_input && runtime->linear_input(path, x, T, in)) return;
         if (llamacpp) return RoundLlamaCpp(path, x, T, in);
         if (!act || !modules.count(std::string(path))) return;
-        std::vector<float> out(size_t(T) * in);
-        Status s = FakeQuantize(*act, x, T, in, out.data());
+        Status s = FakeQuantizeInPlace(*act, x, T, in);  // vectorized for int sym token/group schemes
         if (!s.ok()) return Record(Status::Errorf("activation quantization at {}: {}", path, s.message()));
-        std::copy(out.begin(), out.end(), x);
       };
     }
   }

@@ -1,29 +1,53 @@
-// Forward/backward kernels of the trainer (see train_ops.h). Matmuls via cblas_sgemm; elementwise and
-// per-row work parallelised with OpenMP (static schedules, so results do not depend on timing).
+// Forward/backward kernels of the trainer (see train_ops.h). Matmuls via kernels/gemm.h on NumThreads()
+// threads (each output one FMA chain over k whatever the thread count), attention parallel over
+// (sequence, KV head) items with each item's products on its own thread; elementwise and per-row work
+// parallelised with OpenMP (static schedules, per-row results). So a training step is bitwise the same
+// for any thread count (tests/harness/train_threads_test.cc).
 #include "harness/train/train_ops.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
+#include "kernels/parallel.h"
 #include "kernels/status.h"
 
 namespace ql::train {
 
+namespace {
+
+// at[cols, rows] = a[rows, cols]ᵀ (a with leading dimension lda): Gemm takes no transposed A.
+void Transpose(const float* a, int rows, int cols, int lda, float* at) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) at[size_t(c) * rows + r] = a[size_t(r) * lda + c];
+}
+
+// y[rows, cols] (leading dimension ldy) += g[rows, cols] (dense).
+void AddInto(const float* g, int rows, int cols, float* y, int ldy) {
+  for (int r = 0; r < rows; ++r) ops::Add(g + size_t(r) * cols, y + size_t(r) * ldy, size_t(cols));
+}
+
+}  // namespace
+
 void LinearForward(const float* x, const float* w, int n, int in, int out, float* y) {
   // y[n, out] = x[n, in] · w[out, in]^T
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  Gemm(n, out, in, 1.0f, x, in, w, in, BLayout::kNK, y, out, NumThreads());
 }
 
 void LinearBackward(const float* x, const float* w, const float* dy, int n, int in, int out, float* dx,
                     float* dw) {
   // dx[n, in] = dy[n, out] · w[out, in]
-  if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
-  // dw[out, in] += dy^T[out, n] · x[n, in]
-  if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+  if (dx) Gemm(n, in, out, 1.0f, dy, out, w, in, BLayout::kKN, dx, in, NumThreads());
+  if (!dw) return;
+  // dw[out, in] += dy^T[out, n] · x[n, in], the product into scratch, then one add per element.
+  thread_local std::vector<float> dyt, g;
+  dyt.resize(size_t(out) * n);  // [out, n]
+  g.resize(size_t(out) * in);   // [out, in]
+  Transpose(dy, n, out, out, dyt.data());
+  Gemm(out, in, n, 1.0f, dyt.data(), n, x, in, BLayout::kKN, g.data(), in, NumThreads());
+  ops::Add(g.data(), dw, size_t(out) * in);
 }
 
 void RmsNormForward(const float* x, const float* w, int n, int d, float eps, float* y, float* rstd) {
@@ -91,13 +115,15 @@ void AttentionForward(const float* q, const float* k, const float* v, int b, int
                       float* probs, float* out) {
   const int qs = h * hd, ks = kv * hd, group = h / kv;
   const float scale = 1.0f / std::sqrt(float(hd));
-  for (int bi = 0; bi < b; ++bi) {
-    for (int hi = 0; hi < h; ++hi) {
+  // One item per (sequence, query head): it writes only its own probs and output columns.
+  ParallelFor(b * h, NumThreads(), [&](int item, int) {
+    const int bi = item / h, hi = item % h;
+    {
       const float* qb = q + size_t(bi) * t * qs + size_t(hi) * hd;        // [T, hd] stride qs
       const float* kb = k + size_t(bi) * t * ks + size_t(hi / group) * hd;  // [T, hd] stride ks
       const float* vb = v + size_t(bi) * t * ks + size_t(hi / group) * hd;
       float* p = probs + (size_t(bi) * h + hi) * t * t;                     // [T, T]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, qb, qs, kb, ks, 0.0f, p, t);
+      Gemm(t, t, hd, scale, qb, qs, kb, ks, BLayout::kNK, p, t, 1);
       for (int i = 0; i < t; ++i) {
         float* row = p + size_t(i) * t;
         float mx = row[0];
@@ -112,9 +138,9 @@ void AttentionForward(const float* q, const float* k, const float* v, int b, int
         std::fill(row + i + 1, row + t, 0.0f);
       }
       float* ob = out + size_t(bi) * t * qs + size_t(hi) * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, p, t, vb, ks, 0.0f, ob, qs);
+      Gemm(t, hd, t, 1.0f, p, t, vb, ks, BLayout::kKN, ob, qs, 1);
     }
-  }
+  });
 }
 
 void AttentionBackward(const float* q, const float* k, const float* v, const float* probs, const float* dout,
@@ -123,21 +149,29 @@ void AttentionBackward(const float* q, const float* k, const float* v, const flo
   const float scale = 1.0f / std::sqrt(float(hd));
   std::fill(dk, dk + size_t(b) * t * ks, 0.0f);
   std::fill(dv, dv + size_t(b) * t * ks, 0.0f);
-  std::vector<float> ds(size_t(t) * t);  // [T, T]
-  for (int bi = 0; bi < b; ++bi) {
-    for (int hi = 0; hi < h; ++hi) {
+  // One item per (sequence, KV head): the query heads sharing it add into its dK/dV in head order.
+  const int threads = std::min(NumThreads(), b * kv);
+  std::vector<std::vector<float>> scratch(size_t(std::max(threads, 1)));  // per thread: ds, pt, tmp
+  ParallelFor(b * kv, threads, [&](int item, int tid) {
+    const int bi = item / kv, g = item % kv;
+    std::vector<float>& buf = scratch[size_t(tid)];
+    buf.resize(2 * size_t(t) * t + size_t(t) * hd);
+    float* ds = buf.data();                   // [T, T]
+    float* pt = ds + size_t(t) * t;           // [T, T] a transposed P or dS
+    float* tmp = pt + size_t(t) * t;          // [T, hd]
+    for (int hi = g * group; hi < (g + 1) * group; ++hi) {
       const size_t qoff = size_t(bi) * t * qs + size_t(hi) * hd;
       const size_t koff = size_t(bi) * t * ks + size_t(hi / group) * hd;
       const float* p = probs + (size_t(bi) * h + hi) * t * t;
       // dV[T, hd] += P^T · dO
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, 1.0f, p, t, dout + qoff, qs, 1.0f,
-                  dv + koff, ks);
+      Transpose(p, t, t, t, pt);
+      Gemm(t, hd, t, 1.0f, pt, t, dout + qoff, qs, BLayout::kKN, tmp, hd, 1);
+      AddInto(tmp, t, hd, dv + koff, ks);
       // dP[T, T] = dO · V^T
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, 1.0f, dout + qoff, qs, v + koff, ks, 0.0f,
-                  ds.data(), t);
+      Gemm(t, t, hd, 1.0f, dout + qoff, qs, v + koff, ks, BLayout::kNK, ds, t, 1);
       // dS = P ⊙ (dP - rowsum(dP ⊙ P)), times the score scale
       for (int i = 0; i < t; ++i) {
-        float* dr = ds.data() + size_t(i) * t;
+        float* dr = ds + size_t(i) * t;
         const float* pr = p + size_t(i) * t;
         double dot = 0;
         for (int j = 0; j <= i; ++j) dot += double(dr[j]) * pr[j];
@@ -145,12 +179,12 @@ void AttentionBackward(const float* q, const float* k, const float* v, const flo
         std::fill(dr + i + 1, dr + t, 0.0f);
       }
       // dQ[T, hd] = dS · K;  dK[T, hd] += dS^T · Q
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, ds.data(), t, k + koff, ks, 0.0f,
-                  dq + qoff, qs);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, 1.0f, ds.data(), t, q + qoff, qs, 1.0f,
-                  dk + koff, ks);
+      Gemm(t, hd, t, 1.0f, ds, t, k + koff, ks, BLayout::kKN, dq + qoff, qs, 1);
+      Transpose(ds, t, t, t, pt);
+      Gemm(t, hd, t, 1.0f, pt, t, q + qoff, qs, BLayout::kKN, tmp, hd, 1);
+      AddInto(tmp, t, hd, dk + koff, ks);
     }
-  }
+  });
 }
 
 void SwiGluForward(const float* gate, const float* up, int64_t n, float* out) {

@@ -1,5 +1,5 @@
 // Forward and backward of the ops the trainer needs (linear, RMSNorm, rotate-half/interleaved RoPE,
-// causal GQA attention, SwiGLU, embedding, cross-entropy), float32 with cblas_sgemm for the matmuls.
+// causal GQA attention, SwiGLU, embedding, cross-entropy), float32 with kernels/gemm.h for the matmuls.
 // Backward functions ACCUMULATE into parameter gradients (dw +=) and OVERWRITE input gradients (dx =)
 // unless stated otherwise. Not an autograd system: each op is a pair of plain functions.
 #pragma once
