@@ -88,6 +88,9 @@ void AddSearchCommand(CLI::App& app) {
   cmd->add_option("--refine-z", o->refine_z, "after an adaptive scan, re-measure on every window the options whose "
                                             "interval (z standard errors) could change the choice; 0 = off")
       ->capture_default_str();
+  cmd->add_option("--refine-slack", o->refine_slack, "with --refine-z: prices of a byte within this factor of the "
+                                                    "solution's count as possible")
+      ->capture_default_str();
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {

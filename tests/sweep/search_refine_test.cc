@@ -27,7 +27,7 @@ int64_t PickBytes(const std::vector<std::vector<Option>>& opts, const std::vecto
 // Random units: baseline (100 bytes, cost 0) and three schemes of fewer bytes and rising cost.
 std::vector<std::vector<Option>> RandomUnits(std::mt19937& rng, int n) {
   std::uniform_real_distribution<double> cost(0.001, 1);
-  std::vector<std::vector<Option>> opts(size_t(n));
+  std::vector<std::vector<Option>> opts(static_cast<size_t>(n));
   for (auto& o : opts) {
     o.push_back({"", 100, 0});
     const double c = cost(rng);
