@@ -624,6 +624,8 @@ StatusOr<Section> RenderExperiment(ResultStore& store, const ExperimentInfo& e, 
   s.html += "<h3>Baseline</h3>\n" + bt;
   QL_ASSIGN_OR_RETURN(std::string sens, SensitivitySection(store, e.id, e.slug, &s.figures));
   s.html += sens;
+  QL_ASSIGN_OR_RETURN(std::string frontier, SearchFrontierSection(store, e.id, e.name, e.slug, &s.figures));
+  s.html += frontier;
   s.html += "<h3>Quality against size</h3>\n<p>Each point is a cell, with its paired 95% interval; labelled points "
             "are on the Pareto front (no other cell is both smaller and better). Hover a point for its numbers.</p>\n";
   AddFigure(s, ScatterPlot(e, {"dppl", "ΔPPL against the baseline", false, &CellInfo::dppl, &CellInfo::dppl_lo,

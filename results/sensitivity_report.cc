@@ -157,7 +157,83 @@ std::string UnitTable(const std::vector<SensitivityUnitRow>& rows, const std::st
   return h + "</tbody></table>\n";
 }
 
+// One cell of the frontier plot: bits per weight of the whole model, KLD with its 95% interval.
+struct FrontierPoint {
+  std::string label;
+  double bpw = 0, kld = 0, kld_se = 0;
+};
+
+// Ok cells with their whole-model bits per weight (model_bytes · 8 / parameters); `where` filters cells c.
+StatusOr<std::vector<FrontierPoint>> FrontierPoints(ResultStore& store, const std::string& where) {
+  QL_ASSIGN_OR_RETURN(SqlResult r, store.Query(
+      "SELECT c.weight_scheme, m.model_bytes * 8.0 / mo.n_params, m.kld_mean, m.kld_se FROM cells c JOIN metrics m ON "
+      "m.cell_id = c.id JOIN models mo ON mo.id = c.model_id WHERE c.status = 'ok' AND " + where +
+      " ORDER BY 2, c.id"));
+  std::vector<FrontierPoint> out;
+  for (const auto& row : r.rows)
+    if (std::isfinite(Num(row[1])) && Num(row[2]) > 0)
+      out.push_back({SqlValueToString(row[0]), Num(row[1]), Num(row[2]), Num(row[3])});
+  return out;
+}
+
+svg::Point FrontierPt(const FrontierPoint& f, const std::string& what) {
+  svg::Point q;
+  q.x = f.bpw, q.y = f.kld, q.lo = std::max(f.kld * 1e-3, f.kld - 1.96 * f.kld_se), q.hi = f.kld + 1.96 * f.kld_se;
+  q.tip = fmt::format("{}: {:.4f} b/w (whole model), KLD {:.5g} ± {:.2g}", what, f.bpw, f.kld, f.kld_se);
+  return q;
+}
+
 }  // namespace
+
+StatusOr<std::string> SearchFrontierSection(ResultStore& store, const std::string& experiment_id,
+                                            const std::string& experiment_name, const std::string& slug,
+                                            std::vector<ReportFigure>* figures) {
+  const std::string suffix = "-search";
+  if (experiment_name.size() <= suffix.size() || !experiment_name.ends_with(suffix)) return std::string();
+  QL_ASSIGN_OR_RETURN(SqlResult any, store.Query("SELECT model_id, dataset_id, protocol FROM cells WHERE experiment_id = " +
+                                                 Quoted(experiment_id) + " AND status = 'ok' LIMIT 1"));
+  if (any.rows.empty()) return std::string();
+  const std::string same = "c.model_id = " + Quoted(SqlValueToString(any.rows[0][0])) + " AND c.dataset_id = " +
+                           Quoted(SqlValueToString(any.rows[0][1])) + " AND c.protocol = " +
+                           Quoted(SqlValueToString(any.rows[0][2]));
+  QL_ASSIGN_OR_RETURN(std::vector<FrontierPoint> found, FrontierPoints(store, "c.experiment_id = " + Quoted(experiment_id)));
+  // Uniform: weight-only, no ignore set, no overrides (presets such as Q4_K_M included).
+  QL_ASSIGN_OR_RETURN(std::vector<FrontierPoint> uniform, FrontierPoints(store, same +
+      " AND c.weight_scheme != '' AND c.act_scheme = '' AND c.kv_scheme = '' AND coalesce(c.attn_scheme, '') = '' AND "
+      "c.ignore_set = 'none' AND c.config NOT LIKE '%\"overrides\"%'"));
+  svg::Plot p;
+  p.id = slug + "-frontier";
+  p.xlabel = "bits per weight, whole model (model bytes × 8 / parameters)";
+  p.ylabel = "mean KL divergence, nats/token (log)";
+  p.log_y = true;
+  svg::Series s, front;  // every verified cell; the line through those no other one beats (found is by bpw)
+  s.name = "search (verified cells)", s.color = "#c00", s.has_err = true, s.cls = "frontier";
+  front.name = "search frontier", front.color = "#c00", front.points = false, front.line = true, front.cls = "fline";
+  double best = INFINITY;
+  for (const FrontierPoint& f : found) {
+    s.pts.push_back(FrontierPt(f, "search"));
+    if (f.kld < best) best = f.kld, front.pts.push_back(FrontierPt(f, "search frontier"));
+  }
+  svg::Series u;
+  u.name = "uniform schemes", u.color = "#0072b2", u.marker = svg::Marker::kSquare, u.has_err = true, u.cls = "uniform";
+  for (const FrontierPoint& f : uniform) {
+    u.pts.push_back(FrontierPt(f, f.label));
+    u.pts.back().label = f.label;
+  }
+  p.series = {front, s, u};
+  p.legend = {{"search: verified configurations", "#c00", svg::Marker::kCircle},
+              {"search: frontier (no other is smaller and better)", "#c00", svg::Marker::kCircle, true},
+              {"uniform scheme / preset (same model, text, protocol)", "#0072b2", svg::Marker::kSquare}};
+  double w = 0, hgt = 0;
+  const std::string svg_text = svg::Render(p, &w, &hgt);
+  const std::string title = "Searched configurations against every uniform scheme of the store: KLD by bits per "
+                            "weight of the whole model (error bars: 95% interval of the mean over tokens)";
+  figures->push_back({p.id, title, svg_text, w, hgt});
+  return "<h3>Search frontier</h3>\n<p>Each red point is a configuration `quantlab search` chose and measured as "
+         "a cell; each blue point a uniform weight scheme. Bits per weight count every tensor as stored (the "
+         "exceptions kept at baseline precision included).</p>\n<figure>" + svg_text + "<figcaption>" + Esc(title) +
+         "</figcaption></figure>\n";
+}
 
 StatusOr<std::vector<SensitivityUnitRow>> ReadSensitivityUnits(ResultStore& store, const std::string& experiment_id) {
   auto q = store.Query(

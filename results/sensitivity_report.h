@@ -28,4 +28,11 @@ StatusOr<std::vector<SensitivityUnitRow>> ReadSensitivityUnits(ResultStore& stor
 StatusOr<std::string> SensitivitySection(ResultStore& store, const std::string& experiment_id,
                                          const std::string& slug, std::vector<ReportFigure>* figures);
 
+// "" unless the experiment is a `quantlab search`'s verification cells ("<name>-search"); else a section
+// with one figure ("<slug>-frontier"): those cells against every uniform weight-only cell of the store on
+// the same model, text and protocol, mean KLD (log) by whole-model bits per weight.
+StatusOr<std::string> SearchFrontierSection(ResultStore& store, const std::string& experiment_id,
+                                            const std::string& experiment_name, const std::string& slug,
+                                            std::vector<ReportFigure>* figures);
+
 }  // namespace ql

@@ -81,14 +81,27 @@ void AddSearchCommand(CLI::App& app) {
   auto* b = cmd->add_option("--budget-bpw", o->budget_bpw, "bits per weight over the units' tensors, scales included");
   auto* k = cmd->add_option("--target-kld", o->target_kld, "mean KLD target (fewest bytes that reach it)");
   b->excludes(k);
+  cmd->add_option("--shard", f->shard, "run slice i of N (i/N) of the scan's cells and stop; `quantlab merge` the "
+                                       "shards' results, then search the merged directory without --shard");
   cmd->add_option("--schemes", o->schemes, "restrict the choice to these of the scan's schemes (plus bf16)");
   cmd->add_option("--max-rounds", o->max_rounds, "greedy repair rounds after a missed --target-kld")->capture_default_str();
+  cmd->add_option("--refine-z", o->refine_z, "after an adaptive scan, re-measure on every window the options whose "
+                                            "interval (z standard errors) could change the choice; 0 = off")
+      ->capture_default_str();
+  cmd->add_option("--refine-slack", o->refine_slack, "with --refine-z: prices of a byte within this factor of the "
+                                                    "solution's count as possible")
+      ->capture_default_str();
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {
     if (o->budget_bpw < 0 && o->target_kld < 0) return Fail("search", Status::Error("give --budget-bpw B or --target-kld K"));
     auto scan = Load(*f, std::cerr);
     if (!scan.ok()) return Fail("search", scan.status());
+    if (!f->shard.empty() && !ScanComplete((*scan)->table)) {
+      std::cerr << "quantlab search: shard " << f->shard << " of the scan recorded in " << (*scan)->results_dir
+                << "; merge the shards (quantlab merge DEST DIR...) and run search on DEST without --shard\n";
+      return;
+    }
     for (auto& sc : o->schemes) {
       auto parsed = ParseScheme(sc);
       if (!parsed.ok()) return Fail("search", parsed.status());

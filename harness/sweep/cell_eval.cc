@@ -10,7 +10,12 @@
 namespace ql {
 
 int FirstChangedBlock(const Model& work, const CellPlan& p, const AlgorithmRuntime& runtime) {
-  if (!p.algorithm->changes_only_targets || runtime.linear_input || runtime.residual_to_model_basis) return 0;
+  if (runtime.linear_input || runtime.residual_to_model_basis) return 0;
+  return FirstPlannedBlock(work, p);
+}
+
+int FirstPlannedBlock(const Model& work, const CellPlan& p) {
+  if (!p.algorithm->changes_only_targets) return 0;
   if (p.kv_cache || p.attn_q || p.attn_p) return 0;
   const int L = work.config.n_layers;
   int first = L;
@@ -75,6 +80,26 @@ StatusOr<std::vector<SignalError>> CellLayerErrors(const Session& s, const Model
     return LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows, &hooks,
                              runtime.residual_to_model_basis);
   return LayerOutputErrorsFrom(s.reference, work, s.windows, s.experiment->layer_error_windows, &hooks, *s.prefix, k);
+}
+
+double CellWork(const Session& s, const CellPlan& p) {
+  const Model& m = s.reference;
+  std::vector<double> block(size_t(std::max(0, m.config.n_layers)), 0.0);  // (n_layers) weights per block
+  double head = 0;
+  for (const auto& [name, w] : m.weights) {
+    const int layer = ModuleLayer(name);
+    if (layer >= 0 && layer < int(block.size())) block[size_t(layer)] += double(w.numel());
+    else if (name == "lm_head.weight" || (name == "model.embed_tokens.weight" && !m.Has("lm_head.weight")))
+      head += double(w.numel());
+  }
+  const int k = s.prefix ? s.prefix->StartAtOrBelow(FirstPlannedBlock(m, p)) : 0;
+  double run = head;
+  for (size_t l = size_t(k); l < block.size(); ++l) run += block[l];
+  return run;
+}
+
+double CellsEta(double seconds_run, double work_run, double work_left) {
+  return work_run > 0 ? std::max(0.0, work_left) * seconds_run / work_run : 0;
 }
 
 }  // namespace ql

@@ -19,6 +19,14 @@ namespace ql {
 // cache or attention inputs (those hooks act on every layer). Activation quantization acts on the
 // quantized modules' inputs only, so it does not prevent reuse.
 int FirstChangedBlock(const Model& work, const CellPlan& p, const AlgorithmRuntime& runtime);
+// The same from the plan alone (before the algorithm ran: no runtime transforms known).
+int FirstPlannedBlock(const Model& work, const CellPlan& p);
+
+// A cell's evaluation work relative to others of the session, for ETAs: the weights of the blocks it
+// runs (from its prefix start on) plus the LM head's, as a count of weights (≈ multiply-adds per token).
+double CellWork(const Session& s, const CellPlan& p);
+// Seconds left when `work_run` of work took `seconds_run` and `work_left` remains (0 before any ran).
+double CellsEta(double seconds_run, double work_run, double work_left);
 
 // The seeded window order of adaptive cells: a Fisher–Yates shuffle of 0..n-1 driven by SplitMix64
 // from `seed` (portable, unlike std::shuffle).

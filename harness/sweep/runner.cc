@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "harness/eval/baseline.h"
+#include "harness/sweep/cell_eval.h"
 #include "harness/sweep/cell_pipeline.h"
 #include "harness/eval/evaluator.h"
 #include "datasets/protocol.h"
@@ -119,9 +120,12 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
   ProgressStyle inner = opt.progress_bar ? ProgressStyle::ForStderr(&log) : ProgressStyle{};
   const bool tty = inner.tty;
   sum.total = int(cells.size());
-  double run_seconds = 0;
+  double run_seconds = 0, run_work = 0, left_work = 0;
   int done = 0, ran = 0;
+  std::vector<double> work_of;  // per cell: CellWork (a late-block cell with prefix reuse costs less)
+  for (const CellPlan& p : plans) left_work += work_of.emplace_back(CellWork(*s, p));
   for (const CellPlan& p : plans) {
+    left_work -= work_of[size_t(done)];
     ++done;
     const std::string id = DescribeCell(*s, *p.cell).id;
     QL_ASSIGN_OR_RETURN(const std::string have, store->CellStatus(id));
@@ -139,9 +143,10 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     r.cell.shard = opt.shard;
     QL_RETURN_IF_ERROR(store->CommitCell(r));
     run_seconds += r.cell.seconds_total;
+    run_work += work_of[size_t(done - 1)];
     ++ran;
     (r.cell.status == "ok" ? sum.ok : r.cell.status == "failed" ? sum.failed : sum.diverged)++;
-    const std::string eta = FormatDuration((int(cells.size()) - done) * run_seconds / std::max(1, ran));
+    const std::string eta = FormatDuration(CellsEta(run_seconds, run_work, left_work));
     StepLine(tty, log,
              fmt::format("[{}/{}] {} — {} ({:.1f}s, ETA {})", done, cells.size(), p.cell->Label(), CellLine(r),
                          r.cell.seconds_total, eta),

@@ -18,6 +18,7 @@
 
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
+#include "harness/sweep/search_refine.h"
 
 namespace ql {
 namespace {
@@ -142,6 +143,7 @@ StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s,
   t.units = std::move(units);
   t.schemes = schemes;
   t.adaptive = adaptive.has_value();
+  t.rel_se = adaptive ? adaptive->rel_se : 0;
   t.total_windows = int(s.windows.size());
   const std::vector<Cell> cells = SensitivityCells(*s.experiment, t.units, schemes, adaptive);
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -162,6 +164,10 @@ StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s,
     t.rho_out.push_back(Spearman(out, kld));
   }
   return t;
+}
+
+bool ScanComplete(const SensitivityTable& t) {
+  return std::all_of(t.rows.begin(), t.rows.end(), [](const SensitivityRow& r) { return r.facts.has_value(); });
 }
 
 std::string FormatSensitivity(const SensitivityTable& t) {
@@ -307,8 +313,12 @@ double UnitsBpw(int64_t bytes, const std::vector<Unit>& units) {
   return double(bytes) * 8 / double(n);
 }
 
-// Candidate options per unit: the baseline, then each scheme measured alone.
-StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, const std::vector<std::string>& schemes) {
+// Candidate options per unit: the baseline, then each scheme measured alone; an adaptive unit that
+// stopped early has an inexact cost, within ± z · max(rel_se · cost, se) (the stopping rule's bound on
+// its standard error). One that ran every window is exact: records are kept in window order, so its
+// numbers are bitwise the full cell's (tests/sweep/prefix_test.cc).
+StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, const std::vector<std::string>& schemes,
+                                                   double z) {
   std::vector<std::vector<Option>> opts(t.units.size());
   for (size_t u = 0; u < t.units.size(); ++u) opts[u].push_back({"", t.units[u].baseline_bytes, 0.0});
   for (size_t i = 0; i < t.rows.size(); ++i) {
@@ -317,7 +327,10 @@ StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, co
     if (!r.facts)
       return Status::Errorf("search: unit '{}' at {} is not in the store (run `quantlab sensitivity` on the same file first)",
                             r.unit->name, r.scheme);
-    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, std::max(0.0, r.facts->kld)});
+    const double cost = std::max(0.0, r.facts->kld);
+    const bool exact = !t.adaptive || r.facts->eval_windows >= t.total_windows;
+    const double spread = exact ? 0 : z * std::max(t.rel_se * cost, r.facts->kld_se);
+    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, cost, spread, exact});
   }
   return opts;
 }
@@ -337,6 +350,75 @@ StatusOr<CellFacts> Verify(Scan& scan, const Cell& cell, std::ostream& log) {
   QL_ASSIGN_OR_RETURN(auto f, ReadCellFacts(*store, DescribeCell(*scan.session, cell).id));
   if (!f) return Status::Errorf("search: the verification cell failed ({} failed, {} diverged)", sum.failed, sum.diverged);
   return *f;
+}
+
+// The scan's (unit, scheme) cell on every window: the identity `sensitivity --full` gives it.
+const Cell& FullCell(const std::vector<Cell>& full, const SensitivityTable& t, int u, const std::string& scheme) {
+  const size_t si = size_t(std::find(t.schemes.begin(), t.schemes.end(), scheme) - t.schemes.begin());
+  return full[size_t(u) * t.schemes.size() + si];
+}
+
+// Makes the options whose full-window cell the store holds exact, at that cell's cost; with `required`,
+// a missing one is an error (its cell failed).
+Status UseFullCells(const Scan& scan, const std::vector<Cell>& full, const std::vector<std::pair<int, int>>& which,
+                    bool required, std::vector<std::vector<Option>>* opts) {
+  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
+  for (const auto& [u, k] : which) {
+    Option& op = (*opts)[size_t(u)][size_t(k)];
+    const std::string id = DescribeCell(*scan.session, FullCell(full, scan.table, u, op.scheme)).id;
+    QL_ASSIGN_OR_RETURN(std::optional<CellFacts> f, ReadCellFacts(*store, id));
+    if (!f && required)
+      return Status::Errorf("search: re-measuring unit '{}' at {} on every window failed (cell {}; see the log)",
+                            scan.table.units[size_t(u)].name, op.scheme, id);
+    if (f) op.cost = std::max(0.0, f->kld), op.spread = 0, op.exact = true;
+  }
+  return Status::Ok();
+}
+
+// Runs `cells` on every window, recorded under "<name>-refine" (unless already recorded).
+Status RunFullCells(Scan& scan, const std::vector<Cell>& cells, std::ostream& log) {
+  SweepOptions so;
+  so.progress_bar = false;
+  Experiment x = scan.experiment;
+  x.name = x.name.substr(0, x.name.size() - std::string("-sensitivity").size()) + "-refine";
+  scan.session->experiment = &x;
+  auto ran = RunCells(*scan.session, cells, cells, so, scan.results_dir, log);
+  scan.session->experiment = &scan.experiment;
+  return ran.status();
+}
+
+// The knapsack's choice, after an adaptive scan with its decision options re-measured on every window
+// until none is left (search_refine.h): the choice a full scan gives, at the cost of the options it
+// depends on. Full-window cells already in the store (a full scan, an earlier search) are used as they are.
+StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_bytes, int64_t bucket,
+                              std::vector<std::vector<Option>>* opts, nlohmann::json* report, std::ostream& log) {
+  const SensitivityTable& t = scan.table;
+  if (!t.adaptive || o.refine_z <= 0) return SolveKnapsack(*opts, max_bytes, o.target_kld, bucket);
+  const std::vector<Cell> full = SensitivityCells(scan.experiment, t.units, t.schemes, std::nullopt);
+  std::vector<std::pair<int, int>> every;
+  for (size_t u = 0; u < opts->size(); ++u)
+    for (size_t k = 1; k < (*opts)[u].size(); ++k) every.emplace_back(int(u), int(k));
+  QL_RETURN_IF_ERROR(UseFullCells(scan, full, every, false, opts));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
+  auto measure = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o2) -> Status {
+    std::vector<Cell> cells;
+    for (const auto& [u, k] : need) cells.push_back(FullCell(full, t, u, (*o2)[size_t(u)][size_t(k)].scheme));
+    log << fmt::format("search: refinement: {} options re-measured on every window\n", need.size());
+    QL_RETURN_IF_ERROR(RunFullCells(scan, cells, log));
+    return UseFullCells(scan, full, need, true, o2);
+  };
+  QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, o.target_kld, bucket, o.refine_slack, measure));
+  int exact = 0;
+  for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
+  *report = {{"passes", r.passes}, {"cells_run", r.measured}, {"converged", r.converged}, {"lambda", r.lambda},
+             {"exact_options", exact}, {"options", every.size()}, {"seconds", wall}, {"cpu_seconds", cpu}};
+  log << fmt::format("search: refinement {} after {} passes: {} cells run on every window in {:.1f}s ({:.1f} CPU-s); "
+                     "{} of {} options exact\n",
+                     r.converged ? "done" : "stopped", r.passes, r.measured, wall, cpu, exact, every.size());
+  return r.choice;
 }
 
 // One greedy repair step: the upgrade with the largest measured KLD gain per extra byte.
@@ -440,7 +522,7 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   for (const auto& sc : schemes)
     if (std::find(t.schemes.begin(), t.schemes.end(), sc) == t.schemes.end())
       return Status::Errorf("search: --schemes '{}' is not one of the scan's schemes (sensitivity.schemes)", sc);
-  QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes));
+  QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes, o.refine_z));
   int64_t numel = 0, base_bytes = 0;
   for (const Unit& u : t.units) numel += u.numel, base_bytes += u.baseline_bytes;
   // Buckets of the gcd of every option's bytes make the DP exact; above 2M buckets, coarser ones
@@ -450,9 +532,15 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
     for (const Option& op : u) bucket = std::gcd(bucket, op.bytes);
   if (bucket <= 0 || base_bytes / bucket > 2'000'000) bucket = std::max<int64_t>(1, base_bytes / 2'000'000 + 1);
   const int64_t max_bytes = o.budget_bpw >= 0 ? int64_t(std::floor(o.budget_bpw * double(numel) / 8)) : -1;
-  QL_ASSIGN_OR_RETURN(Choice c, SolveKnapsack(opts, max_bytes, o.target_kld, bucket));
+  nlohmann::json refined;
+  QL_ASSIGN_OR_RETURN(Choice c, SolveRefined(scan, o, max_bytes, bucket, &opts, &refined, log));
   // Experiment of the verification cells: its own id, the scan's session (same model, text, baseline).
   SearchResult out;
+  if (!refined.is_null())
+    out.text += fmt::format("refinement: {} options of the adaptive scan re-measured on every window ({} passes); "
+                            "{} of {} options exact\n",
+                            refined["cells_run"].get<int>(), refined["passes"].get<int>(),
+                            refined["exact_options"].get<int>(), refined["options"].get<size_t>());
   nlohmann::json rounds = nlohmann::json::array();
   Cell cell;
   CellFacts f;
@@ -489,7 +577,8 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
                             u["bits_per_weight"].get<double>(), u["kld_mean"].get<double>(), u["kld_se"].get<double>(),
                             u["dppl"].get<double>());
   out.report = {{"rounds", rounds}, {"choice", choice}, {"bf16_units", exceptions}, {"uniform", uniform},
-                {"budget_bpw", o.budget_bpw}, {"target_kld", o.target_kld}, {"cells_evaluated", rounds.size()}};
+                {"budget_bpw", o.budget_bpw}, {"target_kld", o.target_kld}, {"refinement", refined},
+                {"cells_evaluated", rounds.size() + (refined.is_null() ? 0 : refined["cells_run"].get<int>())}};
   out.recipe = Recipe(scan, cell, rounds.back());
   log.flush();
   return out;

@@ -61,12 +61,15 @@ struct SensitivityTable {
   std::vector<SensitivityRow> rows;            // unit-major, as SensitivityCells
   std::vector<double> rho_sqnr, rho_out;       // per scheme: Spearman ρ of proxy vs measured KLD ranking
   bool adaptive = false;                       // the units were evaluated adaptively (see AdaptiveSpec)
+  double rel_se = 0;                           // the adaptive rule's relative standard error at a stop
   int total_windows = 0;                       // the protocol's windows
 };
 StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s, std::vector<Unit> units,
                                            const std::vector<std::string>& schemes,
                                            const std::optional<AdaptiveSpec>& adaptive = std::nullopt);
 std::string FormatSensitivity(const SensitivityTable& t);
+// Every (unit, scheme) of the table is recorded (a shard's table is not, until the shards are merged).
+bool ScanComplete(const SensitivityTable& t);
 nlohmann::json SensitivityJson(const SensitivityTable& t);
 
 // Spearman rank correlation (ties get their mean rank); NaN for fewer than 2 points or no spread.
@@ -80,6 +83,8 @@ struct Option {
   std::string scheme;  // "" = keep baseline precision
   int64_t bytes = 0;
   double cost = 0;     // measured ΔKLD of the unit alone (0 for the baseline)
+  double spread = 0;   // half-width of the interval the full-window cost lies in (0: known exactly)
+  bool exact = true;   // cost measured on every window (the baseline, a full scan, a refined option)
 };
 struct Choice {
   std::vector<int> pick;  // per unit
@@ -116,6 +121,11 @@ struct SearchOptions {
   double target_kld = -1;       // a KLD target
   std::vector<std::string> schemes;  // empty = every scheme of the scan
   int max_rounds = 3;
+  // After an adaptive scan: re-measure on every window the options the choice depends on (DecisionOptions
+  // with intervals cost ± refine_z · max(rel_se · cost, se) and prices within a factor refine_slack),
+  // re-solve, repeat until none is left. refine_z = 0: solve on the adaptive costs as they are.
+  double refine_z = 3;
+  double refine_slack = 1.5;
 };
 struct SearchResult {
   nlohmann::json report;   // predicted vs measured per round, the choice, the uniform comparison

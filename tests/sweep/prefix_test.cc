@@ -164,6 +164,31 @@ TEST_F(PrefixCells, ScanWithPrefixIsBitwiseTheFullScan) {
   EXPECT_EQ(ja.dump(), jb.dump());
 }
 
+// The ETA's weights: a cell starting at block k costs the blocks from k on plus the head; without a
+// prefix store every cell runs everything.
+TEST_F(PrefixCells, EtaWorkCountsTheBlocksACellRuns) {
+  auto e = ParseExperiment(Yaml(), "prefix.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  const std::vector<Cell> cells = {Unit("model.layers.0.self_attn.q_proj", "int4:g32"),
+                                   Unit("model.layers.4.mlp.down_proj", "int4:g32")};
+  SessionOptions with;
+  with.prefix_budget_mb = 64;
+  auto s = OpenSession(*e, cells, with);
+  auto plain = OpenSession(*e, cells, {});
+  ASSERT_TRUE(s.ok() && plain.ok());
+  const Model& m = (*s)->reference;
+  double block = 0, head = 0;  // every block has the same weights here
+  for (const auto& [name, w] : m.weights)
+    if (name.rfind("model.layers.0.", 0) == 0) block += double(w.numel());
+  head = double(m.W(m.Has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight").numel());
+  const int L = m.config.n_layers;
+  EXPECT_EQ(CellWork(**s, *PlanCell(**s, cells[0])), L * block + head);
+  EXPECT_EQ(CellWork(**s, *PlanCell(**s, cells[1])), (L - 4) * block + head);
+  EXPECT_EQ(CellWork(**plain, *PlanCell(**plain, cells[1])), L * block + head);
+  EXPECT_EQ(CellsEta(10, 2, 3), 15.0);  // 10 s for 2 units of work, 3 left
+  EXPECT_EQ(CellsEta(0, 0, 3), 0.0);
+}
+
 TEST(Adaptive, OrderIsASeededPermutation) {
   const std::vector<int> a = AdaptiveOrder(50, 7), b = AdaptiveOrder(50, 7), c = AdaptiveOrder(50, 8);
   EXPECT_EQ(a, b);

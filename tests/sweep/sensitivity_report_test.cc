@@ -1,6 +1,7 @@
 // The report's sensitivity section on a real scan (stories260K, ctx 64, 5 layers + lm_head, 2 schemes):
 // one bar per (layer, scheme), one heatmap cell per (unit, scheme), one sortable table row per unit and
-// scheme carrying the store's ΔKLD, standalone figures, and no section for a plain sweep.
+// scheme carrying the store's ΔKLD, standalone figures, and no section for a plain sweep; a search's
+// frontier plot with its verified cell and the uniform cell.
 #include "results/sensitivity_report.h"
 
 #include <filesystem>
@@ -45,6 +46,10 @@ TEST(SensitivityReport, BarsHeatmapAndTableFromTheStore) {
   o.sweep.progress_bar = false;
   auto scan = RunSensitivity(*e, o, log);
   ASSERT_TRUE(scan.ok()) << scan.status().message();
+  SearchOptions search;
+  search.budget_bpw = 4.5;
+  auto found = RunSearch(**scan, search, log);  // a verified configuration for the frontier plot
+  ASSERT_TRUE(found.ok()) << found.status().message();
   auto store = ResultStore::OpenReadOnly((dir / "res").string());
   ASSERT_TRUE(store.ok());
   auto rep = RenderReport(**store, {});
@@ -75,6 +80,19 @@ TEST(SensitivityReport, BarsHeatmapAndTableFromTheStore) {
       EXPECT_EQ(f.svg.rfind("<svg", 0), 0u);
     }
   EXPECT_EQ(figs, 2);
+  // The search frontier: one section (the "-search" experiment), its point at the store's KLD and
+  // whole-model bits per weight, and the uniform int4:g32 cell beside it.
+  EXPECT_EQ(Count(h, "<h3>Search frontier</h3>"), 1u);
+  auto q = (*store)->Query("SELECT m.model_bytes * 8.0 / mo.n_params, m.kld_mean FROM metrics m JOIN cells c ON "
+                           "c.id = m.cell_id JOIN models mo ON mo.id = c.model_id WHERE c.id = '" +
+                           found->report["rounds"].back()["cell_id"].get<std::string>() + "'");
+  ASSERT_TRUE(q.ok() && q->rows.size() == 1u);
+  EXPECT_EQ(Count(h, fmt::format("<title>search: {:.4f} b/w \\(whole model\\), KLD {:.5g} ±", std::get<double>(q->rows[0][0]),
+                                 std::get<double>(q->rows[0][1]))), 1u);
+  EXPECT_EQ(Count(h, "<title>int4:g32: [0-9.]+ b/w \\(whole model\\), KLD"), 1u);
+  int frontier = 0;
+  for (const ReportFigure& f : rep->figures) frontier += f.name.ends_with("-frontier");
+  EXPECT_EQ(frontier, 1);
   fs::remove_all(dir);
 }
 

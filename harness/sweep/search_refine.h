@@ -1,0 +1,47 @@
+// Which measured costs a mixed-precision choice depends on: the Lagrange multiplier (price of a byte) at
+// a knapsack solution, and the (unit, option) pairs whose cost, anywhere within its interval, could change
+// that unit's choice. `search` re-measures those on every window after an adaptive scan, so its answer is
+// the full scan's. Pure logic on Option lists; running the cells is RunSearch's (sensitivity.cc).
+#pragma once
+
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "harness/sweep/sensitivity.h"
+
+namespace ql {
+
+// Per unit, the option minimizing cost + lambda * bytes (ties: the lower index).
+std::vector<int> LagrangianPick(const std::vector<std::vector<Option>>& opts, double lambda);
+
+// The price of a byte at which LagrangianPick crosses the solution c: with a byte budget (by_budget) the
+// least lambda whose pick fits in c.bytes; with a KLD target the largest lambda whose pick costs at most
+// max_kld. 0 when even lambda = 0 fits (budget) / the largest tried when every lambda meets the target.
+double LagrangeMultiplier(const std::vector<std::vector<Option>>& opts, const Choice& c, bool by_budget,
+                          double max_kld);
+
+// The pairs (unit, option index) to re-measure: for every unit whose pick p could lose to another option
+// k for some price lambda' in [lambda / slack, lambda * slack] with costs anywhere in their intervals
+// (cost ± spread): cost_k - spread_k + lambda' bytes_k <= cost_p + spread_p + lambda' bytes_p, the pick
+// and every such k — the ones not yet `exact` (measured on every window). A unit whose choice is clear
+// by more than both intervals at every such price needs nothing.
+std::vector<std::pair<int, int>> DecisionOptions(const std::vector<std::vector<Option>>& opts, const Choice& c,
+                                                 double lambda, double slack);
+
+// The refinement loop: solve the knapsack (SolveKnapsack's arguments), hand the DecisionOptions at its
+// multiplier to `measure` (which sets their cost and makes them exact), re-solve; until none is left or
+// after max_passes. With every decision option exact, a cost that is not can move the choice only by
+// more than z of its standard errors (or a price outside the slack).
+struct Refined {
+  Choice choice;
+  double lambda = 0;     // the multiplier at the final choice
+  int passes = 0;
+  int measured = 0;      // options handed to `measure`
+  bool converged = true; // false: stopped at max_passes with options left
+};
+using MeasureFn = std::function<Status(const std::vector<std::pair<int, int>>&, std::vector<std::vector<Option>>*)>;
+StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,
+                                 int64_t bucket, double slack, const MeasureFn& measure, int max_passes = 20);
+
+}  // namespace ql
