@@ -56,10 +56,14 @@ def llama_perplexity(a, gguf, kld_base, write_base=False):
         cmd += ["-f", a.data, "--kl-divergence-base", kld_base]
     else:
         cmd += ["--kl-divergence-base", kld_base, "--kl-divergence"]
-    out, wall, cpu = run(cmd, a.log)
-    m = re.search(r"Final estimate: PPL = ([0-9.]+)", out) or re.search(r"Mean PPL\(Q\)\s*:\s*([0-9.]+)", out)
-    if not m:
-        raise RuntimeError("no PPL in llama-perplexity output:\n" + out[-2000:])
+    for attempt in range(2):
+        out, wall, cpu = run(cmd, a.log)
+        m = re.search(r"Final estimate: PPL = ([0-9.]+)", out) or re.search(r"Mean PPL\(Q\)\s*:\s*([0-9.]+)", out)
+        if m:
+            break
+        # llama.cpp's log thread can lose the last lines when the process exits under heavy load: run again.
+        if attempt == 1:
+            raise RuntimeError("no PPL in llama-perplexity output:\n" + out[-2000:])
     k = re.search(r"Mean\s+KLD:\s*(-?[0-9.]+)", out)
     return float(m.group(1)), (float(k.group(1)) if k else None), wall, cpu
 
