@@ -38,10 +38,11 @@ Measured Quantlab(const std::string& scheme, bool llamacpp) {
   const qltest::CommandResult r = qltest::RunCommand(cmd);
   EXPECT_EQ(r.exit_code, 0) << cmd;
   const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-  EXPECT_TRUE(j.is_object() && j.contains("ppl")) << r.out;
-  if (r.exit_code != 0 || !j.is_object() || !j.contains("ppl")) return {};
-  if (scheme.empty()) return {j["ppl"].get<double>(), 0.0};
-  return {j["ppl"].get<double>(), j["kld_mean"].get<double>()};
+  const char* key = scheme.empty() ? "ppl_base" : "ppl";  // without --scheme eval reports the baseline only
+  EXPECT_TRUE(j.is_object() && j.contains(key)) << r.out;
+  if (r.exit_code != 0 || !j.is_object() || !j.contains(key)) return {};
+  if (scheme.empty()) return {j[key].get<double>(), 0.0};
+  return {j[key].get<double>(), j["kld_mean"].get<double>()};
 }
 
 // The number printed after `key` in llama-perplexity's output, NAN if absent.
