@@ -1,62 +1,83 @@
 #!/usr/bin/env python3
-"""quantlab vs llama-perplexity for every llama.cpp weight type and mix on one model: bits/weight, quantlab's
-PPL with FP32 fake quantization, quantlab's PPL with `activations: llamacpp` (--kv-fp16: plus kv_cache and
-attention fp16), llama-perplexity's PPL (-fa off) on the file `quantlab export` writes for the same cell, and
-wall times. Prints a Markdown table.
+"""quantlab vs llama-perplexity for every llama.cpp weight type and mix on one model: bits/weight; quantlab's
+PPL and KLD with FP32 fake quantization and with `activations: llamacpp`; llama-perplexity's PPL and KLD on the
+file `quantlab export` writes for the same cell (KLD against llama-perplexity's own F32 run of the same model);
+wall and CPU seconds of every run. Prints a Markdown table (rows as they finish).
 
-  scripts/llamacpp-ppl-table.py [--model M] [--data TEXT] [--ctx 256] [--chunks 8] [--threads 2]
+  scripts/llamacpp-ppl-table.py [--model M] [--data TEXT] [--ctx 256] [--chunks 8] [--threads 2] [--only ...]
 
 Defaults: models/quantlab-tiny on its held-out text. llama.cpp from scripts/llama-cpp.sh (its cache), quantlab
 from build/quantlab. Every quantlab cell uses baseline fp32, so the exported file holds exactly the cell's
-weights (docs/gguf.md, "Export").
+weights (docs/gguf.md, "Export"). llama-perplexity runs with `-fa off -ctk f32 -ctv f32` (--llama-flags):
+llama.cpp's defaults (F16 K/V cache, flash attention) round attention inputs that `activations: llamacpp` does
+not model (docs/gguf.md, "Which llama.cpp run is compared").
 """
-import argparse, json, os, re, subprocess, sys, tempfile, time
+import argparse, json, os, re, resource, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl"]  # uniform 32-block types (--scheme)
 MIXES = ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0",
          "IQ4_NL", "IQ4_XS"]
+LLAMA_FLAGS = "-fa off -ctk f32 -ctv f32"
 
 
-def run(cmd):
+def run(cmd, log=None):
+    """Runs cmd; returns (stdout, wall s, CPU s = user + sys of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if log:
+        with open(log, "a") as f:
+            f.write("$ " + " ".join(cmd) + f"\n{p.stdout}\n{p.stderr}\n[wall {wall:.1f} s, cpu {cpu:.1f} s]\n")
     if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}")
-    return p.stdout, time.monotonic() - t0
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
+    return p.stdout + p.stderr, wall, cpu
 
 
-def quantlab_ppl(a, scheme, llamacpp):
+def quantlab_eval(a, flag, name, llamacpp):
     cmd = [a.quantlab, "eval", "--model", a.model, "--data", a.data, "--protocol", "llamacpp", "--ctx", str(a.ctx),
-           "--chunks", str(a.chunks), "--baseline", "fp32", "--scheme", scheme, "--layer-windows", "1", "--json"]
+           "--chunks", str(a.chunks), "--baseline", "fp32", "--layer-windows", "1", "--json"]
+    cmd += ["--scheme", name] if flag == "--scheme" else ["--scheme", "mix:" + name]
     if llamacpp:
         cmd += ["--activations", "llamacpp"]
-        if a.kv_fp16:
-            cmd += ["--kv-cache", "fp16", "--attention", "fp16"]
-    out, secs = run(cmd)
-    j = json.loads(out.strip().splitlines()[-1])
-    return j, secs
+    out, wall, cpu = run(cmd, a.log)
+    j = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+    return j, wall, cpu
 
 
-def llama_ppl(a, gguf):
-    out, secs = run([a.llama_bin + "/llama-perplexity", "-m", gguf, "-f", a.data, "-c", str(a.ctx), "--chunks",
-                     str(a.chunks), "-t", str(a.threads), "-fa", "off"])
-    m = re.search(r"Final estimate: PPL = ([0-9.]+)", out)
-    if not m:
-        raise RuntimeError("no PPL in llama-perplexity output:\n" + out[-2000:])
-    return float(m.group(1)), secs
+def llama_perplexity(a, gguf, kld_base, write_base=False):
+    """PPL (and KLD against kld_base unless write_base) of llama-perplexity on gguf."""
+    cmd = [a.llama_bin + "/llama-perplexity", "-m", gguf, "-c", str(a.ctx), "--chunks", str(a.chunks),
+           "-t", str(a.threads)] + a.llama_flags.split()
+    if write_base:
+        cmd += ["-f", a.data, "--kl-divergence-base", kld_base]
+    else:
+        cmd += ["--kl-divergence-base", kld_base, "--kl-divergence"]
+    for attempt in range(2):
+        out, wall, cpu = run(cmd, a.log)
+        m = re.search(r"Final estimate: PPL = ([0-9.]+)", out) or re.search(r"Mean PPL\(Q\)\s*:\s*([0-9.]+)", out)
+        if m:
+            break
+        # llama.cpp's log thread can lose the last lines when the process exits under heavy load: run again.
+        if attempt == 1:
+            raise RuntimeError("no PPL in llama-perplexity output:\n" + out[-2000:])
+    k = re.search(r"Mean\s+KLD:\s*(-?[0-9.]+)", out)
+    return float(m.group(1)), (float(k.group(1)) if k else None), wall, cpu
 
 
-def row(a, tmp, name, export_flag, scheme):
+def row(a, tmp, kld_base, name, flag):
     gguf = os.path.join(tmp, name + ".gguf")
-    run([a.quantlab, "export", "--model", a.model, export_flag, name, "--out", gguf])
-    fq, t_fq = quantlab_ppl(a, scheme, False)
-    lc, t_lc = quantlab_ppl(a, scheme, True)
-    lp, t_lp = llama_ppl(a, gguf)
+    run([a.quantlab, "export", "--model", a.model, flag, name, "--out", gguf], a.log)
+    fq, w_fq, c_fq = quantlab_eval(a, flag, name, False)
+    lc, w_lc, c_lc = quantlab_eval(a, flag, name, True)
+    lp, lkld, w_lp, c_lp = llama_perplexity(a, gguf, kld_base)
     os.remove(gguf)
-    gap_fq, gap_lc = fq["ppl"] / lp - 1, lc["ppl"] / lp - 1
     print(f"| {name} | {fq['bits_per_weight']:.3f} | {fq['ppl']:.4f} | {lc['ppl']:.4f} | {lp:.4f} | "
-          f"{gap_fq:+.2e} | {gap_lc:+.2e} | {t_fq:.1f} | {t_lc:.1f} | {t_lp:.1f} |", flush=True)
+          f"{fq['ppl'] / lp - 1:+.1e} | {lc['ppl'] / lp - 1:+.1e} | {fq['kld_mean']:.5f} | {lc['kld_mean']:.5f} | "
+          f"{lkld:.5f} | {w_fq:.0f} / {c_fq:.0f} | {w_lc:.0f} / {c_lc:.0f} | {w_lp:.0f} / {c_lp:.0f} |", flush=True)
 
 
 def main():
@@ -68,8 +89,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quantlab", default=os.path.join(ROOT, "build/quantlab"))
     ap.add_argument("--llama-bin", default=None, help="llama.cpp bin directory (default: scripts/llama-cpp.sh)")
+    ap.add_argument("--llama-flags", default=LLAMA_FLAGS, help=f"llama-perplexity flags (default: {LLAMA_FLAGS})")
     ap.add_argument("--only", nargs="*", help="a subset of the names below")
-    ap.add_argument("--kv-fp16", action="store_true", help="llamacpp column: also fp16 K/V and attention inputs")
+    ap.add_argument("--log", default=None, help="append every command and its output to this file")
     a = ap.parse_args()
     if a.data is None:
         a.data = os.path.join(ROOT, "models/quantlab-tiny/heldout.txt")
@@ -77,22 +99,23 @@ def main():
         a.llama_bin = subprocess.run([os.path.join(ROOT, "scripts/llama-cpp.sh")], stdout=subprocess.PIPE,
                                      text=True, check=True).stdout.strip().splitlines()[-1]
     with tempfile.TemporaryDirectory() as tmp:
-        f32 = os.path.join(tmp, "f32.gguf")
-        run([a.quantlab, "export", "--model", a.model, "--scheme", "f32", "--out", f32])
-        base, t_base = llama_ppl(a, f32)
+        f32, kld_base = os.path.join(tmp, "f32.gguf"), os.path.join(tmp, "f32.kld")
+        run([a.quantlab, "export", "--model", a.model, "--scheme", "f32", "--out", f32], a.log)
+        base, _, w_base, c_base = llama_perplexity(a, f32, kld_base, write_base=True)
         os.remove(f32)
-        print(f"model {a.model}, text {a.data}, ctx {a.ctx}, {a.chunks} chunks, llama-perplexity -t {a.threads} -fa off; "
-              f"F32: llama-perplexity PPL {base:.4f} ({t_base:.1f} s)\n")
-        print("| type / mix | bits/w | PPL quantlab FP32 fake-quant | PPL quantlab act: llamacpp | PPL llama-perplexity "
-              "| gap fake-quant | gap llamacpp | s fake-quant | s llamacpp | s llama-perplexity |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print(f"model {a.model}, text {a.data}, ctx {a.ctx}, {a.chunks} chunks, llama-perplexity -t {a.threads} "
+              f"{a.llama_flags}; F32: llama-perplexity PPL {base:.4f} ({w_base:.0f} s wall / {c_base:.0f} CPU-s)\n")
+        print("| type / mix | bits/w | PPL fake-quant | PPL act: llamacpp | PPL llama-perplexity | gap fake-quant "
+              "| gap llamacpp | KLD fake-quant | KLD act: llamacpp | KLD llama-perplexity | s fake-quant (wall / CPU) "
+              "| s llamacpp | s llama-perplexity |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for t in TYPES:
             if not a.only or t in a.only:
-                row(a, tmp, t, "--scheme", t)
+                row(a, tmp, kld_base, t, "--scheme")
         for m in MIXES:
             if not a.only or m in a.only:
                 # Q2_K, Q6_K, Q8_0, IQ4_NL, IQ4_XS are block names too: as sweep presets their mixes are mix:NAME.
-                row(a, tmp, m, "--preset", "mix:" + m)
+                row(a, tmp, kld_base, m, "--preset")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 // `act: llamacpp`: llama.cpp's CPU arithmetic for every linear, as an activation fake quantization. ggml's CPU
 // matrix product converts the input rows to the weight type's vec_dot_type (ggml-cpu.c, type_traits_cpu) and
 // multiplies integer codes; quantlab rounds the input [T, in] to exactly those values and lets its FP32 GEMM do
-// the product (equal to ggml's integer block sums × scales up to FP32 summation order, ~1e-7 relative).
-// Not attention (QKᵀ, P·V: use kv_cache / attention fp16 for llama.cpp's F16 KV cache), not the weights.
+// the product: equal to ggml-cpu's own ggml_mul_mat up to FP32 summation order (~1e-7 of the sum of |terms|,
+// tests/interop/llamacpp_matmul_interop_test.cc), except Q4_1/Q5_1 (below). Not attention (llama.cpp's F16
+// K/V cache and flash attention: compare with `-ctk f32 -ctv f32 -fa off`, docs/gguf.md), not the weights.
 #pragma once
 
 #include <map>
@@ -31,7 +32,10 @@ StatusOr<VecDotType> LlamaCppVecDotType(const std::string& scheme);
 
 // Rounds x [T, in] in place, row by row, to the values ggml's from_float for `t` stores (dequantized):
 //   Q8_0 / Q8_1 (ggml-cpu's AVX2 quantize_row_q8_0/_1): per 32, amax; d = amax/127 stored as fp16;
-//     q = round-half-even(x · (127/amax)); value q · fp16(d). Q8_1's extra sum s does not change the values.
+//     q = round-half-even(x · (127/amax)); value q · fp16(d). Q8_1 also stores s = fp16(d · Σq) from the fp32
+//     d, and vec_dot_q4_1/q5_1 add the weight block's minimum × s, where quantlab's product has minimum ×
+//     fp16(d) · Σq: a difference of up to half an fp16 ulp of that term (≤ 3e-4 of the sum of |terms|
+//     measured) that rounding the inputs cannot express.
 //   Q8_K (quantize_row_q8_K_ref): per 256, m = the element of largest |x|; iscale = −127/m;
 //     q = min(127, nearest_int(iscale · x)); value q · (1/iscale) (fp32 scale).
 //   F16 / BF16: round to nearest even. F32: unchanged.
