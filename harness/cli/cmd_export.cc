@@ -1,7 +1,8 @@
 // `quantlab export`: writes a loaded model (HF directory, GGUF, llama2.c .bin) as a GGUF file llama.cpp
 // loads, every weight in one GGUF type (--scheme q4_k, or f32 / fp16 / bf16 for an unquantized copy) or in
 // a llama.cpp mix (--preset Q4_K_M, harness/quant/llama_mixes.h), or as a sweep cell evaluated it (--cell,
-// --recipe, any algorithm whose weights sit on GGUF grids: harness/sweep/cell_export.h). A GGUF input's metadata is carried over.
+// --recipe, any algorithm whose weights sit on GGUF grids: harness/sweep/cell_export.h). A GGUF input's
+// metadata is carried over.
 #include <cctype>
 #include <cstdio>
 #include <filesystem>

@@ -58,7 +58,8 @@ StatusOr<io::Imatrix> StartFrom(const Model& model, const std::set<std::string>&
                             "columns (an imatrix of another model?)", it->first, it->second.sums.size(),
                             it->second.counts.size(), in);
   }
-  if (start.legacy) return Status::Errorf("imatrix: a legacy matrix must be merged (MergeImatrix) before collecting on it");
+  if (start.legacy)
+    return Status::Errorf("imatrix: a legacy matrix must be merged (MergeImatrix) before collecting on it");
   return start;
 }
 

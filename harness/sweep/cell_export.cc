@@ -97,7 +97,8 @@ StatusOr<ExportableCell> CellFromResults(const std::string& dir, const std::stri
     return Status::Errorf("--cell {}: give a cell id (or its first 8+ hex digits) as `quantlab compare` or `query` show", id);
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(dir));
   QL_ASSIGN_OR_RETURN(SqlResult r, store->Query(fmt::format(
-      "SELECT c.id, c.config, COALESCE(m.path, ''), COALESCE(c.model_id, ''), COALESCE(c.dataset_id, '') FROM cells c LEFT JOIN models m ON m.id = c.model_id "
+      "SELECT c.id, c.config, COALESCE(m.path, ''), COALESCE(c.model_id, ''), COALESCE(c.dataset_id, '') "
+      "FROM cells c LEFT JOIN models m ON m.id = c.model_id "
       "WHERE c.id LIKE '{}%' AND c.status = 'ok'", id)));
   if (r.rows.empty()) return Status::Errorf("--cell {}: no finished ('ok') cell with this id in {}", id, dir);
   if (r.rows.size() > 1) return Status::Errorf("--cell {}: {} cells start with this id in {}; give more digits", id, r.rows.size(), dir);
@@ -236,7 +237,8 @@ Status PlanCellExport(const Model& loaded, const ExportableCell& c, CellExportPl
     QL_ASSIGN_OR_RETURN(io::Imatrix m, CellImatrix(plan->reference, ctx));
     plan->importance = io::ImatrixImportances(m);
     plan->options.importance = &plan->importance;
-    plan->options.extra_kv = io::ImatrixQuantizeKeys(ctx.params.is_object() ? ctx.params.value("file", std::string()) : "", m, plan->importance.size());
+    const std::string file = ctx.params.is_object() ? ctx.params.value("file", std::string()) : "";
+    plan->options.extra_kv = io::ImatrixQuantizeKeys(file, m, plan->importance.size());
   }
   const bool direct = name == "rtn" || name == "imatrix";  // the codec applied to the reference weights
   runtime.keep_rounding_inputs = !direct;
