@@ -1,7 +1,8 @@
 // `quantlab export`: writes a loaded model (HF directory, GGUF, llama2.c .bin) as a GGUF file llama.cpp
 // loads, every weight in one GGUF type (--scheme q4_k, or f32 / fp16 / bf16 for an unquantized copy) or in
 // a llama.cpp mix (--preset Q4_K_M, harness/quant/llama_mixes.h), or as a sweep cell evaluated it (--cell,
-// --recipe: harness/sweep/cell_export.h). A GGUF input's metadata is carried over.
+// --recipe, any algorithm whose weights sit on GGUF grids: harness/sweep/cell_export.h). A GGUF input's
+// metadata is carried over.
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +28,7 @@ struct ExportOptions {
   std::string model, scheme, preset, format = "gguf", out;
   std::string cell, results = "quantlab-results", recipe;  // a sweep cell (harness/sweep/cell_export.h)
   std::string imatrix;  // --imatrix FILE (llama-imatrix / quantlab imatrix, GGUF or .dat)
+  std::string calib;    // --calib FILE: a stored calibrated cell's calibration text
 };
 
 // The scheme's canonical spelling ("Q4_K" -> "q4_k", "half" -> "fp16"); f32 is not a quantlab scheme but
@@ -74,12 +76,7 @@ Status AddImatrix(const std::string& file, std::map<std::string, std::vector<flo
   QL_ASSIGN_OR_RETURN(io::Imatrix m, io::ReadImatrix(file));
   *importance = io::ImatrixImportances(m);
   e->importance = importance;
-  e->extra_kv.emplace_back("quantize.imatrix.file", io::GgufValue::Str(file.substr(0, 127)));
-  if (!m.datasets.empty())
-    e->extra_kv.emplace_back("quantize.imatrix.dataset", io::GgufValue::Str(m.datasets[0].substr(0, 127)));
-  e->extra_kv.emplace_back("quantize.imatrix.entries_count", io::GgufValue::U32(uint32_t(importance->size())));
-  if (m.chunk_count > 0)
-    e->extra_kv.emplace_back("quantize.imatrix.chunks_count", io::GgufValue::U32(uint32_t(m.chunk_count)));
+  e->extra_kv = io::ImatrixQuantizeKeys(file, m, importance->size());
   return Status::Ok();
 }
 
@@ -95,19 +92,21 @@ Status WriteExport(const std::string& model_path, const Model& model, io::GgufEx
   return Status::Ok();
 }
 
-// --cell ID --results DIR or --recipe FILE: the cell's own module schemes (CellModuleSchemes).
+// --cell ID --results DIR or --recipe FILE: the cell's quantization re-run and written (PlanCellExport).
 Status RunCellExport(const ExportOptions& o) {
   QL_ASSIGN_OR_RETURN(ExportableCell c, o.recipe.empty() ? CellFromResults(o.results, o.cell) : CellFromRecipe(o.recipe));
+  if (!o.imatrix.empty()) QL_RETURN_IF_ERROR(UseImatrixFile(o.imatrix, &c));
+  if (!o.calib.empty()) QL_RETURN_IF_ERROR(UseCalibrationFile(o.calib, &c));
   const std::string model_path = o.model.empty() ? c.model_path : o.model;
   if (model_path.empty()) return Status::Errorf("the cell's model path is not recorded; give --model");
   QL_ASSIGN_OR_RETURN(Model loaded, LoadModel(model_path));
-  QL_ASSIGN_OR_RETURN(Model model, CellExportModel(loaded, c));
+  CellExportPlan plan;
+  QL_RETURN_IF_ERROR(PlanCellExport(loaded, c, &plan));
   loaded = Model();
-  QL_ASSIGN_OR_RETURN(io::GgufExportOptions e, CellGgufTypes(model, c));
   if (!c.cell.scheme.activations.empty() && c.cell.scheme.activations != "llamacpp")
     std::fprintf(stderr, "note: the cell's activations (%s) are an evaluation setting; the file holds the weights\n",
                  c.cell.scheme.activations.c_str());
-  return WriteExport(model_path, model, std::move(e), o.out);
+  return WriteExport(model_path, *plan.encode, plan.options, o.out);
 }
 
 // --format safetensors: a Hugging Face directory (config.json, model.safetensors, tokenizer.json when the
@@ -136,10 +135,9 @@ Status RunExport(const ExportOptions& o) {
   const int sources = int(!o.scheme.empty()) + int(!o.preset.empty()) + int(!o.cell.empty()) + int(!o.recipe.empty());
   if (sources != 1) return Status::Errorf("give exactly one of --scheme, --preset, --cell or --recipe");
   if (!o.cell.empty() || !o.recipe.empty()) {
-    if (!o.imatrix.empty())
-      return Status::Errorf("--imatrix applies to --scheme or --preset; a cell's importances come from its algorithm");
     return RunCellExport(o);
   }
+  if (!o.calib.empty()) return Status::Errorf("--calib applies to --cell (a calibrated cell's text)");
   if (o.model.empty()) return Status::Errorf("--model is required with --scheme or --preset");
   QL_ASSIGN_OR_RETURN(Model model, LoadModel(o.model));
   QL_ASSIGN_OR_RETURN(io::GgufExportOptions e, ChooseTypes(o, model));
@@ -157,12 +155,16 @@ void AddExportCommand(CLI::App& app) {
                                          "default the cell's own)");
   cmd->add_option("--scheme", opt->scheme, "one GGUF type for every weight: q4_0 ... q6_k, iq4_nl, iq4_xs, f32, fp16, bf16");
   cmd->add_option("--preset", opt->preset, "a llama.cpp mix: Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, Q8_0, IQ4_NL, IQ4_XS");
-  cmd->add_option("--cell", opt->cell, "a finished rtn cell of --results (id or 8+ leading hex digits)");
+  cmd->add_option("--cell", opt->cell, "a finished cell of --results (id or 8+ leading hex digits); its "
+                                       "quantization is re-run, so the file holds the weights it evaluated");
   cmd->add_option("--results", opt->results, "results directory of --cell")->capture_default_str();
   cmd->add_option("--recipe", opt->recipe, "an experiment file with one cell (e.g. `quantlab search --out`)");
   cmd->add_option("--format", opt->format, "gguf, or safetensors (a Hugging Face directory at --out; f32/fp16/bf16)");
   cmd->add_option("--imatrix", opt->imatrix, "importance matrix (llama-imatrix or quantlab imatrix; GGUF or .dat), "
-                                             "used as llama-quantize --imatrix (with --scheme or --preset)");
+                                             "used as llama-quantize --imatrix (with --scheme, --preset, or an rtn "
+                                             "--cell / --recipe, which becomes that imatrix cell)");
+  cmd->add_option("--calib", opt->calib, "with --cell: the calibration text of a calibrated cell (gptq, awq, "
+                                         "imatrix without file=, ...), checked against the cell's id");
   cmd->add_option("--out", opt->out, "output file")->required();
   cmd->callback([opt] {
     Status st = RunExport(*opt);

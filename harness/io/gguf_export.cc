@@ -2,6 +2,7 @@
 // quantize with the GGUF codecs row by row, write with the low-level GGUF writer.
 #include "harness/io/gguf_export.h"
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,30 @@ StatusOr<std::vector<uint8_t>> EncodeTensor(const Tensor& t, int type, const flo
   return out;
 }
 
+// How many values of the encoded tensor do not decode bitwise to `want` (same element order as t).
+StatusOr<int64_t> CountMismatches(const std::vector<uint8_t>& data, int type, const Tensor& t, const Tensor& want) {
+  if (want.shape != t.shape) return t.numel();
+  const int64_t rows = t.shape.size() >= 2 ? t.rows() : 1, cols = t.numel() / rows;
+  const GgmlTypeInfo* info = FindGgmlTypeInfo(type);
+  const size_t row_bytes = size_t(cols / info->block_elems) * size_t(info->block_bytes);
+  std::vector<float> y(static_cast<size_t>(cols));
+  int64_t bad = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    QL_RETURN_IF_ERROR(DequantizeGgmlRow(type, data.data() + size_t(r) * row_bytes, cols, y.data()));
+    const float* w = want.data.data() + r * cols;
+    for (int64_t c = 0; c < cols; ++c) bad += std::memcmp(&y[size_t(c)], &w[c], sizeof(float)) != 0;
+  }
+  return bad;
+}
+
+// The `expect` model in the layout the file is written in (the same RoPE conversion as the model's).
+const Model* ExpectedInFileLayout(const GgufExportOptions& opt, bool convert, Model* storage) {
+  if (opt.expect == nullptr || !convert) return opt.expect;
+  *storage = *opt.expect;
+  SetRopeLayout(storage, storage->config.arch == "llama");
+  return storage;
+}
+
 }  // namespace
 
 int GgufTypeOfScheme(const std::string& scheme) {
@@ -128,12 +153,15 @@ Status ExportGguf(const std::string& path, const Model& model, const GgufExportO
     return Status::Errorf("{}: cannot write architecture '{}' as GGUF (llama, qwen2, qwen3)", path, c.arch);
   QL_ASSIGN_OR_RETURN(std::vector<Planned> plan, PlanTensors(model, opt.type_of, path));
   const Model* src = &model;
-  Model converted;
-  if (c.rope_interleaved != (c.arch == "llama")) {  // GGUF llama stores q/k in adjacent-pair order
+  Model converted, expect_converted;
+  const bool convert = c.rope_interleaved != (c.arch == "llama");  // GGUF llama stores q/k in adjacent-pair order
+  if (convert) {
     converted = model;
     SetRopeLayout(&converted, c.arch == "llama");
     src = &converted;
   }
+  const Model* expect = ExpectedInFileLayout(opt, convert, &expect_converted);
+  std::vector<std::string> moved;  // tensors that would not decode to `expect`
   bool quantized = false;
   for (const Planned& p : plan) quantized |= FindGgmlTypeInfo(p.type)->block_elems > 1;
   uint32_t alignment = 32;
@@ -155,7 +183,20 @@ Status ExportGguf(const std::string& path, const Model& model, const GgufExportO
     b.type = uint32_t(p.type);
     QL_ASSIGN_OR_RETURN(const float* qw, ImportanceOf(opt, p.gguf, int64_t(b.ne[0]), p.type, path));
     QL_ASSIGN_OR_RETURN(b.data, EncodeTensor(t, p.type, qw));
+    if (expect != nullptr && !expect->Has(p.hf)) {
+      moved.push_back(p.hf + " (not in the evaluated model)");
+    } else if (expect != nullptr) {
+      QL_ASSIGN_OR_RETURN(int64_t bad, CountMismatches(b.data, p.type, t, expect->W(p.hf)));
+      if (bad > 0) moved.push_back(fmt::format("{} ({}: {} of {} values)", p.hf, GgmlTypeName(p.type), bad, t.numel()));
+    }
     blobs.push_back(std::move(b));
+  }
+  if (!moved.empty()) {
+    std::string list;
+    for (size_t i = 0; i < moved.size() && i < 4; ++i) list += (i == 0 ? "" : ", ") + moved[i];
+    if (moved.size() > 4) list += fmt::format(" and {} more", moved.size() - 4);
+    return Status::Errorf("{}: not written: {} tensor(s) would not hold the evaluated weights bit for bit: {} (their "
+                          "values are not on the grid of their GGUF type)", path, moved.size(), list);
   }
   return WriteGgufFile(path, kv, blobs, alignment);
 }

@@ -32,6 +32,10 @@ struct GgufExportOptions {
   // --imatrix passes them to ggml: a weight with an entry is quantized with ggml's importance-weighted rule
   // (types without one ignore it, as ggml does), a weight without one as usual.
   const std::map<std::string, std::vector<float>>* importance = nullptr;
+  // When set: the values every tensor must decode to, bit for bit (same tensors as the model written, same
+  // layout). A tensor whose blocks dequantize to anything else is refused, listing the tensors: `export
+  // --cell` uses it so the file holds exactly the weights the cell evaluated.
+  const Model* expect = nullptr;
   // Metadata set after the rest (replacing a key of the same name), e.g. llama-quantize's quantize.imatrix.*.
   std::vector<std::pair<std::string, GgufValue>> extra_kv;
 };

@@ -279,4 +279,66 @@ std::map<std::string, std::vector<float>> ImatrixImportances(const Imatrix& m) {
   return out;
 }
 
+namespace {
+
+// One GGUF-layout entry added to `e` (load_imatrix's non-legacy branch).
+Status MergeRawEntry(const ImatrixEntry& in, const std::string& name, const std::string& source, ImatrixEntry* e) {
+  if (e->sums.empty()) e->sums.assign(in.sums.size(), 0.0f);
+  if (e->sums.size() != in.sums.size())
+    return Status::Errorf("{}: entry {} has {} sums where the files before it have {} (imatrix files of different "
+                          "models?)", source, name, in.sums.size(), e->sums.size());
+  if (e->counts.empty()) e->counts.assign(in.counts.size(), 0);
+  else if (e->counts.size() == 1 && in.counts.size() > 1) e->counts.assign(in.counts.size(), e->counts[0]);
+  if (e->counts.size() != in.counts.size())
+    return Status::Errorf("{}: entry {} has {} matrices where the files before it have {}", source, name,
+                          in.counts.size(), e->counts.size());
+  for (size_t j = 0; j < in.sums.size(); ++j) e->sums[j] += in.sums[j];
+  for (size_t j = 0; j < in.counts.size(); ++j) e->counts[j] += in.counts[j];
+  return Status::Ok();
+}
+
+// One legacy entry ({ncall}, mean · ncall) added to `e` in raw form (load_imatrix's legacy branch).
+Status MergeLegacyEntry(const ImatrixEntry& in, const std::string& name, const std::string& source,
+                        int32_t chunk_size, ImatrixEntry* e) {
+  if (e->sums.empty()) {
+    e->sums.assign(in.sums.size(), 0.0f);
+    e->counts.assign(1, 0);
+  }
+  if (e->sums.size() != in.sums.size() || in.counts.size() != 1)
+    return Status::Errorf("{}: entry {} has {} values where the files before it have {} (imatrix files of different "
+                          "models?)", source, name, in.sums.size(), e->sums.size());
+  for (size_t j = 0; j < in.sums.size(); ++j) e->sums[j] += in.sums[j] * float(chunk_size);
+  for (int64_t& c : e->counts) c += in.counts[0] * chunk_size;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status MergeImatrix(const Imatrix& in, const std::string& source, int32_t chunk_size, Imatrix* into) {
+  if (chunk_size <= 0) return Status::Errorf("imatrix merge: chunk size {} must be positive (give --ctx)", chunk_size);
+  for (const auto& [name, entry] : in.entries) {
+    ImatrixEntry& e = into->entries[name];
+    QL_RETURN_IF_ERROR(in.legacy ? MergeLegacyEntry(entry, name, source, chunk_size, &e)
+                                 : MergeRawEntry(entry, name, source, &e));
+  }
+  into->datasets.insert(into->datasets.end(), in.datasets.begin(), in.datasets.end());
+  int64_t max_count = 0;
+  for (const auto& [name, e] : into->entries)
+    for (int64_t c : e.counts) max_count = std::max(max_count, c);
+  into->chunk_count = int32_t(max_count / chunk_size);
+  into->chunk_size = chunk_size;
+  into->legacy = false;
+  return Status::Ok();
+}
+
+std::vector<std::pair<std::string, GgufValue>> ImatrixQuantizeKeys(const std::string& file, const Imatrix& m,
+                                                                   size_t entries) {
+  std::vector<std::pair<std::string, GgufValue>> kv;
+  if (!file.empty()) kv.emplace_back("quantize.imatrix.file", GgufValue::Str(file.substr(0, 127)));
+  if (!m.datasets.empty()) kv.emplace_back("quantize.imatrix.dataset", GgufValue::Str(m.datasets[0].substr(0, 127)));
+  kv.emplace_back("quantize.imatrix.entries_count", GgufValue::U32(uint32_t(entries)));
+  if (m.chunk_count > 0) kv.emplace_back("quantize.imatrix.chunks_count", GgufValue::U32(uint32_t(m.chunk_count)));
+  return kv;
+}
+
 }  // namespace ql::io

@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "harness/io/gguf.h"
 #include "kernels/status.h"
 
 namespace ql::io {
@@ -49,5 +51,20 @@ std::vector<float> ImatrixImportance(const Imatrix& m, const ImatrixEntry& e);
 
 // Every entry's importance, by weight name.
 std::map<std::string, std::vector<float>> ImatrixImportances(const Imatrix& m);
+
+// llama-imatrix --in-file: adds file `in` (read from `source`) to `into` as its IMatrixCollector::load_imatrix
+// does, so that `into` always holds raw sums and token counts (GGUF layout, legacy = false):
+// - GGUF layout: sums += in.sums (float), counts += in.counts; a matrix count of 1 in `into` is first broadcast
+//   to `in`'s count of matrices; other size differences are errors naming the entry.
+// - legacy .dat (mean · ncall, {ncall}): sums += value · chunk_size (float), every count += ncall · chunk_size,
+//   chunk_size being the merging run's (its --ctx): the file does not record its own.
+// Then datasets are appended and chunk_count = (the largest count of any matrix) / chunk_size; chunk_size is set.
+Status MergeImatrix(const Imatrix& in, const std::string& source, int32_t chunk_size, Imatrix* into);
+
+// The metadata llama-quantize --imatrix writes into the quantized file: quantize.imatrix.file (the path as
+// given, "" = left out), .dataset (the first dataset), .entries_count (the importances used), .chunks_count
+// (when > 0); strings cut to 127 bytes as llama-quantize does.
+std::vector<std::pair<std::string, GgufValue>> ImatrixQuantizeKeys(const std::string& file, const Imatrix& m,
+                                                                   size_t entries);
 
 }  // namespace ql::io

@@ -40,6 +40,12 @@ struct AlgorithmRuntime {
   // Bytes the algorithm stores beyond the quantized weights and the rest of the model (QLoRA's unmerged
   // BF16 adapters): counted in the cell's model size and in its bits per quantized weight.
   int64_t extra_weight_bytes = 0;
+  // Set by `quantlab export --cell` (off in sweeps: it holds a copy of every weight): algorithms whose last
+  // step is the scheme's own rounding (RtnAll, GPTQ's final pass over block schemes) keep, by tensor name,
+  // the values they rounded (weight = FakeQuantize(scheme, these)), so export packs the very codes the cell
+  // evaluated instead of re-fitting dequantized values, which GGUF's fitted scales do not reproduce.
+  bool keep_rounding_inputs = false;
+  std::map<std::string, std::vector<float>> rounding_inputs;
 };
 
 // What an algorithm gets for one cell: the weight scheme (parsed), the modules to quantize with it

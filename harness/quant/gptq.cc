@@ -314,6 +314,7 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
   // Back to the original column order, row-major.
   for (int64_t i = 0; i < cols; ++i)
     for (int64_t r = 0; r < rows; ++r) w[r * cols + perm[i]] = q_t[i * rows + r];
+  if (opt.rounding_input && cq.is_block()) opt.rounding_input->assign(w, w + rows * cols);
   QL_RETURN_IF_ERROR(cq.Finalize(w, rows, cols));
   return loss;
 }
@@ -388,8 +389,12 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
       for (const auto& m : mods) {
         QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(schemes.at(m)));
         Tensor& w = model.W(WeightKey(model, m));
-        auto loss = GptqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), *factor, opt);
+        GptqOptions o = opt;
+        std::vector<float> before;  // export's rounding input (AlgorithmRuntime::keep_rounding_inputs)
+        if (ctx.runtime && ctx.runtime->keep_rounding_inputs) o.rounding_input = &before;
+        auto loss = GptqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), *factor, o);
         if (!loss.ok()) return Status::Errorf("gptq on {}: {}", m, loss.status().message());
+        if (!before.empty()) ctx.runtime->rounding_inputs[WeightKey(model, m)] = std::move(before);
       }
     }
     return Status::Ok();
@@ -419,7 +424,10 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   if (ctx.progress) ctx.progress(L + 1, L + 1);
   // Targets that are not linear inputs (the embedding table) get round-to-nearest.
   for (const auto& [m, s] : schemes)
-    if (m == "model.embed_tokens") QL_RETURN_IF_ERROR(RtnModule(model, m, s));
+    if (m == "model.embed_tokens") {
+      KeepRoundingInput(ctx, model, m);
+      QL_RETURN_IF_ERROR(RtnModule(model, m, s));
+    }
   return Status::Ok();
 }
 

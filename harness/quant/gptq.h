@@ -86,6 +86,9 @@ struct GptqOptions {
   bool act_order = false;
   bool static_groups = false;
   ColumnQuantizer::MseSearch mse;  // off by default: the scheme's own range
+  // When set (block schemes): w ([rows, cols]) just before the final pass of the block codec's own rounding,
+  // whose codes are the result (AlgorithmRuntime::rounding_inputs).
+  std::vector<float>* rounding_input = nullptr;
 };
 
 // Quantizes one weight w ([rows, cols] row-major, in place) with the Hessian h = (2/n)·Σ x xᵀ

@@ -47,27 +47,28 @@ void Accumulate(io::ImatrixEntry& e, const float* x, int T, int in) {
   e.counts[0] += T;
 }
 
+// The matrix to continue from: each collected entry must have the module's input width and one matrix.
+StatusOr<io::Imatrix> StartFrom(const Model& model, const std::set<std::string>& wanted, const io::Imatrix& start) {
+  for (const std::string& module : wanted) {
+    const auto it = start.entries.find(ImatrixName(module));
+    if (it == start.entries.end()) continue;
+    const int64_t in = model.W(WeightKey(model, module)).cols();
+    if (int64_t(it->second.sums.size()) != in || it->second.counts.size() != 1)
+      return Status::Errorf("imatrix: the --in-file entry {} has {} sums in {} matrices; the model's input has {} "
+                            "columns (an imatrix of another model?)", it->first, it->second.sums.size(),
+                            it->second.counts.size(), in);
+  }
+  if (start.legacy)
+    return Status::Errorf("imatrix: a legacy matrix must be merged (MergeImatrix) before collecting on it");
+  return start;
+}
+
 Status CheckFinite(const io::Imatrix& m) {
   for (const auto& [name, e] : m.entries)
     for (float v : e.sums)
       if (!std::isfinite(v))
         return Status::Errorf("imatrix: non-finite sum of squares for {} (the model's activations overflow)", name);
   return Status::Ok();
-}
-
-// The importance of each targeted module: loaded from a file, or collected from the calibration windows.
-StatusOr<std::map<std::string, std::vector<float>>> Importances(const Model& model, const AlgorithmContext& ctx,
-                                                                const nlohmann::json& p) {
-  const std::string file = p["file"].get<std::string>();
-  if (!file.empty()) {
-    QL_ASSIGN_OR_RETURN(io::Imatrix m, io::ReadImatrix(file));
-    return io::ImatrixImportances(m);
-  }
-  QL_RETURN_IF_ERROR(NeedCalibration(ctx, "imatrix"));
-  ImatrixCollectOptions opt;
-  for (const auto& [module, scheme] : *ctx.module_schemes) opt.modules.push_back(module);
-  QL_ASSIGN_OR_RETURN(io::Imatrix m, CollectImatrix(model, ctx.calibration->windows, opt));
-  return io::ImatrixImportances(m);
 }
 
 // Quantizes one [rows, cols] weight with a GGUF block codec and per-column importance qw ([cols] or null),
@@ -117,14 +118,26 @@ Status QuantizeModule(Model& model, const std::string& module, const std::string
 
 Status ApplyImatrix(Model& model, const AlgorithmContext& ctx) {
   if (!ctx.module_schemes) return Status::Ok();
-  QL_ASSIGN_OR_RETURN(nlohmann::json p, Params(ImatrixAlgorithm(), ctx));
-  QL_ASSIGN_OR_RETURN(auto importance, Importances(model, ctx, p));  // all collected before any rounding
+  QL_ASSIGN_OR_RETURN(io::Imatrix m, CellImatrix(model, ctx));  // all collected before any rounding
+  const auto importance = io::ImatrixImportances(m);
   for (const auto& [module, scheme] : *ctx.module_schemes)
     QL_RETURN_IF_ERROR(QuantizeModule(model, module, scheme, importance));
   return Status::Ok();
 }
 
 }  // namespace
+
+StatusOr<io::Imatrix> CellImatrix(const Model& model, const AlgorithmContext& ctx) {
+  QL_ASSIGN_OR_RETURN(nlohmann::json params, Params(ImatrixAlgorithm(), ctx));
+  const std::string file = params["file"].get<std::string>();
+  if (!file.empty()) return io::ReadImatrix(file);
+  QL_RETURN_IF_ERROR(NeedCalibration(ctx, "imatrix"));
+  ImatrixCollectOptions opt;
+  if (ctx.module_schemes)
+    for (const auto& [module, scheme] : *ctx.module_schemes) opt.modules.push_back(module);
+  opt.datasets = {ctx.calibration->source};
+  return CollectImatrix(model, ctx.calibration->windows, opt);
+}
 
 std::string ImatrixName(const std::string& module) {
   if (module == "lm_head") return "output.weight";
@@ -156,7 +169,10 @@ StatusOr<io::Imatrix> CollectImatrix(const Model& model, const std::vector<std::
                                      const ImatrixCollectOptions& opt) {
   const std::set<std::string> wanted = CollectedModules(model, opt);
   io::Imatrix m;
-  m.datasets = opt.datasets;
+  if (opt.start) {
+    QL_ASSIGN_OR_RETURN(m, StartFrom(model, wanted, *opt.start));
+  }
+  m.datasets.insert(m.datasets.end(), opt.datasets.begin(), opt.datasets.end());
   ForwardHooks hooks;
   if (!wanted.count("lm_head")) hooks.stop_after_layer = model.config.n_layers - 1;
   hooks.linear_input = [&](std::string_view path, float* x, int T, int in) {

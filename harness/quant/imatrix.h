@@ -29,6 +29,9 @@ struct ImatrixCollectOptions {
   std::vector<std::string> modules;
   int chunk_size = 0;                 // written as imatrix.chunk_size (the ctx of the chunks)
   std::vector<std::string> datasets;  // written as imatrix.datasets
+  // Accumulate on top of this one (merged --in-file matrices, harness/io/imatrix.h MergeImatrix), as
+  // llama-imatrix does with --in-file and a text: its sums and counts continue, its datasets come first.
+  const io::Imatrix* start = nullptr;
 };
 
 // Runs every window through the forward pass and accumulates, for each linear (GGUF weight name
@@ -40,6 +43,10 @@ StatusOr<io::Imatrix> CollectImatrix(const Model& model, const std::vector<std::
 // The GGUF weight name a module's importance is stored under ("model.layers.0.mlp.down_proj" ->
 // "blk.0.ffn_down.weight", "lm_head" -> "output.weight").
 std::string ImatrixName(const std::string& module);
+
+// The importance matrix of an `imatrix` cell: its params' file (params file=), or collected from the
+// calibration windows over the cell's modules. The algorithm and `quantlab export --cell` both use it.
+StatusOr<io::Imatrix> CellImatrix(const Model& model, const AlgorithmContext& ctx);
 
 // The algorithm `imatrix` (registry entry; params file = an imatrix file to load, "" = collect from the
 // cell's calibration windows).

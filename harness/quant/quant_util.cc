@@ -38,9 +38,18 @@ Status RtnModule(Model& model, const std::string& module, const std::string& sch
   return Status::Ok();
 }
 
+void KeepRoundingInput(const AlgorithmContext& ctx, const Model& model, const std::string& module) {
+  if (ctx.runtime == nullptr || !ctx.runtime->keep_rounding_inputs) return;
+  const std::string key = WeightKey(model, module);
+  ctx.runtime->rounding_inputs[key] = model.W(key).data;
+}
+
 Status RtnAll(Model& model, const AlgorithmContext& ctx) {
   if (!ctx.module_schemes) return Status::Ok();
-  for (const auto& [module, scheme] : *ctx.module_schemes) QL_RETURN_IF_ERROR(RtnModule(model, module, scheme));
+  for (const auto& [module, scheme] : *ctx.module_schemes) {
+    KeepRoundingInput(ctx, model, module);
+    QL_RETURN_IF_ERROR(RtnModule(model, module, scheme));
+  }
   return Status::Ok();
 }
 

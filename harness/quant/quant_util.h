@@ -20,6 +20,8 @@ int ModuleLayer(const std::string& module);
 std::map<std::string, std::string> SchemeMap(const AlgorithmContext& ctx);
 // Fake-quantizes one module's weight in place with a scheme (round to nearest).
 Status RtnModule(Model& model, const std::string& module, const std::string& scheme_text);
+// AlgorithmRuntime::rounding_inputs: the module's weight as it is now, about to be rounded (when asked for).
+void KeepRoundingInput(const AlgorithmContext& ctx, const Model& model, const std::string& module);
 // RTN of every module of the cell (what ApplyRtn does), for algorithms that first transform the model.
 Status RtnAll(Model& model, const AlgorithmContext& ctx);
 // The cell's parameters overlaid on the algorithm's defaults (checked).

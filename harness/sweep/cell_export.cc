@@ -4,11 +4,15 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "harness/eval/baseline.h"
+#include "harness/io/imatrix.h"
+#include "harness/quant/calibration.h"
+#include "harness/quant/imatrix.h"
 #include "harness/quant/llama_mixes.h"
 #include "harness/sweep/cell_pipeline.h"
 #include "results/store.h"
@@ -38,6 +42,15 @@ StatusOr<ExportableCell> FromCanonical(const nlohmann::json& j, const std::strin
   e.targets = StrList(j, "targets");
   if (j.contains("baseline")) e.baseline = Str(j, "baseline");
   if (j.contains("tied_head")) e.tied_head = Str(j, "tied_head");
+  if (j.contains("seed") && j["seed"].is_number_integer()) e.seed = j["seed"].get<int64_t>();
+  if (j.contains("calibration") && j["calibration"].is_object()) {  // the text itself is known by its hash only
+    const nlohmann::json& cj = j["calibration"];
+    CalibrationSpec cal;
+    cal.samples = cj.value("samples", cal.samples);
+    cal.seqlen = cj.value("seqlen", cal.seqlen);
+    cal.seed = cj.value("seed", cal.seed);
+    e.calibration = cal;
+  }
   const nlohmann::json& s = j["scheme"];
   c.cell.scheme = {id, Str(s, "weights"), Str(s, "activations"), Str(s, "kv_cache"), Str(s, "mix"), "", ""};
   if (s.contains("attention")) {
@@ -84,7 +97,8 @@ StatusOr<ExportableCell> CellFromResults(const std::string& dir, const std::stri
     return Status::Errorf("--cell {}: give a cell id (or its first 8+ hex digits) as `quantlab compare` or `query` show", id);
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(dir));
   QL_ASSIGN_OR_RETURN(SqlResult r, store->Query(fmt::format(
-      "SELECT c.id, c.config, COALESCE(m.path, '') FROM cells c LEFT JOIN models m ON m.id = c.model_id "
+      "SELECT c.id, c.config, COALESCE(m.path, ''), COALESCE(c.model_id, ''), COALESCE(c.dataset_id, '') "
+      "FROM cells c LEFT JOIN models m ON m.id = c.model_id "
       "WHERE c.id LIKE '{}%' AND c.status = 'ok'", id)));
   if (r.rows.empty()) return Status::Errorf("--cell {}: no finished ('ok') cell with this id in {}", id, dir);
   if (r.rows.size() > 1) return Status::Errorf("--cell {}: {} cells start with this id in {}; give more digits", id, r.rows.size(), dir);
@@ -92,6 +106,10 @@ StatusOr<ExportableCell> CellFromResults(const std::string& dir, const std::stri
   nlohmann::json j = nlohmann::json::parse(SqlValueToString(r.rows[0][1]), nullptr, /*allow_exceptions=*/false);
   QL_ASSIGN_OR_RETURN(ExportableCell c, FromCanonical(j, full));
   c.model_path = SqlValueToString(r.rows[0][2]);
+  c.id = full;
+  c.model_hash = SqlValueToString(r.rows[0][3]);
+  c.data_hash = SqlValueToString(r.rows[0][4]);
+  c.canonical = std::move(j);
   return c;
 }
 
@@ -103,6 +121,33 @@ StatusOr<ExportableCell> CellFromRecipe(const std::string& path) {
                           "ignore set), or use --cell ID --results DIR after a sweep", path, cells.size());
   ExportableCell c{e, cells[0], e.model};
   return c;
+}
+
+Status UseCalibrationFile(const std::string& path, ExportableCell* c) {
+  if (!c->experiment.calibration)
+    return Status::Errorf("--calib {}: the cell's algorithm '{}' uses no calibration text; drop --calib", path,
+                          c->cell.algorithm.name);
+  c->experiment.calibration->data = path;
+  if (c->id.empty()) return Status::Ok();
+  ContentHashes h;
+  h.model = c->model_hash;
+  h.data = c->data_hash;
+  QL_ASSIGN_OR_RETURN(h.calibration, HashFile(path));
+  if (CellId(c->canonical, h) != c->id)
+    return Status::Errorf("--calib {}: cell {} was not calibrated on this text (its id does not come back with this "
+                          "file's hash; or the cell was recorded by another numerics version, or scored tasks): give "
+                          "the experiment's calibration file, or export with --recipe", path, c->id);
+  return Status::Ok();
+}
+
+Status UseImatrixFile(const std::string& path, ExportableCell* c) {
+  const std::string& name = c->cell.algorithm.name;
+  if (name != "rtn")
+    return Status::Errorf("--imatrix {}: the cell's algorithm is '{}'; --imatrix turns an rtn cell into the imatrix "
+                          "cell llama-quantize --imatrix makes (an imatrix cell names its own importances)", path, name);
+  c->cell.algorithm.name = "imatrix";
+  c->cell.algorithm.params = {{"file", path}};
+  return Status::Ok();
 }
 
 StatusOr<Model> CellExportModel(const Model& loaded, const ExportableCell& c) {
@@ -119,10 +164,6 @@ StatusOr<Model> CellExportModel(const Model& loaded, const ExportableCell& c) {
 
 StatusOr<io::GgufExportOptions> CellGgufTypes(const Model& model, const ExportableCell& c) {
   const Cell& cell = c.cell;
-  if (cell.algorithm.name != "rtn")
-    return Status::Errorf("cell '{}': algorithm '{}' changes the weights beyond what GGUF blocks of the reference "
-                          "weights reproduce; export writes rtn cells only (re-run the cell with algorithm rtn)",
-                          cell.scheme.label, cell.algorithm.name);
   QL_ASSIGN_OR_RETURN(BaselinePrecision p, ParsePrecision(c.experiment.baseline));
   const std::string unquantized = p == BaselinePrecision::kFp32 ? "f32" : "bf16";
   QL_ASSIGN_OR_RETURN(auto schemes, CellModuleSchemes(model, c.experiment, cell));
@@ -147,6 +188,71 @@ StatusOr<io::GgufExportOptions> CellGgufTypes(const Model& model, const Exportab
     return it != by_module.end() ? it->second : unquantized;
   };
   return o;
+}
+
+namespace {
+
+// The calibration windows of a calibrated algorithm, as OpenSession builds them.
+StatusOr<std::optional<CalibrationSet>> ExportCalibration(const Model& reference, const ExportableCell& c,
+                                                          const AlgorithmInfo& algo) {
+  if (!NeedsCalibration(algo, c.cell.algorithm.params)) return std::optional<CalibrationSet>();
+  if (!c.experiment.calibration || c.experiment.calibration->data.empty())
+    return Status::Errorf("cell '{}': algorithm '{}' is calibrated: give its calibration text with --calib FILE (the "
+                          "results store keeps only its hash)", c.cell.scheme.label, c.cell.algorithm.name);
+  const CalibrationSpec& s = *c.experiment.calibration;
+  QL_ASSIGN_OR_RETURN(CalibrationSet set, BuildCalibration(reference, s.data, s.samples, s.seqlen, s.seed));
+  return std::optional<CalibrationSet>(std::move(set));
+}
+
+// What the algorithm left beside the weights that a GGUF file cannot hold.
+Status CheckRuntimeExportable(const ExportableCell& c, const AlgorithmRuntime& rt) {
+  if (rt.linear_input)
+    return Status::Errorf("cell '{}': algorithm '{}' transforms linear inputs during evaluation (an online transform "
+                          "a GGUF file cannot hold); export cannot reproduce this cell", c.cell.scheme.label,
+                          c.cell.algorithm.Label());
+  if (rt.extra_weight_bytes > 0)
+    return Status::Errorf("cell '{}': algorithm '{}' keeps {} bytes beside the quantized weights (unmerged adapters) "
+                          "that a GGUF file cannot hold", c.cell.scheme.label, c.cell.algorithm.Label(),
+                          rt.extra_weight_bytes);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status PlanCellExport(const Model& loaded, const ExportableCell& c, CellExportPlan* plan) {
+  QL_ASSIGN_OR_RETURN(plan->reference, CellExportModel(loaded, c));
+  QL_ASSIGN_OR_RETURN(plan->options, CellGgufTypes(plan->reference, c));
+  QL_ASSIGN_OR_RETURN(const AlgorithmInfo* algo, FindAlgorithm(c.cell.algorithm.name));
+  QL_ASSIGN_OR_RETURN(auto schemes, CellModuleSchemes(plan->reference, c.experiment, c.cell));
+  QL_ASSIGN_OR_RETURN(std::optional<CalibrationSet> calibration, ExportCalibration(plan->reference, c, *algo));
+  AlgorithmRuntime runtime;
+  AlgorithmContext ctx;  // as QuantizeAndEvaluate (cell_pipeline.cc) builds it
+  ctx.module_schemes = &schemes;
+  ctx.params = c.cell.algorithm.params;
+  ctx.seed = c.experiment.seed;
+  ctx.calibration = calibration ? &*calibration : nullptr;
+  ctx.runtime = &runtime;
+  const std::string& name = algo->name;
+  if (name == "imatrix") {
+    QL_ASSIGN_OR_RETURN(io::Imatrix m, CellImatrix(plan->reference, ctx));
+    plan->importance = io::ImatrixImportances(m);
+    plan->options.importance = &plan->importance;
+    const std::string file = ctx.params.is_object() ? ctx.params.value("file", std::string()) : "";
+    plan->options.extra_kv = io::ImatrixQuantizeKeys(file, m, plan->importance.size());
+  }
+  const bool direct = name == "rtn" || name == "imatrix";  // the codec applied to the reference weights
+  runtime.keep_rounding_inputs = !direct;
+  plan->evaluated = plan->reference;
+  QL_RETURN_IF_ERROR(algo->apply(plan->evaluated, ctx));
+  QL_RETURN_IF_ERROR(CheckRuntimeExportable(c, runtime));
+  if (!direct) {  // the values the algorithm rounded last, else (no record) the evaluated values re-packed
+    plan->reference = plan->evaluated;
+    for (auto& [tensor, values] : runtime.rounding_inputs)
+      if (plan->reference.Has(tensor)) plan->reference.W(tensor).data = std::move(values);
+  }
+  plan->encode = &plan->reference;
+  plan->options.expect = &plan->evaluated;
+  return Status::Ok();
 }
 
 }  // namespace ql

@@ -234,7 +234,8 @@ StatusOr<std::vector<std::pair<std::string, std::string>>> CellModuleSchemes(con
       const Tensor& w = model.W(WeightKey(model, m));
       const std::string_view mix = std::string_view(cell.scheme.mix).starts_with("mix:")
                                        ? std::string_view(cell.scheme.mix).substr(4) : std::string_view(cell.scheme.mix);
-      QL_ASSIGN_OR_RETURN(scheme, LlamaMixScheme(mix, model.config, m, w.rows(), w.cols()));
+      const bool imatrix = cell.algorithm.name == "imatrix";  // llama-quantize --imatrix picks differently
+      QL_ASSIGN_OR_RETURN(scheme, LlamaMixScheme(mix, model.config, m, w.rows(), w.cols(), imatrix));
     }
     chosen[m] = scheme;
   }

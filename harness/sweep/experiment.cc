@@ -522,6 +522,20 @@ StatusOr<AlgorithmSpec> ParseAlgorithm(const std::string& origin, const YAML::No
   return a;
 }
 
+// Algorithm parameters that name a file, resolved against the experiment file's directory like model: and data:.
+struct PathParam {
+  const char* algorithm;
+  const char* param;
+};
+constexpr PathParam kPathParams[] = {{"imatrix", "file"}};  // harness/quant/imatrix.h
+
+void ResolveAlgorithmPaths(const std::string& base_dir, Experiment& e) {
+  for (AlgorithmSpec& a : e.algorithms)
+    for (const PathParam& p : kPathParams)
+      if (a.name == p.algorithm && a.params.contains(p.param) && a.params[p.param].is_string())
+        a.params[p.param] = Resolve(base_dir, a.params[p.param].get<std::string>());
+}
+
 // grid.ignore: names of built-in or user ignore sets; [none] when absent.
 StatusOr<std::vector<IgnoreSetSpec>> ParseGridIgnore(const std::string& origin, const YAML::Node& g,
                                                      const std::vector<IgnoreSetSpec>& user_sets) {
@@ -655,6 +669,7 @@ StatusOr<Experiment> ParseExperiment(const std::string& yaml_text, const std::st
   if (const YAML::Node sn = root["sensitivity"]) { QL_ASSIGN_OR_RETURN(e.sensitivity, ParseSensitivity(origin, sn)); }
   if (const YAML::Node tn = root["tasks"]) { QL_ASSIGN_OR_RETURN(e.tasks, ParseTaskSpecs(origin, tn, base_dir)); }
   QL_RETURN_IF_ERROR(ParseGrid(origin, root, e));
+  ResolveAlgorithmPaths(base_dir, e);
   QL_RETURN_IF_ERROR(CheckNoDuplicateCells(origin, e));
   return e;
 }

@@ -127,6 +127,27 @@ TEST(ImatrixInterop, LlamaImatrixDatAndGgufGiveTheSameImportances) {
   }
   std::printf("[imatrix-interop] llama-imatrix .dat vs .gguf importances: worst relative difference %.3g\n", worst);
   EXPECT_LT(worst, 1e-6);
+  // Merging (--in-file, GGUF then .dat, chunk size 128): llama-imatrix's combination and quantlab's, bit for bit.
+  const std::string theirs = TmpDir() + "/llama-merged.gguf", ours = TmpDir() + "/ql-merged.gguf";
+  const std::string g_path = TmpDir() + "/llama-imatrix.gguf", d_path = TmpDir() + "/llama-imatrix.dat";
+  RunOk(fmt::format("{}/llama-imatrix -m {} --in-file {},{} -c {} -o {}", kBin, F32File(), g_path, d_path, kCtx,
+                    theirs));  // -m is required, but not loaded when there is no text
+  RunOk(fmt::format("{} imatrix --in-file {} --in-file {} --ctx {} --out {}", kQuantlab, g_path, d_path, kCtx, ours));
+  const io::Imatrix mt = Read(theirs), mo = Read(ours);
+  EXPECT_EQ(mo.chunk_count, mt.chunk_count);
+  EXPECT_EQ(mo.chunk_size, mt.chunk_size);
+  EXPECT_EQ(mo.datasets, mt.datasets);
+  ASSERT_EQ(mo.entries.size(), mt.entries.size());
+  int same = 0;
+  for (const auto& [name, t] : mt.entries) {
+    ASSERT_TRUE(mo.entries.count(name)) << name;
+    EXPECT_EQ(mo.entries.at(name).counts, t.counts) << name;
+    const bool eq = mo.entries.at(name).sums == t.sums;
+    EXPECT_TRUE(eq) << name << ": merged sums differ";
+    same += eq;
+  }
+  std::printf("[imatrix-interop] --in-file GGUF + .dat merge: %d of %zu entries bitwise equal to llama-imatrix's, "
+              "chunk_count %d\n", same, mt.entries.size(), mt.chunk_count);
 }
 
 std::vector<uint8_t> TensorBytes(const io::GgufFile& f, const io::GgufTensorInfo& t) {
@@ -191,6 +212,12 @@ TEST(ImatrixInterop, ExportWithImatrixByteIdenticalWithLlamaQuantize) {
     SCOPED_TRACE(mix);
     ExportAndCompare(mix, imatrix, fmt::format("--preset {}", mix), "", mix);
   }
+  // A mix through a one-cell recipe (an rtn cell, which --imatrix makes the imatrix cell): IQ4_XS, whose rules
+  // change with an imatrix (ffn_down of the first eighth of the layers).
+  const std::string recipe = TmpDir() + "/iq4xs.yaml";
+  std::ofstream(recipe) << "name: iq4xs\nmodel: " << F32File() << "\ndata: " << kText
+                        << "\nbaseline: fp32\ngrid:\n  schemes: [mix:IQ4_XS]\n";
+  ExportAndCompare("recipe-IQ4_XS", imatrix, "--recipe " + recipe, "", "IQ4_XS");
   // SmolLM2's rows (576) are not 256-blocks, so the mixes' fallbacks already cover q4_0, q5_0, q5_1, iq4_nl
   // (and q8_0, which ignores importances); q4_1 appears only as a pure type.
   for (const char* t : {"q4_1"}) {
