@@ -2,6 +2,8 @@
 // trainer's loss; zero adapters leave the quantized base bit for bit; the folded (merged, not re-quantized)
 // weights give the two-matmul unmerged output; training on stories260K lowers the held-out loss below RTN's;
 // memory is counted; bad parameters are errors.
+#include <cblas.h>
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -160,6 +162,10 @@ TEST(Qlora, ZeroStepsIsRoundToNearestBitForBit) {
 // (rank 4 of a [48, 64] weight with outliers, int3:g32 and nf4); 0 iterations are the plain init bit for bit; a
 // 0-step RunQlora from LoftQ leaves weights closer to the unquantized ones than from the plain init.
 TEST(Qlora, LoftqResidualNonIncreasingAndZeroIterationsArePlainInit) {
+  // One OpenBLAS thread for the SVDs, as the quantlab binary runs (harness/cli/main.cc): on a loaded machine
+  // its spinning threads made this 26 s instead of 1 s.
+  const int blas = openblas_get_num_threads();
+  openblas_set_num_threads(1);
   std::vector<float> w = testing::Gaussian(48 * 64, 5, 0.05f);
   for (size_t i = 0; i < w.size(); i += 97) w[i] *= 8.0f;
   for (const char* text : {"int3:g32", "nf4"}) {
@@ -195,6 +201,7 @@ TEST(Qlora, LoftqResidualNonIncreasingAndZeroIterationsArePlainInit) {
       eb += std::pow(m.W(name).data[i] - b.W(name).data[i], 2);
     }
   EXPECT_LT(eb, ea);
+  openblas_set_num_threads(blas);
 }
 
 // 40 steps (4 windows each) of adapters on an int3:g32 base: the training loss falls and the held-out loss ends below
