@@ -8,48 +8,99 @@
 
 namespace ql {
 
-KMeans1DResult KMeans1D(const float* x, const float* w, int64_t n, int k, int max_iters) {
-  KMeans1DResult r;
-  r.centroids.assign(size_t(k), 0.0);
-  if (n <= 0 || k <= 0) return r;
+namespace {
+
+// The sorted distinct values of x with their summed weights, shifted by the mean of x (k-means is
+// shift-invariant; the shift keeps Σw·x² − (Σw·x)²/Σw away from cancellation), as prefix sums.
+struct Runs {
+  std::vector<double> v;                // [m] distinct values, ascending, unshifted
+  std::vector<double> s0, s1, s2;       // [m + 1] prefix sums of weight, weight·(v − shift), weight·(v − shift)²
+  std::vector<double> t1;               // [m + 1] prefix sums of (v − shift), for weightless runs
+  double shift = 0;
+  int64_t m() const { return int64_t(v.size()); }
+  // Σ w (x − mean)² over the distinct values [a, b).
+  double Cost(int64_t a, int64_t b) const {
+    const double W = s0[b] - s0[a];
+    if (!(W > 0)) return 0.0;
+    const double S = s1[b] - s1[a];
+    return std::max(0.0, (s2[b] - s2[a]) - S * S / W);
+  }
+  double Centroid(int64_t a, int64_t b) const {
+    const double W = s0[b] - s0[a];
+    if (W > 0) return shift + (s1[b] - s1[a]) / W;
+    return shift + (t1[b] - t1[a]) / double(b - a);
+  }
+};
+
+Runs MakeRuns(const float* x, const float* w, int64_t n) {
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t(0));
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x[a] < x[b]; });
-  // Prefix sums over the sorted values: weight, weight·x, weight·x² ([n + 1] each).
-  std::vector<double> xs(static_cast<size_t>(n)), sw(size_t(n) + 1, 0.0), swx(sw), swxx(sw);
+  Runs r;
+  double mean = 0;
+  for (int64_t i = 0; i < n; ++i) mean += x[i];
+  r.shift = mean / double(n);
+  std::vector<double> wv;  // [m] summed weight per distinct value
   for (int64_t i = 0; i < n; ++i) {
     const double xi = x[order[i]], wi = w ? double(w[order[i]]) : 1.0;
-    xs[i] = xi;
-    sw[i + 1] = sw[i] + wi;
-    swx[i + 1] = swx[i] + wi * xi;
-    swxx[i + 1] = swxx[i] + wi * xi * xi;
+    if (r.v.empty() || xi != r.v.back()) r.v.push_back(xi), wv.push_back(0.0);
+    wv.back() += wi;
   }
-  for (int j = 0; j < k; ++j) r.centroids[j] = xs[size_t(std::min<int64_t>(n - 1, int64_t((j + 0.5) * n / k)))];
-  std::vector<int64_t> cut(size_t(k) + 1, 0), prev;  // cluster j = sorted [cut[j], cut[j+1])
-  cut[k] = n;
-  for (int it = 0; it < max_iters; ++it) {
-    // Assignment: x goes to the first centroid whose midpoint with the next one is >= x (ties lower).
-    for (int j = 1; j < k; ++j) {
-      const double mid = 0.5 * (r.centroids[j - 1] + r.centroids[j]);
-      cut[j] = std::upper_bound(xs.begin(), xs.end(), mid) - xs.begin();
-      cut[j] = std::max(cut[j], cut[j - 1]);
-    }
-    double obj = 0;
-    for (int j = 0; j < k; ++j) {
-      const int64_t a = cut[j], b = cut[j + 1];
-      const double c = r.centroids[j], W = sw[b] - sw[a], WX = swx[b] - swx[a], WXX = swxx[b] - swxx[a];
-      obj += std::max(0.0, WXX - 2 * c * WX + c * c * W);
-    }
-    r.objective.push_back(obj);
-    if (cut == prev) break;
-    prev = cut;
-    // Update: weighted means (an empty or weightless cluster keeps its centroid). Means of sorted runs stay
-    // sorted, so the next assignment is again by midpoints.
-    for (int j = 0; j < k; ++j) {
-      const double W = sw[cut[j + 1]] - sw[cut[j]];
-      if (W > 0) r.centroids[j] = (swx[cut[j + 1]] - swx[cut[j]]) / W;
-    }
-    for (int j = 1; j < k; ++j) r.centroids[j] = std::max(r.centroids[j], r.centroids[j - 1]);
+  const size_t m = r.v.size();
+  r.s0.assign(m + 1, 0.0), r.s1 = r.s0, r.s2 = r.s0, r.t1 = r.s0;
+  for (size_t i = 0; i < m; ++i) {
+    const double d = r.v[i] - r.shift;
+    r.s0[i + 1] = r.s0[i] + wv[i];
+    r.s1[i + 1] = r.s1[i] + wv[i] * d;
+    r.s2[i + 1] = r.s2[i] + wv[i] * d * d;
+    r.t1[i + 1] = r.t1[i] + d;
+  }
+  return r;
+}
+
+// One row of the programme: cur[i] = min over a in [j, i) of prev[a] + cost(a, i) for i in [lo, hi), whose
+// optimal a lies in [alo, ahi]; arg[i] = the lowest such a.
+void DivideAndConquer(const Runs& r, const std::vector<double>& prev, std::vector<double>& cur,
+                      std::vector<int64_t>& arg, int64_t j, int64_t lo, int64_t hi, int64_t alo, int64_t ahi) {
+  if (lo >= hi) return;
+  const int64_t mid = lo + (hi - lo) / 2;
+  double best = INFINITY;
+  int64_t besta = alo;
+  for (int64_t a = std::max(alo, j); a <= std::min(ahi, mid - 1); ++a) {
+    const double c = prev[a] + r.Cost(a, mid);
+    if (c < best) best = c, besta = a;
+  }
+  cur[mid] = best, arg[mid] = besta;
+  DivideAndConquer(r, prev, cur, arg, j, lo, mid, alo, besta);
+  DivideAndConquer(r, prev, cur, arg, j, mid + 1, hi, besta, ahi);
+}
+
+}  // namespace
+
+KMeans1DResult KMeans1D(const float* x, const float* w, int64_t n, int k) {
+  KMeans1DResult r;
+  r.centroids.assign(size_t(std::max(k, 0)), 0.0);
+  if (n <= 0 || k <= 0) return r;
+  const Runs runs = MakeRuns(x, w, n);
+  const int64_t m = runs.m();
+  if (m <= k) {  // every distinct value its own centroid: objective 0
+    for (int j = 0; j < k; ++j) r.centroids[j] = runs.v[size_t(std::min<int64_t>(j, m - 1))];
+    return r;
+  }
+  // D[j][i]: the least cost of the first i distinct values in j + 1 runs; split[j][i] where the last run starts.
+  std::vector<double> prev(size_t(m) + 1), cur(size_t(m) + 1, INFINITY);
+  std::vector<std::vector<int64_t>> split(size_t(k), std::vector<int64_t>(size_t(m) + 1, 0));
+  for (int64_t i = 0; i <= m; ++i) prev[i] = runs.Cost(0, i);
+  for (int j = 1; j < k; ++j) {
+    std::fill(cur.begin(), cur.end(), INFINITY);
+    DivideAndConquer(runs, prev, cur, split[j], j, j + 1, m + 1, j, m - 1);
+    std::swap(prev, cur);
+  }
+  r.objective = prev[m];
+  for (int64_t j = k - 1, end = m; j >= 0; --j) {
+    const int64_t begin = j == 0 ? 0 : split[j][end];
+    r.centroids[j] = runs.Centroid(begin, end);
+    end = begin;
   }
   return r;
 }

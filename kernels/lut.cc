@@ -8,6 +8,7 @@
 
 #include "kernels/half.h"
 #include "kernels/kmeans.h"
+#include "kernels/parallel.h"
 
 namespace ql {
 namespace {
@@ -26,6 +27,19 @@ void PutCode(uint8_t* codes, int64_t i, int bits, uint32_t c) {
   const uint32_t v = c << (bit % 8);
   codes[bit / 8] |= uint8_t(v);
   if ((bit % 8) + bits > 8) codes[bit / 8 + 1] |= uint8_t(v >> 8);
+}
+
+// Fits one row xr [cols] and writes its 2^b fp16 centroids and codes into row [2^b·2 + code bytes].
+void FitRow(const float* xr, const float* w, int64_t cols, int bits, uint8_t* row) {
+  const int k = 1 << bits;
+  const KMeans1DResult km = KMeans1D(xr, w, cols, k);
+  float cent[16];
+  for (int j = 0; j < k; ++j) {
+    const uint16_t h = F32ToF16(std::clamp(float(km.centroids[j]), -65504.0f, 65504.0f));
+    row[2 * j] = uint8_t(h), row[2 * j + 1] = uint8_t(h >> 8);
+    cent[j] = F16ToF32(h);
+  }
+  for (int64_t c = 0; c < cols; ++c) PutCode(row + 2 * k, c, bits, Nearest1D(cent, k, xr[c]));
 }
 
 }  // namespace
@@ -56,20 +70,14 @@ StatusOr<PackedBlocks> LutCodec::Quantize(const float* x, int64_t rows, int64_t 
   p.cols = cols;
   p.block_size = int(cols);
   p.bytes.assign(size_t(rows * rb), 0);
-  std::vector<float> cent(static_cast<size_t>(k));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;  // [cols]
-    for (int64_t c = 0; c < cols; ++c)
-      if (!std::isfinite(xr[c])) return Status::Errorf("{}: non-finite value {} at [{}, {}]", name(), xr[c], r, c);
-    const KMeans1DResult km = KMeans1D(xr, w, cols, k, kIters);
-    uint8_t* row = p.bytes.data() + r * rb;
-    for (int j = 0; j < k; ++j) {
-      const uint16_t h = F32ToF16(std::clamp(float(km.centroids[j]), -65504.0f, 65504.0f));
-      row[2 * j] = uint8_t(h), row[2 * j + 1] = uint8_t(h >> 8);
-      cent[j] = F16ToF32(h);
-    }
-    for (int64_t c = 0; c < cols; ++c) PutCode(row + 2 * k, c, bits_, Nearest1D(cent.data(), k, xr[c]));
-  }
+  for (int64_t i = 0; i < rows * cols; ++i)
+    if (!std::isfinite(x[i])) return Status::Errorf("{}: non-finite value {} at [{}, {}]", name(), x[i], i / cols, i % cols);
+  // Rows are independent: 64-row items, each row's bytes written by one thread (bitwise any thread count).
+  const int64_t kRowsPerItem = 64;
+  ParallelFor(int((rows + kRowsPerItem - 1) / kRowsPerItem), NumThreads(), [&](int item, int) {
+    for (int64_t r = item * kRowsPerItem; r < std::min(rows, (item + 1) * kRowsPerItem); ++r)
+      FitRow(x + r * cols, w, cols, bits_, p.bytes.data() + r * rb);
+  });
   return p;
 }
 

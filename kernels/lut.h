@@ -4,7 +4,7 @@
 // Quantization", its dense part); the sensitivity weights come from BlockOptions::importance ([cols], one per
 // input column, e.g. the calibration inputs' mean x², harness/quant/squeezellm.h), unweighted without it.
 //
-// Fit per row: KMeans1D(row, importance, 2^b centroids, 50 iterations) from the row's quantiles; centroids
+// Fit per row: the optimal weighted 1-D k-means KMeans1D(row, importance, 2^b centroids); centroids
 // rounded to fp16 (clamped to +-65504); then every code is the nearest fp16 centroid (exact distances, the
 // lower index on a tie), so the stored codes are exact for the stored centroids.
 // Layout (PackedBlocks.bytes), row by row: [2^b x fp16 centroid, little-endian, in index order]
@@ -31,8 +31,6 @@ class LutCodec : public BlockCodec {
   StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,
                                   const BlockOptions& opt) const override;
   void Dequantize(const PackedBlocks& p, float* y) const override;
-
-  static constexpr int kIters = 50;
 
  private:
   int bits_;

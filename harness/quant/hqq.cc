@@ -4,8 +4,8 @@
 //   z ← mean(W_q − (W − W_e)/s);  beta ← kappa·beta;  stop when mean |W − W_r| stops decreasing.
 // Deviations: the scale and the starting zero are the scheme's own (int<b>:asym: range widened to include 0,
 // integer zero; HQQ starts from min/max without that widening and an unrounded zero), and the zero that
-// leaves is the best iterate's (the reference keeps the last one), in fp16 as the reference stores it, or
-// rounded to the scheme's integer grid [0, qmax] with `zero: int`.
+// leaves is the best iterate's (the reference keeps the last one), in fp16 as the reference stores it (its
+// bytes reported beyond the scheme's), or rounded to the scheme's integer grid [0, qmax] with `zero: int`.
 #include "harness/quant/hqq.h"
 
 #include <algorithm>
@@ -82,7 +82,7 @@ float HqqZeroStep(const float* x, int64_t n, float s, int qmax, float z, float b
 }
 
 Status HqqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols, const HqqOptions& opt,
-                         std::vector<double>* trace) {
+                         std::vector<double>* trace, int64_t* extra_bytes) {
   const Granularity g = scheme.granularity;
   const bool per_row = g == Granularity::kGroup || g == Granularity::kChannel || g == Granularity::kToken;
   if (scheme.is_block || scheme.int_mode != IntMode::kAsym || !per_row || scheme.clip != ClipRule::kMax)
@@ -94,6 +94,7 @@ Status HqqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t c
   QL_ASSIGN_OR_RETURN(QuantizedTensor qt, Quantize(scheme, w, rows, cols));  // the scheme's scales and zeros
   const int qmax = (1 << qt.code_bits) - 1;
   const int64_t gc = qt.tiles.grid_cols, tc = qt.tiles.tile_cols;
+  if (extra_bytes) *extra_bytes = opt.fp16_zero ? 2 * rows * gc - int64_t(qt.zeros.size()) : 0;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t t = 0; t < gc; ++t) {
       const int64_t c0 = t * tc, n = std::min(cols, c0 + tc) - c0;
@@ -134,8 +135,10 @@ Status ApplyHqq(Model& model, const AlgorithmContext& ctx) {
   for (const auto& [module, text] : SchemeMap(ctx)) {
     QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(text));
     Tensor& w = model.W(WeightKey(model, module));
-    Status s = HqqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), opt);
+    int64_t extra = 0;
+    Status s = HqqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), opt, nullptr, &extra);
     if (!s.ok()) return Status::Errorf("hqq on {}: {}", module, s.message());
+    if (ctx.runtime) ctx.runtime->extra_weight_bytes += extra;  // the fp16 zeros, in the cell's sizes
   }
   return Status::Ok();
 }

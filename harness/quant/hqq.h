@@ -19,9 +19,9 @@ struct HqqOptions {
   double kappa = 1.01;   // beta *= kappa after every iteration
   int iters = 20;
   bool early_stop = true;  // stop at the first iteration whose mean |W - W_r| does not decrease
-  // The stored zero point: fp16 (the reference's; the scheme's byte count then understates the storage by
-  // (16 − b) bits per group: int4:g32 +0.375 bits/weight) or the scheme's own b-bit integer (exactly the
-  // scheme's storage; the rounding usually undoes the optimisation, see docs/algorithms.md §8).
+  // The stored zero point: fp16 (the reference's; 16 bits per group where the scheme packs b: int4:g32
+  // +0.375 bits/weight, which HqqQuantizeWeight reports and the cell counts) or the scheme's own b-bit integer
+  // (exactly the scheme's storage; the rounding usually undoes the optimisation, see docs/algorithms.md §8).
   bool fp16_zero = true;
 };
 
@@ -35,8 +35,10 @@ float HqqZeroStep(const float* x, int64_t n, float s, int qmax, float z, float b
 
 // HQQ on one weight w ([rows, cols] row-major, in place: dequantized values of the scheme's grid).
 // trace (optional): mean |W − W_r| of every iteration run, in order (the reference's `current_error`).
+// extra_bytes (optional): bytes stored beyond the scheme's own: with fp16 zeros 2 per group minus the
+// scheme's packed b-bit zeros, else 0.
 Status HqqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols, const HqqOptions& opt,
-                         std::vector<double>* trace = nullptr);
+                         std::vector<double>* trace = nullptr, int64_t* extra_bytes = nullptr);
 
 AlgorithmInfo HqqAlgorithm();
 

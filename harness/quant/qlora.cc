@@ -13,6 +13,8 @@
 #include <random>
 #include <span>
 
+#include <armadillo>
+
 #include "harness/model/forward.h"
 #include "harness/quant/calibration.h"
 #include "harness/quant/quant_util.h"
@@ -66,6 +68,55 @@ LoraAdapter InitLoraAdapter(int rank, int in, int out, uint64_t seed, const std:
   const double bound = 1.0 / std::sqrt(double(in));
   for (float& v : ad.a) v = float((double(rng() >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound);
   return ad;
+}
+
+namespace {
+
+// ‖w − q − s·B·A‖_F of one weight [out, in].
+double LoftqResidual(const float* w, const std::vector<float>& q, const LoraAdapter& ad, float scale) {
+  std::vector<float> eff(q.size());  // [out, in]
+  LoraEffectiveWeight(q.data(), ad, scale, eff.data());
+  double s = 0;
+  for (size_t i = 0; i < eff.size(); ++i) s += (double(w[i]) - eff[i]) * (double(w[i]) - eff[i]);
+  return std::sqrt(s);
+}
+
+}  // namespace
+
+Status LoftqInit(const Scheme& scheme, const float* w, float scale, int iters, std::vector<float>* q, LoraAdapter* ad,
+                 std::vector<double>* trace) {
+  const int out = ad->out, in = ad->in, r = ad->rank;
+  q->resize(size_t(out) * in);
+  QL_RETURN_IF_ERROR(FakeQuantize(scheme, w, out, in, q->data()));
+  if (iters <= 0) {
+    if (trace) trace->assign(1, LoftqResidual(w, *q, *ad, scale));
+    return Status::Ok();
+  }
+  LoraAdapter zero = *ad;
+  std::fill(zero.b.begin(), zero.b.end(), 0.0f);
+  if (trace) trace->assign(1, LoftqResidual(w, *q, zero, scale));
+  std::vector<float> target(q->size());  // [out, in] w − s·B·A
+  arma::mat R(in, out);                   // column-major [in, out] = (w − q)ᵀ, so R's columns are w's rows
+  for (int it = 0; it < iters; ++it) {
+    if (it > 0) {
+      LoraAdapter neg = *ad;
+      for (float& v : neg.b) v = -v;
+      LoraEffectiveWeight(w, neg, scale, target.data());
+      QL_RETURN_IF_ERROR(FakeQuantize(scheme, target.data(), out, in, q->data()));
+    }
+    for (int o = 0; o < out; ++o)
+      for (int j = 0; j < in; ++j) R(j, o) = double(w[size_t(o) * in + j]) - (*q)[size_t(o) * in + j];
+    arma::mat U, V;  // Rᵀ = w − q = V·diag(S)·Uᵀ
+    arma::vec S;
+    if (!arma::svd_econ(U, S, V, R)) return Status::Error("loftq: the SVD of the quantization residual failed");
+    for (int k = 0; k < r; ++k) {
+      const double sk = k < int(S.n_elem) ? std::sqrt(S(k) / scale) : 0.0;
+      for (int j = 0; j < in; ++j) ad->a[size_t(k) * in + j] = k < int(S.n_elem) ? float(sk * U(j, k)) : 0.0f;
+      for (int o = 0; o < out; ++o) ad->b[size_t(o) * r + k] = k < int(S.n_elem) ? float(sk * V(o, k)) : 0.0f;
+    }
+    if (trace) trace->push_back(LoftqResidual(w, *q, *ad, scale));
+  }
+  return Status::Ok();
 }
 
 void RoundAdapterToBf16(LoraAdapter* ad) {
@@ -170,13 +221,18 @@ Status RunQlora(Model& model, const std::map<std::string, std::string>& weight_s
     QL_ASSIGN_OR_RETURN(Scheme s, ParseScheme(text));
     Tensor& w = model.W(name);
     std::vector<float> q(w.data.size());
-    Status st = FakeQuantize(s, w.data.data(), w.rows(), w.cols(), q.data());
-    if (!st.ok()) return Status::Errorf("qlora: {}: {}", name, st.message());
+    const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+    if (IsAdapterTarget(module, o.targets)) {
+      LoraAdapter ad = InitLoraAdapter(o.rank, int(w.cols()), int(w.rows()), o.seed, name);
+      Status st = LoftqInit(s, w.data.data(), scale, o.loftq_iters, &q, &ad);
+      if (!st.ok()) return Status::Errorf("qlora: {}: {}", name, st.message());
+      adapters.emplace(name, std::move(ad));
+    } else {
+      Status st = FakeQuantize(s, w.data.data(), w.rows(), w.cols(), q.data());
+      if (!st.ok()) return Status::Errorf("qlora: {}: {}", name, st.message());
+    }
     w.data = q;
     schemes.emplace(name, s);
-    const std::string module = name.substr(0, name.size() - std::string(".weight").size());
-    if (IsAdapterTarget(module, o.targets))
-      adapters.emplace(name, InitLoraAdapter(o.rank, int(w.cols()), int(w.rows()), o.seed, name));
     base.emplace(name, std::move(q));
   }
   if (adapters.empty()) return Status::Errorf("qlora: targets '{}' match none of the cell's quantized modules", o.targets);
@@ -263,6 +319,11 @@ StatusOr<QloraOptions> OptionsFrom(const nlohmann::json& p, int64_t seed) {
   o.clip = p["clip"].get<double>();
   o.merge = p["merge"].get<bool>();
   o.seed = uint64_t(seed);
+  const std::string init = p.value("init", "lora");
+  if (init != "lora" && init != "loftq")
+    return Status::Errorf("qlora: init '{}' is not one of lora (PEFT's: random A, B = 0) or loftq", init);
+  o.loftq_iters = init == "loftq" ? p.value("loftq_iters", 1) : 0;
+  if (o.loftq_iters < 0) return Status::Errorf("qlora: loftq_iters {} must be >= 0", o.loftq_iters);
   if (p["dropout"].get<double>() != 0.0)
     return Status::Errorf("qlora: dropout {} is not supported (the adapters are folded into the weights, so "
                           "input dropout on the adapter path cannot be applied); use dropout: 0",
@@ -304,7 +365,9 @@ AlgorithmInfo QloraAlgorithm() {
   return {"qlora",
           "QLoRA: frozen round-to-nearest base (e.g. nf4:dq) + low-rank adapters trained on the calibration "
           "windows (ce or kd loss), kept in BF16 beside the base (merge: false) or merged and re-quantized",
-          QloraDefaults(), true, ApplyQlora};
+          QloraDefaults(), true, ApplyQlora, {}, /*changes_only_targets=*/false,
+          // Added later, so cells without them keep their ids; loftq_iters is PEFT LoftQConfig's default.
+          nlohmann::json{{"init", "lora"}, {"loftq_iters", 1}}};
 }
 
 }  // namespace ql

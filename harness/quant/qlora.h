@@ -2,7 +2,8 @@
 // (round to nearest with the cell's scheme, e.g. nf4 or nf4:dq) and frozen; low-rank adapters
 // W_eff = Q(W) + (alpha / rank) · B · A are trained on the calibration windows with quantlab's trainer,
 // then kept beside the base in BF16 (merge: false) or folded in and re-quantized (merge: true).
-// Not LoRA dropout (only dropout 0 is accepted) and not LoftQ initialisation (see docs/algorithms.md §10).
+// Optional LoftQ initialisation (init: loftq) of base and adapters from the quantization residual. Not LoRA
+// dropout (only dropout 0 is accepted; see docs/algorithms.md §10).
 #pragma once
 
 #include <cstdint>
@@ -11,10 +12,12 @@
 #include <vector>
 
 #include "harness/quant/algorithm.h"
+#include "kernels/status.h"
 
 namespace ql {
 
 struct CalibrationSet;
+struct Scheme;
 
 // One adapter of a linear W [out, in]: A [rank, in], B [out, rank].
 struct LoraAdapter {
@@ -32,6 +35,13 @@ void LoraBackward(const float* g, const LoraAdapter& ad, float scale, float* da,
 // PEFT's initialisation: A uniform in ±1/sqrt(in) (kaiming_uniform with a = sqrt(5)), B = 0, so training
 // starts from the quantized base exactly. Deterministic in (seed, name).
 LoraAdapter InitLoraAdapter(int rank, int in, int out, uint64_t seed, const std::string& name);
+// LoftQ (Li et al. 2023, "LoftQ: LoRA-Fine-Tuning-Aware Quantization for Large Language Models",
+// arXiv:2310.08659, Algorithm 1) for one weight w [out, in]: from s·B·A = 0, `iters` alternations of
+//   q ← Q(w − s·B·A) (the scheme's round to nearest),   s·B·A ← the rank-r truncated SVD of w − q,
+// split as B = U·sqrt(Σ)/sqrt(s), A = sqrt(Σ)·Vᵀ/sqrt(s). iters = 0 leaves q = Q(w) and *ad as given (the
+// plain init). trace (optional) gets ‖w − q − s·B·A‖_F before the first and after every alternation.
+Status LoftqInit(const Scheme& scheme, const float* w, float scale, int iters, std::vector<float>* q, LoraAdapter* ad,
+                 std::vector<double>* trace = nullptr);
 // Rounds A and B to BF16 (their stored precision) in place.
 void RoundAdapterToBf16(LoraAdapter* ad);
 
@@ -46,6 +56,7 @@ struct QloraOptions {
   bool distill = false;         // loss: false = next-token cross-entropy; true = KL to the unquantized model
   bool merge = false;           // fold the adapters in and re-quantize (no adapters kept)
   std::string targets = "all";  // adapter modules: "all" or comma-separated names ("q_proj,v_proj")
+  int loftq_iters = 0;          // init: loftq's alternations (0 = PEFT's plain init: Q(W), B = 0)
   uint64_t seed = 0;            // adapter init and window order
 };
 

@@ -685,6 +685,31 @@ StatusOr<Experiment> LoadExperiment(const std::string& path) {
   return e;
 }
 
+namespace {
+
+// Fixes that changed what cells record for an unchanged configuration, by algorithm and by weight format
+// (docs/algorithms.md §8, §9). A revision enters the identity only of the cells it names, so every other
+// cell keeps its id; add a line here when a fix moves one algorithm's or format's numbers.
+const std::map<std::string, int>& AlgorithmRevisions() {
+  static const std::map<std::string, int> m = {{"hqq", 1}};  // 1: its fp16 zero points are counted in the sizes
+  return m;
+}
+const std::map<std::string, int>& FormatRevisions() {
+  static const std::map<std::string, int> m = {{"lut2", 1}, {"lut3", 1}, {"lut4", 1}};  // 1: exact k-means
+  return m;
+}
+int Revision(const std::map<std::string, int>& table, const std::string& key) {
+  const auto it = table.find(key);
+  return it == table.end() ? 0 : it->second;
+}
+int FormatRevision(const std::string& weights) {
+  if (weights.empty()) return 0;
+  auto s = ParseScheme(weights);
+  return s.ok() ? Revision(FormatRevisions(), s->format) : 0;
+}
+
+}  // namespace
+
 nlohmann::json Cell::CanonicalJson(const Experiment& e) const {
   nlohmann::json j;
   j["protocol"] = e.protocol;
@@ -705,6 +730,10 @@ nlohmann::json Cell::CanonicalJson(const Experiment& e) const {
   if (adaptive) j["adaptive"] = adaptive->ToJson();
   // The calibration text enters as its content hash (CellId), and only for cells that use it.
   auto algo = FindAlgorithm(algorithm.name);
+  if (const int r = Revision(AlgorithmRevisions(), algorithm.name); r > 0) j["algorithm"]["revision"] = r;
+  int format_revision = FormatRevision(scheme.weights);
+  for (const OverrideSpec& o : overrides) format_revision = std::max(format_revision, FormatRevision(o.scheme));
+  if (format_revision > 0) j["format_revision"] = format_revision;
   if (e.calibration && algo.ok() && NeedsCalibration(**algo, algorithm.params)) {
     j["calibration"] = {{"samples", e.calibration->samples}, {"seqlen", e.calibration->seqlen},
                         {"seed", e.calibration->seed}};

@@ -2,6 +2,8 @@
 // trainer's loss; zero adapters leave the quantized base bit for bit; the folded (merged, not re-quantized)
 // weights give the two-matmul unmerged output; training on stories260K lowers the held-out loss below RTN's;
 // memory is counted; bad parameters are errors.
+#include <cblas.h>
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -154,6 +156,52 @@ TEST(Qlora, ZeroStepsIsRoundToNearestBitForBit) {
   EXPECT_EQ(log.adapter_params, per_layer * c.n_layers);
   EXPECT_EQ(log.adapter_bytes, 2 * log.adapter_params);
   EXPECT_EQ(log.training_state_bytes, 16 * log.adapter_params);
+}
+
+// LoftQ: the residual ‖W − Q − s·B·A‖_F never rises over the alternations and the first one already lowers it
+// (rank 4 of a [48, 64] weight with outliers, int3:g32 and nf4); 0 iterations are the plain init bit for bit; a
+// 0-step RunQlora from LoftQ leaves weights closer to the unquantized ones than from the plain init.
+TEST(Qlora, LoftqResidualNonIncreasingAndZeroIterationsArePlainInit) {
+  // One OpenBLAS thread for the SVDs, as the quantlab binary runs (harness/cli/main.cc): on a loaded machine
+  // its spinning threads made this 26 s instead of 1 s.
+  const int blas = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  std::vector<float> w = testing::Gaussian(48 * 64, 5, 0.05f);
+  for (size_t i = 0; i < w.size(); i += 97) w[i] *= 8.0f;
+  for (const char* text : {"int3:g32", "nf4"}) {
+    SCOPED_TRACE(text);
+    const Scheme s = *ParseScheme(text);
+    const LoraAdapter plain = InitLoraAdapter(4, 64, 48, 3, "w");
+    std::vector<float> q0, q, want(w.size());
+    LoraAdapter ad0 = plain, ad = plain;
+    std::vector<double> trace0, trace;
+    ASSERT_TRUE(LoftqInit(s, w.data(), 2.0f, 0, &q0, &ad0, &trace0).ok());
+    ASSERT_TRUE(FakeQuantize(s, w.data(), 48, 64, want.data()).ok());
+    EXPECT_EQ(q0, want);
+    EXPECT_EQ(ad0.a, plain.a);
+    EXPECT_EQ(ad0.b, plain.b);
+    ASSERT_TRUE(LoftqInit(s, w.data(), 2.0f, 5, &q, &ad, &trace).ok());
+    ASSERT_EQ(trace.size(), 6u);
+    EXPECT_EQ(trace[0], trace0[0]);  // ‖W − Q(W)‖ before the first alternation
+    EXPECT_LT(trace[1], 0.95 * trace[0]);
+    for (size_t i = 1; i < trace.size(); ++i) EXPECT_LE(trace[i], trace[i - 1] * (1 + 1e-6)) << i;
+  }
+  Model m = RandomModel(TinyConfig(), 4);
+  const auto weights = AllLinears(m, "int4:g32");
+  QloraOptions o;
+  o.steps = 0;
+  Model a = m, b = m;
+  ASSERT_TRUE(RunQlora(a, weights, testing::RandomCalibration(11, 2, 9, 1), o, nullptr).ok());
+  o.loftq_iters = 2;
+  ASSERT_TRUE(RunQlora(b, weights, testing::RandomCalibration(11, 2, 9, 1), o, nullptr).ok());
+  double ea = 0, eb = 0;  // LoftQ's base + adapters are closer to the unquantized weights
+  for (const auto& [name, sch] : weights)
+    for (size_t i = 0; i < m.W(name).data.size(); ++i) {
+      ea += std::pow(m.W(name).data[i] - a.W(name).data[i], 2);
+      eb += std::pow(m.W(name).data[i] - b.W(name).data[i], 2);
+    }
+  EXPECT_LT(eb, ea);
+  openblas_set_num_threads(blas);
 }
 
 // 40 steps (4 windows each) of adapters on an int3:g32 base: the training loss falls and the held-out loss ends below

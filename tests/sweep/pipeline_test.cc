@@ -140,6 +140,49 @@ TEST_F(Pipeline, SharedAndUntiedHeadsAreDifferentCells) {
   EXPECT_GT(*untied.metrics->Get("model_bytes"), *shared.metrics->Get("model_bytes"));
 }
 
+// HQQ stores an fp16 zero point per group where int4:g32:asym packs a 4-bit one: 12 more bits per group of 32
+// (+0.375 bits/weight) in the cell's model_bytes and bits_per_weight, and none with `zero: int`. The fix enters the
+// identity as algorithm.revision (hqq only) and lut<b>'s exact k-means as format_revision (lut cells only).
+TEST_F(Pipeline, HqqCountsItsFp16ZeroPointsAndFixesEnterOnlyTheirCellsIds) {
+  auto e = ParseExperiment(Yaml("int4:g32:asym, lut4:channel", "rtn, hqq, {name: hqq, zero: int}"), "t.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  std::vector<Cell> cells;
+  for (const Cell& c : ExpandGrid(*e))
+    if (c.scheme.weights == "int4:g32:asym" || c.algorithm.name == "rtn") cells.push_back(c);
+  ASSERT_EQ(cells.size(), 4u);  // rtn, hqq, hqq zero=int on int4:g32:asym; rtn on lut4:channel
+  auto s = OpenSession(*e, cells, {});
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  std::vector<CellResult> r;
+  for (const Cell& c : cells) {
+    Model work = (*s)->reference;
+    r.push_back(RunCell(**s, work, *PlanCell(**s, c)));
+    ASSERT_TRUE(r.back().metrics) << c.Label();
+  }
+  const CellResult &rtn = r[0], &hqq = r[1], &hqq_int = r[2], &lut = r[3];
+  ASSERT_EQ(hqq.tensor_errors.size(), rtn.tensor_errors.size());
+  int64_t extra = 0;  // Σ over tensors of 2 bytes per group − the scheme's packed 4-bit zeros
+  bool whole_groups = true;
+  for (const TensorErrorRow& t : rtn.tensor_errors) {
+    const Tensor& w = (*s)->reference.W(t.tensor == "lm_head.weight" ? "model.embed_tokens.weight" : t.tensor);
+    const int64_t groups = w.rows() * ((w.cols() + 31) / 32);
+    extra += 2 * groups - (groups * 4 + 7) / 8;
+    whole_groups = whole_groups && w.cols() % 32 == 0 && groups % 2 == 0;
+  }
+  EXPECT_GT(extra, 0);
+  EXPECT_EQ(*hqq.metrics->Get("model_bytes") - *rtn.metrics->Get("model_bytes"), double(extra));
+  EXPECT_EQ(*hqq_int.metrics->Get("model_bytes"), *rtn.metrics->Get("model_bytes"));
+  EXPECT_EQ(*hqq_int.metrics->Get("bits_per_weight"), *rtn.metrics->Get("bits_per_weight"));
+  if (whole_groups) EXPECT_NEAR(*hqq.metrics->Get("bits_per_weight") - *rtn.metrics->Get("bits_per_weight"), 0.375, 1e-12);
+  EXPECT_GT(*hqq.metrics->Get("bits_per_weight"), *rtn.metrics->Get("bits_per_weight") + 0.3);
+  auto config = [](const CellResult& c) { return nlohmann::json::parse(c.cell.config); };
+  EXPECT_EQ(config(hqq)["algorithm"]["revision"], 1);
+  EXPECT_EQ(config(hqq_int)["algorithm"]["revision"], 1);
+  EXPECT_FALSE(config(rtn)["algorithm"].contains("revision"));
+  EXPECT_FALSE(config(rtn).contains("format_revision"));
+  EXPECT_EQ(config(lut)["format_revision"], 1);
+  EXPECT_FALSE(config(lut)["algorithm"].contains("revision"));
+}
+
 TEST_F(Pipeline, StatusAndMergeNameMissingCellsAndRefuseDisagreeingBaselines) {
   std::ofstream(Path("grid.yaml")) << Yaml("int8:channel, int4:g32, int3:g32, mxfp4");
   ASSERT_EQ(Quantlab("sweep " + Path("grid.yaml") + " --shard 0/2 --results " + Path("a") + " --no-table").exit_code, 0);
