@@ -305,8 +305,9 @@ TEST(TaskScoring, LongItemsLoseContextFromTheLeft) {
   EXPECT_EQ(r.status().message(), "t.jsonl:1: 13 scored tokens do not fit in a window of 8 (raise --ctx or drop the item)");
 }
 
-// The shared-prefix path (cached prefix, one call per candidate remainder) against every candidate
-// run alone from position 0, on items of every shape and both conventions.
+// The one-item shared-prefix path (cached prefix, one call per candidate remainder; what cells with
+// hooks run) against every candidate run alone from position 0, on items of every shape and both
+// conventions.
 TEST(TaskScoring, SharedPrefixEqualsScoringAlone) {
   const Model m = TinyModel();
   const std::string mc =
@@ -318,7 +319,7 @@ TEST(TaskScoring, SharedPrefixEqualsScoringAlone) {
   double worst = 0;
   for (const std::string& text : {mc, wg, cl}) {
     for (TaskConvention conv : {TaskConvention::kLmEval, TaskConvention::kLlamaCpp}) {
-      const TaskScores shared = MustScore(m, text, conv, true), alone = MustScore(m, text, conv, false);
+      const TaskScores shared = MustScore(m, text, conv, true, 0, /*pack_rows=*/0), alone = MustScore(m, text, conv, false);
       ASSERT_EQ(shared.items.size(), alone.items.size());
       if (shared.shape != TaskShape::kCloze) EXPECT_LT(shared.tokens_forwarded, alone.tokens_forwarded);
       for (size_t i = 0; i < shared.items.size(); ++i) {
