@@ -84,19 +84,26 @@ std::string TaskColumnKey(const std::string& task, const std::string& convention
   return task + "." + (plain ? "" : convention + ".") + metric + " Δ";
 }
 
+// One column of the table with its text per row.
+struct FilledColumn {
+  TableColumn col;
+  std::vector<std::string> cells;  // [rows]
+};
+
 // One column per (task, convention, accuracy metric) that some listed cell has in task_metrics: the
 // accuracy change in points and its exact McNemar p ("-1.7 (p=0.45)"). Nothing when the store has no
 // task rows (or, being older, no task_metrics table).
-Status AppendTaskColumns(ResultStore& store, const SqlResult& cells, TextTable* t) {
+StatusOr<std::vector<FilledColumn>> TaskColumns(ResultStore& store, const SqlResult& cells) {
+  std::vector<FilledColumn> out;
   const auto idx = ColumnIndex(cells);
   const auto id_col = idx.find("id");
-  if (id_col == idx.end() || cells.rows.empty()) return Status::Ok();
+  if (id_col == idx.end() || cells.rows.empty()) return out;
   auto q = store.Query(
       "SELECT cell_id, task, convention, substr(metric, 1, length(metric) - 6) AS m, value, "
       "(SELECT p.value FROM task_metrics p WHERE p.cell_id = d.cell_id AND p.task = d.task AND "
       "p.convention = d.convention AND p.metric = substr(d.metric, 1, length(d.metric) - 6) || '_mcnemar_p') "
       "FROM task_metrics d WHERE substr(metric, -6) = '_delta' ORDER BY task, convention, m");
-  if (!q.ok()) return Status::Ok();  // no task_metrics table: a store from before tasks
+  if (!q.ok()) return out;  // no task_metrics table: a store from before tasks
   std::vector<std::string> keys;
   std::map<std::string, std::map<std::string, std::string>> cell_text;  // key -> cell id -> text
   for (const auto& row : q->rows) {
@@ -108,18 +115,35 @@ Status AppendTaskColumns(ResultStore& store, const SqlResult& cells, TextTable* 
   }
   for (const std::string& key : keys) {
     bool any = false;
-    std::vector<std::string> col;
+    FilledColumn fc{{key, key, "", true, 6, 0}, {}};
     for (const auto& row : cells.rows) {
       const auto& m = cell_text[key];
       const auto it = m.find(SqlValueToString(row[id_col->second]));
-      col.push_back(it == m.end() ? "" : it->second);
-      any = any || !col.back().empty();
+      fc.cells.push_back(it == m.end() ? "" : it->second);
+      any = any || !fc.cells.back().empty();
     }
-    if (!any) continue;
-    t->columns.push_back({key, key, "", true, 6, 0});
-    for (size_t i = 0; i < col.size(); ++i) t->rows[i].push_back(col[i]);
+    if (any) out.push_back(std::move(fc));
   }
-  return Status::Ok();
+  return out;
+}
+
+// The task column `--columns` names by "piqa.acc_norm" (the header without " Δ"); the lmeval
+// convention may also be spelled out ("piqa.lmeval.acc_norm"). nullptr when none matches.
+const FilledColumn* FindTaskColumn(const std::vector<FilledColumn>& task_cols, const std::string& name) {
+  for (const FilledColumn& c : task_cols) {
+    const std::string plain = c.col.key.substr(0, c.col.key.size() - std::string(" Δ").size());
+    const size_t dot = plain.find('.');
+    const std::string with_lmeval = plain.substr(0, dot) + ".lmeval" + plain.substr(dot);
+    if (name == plain || name == c.col.key || name == with_lmeval) return &c;
+  }
+  return nullptr;
+}
+
+std::string UnknownColumn(const std::string& key, const std::vector<FilledColumn>& task_cols) {
+  std::string all;
+  for (const auto& k : CompareColumnKeys()) all += (all.empty() ? "" : ", ") + k;
+  for (const FilledColumn& c : task_cols) all += ", " + c.col.key.substr(0, c.col.key.size() - std::string(" Δ").size());
+  return fmt::format("compare: unknown column '{}' (one of: {})", key, all);
 }
 
 }  // namespace
@@ -147,32 +171,35 @@ StatusOr<TextTable> CompareTable(ResultStore& store, const CompareOptions& opt) 
   const bool many_experiments = !ne.rows.empty() && SqlValueToString(ne.rows[0][0]) != "1" &&
                                 SqlValueToString(ne.rows[0][0]) != "0";
 
-  std::vector<const ColumnDef*> chosen;
+  QL_ASSIGN_OR_RETURN(std::vector<FilledColumn> task_cols, TaskColumns(store, r));
+  auto fill = [&](const ColumnDef& c) {
+    FilledColumn fc{c.col, {}};
+    for (const auto& row : rows) fc.cells.push_back(c.cell(row));
+    return fc;
+  };
+  std::vector<FilledColumn> cols;
   for (const auto& key : opt.columns) {
     const ColumnDef* d = nullptr;
     for (const auto& c : Columns()) if (c.col.key == key) d = &c;
-    if (!d) {
-      std::string all;
-      for (const auto& k : CompareColumnKeys()) all += (all.empty() ? "" : ", ") + k;
-      return Status::Errorf("compare: unknown column '{}' (one of: {})", key, all);
-    }
-    chosen.push_back(d);
+    const FilledColumn* task = d ? nullptr : FindTaskColumn(task_cols, key);
+    if (!d && !task) return Status::Error(UnknownColumn(key, task_cols));
+    cols.push_back(d ? fill(*d) : *task);
   }
-  if (opt.columns.empty())
+  if (opt.columns.empty()) {
     for (const auto& c : Columns()) {
       if (!c.by_default || (c.col.key == "experiment" && !many_experiments)) continue;
-      bool any = !c.optional;
-      for (const auto& row : rows) any = any || !c.cell(row).empty();
-      if (any) chosen.push_back(&c);
+      FilledColumn fc = fill(c);
+      const bool any = !c.optional || std::any_of(fc.cells.begin(), fc.cells.end(), [](auto& x) { return !x.empty(); });
+      if (any) cols.push_back(std::move(fc));
     }
-  TextTable t;
-  for (const auto* c : chosen) t.columns.push_back(c->col);
-  for (const auto& row : rows) {
-    std::vector<std::string> cells;
-    for (const auto* c : chosen) cells.push_back(c->cell(row));
-    t.rows.push_back(std::move(cells));
+    for (FilledColumn& c : task_cols) cols.push_back(std::move(c));
   }
-  if (opt.columns.empty()) QL_RETURN_IF_ERROR(AppendTaskColumns(store, r, &t));
+  TextTable t;
+  t.rows.resize(rows.size());
+  for (FilledColumn& c : cols) {
+    t.columns.push_back(c.col);
+    for (size_t i = 0; i < rows.size(); ++i) t.rows[i].push_back(std::move(c.cells[i]));
+  }
   bool all_ok = true;  // then status says nothing
   for (const auto& row : rows) all_ok = all_ok && row.Text("status") == "ok";
   for (size_t i = 0; i < t.columns.size(); ++i) {  // on a narrow terminal what tells rows apart stays longest

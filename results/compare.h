@@ -16,7 +16,9 @@ namespace ql {
 struct CompareOptions {
   std::string experiment_id;         // "" = every experiment (an `experiment` column is added when > 1)
   std::string sort = "dppl";         // dppl | kld | bits
-  std::vector<std::string> columns;  // keys to show, in this order; empty = the default set
+  // Keys to show, in this order (CompareColumnKeys(), or a task column of the store by
+  // TASK[.CONVENTION].METRIC, e.g. piqa.acc_norm); empty = the default set.
+  std::vector<std::string> columns;
 };
 
 // The keys CompareOptions::columns may name.

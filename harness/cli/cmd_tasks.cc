@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct TasksOptions {
   uint64_t seed = 0;
   int ctx = 0;
   bool json = false;
+  std::string items;  // per-item JSONL output, empty = none
+  int pack_rows = TaskScoreOptions{}.pack_rows;
 };
 
 StatusOr<std::pair<std::string, std::string>> SplitTask(const std::string& spec) {
@@ -46,6 +49,27 @@ nlohmann::json ScoresJson(const TaskScores& s) {
           {"metrics", metrics},       {"tokens_forwarded", s.tokens_forwarded},
           {"seconds", s.seconds},     {"items_per_s", s.items_per_s()},
           {"tokens_per_s", s.tokens_per_s()}};
+}
+
+// One JSON line per item: its line in the task file, gold, and for each metric the chosen candidate
+// and whether it is right, with every candidate's log-likelihood and scored-token count.
+Status WriteItems(std::FILE* f, const TaskScores& s) {
+  const std::vector<TaskMetricSpec> specs = TaskMetricSpecs(s.shape, s.convention);
+  for (const ItemScore& it : s.items) {
+    nlohmann::json chosen = nlohmann::json::object(), correct = nlohmann::json::object();
+    for (const TaskMetricSpec& m : specs) {
+      chosen[std::string(m.name)] = it.Chosen(m.rule);
+      correct[std::string(m.name)] = it.Correct(m.rule) ? 1 : 0;
+    }
+    nlohmann::json loglik = nlohmann::json::array(), tokens = nlohmann::json::array();
+    for (const CandidateScore& c : it.candidates) loglik.push_back(c.loglik), tokens.push_back(c.n_tokens);
+    const std::string line = nlohmann::json{{"task", s.task}, {"convention", TaskConventionName(s.convention)},
+                                            {"line", it.line}, {"gold", it.gold}, {"chosen", chosen},
+                                            {"correct", correct}, {"loglik", loglik}, {"tokens", tokens}}
+                                 .dump();
+    if (std::fprintf(f, "%s\n", line.c_str()) < 0) return Status::Error("--items: write failed (disk full?)");
+  }
+  return Status::Ok();
 }
 
 std::string ScoresLine(const TaskScores& s) {
@@ -83,6 +107,12 @@ Status RunTasks(const TasksOptions& o) {
   nlohmann::json all = nlohmann::json::array();
   TaskScoreOptions opt;
   opt.window = o.ctx;
+  opt.pack_rows = o.pack_rows;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> items(nullptr, &std::fclose);
+  if (!o.items.empty()) {
+    items.reset(std::fopen(o.items.c_str(), "w"));
+    if (!items) return Status::Errorf("--items '{}': cannot open for writing (check the directory)", o.items);
+  }
   for (const TaskSet& set : sets) {
     // One joint pass per task: a token sequence both conventions share runs once; the speed
     // printed is that pass's.
@@ -90,6 +120,7 @@ Status RunTasks(const TasksOptions& o) {
     opt.progress = meter.Fn();
     QL_ASSIGN_OR_RETURN(std::vector<TaskScores> scores, ScoreTaskConventions(model, set, conventions, opt));
     for (const TaskScores& s : scores) {
+      if (items) QL_RETURN_IF_ERROR(WriteItems(items.get(), s));
       if (o.json) {
         all.push_back(ScoresJson(s));
         all.back()["conventions_in_pass"] = conventions.size();
@@ -117,6 +148,9 @@ void AddTasksCommand(CLI::App& app) {
   cmd->add_option("--ctx", o->ctx, "window of fed positions (default: the model's context length)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", o->json, "print one JSON object instead of text");
+  cmd->add_option("--items", o->items, "also write one JSON line per item and convention to FILE (chosen, correct)");
+  cmd->add_option("--pack-rows", o->pack_rows, "rows per packed forward call (0 = one item at a time on a KV cache)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([o] {
     const Status s = RunTasks(*o);
     if (!s.ok()) Fail("tasks", s);

@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "harness/eval/metrics.h"
+#include "harness/model/forward_packed.h"
 #include "harness/model/generate.h"
 
 namespace ql {
@@ -174,6 +176,73 @@ Status RunShared(const Model& model, const ForwardHooks* hooks, KvCache& cache, 
   return Status::Ok();
 }
 
+bool NoHooks(const ForwardHooks* h) {
+  return !h || (!h->linear_input && !h->kv && !h->attn_q && !h->attn_probs && !h->block_output &&
+                h->stop_after_layer < 0 && h->start_layer == 0 && !h->start_hidden);
+}
+
+// Several items per forward call: each item's sequences become one trie of rows (every shared prefix
+// runs once), the tries of consecutive items are packed into one ForwardPacked call of about
+// `pack_rows` rows, and only the rows that predict a scored token get logits.
+class PackedRunner {
+ public:
+  PackedRunner(const Model& model, int pack_rows) : model_(model), pack_rows_(pack_rows) {}
+
+  // Adds an item's sequences to the pending batch; true when the batch is full.
+  bool Add(ItemSequences* u) {
+    Placed p{u, {}};
+    std::map<std::pair<int, int>, int> child;  // (parent row, token) -> row, within this item
+    for (size_t k = 0; k < u->seqs.size(); ++k) {
+      const std::vector<int>& seq = u->seqs[k];
+      std::vector<int>& rows = p.row_of.emplace_back();  // [fed positions]
+      int parent = -1;
+      for (size_t j = 0; j + 1 < seq.size(); ++j) {
+        auto [it, fresh] = child.try_emplace({parent, seq[j]}, 0);
+        if (fresh) it->second = batch_.Add(seq[j], parent);
+        parent = it->second;
+        rows.push_back(parent);
+      }
+      for (size_t j = std::max(1, u->from[k]); j < seq.size(); ++j) WantLogits(rows[j - 1]);
+    }
+    items_.push_back(std::move(p));
+    return batch_.rows() >= pack_rows_;
+  }
+
+  // Runs the pending batch and fills lp/top of every pending item's sequences.
+  Status Flush(int64_t* fed) {
+    if (items_.empty()) return Status::Ok();
+    const int V = model_.config.vocab_size;
+    logits_.resize(batch_.logit_rows.size() * size_t(V));  // [L, V]
+    QL_RETURN_IF_ERROR(ForwardPacked(model_, batch_, logits_.data()));
+    *fed += batch_.rows();
+    for (Placed& p : items_)
+      for (size_t k = 0; k < p.u->seqs.size(); ++k)
+        RecordRows(*p.u, k, V, [&](size_t j) { return logits_.data() + size_t(logit_index_[p.row_of[k][j - 1]]) * V; });
+    items_.clear();
+    batch_ = PackedBatch{};
+    logit_index_.clear();
+    return Status::Ok();
+  }
+
+ private:
+  struct Placed {
+    ItemSequences* u;
+    std::vector<std::vector<int>> row_of;  // [sequence][fed position] -> batch row
+  };
+  void WantLogits(int row) {
+    if (int(logit_index_.size()) <= row) logit_index_.resize(row + 1, -1);
+    if (logit_index_[row] >= 0) return;
+    logit_index_[row] = int(batch_.logit_rows.size());
+    batch_.logit_rows.push_back(row);
+  }
+  const Model& model_;
+  const int pack_rows_;
+  PackedBatch batch_;
+  std::vector<Placed> items_;
+  std::vector<int> logit_index_;  // [row] -> logits row, or -1
+  std::vector<float> logits_;
+};
+
 // A candidate's score from its sequence's recorded log-probabilities.
 CandidateScore Accumulate(const ItemSequences& u, int k, const CandidateTokens& c) {
   CandidateScore s;
@@ -315,29 +384,51 @@ StatusOr<std::vector<TaskScores>> ScoreTaskConventions(const Model& model, const
     out[v].limit = tasks.limit.Canonical();
     out[v].window = window;
   }
-  KvCache cache = options.share_prefix ? KvCache::ForModel(model.config, int(longest)) : KvCache{};
+  const bool packed = options.share_prefix && options.pack_rows > 0 && NoHooks(options.hooks) &&
+                      model.matmul == MatmulPrecision::kFp32;
+  KvCache cache = options.share_prefix && !packed ? KvCache::ForModel(model.config, int(longest)) : KvCache{};
   std::vector<float> prefix_logits, logits;
   int64_t fed = 0;
+  PackedRunner runner(model, options.pack_rows);
+  std::vector<ItemSequences> pending;  // [items in the packed batch]
+  size_t done = 0;                     // items whose scores are in `out`
+  auto finish = [&](size_t i, const ItemSequences& u) {  // item i's scores per convention
+    const TaskItem& item = tasks.items[i];
+    for (size_t v = 0; v < n_conv; ++v) {
+      const ItemPlan& plan = plans[i * n_conv + v];
+      ItemScore s;
+      s.line = item.line;
+      s.gold = item.gold;
+      s.truncated_tokens = plan.truncated_tokens;
+      for (size_t c = 0; c < plan.candidates.size(); ++c) {
+        s.candidates.push_back(Accumulate(u, u.index[v][c], plan.candidates[c]));
+        s.candidates.back().n_chars = CandidateChars(item, tasks.shape, int(c));
+      }
+      out[v].items.push_back(std::move(s));
+    }
+    ++done;
+    if (options.progress) options.progress(int64_t(done), int64_t(tasks.items.size()));
+  };
+  pending.reserve(tasks.items.size());
   for (size_t i = 0; i < tasks.items.size(); ++i) {
     const TaskItem& item = tasks.items[i];
     std::vector<const ItemPlan*> item_plans;
     for (size_t v = 0; v < n_conv; ++v) item_plans.push_back(&plans[i * n_conv + v]);
     ItemSequences u = CollectSequences(item_plans);
+    if (packed) {  // items [done, i] share the pending batch
+      pending.push_back(std::move(u));
+      if (runner.Add(&pending.back()) || i + 1 == tasks.items.size()) {
+        const Status st = runner.Flush(&fed);
+        if (!st.ok()) return Status::Errorf("{}:{}-{}: {}", tasks.path, tasks.items[done].line, item.line, st.message());
+        for (const ItemSequences& p : pending) finish(done, p);
+        pending.clear();
+      }
+      continue;
+    }
     const Status st = options.share_prefix ? RunShared(model, options.hooks, cache, prefix_logits, logits, u, &fed)
                                            : RunAlone(model, options.hooks, logits, u, &fed);
     if (!st.ok()) return Status::Errorf("{}:{}: {}", tasks.path, item.line, st.message());
-    for (size_t v = 0; v < n_conv; ++v) {
-      ItemScore s;
-      s.line = item.line;
-      s.gold = item.gold;
-      s.truncated_tokens = item_plans[v]->truncated_tokens;
-      for (size_t c = 0; c < item_plans[v]->candidates.size(); ++c) {
-        s.candidates.push_back(Accumulate(u, u.index[v][c], item_plans[v]->candidates[c]));
-        s.candidates.back().n_chars = CandidateChars(item, tasks.shape, int(c));
-      }
-      out[v].items.push_back(std::move(s));
-    }
-    if (options.progress) options.progress(int64_t(i + 1), int64_t(tasks.items.size()));
+    finish(i, u);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (TaskScores& s : out) s.seconds = seconds, s.tokens_forwarded = fed;

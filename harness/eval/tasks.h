@@ -33,10 +33,15 @@
 // context; the scored tokens are always kept whole (lm-eval's rule). A candidate whose scored part
 // alone does not fit is an error naming the item's line. Truncated items are counted.
 //
-// Speed: the tokens all candidates of an item share (up to the first scored token) run once; the
-// KV cache is rewound to that prefix for each candidate, whose remaining tokens run in one batched
-// call. Items run one after another: the forward pass has no per-sequence attention mask, so several
-// items cannot share one call. Same inputs give bitwise the same scores.
+// Speed: each item's distinct token sequences (over every convention scored) form one trie, so every
+// prefix they share runs once; the tries of consecutive items are packed into one call of about
+// pack_rows rows (harness/model/forward_packed.h: attention within each trie only), and only rows
+// that predict a scored token reach the LM head. A row's scores do not depend on what is packed
+// beside it, so they are bitwise the same for any pack size and thread count. With forward hooks (a
+// quantized cell's activation / KV / attention schemes) or BF16 compute, items run one at a time:
+// the shared prefix once on a KV cache, rewound for each candidate, whose remaining tokens run in
+// one call (ForwardCachedAll); that path agrees with the packed one to float rounding. Same inputs
+// give bitwise the same scores.
 #pragma once
 
 #include <cstdint>
@@ -126,6 +131,10 @@ std::vector<TaskMetricValue> TaskMetrics(const TaskScores& scores);
 struct TaskScoreOptions {
   int window = 0;                // 0: the model's max_seq_len (no limit when that is 0)
   bool share_prefix = true;      // false: every candidate runs alone from position 0 (the reference)
+  // > 0 (with share_prefix, no hooks and FP32 matmuls): items are packed into ForwardPacked calls of
+  // about this many rows (harness/model/forward_packed.h); 0, or hooks set: one item at a time on the
+  // KV cache. The packed scores do not depend on this value (bitwise).
+  int pack_rows = 512;
   const ForwardHooks* hooks = nullptr;  // activation / KV-cache hooks of a quantized cell
   std::function<void(int64_t done, int64_t total)> progress;  // called after each item when set
 };

@@ -159,11 +159,13 @@ double HandLogLik(const Model& m, const std::vector<int>& tokens, int from) {
   return sum;
 }
 
-TaskScores MustScore(const Model& m, const std::string& jsonl, TaskConvention conv, bool share = true, int window = 0) {
+TaskScores MustScore(const Model& m, const std::string& jsonl, TaskConvention conv, bool share = true, int window = 0,
+                     int pack_rows = TaskScoreOptions{}.pack_rows) {
   TaskSet set = MustParse(jsonl);
   TaskScoreOptions opt;
   opt.share_prefix = share;
   opt.window = window;
+  opt.pack_rows = pack_rows;
   auto s = ScoreTask(m, set, conv, opt);
   QL_CHECK(s.ok(), "{}", s.status().message());
   return *s;
@@ -303,8 +305,9 @@ TEST(TaskScoring, LongItemsLoseContextFromTheLeft) {
   EXPECT_EQ(r.status().message(), "t.jsonl:1: 13 scored tokens do not fit in a window of 8 (raise --ctx or drop the item)");
 }
 
-// The shared-prefix path (cached prefix, one call per candidate remainder) against every candidate
-// run alone from position 0, on items of every shape and both conventions.
+// The one-item shared-prefix path (cached prefix, one call per candidate remainder; what cells with
+// hooks run) against every candidate run alone from position 0, on items of every shape and both
+// conventions.
 TEST(TaskScoring, SharedPrefixEqualsScoringAlone) {
   const Model m = TinyModel();
   const std::string mc =
@@ -316,7 +319,7 @@ TEST(TaskScoring, SharedPrefixEqualsScoringAlone) {
   double worst = 0;
   for (const std::string& text : {mc, wg, cl}) {
     for (TaskConvention conv : {TaskConvention::kLmEval, TaskConvention::kLlamaCpp}) {
-      const TaskScores shared = MustScore(m, text, conv, true), alone = MustScore(m, text, conv, false);
+      const TaskScores shared = MustScore(m, text, conv, true, 0, /*pack_rows=*/0), alone = MustScore(m, text, conv, false);
       ASSERT_EQ(shared.items.size(), alone.items.size());
       if (shared.shape != TaskShape::kCloze) EXPECT_LT(shared.tokens_forwarded, alone.tokens_forwarded);
       for (size_t i = 0; i < shared.items.size(); ++i) {
@@ -332,6 +335,44 @@ TEST(TaskScoring, SharedPrefixEqualsScoringAlone) {
   // The two paths run different matrix shapes (BLAS may block the sums differently): float rounding.
   EXPECT_LT(worst, 1e-5);
   std::printf("largest relative log-likelihood difference, shared vs alone: %.3g\n", worst);
+}
+
+// The packed path (several items per ForwardPacked call) against the one-item-at-a-time KV-cache path
+// to float rounding, and bitwise the same for any pack size: one item per call, a few, all in one.
+TEST(TaskScoring, PackedItemsEqualOneItemAtATime) {
+  const Model m = TinyModel();
+  const std::string mc =
+      "{\"query\": \"the quick brown fox\", \"choices\": [\"jumps over\", \"yb\", \"ran away quickly\"], \"gold\": 0}\n"
+      "{\"query\": \"Question: why?\\n\", \"choices\": [\"because yes\", \"because b\"], \"gold\": 1}\n"
+      "{\"query\": \"x \", \"choices\": [\"yz\", \"b\"], \"gold\": 0}\n";
+  const std::string wg = "{\"context_options\": [\"Ann told Bo\", \"Ann told Cy\"], \"continuation\": \"to go.\", \"gold\": 0}\n"
+                         "{\"context_options\": [\"Ann\", \"Bo\"], \"continuation\": \"left.\", \"gold\": 1}\n";
+  const std::string cl = "{\"context\": \"one two three\", \"continuation\": \"four\"}\n"
+                         "{\"context\": \"x\", \"continuation\": \"yz\"}\n";
+  double worst = 0;
+  for (const std::string& text : {mc, wg, cl}) {
+    for (TaskConvention conv : {TaskConvention::kLmEval, TaskConvention::kLlamaCpp}) {
+      const TaskScores cached = MustScore(m, text, conv, true, 0, /*pack_rows=*/0);
+      const TaskScores one = MustScore(m, text, conv, true, 0, 1), few = MustScore(m, text, conv, true, 0, 20),
+                       all = MustScore(m, text, conv, true, 0, 100000);
+      EXPECT_LE(all.tokens_forwarded, cached.tokens_forwarded);
+      ASSERT_EQ(all.items.size(), cached.items.size());
+      for (size_t i = 0; i < all.items.size(); ++i) {
+        for (size_t c = 0; c < all.items[i].candidates.size(); ++c) {
+          const CandidateScore &a = all.items[i].candidates[c], &b = cached.items[i].candidates[c];
+          EXPECT_EQ(a.loglik, one.items[i].candidates[c].loglik);  // bitwise
+          EXPECT_EQ(a.loglik, few.items[i].candidates[c].loglik);
+          EXPECT_EQ(a.greedy, one.items[i].candidates[c].greedy);
+          EXPECT_EQ(a.n_tokens, b.n_tokens);
+          EXPECT_EQ(a.n_chars, b.n_chars);
+          EXPECT_EQ(a.greedy, b.greedy);
+          worst = std::max(worst, std::abs(a.loglik - b.loglik) / std::max(1.0, std::abs(b.loglik)));
+        }
+      }
+    }
+  }
+  EXPECT_LT(worst, 1e-5);
+  std::printf("largest relative log-likelihood difference, packed vs KV-cache path: %.3g\n", worst);
 }
 
 // Both conventions in one pass give each convention's own scores.

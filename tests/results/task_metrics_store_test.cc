@@ -1,10 +1,12 @@
 // The task_metrics table of the results store: rows committed with their cell (NaN stored as NULL),
-// replaced on recommit, copied by merge, and a version-3 store (before the table) upgraded in place.
+// replaced on recommit, copied by merge, a version-3 store (before the table) upgraded in place, and
+// the task columns of the comparison table (default set and picked by --columns).
 #include <filesystem>
 #include <random>
 
 #include <gtest/gtest.h>
 
+#include "results/compare.h"
 #include "results/store.h"
 
 namespace ql {
@@ -103,6 +105,40 @@ TEST_F(TaskStore, MergeCopiesTaskRows) {
   ASSERT_TRUE(ResultStore::Merge(Sub("m"), {Sub("b")}).ok());  // again: nothing added
   EXPECT_EQ(Csv(Sub("m"), kRows), Csv(Sub("all"), kRows));
   EXPECT_NE(Csv(Sub("m"), kRows).find("c2,piqa,lmeval,acc_norm_delta,0.125"), std::string::npos);
+}
+
+// compare --columns picks task columns by TASK[.CONVENTION].METRIC, beside the fixed ones, in the
+// order given; an unknown name lists the task columns this store has.
+TEST_F(TaskStore, CompareColumnsPickTaskColumns) {
+  {
+    auto s = ResultStore::Open(Sub("c"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    CellResult c = Cell("c1", -0.25);
+    c.task_metrics.push_back({"piqa", "lmeval", "acc_norm_mcnemar_p", 0.0625});
+    ASSERT_TRUE((*s)->CommitCell(c).ok());
+  }
+  auto s = ResultStore::OpenReadOnly(Sub("c"));
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  auto t = CompareTable(**s, {"", "dppl", {"piqa.acc_per_token", "weights", "piqa.lmeval.acc_norm", "kld"}});
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  std::vector<std::string> keys;
+  for (const TableColumn& c : t->columns) keys.push_back(c.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"piqa.acc_per_token Δ", "weights", "piqa.acc_norm Δ", "kld"}));
+  ASSERT_EQ(t->rows.size(), 1u);
+  // acc_per_token has no McNemar row in this store: p prints as nan.
+  EXPECT_EQ(t->rows[0], (std::vector<std::string>{"-50.0 (p=nan)", "int4:g32", "-25.0 (p=0.062)", ""}));
+  auto same = CompareTable(**s, {"", "dppl", {"piqa.acc_norm"}});
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->rows[0], (std::vector<std::string>{"-25.0 (p=0.062)"}));
+  // The default set still appends every task column.
+  auto all = CompareTable(**s, {});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->columns.back().key, "piqa.acc_norm Δ");
+  auto bad = CompareTable(**s, {"", "dppl", {"piqa.acc"}});
+  ASSERT_FALSE(bad.ok());
+  const std::string msg = bad.status().message();
+  EXPECT_EQ(msg.rfind("compare: unknown column 'piqa.acc' (one of: experiment, weights", 0), 0u) << msg;
+  EXPECT_NE(msg.find(", piqa.acc_per_token, piqa.acc_norm)"), std::string::npos) << msg;
 }
 
 }  // namespace
