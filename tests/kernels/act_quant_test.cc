@@ -12,20 +12,14 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include "tests/kernels/hwy_targets.h"
+
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 
 namespace ql {
 namespace {
 
-void ForEachTarget(const std::function<void()>& fn) {
-  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
-    SCOPED_TRACE(hwy::TargetName(t));
-    hwy::SetSupportedTargetsForTest(t);
-    fn();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
 
 // Rows of mixed magnitude, an all-zero row, −0 entries and values on rounding ties.
 std::vector<float> Activations(int64_t rows, int64_t cols, uint32_t seed) {

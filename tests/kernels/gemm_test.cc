@@ -18,17 +18,11 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include "tests/kernels/hwy_targets.h"
+
 namespace ql {
 namespace {
 
-void ForEachTarget(const std::function<void()>& fn) {
-  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
-    SCOPED_TRACE(hwy::TargetName(t));
-    hwy::SetSupportedTargetsForTest(t);
-    fn();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
 
 std::vector<float> Random(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);

@@ -10,22 +10,14 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include "tests/kernels/hwy_targets.h"
+
 namespace ql::ops {
 namespace {
 
 const std::vector<size_t> kLengths = {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 173, 576, 1031};
 
 // Runs fn once per dispatch target; restores normal dispatch afterwards.
-void ForEachTarget(const std::function<void()>& fn) {
-  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  ASSERT_FALSE(targets.empty());
-  for (int64_t t : targets) {
-    SCOPED_TRACE(hwy::TargetName(t));
-    hwy::SetSupportedTargetsForTest(t);
-    fn();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
 
 std::vector<float> Random(size_t n, uint32_t seed, float lo = -2.f, float hi = 2.f) {
   std::mt19937 rng(seed);

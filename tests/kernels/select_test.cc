@@ -13,17 +13,11 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include "tests/kernels/hwy_targets.h"
+
 namespace ql {
 namespace {
 
-void ForEachTarget(const std::function<void()>& fn) {
-  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
-    SCOPED_TRACE(hwy::TargetName(t));
-    hwy::SetSupportedTargetsForTest(t);
-    fn();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
 
 void ExpectSame(const std::vector<float>& x) {
   ASSERT_EQ(ArgMaxF32(x.data(), x.size()), ArgMaxF32Ref(x.data(), x.size())) << "n=" << x.size();
