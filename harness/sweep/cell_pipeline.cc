@@ -24,6 +24,7 @@
 #include "harness/quant/llama_mixes.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
+#include "harness/sweep/algorithm_files.h"
 #include "harness/tokenizer/tokenizer.h"
 #include "kernels/act_quant.h"
 #include "kernels/quantizer.h"
@@ -283,9 +284,17 @@ StatusOr<CellPlan> PlanCell(const Session& s, const Cell& cell) {
   return p;
 }
 
+// A file an algorithm reads (imatrix's `file`) enters the identity by its content as well as its path, so a
+// file replaced under the same name makes new cells. An unreadable file is left out: the cell fails when it runs.
+static nlohmann::json WithAlgorithmFileHashes(nlohmann::json canonical, const Cell& cell) {
+  for (const auto& [param, path] : AlgorithmFiles(cell.algorithm.name, cell.algorithm.params))
+    if (auto hash = HashFile(path); hash.ok()) canonical["algorithm"]["file_hashes"][param] = *hash;
+  return canonical;
+}
+
 CellRow DescribeCell(const Session& s, const Cell& cell) {
   const Experiment& e = *s.experiment;
-  const nlohmann::json canonical = cell.CanonicalJson(e);
+  const nlohmann::json canonical = WithAlgorithmFileHashes(cell.CanonicalJson(e), cell);
   ContentHashes h = s.hashes;
   if (!canonical.contains("calibration")) h.calibration.clear();
   CellRow row;

@@ -1,6 +1,8 @@
 // Experiment YAML parsing, validation, grid expansion, sharding and cell identity (see experiment.h).
 #include "harness/sweep/experiment.h"
 
+#include "harness/sweep/algorithm_files.h"
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -837,6 +839,15 @@ std::string CellId(const nlohmann::json& canonical, const ContentHashes& hashes)
   const uint64_t a = Fnv1a64(s.data(), s.size());
   const uint64_t b = Fnv1a64(s.data(), s.size(), 0x84222325cbf29ce4ull);
   return fmt::format("{:016x}{:04x}", a, b & 0xffff);
+}
+
+std::vector<std::pair<std::string, std::string>> AlgorithmFiles(const std::string& algorithm,
+                                                                const nlohmann::json& params) {
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const PathParam& p : kPathParams)
+    if (algorithm == p.algorithm && params.contains(p.param) && params[p.param].is_string())
+      files.emplace_back(p.param, params[p.param].get<std::string>());
+  return files;
 }
 
 }  // namespace ql
