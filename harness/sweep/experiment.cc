@@ -533,9 +533,7 @@ constexpr PathParam kPathParams[] = {{"imatrix", "file"}};  // harness/quant/ima
 
 void ResolveAlgorithmPaths(const std::string& base_dir, Experiment& e) {
   for (AlgorithmSpec& a : e.algorithms)
-    for (const PathParam& p : kPathParams)
-      if (a.name == p.algorithm && a.params.contains(p.param) && a.params[p.param].is_string())
-        a.params[p.param] = Resolve(base_dir, a.params[p.param].get<std::string>());
+    for (const auto& [param, path] : AlgorithmFiles(a.name, a.params)) a.params[param] = Resolve(base_dir, path);
 }
 
 // grid.ignore: names of built-in or user ignore sets; [none] when absent.
