@@ -2,6 +2,7 @@
 // runs one command and asserts a clean failure (exit code neither 0 nor 134/SIGABRT), exactly one line
 // on stderr, and the key words of that line. Plus the results-directory writer lock across processes.
 #include <fcntl.h>
+#include "tests/test_paths.h"
 #include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -2,6 +2,7 @@
 // same numbers as plain --scheme, rotation without effective quantization keeps the model, GPTQ needs
 // --calib, bad parameters are one-line errors.
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <string>
 
 #include <gtest/gtest.h>

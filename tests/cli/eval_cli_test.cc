@@ -1,5 +1,6 @@
 // Tests of `quantlab eval` as a user runs it: one-line errors with a non-zero exit, and --json output.
 #include <array>
+#include "tests/test_paths.h"
 #include <cstdio>
 #include <string>
 

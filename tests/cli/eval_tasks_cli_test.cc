@@ -2,6 +2,7 @@
 // with `quantlab tasks` on the baseline (fp32 weights both) and with themselves (Δ = cell − base,
 // Δ·n = net flips); bad task flags are one-line errors.
 #include <cmath>
+#include "tests/test_paths.h"
 #include <string>
 
 #include <gtest/gtest.h>

@@ -4,6 +4,7 @@
 // sweep stored for the cell; an rtn recipe with --imatrix is byte-identical to `--preset --imatrix`; what
 // cannot be checked or held is refused in one line.
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>

@@ -3,6 +3,7 @@
 // a finished cell in a results store; overrides set per-tensor types; cells a GGUF file cannot hold are refused
 // in one line naming the algorithm or the tensors (gptq and imatrix cells: export_algorithm_cell_test.cc).
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <filesystem>
 #include <fstream>
 #include <random>

@@ -4,6 +4,7 @@
 // format keeps the RoPE layout (HF -> HF); HF <-> GGUF permutes q/k rows between the rotate-half and the
 // adjacent-pair layout, which reorders the sums of QKᵀ, so there they agree to FP32 rounding (1e-4 absolute).
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <cmath>
 #include <filesystem>
 #include <random>

@@ -1,5 +1,6 @@
 // `quantlab generate` end to end: the built CLI on stories260K prints llama2.c's published greedy text.
 #include <cstdio>
+#include "tests/test_paths.h"
 #include <string>
 
 #include <gtest/gtest.h>

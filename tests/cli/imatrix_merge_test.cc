@@ -4,6 +4,7 @@
 // errors for files of different shapes, collection continuing on a merged file, and file= in an experiment
 // resolved against the experiment file's directory.
 #include <filesystem>
+#include "tests/test_paths.h"
 #include <fstream>
 #include <random>
 #include <string>

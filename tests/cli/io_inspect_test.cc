@@ -1,6 +1,7 @@
 // End-to-end test of `quantlab inspect` on stories260K: config and tensor list from the JSON output,
 // and the size estimates against byte counts worked out by hand from the README's shapes.
 #include <sys/wait.h>
+#include "tests/test_paths.h"
 
 #include <cstdio>
 #include <map>

@@ -3,6 +3,7 @@
 // windows on stderr while --json stdout stays one JSON document; a sweep's cells report theirs with the
 // cell as prefix.
 #include <fstream>
+#include "tests/test_paths.h"
 #include <regex>
 #include <sstream>
 #include <string>

@@ -2,6 +2,7 @@
 // (QL_QUANTLAB_BIN), parses its --json output and checks the worked examples by hand values, and that
 // bad input gives one line on stderr and a non-zero exit code.
 #include <sys/wait.h>
+#include "tests/test_paths.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,6 +1,7 @@
 // Tests of `quantlab tasks` as a user runs it: one-line errors with a non-zero exit (naming the file
 // and line of a malformed item), and --json output with every metric of both conventions.
 #include <cstdio>
+#include "tests/test_paths.h"
 #include <fstream>
 #include <string>
 

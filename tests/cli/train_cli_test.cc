@@ -1,6 +1,7 @@
 // Tests of `quantlab train` as a user runs it: a tiny run from a YAML config writes a loadable model and
 // the learning curve; `quantlab eval` reads the result; bad options fail with one line and a non-zero exit.
 #include <unistd.h>
+#include "tests/test_paths.h"
 
 #include <array>
 #include <cstdio>

@@ -2,6 +2,7 @@
 // sum of x² over the captured linear inputs, llama-imatrix's chunking of a text, and the `imatrix`
 // algorithm against ggml's weighted row quantizer (kernels QuantizeGgmlRow with quant_weights) row by row.
 #include <cmath>
+#include "tests/test_paths.h"
 #include <string>
 
 #include <gtest/gtest.h>

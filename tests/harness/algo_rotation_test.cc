@@ -5,6 +5,7 @@
 // (calibrated on the rotated model with R4 online) beats rotation + RTN; per-layer errors of a rotated
 // model are compared in its own basis and with the evaluation hooks.
 #include <cmath>
+#include "tests/test_paths.h"
 #include <vector>
 
 #include <gtest/gtest.h>

@@ -3,6 +3,7 @@
 // scalar oracle (tests/harness/reference_forward.h) under Q/P/KV quantization, decoding vs window, and
 // the effect of coarse P quantization on stories260K.
 #include "harness/quant/attn_quant.h"
+#include "tests/test_paths.h"
 
 #include <cmath>
 #include <cstring>

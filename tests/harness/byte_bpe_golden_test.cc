@@ -2,6 +2,7 @@
 // make_golden.py): a BPE it trained, under the GPT-2, Llama 3 (+ignore_merges, BOS template), Qwen2
 // and SmolLM pre-tokenizers, on tricky strings and on every data file (count + FNV-1a of the ids).
 #include <cstdio>
+#include "tests/test_paths.h"
 #include <fstream>
 #include <iterator>
 

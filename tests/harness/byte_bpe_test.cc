@@ -1,6 +1,7 @@
 // Tests of the byte-level BPE tokenizer: a hand-written tokenizer.json with ids derived by hand,
 // pre-tokenizer splits of the GPT-2 / Llama 3 / Qwen2 / SmolLM patterns, training, save/load, errors.
 #include "harness/tokenizer/byte_bpe.h"
+#include "tests/test_paths.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,6 +1,7 @@
 // Model-level tests of harness/eval: the stories260K baseline on a slice of TinyStories (llama.cpp
 // protocol, ctx 256), self-comparison, quantization ordering, top-k KLD gap, and the cache.
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>

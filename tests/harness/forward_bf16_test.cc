@@ -4,6 +4,7 @@
 // Tolerance: BF16 inputs carry 8 significant bits (relative rounding 2^-9); through a few layers the
 // logits' relative Frobenius error stays within 3e-2 on these models, and the mean NLL moves < 1%.
 #include <cmath>
+#include "tests/test_paths.h"
 #include <string>
 #include <vector>
 

@@ -5,6 +5,7 @@
 // of one rounding moves a value by a whole step), int4 KV-cache and int8/fp8 attention Q/P; and in
 // the BF16 compute mode.
 #include <cblas.h>
+#include "tests/test_paths.h"
 #include <omp.h>
 
 #include <cstring>

@@ -2,6 +2,7 @@
 // types per tensor, carried-over metadata, the written blocks equal to the codec's, the refusal that lists
 // the offending tensors, and a llama.cpp mix with its F16 fallback for rows of 172 (not whole 32-blocks).
 #include "harness/io/gguf_export.h"
+#include "tests/test_paths.h"
 
 #include <cstdio>
 #include <fstream>

@@ -2,6 +2,7 @@
 // written as F32/F16/BF16 and read back, hand-built Q8_0/Q4_0 blocks, the stories260K vocabulary round
 // trip, and bad files (each a Status naming the file and the problem).
 #include "harness/io/gguf.h"
+#include "tests/test_paths.h"
 
 #include <limits>
 

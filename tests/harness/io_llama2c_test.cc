@@ -1,6 +1,7 @@
 // llama2.c checkpoint tests: stories260K.bin read against raw file offsets computed from docs/formats.md §5.3,
 // the same model from stories260K.gguf bit for bit, v0/v1 round trips of random models, and bad files.
 #include "harness/io/llama2c.h"
+#include "tests/test_paths.h"
 
 #include <cmath>
 #include <limits>

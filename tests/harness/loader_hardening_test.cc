@@ -1,6 +1,7 @@
 // Loaders against hostile headers: sizes declared by a file are checked against what the file holds
 // before anything is allocated per layer or per token, and wrong-typed tokenizer.json fields are errors.
 #include <functional>
+#include "tests/test_paths.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,7 @@
 // The forward pass on real trained weights: llama2.c's stories260K (models/stories260K/README.md)
 // must reproduce its published greedy text byte for byte and a TinyStories NLL near the published 1.30.
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <cmath>
 #include <cstdio>
 #include <string>

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include "tests/test_paths.h"
 #include <string>
 #include <vector>
 

@@ -1,6 +1,7 @@
 // Tests of SpmBpeTokenizer (and LoadTokenizer) on llama2.c's tok512.bin (stories260K): ids derived by hand from the vocab,
 // a plain O(n^2) transcription of llama2.c's encode loop as the oracle, round trips on every data file.
 #include "harness/tokenizer/spm_bpe.h"
+#include "tests/test_paths.h"
 
 #include <chrono>
 #include <cstdio>

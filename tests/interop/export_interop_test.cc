@@ -3,6 +3,7 @@
 // (--scheme vs llama-quantize --pure) gives the same tensor types and byte-identical tensor data; the
 // metadata differences are listed. And llama-perplexity runs on an exported file.
 #include <cctype>
+#include "tests/test_paths.h"
 #include <cstdio>
 #include <fstream>
 #include <map>

@@ -2,6 +2,7 @@
 // ggml_oracle.c, linked against llama.cpp's libggml-base): byte-identical blocks for every type, without and
 // with an importance matrix, on random rows and on real SmolLM2-135M weights; bit-identical dequantization.
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <cmath>
 #include <cstdio>
 #include <random>

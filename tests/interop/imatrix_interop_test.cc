@@ -4,6 +4,7 @@
 // export --imatrix F` == `llama-quantize --imatrix F`: byte-identical tensor data for every mix and 32-block
 // type whose quantizer uses importances, from llama's imatrix (GGUF and .dat) and from quantlab's.
 #include <cmath>
+#include "tests/test_paths.h"
 #include <cstdio>
 #include <fstream>
 #include <map>

@@ -5,6 +5,7 @@
 // activation rounding turns FP32 summation order into (docs/gguf.md: llama.cpp's own kernels disagree with
 // each other by up to 8e-4 here), so the tight checks are on F32 and on KLD, which averages that noise out.
 #include <cmath>
+#include "tests/test_paths.h"
 #include <cstdio>
 #include <string>
 

@@ -2,6 +2,7 @@
 // fixtures produced by ggml's own C reference and cross-checked with gguf-py (tests/data/gguf/README.md),
 // K-quant scale packing, partial last blocks, and table-driven error/determinism checks over all codecs.
 #include "kernels/gguf_blocks.h"
+#include "tests/test_paths.h"
 
 #include <cctype>
 #include <cmath>

@@ -2,6 +2,7 @@
 // cell identity; the results column attn_scheme (version-1 stores upgraded in place and merged); a
 // real sweep on stories260K through the quantlab binary recording and showing it.
 #include <sys/wait.h>
+#include "tests/test_paths.h"
 
 #include <filesystem>
 #include <fstream>

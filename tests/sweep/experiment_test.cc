@@ -1,6 +1,7 @@
 // Experiment files: parsing, validation errors (key, line, what is allowed), grid expansion, shards,
 // cell identity, target/ignore resolution on a real model.
 #include "harness/sweep/experiment.h"
+#include "tests/test_paths.h"
 
 #include <map>
 #include <set>

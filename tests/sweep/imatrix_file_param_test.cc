@@ -2,6 +2,7 @@
 // model: and data: are; absolute paths and experiments in the working directory
 // keep the path as written (and so their cell ids). The file's content enters the cell id as well.
 #include <fstream>
+#include "tests/test_paths.h"
 #include <string>
 
 #include <gtest/gtest.h>

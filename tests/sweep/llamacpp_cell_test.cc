@@ -2,6 +2,7 @@
 // llama.cpp mix is a grid preset resolved by LlamaMixScheme (fallback types for the 704-wide down_proj
 // rows), and `activations: llamacpp` rounds every linear's input to its weight type's vec_dot_type.
 #include <algorithm>
+#include "tests/test_paths.h"
 #include <cmath>
 #include <map>
 

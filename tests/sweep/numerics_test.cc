@@ -5,6 +5,7 @@
 // the same cells through the binary with 1 and 2 threads, and as two merged shards, give bitwise the
 // same metrics, per-tensor and per-layer errors.
 #include <filesystem>
+#include "tests/test_paths.h"
 #include <fstream>
 #include <random>
 

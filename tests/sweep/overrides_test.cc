@@ -2,6 +2,7 @@
 // resolution rules (no match / overlap are errors naming the line) and the exact bytes of a mix, on
 // stories260K (5 layers, tied head) at ctx 64.
 #include <filesystem>
+#include "tests/test_paths.h"
 #include <fstream>
 #include <random>
 #include <set>

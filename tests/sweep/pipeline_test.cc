@@ -3,6 +3,7 @@
 // equal to the reference; `tied_head: untie` quantizes a copy; `status` and `merge` name missing cells
 // and refuse disagreeing baselines. All on stories260K (tied head, 5 layers).
 #include <sys/wait.h>
+#include "tests/test_paths.h"
 
 #include <filesystem>
 #include <fstream>

@@ -4,6 +4,7 @@
 // activations, KV cells); a sensitivity scan gives the same table both ways; the adaptive order and
 // stopping rule against hand-computed cases, and an adaptive scan records its windows.
 #include "harness/eval/prefix.h"
+#include "tests/test_paths.h"
 
 #include <bit>
 #include <cmath>

@@ -3,6 +3,7 @@
 // scatter plot, a label on every Pareto-front point, no two labels overlapping, no text outside its
 // SVG box; the URL-hash filter hides the other rows; --figures writes standalone SVGs.
 #include "results/report.h"
+#include "tests/test_paths.h"
 
 #include <sys/wait.h>
 

@@ -3,6 +3,7 @@
 // and on stories260K: an adaptive scan + refinement gives the full scan's choice and measured KLD, and
 // `search --shard` halves merged give the unsharded search bit for bit.
 #include "harness/sweep/search_refine.h"
+#include "tests/test_paths.h"
 
 #include <filesystem>
 #include <fstream>

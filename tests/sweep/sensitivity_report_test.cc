@@ -3,6 +3,7 @@
 // scheme carrying the store's ΔKLD, standalone figures, and no section for a plain sweep; a search's
 // frontier plot with its verified cell and the uniform cell.
 #include "results/sensitivity_report.h"
+#include "tests/test_paths.h"
 
 #include <filesystem>
 #include <fstream>

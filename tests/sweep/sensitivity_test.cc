@@ -2,6 +2,7 @@
 // knapsack against brute force, and a scan + search + recipe on stories260K at ctx 64 (units are
 // resumable cells, per-unit bytes exact, the verified cell within budget, the recipe is that cell).
 #include "harness/sweep/sensitivity.h"
+#include "tests/test_paths.h"
 
 #include <filesystem>
 #include <fstream>

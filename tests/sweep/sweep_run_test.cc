@@ -1,6 +1,7 @@
 // The sweep end to end through the quantlab binary on stories260K: a real SIGKILL mid-sweep loses no
 // finished cell and a re-run resumes; shards merged equal one run; failing cells are recorded.
 #include <signal.h>
+#include "tests/test_paths.h"
 #include <sys/wait.h>
 #include <unistd.h>
 

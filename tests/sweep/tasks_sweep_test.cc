@@ -3,6 +3,7 @@
 // every row consistent with scoring the baseline directly, the per-item arrays, the baseline cache,
 // and a sweep that stores the rows.
 #include <filesystem>
+#include "tests/test_paths.h"
 #include <fstream>
 #include <random>
 #include <sstream>
