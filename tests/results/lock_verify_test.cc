@@ -11,6 +11,7 @@
 #include "results/lock.h"
 #include "results/store.h"
 #include "results/verify.h"
+#include "tests/results/cell_fixture.h"
 #include "tests/temp_dir.h"
 
 namespace ql {
@@ -59,17 +60,7 @@ TEST(ResultsLock, UniqueTempNames) {
 }
 
 CellResult OkCell(const std::string& id) {
-  CellResult r;
-  r.cell.id = id;
-  r.cell.protocol = "llamacpp:ctx64";
-  r.cell.weight_scheme = "int4:g32";
-  r.cell.algorithm = "rtn";
-  r.cell.ignore_set = "none";
-  r.cell.config = "{}";
-  r.cell.status = "ok";
-  r.cell.started_at = r.cell.finished_at = "2026-12-01T00:00:00Z";
-  r.cell.host = "test";
-  r.cell.code_version = "v";
+  CellResult r = qltest::MinimalCell(id);
   MetricsRow m;
   m.Set("n_tokens", 3);
   m.Set("ppl", 5);

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include <gtest/gtest.h>
+#include "tests/results/cell_fixture.h"
 #include "tests/temp_dir.h"
 
 namespace ql {
@@ -11,19 +12,12 @@ namespace {
 namespace fs = std::filesystem;
 
 CellResult MakeCell(const std::string& id, double ppl, bool ok = true) {
-  CellResult r;
-  r.cell.id = id;
-  r.cell.protocol = "llamacpp:ctx256";
-  r.cell.weight_scheme = "int4:g32";
-  r.cell.algorithm = "rtn";
-  r.cell.ignore_set = "none";
+  CellResult r = qltest::MinimalCell(id, "llamacpp:ctx256");
   r.cell.config = "{\"id\":\"" + id + "\"}";
   r.cell.status = ok ? "ok" : "failed";
   r.cell.reason = ok ? "" : "NaN in logits at token 17";
   r.cell.started_at = "2026-11-23T12:00:00Z";
   r.cell.finished_at = "2026-11-23T12:00:01Z";
-  r.cell.host = "test";
-  r.cell.code_version = "abc";
   if (ok) {
     MetricsRow m;
     m.Set("n_tokens", 4);

@@ -8,6 +8,7 @@
 
 #include "results/compare.h"
 #include "results/store.h"
+#include "tests/results/cell_fixture.h"
 
 namespace ql {
 namespace {
@@ -24,17 +25,7 @@ class TaskStore : public ::testing::Test {
   std::string Sub(const std::string& s) const { return (dir_ / s).string(); }
 
   static CellResult Cell(const std::string& id, double delta) {
-    CellResult r;
-    r.cell.id = id;
-    r.cell.protocol = "llamacpp:ctx64";
-    r.cell.weight_scheme = "int4:g32";
-    r.cell.algorithm = "rtn";
-    r.cell.ignore_set = "none";
-    r.cell.config = "{}";
-    r.cell.status = "ok";
-    r.cell.started_at = r.cell.finished_at = "2026-12-01T12:00:00Z";
-    r.cell.host = "test";
-    r.cell.code_version = "abc";
+    CellResult r = qltest::MinimalCell(id);
     r.task_metrics = {{"piqa", "lmeval", "acc_norm_delta", delta},
                       {"piqa", "lmeval", "acc_norm_boot_lo", NAN},
                       {"piqa", "llamacpp", "acc_per_token_delta", 2 * delta}};
