@@ -5,6 +5,7 @@
 #define HWY_TARGET_INCLUDE "kernels/act_quant.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
 #include "hwy/highway.h"
+#include "kernels/tail-inl.h"  // TailLoad, TailStore
 
 #include <algorithm>
 #include <cmath>
@@ -22,18 +23,6 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
-
-// Tails go through a stack buffer (no out-of-bounds reads, no alignment demands).
-HWY_INLINE VF TailLoad(DF d, const float* p, size_t count) {
-  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
-  for (size_t i = 0; i < count; ++i) buf[i] = p[i];
-  return hn::Load(d, buf);
-}
-HWY_INLINE void TailStore(VF v, DF d, float* p, size_t count) {
-  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)];
-  hn::Store(v, d, buf);
-  for (size_t i = 0; i < count; ++i) p[i] = buf[i];
-}
 
 // max |x[0, n)|; *finite stays true only when every value is finite (x − x is +0 exactly then, NaN
 // for ±Inf and NaN, and the NaN survives the sum).

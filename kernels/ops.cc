@@ -1,12 +1,13 @@
 // Highway implementations of kernels/ops.h, compiled once per SIMD target (foreach_target.h) and
 // chosen at run time (HWY_DYNAMIC_DISPATCH), plus the scalar *Ref oracles the tests compare against.
-// Pattern: google/highway hwy/examples/skeleton.cc. Tails use FirstN masks, never out-of-bounds reads.
+// Pattern: google/highway hwy/examples/skeleton.cc. Tails go through kernels/tail-inl.h, never out of bounds.
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/ops.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
 #include "hwy/highway.h"
 #include "hwy/contrib/math/math-inl.h"
+#include "kernels/tail-inl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,18 +23,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// Partial-vector load/store of the first `count` (< Lanes) floats through a stack buffer. Highway 1.0.3's
-// MaskedLoad needs aligned pointers on SSE4 and may read past the end, so tails go through here.
-HWY_INLINE VF TailLoad(DF d, const float* p, size_t count) {
-  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
-  for (size_t i = 0; i < count; ++i) buf[i] = p[i];
-  return hn::Load(d, buf);
-}
-HWY_INLINE void TailStore(VF v, DF d, float* p, size_t count) {
-  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)];
-  hn::Store(v, d, buf);
-  for (size_t i = 0; i < count; ++i) p[i] = buf[i];
-}
+using ::ql::HWY_NAMESPACE::TailLoad;  // kernels/tail-inl.h
+using ::ql::HWY_NAMESPACE::TailStore;
 
 HWY_INLINE float SumSquares(const float* x, size_t n) {
   const DF d;

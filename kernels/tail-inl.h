@@ -1,0 +1,39 @@
+// Per-target partial-vector load and store of the first `count` (< Lanes) floats, shared by the Highway
+// kernels (ops.cc, act_quant.cc). Included once per SIMD target after hwy/highway.h, with Highway's
+// per-target include guard. Tails go through an aligned stack buffer: Highway 1.0.3's MaskedLoad needs
+// aligned pointers on SSE4 and may read past the end, so this never reads or writes outside [p, p+count).
+
+#if defined(QL_KERNELS_TAIL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef QL_KERNELS_TAIL_INL_H_
+#undef QL_KERNELS_TAIL_INL_H_
+#else
+#define QL_KERNELS_TAIL_INL_H_
+#endif
+
+#include <cstddef>
+
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ql {
+namespace HWY_NAMESPACE {
+
+HWY_INLINE hwy::HWY_NAMESPACE::Vec<hwy::HWY_NAMESPACE::ScalableTag<float>> TailLoad(
+    hwy::HWY_NAMESPACE::ScalableTag<float> d, const float* p, size_t count) {
+  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
+  for (size_t i = 0; i < count; ++i) buf[i] = p[i];
+  return hwy::HWY_NAMESPACE::Load(d, buf);
+}
+
+HWY_INLINE void TailStore(hwy::HWY_NAMESPACE::Vec<hwy::HWY_NAMESPACE::ScalableTag<float>> v,
+                          hwy::HWY_NAMESPACE::ScalableTag<float> d, float* p, size_t count) {
+  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)];
+  hwy::HWY_NAMESPACE::Store(v, d, buf);
+  for (size_t i = 0; i < count; ++i) p[i] = buf[i];
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace ql
+HWY_AFTER_NAMESPACE();
+
+#endif  // QL_KERNELS_TAIL_INL_H_ per target
