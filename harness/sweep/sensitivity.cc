@@ -314,6 +314,17 @@ double UnitsBpw(int64_t bytes, const std::vector<Unit>& units) {
   return double(bytes) * 8 / double(n);
 }
 
+// Adaptive units keep their windows' records in DIR/window-records, so a refinement's full-window
+// cell of the same unit runs only the windows they skipped (window_records.h).
+Status UseWindowRecords(Scan* scan) {
+  const std::string dir = scan->results_dir + "/window-records";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Errorf("sensitivity: cannot create {} ({}); check the results directory", dir, ec.message());
+  scan->session->window_records_dir = dir;
+  return Status::Ok();
+}
+
 // Candidate options per unit: the baseline, then each scheme measured alone; an adaptive unit that
 // stopped early has an inexact cost, within ± z · max(rel_se · cost, se) (the stopping rule's bound on
 // its standard error). One that ran every window is exact: records are kept in window order, so its
@@ -520,6 +531,7 @@ StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOp
   so.log = &log;
   so.prefix_budget_mb = o.prefix_budget_mb;
   QL_ASSIGN_OR_RETURN(scan->session, OpenSession(scan->experiment, ExpandGrid(scan->experiment), so));
+  QL_RETURN_IF_ERROR(UseWindowRecords(scan.get()));
   QL_ASSIGN_OR_RETURN(std::vector<Unit> units, SensitivityUnits(*scan->session, o.spec.units));
   const std::vector<Cell> grid = SensitivityCells(scan->experiment, units, o.spec.schemes, o.spec.adaptive);
   int si = 0, sn = 1;
