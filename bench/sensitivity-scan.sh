@@ -7,8 +7,12 @@
 # MODEL=smollm2, SmolLM2-135M (30 x 7 x 3). SAMPLE=N runs every variant on the same uniform sample of
 # the cells (--shard 0/N: cell i runs when i mod N = 0) and scales the seconds to the whole scan (the
 # ratios are those of the sample; no search then). NAIVE_SAMPLE=N samples the naive scan only (its
-# seconds projected to the whole scan; the rest runs in full).
+# seconds projected to the whole scan; the rest runs in full). SEARCH_ONLY=1 keeps OUT's scans (and
+# their times.txt) and re-runs only the searches, the adaptive ones on a fresh copy of the adaptive scan
+# (OUT/adaptive-scan, saved after the scan), so no refined cell of an earlier run is reused;
+# REFINE_FLAGS are passed to the adaptive searches (e.g. --refine-unpaired).
 #   bench/sensitivity-scan.sh [BUILD_DIR]   MODEL=default|smollm2  OUT=dir  SAMPLE=N  NAIVE_SAMPLE=N  CHUNKS=n
+#                                           SEARCH_ONLY=1  REFINE_FLAGS=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="$(realpath "${1:-build}")"
@@ -51,21 +55,26 @@ run() {  # name, flags...
 }
 shard=(); [[ -n "${SAMPLE:-}" ]] && shard=(--shard "0/$SAMPLE")
 naive_shard=("${shard[@]}"); [[ -n "${NAIVE_SAMPLE:-}" ]] && naive_shard=(--shard "0/$NAIVE_SAMPLE")
+if [[ -z "${SEARCH_ONLY:-}" ]]; then
 {
   run naive --prefix-mb 0 --full "${naive_shard[@]}"
   run prefix --full "${shard[@]}"
   run adaptive "${shard[@]}"
 } | tee "$out/times.txt"
+rm -rf "$out/adaptive-scan" && cp -a "$out/adaptive" "$out/adaptive-scan"
+else
+  rm -rf "$out/adaptive" && cp -a "$out/adaptive-scan" "$out/adaptive"
+fi
 # The search on the full (prefix) and the adaptive scan at several budgets and KLD targets: the same
 # choice and the same measured KLD? (The adaptive searches re-measure the options their choice depends
 # on; that cost is in each report's refinement.cpu_seconds and counts against the adaptive scan.)
 # The uniform cells every search compares with (and the report's frontier plot), in the full scan's store.
-[[ -z "${SAMPLE:-}" ]] && "$Q" sweep "$out/scan.yaml" --results "$out/prefix" > "$out/uniform.log" 2>&1
+[[ -z "${SAMPLE:-}${SEARCH_ONLY:-}" ]] && "$Q" sweep "$out/scan.yaml" --results "$out/prefix" > "$out/uniform.log" 2>&1
 searches="${SEARCHES:---budget-bpw=4.25 --budget-bpw=4.5 --budget-bpw=4.75 --target-kld=0.02 --target-kld=0.05}"
 for v in $([[ -z "${SAMPLE:-}" ]] && echo prefix adaptive); do
   for q in $searches; do
     tag="${q#--}"; tag="${tag//=/-}"
-    "$Q" search "$out/scan.yaml" --results "$out/$v" $([[ $v == prefix ]] && echo --full) "$q" --json \
+    "$Q" search "$out/scan.yaml" --results "$out/$v" $([[ $v == prefix ]] && echo --full || echo ${REFINE_FLAGS:-}) "$q" --json \
       > "$out/search-$v-$tag.json" 2> "$out/search-$v-$tag.log" || echo "search $q on $v failed: see $out/search-$v-$tag.log"
   done
 done

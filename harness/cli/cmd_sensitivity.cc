@@ -91,6 +91,9 @@ void AddSearchCommand(CLI::App& app) {
   cmd->add_option("--refine-slack", o->refine_slack, "with --refine-z: prices of a byte within this factor of the "
                                                     "solution's count as possible")
       ->capture_default_str();
+  cmd->add_flag("--refine-unpaired{false}", o->refine_paired,
+                "with --refine-z: bound each option by its own interval instead of comparing a unit's options "
+                "paired on the windows both ran");
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {

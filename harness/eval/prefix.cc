@@ -71,10 +71,15 @@ StatusOr<WindowRecords> EvaluateWindows(const Model& model, const std::vector<Wi
   WindowRecords out;
   for (int w : order) {
     const Window& win = windows[size_t(w)];
-    logits.resize(win.tokens.size() * size_t(V));  // [T, V]
-    const float* start = plan.start_block > 0 ? plan.prefix->Stream(plan.start_block, size_t(w)) : nullptr;
-    QL_RETURN_IF_ERROR(ForwardFromBlock(model, win.tokens, plan.start_block, start, logits.data(), hooks));
-    ScoreWindow(base, win, first[size_t(w)], logits.data(), &per[size_t(w)]);
+    if (plan.known && (*plan.known)[size_t(w)]) {
+      per[size_t(w)] = *(*plan.known)[size_t(w)];
+      ++out.reused;
+    } else {
+      logits.resize(win.tokens.size() * size_t(V));  // [T, V]
+      const float* start = plan.start_block > 0 ? plan.prefix->Stream(plan.start_block, size_t(w)) : nullptr;
+      QL_RETURN_IF_ERROR(ForwardFromBlock(model, win.tokens, plan.start_block, start, logits.data(), hooks));
+      ScoreWindow(base, win, first[size_t(w)], logits.data(), &per[size_t(w)]);
+    }
     kld_sum.push_back(std::accumulate(per[size_t(w)].kld.begin(), per[size_t(w)].kld.end(), 0.0));
     tokens.push_back(per[size_t(w)].size());
     ++out.windows;

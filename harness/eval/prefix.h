@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "datasets/protocol.h"
@@ -49,11 +50,15 @@ struct WindowPlan {
   // Called after each window with the KLD sum and scored-token count of every window run so far (in
   // run order); true stops the evaluation. Empty = run them all.
   std::function<bool(const std::vector<double>& kld_sum, const std::vector<int64_t>& tokens)> stop;
+  // [windows] records to take as they are instead of running the window where set (an earlier
+  // evaluation of the same model: harness/sweep/window_records.h); null = run every window.
+  const std::vector<std::optional<TokenRecords>>* known = nullptr;
 };
 
 struct WindowRecords {
   TokenRecords records;  // the windows run, in window index order (all of them: EvaluateAgainstBaseline's)
-  int windows = 0;       // how many ran
+  int windows = 0;       // how many ran (taken from plan.known included)
+  int reused = 0;        // of those, taken from plan.known
 };
 
 // EvaluateAgainstBaseline over the plan's windows: the same per-token records for every window it runs.

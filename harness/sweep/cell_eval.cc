@@ -6,6 +6,7 @@
 
 #include "harness/eval/evaluator.h"
 #include "harness/quant/quant_util.h"
+#include "harness/sweep/window_records.h"
 
 namespace ql {
 
@@ -65,12 +66,30 @@ StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& wor
     plan.prefix = s.prefix.get();
     plan.start_block = s.prefix->StartAtOrBelow(FirstChangedBlock(work, p, runtime));
   }
+  const std::string records = WindowRecordsPath(s, *p.cell);
+  KnownWindows known;
   if (const std::optional<AdaptiveSpec>& a = p.cell->adaptive) {
     const int n = int(s.windows.size());
     plan.order = AdaptiveOrder(n, s.experiment->seed);
     plan.stop = [a = *a, n](const std::vector<double>& k, const std::vector<int64_t>& t) { return AdaptiveStop(a, k, t, n); };
+  } else if (!records.empty()) {
+    known = ReadWindowRecords(records, s.windows);
+    plan.known = &known;
   }
-  return EvaluateWindows(work, s.windows, *s.base, &hooks, plan);
+  QL_ASSIGN_OR_RETURN(WindowRecords out, EvaluateWindows(work, s.windows, *s.base, &hooks, plan));
+  if (p.cell->adaptive && !records.empty()) {
+    std::vector<int> ran(plan.order.begin(), plan.order.begin() + out.windows);
+    std::sort(ran.begin(), ran.end());
+    QL_RETURN_IF_ERROR(WriteWindowRecords(records, s.windows, ran, out.records));
+  }
+  return out;
+}
+
+std::string WindowRecordsPath(const Session& s, const Cell& cell) {
+  if (s.window_records_dir.empty()) return "";
+  Cell full = cell;
+  full.adaptive.reset();
+  return s.window_records_dir + "/" + DescribeCell(s, full).id + ".qlwr";
 }
 
 StatusOr<std::vector<SignalError>> CellLayerErrors(const Session& s, const Model& work, const CellPlan& p,

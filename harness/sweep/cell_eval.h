@@ -36,7 +36,13 @@ std::vector<int> AdaptiveOrder(int n, int64_t seed);
 bool AdaptiveStop(const AdaptiveSpec& a, const std::vector<double>& kld_sum, const std::vector<int64_t>& tokens,
                   int n_total);
 
+// Where the cell's per-window records are kept (s.window_records_dir, named by the id of the cell
+// without its adaptive rule: the full-window cell that can resume from them); "" when off.
+std::string WindowRecordsPath(const Session& s, const Cell& cell);
+
 // EvaluateAgainstBaseline for the cell (prefix start when allowed, adaptive when the cell says so).
+// With s.window_records_dir: an adaptive cell writes the records of the windows it ran there, and a
+// full-window cell takes the windows found there instead of running them (bitwise the same numbers).
 StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& work, const CellPlan& p,
                                      const AlgorithmRuntime& runtime, const ForwardHooks& hooks);
 

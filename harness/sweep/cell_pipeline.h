@@ -64,6 +64,9 @@ struct Session {
   static constexpr size_t kBlockOutputBudget = size_t(256) << 20;
   std::shared_ptr<const PrefixStore> prefix;  // null unless SessionOptions::prefix_budget_mb > 0
   std::vector<SessionTask> tasks;  // `tasks:`, the baseline scored once (cell_tasks.h)
+  // Adaptive units keep their windows' records here, and the same unit's full-window cell evaluates
+  // only the windows they skipped (harness/sweep/window_records.h); "" = off (set by `sensitivity`).
+  std::string window_records_dir;
 };
 
 // Loads and checks everything `cells` need, before any cell runs.

@@ -1,6 +1,7 @@
 // The options a mixed-precision choice depends on (see search_refine.h).
 #include "harness/sweep/search_refine.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ql {
@@ -23,7 +24,51 @@ bool CanBeat(const Option& k, const Option& p, double lambda) {
   return k.cost - k.spread + lambda * double(k.bytes) <= p.cost + p.spread + lambda * double(p.bytes);
 }
 
+// KLD sum of window w for option o: its own, 0 for the baseline (exact, cost 0, no windows), NaN unknown.
+double WindowKld(const Option& o, size_t w) {
+  if (!o.window_kld.empty()) return o.window_kld[w];
+  return o.exact && o.cost == 0 ? 0.0 : std::nan("");
+}
+
+bool HasWindows(const Option& o, size_t n) {
+  return o.window_kld.size() == n || (o.window_kld.empty() && o.exact && o.cost == 0);
+}
+
+// Could k beat p at some price in prices[], compared paired on the windows both ran?
+bool PairedCanBeat(const Option& k, const Option& p, double lambda, const double prices[2], const PairedWindows& pw) {
+  if (k.cost + lambda * double(k.bytes) <= p.cost + lambda * double(p.bytes)) return true;
+  const PairedDiff d = PairedDifference(k, p, pw.tokens);
+  if (std::isnan(d.se) || d.n < pw.min_common) return CanBeat(k, p, prices[0]) || CanBeat(k, p, prices[1]);
+  for (int i = 0; i < 2; ++i)
+    if (d.d - pw.z * d.se + prices[i] * double(k.bytes - p.bytes) <= 0) return true;
+  return false;
+}
+
 }  // namespace
+
+PairedDiff PairedDifference(const Option& k, const Option& p, const std::vector<int64_t>& tokens) {
+  PairedDiff out;
+  const size_t N = tokens.size();
+  if (!HasWindows(k, N) || !HasWindows(p, N)) return {0, std::nan(""), 0};
+  std::vector<double> d;  // (n) per common window: kld_k − kld_p
+  std::vector<double> t;  // (n) its scored tokens
+  for (size_t w = 0; w < N; ++w) {
+    const double a = WindowKld(k, w), b = WindowKld(p, w);
+    if (std::isnan(a) || std::isnan(b)) continue;
+    d.push_back(a - b), t.push_back(double(tokens[w]));
+  }
+  out.n = int(d.size());
+  if (out.n < 2) return {0, std::nan(""), out.n};
+  double sd = 0, st = 0;
+  for (size_t i = 0; i < d.size(); ++i) sd += d[i], st += t[i];
+  if (st <= 0) return {0, std::nan(""), out.n};
+  out.d = sd / st;
+  double ss = 0;
+  for (size_t i = 0; i < d.size(); ++i) ss += (d[i] - out.d * t[i]) * (d[i] - out.d * t[i]);
+  const double n = double(out.n), t_mean = st / n;
+  out.se = std::sqrt(std::max(0.0, 1 - n / double(N)) / n * ss / (n - 1)) / t_mean;
+  return out;
+}
 
 std::vector<int> LagrangianPick(const std::vector<std::vector<Option>>& opts, double lambda) {
   std::vector<int> pick(opts.size(), 0);
@@ -65,16 +110,19 @@ double LagrangeMultiplier(const std::vector<std::vector<Option>>& opts, const Ch
 }
 
 std::vector<std::pair<int, int>> DecisionOptions(const std::vector<std::vector<Option>>& opts, const Choice& c,
-                                                 double lambda, double slack) {
+                                                 double lambda, double slack, const PairedWindows* paired) {
   std::vector<std::pair<int, int>> out;
   const double prices[2] = {lambda / slack, lambda * slack};
   for (size_t u = 0; u < opts.size(); ++u) {
     const int p = c.pick[u];
+    const Option& pick = opts[u][size_t(p)];
     std::vector<int> rivals;
-    for (size_t k = 0; k < opts[u].size(); ++k)
-      if (int(k) != p && (CanBeat(opts[u][k], opts[u][size_t(p)], prices[0]) ||
-                          CanBeat(opts[u][k], opts[u][size_t(p)], prices[1])))
+    for (size_t k = 0; k < opts[u].size(); ++k) {
+      if (int(k) == p) continue;
+      const Option& o = opts[u][k];
+      if (paired ? PairedCanBeat(o, pick, lambda, prices, *paired) : CanBeat(o, pick, prices[0]) || CanBeat(o, pick, prices[1]))
         rivals.push_back(int(k));
+    }
     if (rivals.empty()) continue;
     rivals.push_back(p);
     for (int k : rivals)
@@ -84,12 +132,13 @@ std::vector<std::pair<int, int>> DecisionOptions(const std::vector<std::vector<O
 }
 
 StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,
-                                 int64_t bucket, double slack, const MeasureFn& measure, int max_passes) {
+                                 int64_t bucket, double slack, const MeasureFn& measure, int max_passes,
+                                 const PairedWindows* paired) {
   Refined r;
   for (;;) {
     QL_ASSIGN_OR_RETURN(r.choice, SolveKnapsack(*opts, max_bytes, max_kld, bucket));
     r.lambda = LagrangeMultiplier(*opts, r.choice, max_kld < 0, max_kld);
-    const std::vector<std::pair<int, int>> need = DecisionOptions(*opts, r.choice, r.lambda, slack);
+    const std::vector<std::pair<int, int>> need = DecisionOptions(*opts, r.choice, r.lambda, slack, paired);
     if (need.empty()) return r;
     if (r.passes == max_passes) {
       r.converged = false;

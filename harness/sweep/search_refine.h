@@ -26,8 +26,31 @@ double LagrangeMultiplier(const std::vector<std::vector<Option>>& opts, const Ch
 // (cost ± spread): cost_k - spread_k + lambda' bytes_k <= cost_p + spread_p + lambda' bytes_p, the pick
 // and every such k — the ones not yet `exact` (measured on every window). A unit whose choice is clear
 // by more than both intervals at every such price needs nothing.
+//
+// With `paired` (the windows' scored-token counts and z), two options of a unit that both carry
+// window_kld (the baseline counts as zero on every window) are compared on their *difference*,
+// estimated on the windows both ran: D = Σ (kld_k,w − kld_p,w) / Σ tokens_w, with the standard error of
+// that ratio over the n of N windows (finite-population corrected, as the adaptive stop's), and k is a
+// rival when D − z·se + lambda' (bytes_k − bytes_p) <= 0, or when the costs as they are already prefer k
+// at lambda. The two cells see the same windows, so most of their noise cancels in D: far fewer near
+// ties than the sum of the two intervals gives. Options without window_kld, or pairs with fewer than
+// min_common windows in common (a standard error from 1–2 degrees of freedom is no bound), use the
+// intervals.
+struct PairedWindows {
+  std::vector<int64_t> tokens;  // [windows] scored tokens per window
+  double z = 3;
+  int min_common = 4;
+};
 std::vector<std::pair<int, int>> DecisionOptions(const std::vector<std::vector<Option>>& opts, const Choice& c,
-                                                 double lambda, double slack);
+                                                 double lambda, double slack, const PairedWindows* paired = nullptr);
+
+// The paired difference of option k against p on the windows both ran (see DecisionOptions): D and its
+// standard error, and the number of common windows n (se = NaN below 2, 0 when n is every window).
+struct PairedDiff {
+  double d = 0, se = 0;
+  int n = 0;
+};
+PairedDiff PairedDifference(const Option& k, const Option& p, const std::vector<int64_t>& tokens);
 
 // The refinement loop: solve the knapsack (SolveKnapsack's arguments), hand the DecisionOptions at its
 // multiplier to `measure` (which sets their cost and makes them exact), re-solve; until none is left or
@@ -42,6 +65,7 @@ struct Refined {
 };
 using MeasureFn = std::function<Status(const std::vector<std::pair<int, int>>&, std::vector<std::vector<Option>>*)>;
 StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,
-                                 int64_t bucket, double slack, const MeasureFn& measure, int max_passes = 20);
+                                 int64_t bucket, double slack, const MeasureFn& measure, int max_passes = 20,
+                                 const PairedWindows* paired = nullptr);
 
 }  // namespace ql

@@ -19,6 +19,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/sweep/search_refine.h"
+#include "harness/sweep/search_windows.h"
 
 namespace ql {
 namespace {
@@ -313,6 +314,17 @@ double UnitsBpw(int64_t bytes, const std::vector<Unit>& units) {
   return double(bytes) * 8 / double(n);
 }
 
+// Adaptive units keep their windows' records in DIR/window-records, so a refinement's full-window
+// cell of the same unit runs only the windows they skipped (window_records.h).
+Status UseWindowRecords(Scan* scan) {
+  const std::string dir = scan->results_dir + "/window-records";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Errorf("sensitivity: cannot create {} ({}); check the results directory", dir, ec.message());
+  scan->session->window_records_dir = dir;
+  return Status::Ok();
+}
+
 // Candidate options per unit: the baseline, then each scheme measured alone; an adaptive unit that
 // stopped early has an inexact cost, within ± z · max(rel_se · cost, se) (the stopping rule's bound on
 // its standard error). One that ran every window is exact: records are kept in window order, so its
@@ -370,8 +382,29 @@ Status UseFullCells(const Scan& scan, const std::vector<Cell>& full, const std::
     if (!f && required)
       return Status::Errorf("search: re-measuring unit '{}' at {} on every window failed (cell {}; see the log)",
                             scan.table.units[size_t(u)].name, op.scheme, id);
-    if (f) op.cost = std::max(0.0, f->kld), op.spread = 0, op.exact = true;
+    if (!f) continue;
+    op.cost = std::max(0.0, f->kld), op.spread = 0, op.exact = true;
+    const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
+    op.window_kld = CellWindowKld(*store, id, tokens, WindowsRan(int(tokens.size()), int(tokens.size()), 0));
   }
+  return Status::Ok();
+}
+
+// Attaches to every option not yet exact the per-window KLD sums of its adaptive cell, for the paired
+// comparisons of the refinement (search_refine.h).
+Status UseAdaptiveWindows(const Scan& scan, std::vector<std::vector<Option>>* opts) {
+  const SensitivityTable& t = scan.table;
+  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
+  const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
+  for (size_t u = 0; u < opts->size(); ++u)
+    for (Option& op : (*opts)[u]) {
+      if (op.exact || op.scheme.empty()) continue;
+      const size_t si = size_t(std::find(t.schemes.begin(), t.schemes.end(), op.scheme) - t.schemes.begin());
+      const SensitivityRow& r = t.rows[u * t.schemes.size() + si];
+      if (!r.facts) continue;
+      const std::vector<int> ran = WindowsRan(r.facts->eval_windows, int(tokens.size()), scan.experiment.seed);
+      op.window_kld = CellWindowKld(*store, r.facts->id, tokens, ran);
+    }
   return Status::Ok();
 }
 
@@ -399,6 +432,8 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
   for (size_t u = 0; u < opts->size(); ++u)
     for (size_t k = 1; k < (*opts)[u].size(); ++k) every.emplace_back(int(u), int(k));
   QL_RETURN_IF_ERROR(UseFullCells(scan, full, every, false, opts));
+  PairedWindows paired{WindowTokens(scan.session->windows), o.refine_z};
+  if (o.refine_paired) { QL_RETURN_IF_ERROR(UseAdaptiveWindows(scan, opts)); }
   const auto t0 = std::chrono::steady_clock::now();
   const std::clock_t c0 = std::clock();
   auto measure = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o2) -> Status {
@@ -408,7 +443,8 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
     QL_RETURN_IF_ERROR(RunFullCells(scan, cells, log));
     return UseFullCells(scan, full, need, true, o2);
   };
-  QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, o.target_kld, bucket, o.refine_slack, measure));
+  QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, o.target_kld, bucket, o.refine_slack, measure, 20,
+                                                    o.refine_paired ? &paired : nullptr));
   int exact = 0;
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -495,6 +531,7 @@ StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOp
   so.log = &log;
   so.prefix_budget_mb = o.prefix_budget_mb;
   QL_ASSIGN_OR_RETURN(scan->session, OpenSession(scan->experiment, ExpandGrid(scan->experiment), so));
+  QL_RETURN_IF_ERROR(UseWindowRecords(scan.get()));
   QL_ASSIGN_OR_RETURN(std::vector<Unit> units, SensitivityUnits(*scan->session, o.spec.units));
   const std::vector<Cell> grid = SensitivityCells(scan->experiment, units, o.spec.schemes, o.spec.adaptive);
   int si = 0, sn = 1;

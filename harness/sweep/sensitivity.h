@@ -85,6 +85,10 @@ struct Option {
   double cost = 0;     // measured ΔKLD of the unit alone (0 for the baseline)
   double spread = 0;   // half-width of the interval the full-window cost lies in (0: known exactly)
   bool exact = true;   // cost measured on every window (the baseline, a full scan, a refined option)
+  // [windows] KLD sum over each window's scored tokens where the option's cell ran it, NaN where it did
+  // not; empty = not known (then only `spread` bounds it). Lets `search` compare two options of a unit
+  // paired, on the windows both ran (search_refine.h).
+  std::vector<double> window_kld = {};
 };
 struct Choice {
   std::vector<int> pick;  // per unit
@@ -126,6 +130,9 @@ struct SearchOptions {
   // re-solve, repeat until none is left. refine_z = 0: solve on the adaptive costs as they are.
   double refine_z = 3;
   double refine_slack = 1.5;
+  // Compare a unit's options paired, on the windows both ran (search_refine.h, PairedWindows); false:
+  // each option's own interval (the rule before).
+  bool refine_paired = true;
 };
 struct SearchResult {
   nlohmann::json report;   // predicted vs measured per round, the choice, the uniform comparison

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "harness/sweep/search_windows.h"
 #include "results/store.h"
 #include "tests/temp_dir.h"
 
@@ -121,6 +122,109 @@ TEST(SearchRefine, LoopRecoversTheExactCostChoice) {
   EXPECT_LT(measured, total);
 }
 
+TEST(SearchRefine, PairedDifferenceIsTheRatioOnTheWindowsBothRan) {
+  const std::vector<int64_t> tokens = {10, 10, 10, 10};
+  const double nan = std::nan("");
+  Option k{"k", 50, 0.3, 0.1, false, {2, 4, 3, nan}};  // ran windows 0-2
+  Option p{"p", 60, 0.175, 0, true, {1, 2, 2, 2}};     // every window
+  // d = (1, 2, 1) on 30 tokens: D = 4/30; residuals d − D·10 = (−1/3, 2/3, −1/3), Σ² = 2/3;
+  // se = sqrt((1 − 3/4) / 3 · (2/3) / 2) / 10 = 1/60.
+  PairedDiff d = PairedDifference(k, p, tokens);
+  EXPECT_EQ(d.n, 3);
+  EXPECT_NEAR(d.d, 4.0 / 30, 1e-15);
+  EXPECT_NEAR(d.se, 1.0 / 60, 1e-15);
+  // The baseline (exact, cost 0, no windows) is zero on every window: D is k's own ratio.
+  d = PairedDifference(k, Option{"", 100, 0}, tokens);
+  EXPECT_NEAR(d.d, 9.0 / 30, 1e-15);
+  // Every window common: exact, se 0. Fewer than two, or no window data: unknown (NaN).
+  EXPECT_EQ(PairedDifference(p, Option{"", 100, 0}, tokens).se, 0.0);
+  EXPECT_TRUE(std::isnan(PairedDifference(Option{"k", 50, 0.3, 0, false, {2, nan, nan, nan}}, p, tokens).se));
+  EXPECT_TRUE(std::isnan(PairedDifference(Option{"k", 50, 0.3, 0.1, false}, p, tokens).se));
+}
+
+// Two options of a unit whose intervals overlap: a near tie by the unpaired rule. Window sums that move
+// together (the same hard windows hurt both) show the difference is clear; sums that move apart do not.
+TEST(SearchRefine, PairedWindowsSeparateCorrelatedNearTies) {
+  const double nan = std::nan("");
+  const std::vector<int64_t> tokens(8, 100);
+  PairedWindows pw{tokens, 3};
+  // a (60 bytes) and b (50 bytes) at lambda = 0.01: a 0.10 + 0.6 = 0.70, b 0.22 + 0.5 = 0.72 ± 0.05 each.
+  auto unit = [&](std::vector<double> wa, std::vector<double> wb) {
+    return std::vector<std::vector<Option>>{{{"", 100, 0}, {"a", 60, 0.10, 0.05, false, wa}, {"b", 50, 0.22, 0.05, false, wb}}};
+  };
+  // Together: per-window KLD sums (100 tokens each) of b ≈ a's + 12, means 0.10 and 0.22 as the costs.
+  const auto corr = unit({5, 15, 8, 12, nan, nan, nan, nan}, {17.2, 26.8, 20.1, 23.9, nan, nan, nan, nan});
+  Choice c{{1}, 60, 0.10};
+  EXPECT_FALSE(DecisionOptions(corr, c, 0.01, 1.0).empty());       // unpaired: a near tie
+  // Paired: d = (12.2, 11.8, 12.1, 11.9), D = 0.12, se = sqrt((1 − 4/8)/4 · 0.1/3)/100 = 0.00065;
+  // 0.12 − 3 · 0.00065 − 0.01 · 10 > 0: b cannot beat a.
+  EXPECT_TRUE(DecisionOptions(corr, c, 0.01, 1.0, &pw).empty());
+  // Four common windows are fewer than min_common 5: the intervals decide, as unpaired.
+  PairedWindows five{tokens, 3, 5};
+  EXPECT_EQ(DecisionOptions(corr, c, 0.01, 1.0, &five), DecisionOptions(corr, c, 0.01, 1.0));
+  // Apart, with the same means: d = (21.8, 2.2, 15.9, 8.1), se = 0.030, 0.12 − 0.091 − 0.1 < 0: a rival.
+  const auto anti = unit({5, 15, 8, 12, nan, nan, nan, nan}, {26.8, 17.2, 23.9, 20.1, nan, nan, nan, nan});
+  EXPECT_EQ(DecisionOptions(anti, c, 0.01, 1.0, &pw), (std::vector<std::pair<int, int>>{{0, 2}, {0, 1}}));
+  // Costs that already prefer the rival at lambda (a knapsack's fractional unit) always qualify.
+  Choice cb{{2}, 50, 0.22};
+  EXPECT_FALSE(DecisionOptions(corr, cb, 0.01, 1.0, &pw).empty());
+}
+
+// Per-window costs: option k of unit u costs c_uk · f_uw · (1 + small noise) on window w, f a window's
+// difficulty shared by the unit's options. An adaptive option ran the first 4 of 16 windows. Refining
+// with the paired rule gives the choice the full-window costs give (all but at most 1 of 60 cases, as
+// the unpaired rule), measuring fewer options than the unpaired rule on the same cases.
+TEST(SearchRefine, PairedLoopRecoversTheExactCostChoiceMeasuringLess) {
+  std::mt19937 rng(5);
+  std::lognormal_distribution<double> hard(0, 0.5);
+  std::uniform_real_distribution<double> noise(-0.1, 0.1);
+  const int N = 16, n = 4;
+  const std::vector<int64_t> tokens(N, 100);
+  PairedWindows pw{tokens, 3};
+  int missed = 0, measured_paired = 0, measured_unpaired = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    const bool by_budget = trial % 2 == 0;
+    std::vector<std::vector<Option>> truth = RandomUnits(rng, 12), adaptive = truth;
+    for (size_t u = 0; u < truth.size(); ++u) {
+      std::vector<double> f(N);
+      for (double& x : f) x = hard(rng);
+      for (size_t k = 1; k < truth[u].size(); ++k) {
+        std::vector<double> w(N);
+        double all = 0, first = 0;
+        for (int i = 0; i < N; ++i) w[size_t(i)] = 100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng)), all += w[size_t(i)];
+        for (int i = 0; i < n; ++i) first += w[size_t(i)];
+        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_kld = w;
+        Option& a = adaptive[u][k];
+        a.cost = first / (100.0 * n), a.exact = false;
+        a.spread = 3 * std::max(0.15 * a.cost, std::fabs(truth[u][k].cost - a.cost));  // an interval that holds
+        a.window_kld.assign(w.begin(), w.begin() + n);
+        a.window_kld.resize(N, std::nan(""));
+      }
+    }
+    const int64_t budget = by_budget ? 12 * 52 : -1;
+    const double target = by_budget ? -1 : 2.0;
+    auto measure = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o) {
+      for (const auto& [u, k] : need) (*o)[size_t(u)][size_t(k)] = truth[size_t(u)][size_t(k)];
+      return Status::Ok();
+    };
+    std::vector<std::vector<Option>> p_opts = adaptive, u_opts = adaptive;
+    auto rp = SolveAndRefine(&p_opts, budget, target, 1, 1.5, measure, 20, &pw);
+    auto ru = SolveAndRefine(&u_opts, budget, target, 1, 1.5, measure);
+    auto want = SolveKnapsack(truth, budget, target, 1);
+    ASSERT_TRUE(rp.ok() && ru.ok() && want.ok()) << trial;
+    double true_cost = 0;
+    for (size_t u = 0; u < truth.size(); ++u) true_cost += truth[u][size_t(rp->choice.pick[u])].cost;
+    const bool same = by_budget ? std::fabs(true_cost - want->cost) < 1e-12
+                                : rp->choice.bytes == want->bytes && true_cost <= target + 1e-12;
+    missed += !same;
+    measured_paired += rp->measured, measured_unpaired += ru->measured;
+  }
+  // Here the options' differences scale with the window's difficulty as the costs do, so pairing
+  // gains less than on a real scan (docs/sensitivity.md): 1761 against 1920 options of 2160.
+  EXPECT_LE(missed, 1);
+  EXPECT_LT(measured_paired, measured_unpaired) << measured_paired << " vs " << measured_unpaired;
+}
+
 // stories260K at ctx 64 × 8 windows, module units, int4:g32 and int3:g32; adaptive with a loose rule
 // so most units stop at 2 windows.
 class RefineScanTest : public ::testing::Test {
@@ -173,6 +277,26 @@ TEST_F(RefineScanTest, AdaptiveRefinedSearchIsTheFullScansAndShardsMergeBitwise)
   int early = 0;
   for (const auto& r : one->table.rows) early += r.facts->eval_windows < one->table.total_windows;
   EXPECT_GT(early, int(one->table.rows.size()) / 2);  // the adaptive scan did stop early
+  // The per-window KLD sums the paired rule reads back: NaN exactly on the windows a unit skipped, and
+  // their total over its tokens its stored mean (to float32 precision: the array is float).
+  {
+    auto store = ResultStore::OpenReadOnly(one->results_dir);
+    ASSERT_TRUE(store.ok());
+    const std::vector<int64_t> tokens = WindowTokens(one->session->windows);
+    for (const SensitivityRow& r : one->table.rows) {
+      const std::vector<int> ran = WindowsRan(r.facts->eval_windows, int(tokens.size()), e_.seed);
+      const std::vector<double> w = CellWindowKld(**store, r.facts->id, tokens, ran);
+      ASSERT_EQ(w.size(), tokens.size());
+      double k = 0, t = 0;
+      int known = 0;
+      for (size_t i = 0; i < w.size(); ++i)
+        if (!std::isnan(w[i])) k += w[i], t += double(tokens[i]), ++known;
+      EXPECT_EQ(known, r.facts->eval_windows);
+      EXPECT_NEAR(k / t, r.facts->kld, 1e-6 * r.facts->kld + 1e-12) << r.unit->name << " " << r.scheme;
+    }
+    // A window set that is not what the cell ran (another token count) gives nothing.
+    EXPECT_TRUE(CellWindowKld(**store, one->table.rows[0].facts->id, tokens, {}).empty());
+  }
   // A budget and a target (the full scan's measured KLD at that budget): same choice, same measured KLD.
   const nlohmann::json want = Search(*full, 4.5, -1);
   const nlohmann::json got = Search(*one, 4.5, -1);
