@@ -10,7 +10,9 @@ wall and CPU seconds of every run. Prints a Markdown table (rows as they finish)
 With --out, the header and every row are appended to TABLE.md as each finishes (a kill loses at most the row
 in progress), and a rerun with the same --out skips the rows already there (resume). --work keeps the F32
 file's llama-perplexity logits (the KLD base) in DIR, so a resumed run does not redo the F32 run; --keep also
-leaves the exported GGUFs of the named rows there.
+leaves the exported GGUFs of the named rows there. With --work, quantlab's FP32 baseline is also computed once and
+cached there (`eval --cache-dir`), so each quantlab time is the cell's own cost, like llama-perplexity's
+against its stored KLD base; without it every eval computes its baseline again.
 
 Defaults: models/quantlab-tiny on its held-out text. llama.cpp from scripts/llama-cpp.sh (its cache), quantlab
 from build/quantlab. Every quantlab cell uses baseline fp32, so the exported file holds exactly the cell's
@@ -50,6 +52,8 @@ def quantlab_eval(a, flag, name, llamacpp):
     cmd += ["--scheme", name] if flag == "--scheme" else ["--scheme", "mix:" + name]
     if llamacpp:
         cmd += ["--activations", "llamacpp"]
+    if a.work:  # the FP32 baseline is computed once and read back, as llama-perplexity reads its KLD base
+        cmd += ["--cache-dir", os.path.join(a.work, "baseline-cache")]
     out, wall, cpu = run(cmd, a.log)
     j = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
     return j, wall, cpu
