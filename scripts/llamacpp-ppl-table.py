@@ -5,6 +5,14 @@ file `quantlab export` writes for the same cell (KLD against llama-perplexity's 
 wall and CPU seconds of every run. Prints a Markdown table (rows as they finish).
 
   scripts/llamacpp-ppl-table.py [--model M] [--data TEXT] [--ctx 256] [--chunks 8] [--threads 2] [--only ...]
+                                [--out TABLE.md] [--work DIR] [--keep NAME ...]
+
+With --out, the header and every row are appended to TABLE.md as each finishes (a kill loses at most the row
+in progress), and a rerun with the same --out skips the rows already there (resume). --work keeps the F32
+file's llama-perplexity logits (the KLD base) in DIR, so a resumed run does not redo the F32 run; --keep also
+leaves the exported GGUFs of the named rows there. With --work, quantlab's FP32 baseline is also computed once and
+cached there (`eval --cache-dir`), so each quantlab time is the cell's own cost, like llama-perplexity's
+against its stored KLD base; without it every eval computes its baseline again.
 
 Defaults: models/quantlab-tiny on its held-out text. llama.cpp from scripts/llama-cpp.sh (its cache), quantlab
 from build/quantlab. Every quantlab cell uses baseline fp32, so the exported file holds exactly the cell's
@@ -31,7 +39,8 @@ def run(cmd, log=None):
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if log:
         with open(log, "a") as f:
-            f.write("$ " + " ".join(cmd) + f"\n{p.stdout}\n{p.stderr}\n[wall {wall:.1f} s, cpu {cpu:.1f} s]\n")
+            f.write("$ " + " ".join(cmd) + f"\n{p.stdout}\n{p.stderr}\n[wall {wall:.1f} s, cpu {cpu:.1f} s, "
+                    f"load {os.getloadavg()[0]:.1f}]\n")
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
     return p.stdout + p.stderr, wall, cpu
@@ -43,6 +52,8 @@ def quantlab_eval(a, flag, name, llamacpp):
     cmd += ["--scheme", name] if flag == "--scheme" else ["--scheme", "mix:" + name]
     if llamacpp:
         cmd += ["--activations", "llamacpp"]
+    if a.work:  # the FP32 baseline is computed once and read back, as llama-perplexity reads its KLD base
+        cmd += ["--cache-dir", os.path.join(a.work, "baseline-cache")]
     out, wall, cpu = run(cmd, a.log)
     j = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
     return j, wall, cpu
@@ -68,16 +79,33 @@ def llama_perplexity(a, gguf, kld_base, write_base=False):
     return float(m.group(1)), (float(k.group(1)) if k else None), wall, cpu
 
 
+def emit(a, line):
+    """Prints line and appends it to --out (if given) at once."""
+    print(line, flush=True)
+    if a.out:
+        with open(a.out, "a") as f:
+            f.write(line + "\n")
+
+
+def done_rows(a):
+    """Names of the rows --out already holds (first cell of each table row)."""
+    if not a.out or not os.path.exists(a.out):
+        return set()
+    with open(a.out) as f:
+        return {l.split("|")[1].strip() for l in f if l.startswith("| ") and not l.startswith("| type")}
+
+
 def row(a, tmp, kld_base, name, flag):
     gguf = os.path.join(tmp, name + ".gguf")
     run([a.quantlab, "export", "--model", a.model, flag, name, "--out", gguf], a.log)
     fq, w_fq, c_fq = quantlab_eval(a, flag, name, False)
     lc, w_lc, c_lc = quantlab_eval(a, flag, name, True)
     lp, lkld, w_lp, c_lp = llama_perplexity(a, gguf, kld_base)
-    os.remove(gguf)
-    print(f"| {name} | {fq['bits_per_weight']:.3f} | {fq['ppl']:.4f} | {lc['ppl']:.4f} | {lp:.4f} | "
+    if name not in (a.keep or []):
+        os.remove(gguf)
+    emit(a, f"| {name} | {fq['bits_per_weight']:.3f} | {fq['ppl']:.4f} | {lc['ppl']:.4f} | {lp:.4f} | "
           f"{fq['ppl'] / lp - 1:+.1e} | {lc['ppl'] / lp - 1:+.1e} | {fq['kld_mean']:.5f} | {lc['kld_mean']:.5f} | "
-          f"{lkld:.5f} | {w_fq:.0f} / {c_fq:.0f} | {w_lc:.0f} / {c_lc:.0f} | {w_lp:.0f} / {c_lp:.0f} |", flush=True)
+          f"{lkld:.5f} | {w_fq:.0f} / {c_fq:.0f} | {w_lc:.0f} / {c_lc:.0f} | {w_lp:.0f} / {c_lp:.0f} |")
 
 
 def main():
@@ -92,31 +120,40 @@ def main():
     ap.add_argument("--llama-flags", default=LLAMA_FLAGS, help=f"llama-perplexity flags (default: {LLAMA_FLAGS})")
     ap.add_argument("--only", nargs="*", help="a subset of the names below")
     ap.add_argument("--log", default=None, help="append every command and its output to this file")
+    ap.add_argument("--out", default=None, help="append the table to this file row by row; skip rows it holds")
+    ap.add_argument("--work", default=None, help="directory for the F32 KLD base and --keep files (default: temp)")
+    ap.add_argument("--keep", nargs="*", help="rows whose exported GGUF stays in --work")
     a = ap.parse_args()
     if a.data is None:
         a.data = os.path.join(ROOT, "models/quantlab-tiny/heldout.txt")
     if a.llama_bin is None:
         a.llama_bin = subprocess.run([os.path.join(ROOT, "scripts/llama-cpp.sh")], stdout=subprocess.PIPE,
                                      text=True, check=True).stdout.strip().splitlines()[-1]
-    with tempfile.TemporaryDirectory() as tmp:
+    done = done_rows(a)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = a.work or scratch
+        os.makedirs(tmp, exist_ok=True)
         f32, kld_base = os.path.join(tmp, "f32.gguf"), os.path.join(tmp, "f32.kld")
-        run([a.quantlab, "export", "--model", a.model, "--scheme", "f32", "--out", f32], a.log)
-        base, _, w_base, c_base = llama_perplexity(a, f32, kld_base, write_base=True)
-        os.remove(f32)
-        print(f"model {a.model}, text {a.data}, ctx {a.ctx}, {a.chunks} chunks, llama-perplexity -t {a.threads} "
-              f"{a.llama_flags}; F32: llama-perplexity PPL {base:.4f} ({w_base:.0f} s wall / {c_base:.0f} CPU-s)\n")
-        print("| type / mix | bits/w | PPL fake-quant | PPL act: llamacpp | PPL llama-perplexity | gap fake-quant "
-              "| gap llamacpp | KLD fake-quant | KLD act: llamacpp | KLD llama-perplexity | s fake-quant (wall / CPU) "
-              "| s llamacpp | s llama-perplexity |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for t in TYPES:
-            if not a.only or t in a.only:
-                row(a, tmp, kld_base, t, "--scheme")
-        for m in MIXES:
-            if not a.only or m in a.only:
-                # Q2_K, Q6_K, Q8_0, IQ4_NL, IQ4_XS are block names too: as sweep presets their mixes are mix:NAME.
-                row(a, tmp, kld_base, m, "--preset")
-
+        if not os.path.exists(kld_base):
+            run([a.quantlab, "export", "--model", a.model, "--scheme", "f32", "--out", f32], a.log)
+            base, _, w_base, c_base = llama_perplexity(a, f32, kld_base, write_base=True)
+            os.remove(f32)
+            emit(a, f"model {a.model}, text {a.data}, ctx {a.ctx}, {a.chunks} chunks, llama-perplexity -t "
+                    f"{a.threads} {a.llama_flags}; F32: llama-perplexity PPL {base:.4f} ({w_base:.0f} s wall / "
+                    f"{c_base:.0f} CPU-s)\n")
+        if not done:
+            emit(a, "| type / mix | bits/w | PPL fake-quant | PPL act: llamacpp | PPL llama-perplexity "
+                    "| gap fake-quant | gap llamacpp | KLD fake-quant | KLD act: llamacpp | KLD llama-perplexity "
+                    "| s fake-quant (wall / CPU) | s llamacpp | s llama-perplexity |")
+            emit(a, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        todo = [(t, "--scheme") for t in TYPES] + [(m, "--preset") for m in MIXES]
+        for name, flag in todo:
+            # Q2_K, Q6_K, Q8_0, IQ4_NL, IQ4_XS are block names too: as sweep presets their mixes are mix:NAME.
+            if (not a.only or name in a.only) and name not in done:
+                try:
+                    row(a, tmp, kld_base, name, flag)
+                except RuntimeError as e:  # one failed row is reported and the table goes on (rerun to retry)
+                    print(f"row {name} failed: {e}", file=sys.stderr, flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,8 @@
 // Interop (ctest LABEL interop): `quantlab export` against llama.cpp's llama-quantize on the same F32 GGUF
-// (SmolLM2-135M converted by quantlab itself): every llama.cpp mix (--preset) and every 32-block type
-// (--scheme vs llama-quantize --pure) gives the same tensor types and byte-identical tensor data; the
-// metadata differences are listed. And llama-perplexity runs on an exported file.
+// (SmolLM2-135M converted by quantlab itself): every llama.cpp mix (--preset), every 32-block type (--scheme vs
+// llama-quantize --pure), q2_k (the one block type no mix writes on SmolLM2) and F16/BF16 give the same tensor
+// types and byte-identical tensor data; the metadata differences are listed. And llama-perplexity runs on an
+// exported file.
 #include <cctype>
 #include "tests/test_paths.h"
 #include <cstdio>
@@ -60,9 +61,10 @@ std::vector<uint8_t> TensorBytes(const io::GgufFile& f, const io::GgufTensorInfo
   return b;
 }
 
-// Compares tensor types and data by name; returns the metadata keys that differ, for the log.
+// Compares tensor types and data by name; counts the identical tensors by type into *types; returns the
+// metadata keys that differ, for the log.
 std::string CompareFiles(const std::string& ours_path, const std::string& theirs_path, int* n_tensors,
-                         int64_t* n_bytes) {
+                         int64_t* n_bytes, std::map<std::string, int>* types) {
   StatusOr<io::GgufFile> ours = io::ReadGgufHeader(ours_path), theirs = io::ReadGgufHeader(theirs_path);
   EXPECT_TRUE(ours.ok() && theirs.ok());
   if (!ours.ok() || !theirs.ok()) return "";
@@ -78,7 +80,9 @@ std::string CompareFiles(const std::string& ours_path, const std::string& theirs
     EXPECT_EQ(io::GgmlTypeName(it->second->type), io::GgmlTypeName(t.type)) << t.name;
     EXPECT_EQ(it->second->ne, t.ne) << t.name;
     if (it->second->type != t.type) continue;
-    EXPECT_TRUE(TensorBytes(*ours, *it->second) == TensorBytes(*theirs, t)) << t.name << " data differs";
+    const bool same = TensorBytes(*ours, *it->second) == TensorBytes(*theirs, t);
+    EXPECT_TRUE(same) << t.name << " data differs";
+    if (same) ++(*types)[io::GgmlTypeName(t.type)];
     ++*n_tensors;
     *n_bytes += int64_t(t.nbytes);
   }
@@ -96,30 +100,55 @@ std::string CompareFiles(const std::string& ours_path, const std::string& theirs
   return diff;
 }
 
-void ExportAndCompare(const std::string& label, const std::string& ql_args, const std::string& llama_flags,
-                      const std::string& llama_type) {
+// The identical tensors' types, "q4_0×210 q6_K×1", for the log.
+std::string TypeList(const std::map<std::string, int>& types) {
+  std::string s;
+  for (const auto& [t, n] : types) s += fmt::format(" {}×{}", t, n);
+  return s;
+}
+
+// Exports with quantlab and llama-quantize and compares; returns the identical tensors' counts by type.
+std::map<std::string, int> ExportAndCompare(const std::string& label, const std::string& ql_args,
+                                            const std::string& llama_flags, const std::string& llama_type) {
+  std::map<std::string, int> types;
   const std::string ours = TmpDir() + "/ql-" + label + ".gguf", theirs = TmpDir() + "/llama-" + label + ".gguf";
   qltest::CommandResult r = qltest::RunCommand(
       fmt::format("{} export --model {} {} --out {} 2>&1", kQuantlab, F32File(), ql_args, ours));
-  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  if (r.exit_code != 0) return types;
   r = qltest::RunCommand(
       fmt::format("{}/llama-quantize {} {} {} {} 2>&1", kBin, llama_flags, F32File(), theirs, llama_type));
-  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  if (r.exit_code != 0) return types;
   int n = 0;
   int64_t bytes = 0;
-  const std::string diff = CompareFiles(ours, theirs, &n, &bytes);
-  std::printf("[export-interop] %-8s %3d tensors, %9lld bytes identical; metadata differences:%s\n", label.c_str(),
-              n, static_cast<long long>(bytes), diff.empty() ? " none" : diff.c_str());
+  const std::string diff = CompareFiles(ours, theirs, &n, &bytes, &types);
+  std::printf("[export-interop] %-8s %3d tensors, %9lld bytes identical (%s ); metadata differences:%s\n",
+              label.c_str(), n, static_cast<long long>(bytes), TypeList(types).c_str(),
+              diff.empty() ? " none" : diff.c_str());
   std::remove(ours.c_str());
   std::remove(theirs.c_str());
+  return types;
+}
+
+// Adds b's counts to a.
+void AddCounts(std::map<std::string, int>* a, const std::map<std::string, int>& b) {
+  for (const auto& [t, n] : b) (*a)[t] += n;
 }
 
 TEST(ExportInterop, MixesByteIdenticalWithLlamaQuantize) {
+  std::map<std::string, int> seen;
   for (const char* mix : {"Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
                           "Q8_0", "IQ4_NL", "IQ4_XS"}) {
     SCOPED_TRACE(mix);
-    ExportAndCompare(mix, fmt::format("--preset {}", mix), "", mix);
+    AddCounts(&seen, ExportAndCompare(mix, fmt::format("--preset {}", mix), "", mix));
   }
+  std::printf("[export-interop] identical tensors over the 12 mixes by type:%s\n", TypeList(seen).c_str());
+  // Every block type the mixes choose on SmolLM2 was compared. q2_k is not among them (the Q2_K mix gives its
+  // only 256-column matrices, ffn_down, q3_k): Q2KByteIdenticalWithLlamaQuantizePure covers it; q4_1 is
+  // a pure type only.
+  for (const char* t : {"q3_K", "q4_K", "q5_K", "q6_K", "iq4_xs", "q4_0", "q5_0", "q5_1", "q8_0", "iq4_nl"})
+    EXPECT_GT(seen[t], 0) << t << " was not compared by any mix";
 }
 
 TEST(ExportInterop, PureTypesByteIdenticalWithLlamaQuantize) {
@@ -130,6 +159,34 @@ TEST(ExportInterop, PureTypesByteIdenticalWithLlamaQuantize) {
     std::string upper = t;
     for (char& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
     ExportAndCompare(std::string("pure-") + t, fmt::format("--scheme {}", t), "--pure", upper);
+  }
+}
+
+// llama-quantize --pure Q2_K writes SmolLM2's ffn_down (1536 columns) in q2_K and its other matrices (576
+// columns, not whole 256-blocks) in the fallback q4_0; quantlab writes the same file from a recipe: q4_0 with
+// down_proj overridden to q2_k.
+std::string Q2KRecipe(const std::string& f32, const std::string& text) {
+  const std::string path = TmpDir() + "/pure-q2k.yaml";
+  std::ofstream(path) << "name: pure-q2k\nmodel: " << f32 << "\ndata: " << text << "\nbaseline: fp32\n"
+                      << "overrides:\n  - {targets: [\"re:.*down_proj\"], scheme: q2_k}\ngrid:\n  schemes: [q4_0]\n";
+  return path;
+}
+
+TEST(ExportInterop, Q2KByteIdenticalWithLlamaQuantizePure) {
+  const std::string text = std::string(QL_SHARED_DIR) + "/data/wikitext-2-raw-test.txt";
+  const std::map<std::string, int> types =
+      ExportAndCompare("pure-q2_k", "--recipe " + Q2KRecipe(F32File(), text), "--pure", "Q2_K");
+  EXPECT_EQ(types.count("q2_K") ? types.at("q2_K") : 0, 30);  // ffn_down of the 30 layers
+  EXPECT_EQ(types.count("q4_0") ? types.at("q4_0") : 0, 6 * 30 + 1);  // q, k, v, o, gate, up; token_embd
+}
+
+TEST(ExportInterop, F16AndBf16ByteIdenticalWithLlamaQuantize) {
+  // llama-quantize F16 / BF16 converts every 2-D weight and keeps 1-D tensors F32, as `--scheme fp16 / bf16`.
+  for (const auto& [ours, theirs] : {std::pair<const char*, const char*>{"fp16", "F16"}, {"bf16", "BF16"}}) {
+    SCOPED_TRACE(ours);
+    const std::map<std::string, int> types = ExportAndCompare(ours, fmt::format("--scheme {}", ours), "", theirs);
+    EXPECT_EQ(types.count("f32") ? types.at("f32") : 0, 2 * 30 + 1) << "the norms stay F32";
+    EXPECT_EQ(int(types.size()), 2) << TypeList(types);
   }
 }
 

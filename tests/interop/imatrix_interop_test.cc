@@ -1,7 +1,7 @@
 // Interop (ctest LABEL interop): importance matrices against llama.cpp on SmolLM2-135M converted to F32 by
 // quantlab. (a) `quantlab imatrix` == llama-imatrix on the same text and chunks: same entries and token
 // counts, sums within float accumulation order; llama-imatrix's GGUF and .dat files both read. (b) `quantlab
-// export --imatrix F` == `llama-quantize --imatrix F`: byte-identical tensor data for every mix and 32-block
+// export --imatrix F` == `llama-quantize --imatrix F`: byte-identical tensor data for every mix and block
 // type whose quantizer uses importances, from llama's imatrix (GGUF and .dat) and from quantlab's.
 #include <cmath>
 #include "tests/test_paths.h"
@@ -227,6 +227,13 @@ TEST(ImatrixInterop, ExportWithImatrixByteIdenticalWithLlamaQuantize) {
     for (char& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
     ExportAndCompare(std::string("pure-") + t, imatrix, fmt::format("--scheme {}", t), "--pure", upper);
   }
+  // q2_k, which no mix writes on SmolLM2 (the Q2_K mix gives ffn_down q3_k): llama-quantize --pure Q2_K writes
+  // ffn_down in q2_K and the 576-column matrices in the fallback q4_0, quantlab the recipe "q4_0, down_proj
+  // q2_k" (export_interop_test.cc compares the same pair without an imatrix).
+  const std::string q2k = TmpDir() + "/pure-q2k.yaml";
+  std::ofstream(q2k) << "name: pure-q2k\nmodel: " << F32File() << "\ndata: " << kText << "\nbaseline: fp32\n"
+                     << "overrides:\n  - {targets: [\"re:.*down_proj\"], scheme: q2_k}\ngrid:\n  schemes: [q4_0]\n";
+  ExportAndCompare("pure-q2_k", imatrix, "--recipe " + q2k, "--pure", "Q2_K");
 }
 
 TEST(ImatrixInterop, ExportFromDatAndFromQuantlabsImatrix) {
