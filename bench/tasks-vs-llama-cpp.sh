@@ -7,6 +7,8 @@
 # Not a test. Needs llama-perplexity and llama-quantize: LLAMA_CPP_BIN=<dir>, or scripts/llama-cpp.sh.
 #   bench/tasks-vs-llama-cpp.sh [BUILD_DIR]     (default build/)
 #   TASKS="piqa arc_easy" LIMIT=300 THREADS=2   (LIMIT 0 = whole files)
+#   SEED=S with LIMIT: quantlab's seeded sample (--limit N --seed S) instead of the first N; llama.cpp
+#   gets the same items, taken by file line from quantlab's --items output
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
@@ -15,6 +17,7 @@ src_model="$shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 threads="${THREADS:-2}"
 limit="${LIMIT:-300}"
 tasks="${TASKS:-piqa arc_easy}"
+seed="${SEED:-0}"
 if [[ -z "${LLAMA_CPP_BIN:-}" && -x scripts/llama-cpp.sh ]]; then LLAMA_CPP_BIN=$(scripts/llama-cpp.sh | tail -n1); fi
 [[ -n "${LLAMA_CPP_BIN:-}" && -x "$LLAMA_CPP_BIN/llama-perplexity" ]] ||
   { echo "tasks-vs-llama-cpp.sh: set LLAMA_CPP_BIN to a directory with llama-perplexity" >&2; exit 2; }
@@ -39,9 +42,17 @@ for t in $tasks; do
   jsonl="$shared/data/tasks/$t.jsonl"
   n=$(grep -c . "$jsonl")
   [[ "$limit" -gt 0 && "$limit" -lt "$n" ]] && n=$limit
-  python3 scripts/tasks-to-llamacpp-mc.py "$jsonl" "$work/$t.bin" --limit "$n"
   read -r ql_wall ql_cpu < <(QL_NUM_THREADS=$threads QL_PROGRESS=off timed "$work/$t.ql" "$build/quantlab" tasks \
-    --model "$model" --task "$t=$jsonl" --convention llamacpp --limit "$n" --json --items "$work/$t.items.jsonl")
+    --model "$model" --task "$t=$jsonl" --convention llamacpp --limit "$n" --seed "$seed" --json \
+    --items "$work/$t.items.jsonl")
+  python3 - "$jsonl" "$work/$t.items.jsonl" "$work/$t.sample.jsonl" <<'PY'
+import json, sys
+src, items, out = sys.argv[1:4]  # the file's lines quantlab scored (1-based), in file order
+lines = sorted({json.loads(l)["line"] for l in open(items) if l.strip()})
+text = open(src, encoding="utf-8").read().split("\n")
+open(out, "w", encoding="utf-8").write("".join(text[i - 1] + "\n" for i in lines))
+PY
+  python3 scripts/tasks-to-llamacpp-mc.py "$work/$t.sample.jsonl" "$work/$t.bin"
   # llama.cpp packs up to 32 tasks into one batch of -np sequences sharing -np × -c = 4096 KV cells
   # (and holds logits for all of them: 4096 × vocab floats = 0.8 GB).
   read -r ll_wall ll_cpu < <(timed "$work/$t.llama" "$LLAMA_CPP_BIN/llama-perplexity" -m "$model" \

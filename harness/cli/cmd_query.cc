@@ -109,7 +109,10 @@ void AddCompareCommand(CLI::App& app) {
   cmd->add_option("--sort", o->sort, "dppl | kld | bits")->check(CLI::IsMember({"dppl", "kld", "bits"}))->capture_default_str();
   std::string keys;
   for (const auto& k : CompareColumnKeys()) keys += (keys.empty() ? "" : ",") + k;
-  cmd->add_option("--columns", o->columns, "comma-separated columns, in order (default: the usual set); from " + keys);
+  cmd->add_option("--columns", o->columns,
+                  "comma-separated columns, in order (default: the usual set); from " + keys +
+                      "; or a task column TASK[.CONVENTION].METRIC (e.g. --columns kld,piqa.acc_norm: Δ in points "
+                      "and McNemar p; an unknown name lists the store's task columns; docs/tasks.md)");
   auto* csv = cmd->add_flag("--csv", o->csv, "print CSV");
   auto* json = cmd->add_flag("--json", o->json, "print JSON")->excludes(csv);
   auto* md = cmd->add_flag("--markdown", o->markdown, "print a Markdown (GitHub) table")->excludes(csv, json);

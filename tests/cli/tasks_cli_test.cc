@@ -84,4 +84,13 @@ TEST(TasksCli, JsonHasEveryMetric) {
   EXPECT_GT(lambada["metrics"]["ppl_token"]["value"].get<double>(), 1.0);
 }
 
+// compare's --columns help names the task columns beside the fixed ones, so a user finds them
+// without reading docs/tasks.md.
+TEST(TasksCli, CompareHelpNamesTaskColumns) {
+  const auto r = Quantlab("compare --help", false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("TASK[.CONVENTION].METRIC"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("piqa.acc_norm"), std::string::npos) << r.out;
+}
+
 }  // namespace

@@ -13,6 +13,7 @@
 #include "harness/eval/baseline.h"
 #include "harness/eval/numerics.h"
 #include "harness/io/load.h"
+#include "harness/quant/algorithm.h"
 #include "harness/sweep/cell_pipeline.h"
 #include "harness/sweep/runner.h"
 #include "results/h5_arrays.h"
@@ -195,6 +196,54 @@ TEST_F(TasksSweep, RowsMatchDirectScoringAndTheCacheIsExact) {
                 (std::isnan(again.task_metrics[i].value) && std::isnan(r.task_metrics[i].value)))
         << r.task_metrics[i].task << " " << r.task_metrics[i].metric;
   }
+}
+
+// A weight-only cell has no forward hooks and FP32 matmuls, so its tasks take the packed scorer: its
+// per-item log-likelihoods equal packed scoring of its quantized weights bit for bit, and differ from
+// the one-item KV-cache path (which agrees only to float rounding), so this test sees which ran.
+TEST_F(TasksSweep, WeightOnlyCellTakesThePackedScorer) {
+  const Experiment e = Parse(Yaml("tasks:\n  - {name: copa, file: " + Path("copa.jsonl") +
+                                  ", convention: both, limit: 12, seed: 3}\n"));
+  const std::vector<Cell> cells = ExpandGrid(e);
+  auto s = OpenSession(e, cells, {});
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  auto plan = PlanCell(**s, cells[0]);
+  ASSERT_TRUE(plan.ok());
+  ASSERT_FALSE(plan->untie_head || plan->activations || plan->kv_cache);
+  Model work = (*s)->reference;
+  const CellResult r = RunCell(**s, work, *plan);  // restores `work` afterwards
+  ASSERT_EQ(r.cell.status, "ok") << r.cell.reason;
+  // The cell's weights again: its algorithm (RTN) on a copy of the reference, as the pipeline runs it.
+  Model quantized = (*s)->reference;
+  AlgorithmContext ctx;
+  ctx.module_schemes = &plan->module_schemes;
+  ctx.params = plan->cell->algorithm.params;
+  ctx.seed = e.seed;
+  AlgorithmRuntime runtime;
+  ctx.runtime = &runtime;
+  ASSERT_TRUE(plan->algorithm->apply(quantized, ctx).ok());
+  auto copa = ReadTaskFile(Path("copa.jsonl"), "copa", TaskLimit{12, 3});
+  ASSERT_TRUE(copa.ok());
+  const TaskConvention both[] = {TaskConvention::kLmEval, TaskConvention::kLlamaCpp};
+  TaskScoreOptions one_item;
+  one_item.pack_rows = 0;
+  auto packed = ScoreTaskConventions(quantized, *copa, both);
+  auto cached = ScoreTaskConventions(quantized, *copa, both, one_item);
+  ASSERT_TRUE(packed.ok() && cached.ok());
+  int differ_from_cached = 0;
+  for (size_t c = 0; c < packed->size(); ++c) {
+    const std::string conv(TaskConventionName((*packed)[c].convention));
+    const auto& ll = r.arrays.at("task/copa/" + conv + "/loglik");
+    size_t k = 0;
+    for (size_t i = 0; i < (*packed)[c].items.size(); ++i)
+      for (size_t j = 0; j < (*packed)[c].items[i].candidates.size(); ++j, ++k) {
+        ASSERT_LT(k, ll.size());
+        EXPECT_EQ(ll[k], float((*packed)[c].items[i].candidates[j].loglik)) << conv << " item " << i;
+        differ_from_cached += ll[k] != float((*cached)[c].items[i].candidates[j].loglik);
+      }
+    EXPECT_EQ(k, ll.size());
+  }
+  EXPECT_GT(differ_from_cached, 0) << "the two paths agree bitwise here, so this test cannot tell them apart";
 }
 
 TEST_F(TasksSweep, SweepStoresRowsAndArrays) {
