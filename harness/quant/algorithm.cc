@@ -4,6 +4,7 @@
 
 #include "harness/quant/autoround.h"
 #include "harness/quant/awq.h"
+#include "harness/quant/gptaq.h"
 #include "harness/quant/gptq.h"
 #include "harness/quant/hqq.h"
 #include "harness/quant/imatrix.h"
@@ -33,6 +34,7 @@ const std::vector<AlgorithmInfo>& Algorithms() {
       {"rtn", "round-to-nearest with the scheme's scale rule (absmax, minmax, percentile, mse)",
        nlohmann::json::object(), false, ApplyRtn, {}, /*changes_only_targets=*/true},
       GptqAlgorithm(),
+      GptaqAlgorithm(),
       AwqAlgorithm(),
       SmoothQuantAlgorithm(),
       LlmInt8Algorithm(),
@@ -74,7 +76,9 @@ StatusOr<nlohmann::json> ResolveAlgorithmParams(const AlgorithmInfo& algo, const
     const bool same = (d.is_number() && v.is_number()) || d.type() == v.type();
     if (!same) return Status::Errorf("algorithm '{}': parameter '{}' = {} has the wrong type (default is {})",
                                      algo.name, k, v.dump(), d.dump());
-    out[k] = v;
+    // A whole number given for a real parameter is stored as the real ("dropout: 0" is "dropout: 0.0"), so
+    // the two spellings are one cell with one id.
+    out[k] = d.is_number_float() && v.is_number_integer() ? nlohmann::json(v.get<double>()) : v;
   }
   return out;
 }

@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "harness/quant/calibration.h"
+#include "harness/quant/gptaq.h"
 #include "harness/quant/quant_util.h"
 #include "kernels/quantizer.h"
 
@@ -261,6 +262,7 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
   std::vector<float> err1(size_t(bs) * rows);   // [bs, rows]
   std::vector<float> wrow;
   std::vector<float> w1;                        // lazy batch, [bs, rows]
+  std::vector<float> w1_pre(opt.asym_p ? size_t(bs) * rows : 0);  // GPTAQ: pre-rounding columns, [bs, rows]
   double loss = 0;
   for (int64_t i1 = 0; i1 < cols; i1 += bs) {
     const int64_t i2 = std::min(i1 + bs, cols), count = i2 - i1;
@@ -305,11 +307,13 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
       }
       // W1[:, i:] -= err ⊗ U[col, col:]  (columns i+1.. of the lazy batch; column i is done)
       for (int64_t j = i + 1; j < count; ++j) cblas_saxpy(int(rows), -U[col * cols + i1 + j], e, 1, &w1[j * rows], 1);
+      if (opt.asym_p) GptaqColumnUpdate(*opt.asym_p, cols, col, wc, rows, i + 1, count, i1, w1.data(), w1_pre.data() + i * rows);
     }
     // W[:, i2:] -= Err1 · U[i1:i2, i2:]  →  Wt[i2:, :] -= U[i1:i2, i2:]ᵀ · Err1t
     if (i2 < cols)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - i2), int(rows), int(count), -1.0f,
                   &U[i1 * cols + i2], int(cols), err1.data(), int(rows), 1.0f, &wt[i2 * rows], int(rows));
+    if (opt.asym_p && i2 < cols) GptaqBlockUpdate(*opt.asym_p, cols, rows, i1, i2, w1_pre.data(), wt.data());
   }
   // Back to the original column order, row-major.
   for (int64_t i = 0; i < cols; ++i)
@@ -339,6 +343,12 @@ const nlohmann::json& GptqMseDefaults() {
 Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   QL_RETURN_IF_ERROR(NeedCalibration(ctx, "gptq"));
   QL_ASSIGN_OR_RETURN(nlohmann::json p, Params(GptqAlgorithm(), ctx));
+  return RunGptq(model, ctx, p, nullptr);
+}
+
+}  // namespace
+
+Status RunGptq(Model& model, const AlgorithmContext& ctx, const nlohmann::json& p, GptaqStream* asym) {
   GptqOptions opt;
   opt.percdamp = p["percdamp"].get<double>();
   opt.blocksize = p["blocksize"].get<int>();
@@ -367,6 +377,7 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
     req.transform = online;
     req.start_layer = layer;
     req.start_hidden = layer > 0 ? &hidden : nullptr;
+    req.inputs = asym != nullptr;  // GPTAQ's cross-covariance needs the quantized prefix's inputs
     std::vector<std::pair<std::string, std::vector<std::string>>> todo;  // (input representative, modules)
     for (const auto& group : stage) {
       std::vector<std::string> mods;
@@ -386,10 +397,15 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
       // One factorization for the modules sharing this input (q/k/v, gate/up): it depends on H alone.
       auto factor = GptqFactorize(std::move(h), st.in, opt);
       if (!factor.ok()) return Status::Errorf("gptq on {}: {}", rep, factor.status().message());
+      std::vector<float> asym_p;  // GPTAQ's P for the modules of this input
+      if (asym) {
+        QL_ASSIGN_OR_RETURN(asym_p, asym->P(layer, rep, st, *factor));
+      }
       for (const auto& m : mods) {
         QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(schemes.at(m)));
         Tensor& w = model.W(WeightKey(model, m));
         GptqOptions o = opt;
+        if (asym) o.asym_p = &asym_p;
         std::vector<float> before;  // export's rounding input (AlgorithmRuntime::keep_rounding_inputs)
         if (ctx.runtime && ctx.runtime->keep_rounding_inputs) o.rounding_input = &before;
         auto loss = GptqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), *factor, o);
@@ -416,6 +432,7 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
       adv.save_hidden = &next;
       QL_RETURN_IF_ERROR(CaptureLinearStats(model, *ctx.calibration, adv).status());
       hidden.swap(next);
+      if (asym) QL_RETURN_IF_ERROR(asym->Advance(l));
     }
     if (ctx.progress) ctx.progress(l + 1, L + 1);
   }
@@ -430,8 +447,6 @@ Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
     }
   return Status::Ok();
 }
-
-}  // namespace
 
 AlgorithmInfo GptqAlgorithm() {
   return {"gptq",

@@ -89,6 +89,9 @@ struct GptqOptions {
   // When set (block schemes): w ([rows, cols]) just before the final pass of the block codec's own rounding,
   // whose codes are the result (AlgorithmRuntime::rounding_inputs).
   std::vector<float>* rounding_input = nullptr;
+  // GPTAQ (harness/quant/gptaq.h): P [cols, cols] in the factor's column order; each column's pre-rounding
+  // value w_q then also adds w_q·P[q, later columns] (the asymmetric residual). Null: GPTQ.
+  const std::vector<float>* asym_p = nullptr;
 };
 
 // Quantizes one weight w ([rows, cols] row-major, in place) with the Hessian h = (2/n)·Σ x xᵀ
@@ -109,5 +112,10 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
                                     const GptqFactor& factor, const GptqOptions& opt);
 
 AlgorithmInfo GptqAlgorithm();
+
+// The model-level GPTQ driver (true-sequential over the layers) with the gptq parameters `params` (defaults
+// filled in). asym (GPTAQ) may be null: plain GPTQ.
+class GptaqStream;
+Status RunGptq(Model& model, const AlgorithmContext& ctx, const nlohmann::json& params, GptaqStream* asym);
 
 }  // namespace ql

@@ -1,7 +1,9 @@
-// QLoRA (see qlora.h). The trainer differentiates with respect to whole weights, so each step folds the
-// fp32 master adapters into the frozen quantized base (W_eff = Q(W) + s·B·A), takes dL/dW_eff from
-// train::LossAndGradients and maps it to the adapters by the chain rule (LoraBackward); only the
-// adapters are updated (AdamW, no weight decay). Evaluation likewise folds the BF16 adapters into fp32
+// QLoRA (see qlora.h). Without dropout each step folds the fp32 master adapters into the frozen quantized
+// base (W_eff = Q(W) + s·B·A), takes dL/dW_eff from train::LossAndGradients and maps it to the adapters by
+// the chain rule (LoraBackward). With dropout the adapters run as their own path beside the frozen linears
+// inside the trainer's layers (LoraDropoutPath), since a mask on each token's input cannot be folded into
+// W; dropout 0 keeps the fold, so its cells stay bitwise what they were. Only the adapters are updated
+// (AdamW, no weight decay). Evaluation likewise folds the BF16 adapters into fp32
 // weights: forward.h has no linear-output hook, and the fold equals the two-matmul form
 // Q(W)·x + s·B·(A·x) up to fp32 summation order (tests/harness/algo_qlora_test.cc).
 #include "harness/quant/qlora.h"
@@ -17,6 +19,7 @@
 
 #include "harness/model/forward.h"
 #include "harness/quant/calibration.h"
+#include "harness/quant/lora_dropout.h"
 #include "harness/quant/quant_util.h"
 #include "harness/train/train_model.h"
 #include "kernels/half.h"
@@ -181,6 +184,7 @@ Status CheckInputs(const Model& model, const CalibrationSet& data, const QloraOp
     return Status::Errorf("qlora: the trainer supports the Llama layout only (this model has {})",
                           model.config.qkv_bias ? "q/k/v biases" : "q/k norms");
   if (o.rank < 1) return Status::Errorf("qlora: rank {} must be >= 1", o.rank);
+  if (!(o.dropout >= 0 && o.dropout < 1)) return Status::Errorf("qlora: dropout {} must be in [0, 1)", o.dropout);
   if (o.steps < 0 || o.batch < 1) return Status::Errorf("qlora: steps ({}) must be >= 0 and batch ({}) >= 1", o.steps, o.batch);
   if (data.windows.empty()) return Status::Error("qlora: the calibration set has no windows");
   const int t = int(data.windows[0].size()) - 1;
@@ -240,7 +244,9 @@ Status RunQlora(Model& model, const std::map<std::string, std::string>& weight_s
   Model trainable = AdapterModel(adapters);
   train::AdamWState adam = train::NewAdamW(trainable);
   train::TensorMap agrads = train::ZerosLike(trainable);
-  train::TensorMap grads = train::ZerosLike(model);
+  std::optional<LoraDropoutPath> path;  // dropout > 0: the adapters beside the frozen linears
+  if (o.dropout > 0) path.emplace(&trainable, &agrads, scale, o.dropout, o.seed);
+  train::TensorMap grads = path ? train::TensorMap{} : train::ZerosLike(model);  // empty: all frozen
   train::AdamWOptions aw;
   aw.beta2 = 0.999f;  // the paper's Adam beta2
   aw.weight_decay = 0.0f;
@@ -255,7 +261,8 @@ Status RunQlora(Model& model, const std::map<std::string, std::string>& weight_s
     }
   };
   for (int step = 0; step < o.steps; ++step) {
-    fold();
+    if (path) path->SetStep(step);
+    else fold();
     std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1);  // windows of this step
     for (int bi = 0; bi < o.batch; ++bi) {
       const auto& w = data.windows[rng() % data.windows.size()];
@@ -265,10 +272,11 @@ Status RunQlora(Model& model, const std::map<std::string, std::string>& weight_s
     train::SetZero(&grads);
     train::SetZero(&agrads);
     QL_ASSIGN_OR_RETURN(double loss, train::LossAndGradients(model, tokens.data(), o.batch, t, &grads,
-                                                             teacher ? teacher_probs.data() : nullptr));
+                                                             teacher ? teacher_probs.data() : nullptr,
+                                                             path ? &*path : nullptr));
     if (!std::isfinite(loss)) return Status::Errorf("qlora: the training loss is {} at step {} (lower lr?)", loss, step);
     for (const auto& [name, ad] : adapters)
-      LoraBackward(grads.at(name).data.data(), ad, scale, agrads.at(name + ".A").data.data(),
+      if (!path) LoraBackward(grads.at(name).data.data(), ad, scale, agrads.at(name + ".A").data.data(),
                    agrads.at(name + ".B").data.data());
     const double norm = train::GlobalNorm(agrads);
     if (o.clip > 0 && norm > o.clip) train::ScaleAll(&agrads, float(o.clip / norm));
@@ -324,10 +332,9 @@ StatusOr<QloraOptions> OptionsFrom(const nlohmann::json& p, int64_t seed) {
     return Status::Errorf("qlora: init '{}' is not one of lora (PEFT's: random A, B = 0) or loftq", init);
   o.loftq_iters = init == "loftq" ? p.value("loftq_iters", 1) : 0;
   if (o.loftq_iters < 0) return Status::Errorf("qlora: loftq_iters {} must be >= 0", o.loftq_iters);
-  if (p["dropout"].get<double>() != 0.0)
-    return Status::Errorf("qlora: dropout {} is not supported (the adapters are folded into the weights, so "
-                          "input dropout on the adapter path cannot be applied); use dropout: 0",
-                          p["dropout"].get<double>());
+  o.dropout = p["dropout"].get<double>();
+  if (!(o.dropout >= 0 && o.dropout < 1))
+    return Status::Errorf("qlora: dropout {} must be in [0, 1) (PEFT's lora_dropout; QLoRA used 0.05-0.1)", o.dropout);
   const std::string loss = p["loss"].get<std::string>();
   if (loss != "ce" && loss != "kd")
     return Status::Errorf("qlora: loss '{}' is not one of ce (next-token cross-entropy), kd (distillation)", loss);

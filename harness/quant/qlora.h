@@ -2,8 +2,8 @@
 // (round to nearest with the cell's scheme, e.g. nf4 or nf4:dq) and frozen; low-rank adapters
 // W_eff = Q(W) + (alpha / rank) · B · A are trained on the calibration windows with quantlab's trainer,
 // then kept beside the base in BF16 (merge: false) or folded in and re-quantized (merge: true).
-// Optional LoftQ initialisation (init: loftq) of base and adapters from the quantization residual. Not LoRA
-// dropout (only dropout 0 is accepted; see docs/algorithms.md §10).
+// Optional LoftQ initialisation (init: loftq) of base and adapters from the quantization residual, and
+// LoRA dropout on the adapters' inputs during training (dropout > 0, harness/quant/lora_dropout.h).
 #pragma once
 
 #include <cstdint>
@@ -57,6 +57,7 @@ struct QloraOptions {
   bool merge = false;           // fold the adapters in and re-quantize (no adapters kept)
   std::string targets = "all";  // adapter modules: "all" or comma-separated names ("q_proj,v_proj")
   int loftq_iters = 0;          // init: loftq's alternations (0 = PEFT's plain init: Q(W), B = 0)
+  double dropout = 0;           // LoRA dropout on the adapters' inputs while training, in [0, 1)
   uint64_t seed = 0;            // adapter init and window order
 };
 

@@ -33,10 +33,32 @@ uint64_t HashName(const std::string& s) {  // FNV-1a
   return h;
 }
 
+// y [n, out] = x [n, in] · W[name]ᵀ, plus the adapter path when `ad` has one for the weight.
+void AdaptedLinearForward(const Model& model, const std::string& name, const float* x, int n, int in, int out,
+                          float* y, LinearAdapters* ad) {
+  LinearForward(x, model.W(name).data.data(), n, in, out, y);
+  if (ad && ad->Has(name)) ad->Forward(name, x, n, in, out, y);
+}
+
+// LinearBackward (dw null: a frozen weight) plus the adapter path's input gradient and its own gradients.
+void AdaptedLinearBackward(const Model& model, const std::string& name, const float* x, const float* dy, int n,
+                           int in, int out, float* dx, float* dw, LinearAdapters* ad) {
+  LinearBackward(x, model.W(name).data.data(), dy, n, in, out, dx, dw);
+  if (ad && ad->Has(name)) ad->Backward(name, x, dy, n, in, out, dx);
+}
+
+// The gradient buffer of `name`; null (frozen) when grads lacks it and an adapter path is training.
+float* GradOf(TensorMap* grads, const std::string& name, const LinearAdapters* ad) {
+  auto it = grads->find(name);
+  if (it == grads->end() && ad) return nullptr;
+  QL_CHECK(it != grads->end());
+  return it->second.data.data();
+}
+
 }  // namespace
 
 void LayerForward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
-                  std::vector<float>* x_io, LayerActs* acts) {
+                  std::vector<float>* x_io, LayerActs* acts, LinearAdapters* adapters) {
   const ModelConfig& c = model.config;
   const int D = c.dim, F = c.hidden_dim, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
   const int qd = H * hd, kvd = KV * hd, N = b * t;
@@ -53,15 +75,15 @@ void LayerForward(const Model& model, int l, int b, int t, const float* cos, con
   a.q.resize(size_t(N) * qd);
   a.k.resize(size_t(N) * kvd);
   a.v.resize(size_t(N) * kvd);
-  LinearForward(a.xn1.data(), model.W(p + "self_attn.q_proj.weight").data.data(), N, D, qd, a.q.data());
-  LinearForward(a.xn1.data(), model.W(p + "self_attn.k_proj.weight").data.data(), N, D, kvd, a.k.data());
-  LinearForward(a.xn1.data(), model.W(p + "self_attn.v_proj.weight").data.data(), N, D, kvd, a.v.data());
+  AdaptedLinearForward(model, p + "self_attn.q_proj.weight", a.xn1.data(), N, D, qd, a.q.data(), adapters);
+  AdaptedLinearForward(model, p + "self_attn.k_proj.weight", a.xn1.data(), N, D, kvd, a.k.data(), adapters);
+  AdaptedLinearForward(model, p + "self_attn.v_proj.weight", a.xn1.data(), N, D, kvd, a.v.data(), adapters);
   RopeApply(a.q.data(), N, t, H, hd, cos, sin, c.rope_interleaved, false);
   RopeApply(a.k.data(), N, t, KV, hd, cos, sin, c.rope_interleaved, false);
   a.probs.resize(size_t(b) * H * t * t);
   a.att.resize(size_t(N) * qd);
   AttentionForward(a.q.data(), a.k.data(), a.v.data(), b, t, H, KV, hd, a.probs.data(), a.att.data());
-  LinearForward(a.att.data(), model.W(p + "self_attn.o_proj.weight").data.data(), N, qd, D, tmp.data());
+  AdaptedLinearForward(model, p + "self_attn.o_proj.weight", a.att.data(), N, qd, D, tmp.data(), adapters);
   for (size_t i = 0; i < size_t(N) * D; ++i) x[i] += tmp[i];
   a.x_mid = x;
   a.xn2.resize(size_t(N) * D);
@@ -71,22 +93,25 @@ void LayerForward(const Model& model, int l, int b, int t, const float* cos, con
   a.gate.resize(size_t(N) * F);
   a.up.resize(size_t(N) * F);
   a.act.resize(size_t(N) * F);
-  LinearForward(a.xn2.data(), model.W(p + "mlp.gate_proj.weight").data.data(), N, D, F, a.gate.data());
-  LinearForward(a.xn2.data(), model.W(p + "mlp.up_proj.weight").data.data(), N, D, F, a.up.data());
+  AdaptedLinearForward(model, p + "mlp.gate_proj.weight", a.xn2.data(), N, D, F, a.gate.data(), adapters);
+  AdaptedLinearForward(model, p + "mlp.up_proj.weight", a.xn2.data(), N, D, F, a.up.data(), adapters);
   SwiGluForward(a.gate.data(), a.up.data(), int64_t(N) * F, a.act.data());
-  LinearForward(a.act.data(), model.W(p + "mlp.down_proj.weight").data.data(), N, F, D, tmp.data());
+  AdaptedLinearForward(model, p + "mlp.down_proj.weight", a.act.data(), N, F, D, tmp.data(), adapters);
   for (size_t i = 0; i < size_t(N) * D; ++i) x[i] += tmp[i];
 }
 
 void LayerBackward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
-                   const LayerActs& a, std::vector<float>* dx_io, TensorMap* grads) {
+                   const LayerActs& a, std::vector<float>* dx_io, TensorMap* grads, LinearAdapters* adapters) {
   const ModelConfig& c = model.config;
   const int D = c.dim, F = c.hidden_dim, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim;
   const int qd = H * hd, kvd = KV * hd, N = b * t;
-  auto G = [&](const std::string& name) -> float* {
-    auto it = grads->find(name);
-    QL_CHECK(it != grads->end());
-    return it->second.data.data();
+  auto G = [&](const std::string& name) { return GradOf(grads, name, adapters); };
+  std::vector<float> frozen_norm;  // [D] where a frozen norm's gradient goes
+  auto GN = [&](const std::string& name) {
+    float* g = G(name);
+    if (g) return g;
+    frozen_norm.assign(size_t(D), 0.0f);
+    return frozen_norm.data();
   };
   std::vector<float>& dx = *dx_io;                                               // [N, D]
   std::vector<float> dxn(size_t(N) * D), dtmp(size_t(N) * D);                    // [N, D]
@@ -97,30 +122,30 @@ void LayerBackward(const Model& model, int l, int b, int t, const float* cos, co
   // MLP block: x_out = x_mid + down(act),  act = silu(gate(xn2)) * up(xn2),  xn2 = norm(x_mid)
   const std::string wd = p + "mlp.down_proj.weight", wg = p + "mlp.gate_proj.weight",
                     wu = p + "mlp.up_proj.weight", wn2 = p + "post_attention_layernorm.weight";
-  LinearBackward(a.act.data(), model.W(wd).data.data(), dx.data(), N, F, D, dact.data(), G(wd));
+  AdaptedLinearBackward(model, wd, a.act.data(), dx.data(), N, F, D, dact.data(), G(wd), adapters);
   SwiGluBackward(a.gate.data(), a.up.data(), dact.data(), int64_t(N) * F, dgate.data(), dup.data());
-  LinearBackward(a.xn2.data(), model.W(wg).data.data(), dgate.data(), N, D, F, dxn.data(), G(wg));
-  LinearBackward(a.xn2.data(), model.W(wu).data.data(), dup.data(), N, D, F, dtmp.data(), G(wu));
+  AdaptedLinearBackward(model, wg, a.xn2.data(), dgate.data(), N, D, F, dxn.data(), G(wg), adapters);
+  AdaptedLinearBackward(model, wu, a.xn2.data(), dup.data(), N, D, F, dtmp.data(), G(wu), adapters);
   AddInto(dtmp, &dxn);
   RmsNormBackward(a.x_mid.data(), model.W(wn2).data.data(), a.rstd2.data(), dxn.data(), N, D, dtmp.data(),
-                  G(wn2));
+                  GN(wn2));
   AddInto(dtmp, &dx);  // dx = d loss / d x_mid
   // Attention block: x_mid = x_in + o(att(rope(q(xn1)), rope(k(xn1)), v(xn1))),  xn1 = norm(x_in)
   const std::string wo = p + "self_attn.o_proj.weight", wq = p + "self_attn.q_proj.weight",
                     wk = p + "self_attn.k_proj.weight", wv = p + "self_attn.v_proj.weight",
                     wn1 = p + "input_layernorm.weight";
-  LinearBackward(a.att.data(), model.W(wo).data.data(), dx.data(), N, qd, D, datt.data(), G(wo));
+  AdaptedLinearBackward(model, wo, a.att.data(), dx.data(), N, qd, D, datt.data(), G(wo), adapters);
   AttentionBackward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), datt.data(), b, t, H, KV, hd, dq.data(),
                     dk.data(), dv.data());
   RopeApply(dq.data(), N, t, H, hd, cos, sin, c.rope_interleaved, true);
   RopeApply(dk.data(), N, t, KV, hd, cos, sin, c.rope_interleaved, true);
-  LinearBackward(a.xn1.data(), model.W(wq).data.data(), dq.data(), N, D, qd, dxn.data(), G(wq));
-  LinearBackward(a.xn1.data(), model.W(wk).data.data(), dk.data(), N, D, kvd, dtmp.data(), G(wk));
+  AdaptedLinearBackward(model, wq, a.xn1.data(), dq.data(), N, D, qd, dxn.data(), G(wq), adapters);
+  AdaptedLinearBackward(model, wk, a.xn1.data(), dk.data(), N, D, kvd, dtmp.data(), G(wk), adapters);
   AddInto(dtmp, &dxn);
-  LinearBackward(a.xn1.data(), model.W(wv).data.data(), dv.data(), N, D, kvd, dtmp.data(), G(wv));
+  AdaptedLinearBackward(model, wv, a.xn1.data(), dv.data(), N, D, kvd, dtmp.data(), G(wv), adapters);
   AddInto(dtmp, &dxn);
   RmsNormBackward(a.x_in.data(), model.W(wn1).data.data(), a.rstd1.data(), dxn.data(), N, D, dtmp.data(),
-                  G(wn1));
+                  GN(wn1));
   AddInto(dtmp, &dx);  // dx = d loss / d x_in
 }
 
@@ -140,7 +165,7 @@ void SetZero(TensorMap* tensors) {
 }
 
 StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads,
-                                  const float* teacher_probs) {
+                                  const float* teacher_probs, LinearAdapters* adapters) {
   const ModelConfig& c = model.config;
   QL_RETURN_IF_ERROR(c.Validate());
   if (c.qkv_bias || c.qk_norm)
@@ -171,7 +196,7 @@ StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, 
   std::vector<float> x(size_t(N) * D);                                  // [N, D] residual stream
   for (int i = 0; i < N; ++i) std::memcpy(&x[size_t(i) * D], emb + size_t(in[i]) * D, sizeof(float) * D);
   std::vector<LayerActs> acts(c.n_layers);
-  for (int l = 0; l < c.n_layers; ++l) LayerForward(model, l, b, t, cos.data(), sin.data(), &x, &acts[l]);
+  for (int l = 0; l < c.n_layers; ++l) LayerForward(model, l, b, t, cos.data(), sin.data(), &x, &acts[l], adapters);
   std::vector<float> xnf(size_t(N) * D), rstdf(N);  // final norm output [N, D]
   RmsNormForward(x.data(), model.W("model.norm.weight").data.data(), N, D, eps, xnf.data(), rstdf.data());
   const float* w_head = model.W(head_name).data.data();  // [V, D]
@@ -182,20 +207,18 @@ StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, 
   if (!grads) return loss;
 
   // ---- backward ----
-  auto G = [&](const std::string& name) -> float* {
-    auto it = grads->find(name);
-    QL_CHECK(it != grads->end());
-    return it->second.data.data();
-  };
+  auto G = [&](const std::string& name) { return GradOf(grads, name, adapters); };
   std::vector<float> dxn(size_t(N) * D), dx(size_t(N) * D);  // [N, D]
+  std::vector<float> frozen_norm(G("model.norm.weight") ? 0 : size_t(D));  // [D] a frozen norm's gradient
   LinearBackward(xnf.data(), w_head, logits.data(), N, D, V, dxn.data(), G(head_name));
   RmsNormBackward(x.data(), model.W("model.norm.weight").data.data(), rstdf.data(), dxn.data(), N, D, dx.data(),
-                  G("model.norm.weight"));
+                  frozen_norm.empty() ? G("model.norm.weight") : frozen_norm.data());
   for (int l = c.n_layers - 1; l >= 0; --l) {
-    LayerBackward(model, l, b, t, cos.data(), sin.data(), acts[l], &dx, grads);
+    LayerBackward(model, l, b, t, cos.data(), sin.data(), acts[l], &dx, grads, adapters);
     acts[l] = LayerActs{};  // free this layer's activations early
   }
   float* demb = G("model.embed_tokens.weight");
+  if (!demb) return loss;  // frozen embedding
   for (int i = 0; i < N; ++i) {
     float* row = demb + size_t(in[i]) * D;
     const float* g = &dx[size_t(i) * D];

@@ -16,6 +16,22 @@ namespace ql::train {
 
 using TensorMap = std::map<std::string, Tensor>;
 
+// A trainable path beside some linears (LoRA adapters with dropout, harness/quant/lora_dropout.h): the
+// layers add Forward's output to each named linear's output and Backward's input gradient to the linear's
+// dx. The linears' own weights are then frozen: the gradient maps given to the trainer may omit them (and
+// any other weight), whose gradients are then not computed. Forward/Backward must not depend on the
+// thread count (the trainer's step is bitwise the same on any, tests/harness/train_threads_test.cc).
+class LinearAdapters {
+ public:
+  virtual ~LinearAdapters() = default;
+  virtual bool Has(const std::string& weight) const = 0;
+  // y [n, out] += adapter(x [n, in]), x being the linear's input.
+  virtual void Forward(const std::string& weight, const float* x, int n, int in, int out, float* y) = 0;
+  // dx [n, in] += d adapter / d x · dy [n, out]; the adapter's own parameter gradients are accumulated by it.
+  virtual void Backward(const std::string& weight, const float* x, const float* dy, int n, int in, int out,
+                        float* dx) = 0;
+};
+
 // Zero tensors of the shapes of model.weights (same names).
 TensorMap ZerosLike(const Model& model);
 void SetZero(TensorMap* tensors);
@@ -25,8 +41,9 @@ void SetZero(TensorMap* tensors);
 // Errors: unsupported config (qkv_bias, qk_norm), t > max_seq_len, ids outside the vocabulary.
 // With teacher_probs ([b * t, V], row bi * t + i = the teacher's next-token distribution at position i of
 // window bi), the loss is instead the mean KL(teacher || model) (distillation; targets are not used).
+// With adapters, each linear they name gets their path added (see LinearAdapters).
 StatusOr<double> LossAndGradients(const Model& model, const int* tokens, int b, int t, TensorMap* grads,
-                                  const float* teacher_probs = nullptr);
+                                  const float* teacher_probs = nullptr, LinearAdapters* adapters = nullptr);
 
 // What one decoder layer's backward needs from its forward (N = b * t rows).
 struct LayerActs {
@@ -49,11 +66,13 @@ struct LayerActs {
 // One decoder layer l over b windows of t tokens (the pieces of LossAndGradients, for block-wise
 // objectives such as AutoRound's). cos/sin: RopeTables(t, ...) [T, hd]. Forward: x [N, D] in place
 // (layer input -> layer output), saving acts. Backward: dx [N, D] in place (d/d output -> d/d input);
-// the gradients of the layer's nine weights are ADDED to grads (which must hold those names).
+// the gradients of the layer's nine weights are ADDED to grads (which must hold those names, unless
+// adapters is given: then the names grads lacks are frozen).
 void LayerForward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
-                  std::vector<float>* x, LayerActs* acts);
+                  std::vector<float>* x, LayerActs* acts, LinearAdapters* adapters = nullptr);
 void LayerBackward(const Model& model, int l, int b, int t, const float* cos, const float* sin,
-                   const LayerActs& acts, std::vector<float>* dx, TensorMap* grads);
+                   const LayerActs& acts, std::vector<float>* dx, TensorMap* grads,
+                   LinearAdapters* adapters = nullptr);
 
 // Global L2 norm over all gradients (accumulated in double).
 double GlobalNorm(const TensorMap& grads);

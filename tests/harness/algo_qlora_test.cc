@@ -251,7 +251,7 @@ TEST(Qlora, BadParametersAreErrors) {
   auto algo = FindAlgorithm("qlora");
   ASSERT_TRUE(algo.ok());
   for (const auto& [params, want] : std::vector<std::pair<nlohmann::json, std::string>>{
-           {{{"dropout", 0.1}}, "dropout"}, {{{"targets", "qkv"}}, "target 'qkv'"},
+           {{{"dropout", 1.0}}, "dropout 1"}, {{{"targets", "qkv"}}, "target 'qkv'"},
            {{{"targets", "q_proj"}}, "match none"}, {{{"loss", "mse"}}, "loss 'mse'"}, {{{"rank", 0}}, "rank 0"}}) {
     ctx.params = params;
     Model w = m;
