@@ -150,6 +150,17 @@ std::vector<std::vector<float>> Chunks(const std::vector<float>& x, int64_t in, 
   return out;
 }
 
+// 0 .. n−1 from the middle outward: n/2, n/2 + 1, n/2 − 1, n/2 + 2, …
+std::vector<int> MiddleOut(int n) {
+  std::vector<int> order;
+  const int m = n / 2;
+  for (int d = 0; int(order.size()) < n; ++d) {
+    if (m + d < n) order.push_back(m + d);
+    if (d > 0 && m - d >= 0) order.push_back(m - d);
+  }
+  return order;
+}
+
 // The grid search of auto_scale.py's _search_module_scale; returns the best s (all ones when
 // nothing beats α = 0, which is s = 1).
 StatusOr<std::vector<float>> SearchScale(const Model& model, const ScaleGroup& g,
@@ -167,9 +178,13 @@ StatusOr<std::vector<float>> SearchScale(const Model& model, const ScaleGroup& g
     ref.push_back(g.block({}, xc));
     size += double(ref.back().size());
   }
+  // auto_scale.py scans α = i / n_grid upward and keeps the first strict minimum. Candidates are tried
+  // from the middle outward (a low loss found early lets the others be abandoned sooner), with the rule
+  // that gives the same answer: the least loss wins, a tie goes to the lower index.
   double best = INFINITY;
+  int best_i = -1;
   std::vector<float> best_s(in, 1.0f), s(in);
-  for (int i = 0; i < n_grid; ++i) {
+  for (int i : MiddleOut(n_grid)) {
     const double ratio = double(i) / n_grid;
     double mx = 0, mn = INFINITY;
     for (int j = 0; j < in; ++j) {
@@ -188,16 +203,20 @@ StatusOr<std::vector<float>> SearchScale(const Model& model, const ScaleGroup& g
       qs.push_back(std::move(q));
     }
     for (size_t k = 0; k < g.fcs.size(); ++k) ov[g.fcs[k] + ".weight"] = &qs[k];
-    // Mse(ref, block(ov)) in chunks; sum / size only grows, so once it reaches best the candidate is out.
+    // Mse(ref, block(ov)) in chunks, in the order of one Mse; sum / size only grows, so the candidate is
+    // out once it can neither beat best nor tie it from a lower index.
+    const bool tie_wins = best_i >= 0 && i < best_i;
+    auto can_win = [&](double loss) { return tie_wins ? loss <= best : loss < best; };  // false for NaN
     double sum = 0;
     bool out = false;
     for (size_t c = 0; c < xs.size() && !out; ++c) {
       const std::vector<float> y = g.block(ov, xs[c]);
       for (size_t k = 0; k < y.size(); ++k) sum += double(ref[c][k] - y[k]) * (ref[c][k] - y[k]);
-      out = sum / size >= best;
+      out = !can_win(sum / size);
     }
-    if (!out && size > 0 && sum / size < best) {
+    if (!out && size > 0) {
       best = sum / size;
+      best_i = i;
       best_s = s;
     }
   }
