@@ -11,7 +11,9 @@
 
 #include "harness/quant/calibration.h"
 #include "harness/quant/quant_util.h"
+#include "kernels/act_quant.h"
 #include "kernels/gemm.h"
+#include "kernels/group_error.h"
 #include "kernels/ops.h"
 #include "kernels/parallel.h"
 #include "kernels/quantizer.h"
@@ -30,12 +32,6 @@ const std::vector<float>& Get(const Model& m, const std::string& name, const Ove
 // y[n, out] = x[n, in] · W[out, in]ᵀ
 void MatMulT(const float* x, int n, int in, const float* w, int out, float* y) {
   Gemm(n, out, in, 1.0f, x, in, w, in, BLayout::kNK, y, out, NumThreads());
-}
-
-double Mse(const std::vector<float>& a, const std::vector<float>& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += double(a[i] - b[i]) * (a[i] - b[i]);
-  return a.empty() ? 0 : s / double(a.size());
 }
 
 }  // namespace
@@ -120,10 +116,11 @@ const nlohmann::json& AwqDefaults() {
 // W·diag(s) fake-quantized, then ·diag(1/s) (auto_scale.py: fc.weight.mul_(s); w_quantize; div_(s)).
 StatusOr<std::vector<float>> QuantScaled(const Tensor& w, const std::vector<float>& s, const Scheme& scheme) {
   const int64_t rows = w.rows(), cols = w.cols();
-  std::vector<float> ws(w.data.size()), q(w.data.size());
+  std::vector<float> q(w.data.size());  // [rows, cols]
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) ws[r * cols + c] = w.data[r * cols + c] * s[c];
-  QL_RETURN_IF_ERROR(FakeQuantize(scheme, ws.data(), rows, cols, q.data()));
+    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = w.data[r * cols + c] * s[c];
+  // Bitwise FakeQuantize; the SIMD path on ParallelFor threads for the symmetric integer schemes.
+  QL_RETURN_IF_ERROR(FakeQuantizeInPlace(scheme, q.data(), rows, cols));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) q[r * cols + c] /= s[c];
   return q;
@@ -132,8 +129,37 @@ StatusOr<std::vector<float>> QuantScaled(const Tensor& w, const std::vector<floa
 struct ScaleGroup {
   std::vector<std::string> fcs;  // module paths scaled by s on their inputs (targeted ones)
   const std::vector<float>* x;   // their cached input [n, in]
-  std::function<std::vector<float>(const Overrides&)> block;  // inspected module output
+  int64_t window = 1;            // rows that must stay together (attention: one calibration window)
+  // The inspected module's output [rows, out] for some rows of x (whole windows).
+  std::function<std::vector<float>(const Overrides&, const std::vector<float>& x)> block;
 };
+
+// x in chunks of whole windows, at least kChunkRows rows each (the last takes the remainder): a
+// candidate's loss is summed chunk by chunk in the order of one Mse and abandoned once it cannot win.
+// Every row of a block's output depends only on its own window (each GEMM element is one FMA chain,
+// independent of the row count once it is >= kGemmDotRows), so the chunks' outputs are bitwise those
+// of one call on all of x.
+constexpr int64_t kChunkRows = 256;
+std::vector<std::vector<float>> Chunks(const std::vector<float>& x, int64_t in, int64_t window) {
+  const int64_t n = int64_t(x.size()) / in;
+  const int64_t rows = std::max<int64_t>(1, (kChunkRows + window - 1) / window) * window;
+  const int64_t count = std::max<int64_t>(1, n / rows);
+  std::vector<std::vector<float>> out;
+  for (int64_t c = 0; c < count; ++c)
+    out.emplace_back(x.begin() + c * rows * in, c + 1 < count ? x.begin() + (c + 1) * rows * in : x.end());
+  return out;
+}
+
+// 0 .. n−1 from the middle outward: n/2, n/2 + 1, n/2 − 1, n/2 + 2, …
+std::vector<int> MiddleOut(int n) {
+  std::vector<int> order;
+  const int m = n / 2;
+  for (int d = 0; int(order.size()) < n; ++d) {
+    if (m + d < n) order.push_back(m + d);
+    if (d > 0 && m - d >= 0) order.push_back(m - d);
+  }
+  return order;
+}
 
 // The grid search of auto_scale.py's _search_module_scale; returns the best s (all ones when
 // nothing beats α = 0, which is s = 1).
@@ -145,10 +171,20 @@ StatusOr<std::vector<float>> SearchScale(const Model& model, const ScaleGroup& g
   for (int64_t t = 0; t < n; ++t)
     for (int j = 0; j < in; ++j) mean_abs[j] += std::fabs((*g.x)[t * in + j]);
   for (auto& v : mean_abs) v /= double(n);
-  const std::vector<float> ref = g.block({});
+  const std::vector<std::vector<float>> xs = Chunks(*g.x, in, g.window);
+  std::vector<std::vector<float>> ref;  // per chunk [rows, out]
+  double size = 0;
+  for (const auto& xc : xs) {
+    ref.push_back(g.block({}, xc));
+    size += double(ref.back().size());
+  }
+  // auto_scale.py scans α = i / n_grid upward and keeps the first strict minimum. Candidates are tried
+  // from the middle outward (a low loss found early lets the others be abandoned sooner), with the rule
+  // that gives the same answer: the least loss wins, a tie goes to the lower index.
   double best = INFINITY;
+  int best_i = -1;
   std::vector<float> best_s(in, 1.0f), s(in);
-  for (int i = 0; i < n_grid; ++i) {
+  for (int i : MiddleOut(n_grid)) {
     const double ratio = double(i) / n_grid;
     double mx = 0, mn = INFINITY;
     for (int j = 0; j < in; ++j) {
@@ -167,9 +203,20 @@ StatusOr<std::vector<float>> SearchScale(const Model& model, const ScaleGroup& g
       qs.push_back(std::move(q));
     }
     for (size_t k = 0; k < g.fcs.size(); ++k) ov[g.fcs[k] + ".weight"] = &qs[k];
-    const double loss = Mse(ref, g.block(ov));
-    if (loss < best) {
-      best = loss;
+    // Mse(ref, block(ov)) in chunks, in the order of one Mse; sum / size only grows, so the candidate is
+    // out once it can neither beat best nor tie it from a lower index.
+    const bool tie_wins = best_i >= 0 && i < best_i;
+    auto can_win = [&](double loss) { return tie_wins ? loss <= best : loss < best; };  // false for NaN
+    double sum = 0;
+    bool out = false;
+    for (size_t c = 0; c < xs.size() && !out; ++c) {
+      const std::vector<float> y = g.block(ov, xs[c]);
+      for (size_t k = 0; k < y.size(); ++k) sum += double(ref[c][k] - y[k]) * (ref[c][k] - y[k]);
+      out = !can_win(sum / size);
+    }
+    if (!out && size > 0) {
+      best = sum / size;
+      best_i = i;
       best_s = s;
     }
   }
@@ -226,33 +273,37 @@ Status ClipSearch(Tensor& w, const Scheme& scheme, const std::vector<float>& x, 
     for (int64_t c = 0; c < cols; ++c)
       amax[r * n_groups + c / gs] = std::max(amax[r * n_groups + c / gs], std::fabs(w.data[r * cols + c]));
   best_max = amax;
-  std::vector<double> best_err(amax.size(), 1e300);
-  std::vector<float> wc(w.data.size()), q(w.data.size()), d(w.data.size()), e(size_t(n_tokens) * rows),
-      xg(size_t(n_tokens) * gs), dg(size_t(rows) * gs);
+  std::vector<double> best_err(amax.size(), 1e300), err(amax.size());
+  std::vector<float> m(amax.size()), wc, q;
+  // The symmetric integer schemes quantize inside the fused pass (kernels/group_error.h); the others
+  // are quantized whole by FakeQuantize and only their error is fused.
+  int64_t sym_group = 0;
+  int qmax = 0;
+  const bool in_pass = IntSymRowsParams(scheme, cols, &sym_group, &qmax) && sym_group == gs;
   const int steps = int(max_shrink * n_grid);
   for (int i = 0; i < steps; ++i) {
     const float f = 1.0f - float(i) / float(n_grid);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) {
-        const float m = amax[r * n_groups + c / gs] * f;
-        wc[r * cols + c] = std::clamp(w.data[r * cols + c], -m, m);
-      }
-    QL_RETURN_IF_ERROR(FakeQuantize(scheme, wc.data(), rows, cols, q.data()));
-    for (size_t k = 0; k < q.size(); ++k) d[k] = q[k] - w.data[k];
-    for (int64_t g = 0; g < n_groups; ++g) {
-      const int64_t c0 = g * gs, width = std::min(gs, cols - c0);
-      // e[t, r] = Σ_{k in group} x[t, c0+k] · d[r, c0+k]
-      Gemm(int(n_tokens), int(rows), int(width), 1.0f, &x[c0], int(cols), &d[c0], int(cols), BLayout::kNK, e.data(),
-           int(rows), NumThreads());
-      std::vector<double> err(rows, 0.0);
-      for (int64_t t = 0; t < n_tokens; ++t)
-        for (int64_t r = 0; r < rows; ++r) err[r] += double(e[t * rows + r]) * e[t * rows + r];
-      for (int64_t r = 0; r < rows; ++r) {
-        const double m = err[r] / double(n_tokens);
-        if (m < best_err[r * n_groups + g]) {
-          best_err[r * n_groups + g] = m;
-          best_max[r * n_groups + g] = amax[r * n_groups + g] * f;
+    for (size_t k = 0; k < m.size(); ++k) m[k] = amax[k] * f;
+    // err[r, g] = Σ_t (Σ_{k in group} x[t, c0+k] · (Q(W_c) − W)[r, c0+k])²; a group stops early once it
+    // cannot beat its best (the bound), which changes no choice.
+    if (!in_pass || !ClipOutputErrorsIntSym(w.data.data(), m.data(), rows, cols, gs, qmax, x.data(), n_tokens,
+                                            best_err.data(), err.data(), NumThreads())) {
+      wc.resize(w.data.size());
+      q.resize(w.data.size());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const float b = m[r * n_groups + c / gs];
+          wc[r * cols + c] = std::clamp(w.data[r * cols + c], -b, b);
         }
+      QL_RETURN_IF_ERROR(FakeQuantize(scheme, wc.data(), rows, cols, q.data()));
+      GroupOutputErrors(w.data.data(), q.data(), rows, cols, gs, x.data(), n_tokens, best_err.data(), err.data(),
+                        NumThreads());
+    }
+    for (size_t k = 0; k < err.size(); ++k) {
+      const double mse = err[k] / double(n_tokens);
+      if (mse < best_err[k]) {
+        best_err[k] = mse;
+        best_max[k] = m[k];
       }
     }
   }
@@ -305,17 +356,19 @@ Status ApplyAwq(Model& model, const AlgorithmContext& ctx) {
     };
     // (input_layernorm → q,k,v; inspect self_attn)
     if (auto fcs = targeted({m[0], m[1], m[2]}); !fcs.empty()) {
-      ScaleGroup g{fcs, &x_attn, [&](const Overrides& ov) { return AttentionBlockOutput(model, l, x_attn, seqlen, ov); }};
+      ScaleGroup g{fcs, &x_attn, seqlen, [&](const Overrides& ov, const std::vector<float>& x) {
+                     return AttentionBlockOutput(model, l, x, seqlen, ov);
+                   }};
       QL_ASSIGN_OR_RETURN(auto s, SearchScale(model, g, schemes, n_grid));
       // Every q/k/v shares the norm: the untargeted ones get the column scaling too (function kept).
       FoldScale(model, p_l + "input_layernorm.weight", "", {m[0], m[1], m[2]}, &x_attn, s);
     }
     // (v_proj → o_proj) only when the shapes are equal, i.e. no grouped-query attention.
     if (model.W(m[2] + ".weight").shape == model.W(m[3] + ".weight").shape && schemes.count(m[3])) {
-      ScaleGroup g{{m[3]}, &x_o, [&](const Overrides& ov) {
-                     std::vector<float> y(x_o.size() / c.dim * c.dim);
-                     MatMulT(x_o.data(), int(x_o.size() / (c.n_heads * c.head_dim)), c.n_heads * c.head_dim,
-                             Get(model, m[3] + ".weight", ov).data(), c.dim, y.data());
+      ScaleGroup g{{m[3]}, &x_o, 1, [&](const Overrides& ov, const std::vector<float>& x) {
+                     const int qo = c.n_heads * c.head_dim;
+                     std::vector<float> y(x.size() / qo * c.dim);
+                     MatMulT(x.data(), int(x.size() / qo), qo, Get(model, m[3] + ".weight", ov).data(), c.dim, y.data());
                      return y;
                    }};
       QL_ASSIGN_OR_RETURN(auto s, SearchScale(model, g, schemes, n_grid));
@@ -323,17 +376,18 @@ Status ApplyAwq(Model& model, const AlgorithmContext& ctx) {
     }
     // (post_attention_layernorm → gate,up; inspect mlp)
     if (auto fcs = targeted({m[4], m[5]}); !fcs.empty()) {
-      ScaleGroup g{fcs, &x_mlp, [&](const Overrides& ov) { return MlpBlockOutput(model, l, x_mlp, ov); }};
+      ScaleGroup g{fcs, &x_mlp, 1, [&](const Overrides& ov, const std::vector<float>& x) {
+                     return MlpBlockOutput(model, l, x, ov);
+                   }};
       QL_ASSIGN_OR_RETURN(auto s, SearchScale(model, g, schemes, n_grid));
       FoldScale(model, p_l + "post_attention_layernorm.weight", "", {m[4], m[5]}, &x_mlp, s);
     }
     // (up_proj → down_proj)
     if (schemes.count(m[6])) {
       const int F = c.hidden_dim;
-      ScaleGroup g{{m[6]}, &x_down, [&](const Overrides& ov) {
-                     std::vector<float> y(x_down.size() / F * c.dim);
-                     MatMulT(x_down.data(), int(x_down.size() / F), F, Get(model, m[6] + ".weight", ov).data(), c.dim,
-                             y.data());
+      ScaleGroup g{{m[6]}, &x_down, 1, [&](const Overrides& ov, const std::vector<float>& x) {
+                     std::vector<float> y(x.size() / F * c.dim);
+                     MatMulT(x.data(), int(x.size() / F), F, Get(model, m[6] + ".weight", ov).data(), c.dim, y.data());
                      return y;
                    }};
       QL_ASSIGN_OR_RETURN(auto s, SearchScale(model, g, schemes, n_grid));

@@ -15,6 +15,7 @@
 #include "harness/quant/calibration.h"
 #include "harness/quant/gptaq.h"
 #include "harness/quant/quant_util.h"
+#include "kernels/parallel.h"
 #include "kernels/quantizer.h"
 
 namespace ql {
@@ -197,14 +198,19 @@ StatusOr<GptqFactor> GptqFactorize(std::vector<double> h, int64_t cols, const Gp
   if (!arma::inv_sympd(Hinv, H))
     return Status::Errorf("gptq: the damped Hessian is not positive definite (raise percdamp above {})",
                           opt.percdamp);
-  Hinv = arma::symmatu(Hinv);
+  // inv_sympd returns the inverse already mirrored (symmatl), exactly symmetric: no second mirror.
   arma::mat Ud;
   if (!arma::chol(Ud, Hinv, "upper"))
     return Status::Errorf("gptq: Cholesky of the inverse Hessian failed (raise percdamp above {})", opt.percdamp);
   // Row-major float copy of U ([cols, cols]), as gptq.py runs in float32.
+  // Ud is column-major: transpose in 64 × 64 tiles so neither side strides through memory a column at a time.
   f.U.resize(size_t(cols) * cols);
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j) f.U[i * cols + j] = float(Ud(i, j));
+  constexpr int64_t kTile = 64;
+  const double* ud = Ud.memptr();
+  for (int64_t j0 = 0; j0 < cols; j0 += kTile)
+    for (int64_t i0 = 0; i0 < cols; i0 += kTile)
+      for (int64_t j = j0; j < std::min(cols, j0 + kTile); ++j)
+        for (int64_t i = i0; i < std::min(cols, i0 + kTile); ++i) f.U[i * cols + j] = float(ud[j * cols + i]);
   return f;
 }
 
@@ -340,6 +346,37 @@ const nlohmann::json& GptqMseDefaults() {
   return j;
 }
 
+// GPTQ on the modules that share one input and so one factor (q/k/v, gate/up), one module per thread:
+// each module's column loop is serial and touches only its own weight, so the split changes no bit.
+Status QuantizeSharingFactor(Model& model, const std::vector<std::string>& mods,
+                             const std::map<std::string, std::string>& schemes, const GptqFactor& factor,
+                             const GptqOptions& opt, const AlgorithmContext& ctx) {
+  struct Job {
+    Scheme scheme;
+    Tensor* w = nullptr;
+    std::vector<float> before;  // export's rounding input (AlgorithmRuntime::keep_rounding_inputs)
+    Status status;
+  };
+  std::vector<Job> jobs(mods.size());
+  for (size_t i = 0; i < mods.size(); ++i) {  // map look-ups before the threads start
+    QL_ASSIGN_OR_RETURN(jobs[i].scheme, ParseScheme(schemes.at(mods[i])));
+    jobs[i].w = &model.W(WeightKey(model, mods[i]));
+  }
+  const bool keep = ctx.runtime && ctx.runtime->keep_rounding_inputs;
+  ParallelFor(int(jobs.size()), NumThreads(), [&](int i, int) {
+    Job& j = jobs[size_t(i)];
+    GptqOptions o = opt;
+    if (keep) o.rounding_input = &j.before;
+    auto loss = GptqQuantizeWeight(j.scheme, j.w->data.data(), j.w->rows(), j.w->cols(), factor, o);
+    if (!loss.ok()) j.status = Status::Errorf("gptq on {}: {}", mods[size_t(i)], loss.status().message());
+  });
+  for (size_t i = 0; i < mods.size(); ++i) {
+    QL_RETURN_IF_ERROR(jobs[i].status);
+    if (!jobs[i].before.empty()) ctx.runtime->rounding_inputs[WeightKey(model, mods[i])] = std::move(jobs[i].before);
+  }
+  return Status::Ok();
+}
+
 Status ApplyGptq(Model& model, const AlgorithmContext& ctx) {
   QL_RETURN_IF_ERROR(NeedCalibration(ctx, "gptq"));
   QL_ASSIGN_OR_RETURN(nlohmann::json p, Params(GptqAlgorithm(), ctx));
@@ -397,21 +434,13 @@ Status RunGptq(Model& model, const AlgorithmContext& ctx, const nlohmann::json& 
       // One factorization for the modules sharing this input (q/k/v, gate/up): it depends on H alone.
       auto factor = GptqFactorize(std::move(h), st.in, opt);
       if (!factor.ok()) return Status::Errorf("gptq on {}: {}", rep, factor.status().message());
-      std::vector<float> asym_p;  // GPTAQ's P for the modules of this input
+      std::vector<float> asym_p;  // GPTAQ's P for the modules of this input (read-only, shared by them)
+      GptqOptions o = opt;
       if (asym) {
         QL_ASSIGN_OR_RETURN(asym_p, asym->P(layer, rep, st, *factor));
+        o.asym_p = &asym_p;
       }
-      for (const auto& m : mods) {
-        QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(schemes.at(m)));
-        Tensor& w = model.W(WeightKey(model, m));
-        GptqOptions o = opt;
-        if (asym) o.asym_p = &asym_p;
-        std::vector<float> before;  // export's rounding input (AlgorithmRuntime::keep_rounding_inputs)
-        if (ctx.runtime && ctx.runtime->keep_rounding_inputs) o.rounding_input = &before;
-        auto loss = GptqQuantizeWeight(scheme, w.data.data(), w.rows(), w.cols(), *factor, o);
-        if (!loss.ok()) return Status::Errorf("gptq on {}: {}", m, loss.status().message());
-        if (!before.empty()) ctx.runtime->rounding_inputs[WeightKey(model, m)] = std::move(before);
-      }
+      QL_RETURN_IF_ERROR(QuantizeSharingFactor(model, mods, schemes, *factor, o, ctx));
     }
     return Status::Ok();
   };

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "kernels/act_quant.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 
@@ -31,10 +32,10 @@ Status RtnModule(Model& model, const std::string& module, const std::string& sch
   QL_ASSIGN_OR_RETURN(Scheme scheme, ParseScheme(scheme_text));
   const std::string key = WeightKey(model, module);
   Tensor& w = model.W(key);
-  std::vector<float> out(w.data.size());
-  Status s = FakeQuantize(scheme, w.data.data(), w.rows(), w.cols(), out.data());
+  // In place and bitwise FakeQuantize; the symmetric integer schemes take the SIMD kernel on quantlab's
+  // threads (kernels/act_quant.h), the rest FakeQuantize itself.
+  Status s = FakeQuantizeInPlace(scheme, w.data.data(), w.rows(), w.cols());
   if (!s.ok()) return Status::Errorf("{}: {}", key, s.message());
-  w.data.swap(out);
   return Status::Ok();
 }
 
