@@ -64,6 +64,9 @@ struct Session {
   static constexpr size_t kBlockOutputBudget = size_t(256) << 20;
   std::shared_ptr<const PrefixStore> prefix;  // null unless SessionOptions::prefix_budget_mb > 0
   std::vector<SessionTask> tasks;  // `tasks:`, the baseline scored once (cell_tasks.h)
+  // Set by CompactReference (compact_reference.h): every weight as BF16 bits while `reference` keeps only
+  // the shapes. Empty: `reference` holds the values.
+  std::map<std::string, std::vector<uint16_t>> reference_bf16;
 };
 
 // Loads and checks everything `cells` need, before any cell runs.
