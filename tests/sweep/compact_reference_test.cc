@@ -33,7 +33,9 @@ bool ExpectSameResult(const CellResult& a, const CellResult& b, const std::strin
   if (!a.metrics || !b.metrics || a.metrics->values.size() != b.metrics->values.size()) return false;
   for (size_t i = 0; i < a.metrics->values.size(); ++i) {
     EXPECT_EQ(a.metrics->values[i].has_value(), b.metrics->values[i].has_value()) << label << " metric " << i;
-    if (a.metrics->values[i] && b.metrics->values[i]) EXPECT_TRUE(SameBits(*a.metrics->values[i], *b.metrics->values[i])) << label << " metric " << i;
+    if (a.metrics->values[i] && b.metrics->values[i]) {
+      EXPECT_TRUE(SameBits(*a.metrics->values[i], *b.metrics->values[i])) << label << " metric " << i;
+    }
   }
   EXPECT_EQ(a.tensor_errors.size(), b.tensor_errors.size()) << label;
   for (size_t i = 0; i < std::min(a.tensor_errors.size(), b.tensor_errors.size()); ++i) {
