@@ -99,6 +99,9 @@ class BlockCodec {
   virtual double nominal_bits_per_weight(int block_size) const = 0;
   virtual StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,
                                           const BlockOptions& opt) const = 0;
+  // PackedBlocks::total_bytes() of Quantize(x, rows, cols, opt), from the shape and options alone (the
+  // storage of every codec depends on nothing else); for a shape or option Quantize rejects, any value.
+  virtual int64_t PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const = 0;
   virtual void Dequantize(const PackedBlocks& p, float* y) const = 0;  // y: [rows, cols]
 };
 

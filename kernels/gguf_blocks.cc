@@ -680,6 +680,9 @@ class GgufCodec final : public BlockCodec {
     return p;
   }
 
+  int64_t PackedBytes(int64_t rows, int64_t cols, const BlockOptions&) const override {
+    return rows * ((cols + t_.block_elems - 1) / t_.block_elems * t_.block_bytes);
+  }
   void Dequantize(const PackedBlocks& p, float* y) const override {
     const int64_t row_bytes = (p.cols + t_.block_elems - 1) / t_.block_elems * t_.block_bytes;
     QL_CHECK(p.block_size == t_.block_elems && int64_t(p.bytes.size()) == p.rows * row_bytes,

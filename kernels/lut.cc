@@ -81,6 +81,10 @@ StatusOr<PackedBlocks> LutCodec::Quantize(const float* x, int64_t rows, int64_t 
   return p;
 }
 
+int64_t LutCodec::PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const {
+  return rows * (2 * (int64_t(1) << bits_) + CodeBytes(cols, bits_));  // per row: fp16 codebook + codes
+}
+
 void LutCodec::Dequantize(const PackedBlocks& p, float* y) const {
   const int k = 1 << bits_;
   const int64_t rb = 2 * k + CodeBytes(p.cols, bits_);

@@ -30,6 +30,7 @@ class LutCodec : public BlockCodec {
   double nominal_bits_per_weight(int row) const override;  // row = cols; 0: the limit b
   StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,
                                   const BlockOptions& opt) const override;
+  int64_t PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const override;
   void Dequantize(const PackedBlocks& p, float* y) const override;
 
  private:

@@ -135,6 +135,11 @@ StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t c
   return p;
 }
 
+int64_t MxCodec::PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const {
+  const int bs = opt.block_size <= 0 ? default_block_size() : opt.block_size;
+  return rows * ((cols + bs - 1) / bs) * block_bytes(bs);
+}
+
 void MxCodec::Dequantize(const PackedBlocks& p, float* y) const {
   const int bs = p.block_size;
   const int64_t nb = (p.cols + bs - 1) / bs;

@@ -82,6 +82,7 @@ class MxCodec : public BlockCodec {
   double nominal_bits_per_weight(int block_size) const override;
   StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,
                                   const BlockOptions& opt) const override;
+  int64_t PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const override;
   void Dequantize(const PackedBlocks& p, float* y) const override;
   const MxElementSpec& element() const { return elem_; }
   const ElementCodec& element_codec() const { return *codec_; }

@@ -178,6 +178,13 @@ StatusOr<PackedBlocks> Nf4Codec::Quantize(const float* x, int64_t rows, int64_t 
   return p;
 }
 
+int64_t Nf4Codec::PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const {
+  const int bs = opt.block_size <= 0 ? default_block_size() : opt.block_size;
+  const int64_t blocks = rows * ((cols + bs - 1) / bs);
+  if (!opt.nf4_double_quant) return blocks * (4 + CodeBytes(bs));
+  return blocks * (1 + CodeBytes(bs)) + 4 + 4 * ((blocks + kDqGroup - 1) / kDqGroup);  // + offset, absmax2s
+}
+
 void Nf4Codec::Dequantize(const PackedBlocks& p, float* y) const {
   const int bs = p.block_size;
   const bool dq = !p.extra.empty();

@@ -74,6 +74,7 @@ class Nf4Codec : public BlockCodec {
   double nominal_bits_per_weight(int block_size) const override;
   StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,
                                   const BlockOptions& opt) const override;
+  int64_t PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const override;
   void Dequantize(const PackedBlocks& p, float* y) const override;
 };
 

@@ -110,6 +110,11 @@ StatusOr<PackedBlocks> NvFp4Codec::Quantize(const float* x, int64_t rows, int64_
   return p;
 }
 
+int64_t NvFp4Codec::PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const {
+  const int bs = opt.block_size <= 0 ? default_block_size() : opt.block_size;
+  return rows * ((cols + bs - 1) / bs) * BlockBytes(bs) + 5;  // + fp32 tensor scale and its convention byte
+}
+
 void NvFp4Codec::Dequantize(const PackedBlocks& p, float* y) const {
   const int bs = p.block_size;
   const int64_t nb = (p.cols + bs - 1) / bs;

@@ -548,6 +548,21 @@ StatusOr<QuantizedTensor> Quantize(const Scheme& scheme, const float* x, int64_t
   return q;
 }
 
+StatusOr<int64_t> QuantizedBytes(const Scheme& scheme, int64_t rows, int64_t cols) {
+  if (rows < 0 || cols < 0) return Status::Errorf("bad shape [{}, {}] for {}", rows, cols, ToString(scheme));
+  if (scheme.is_block) {
+    QL_ASSIGN_OR_RETURN(const BlockCodec* codec, FindBlockCodec(scheme.format));
+    return codec->PackedBytes(rows, cols, scheme.block);
+  }
+  QL_ASSIGN_OR_RETURN(Plan p, MakePlan(scheme));
+  int64_t bytes = int64_t(PackedBytes(rows * cols, p.bits));  // the codes, as Quantize packs them
+  if (!p.scaled) return bytes;
+  const int64_t nt = TilesFor(scheme, rows, cols).num_tiles();
+  bytes += nt * ScaleDtypeBytes(scheme.scale_dtype);
+  if (p.is_int && p.mode == IntMode::kAsym) bytes += int64_t(PackedBytes(nt, p.bits));
+  return bytes;
+}
+
 Status FakeQuantize(const Scheme& scheme, const float* x, int64_t rows, int64_t cols, float* out) {
   QL_RETURN_IF_ERROR(CheckInput(scheme, x, rows, cols));
   if (scheme.is_block) {

@@ -64,6 +64,10 @@ struct QuantizedTensor {
 
 StatusOr<QuantizedTensor> Quantize(const Scheme& scheme, const float* x, int64_t rows, int64_t cols);
 
+// Quantize(scheme, x, rows, cols).Bytes() for any x that Quantize accepts, from the scheme and shape alone
+// (no pass over the values): what storage accounting needs without quantizing a second time.
+StatusOr<int64_t> QuantizedBytes(const Scheme& scheme, int64_t rows, int64_t cols);
+
 // out = Dequantize(Quantize(x)) bit for bit, without packing (element schemes); out may alias x.
 Status FakeQuantize(const Scheme& scheme, const float* x, int64_t rows, int64_t cols, float* out);
 

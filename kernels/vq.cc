@@ -44,6 +44,10 @@ StatusOr<PackedBlocks> Vq2x8Codec::Quantize(const float* x, int64_t rows, int64_
   return p;
 }
 
+int64_t Vq2x8Codec::PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const {
+  return rows * ((cols + 1) / 2) + 4 * kCentroids;  // one code per pair + the fp16 [256, 2] codebook
+}
+
 void Vq2x8Codec::Dequantize(const PackedBlocks& p, float* y) const {
   const int64_t pc = (p.cols + 1) / 2;
   QL_CHECK(int64_t(p.bytes.size()) == p.rows * pc && p.extra.size() == size_t(4 * kCentroids),

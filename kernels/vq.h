@@ -29,6 +29,7 @@ class Vq2x8Codec : public BlockCodec {
   double nominal_bits_per_weight(int) const override { return 4.0; }  // codebook: tensor-level extra
   StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,
                                   const BlockOptions& opt) const override;
+  int64_t PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const override;
   void Dequantize(const PackedBlocks& p, float* y) const override;
 
   static constexpr int kCentroids = 256, kIters = 25;

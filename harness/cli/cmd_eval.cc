@@ -15,6 +15,7 @@
 #include "harness/cli/eval_tasks.h"
 #include "harness/eval/metric_table.h"
 #include "harness/sweep/cell_pipeline.h"
+#include "harness/sweep/compact_reference.h"
 #include "harness/sweep/experiment.h"
 #include "harness/quant/targets.h"
 
@@ -242,7 +243,8 @@ Status RunEval(const EvalOptions& o) {
     return Status::Ok();
   }
   QL_ASSIGN_OR_RETURN(const CellPlan plan, PlanCell(*s, cells.front()));
-  Model work = s->reference;
+  if (CanCompactReference(*s, cells)) CompactReference(s.get());  // one FP32 copy of the weights: the work model
+  Model work = WorkModel(*s);
   const CellResult r = RunCell(*s, work, plan, so.progress);
   if (r.cell.status != "ok") return Status::Errorf("cell {}: {}", r.cell.status, r.cell.reason);
   if (o.json) {

@@ -25,6 +25,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/sweep/algorithm_files.h"
+#include "harness/sweep/compact_reference.h"
 #include "harness/tokenizer/tokenizer.h"
 #include "kernels/act_quant.h"
 #include "kernels/quantizer.h"
@@ -391,25 +392,29 @@ const Tensor& ReferenceTensor(const Model& reference, const std::string& name) {
   return reference.W(name);
 }
 
-// Storage and per-tensor errors: every quantized tensor at its scheme (bytes exact), the rest at the
+// Storage and per-tensor errors: every quantized tensor at its scheme (bytes exact, counted from the scheme
+// and shape: kernels/quantizer.h QuantizedBytes), the rest at the
 // baseline precision; errors against the reference (or, for a transforming algorithm, against its
 // own weights before rounding).
 Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, const AlgorithmRuntime& runtime,
                       CellMeasurements* m, CellResult* r) {
   std::set<std::string> counted;
+  std::vector<float> scratch;  // a compact reference's values of one tensor
   for (size_t i = 0; i < p.module_schemes.size(); ++i) {
     const std::string wn = WeightKey(work, p.module_schemes[i].first);
     if (!counted.insert(wn).second) continue;
-    const Tensor& w = ReferenceTensor(s.reference, wn);
-    QL_ASSIGN_OR_RETURN(QuantizedTensor qt, Quantize(p.schemes[i], w.data.data(), w.rows(), w.cols()));
-    m->quant_bits += int64_t(qt.Bytes()) * 8;
+    const Tensor& w = ReferenceTensor(s.reference, wn);  // shape; the values from ReferenceValues
+    QL_ASSIGN_OR_RETURN(const int64_t bytes, QuantizedBytes(p.schemes[i], w.rows(), w.cols()));  // no second quantization
+    const double bits_per_weight = w.rows() * w.cols() == 0 ? 0.0 : 8.0 * double(bytes) / double(w.rows() * w.cols());
+    m->quant_bits += bytes * 8;
     m->quant_numel += w.numel();
-    m->model_bytes += int64_t(qt.Bytes());
+    m->model_bytes += bytes;
     const auto tr = runtime.weights_before_rounding.find(wn);
-    const std::vector<float>& w0 = tr != runtime.weights_before_rounding.end() ? tr->second : w.data;
+    const std::vector<float>& w0 =
+        tr != runtime.weights_before_rounding.end() ? tr->second : ReferenceValues(s, wn, &scratch);
     const SignalError err = CompareTensors(w0, work.W(wn).data);
     r->tensor_errors.push_back(
-        {wn, p.module_schemes[i].second, err.mse, err.sqnr_db, err.max_abs, qt.BitsPerWeight(), int64_t(qt.Bytes())});
+        {wn, p.module_schemes[i].second, err.mse, err.sqnr_db, err.max_abs, bits_per_weight, bytes});
     r->arrays["weight_error_hist/" + wn] = ErrorHistogram(w0, work.W(wn).data, err.max_abs);
   }
   const int64_t base_bytes = s.precision == BaselinePrecision::kFp32 ? 4 : 2;
@@ -509,13 +514,10 @@ void Restore(const Session& s, Model& work, const CellPlan& p) {
     work.config.tied_embeddings = true;
   }
   if (!p.algorithm->changes_only_targets) {
-    work = s.reference;
+    work = WorkModel(s);
     return;
   }
-  for (const auto& [m, sc] : p.module_schemes) {
-    const std::string wn = WeightKey(work, m);
-    work.W(wn).data = s.reference.W(wn).data;
-  }
+  for (const auto& [m, sc] : p.module_schemes) RestoreReferenceTensor(s, work, WeightKey(work, m));
 }
 
 }  // namespace

@@ -67,6 +67,9 @@ struct Session {
   // Adaptive units keep their windows' records here, and the same unit's full-window cell evaluates
   // only the windows they skipped (harness/sweep/window_records.h); "" = off (set by `sensitivity`).
   std::string window_records_dir;
+  // Set by CompactReference (compact_reference.h): every weight as BF16 bits while `reference` keeps only
+  // the shapes. Empty: `reference` holds the values.
+  std::map<std::string, std::vector<uint16_t>> reference_bf16;
 };
 
 // Loads and checks everything `cells` need, before any cell runs.

@@ -13,6 +13,7 @@
 #include "harness/eval/baseline.h"
 #include "harness/sweep/cell_eval.h"
 #include "harness/sweep/cell_pipeline.h"
+#include "harness/sweep/compact_reference.h"
 #include "harness/eval/evaluator.h"
 #include "datasets/protocol.h"
 #include "harness/io/load.h"
@@ -91,6 +92,7 @@ StatusOr<SweepSummary> RunSweep(const Experiment& e, const SweepOptions& opt, st
   so.log = &log;
   if (opt.progress_bar) so.progress = ProgressStyle::ForStderr(&log);
   QL_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, OpenSession(e, cells, so));
+  if (CanCompactReference(*s, cells)) CompactReference(s.get());  // one FP32 copy of the weights: the work model
   QL_ASSIGN_OR_RETURN(SweepSummary done, RunCells(*s, grid, cells, opt, sum.results_dir, log));
   log << fmt::format("sweep {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded{}) in {:.1f}s\n",
                      e.name, done.total, done.ok, done.failed, done.diverged, done.skipped,
@@ -115,7 +117,7 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
   QL_ASSIGN_OR_RETURN(sum.experiment_id, RecordRun(*store, *s, grid, cells));
   QL_ASSIGN_OR_RETURN(const std::string baseline_id, RecordBaseline(*store, *s, log));
 
-  Model work = s->reference;
+  Model work = WorkModel(*s);
   // Within a cell: the algorithm's and the evaluation's progress, prefixed with the cell.
   ProgressStyle inner = opt.progress_bar ? ProgressStyle::ForStderr(&log) : ProgressStyle{};
   const bool tty = inner.tty;
