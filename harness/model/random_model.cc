@@ -4,21 +4,10 @@
 #include <cmath>
 #include <string>
 
+#include "harness/util/hash.h"
+
 namespace ql {
 namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t HashName(const std::string& s) {  // FNV-1a: gives each tensor its own stream
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 0x100000001B3ull;
-  return h;
-}
 
 // Uniform on [center - half_width, center + half_width): std = half_width / sqrt(3).
 void FillUniform(std::vector<float>& v, uint64_t stream, float center, float half_width) {
@@ -41,7 +30,7 @@ Model RandomModel(const ModelConfig& config, uint64_t seed) {
     Tensor t;
     t.shape = shape;
     t.data.resize(size_t(t.numel()));
-    const uint64_t stream = SplitMix64(seed ^ HashName(name)) * 0x9E3779B97F4A7C15ull;
+    const uint64_t stream = SplitMix64(seed ^ Fnv1a64(name)) * 0x9E3779B97F4A7C15ull;
     const bool is_norm = name.find("norm.weight") != std::string::npos;
     const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
     if (is_norm) {

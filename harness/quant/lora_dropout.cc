@@ -3,25 +3,10 @@
 #include "harness/quant/lora_dropout.h"
 
 #include "harness/train/train_ops.h"
+#include "harness/util/hash.h"
 #include "kernels/status.h"
 
 namespace ql {
-namespace {
-
-uint64_t Mix(uint64_t x) {  // SplitMix64's finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t NameHash(const std::string& s) {  // FNV-1a
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-}  // namespace
 
 LoraDropoutPath::LoraDropoutPath(const Model* trainable, train::TensorMap* grads, float scale, double p,
                                  uint64_t seed)
@@ -32,11 +17,11 @@ LoraDropoutPath::LoraDropoutPath(const Model* trainable, train::TensorMap* grads
 bool LoraDropoutPath::Has(const std::string& weight) const { return trainable_->Has(weight + ".A"); }
 
 void LoraDropoutPath::Drop(const std::string& weight, const float* x, int n, int in, float* out) const {
-  const uint64_t key = Mix(Mix(seed_) ^ Mix(uint64_t(step_) + 0x51ED27ull) ^ NameHash(weight));
+  const uint64_t key = SplitMix64(SplitMix64(seed_) ^ SplitMix64(uint64_t(step_) + 0x51ED27ull) ^ Fnv1a64(weight, kTrainerFnvBasis));
   const float keep_scale = float(1.0 / (1.0 - p_));
   const int64_t count = int64_t(n) * in;
   for (int64_t i = 0; i < count; ++i) {
-    const double u = double(Mix(key ^ uint64_t(i)) >> 11) * 0x1.0p-53;  // uniform in [0, 1)
+    const double u = double(SplitMix64(key ^ uint64_t(i)) >> 11) * 0x1.0p-53;  // uniform in [0, 1)
     out[i] = u < p_ ? 0.0f : x[i] * keep_scale;
   }
 }

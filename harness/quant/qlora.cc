@@ -22,6 +22,7 @@
 #include "harness/quant/lora_dropout.h"
 #include "harness/quant/quant_util.h"
 #include "harness/train/train_model.h"
+#include "harness/util/hash.h"
 #include "kernels/half.h"
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
@@ -65,9 +66,7 @@ void LoraBackward(const float* g, const LoraAdapter& ad, float scale, float* da,
 
 LoraAdapter InitLoraAdapter(int rank, int in, int out, uint64_t seed, const std::string& name) {
   LoraAdapter ad{rank, in, out, std::vector<float>(size_t(rank) * in), std::vector<float>(size_t(out) * rank, 0.0f)};
-  uint64_t h = 1469598103934665603ull;  // FNV-1a of the name, mixed with the seed
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  std::mt19937_64 rng(h ^ (seed * 0x9E3779B97F4A7C15ull));
+  std::mt19937_64 rng(Fnv1a64(name, kTrainerFnvBasis) ^ (seed * 0x9E3779B97F4A7C15ull));  // name mixed with seed
   const double bound = 1.0 / std::sqrt(double(in));
   for (float& v : ad.a) v = float((double(rng() >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound);
   return ad;

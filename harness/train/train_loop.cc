@@ -15,6 +15,7 @@
 #include "harness/io/hf.h"
 #include "harness/io/safetensors.h"
 #include "harness/tokenizer/byte_bpe.h"
+#include "harness/util/hash.h"
 #include "harness/util/progress.h"
 
 namespace ql::train {
@@ -22,13 +23,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kCurveHeader = "step,lr,train_loss,heldout_loss,grad_norm,tokens,elapsed_s";
-
-uint64_t Mix(uint64_t x) {  // SplitMix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 nlohmann::json OptionsJson(const TrainOptions& o) {
   return {{"train_text", o.train_text},     {"heldout_text", o.heldout_text},
@@ -113,7 +107,7 @@ void SampleBatch(const std::vector<int>& corpus, uint64_t seed, int step, int b,
   const uint64_t span = corpus.size() - size_t(t) - 1 + 1;  // valid start offsets
   out->resize(size_t(b) * (t + 1));
   for (int i = 0; i < b; ++i) {
-    const uint64_t r = Mix(Mix(seed * 0x100000001B3ull + uint64_t(step)) + uint64_t(i));
+    const uint64_t r = SplitMix64(SplitMix64(seed * 0x100000001B3ull + uint64_t(step)) + uint64_t(i));
     const size_t off = size_t(r % span);
     std::copy(corpus.begin() + off, corpus.begin() + off + t + 1, out->begin() + size_t(i) * (t + 1));
   }

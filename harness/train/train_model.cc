@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness/train/train_ops.h"
+#include "harness/util/hash.h"
 
 namespace ql::train {
 namespace {
@@ -18,19 +19,6 @@ void AddInto(const std::vector<float>& a, std::vector<float>* y) {
   const float* ap = a.data();
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) yp[i] += ap[i];
-}
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t HashName(const std::string& s) {  // FNV-1a
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
 }
 
 // y [n, out] = x [n, in] · W[name]ᵀ, plus the adapter path when `ad` has one for the weight.
@@ -293,7 +281,7 @@ Model InitModel(const ModelConfig& config, uint64_t seed) {
     } else {
       const bool out_proj = name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight");
       const double std_dev = out_proj ? out_std : 0.02;
-      const uint64_t stream = SplitMix64(seed ^ HashName(name));
+      const uint64_t stream = SplitMix64(seed ^ Fnv1a64(name, kTrainerFnvBasis));
       for (int64_t i = 0; i < n; ++i) {  // Box-Muller on two counter-based uniforms
         const double u1 = (double(SplitMix64(stream + 2 * uint64_t(i)) >> 11) + 0.5) * 0x1.0p-53;
         const double u2 = double(SplitMix64(stream + 2 * uint64_t(i) + 1) >> 11) * 0x1.0p-53;
