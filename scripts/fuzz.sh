@@ -14,7 +14,7 @@ cmake --build build-fuzz -j2 --target ql_fuzz
 seeds=build-fuzz/seeds
 rm -rf "$seeds"
 build-fuzz/ql_make_seeds "$seeds"
-mkdir -p "$seeds"/{tokenizer_json,tokenizer_bin,experiment_yaml,scheme}
+mkdir -p "$seeds"/{tokenizer_json,tokenizer_bin,experiment_yaml,scheme,window_records}
 cp tests/data/tokenizer/*.json "$seeds/tokenizer_json/"
 cp experiments/*.yaml "$seeds/experiment_yaml/"
 if [[ -f ../shared/models/stories260K/tok512.bin ]]; then  # 2-byte prefix: vocab_size - 1 = 511
