@@ -3,6 +3,7 @@
 // iters: 0 is the rotation algorithm's cell bit for bit, the learned rotation fused into the unquantized
 // model keeps its logits, learning lowers the quantized network's loss, and runs are bitwise repeatable.
 #include <cmath>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -261,17 +262,28 @@ TEST(AlgoSpinQuant, ItersZeroIsTheRotationCellBitwise) {
   }
 }
 
-TEST(AlgoSpinQuant, LearnedRotationKeepsTheUnquantizedFunction) {
-  // Learn with int3 in the loop, then fuse the learned R1/R2 (and R4) into the unquantized model: the
-  // logits are the original model's.
+// The learning tests' start: the outlier model, its int3:g32 problem with R4, and the Hadamard rotations.
+class AlgoSpinQuantLearning : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p = MakeSpinQuantProblem(fp, Linears(fp, "int3:g32"), true, &note);
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    prob.emplace(std::move(*p));
+    auto r = HadamardRotations(c, 0);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    rot.emplace(std::move(*r));
+  }
   const testing::SingleThread one;
   const ModelConfig c = SmallConfig();
   const Model fp = testing::OutlierModel(c);
   std::string note;
-  auto prob = MakeSpinQuantProblem(fp, Linears(fp, "int3:g32"), true, &note);
-  ASSERT_TRUE(prob.ok());
-  auto rot = HadamardRotations(c, 0);
-  ASSERT_TRUE(rot.ok());
+  std::optional<SpinQuantProblem> prob;
+  std::optional<SpinRotations> rot;
+};
+
+TEST_F(AlgoSpinQuantLearning, LearnedRotationKeepsTheUnquantizedFunction) {
+  // Learn with int3 in the loop, then fuse the learned R1/R2 (and R4) into the unquantized model: the
+  // logits are the original model's.
   const SpinRotations start = *rot;
   const CalibrationSet calib = testing::RandomCalibration(c.vocab_size, 4, 33, 2);
   SpinQuantOptions o;
@@ -301,17 +313,9 @@ TEST(AlgoSpinQuant, LearnedRotationKeepsTheUnquantizedFunction) {
   EXPECT_LT(std::sqrt(num / den), 1e-5);
 }
 
-TEST(AlgoSpinQuant, LearningLowersTheQuantizedLoss) {
+TEST_F(AlgoSpinQuantLearning, LearningLowersTheQuantizedLoss) {
   // One window, batch 1: every step sees the same objective, the int3-quantized network's cross-entropy
   // (straight-through gradients). After 30 steps from the Hadamard start it is lower.
-  const testing::SingleThread one;
-  const ModelConfig c = SmallConfig();
-  const Model fp = testing::OutlierModel(c);
-  std::string note;
-  auto prob = MakeSpinQuantProblem(fp, Linears(fp, "int3:g32"), true, &note);
-  ASSERT_TRUE(prob.ok());
-  auto rot = HadamardRotations(c, 0);
-  ASSERT_TRUE(rot.ok());
   const CalibrationSet calib = testing::RandomCalibration(c.vocab_size, 1, 49, 6);
   SpinQuantOptions o;
   o.iters = 30;
