@@ -22,13 +22,6 @@
 namespace ql {
 namespace {
 
-ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.dim = 8, c.hidden_dim = 12, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 2;
-  c.vocab_size = 11, c.max_seq_len = 8, c.tied_embeddings = true;
-  return c;
-}
-
 // Two adapters (rank 2) with random A and B, as the trainable model LoraDropoutPath reads.
 struct Adapters {
   std::vector<std::string> names = {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"};
@@ -54,7 +47,7 @@ std::vector<int> Tokens(int b, int t) {
 // every adapter entry of both adapters, the base weights frozen (an empty gradient map).
 TEST(QloraDropout, PathGradientsMatchFiniteDifferencesWithAFixedMask) {
   testing::SingleThread one;
-  const Model model = RandomModel(TinyConfig(), 4);
+  const Model model = RandomModel(testing::LoraTinyConfig(), 4);
   Adapters ad(model);
   LoraDropoutPath path(&ad.trainable, &ad.grads, 1.5f, 0.3, 5);
   path.SetStep(3);
@@ -121,7 +114,7 @@ TEST(QloraDropout, MaskIsSeededDropsAboutPAndScalesTheRest) {
 // gradients (via LoraBackward on dL/dW_eff), up to fp32 summation order.
 TEST(QloraDropout, ZeroDropoutPathIsTheFold) {
   testing::SingleThread one;
-  Model model = RandomModel(TinyConfig(), 4);
+  Model model = RandomModel(testing::LoraTinyConfig(), 4);
   Adapters ad(model);
   const float scale = 1.5f;
   LoraDropoutPath path(&ad.trainable, &ad.grads, scale, 0.0, 5);

@@ -30,13 +30,6 @@
 namespace ql {
 namespace {
 
-ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.dim = 8, c.hidden_dim = 12, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 2;
-  c.vocab_size = 11, c.max_seq_len = 8, c.tied_embeddings = true;
-  return c;
-}
-
 LoraAdapter RandomAdapter(int rank, int in, int out, uint64_t seed) {
   LoraAdapter ad{rank, in, out, testing::Gaussian(size_t(rank) * in, seed, 0.3f),
                  testing::Gaussian(size_t(out) * rank, seed + 1, 0.3f)};
@@ -47,7 +40,7 @@ LoraAdapter RandomAdapter(int rank, int in, int out, uint64_t seed) {
 // of the loss with W_eff refolded, for every adapter entry (two adapters, rank 2, scale 1.5).
 TEST(Qlora, AdapterGradientsMatchFiniteDifferences) {
   testing::SingleThread one;
-  Model model = RandomModel(TinyConfig(), 4);
+  Model model = RandomModel(testing::LoraTinyConfig(), 4);
   const std::vector<std::string> names = {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"};
   std::map<std::string, std::vector<float>> base;
   std::map<std::string, LoraAdapter> ad;
@@ -186,7 +179,7 @@ TEST(Qlora, LoftqResidualNonIncreasingAndZeroIterationsArePlainInit) {
     EXPECT_LT(trace[1], 0.95 * trace[0]);
     for (size_t i = 1; i < trace.size(); ++i) EXPECT_LE(trace[i], trace[i - 1] * (1 + 1e-6)) << i;
   }
-  Model m = RandomModel(TinyConfig(), 4);
+  Model m = RandomModel(testing::LoraTinyConfig(), 4);
   const auto weights = AllLinears(m, "int4:g32");
   QloraOptions o;
   o.steps = 0;

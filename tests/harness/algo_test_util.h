@@ -43,6 +43,14 @@ inline double OutputError(const std::vector<float>& x, int T, int in, const std:
   return e;
 }
 
+// The QLoRA tests' model shape (tied head, 2 layers, GQA 4:2), small enough for finite differences.
+inline ModelConfig LoraTinyConfig() {
+  ModelConfig c;
+  c.dim = 8, c.hidden_dim = 12, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 2;
+  c.vocab_size = 11, c.max_seq_len = 8, c.tied_embeddings = true;
+  return c;
+}
+
 // Stories260K-shaped random model whose residual stream carries a few large channels (embedding
 // columns 3, 17, 40 scaled by 30), as trained LLMs do.
 inline Model OutlierModel(ModelConfig c = Stories260KConfig(), uint64_t seed = 7) {
