@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/io/gguf.h"
+#include "tests/interop/gguf_compare.h"
 #include "tests/run_command.h"
 
 namespace ql {
@@ -53,53 +54,6 @@ class RemoveF32File : public ::testing::Environment {
 };
 ::testing::Environment* const kRemoveF32 = ::testing::AddGlobalTestEnvironment(new RemoveF32File);
 
-std::vector<uint8_t> TensorBytes(const io::GgufFile& f, const io::GgufTensorInfo& t) {
-  std::ifstream in(f.path, std::ios::binary);
-  in.seekg(std::streamoff(f.data_start + t.offset));
-  std::vector<uint8_t> b(t.nbytes);
-  in.read(reinterpret_cast<char*>(b.data()), std::streamsize(b.size()));
-  return b;
-}
-
-// Compares tensor types and data by name; counts the identical tensors by type into *types; returns the
-// metadata keys that differ, for the log.
-std::string CompareFiles(const std::string& ours_path, const std::string& theirs_path, int* n_tensors,
-                         int64_t* n_bytes, std::map<std::string, int>* types) {
-  StatusOr<io::GgufFile> ours = io::ReadGgufHeader(ours_path), theirs = io::ReadGgufHeader(theirs_path);
-  EXPECT_TRUE(ours.ok() && theirs.ok());
-  if (!ours.ok() || !theirs.ok()) return "";
-  std::map<std::string, const io::GgufTensorInfo*> by_name;
-  for (const io::GgufTensorInfo& t : ours->tensors) by_name[t.name] = &t;
-  EXPECT_EQ(ours->tensors.size(), theirs->tensors.size());
-  for (const io::GgufTensorInfo& t : theirs->tensors) {
-    auto it = by_name.find(t.name);
-    if (it == by_name.end()) {
-      ADD_FAILURE() << t.name << " missing from " << ours_path;
-      continue;
-    }
-    EXPECT_EQ(io::GgmlTypeName(it->second->type), io::GgmlTypeName(t.type)) << t.name;
-    EXPECT_EQ(it->second->ne, t.ne) << t.name;
-    if (it->second->type != t.type) continue;
-    const bool same = TensorBytes(*ours, *it->second) == TensorBytes(*theirs, t);
-    EXPECT_TRUE(same) << t.name << " data differs";
-    if (same) ++(*types)[io::GgmlTypeName(t.type)];
-    ++*n_tensors;
-    *n_bytes += int64_t(t.nbytes);
-  }
-  std::map<std::string, std::string> a, b;
-  for (const auto& [k, v] : ours->kv) a[k] = v.ToString(4);
-  for (const auto& [k, v] : theirs->kv) b[k] = v.ToString(4);
-  std::string diff;
-  for (const auto& [k, v] : b) {
-    if (!a.count(k)) diff += fmt::format(" only-llama:{}={}", k, v);
-    else if (a[k] != v) diff += fmt::format(" {}: quantlab {} vs llama {}", k, a[k], v);
-  }
-  for (const auto& [k, v] : a) {
-    if (!b.count(k)) diff += fmt::format(" only-quantlab:{}={}", k, v);
-  }
-  return diff;
-}
-
 // The identical tensors' types, "q4_0×210 q6_K×1", for the log.
 std::string TypeList(const std::map<std::string, int>& types) {
   std::string s;
@@ -120,12 +74,11 @@ std::map<std::string, int> ExportAndCompare(const std::string& label, const std:
       fmt::format("{}/llama-quantize {} {} {} {} 2>&1", kBin, llama_flags, F32File(), theirs, llama_type));
   EXPECT_EQ(r.exit_code, 0) << r.out;
   if (r.exit_code != 0) return types;
-  int n = 0;
-  int64_t bytes = 0;
-  const std::string diff = CompareFiles(ours, theirs, &n, &bytes, &types);
+  const interop::GgufComparison c = interop::CompareGgufFiles(ours, theirs);
+  types = c.identical_by_type;
   std::printf("[export-interop] %-8s %3d tensors, %9lld bytes identical (%s ); metadata differences:%s\n",
-              label.c_str(), n, static_cast<long long>(bytes), TypeList(types).c_str(),
-              diff.empty() ? " none" : diff.c_str());
+              label.c_str(), c.tensors, static_cast<long long>(c.bytes), TypeList(types).c_str(),
+              c.meta_diff.empty() ? " none" : c.meta_diff.c_str());
   std::remove(ours.c_str());
   std::remove(theirs.c_str());
   return types;

@@ -16,6 +16,7 @@
 
 #include "harness/io/gguf.h"
 #include "harness/io/imatrix.h"
+#include "tests/interop/gguf_compare.h"
 #include "tests/run_command.h"
 
 namespace ql {
@@ -151,56 +152,15 @@ TEST(ImatrixInterop, LlamaImatrixDatAndGgufGiveTheSameImportances) {
               "chunk_count %d\n", same, mt.entries.size(), mt.chunk_count);
 }
 
-std::vector<uint8_t> TensorBytes(const io::GgufFile& f, const io::GgufTensorInfo& t) {
-  std::ifstream in(f.path, std::ios::binary);
-  in.seekg(std::streamoff(f.data_start + t.offset));
-  std::vector<uint8_t> b(t.nbytes);
-  in.read(reinterpret_cast<char*>(b.data()), std::streamsize(b.size()));
-  return b;
-}
-
-// Tensor types and bytes by name must be equal; returns the number of identical tensors and the metadata
-// keys that differ (for the log).
-int CompareTensors(const std::string& ours_path, const std::string& theirs_path, std::string* meta_diff) {
-  StatusOr<io::GgufFile> ours = io::ReadGgufHeader(ours_path), theirs = io::ReadGgufHeader(theirs_path);
-  EXPECT_TRUE(ours.ok() && theirs.ok());
-  if (!ours.ok() || !theirs.ok()) return 0;
-  std::map<std::string, const io::GgufTensorInfo*> by_name;
-  for (const io::GgufTensorInfo& t : ours->tensors) by_name[t.name] = &t;
-  EXPECT_EQ(ours->tensors.size(), theirs->tensors.size());
-  int same = 0;
-  for (const io::GgufTensorInfo& t : theirs->tensors) {
-    auto it = by_name.find(t.name);
-    if (it == by_name.end()) {
-      ADD_FAILURE() << t.name << " missing from " << ours_path;
-      continue;
-    }
-    EXPECT_EQ(io::GgmlTypeName(it->second->type), io::GgmlTypeName(t.type)) << t.name;
-    if (it->second->type != t.type) continue;
-    const bool eq = TensorBytes(*ours, *it->second) == TensorBytes(*theirs, t);
-    EXPECT_TRUE(eq) << t.name << " (" << io::GgmlTypeName(t.type) << ") data differs";
-    same += eq;
-  }
-  std::map<std::string, std::string> a, b;
-  for (const auto& [k, v] : ours->kv) a[k] = v.ToString(4);
-  for (const auto& [k, v] : theirs->kv) b[k] = v.ToString(4);
-  for (const auto& [k, v] : b)
-    if (!a.count(k) || a[k] != v) *meta_diff += fmt::format(" {}: quantlab {} vs llama {}", k, a.count(k) ? a[k] : "-", v);
-  for (const auto& [k, v] : a)
-    if (!b.count(k)) *meta_diff += fmt::format(" only-quantlab:{}={}", k, v);
-  return same;
-}
-
 void ExportAndCompare(const std::string& label, const std::string& imatrix, const std::string& ql_args,
                       const std::string& llama_flags, const std::string& llama_type) {
   const std::string ours = TmpDir() + "/ql-" + label + ".gguf", theirs = TmpDir() + "/llama-" + label + ".gguf";
   RunOk(fmt::format("{} export --model {} {} --imatrix {} --out {}", kQuantlab, F32File(), ql_args, imatrix, ours));
   RunOk(fmt::format("{}/llama-quantize {} --imatrix {} {} {} {} 2", kBin, llama_flags, imatrix, F32File(), theirs,
                   llama_type));
-  std::string diff;
-  const int n = CompareTensors(ours, theirs, &diff);
-  std::printf("[imatrix-interop] %-10s %3d tensors identical; metadata differences:%s\n", label.c_str(), n,
-              diff.empty() ? " none" : diff.c_str());
+  const interop::GgufComparison c = interop::CompareGgufFiles(ours, theirs);
+  std::printf("[imatrix-interop] %-10s %3d tensors identical; metadata differences:%s\n", label.c_str(),
+              c.identical, c.meta_diff.empty() ? " none" : c.meta_diff.c_str());
   std::remove(ours.c_str());
   std::remove(theirs.c_str());
 }
