@@ -1,5 +1,6 @@
 // NVFP4 reference quantizer/dequantizer in the ModelOpt and compressed-tensors conventions (docs/formats.md §3),
-// rows on quantlab's threads (kernels/parallel.h), E2M1/E4M3 rounding through the codecs' exact tables.
+// rows on quantlab's threads (kernels/parallel.h), E4M3 scales through the codec's exact table, E2M1
+// elements by kernels/fp4_encode.h (SIMD, bitwise the codec's cast).
 #include "kernels/nvfp4.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "kernels/codec_tables.h"
+#include "kernels/fp4_encode.h"
 #include "kernels/parallel.h"
 
 namespace ql {
@@ -16,8 +18,8 @@ namespace {
 constexpr float kE4m3Max = 448.0f;
 constexpr float kE2m1Max = 6.0f;
 
-// The registered element codecs (kernels/minifloat.h): Encode is the RNE saturating cast (docs/formats.md §1.1),
-// taken through their exact tables (kernels/codec_tables.h: every entry is the codec's own answer).
+// The registered E4M3 codec (kernels/minifloat.h): Encode is the RNE saturating cast (docs/formats.md §1.1),
+// taken through its exact table (kernels/codec_tables.h: every entry is the codec's own answer).
 const CodecTables& Tables(const char* name) {
   auto c = FindElementCodec(name);
   QL_CHECK(c.ok(), "nvfp4: {}", c.status().message());
@@ -27,21 +29,8 @@ const CodecTables& E4m3() {
   static const CodecTables& t = Tables("fp8_e4m3");
   return t;
 }
-const CodecTables& E2m1() {
-  static const CodecTables& t = Tables("fp4_e2m1");
-  return t;
-}
 uint8_t E4m3Code(float v) { return uint8_t(E4m3().Encode(v)); }  // v >= 0 here
 float E4m3Value(uint8_t code) { return E4m3().Decode(code); }
-
-// fp32 -> E2M1 code, RNE, saturating at 6. sign_from_input: the sign bit is (scaled < 0) even when the
-// magnitude rounds to 0 (ModelOpt `_cast_fp4`: -0.1 -> 0x8, -0.0 -> 0x0); otherwise a value rounding to
-// 0 gets code 0 (compressed-tensors packs the rounded value, whose sign test -0.0 < 0 is false).
-uint32_t E2m1Code(const CodecTables& e2m1, float scaled, bool sign_from_input) {
-  const uint32_t q = e2m1.Encode(scaled);
-  if ((q & 0x7) != 0) return q;
-  return (sign_from_input && scaled < 0.0f) ? 0x8u : 0x0u;
-}
 
 int64_t BlockBytes(int bs) { return 1 + (int64_t(bs) + 1) / 2; }
 
@@ -75,7 +64,6 @@ int64_t AbsMaxOrBadIndex(const float* x, int64_t n, float* amax) {
 
 // One row of `cols` values into its nb blocks of bb bytes (zeroed by the caller).
 void QuantizeRow(const float* xr, int64_t cols, int bs, bool modelopt, float tensor_scale, float amax, uint8_t* row) {
-  const CodecTables& e2m1 = E2m1();
   const int64_t nb = (cols + bs - 1) / bs, bb = BlockBytes(bs);
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t c0 = b * bs;
@@ -97,12 +85,9 @@ void QuantizeRow(const float* xr, int64_t cols, int bs, bool modelopt, float ten
       eff = E4m3Value(blk[0]) / tensor_scale;
     }
     if (eff == 0.0f || amax == 0.0f) continue;  // block decodes to 0; codes stay 0 (see header)
-    for (int i = 0; i < n; ++i) {
-      const float scaled = xr[c0 + i] / eff;
-      const uint32_t q = modelopt ? E2m1Code(e2m1, scaled, true)
-                                  : E2m1Code(e2m1, std::clamp(scaled, -kE2m1Max, kE2m1Max), false);
-      blk[1 + i / 2] |= uint8_t(q << ((i & 1) * 4));  // even element -> low nibble
-    }
+    // q = E2M1(x / eff) (compressed-tensors clamps x / eff to ±6 first: the saturating cast gives the
+    // same code), the sign rule of the header; even element in the low nibble (kernels/fp4_encode.h).
+    E2m1EncodeRun(xr + c0, n, eff, /*sign_from_input=*/modelopt, blk + 1);
   }
 }
 
