@@ -2,6 +2,9 @@
 // tokens: 4 windows x 128 tokens), int4:g32 on every linear except lm_head. One iteration each, with
 // OpenBLAS on one thread as the CLI runs it (harness/cli/main.cc), CPU time of the whole process:
 //   build/ql_bench --benchmark_filter=Algo
+// BM_FakeQuant: round-to-nearest of every linear but lm_head in one scheme (what a weight-only cell's
+// quantize step costs), on quantlab's threads, CPU time of the whole process:
+//   build/ql_bench --benchmark_filter=FakeQuant
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -10,6 +13,7 @@
 #include "harness/model/random_model.h"
 #include "harness/quant/algorithm.h"
 #include "harness/quant/calibration.h"
+#include "harness/quant/quant_util.h"
 
 namespace ql {
 namespace {
@@ -76,6 +80,25 @@ BENCHMARK_CAPTURE(BM_Algo, llm_int8, std::string("llm_int8"), nlohmann::json::ob
     ->Apply(Once);
 BENCHMARK_CAPTURE(BM_Algo, rotation, std::string("rotation"), nlohmann::json::object())
     ->Apply(Once);
+
+void BM_FakeQuant(benchmark::State& state, const std::string& scheme) {
+  for (auto _ : state) {
+    state.PauseTiming();
+    Model m = S().model;
+    state.ResumeTiming();
+    for (const auto& [module, s] : S().schemes) {
+      Status st = RtnModule(m, module, scheme);
+      if (!st.ok()) state.SkipWithError(st.message().c_str());
+    }
+  }
+}
+
+BENCHMARK_CAPTURE(BM_FakeQuant, int4_g32, std::string("int4:g32"))->Apply(Once);
+BENCHMARK_CAPTURE(BM_FakeQuant, nvfp4, std::string("nvfp4"))->Apply(Once);
+BENCHMARK_CAPTURE(BM_FakeQuant, mxfp4, std::string("mxfp4"))->Apply(Once);
+BENCHMARK_CAPTURE(BM_FakeQuant, q4_k, std::string("q4_k"))->Apply(Once);
+BENCHMARK_CAPTURE(BM_FakeQuant, q6_k, std::string("q6_k"))->Apply(Once);
+BENCHMARK_CAPTURE(BM_FakeQuant, q5_0, std::string("q5_0"))->Apply(Once);
 
 }  // namespace
 }  // namespace ql

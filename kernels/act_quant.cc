@@ -152,10 +152,8 @@ Status FakeQuantizeInPlace(const Scheme& scheme, float* x, int64_t rows, int64_t
   int qmax = 0;
   if (IntSymRowsParams(scheme, cols, &group, &qmax) && FakeQuantIntSymRows(x, rows, cols, group, qmax, NumThreads()))
     return Status::Ok();
-  std::vector<float> out(size_t(std::max<int64_t>(0, rows * cols)));
-  QL_RETURN_IF_ERROR(FakeQuantize(scheme, x, rows, cols, out.data()));
-  std::copy(out.begin(), out.end(), x);
-  return Status::Ok();
+  // FakeQuantize's out may alias x, and it writes nothing before its last check (so an error leaves x as it was).
+  return FakeQuantize(scheme, x, rows, cols, x);
 }
 
 const char* ActQuantTarget() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }

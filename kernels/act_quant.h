@@ -27,8 +27,8 @@ bool FakeQuantIntSymRowsRef(float* x, int64_t rows, int64_t cols, int64_t group,
 bool IntSymRowsParams(const Scheme& s, int64_t cols, int64_t* group, int* qmax);
 
 // FakeQuantize(scheme, x, rows, cols, x) in place for any scheme: FakeQuantIntSymRows (on NumThreads()
-// threads) where IntSymRowsParams accepts the scheme and x is finite, else FakeQuantize through a copy
-// (its result and its error message).
+// threads) where IntSymRowsParams accepts the scheme and x is finite, else FakeQuantize in place (its
+// result and its error message; x is unchanged on an error).
 Status FakeQuantizeInPlace(const Scheme& scheme, float* x, int64_t rows, int64_t cols);
 
 const char* ActQuantTarget();  // the Highway target FakeQuantIntSymRows dispatches to here

@@ -22,6 +22,8 @@
 #include <fmt/format.h>
 
 #include "kernels/half.h"
+#include "kernels/kquant_fit.h"
+#include "kernels/parallel.h"
 
 namespace ql {
 namespace gguf {
@@ -202,18 +204,20 @@ void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t d
 
 void FitScaleMinK(const float* x, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales12, uint16_t* d16,
                   uint16_t* dmin16) {
-  uint8_t Laux[32];
-  float weights[32];
+  float weights[kQKK];  // [8 sub-blocks, 32]
   float mins[kQKK / 32];
   float scales[kQKK / 32];
-  float max_scale = 0, max_min = 0;  // scales are >= 0 because the min is subtracted
   for (int j = 0; j < kQKK / 32; ++j) {
     const float* xs = x + 32 * j;
     float sum_x2 = 0;
     for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
     const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-    scales[j] = MakeQkx2Quants(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+    for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(xs[l]);
+  }
+  // MakeQkx2Quants on each sub-block, all eight at once (kernels/kquant_fit.h: bitwise the same).
+  MakeQkx2QuantsBatch(kQKK / 32, 32, nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false);
+  float max_scale = 0, max_min = 0;  // scales are >= 0 because the min is subtracted
+  for (int j = 0; j < kQKK / 32; ++j) {
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -347,11 +351,14 @@ void QuantizeBlockQ6_K(const float* x, BlockQ6_K* y) { QuantizeBlockQ6_KWeighted
 void QuantizeBlockQ6_KWeighted(const float* x, const float* qw, BlockQ6_K* y) {
   int8_t L[kQKK];
   float scales[kQKK / 16];
+  if (qw == nullptr) {  // weights x²: all sixteen fits at once (kernels/kquant_fit.h: bitwise the same)
+    MakeQxQuantsBatch(kQKK / 16, 16, 32, x, L, scales);
+  } else {  // ggml passes the raw importance (no sqrt(σ² + x²) factor) as the fit's weights
+    for (int ib = 0; ib < kQKK / 16; ++ib) scales[ib] = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, qw + 16 * ib);
+  }
   float max_scale = 0, max_abs_scale = 0;
   for (int ib = 0; ib < kQKK / 16; ++ib) {
-    // ggml passes the raw importance (no sqrt(σ² + x²) factor) as the fit's weights; nullptr means x².
-    const float scale = MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, qw != nullptr ? qw + 16 * ib : nullptr);
-    scales[ib] = scale;
+    const float scale = scales[ib];
     if (std::fabs(scale) > max_abs_scale) {
       max_abs_scale = std::fabs(scale);
       max_scale = scale;
@@ -638,6 +645,10 @@ Status CheckImportance(const QuantType& t, const float* qw, int64_t cols) {
 // ---------------------------------------------------------------------------------------------
 constexpr int64_t kParallelMinElems = int64_t(1) << 16;  // below this, threads cost more than they save
 
+// quantlab's threads (kernels/parallel.h), not OpenMP: idle libgomp workers would spin beside them.
+int ThreadsFor(int64_t elems) { return elems >= kParallelMinElems ? NumThreads() : 1; }
+int64_t RowsPerItem(int64_t cols) { return std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, cols)); }
+
 class GgufCodec final : public BlockCodec {
  public:
   explicit GgufCodec(const QuantType& t) : t_(t) {}
@@ -668,15 +679,16 @@ class GgufCodec final : public BlockCodec {
     const int64_t row_bytes = (cols + t_.block_elems - 1) / t_.block_elems * t_.block_bytes;
     p.bytes.resize(size_t(rows * row_bytes));
     // Rows are independent (and each is deterministic), so threads do not change the bytes.
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElems)
-    for (int64_t r = 0; r < rows; ++r) {
-      uint8_t* out = p.bytes.data() + r * row_bytes;
-      if (qw != nullptr) {
-        QuantizeWeightedRow(t_, x + r * cols, cols, qw, out);
-      } else {
-        QuantizeAnyRow(t_, x + r * cols, cols, out);
+    ParallelForChunks(rows, RowsPerItem(cols), ThreadsFor(rows * cols), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        uint8_t* out = p.bytes.data() + r * row_bytes;
+        if (qw != nullptr) {
+          QuantizeWeightedRow(t_, x + r * cols, cols, qw, out);
+        } else {
+          QuantizeAnyRow(t_, x + r * cols, cols, out);
+        }
       }
-    }
+    });
     return p;
   }
 
@@ -688,10 +700,9 @@ class GgufCodec final : public BlockCodec {
     QL_CHECK(p.block_size == t_.block_elems && int64_t(p.bytes.size()) == p.rows * row_bytes,
              "{}: PackedBlocks of block size {} with {} bytes for [{}, {}]", t_.codec_name, p.block_size,
              p.bytes.size(), p.rows, p.cols);
-#pragma omp parallel for schedule(static) if (p.rows * p.cols >= kParallelMinElems)
-    for (int64_t r = 0; r < p.rows; ++r) {
-      DequantizeAnyRow(t_, p.bytes.data() + r * row_bytes, p.cols, y + r * p.cols);
-    }
+    ParallelForChunks(p.rows, RowsPerItem(p.cols), ThreadsFor(p.rows * p.cols), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) DequantizeAnyRow(t_, p.bytes.data() + r * row_bytes, p.cols, y + r * p.cols);
+    });
   }
 
  private:

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -52,6 +53,19 @@ void ParallelFor(int n_items, int threads, const Fn& fn) {
   for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
   work(0);
   for (std::thread& th : pool) th.join();
+}
+
+// ParallelFor over [0, n) cut into chunks of `chunk` indices (the last may be shorter): fn(begin, end)
+// for each chunk. The cut depends on n and chunk only, never on the thread count.
+template <class Fn>
+void ParallelForChunks(int64_t n, int64_t chunk, int threads, const Fn& fn) {
+  if (n <= 0) return;
+  if (chunk < 1) chunk = 1;
+  const int64_t n_items = (n + chunk - 1) / chunk;
+  ParallelFor(int(n_items), threads, [&](int item, int) {
+    const int64_t begin = int64_t(item) * chunk;
+    fn(begin, begin + chunk < n ? begin + chunk : n);
+  });
 }
 
 }  // namespace ql

@@ -1,17 +1,16 @@
 // Tensor quantizer: per-tile scale/zero computation, integer and element-codec rounding, bit packing.
-// Scalar code; a tile's parameters are computed once and shared by Quantize and FakeQuantize so the
-// two agree bit for bit. Cost: one pass for min/max (two with packing), x80 for the mse search.
+// Scalar code on quantlab's threads (kernels/parallel.h, no OpenMP); a tile's parameters are computed
+// once and shared by Quantize and FakeQuantize so the two agree bit for bit. Cost: one pass for min/max (two with packing), x80 for the mse search.
 #include "kernels/quantizer.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <map>
-#include <memory>
-#include <mutex>
 
+#include "kernels/codec_tables.h"
 #include "kernels/half.h"
+#include "kernels/parallel.h"
 
 namespace ql {
 namespace {
@@ -22,57 +21,6 @@ inline float RoundEven(float v) {
   constexpr float kMagic = 12582912.0f;
   return (v + kMagic) - kMagic;  // exact under IEEE semantics (no -ffast-math in this project)
 }
-
-// Per-codec tables, built once per codec and kept for the life of the process (codecs live as long).
-//  * decode: code -> value, every code.
-//  * Encode, exact and table-driven for codecs of <= 8 bits: an fp32 value's rounding is decided by
-//    its top 16 bits (sign, exponent, 7 mantissa bits; 65536 buckets) except exactly at a bucket's
-//    first value, where the midpoints of a grid with <= 6 mantissa bits fall. Per bucket we store the
-//    codec's code for the first value and, when the codec gives the same code for the second and
-//    the last value of the bucket (so, rounding being monotone, for all values between), that code;
-//    any other bucket (Inf/NaN, or a midpoint inside it) calls the codec. No rounding rule is
-//    re-implemented here: every table entry is the codec's own answer.
-class CodecTables {
- public:
-  explicit CodecTables(const ElementCodec* c) : codec_(c) {
-    decode_.resize(size_t(1) << c->bits());
-    for (uint32_t code = 0; code < decode_.size(); ++code) decode_[code] = c->Decode(code);
-    if (c->bits() > 8) return;
-    start_.resize(65536);
-    interior_.resize(65536);
-    for (uint32_t b = 0; b < 65536; ++b) {
-      const float first = BitsF32(b << 16);
-      if (!std::isfinite(first)) {
-        start_[b] = interior_[b] = kSlow;
-        continue;
-      }
-      start_[b] = uint16_t(c->Encode(first));
-      const uint32_t lo = c->Encode(BitsF32((b << 16) | 1u)), hi = c->Encode(BitsF32((b << 16) | 0xFFFFu));
-      interior_[b] = lo == hi ? uint16_t(lo) : kSlow;
-    }
-  }
-  static const CodecTables& For(const ElementCodec* c) {
-    static std::mutex mu;
-    static auto* cache = new std::map<const ElementCodec*, std::unique_ptr<const CodecTables>>();
-    std::lock_guard<std::mutex> lock(mu);
-    auto& slot = (*cache)[c];
-    if (!slot) slot = std::make_unique<const CodecTables>(c);
-    return *slot;
-  }
-  uint32_t Encode(float v) const {
-    if (start_.empty()) return codec_->Encode(v);
-    const uint32_t u = F32Bits(v);
-    const uint16_t e = (u & 0xFFFFu) ? interior_[u >> 16] : start_[u >> 16];
-    return e != kSlow ? e : codec_->Encode(v);
-  }
-  float Decode(uint32_t code) const { return decode_[code]; }
-
- private:
-  static constexpr uint16_t kSlow = 0xFFFF;
-  const ElementCodec* codec_;
-  std::vector<float> decode_;
-  std::vector<uint16_t> start_, interior_;  // [65536] each, indexed by the top 16 bits of an fp32
-};
 
 // How one scheme maps values to codes.
 struct Plan {
@@ -227,6 +175,50 @@ float Percentile(std::vector<float>& v, double pct) {
   return float(double(a) + frac * (double(b) - double(a)));
 }
 
+// Parameters of tile t by percentile or MSE clipping (gathers the tile's values).
+TileParams SearchTileParams(const Scheme& s, const Plan& p, const TileShape& ts, const float* x, int64_t rows,
+                            int64_t cols, int64_t t) {
+  const bool asym = p.is_int && p.mode == IntMode::kAsym;
+  const int64_t r0 = (t / ts.grid_cols) * ts.tile_rows, r1 = std::min(rows, r0 + ts.tile_rows);
+  const int64_t c0 = (t % ts.grid_cols) * ts.tile_cols, c1 = std::min(cols, c0 + ts.tile_cols);
+  std::vector<float> v;  // [tile elements], row by row
+  v.reserve(size_t((r1 - r0) * (c1 - c0)));
+  for (int64_t r = r0; r < r1; ++r) v.insert(v.end(), x + r * cols + c0, x + r * cols + c1);
+  if (s.clip == ClipRule::kPercentile) {
+    if (asym) {
+      std::vector<float> w = v;
+      const float hi = Percentile(v, s.percentile);
+      const float lo = Percentile(w, 100.0 - s.percentile);
+      return ParamsForRange(p, lo, hi);
+    }
+    for (float& a : v) a = std::fabs(a);
+    const float a = Percentile(v, s.percentile);
+    return ParamsForRange(p, -a, a);
+  }
+  // MSE: shrink factors 1.00, 0.99, ..., 0.21 on the full range; least squared error wins.
+  const float lo = *std::min_element(v.begin(), v.end());
+  const float hi = *std::max_element(v.begin(), v.end());
+  const float amax = std::max(std::fabs(lo), std::fabs(hi));
+  double best_err = std::numeric_limits<double>::infinity();
+  TileParams best;
+  for (int i = 0; i < 80; ++i) {
+    const float shrink = 1.0f - float(i) / 100.0f;
+    const TileParams cand = asym ? ParamsForRange(p, lo * shrink, hi * shrink)
+                                 : ParamsForRange(p, -amax * shrink, amax * shrink);
+    double err = 0;
+    for (size_t k = 0; k < v.size(); ++k) {
+      const double d = double(v[k]) - double(RoundTrip(p, cand, v[k]));
+      err += d * d;
+      if ((k & 31) == 31 && err >= best_err) break;  // cannot win any more (errors only grow)
+    }
+    if (err < best_err) {
+      best_err = err;
+      best = cand;
+    }
+  }
+  return best;
+}
+
 // Per-tile parameters for the whole tensor: [grid_rows, grid_cols].
 std::vector<TileParams> ComputeParams(const Scheme& s, const Plan& p, const TileShape& ts,
                                       const float* x, int64_t rows, int64_t cols) {
@@ -257,50 +249,12 @@ std::vector<TileParams> ComputeParams(const Scheme& s, const Plan& p, const Tile
     for (int64_t t = 0; t < nt; ++t) params[t] = ParamsForRange(p, lo[t], hi[t]);
     return params;
   }
-  // Percentile and MSE: gather each tile.
-  const bool asym = p.is_int && p.mode == IntMode::kAsym;
-  const bool parallel = nt > 1 && rows * cols >= (int64_t(1) << 16);
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (int64_t t = 0; t < nt; ++t) {
-    const int64_t r0 = (t / ts.grid_cols) * ts.tile_rows, r1 = std::min(rows, r0 + ts.tile_rows);
-    const int64_t c0 = (t % ts.grid_cols) * ts.tile_cols, c1 = std::min(cols, c0 + ts.tile_cols);
-    std::vector<float> v;
-    v.reserve(size_t((r1 - r0) * (c1 - c0)));
-    for (int64_t r = r0; r < r1; ++r) v.insert(v.end(), x + r * cols + c0, x + r * cols + c1);
-    if (s.clip == ClipRule::kPercentile) {
-      if (asym) {
-        std::vector<float> w = v;
-        const float hi = Percentile(v, s.percentile);
-        const float lo = Percentile(w, 100.0 - s.percentile);
-        params[t] = ParamsForRange(p, lo, hi);
-      } else {
-        for (float& a : v) a = std::fabs(a);
-        const float a = Percentile(v, s.percentile);
-        params[t] = ParamsForRange(p, -a, a);
-      }
-      continue;
-    }
-    // MSE: shrink factors 1.00, 0.99, ..., 0.21 on the full range; least squared error wins.
-    const float lo = *std::min_element(v.begin(), v.end());
-    const float hi = *std::max_element(v.begin(), v.end());
-    const float amax = std::max(std::fabs(lo), std::fabs(hi));
-    double best_err = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < 80; ++i) {
-      const float shrink = 1.0f - float(i) / 100.0f;
-      const TileParams cand = asym ? ParamsForRange(p, lo * shrink, hi * shrink)
-                                   : ParamsForRange(p, -amax * shrink, amax * shrink);
-      double err = 0;
-      for (size_t k = 0; k < v.size(); ++k) {
-        const double d = double(v[k]) - double(RoundTrip(p, cand, v[k]));
-        err += d * d;
-        if ((k & 31) == 31 && err >= best_err) break;  // cannot win any more (errors only grow)
-      }
-      if (err < best_err) {
-        best_err = err;
-        params[t] = cand;
-      }
-    }
-  }
+  // Percentile and MSE: tiles are independent, so any thread count gives the same parameters.
+  const int threads = nt > 1 && rows * cols >= (int64_t(1) << 16) ? NumThreads() : 1;
+  const int64_t tiles_per_item = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, ts.tile_rows * ts.tile_cols));
+  ParallelForChunks(nt, tiles_per_item, threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) params[size_t(t)] = SearchTileParams(s, p, ts, x, rows, cols, t);
+  });
   return params;
 }
 
@@ -395,12 +349,20 @@ Status CheckScalesFinite(const Scheme& s, const Plan& p, const std::vector<TileP
   return Status::Ok();
 }
 
+// True when no value of x[0, n) is Inf or NaN (exponent bits all ones): one branch-free pass.
+bool AllFinite(const float* x, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= uint32_t((F32Bits(x[i]) & 0x7F800000u) == 0x7F800000u);
+  return bad == 0;
+}
+
 Status CheckInput(const Scheme& s, const float* x, int64_t rows, int64_t cols) {
   if (rows < 0 || cols < 0)
     return Status::Errorf("quantize {}: bad shape [{}, {}]", ToString(s), rows, cols);
   const int64_t n = rows * cols;
   if (n > 0 && x == nullptr) return Status::Errorf("quantize {}: null input", ToString(s));
   const bool scaled = s.is_block || s.granularity != Granularity::kNone;
+  if (AllFinite(x, n)) return Status::Ok();
   for (int64_t i = 0; i < n; ++i) {
     if (std::isfinite(x[i])) continue;
     if (std::isnan(x[i]))
@@ -574,19 +536,21 @@ Status FakeQuantize(const Scheme& scheme, const float* x, int64_t rows, int64_t 
   const TileShape ts = TilesFor(scheme, rows, cols);
   const std::vector<TileParams> params = ComputeParams(scheme, p, ts, x, rows, cols);
   QL_RETURN_IF_ERROR(CheckScalesFinite(scheme, p, params));
-  const bool parallel = rows > 1 && rows * cols >= (int64_t(1) << 18);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    float* y = out + r * cols;
-    ForEachRun(ts, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
-      if (p.is_int) {
-        for (int64_t c = c0; c < c1; ++c) y[c] = DequantInt(t, QuantInt(p, t, xr[c]));
-      } else {
-        for (int64_t c = c0; c < c1; ++c) y[c] = DequantElem(p, t, QuantElem(p, t, xr[c]));
-      }
-    });
-  }
+  const int threads = rows > 1 && rows * cols >= (int64_t(1) << 18) ? NumThreads() : 1;
+  const int64_t rows_per_item = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, cols));
+  ParallelForChunks(rows, rows_per_item, threads, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * cols;
+      float* y = out + r * cols;
+      ForEachRun(ts, p.scaled, r, cols, params, [&](int64_t c0, int64_t c1, const TileParams& t) {
+        if (p.is_int) {
+          for (int64_t c = c0; c < c1; ++c) y[c] = DequantInt(t, QuantInt(p, t, xr[c]));
+        } else {
+          for (int64_t c = c0; c < c1; ++c) y[c] = DequantElem(p, t, QuantElem(p, t, xr[c]));
+        }
+      });
+    }
+  });  // rows are independent: any thread count gives the same values
   return Status::Ok();
 }
 
