@@ -25,7 +25,8 @@ void CausalScores(const float* q, int ldq, int m, int hd, const float* kp, int n
                   float* s, int lds);
 
 // o[i, c] = Σ_{j < L_i} p[i, j]·v[j, c] for i < m, c < hd, with p: [m, >= L_i] (lds), v: [>= L_i, hd] (ldv),
-// L_i the largest valid[] of row i's group (kAttentionPvRows consecutive rows). First sets p[i, j] = 0
+// L_i the largest valid[] of row i's tile (the few consecutive rows the kernel computes together:
+// 6 on AVX-512, 4 elsewhere). First sets p[i, j] = 0
 // for valid[i] <= j < L_i (the mask), so the result is bitwise the FP32 Gemm of p · v over any longer
 // key range whose extra p entries are 0 (given finite v there). Cost ≈ 2·hd·Σ_groups rows·L flops.
 void CausalPV(float* p, int lds, int m, const int* valid, const float* v, int ldv, int hd, float* o, int ldo);

@@ -1,6 +1,7 @@
-// The optimized forward pass: kernels/gemm.h for every linear over all tokens of the window at once
-// and for both attention products, Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked
-// causal attention parallel over (KV head, query block). The scalar oracle is
+// The optimized forward pass: kernels/gemm.h for every linear over all tokens of the window at once,
+// kernels/attention.h for both attention products in FP32 (bitwise the Gemms it replaced; BF16 keeps
+// kernels/gemm_bf16.h), Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked causal
+// attention parallel over (KV head, query block). The scalar oracle is
 // tests/harness/reference_forward.h. Not a sampler: see harness/model/generate.h.
 // Threads: NumThreads() (kernels/parallel.h). Deterministic: every work partition (GEMM tiles,
 // attention items) is fixed by the shapes alone and no sum is split across threads, so the logits
