@@ -11,6 +11,8 @@
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
+#include <immintrin.h>  // Transpose16 on AVX-512 targets
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -53,6 +55,46 @@ HWY_INLINE void StoreCols(VF v, DF d, float* p, size_t count) {  // count <= Lan
   for (size_t i = 0; i < count; ++i) p[i] = buf[i];
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// dst[k * ld_dst + j] = src[j * ld_src + k] for j, k < 16: a 16 x 16 transpose in registers (32-bit
+// then 64-bit interleaves within 128-bit blocks, then a 4 x 4 transpose of the blocks). A copy: no
+// value changes. Highway 1.0 has no transpose, hence AVX-512 intrinsics on this target only. (GCC 12
+// warns of the intrinsics' own internal undefined operands: -Wmaybe-uninitialized is off here.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+HWY_INLINE void Transpose16(const float* src, size_t ld_src, float* dst, size_t ld_dst) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld_src);
+  for (int i = 0; i < 16; i += 2) {  // t[i] lane block L: (r_i, r_i+1) at columns 4L, 4L+1; t[i+1]: 4L+2, 4L+3
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // u[g][c] (in r[4g + c]): block L holds column 4L + c of rows 4g .. 4g + 3.
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), e = _mm512_castps_pd(t[4 * g + 3]);
+    r[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  for (int c = 0; c < 4; ++c) {  // blocks: column 4L + c of all 16 rows = block L of u[0..3][c]
+    const __m512 s0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), s1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+    const __m512 s2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+    const __m512 s3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+    _mm512_storeu_ps(dst + (0 + c) * ld_dst, _mm512_shuffle_f32x4(s0, s2, 0x88));
+    _mm512_storeu_ps(dst + (4 + c) * ld_dst, _mm512_shuffle_f32x4(s0, s2, 0xDD));
+    _mm512_storeu_ps(dst + (8 + c) * ld_dst, _mm512_shuffle_f32x4(s1, s3, 0x88));
+    _mm512_storeu_ps(dst + (12 + c) * ld_dst, _mm512_shuffle_f32x4(s1, s3, 0xDD));
+  }
+}
+#pragma GCC diagnostic pop
+constexpr bool kHasTranspose16 = true;
+#else
+HWY_INLINE void Transpose16(const float*, size_t, float*, size_t) {}
+constexpr bool kHasTranspose16 = false;
+#endif
+
 // Packs columns [j0, j0 + cols) of op(B) into panels of nr columns: panel p holds bp[p][k][0..nr),
 // zero beyond `cols` (the padding lanes compute values that are never stored).
 void PackB(const float* B, size_t ldb, BLayout layout, size_t K, size_t j0, size_t cols, size_t nr, float* bp) {
@@ -75,6 +117,12 @@ void PackB(const float* B, size_t ldb, BLayout layout, size_t K, size_t j0, size
       for (size_t k0 = 0; k0 < K; k0 += kLineFloats) {
         const size_t kn = std::min(kLineFloats, K - k0);
         float* dst = panel + k0 * nr;
+        if (kHasTranspose16 && kn == 16 && w == nr && nr % 16 == 0) {  // whole 16 x 16 tiles in registers
+          for (size_t j = 0; j < w; ++j)
+            if (k0 + kPrefetchFloats < K) hwy::Prefetch(rows + j * ldb + k0 + kPrefetchFloats);
+          for (size_t jb = 0; jb < w; jb += 16) Transpose16(rows + jb * ldb + k0, ldb, dst + jb, nr);
+          continue;
+        }
         for (size_t j = 0; j < w; ++j) {
           const float* src = rows + j * ldb + k0;
           if (k0 + kPrefetchFloats < K) hwy::Prefetch(src + kPrefetchFloats);

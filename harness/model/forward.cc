@@ -1,6 +1,7 @@
-// The optimized forward pass: kernels/gemm.h for every linear over all tokens of the window at once
-// and for both attention products, Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked
-// causal attention parallel over (KV head, query block). The scalar oracle is
+// The optimized forward pass: kernels/gemm.h for every linear over all tokens of the window at once,
+// kernels/attention.h for both attention products in FP32 (bitwise the Gemms it replaced; BF16 keeps
+// kernels/gemm_bf16.h), Highway ops (kernels/ops.h) for norms, RoPE and SiLU, and blocked causal
+// attention parallel over (KV head, query block). The scalar oracle is
 // tests/harness/reference_forward.h. Not a sampler: see harness/model/generate.h.
 // Threads: NumThreads() (kernels/parallel.h). Deterministic: every work partition (GEMM tiles,
 // attention items) is fixed by the shapes alone and no sum is split across threads, so the logits
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "harness/model/generate.h"
+#include "kernels/attention.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
 #include "kernels/ops.h"
@@ -31,6 +33,8 @@ struct Workspace {
   std::vector<float> hook;   // [n, max in_features] copy of a linear's input for the linear_input hook
   std::vector<float> cos, sin;  // [n, hd] RoPE tables for positions pos0..pos0+n-1
   std::vector<float> scores;    // [threads, kBlock, n_keys] attention scratch
+  std::vector<float> kpack;     // [KV, AttentionKeyPanelFloats(n_keys, hd)] keys packed for CausalScores
+  std::vector<int> valid;       // [threads, group * kBlock] visible keys of each stacked attention row
 };
 
 constexpr int kBlock = 64;                 // query rows per attention work item
@@ -76,12 +80,62 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
   }
 }
 
+// One attention item on the FP32 causal kernels (kernels/attention.h): qg [group*rows, hd] holds the
+// stacked query rows (head j's row r at j*rows + r, at absolute position q_pos0 + r), kp the packed
+// keys and v [keys, hd] (ldv) the values of the KV head, s [group*rows, keys] is scratch and og
+// [group*rows, hd] receives the output. valid: [group*rows] scratch.
+void CausalItem(int q_pos0, int rows, int group, const float* kp, const float* v, int ldv, int hd, float scale,
+                const float* qg, float* s, int keys, int* valid, float* og, const ForwardHooks* hooks, int layer,
+                int g) {
+  const int m = group * rows;
+  for (int i = 0; i < m; ++i) valid[i] = q_pos0 + i % rows + 1;
+  CausalScores(qg, hd, m, hd, kp, keys, valid, scale, s, keys);
+  for (int i = 0; i < m; ++i) ops::Softmax(s + size_t(i) * keys, valid[i]);
+  if (hooks && hooks->attn_probs) {
+    auto mask = [&] {
+      for (int i = 0; i < m; ++i) std::fill(s + size_t(i) * keys + valid[i], s + size_t(i + 1) * keys, 0.0f);
+    };
+    mask();
+    for (int j = 0; j < group; ++j)
+      hooks->attn_probs(layer, g * group + j, q_pos0, s + size_t(j) * rows * keys, rows, keys);
+    mask();  // the mask is not the hook's to change
+  }
+  CausalPV(s, keys, m, valid, v, ldv, hd, og, hd);
+}
+
+// One attention item on the GEMMs (BF16, or too few rows for the causal kernels): as CausalItem, with
+// k [keys, hd] (ldk) and v in place; every product runs over all `keys` with the masked P entries 0.
+void GemmItem(MatmulPrecision prec, int q_pos0, int rows, int group, const float* k, const float* v, int ldkv, int hd,
+              float scale, const float* qg, float* s, int keys, float* og, const ForwardHooks* hooks, int layer,
+              int g) {
+  const int m = group * rows;
+  // Each item's products run on its own thread: the items are the parallelism here.
+  MatMul(prec, m, keys, hd, scale, qg, hd, k, ldkv, BLayout::kNK, s, keys, 1);
+  for (int i = 0; i < m; ++i) {
+    float* row = s + size_t(i) * keys;
+    const int valid = q_pos0 + i % rows + 1;
+    ops::Softmax(row, valid);
+    std::fill(row + valid, row + keys, 0.0f);
+  }
+  if (hooks && hooks->attn_probs) {
+    for (int j = 0; j < group; ++j)
+      hooks->attn_probs(layer, g * group + j, q_pos0, s + size_t(j) * rows * keys, rows, keys);
+    for (int i = 0; i < m; ++i) {  // the mask is not the hook's to change
+      const int valid = q_pos0 + i % rows + 1;
+      std::fill(s + size_t(i) * keys + valid, s + size_t(i + 1) * keys, 0.0f);
+    }
+  }
+  MatMul(prec, m, hd, keys, 1.0f, s, keys, v, ldkv, BLayout::kKN, og, hd, 1);
+}
+
 // Causal grouped-query attention for n queries at positions pos0..pos0+n-1 over keys 0..pos0+n-1.
 // q: [n, H*hd]; k, v: [pos0+n, KV*hd]; out: [n, H*hd]. Work item = (KV head g, block of kBlock query
 // positions): the `group` = H/KV query heads sharing g are stacked into one [group*rows, hd] matrix so
-// each product packs K/V once for all of them:
-//   S = Qg·K_g[0:end]ᵀ·scale (Gemm), row softmax over each row's causal prefix, Og = P·V_g[0:end] (Gemm).
-// Cost ≈ 2·H·hd·Σ_blocks(rows·end) ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops (causal-only count × ~1.1).
+// each product reads K/V once for all of them:
+//   S = Qg·K_gᵀ·scale, row softmax over each row's causal prefix, Og = P·V_g.
+// FP32 (CausalItem): the keys are packed once per layer and both products stop at the last key a
+// row tile sees, cost ≈ 2·H·hd·n·(pos0 + n/2) flops plus a tile's edge. BF16 (GemmItem): both run
+// over the block's whole key range end, ≈ 2·H·hd·n·(pos0 + n/2 + kBlock/2) flops.
 // hooks->attn_probs (if set) sees each query head's rows of P before the P·V product.
 void Attention(const ModelConfig& c, MatmulPrecision prec, const float* q, const float* k, const float* v, int n,
                int pos0, float* out, Workspace& ws, const ForwardHooks* hooks, int layer) {
@@ -97,6 +151,20 @@ void Attention(const ModelConfig& c, MatmulPrecision prec, const float* q, const
   const int threads = flops < kMinParallelFlops ? 1 : std::min(NumThreads(), n_items);
   const size_t per_thread = size_t(group) * kBlock * (size_t(max_keys) + 2 * hd);
   ws.scores.resize(size_t(threads) * per_thread);
+  // The causal kernels (FP32) match Gemm's packed path bit for bit on items of >= kGemmDotRows rows
+  // (fewer take its dot-product path), so an item takes them when it has that many; the keys are
+  // packed once per layer when some item will.
+  const bool fp32 = prec == MatmulPrecision::kFp32;
+  const bool pack = fp32 && group * std::min(n, kBlock) >= kGemmDotRows;
+  const size_t kp_floats = pack ? AttentionKeyPanelFloats(max_keys, hd) : 0;
+  float* kp = nullptr;
+  if (pack) {
+    ws.kpack.resize(size_t(KV) * kp_floats);
+    ws.valid.resize(size_t(threads) * group * kBlock);
+    kp = ws.kpack.data();
+    ParallelFor(KV, threads,
+                [&](int g, int) { PackAttentionKeys(k + g * hd, kv_stride, max_keys, hd, kp + g * kp_floats); });
+  }
   ParallelFor(n_items, threads, [&](int item, int tid) {
     // Largest blocks (last queries) first for a better dynamic schedule.
     const int blk = n_blocks - 1 - item / KV, g = item % KV;
@@ -110,23 +178,13 @@ void Attention(const ModelConfig& c, MatmulPrecision prec, const float* q, const
       for (int r = 0; r < rows; ++r)
         std::memcpy(qg + (size_t(j) * rows + r) * hd, q + size_t(r0 + r) * q_stride + (g * group + j) * hd,
                     sizeof(float) * hd);
-    // Each item's products run on its own thread: the items are the parallelism here.
-    MatMul(prec, m, keys, hd, scale, qg, hd, k + g * hd, kv_stride, BLayout::kNK, s, keys, 1);
-    for (int i = 0; i < m; ++i) {
-      float* row = s + size_t(i) * keys;
-      const int valid = pos0 + r0 + i % rows + 1;
-      ops::Softmax(row, valid);
-      std::fill(row + valid, row + keys, 0.0f);
+    if (fp32 && m >= kGemmDotRows) {
+      CausalItem(pos0 + r0, rows, group, kp + size_t(g) * kp_floats, v + g * hd, kv_stride, hd, scale, qg, s, keys,
+                 ws.valid.data() + size_t(tid) * group * kBlock, og, hooks, layer, g);
+    } else {
+      GemmItem(prec, pos0 + r0, rows, group, k + g * hd, v + g * hd, kv_stride, hd, scale, qg, s, keys, og, hooks,
+               layer, g);
     }
-    if (hooks && hooks->attn_probs) {
-      for (int j = 0; j < group; ++j)
-        hooks->attn_probs(layer, g * group + j, pos0 + r0, s + size_t(j) * rows * keys, rows, keys);
-      for (int i = 0; i < m; ++i) {  // the mask is not the hook's to change
-        const int valid = pos0 + r0 + i % rows + 1;
-        std::fill(s + size_t(i) * keys + valid, s + size_t(i + 1) * keys, 0.0f);
-      }
-    }
-    MatMul(prec, m, hd, keys, 1.0f, s, keys, v + g * hd, kv_stride, BLayout::kKN, og, hd, 1);
     for (int j = 0; j < group; ++j)
       for (int r = 0; r < rows; ++r)
         std::memcpy(out + size_t(r0 + r) * q_stride + (g * group + j) * hd, og + (size_t(j) * rows + r) * hd,

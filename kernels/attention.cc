@@ -1,0 +1,227 @@
+// Highway implementation of kernels/attention.h, compiled once per SIMD target and dispatched at run
+// time, plus the double oracle. Scores: the keys are packed once into K-major panels of NR keys
+// (NR = kNv vectors) and an MR x NR register tile runs over d, skipping the tiles no row of the
+// group can see. P·V: V is read in place (its rows are the panel rows), an MR x (up to 4 vectors)
+// tile runs over keys up to the group's last visible key. Same FMA chain per element as gemm.cc.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/attention.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
+#include "hwy/highway.h"
+#include "kernels/tail-inl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/attention.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ql {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+using ::ql::HWY_NAMESPACE::TailLoad;  // kernels/tail-inl.h
+using ::ql::HWY_NAMESPACE::TailStore;
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr int kNv = 3, kMr = 8;        // scores tile: kMr rows x kNv vectors of keys
+constexpr int kPvRows = 6, kPvVecs = 4;  // P·V tile: rows x vectors of output columns
+#else
+constexpr int kNv = 2, kMr = 6;
+constexpr int kPvRows = 4, kPvVecs = 2;
+#endif
+
+size_t PanelKeys() { return kNv * hn::Lanes(DF()); }
+
+size_t KeyPanelFloats(int n_keys, int hd) {
+  const size_t nr = PanelKeys();
+  return (size_t(n_keys) + nr - 1) / nr * nr * size_t(hd);
+}
+
+// kp panel p: [hd][nr] holds keys p·nr .. p·nr + nr - 1, zero past n_keys.
+void PackKeys(const float* k, int ldk, int n_keys, int hd, float* kp) {
+  const size_t nr = PanelKeys();
+  for (size_t p0 = 0; p0 < size_t(n_keys); p0 += nr) {
+    float* panel = kp + p0 * hd;
+    const size_t w = std::min(nr, size_t(n_keys) - p0);
+    for (size_t j = 0; j < w; ++j) {
+      const float* src = k + (p0 + j) * ldk;
+      for (int d = 0; d < hd; ++d) panel[d * nr + j] = src[d];
+    }
+    for (int d = 0; d < hd; ++d) std::fill(panel + d * nr + w, panel + (d + 1) * nr, 0.0f);
+  }
+}
+
+HWY_INLINE void StoreCols(VF v, DF d, float* p, size_t count) {  // count <= Lanes
+  if (count == hn::Lanes(d)) return hn::StoreU(v, d, p);
+  TailStore(v, d, p, count);
+}
+
+// s[kRows, ncols] = scale · q[kRows, hd] · panel[hd, nr]: one FMA chain per element over d.
+template <int kRows>
+HWY_INLINE void ScoreTile(const float* HWY_RESTRICT q, size_t ldq, const float* HWY_RESTRICT panel, int hd,
+                          float scale, float* HWY_RESTRICT s, size_t lds, size_t ncols) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  VF acc[kRows][kNv];
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kNv; ++v) acc[r][v] = hn::Zero(d);
+  for (int k = 0; k < hd; ++k) {
+    VF b[kNv];
+    for (int v = 0; v < kNv; ++v) b[v] = hn::LoadU(d, panel + (size_t(k) * kNv + v) * N);
+    for (int r = 0; r < kRows; ++r) {
+      const VF a = hn::Set(d, q[r * ldq + k]);
+      for (int v = 0; v < kNv; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
+    }
+  }
+  const VF vs = hn::Set(d, scale);
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kNv && v * N < ncols; ++v)
+      StoreCols(hn::Mul(acc[r][v], vs), d, s + r * lds + v * N, std::min(N, ncols - v * N));
+}
+
+void ScoreDispatch(int rows, const float* q, size_t ldq, const float* panel, int hd, float scale, float* s,
+                   size_t lds, size_t ncols) {
+  switch (rows) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    case 8: return ScoreTile<8>(q, ldq, panel, hd, scale, s, lds, ncols);
+    case 7: return ScoreTile<7>(q, ldq, panel, hd, scale, s, lds, ncols);
+#endif
+    case 6: return ScoreTile<6>(q, ldq, panel, hd, scale, s, lds, ncols);
+    case 5: return ScoreTile<5>(q, ldq, panel, hd, scale, s, lds, ncols);
+    case 4: return ScoreTile<4>(q, ldq, panel, hd, scale, s, lds, ncols);
+    case 3: return ScoreTile<3>(q, ldq, panel, hd, scale, s, lds, ncols);
+    case 2: return ScoreTile<2>(q, ldq, panel, hd, scale, s, lds, ncols);
+    default: return ScoreTile<1>(q, ldq, panel, hd, scale, s, lds, ncols);
+  }
+}
+
+int MaxValid(const int* valid, int i, int rows) { return *std::max_element(valid + i, valid + i + rows); }
+
+void Scores(const float* q, int ldq, int m, int hd, const float* kp, int n_keys, const int* valid, float scale,
+            float* s, int lds) {
+  const size_t nr = PanelKeys();
+  for (int i = 0; i < m; i += kMr) {
+    const int rows = std::min(kMr, m - i);
+    const size_t seen = size_t(MaxValid(valid, i, rows));  // keys [0, seen) are visible to some row
+    for (size_t p0 = 0; p0 < seen; p0 += nr)
+      ScoreDispatch(rows, q + size_t(i) * ldq, ldq, kp + p0 * hd, hd, scale, s + size_t(i) * lds + p0, lds,
+                    std::min(nr, size_t(n_keys) - p0));
+  }
+}
+
+// o[kRows, cols c0 .. c0 + kVecs·N) = p[kRows, 0..len) · v[0..len, same cols]; ncols <= kVecs·N valid.
+template <int kRows, int kVecs>
+HWY_INLINE void PvTile(const float* HWY_RESTRICT p, size_t lds, size_t len, const float* HWY_RESTRICT v, size_t ldv,
+                       float* HWY_RESTRICT o, size_t ldo, size_t ncols) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  VF acc[kRows][kVecs];
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < kVecs; ++c) acc[r][c] = hn::Zero(d);
+  const bool full = ncols == kVecs * N;
+  for (size_t k = 0; k < len; ++k) {
+    VF b[kVecs];
+    const float* vk = v + k * ldv;
+    for (int c = 0; c < kVecs; ++c)
+      b[c] = full || (c + 1) * N <= ncols ? hn::LoadU(d, vk + c * N) : TailLoad(d, vk + c * N, ncols - c * N);
+    for (int r = 0; r < kRows; ++r) {
+      const VF a = hn::Set(d, p[r * lds + k]);
+      for (int c = 0; c < kVecs; ++c) acc[r][c] = hn::MulAdd(a, b[c], acc[r][c]);
+    }
+  }
+  // alpha = 1 in the Gemm this replaces: acc · 1 is acc.
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < kVecs && c * N < ncols; ++c)
+      StoreCols(acc[r][c], d, o + r * ldo + c * N, std::min(N, ncols - c * N));
+}
+
+template <int kRows>
+void PvColumns(const float* p, size_t lds, size_t len, const float* v, size_t ldv, float* o, size_t ldo, int hd) {
+  const size_t N = hn::Lanes(DF());
+  for (size_t c0 = 0; c0 < size_t(hd); c0 += kPvVecs * N) {
+    const size_t cols = std::min(kPvVecs * N, size_t(hd) - c0);
+    const size_t vecs = (cols + N - 1) / N;
+    if (vecs == kPvVecs) PvTile<kRows, kPvVecs>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    else if (vecs == 3) PvTile<kRows, 3>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+#endif
+    else if (vecs == 2) PvTile<kRows, 2>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+    else PvTile<kRows, 1>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+  }
+}
+
+void PvDispatch(int rows, const float* p, size_t lds, size_t len, const float* v, size_t ldv, float* o, size_t ldo,
+                int hd) {
+  switch (rows) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    case 6: return PvColumns<6>(p, lds, len, v, ldv, o, ldo, hd);
+    case 5: return PvColumns<5>(p, lds, len, v, ldv, o, ldo, hd);
+#endif
+    case 4: return PvColumns<4>(p, lds, len, v, ldv, o, ldo, hd);
+    case 3: return PvColumns<3>(p, lds, len, v, ldv, o, ldo, hd);
+    case 2: return PvColumns<2>(p, lds, len, v, ldv, o, ldo, hd);
+    default: return PvColumns<1>(p, lds, len, v, ldv, o, ldo, hd);
+  }
+}
+
+void Pv(float* p, int lds, int m, const int* valid, const float* v, int ldv, int hd, float* o, int ldo) {
+  for (int i = 0; i < m; i += kPvRows) {
+    const int rows = std::min(kPvRows, m - i);
+    const int len = MaxValid(valid, i, rows);
+    for (int r = i; r < i + rows; ++r) std::fill(p + size_t(r) * lds + valid[r], p + size_t(r) * lds + len, 0.0f);
+    PvDispatch(rows, p + size_t(i) * lds, lds, size_t(len), v, ldv, o + size_t(i) * ldo, ldo, hd);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace ql
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace ql {
+
+HWY_EXPORT(KeyPanelFloats);
+HWY_EXPORT(PackKeys);
+HWY_EXPORT(Scores);
+HWY_EXPORT(Pv);
+
+size_t AttentionKeyPanelFloats(int n_keys, int hd) { return HWY_DYNAMIC_DISPATCH(KeyPanelFloats)(n_keys, hd); }
+
+void PackAttentionKeys(const float* k, int ldk, int n_keys, int hd, float* kp) {
+  HWY_DYNAMIC_DISPATCH(PackKeys)(k, ldk, n_keys, hd, kp);
+}
+
+void CausalScores(const float* q, int ldq, int m, int hd, const float* kp, int n_keys, const int* valid, float scale,
+                  float* s, int lds) {
+  HWY_DYNAMIC_DISPATCH(Scores)(q, ldq, m, hd, kp, n_keys, valid, scale, s, lds);
+}
+
+void CausalPV(float* p, int lds, int m, const int* valid, const float* v, int ldv, int hd, float* o, int ldo) {
+  HWY_DYNAMIC_DISPATCH(Pv)(p, lds, m, valid, v, ldv, hd, o, ldo);
+}
+
+void CausalAttentionRef(const float* q, int ldq, int m, int hd, const float* k, int ldk, const float* v, int ldv,
+                        const int* valid, float scale, float* o, int ldo) {
+  for (int i = 0; i < m; ++i) {
+    std::vector<double> s(valid[i]);
+    double mx = -INFINITY, sum = 0;
+    for (int j = 0; j < valid[i]; ++j) {
+      double dot = 0;
+      for (int d = 0; d < hd; ++d) dot += double(q[size_t(i) * ldq + d]) * k[size_t(j) * ldk + d];
+      s[j] = double(scale) * dot;
+      mx = std::max(mx, s[j]);
+    }
+    for (double& x : s) sum += (x = std::exp(x - mx));
+    for (int c = 0; c < hd; ++c) {
+      double acc = 0;
+      for (int j = 0; j < valid[i]; ++j) acc += s[j] / sum * v[size_t(j) * ldv + c];
+      o[size_t(i) * ldo + c] = float(acc);
+    }
+  }
+}
+
+}  // namespace ql
+#endif  // HWY_ONCE
