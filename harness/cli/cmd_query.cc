@@ -7,6 +7,7 @@
 #include "harness/cli/commands.h"
 #include "harness/sweep/experiment.h"
 #include "harness/sweep/runner.h"
+#include "harness/sweep/window_records.h"
 #include "results/compare.h"
 #include "results/report.h"
 #include "results/store.h"
@@ -43,6 +44,7 @@ void AddMergeCommand(CLI::App& app) {
   cmd->callback([dest, srcs] {
     std::vector<std::string> warnings;
     Status s = ResultStore::Merge(*dest, *srcs, &warnings);
+    if (s.ok()) s = MergeWindowRecords(*dest, *srcs);  // so the merged store's refinement resumes cells
     if (!s.ok()) return Fail("merge", s);
     for (const std::string& w : warnings) std::cerr << "quantlab merge: warning: " << w << "\n";
     auto store = ResultStore::OpenReadOnly(*dest);

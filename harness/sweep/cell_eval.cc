@@ -77,6 +77,7 @@ StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& wor
     plan.known = &known;
   }
   QL_ASSIGN_OR_RETURN(WindowRecords out, EvaluateWindows(work, s.windows, *s.base, &hooks, plan));
+  if (s.window_tally) s.window_tally->evaluated += out.windows - out.reused, s.window_tally->taken += out.reused;
   if (p.cell->adaptive && !records.empty()) {
     std::vector<int> ran(plan.order.begin(), plan.order.begin() + out.windows);
     std::sort(ran.begin(), ran.end());
@@ -117,8 +118,32 @@ double CellWork(const Session& s, const CellPlan& p) {
   return run;
 }
 
-double CellsEta(double seconds_run, double work_run, double work_left) {
-  return work_run > 0 ? std::max(0.0, work_left) * seconds_run / work_run : 0;
+size_t CellsEta::Plan(double work, bool adaptive) {
+  cells_.push_back({work, adaptive, false});
+  return cells_.size() - 1;
+}
+
+void CellsEta::Skip(size_t i) { cells_[i].done = true; }
+
+void CellsEta::Ran(size_t i, double seconds_fixed, double seconds_eval, double window_fraction) {
+  Planned& c = cells_[i];
+  c.done = true;
+  ++ran_;
+  fixed_ += seconds_fixed, eval_ += seconds_eval, eval_work_ += c.work * window_fraction;
+  fraction_sum_[c.adaptive] += window_fraction, ++fraction_n_[c.adaptive];
+}
+
+double CellsEta::SecondsLeft() const {
+  if (ran_ == 0) return 0;
+  const double rate = eval_work_ > 0 ? eval_ / eval_work_ : 0;  // evaluation seconds per unit of work
+  double left = 0;
+  for (const Planned& c : cells_) {
+    if (c.done) continue;
+    const int k = c.adaptive;
+    const double fraction = fraction_n_[k] ? fraction_sum_[k] / fraction_n_[k] : 1.0;
+    left += fixed_ / ran_ + rate * c.work * fraction;
+  }
+  return left;
 }
 
 }  // namespace ql

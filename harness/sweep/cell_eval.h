@@ -25,8 +25,35 @@ int FirstPlannedBlock(const Model& work, const CellPlan& p);
 // A cell's evaluation work relative to others of the session, for ETAs: the weights of the blocks it
 // runs (from its prefix start on) plus the LM head's, as a count of weights (≈ multiply-adds per token).
 double CellWork(const Session& s, const CellPlan& p);
-// Seconds left when `work_run` of work took `seconds_run` and `work_left` remains (0 before any ran).
-double CellsEta(double seconds_run, double work_run, double work_left);
+// The ETA of a list of cells. A cell's seconds are a fixed part (quantizing, the tensor measures: the
+// mean over the cells run) plus its evaluation, taken proportional to CellWork × the fraction of the
+// windows it evaluates. That fraction is known only once a cell ran (an adaptive one stops early, a
+// full one resumed from window records runs only the rest), so each kind — adaptive or not — is
+// projected at the mean fraction its cells evaluated so far (1 before one ran): a scan whose units
+// stop at 3 of 8 windows is projected at 3/8 of a full evaluation, whatever blocks they start at.
+class CellsEta {
+ public:
+  // Adds a cell to run: its work (CellWork) and whether it is adaptive. Returns its index.
+  size_t Plan(double work, bool adaptive);
+  // Cell i is done without running (already recorded).
+  void Skip(size_t i);
+  // Cell i ran: its fixed seconds (total − evaluation), its evaluation seconds, and the fraction of the
+  // session's windows it evaluated (windows taken from records not counted).
+  void Ran(size_t i, double seconds_fixed, double seconds_eval, double window_fraction);
+  // Seconds the cells neither run nor skipped are projected to take (0 before any ran).
+  double SecondsLeft() const;
+
+ private:
+  struct Planned {
+    double work = 0;
+    bool adaptive = false, done = false;
+  };
+  std::vector<Planned> cells_;
+  int ran_ = 0;
+  double fixed_ = 0, eval_ = 0, eval_work_ = 0;  // over the cells run: Σ fixed s, Σ eval s, Σ work × fraction
+  double fraction_sum_[2] = {0, 0};              // [adaptive] Σ fraction of the cells run of that kind
+  int fraction_n_[2] = {0, 0};
+};
 
 // The seeded window order of adaptive cells: a Fisher–Yates shuffle of 0..n-1 driven by SplitMix64
 // from `seed` (portable, unlike std::shuffle).

@@ -446,6 +446,7 @@ StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const
                                                      &hooks, runtime.residual_to_model_basis));
   }
   ev.windows = int(s.windows.size());
+  if (s.window_tally) s.window_tally->evaluated += ev.windows;
   return ev;
 }
 

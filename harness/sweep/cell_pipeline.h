@@ -6,6 +6,8 @@
 // its store commits (runner.h).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -42,6 +44,13 @@ struct SessionOptions {
   int64_t prefix_budget_mb = 0;
 };
 
+// Windows a session's cells evaluated, and took from window records instead, so far (counted by
+// EvaluateReusingPrefix; read by the runner's ETA and the search's refinement report).
+struct WindowTally {
+  std::atomic<int64_t> evaluated{0};  // windows run through the model
+  std::atomic<int64_t> taken{0};      // windows taken from records (harness/sweep/window_records.h)
+};
+
 // Loaded once per run: the model at the baseline precision, the text and its windows, the baseline,
 // the calibration windows (when some cell's algorithm needs them) and the content hashes that make
 // up the cells' identities.
@@ -70,6 +79,7 @@ struct Session {
   // Set by CompactReference (compact_reference.h): every weight as BF16 bits while `reference` keeps only
   // the shapes. Empty: `reference` holds the values.
   std::map<std::string, std::vector<uint16_t>> reference_bf16;
+  std::shared_ptr<WindowTally> window_tally = std::make_shared<WindowTally>();
 };
 
 // Loads and checks everything `cells` need, before any cell runs.

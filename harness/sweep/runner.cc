@@ -122,33 +122,35 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
   ProgressStyle inner = opt.progress_bar ? ProgressStyle::ForStderr(&log) : ProgressStyle{};
   const bool tty = inner.tty;
   sum.total = int(cells.size());
-  double run_seconds = 0, run_work = 0, left_work = 0;
   int done = 0, ran = 0;
-  std::vector<double> work_of;  // per cell: CellWork (a late-block cell with prefix reuse costs less)
-  for (const CellPlan& p : plans) left_work += work_of.emplace_back(CellWork(*s, p));
+  CellsEta eta_of;  // per cell: CellWork (a late-block cell with prefix reuse costs less) × windows it runs
+  for (const CellPlan& p : plans) eta_of.Plan(CellWork(*s, p), p.cell->adaptive.has_value());
   for (const CellPlan& p : plans) {
-    left_work -= work_of[size_t(done)];
     ++done;
     const std::string id = DescribeCell(*s, *p.cell).id;
     QL_ASSIGN_OR_RETURN(const std::string have, store->CellStatus(id));
     if (!have.empty() && !(opt.retry_failed && have == "failed")) {
       ++sum.skipped;
+      eta_of.Skip(size_t(done - 1));
       if (have == "failed") ++sum.skipped_failed;
       log << fmt::format("[{}/{}] {} — already recorded, skipped ({})", done, cells.size(), p.cell->Label(), have)
           << std::endl;
       continue;
     }
     inner.prefix = fmt::format("[{}/{}] {} — ", done, cells.size(), p.cell->Label());
+    const int64_t windows_before = s->window_tally ? s->window_tally->evaluated.load() : 0;
     CellResult r = RunCell(*s, work, p, inner);
+    const int64_t windows_run = s->window_tally ? s->window_tally->evaluated.load() - windows_before : 0;
     r.cell.experiment_id = sum.experiment_id;
     r.cell.baseline_id = baseline_id;
     r.cell.shard = opt.shard;
     QL_RETURN_IF_ERROR(store->CommitCell(r));
-    run_seconds += r.cell.seconds_total;
-    run_work += work_of[size_t(done - 1)];
+    if (r.cell.status == "failed") eta_of.Skip(size_t(done - 1));  // no evaluation to learn from
+    else eta_of.Ran(size_t(done - 1), r.cell.seconds_total - r.cell.seconds_eval, r.cell.seconds_eval,
+                    s->windows.empty() ? 1.0 : double(windows_run) / double(s->windows.size()));
     ++ran;
     (r.cell.status == "ok" ? sum.ok : r.cell.status == "failed" ? sum.failed : sum.diverged)++;
-    const std::string eta = FormatDuration(CellsEta(run_seconds, run_work, left_work));
+    const std::string eta = FormatDuration(eta_of.SecondsLeft());
     StepLine(tty, log,
              fmt::format("[{}/{}] {} — {} ({:.1f}s, ETA {})", done, cells.size(), p.cell->Label(), CellLine(r),
                          r.cell.seconds_total, eta),

@@ -20,6 +20,7 @@
 #include "harness/quant/targets.h"
 #include "harness/sweep/search_refine.h"
 #include "harness/sweep/search_windows.h"
+#include "harness/sweep/window_records.h"
 
 namespace ql {
 namespace {
@@ -317,7 +318,7 @@ double UnitsBpw(int64_t bytes, const std::vector<Unit>& units) {
 // Adaptive units keep their windows' records in DIR/window-records, so a refinement's full-window
 // cell of the same unit runs only the windows they skipped (window_records.h).
 Status UseWindowRecords(Scan* scan) {
-  const std::string dir = scan->results_dir + "/window-records";
+  const std::string dir = WindowRecordsDir(scan->results_dir);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::Errorf("sensitivity: cannot create {} ({}); check the results directory", dir, ec.message());
@@ -436,6 +437,7 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
   if (o.refine_paired) { QL_RETURN_IF_ERROR(UseAdaptiveWindows(scan, opts)); }
   const auto t0 = std::chrono::steady_clock::now();
   const std::clock_t c0 = std::clock();
+  const int64_t evaluated0 = scan.session->window_tally->evaluated, taken0 = scan.session->window_tally->taken;
   auto measure = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o2) -> Status {
     std::vector<Cell> cells;
     for (const auto& [u, k] : need) cells.push_back(FullCell(full, t, u, (*o2)[size_t(u)][size_t(k)].scheme));
@@ -450,10 +452,14 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
   *report = {{"passes", r.passes}, {"cells_run", r.measured}, {"converged", r.converged}, {"lambda", r.lambda},
-             {"exact_options", exact}, {"options", every.size()}, {"seconds", wall}, {"cpu_seconds", cpu}};
-  log << fmt::format("search: refinement {} after {} passes: {} cells run on every window in {:.1f}s ({:.1f} CPU-s); "
-                     "{} of {} options exact\n",
-                     r.converged ? "done" : "stopped", r.passes, r.measured, wall, cpu, exact, every.size());
+             {"exact_options", exact}, {"options", every.size()}, {"seconds", wall}, {"cpu_seconds", cpu},
+             {"windows_evaluated", scan.session->window_tally->evaluated - evaluated0},
+             {"windows_resumed", scan.session->window_tally->taken - taken0}};
+  log << fmt::format("search: refinement {} after {} passes: {} cells run on every window in {:.1f}s ({:.1f} CPU-s; "
+                     "{} windows evaluated, {} resumed from window records); {} of {} options exact\n",
+                     r.converged ? "done" : "stopped", r.passes, r.measured, wall, cpu,
+                     (*report)["windows_evaluated"].get<int64_t>(), (*report)["windows_resumed"].get<int64_t>(), exact,
+                     every.size());
   return r.choice;
 }
 

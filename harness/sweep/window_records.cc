@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 namespace ql {
@@ -72,6 +73,41 @@ KnownWindows ReadWindowRecords(const std::string& path, const std::vector<Window
     known[size_t(w)] = std::move(r);
   }
   return known;
+}
+
+std::string WindowRecordsDir(const std::string& results_dir) { return results_dir + "/window-records"; }
+
+int64_t StoredWindowCount(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8];
+  int64_t n_windows = 0, n_stored = 0;
+  if (!in || !in.read(magic, sizeof magic) || std::memcmp(magic, kMagic, sizeof magic) != 0 || !GetI64(in, &n_windows) ||
+      !GetI64(in, &n_stored) || n_stored < 0 || n_stored > n_windows)
+    return 0;
+  return n_stored;
+}
+
+Status MergeWindowRecords(const std::string& dest, const std::vector<std::string>& sources) {
+  namespace fs = std::filesystem;
+  const fs::path to_dir = WindowRecordsDir(dest);
+  std::error_code ec;
+  for (const std::string& src : sources) {
+    const fs::path from_dir = WindowRecordsDir(src);
+    if (!fs::is_directory(from_dir, ec)) continue;  // a sweep's store, or one from before the records
+    fs::create_directories(to_dir, ec);
+    if (ec) return Status::Errorf("merge: cannot create {} ({}); check the destination is writable", to_dir.string(), ec.message());
+    for (const auto& e : fs::directory_iterator(from_dir, ec)) {
+      if (e.path().extension() != ".qlwr") continue;
+      const fs::path to = to_dir / e.path().filename();
+      if (fs::exists(to) && StoredWindowCount(to.string()) >= StoredWindowCount(e.path().string())) continue;
+      const fs::path tmp = to.string() + ".tmp";
+      fs::copy_file(e.path(), tmp, fs::copy_options::overwrite_existing, ec);
+      if (!ec) fs::rename(tmp, to, ec);
+      if (ec) return Status::Errorf("merge: cannot copy {} to {} ({})", e.path().string(), to.string(), ec.message());
+    }
+    if (ec) return Status::Errorf("merge: cannot list {} ({})", from_dir.string(), ec.message());
+  }
+  return Status::Ok();
 }
 
 }  // namespace ql

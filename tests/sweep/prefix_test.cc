@@ -186,8 +186,30 @@ TEST_F(PrefixCells, EtaWorkCountsTheBlocksACellRuns) {
   EXPECT_EQ(CellWork(**s, *PlanCell(**s, cells[0])), L * block + head);
   EXPECT_EQ(CellWork(**s, *PlanCell(**s, cells[1])), (L - 4) * block + head);
   EXPECT_EQ(CellWork(**plain, *PlanCell(**plain, cells[1])), L * block + head);
-  EXPECT_EQ(CellsEta(10, 2, 3), 15.0);  // 10 s for 2 units of work, 3 left
-  EXPECT_EQ(CellsEta(0, 0, 3), 0.0);
+}
+
+// The ETA from the windows cells evaluated: a cell costs the mean fixed seconds plus the evaluation rate
+// × its work × the mean window fraction of its kind (adaptive or not) so far.
+TEST(CellsEtaEstimator, ProjectsEachKindAtTheWindowsItsCellsEvaluated) {
+  CellsEta eta;
+  for (double w : {4.0, 4.0, 2.0, 2.0, 1.0}) eta.Plan(w, true);  // adaptive units, dearer first
+  const size_t full = eta.Plan(2.0, false);                      // a full-window cell
+  EXPECT_EQ(eta.SecondsLeft(), 0.0);                             // nothing ran: no rate yet
+  // Unit 0: 1 s fixed, 3 s evaluating 3 of 8 windows of work 4 → 3 / (4 · 3/8) = 2 s per unit of work.
+  eta.Ran(0, 1, 3, 3.0 / 8);
+  // Left: 4 adaptive at 3/8 (works 4, 2, 2, 1) and one full cell at 1 (no full cell ran yet), each + 1 s.
+  EXPECT_DOUBLE_EQ(eta.SecondsLeft(), 5 * 1 + 2 * (9 * 3.0 / 8 + 2 * 1.0));
+  // Unit 1 stops at 5 of 8 (fixed 3 s, 5 s evaluating): fixed mean 2 s, rate (3 + 5) / (4·3/8 + 4·5/8) = 2,
+  // adaptive fraction (3/8 + 5/8) / 2 = 1/2. A skipped cell (recorded already) costs nothing.
+  eta.Ran(1, 3, 5, 5.0 / 8);
+  eta.Skip(2);
+  EXPECT_DOUBLE_EQ(eta.SecondsLeft(), 3 * 2 + 2 * (3 * 0.5 + 2 * 1.0));
+  // The full cell resumed from records evaluated a quarter of its windows: the full kind is now at 1/4.
+  eta.Ran(full, 2, 1, 0.25);
+  // rate (3 + 5 + 1) / (1.5 + 2.5 + 0.5) = 2; fixed mean (1 + 3 + 2) / 3 = 2; units 3 and 4 at 1/2.
+  EXPECT_DOUBLE_EQ(eta.SecondsLeft(), 2 * 2 + 2 * (3 * 0.5));
+  eta.Ran(3, 2, 2, 0.5), eta.Ran(4, 2, 1, 0.5);
+  EXPECT_EQ(eta.SecondsLeft(), 0.0);
 }
 
 TEST(Adaptive, OrderIsASeededPermutation) {

@@ -1,7 +1,8 @@
 // The refinement of `search` after an adaptive scan: the Lagrange multiplier against its definition,
 // the decision options on a hand-made case, the loop against the exact-cost knapsack on random cases,
 // and on stories260K: an adaptive scan + refinement gives the full scan's choice and measured KLD, and
-// `search --shard` halves merged give the unsharded search bit for bit.
+// `search --shard` halves merged give the unsharded search bit for bit, resuming cells from the shards'
+// window records as the unsharded store does.
 #include "harness/sweep/search_refine.h"
 #include "tests/test_paths.h"
 
@@ -16,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/sweep/search_windows.h"
+#include "harness/sweep/window_records.h"
 #include "results/store.h"
 #include "tests/temp_dir.h"
 
@@ -318,15 +320,28 @@ TEST_F(RefineScanTest, AdaptiveRefinedSearchIsTheFullScansAndShardsMergeBitwise)
   EXPECT_FALSE(ScanComplete(a->table));
   EXPECT_FALSE(ScanComplete(b->table));
   std::vector<std::string> warnings;
-  ASSERT_TRUE(ResultStore::Merge((dir_ / "m").string(), {(dir_ / "a").string(), (dir_ / "b").string()}, &warnings).ok());
-  auto m = RunScan("m", false);
-  ASSERT_TRUE(m && ScanComplete(m->table));
+  const std::vector<std::string> halves = {(dir_ / "a").string(), (dir_ / "b").string()};
+  ASSERT_TRUE(ResultStore::Merge((dir_ / "m").string(), halves, &warnings).ok());
+  ASSERT_TRUE(MergeWindowRecords((dir_ / "m").string(), halves).ok());  // what `quantlab merge` does
+  ASSERT_TRUE(ResultStore::Merge((dir_ / "m0").string(), halves, &warnings).ok());  // the store alone
+  auto m = RunScan("m", false), m0 = RunScan("m0", false);
+  ASSERT_TRUE(m && ScanComplete(m->table) && m0);
   EXPECT_NE(log_.str().find(fmt::format("0 ok, 0 failed, 0 diverged, {} skipped", m->table.rows.size())),
             std::string::npos);
   EXPECT_EQ(SensitivityJson(m->table), SensitivityJson(one->table));
-  nlohmann::json merged = Search(*m, 4.5, -1), alone = got;
-  for (auto* j : {&merged, &alone}) (*j)["refinement"].erase("seconds"), (*j)["refinement"].erase("cpu_seconds");
+  nlohmann::json merged = Search(*m, 4.5, -1), alone = got, bare = Search(*m0, 4.5, -1);
+  for (auto* j : {&merged, &alone, &bare}) (*j)["refinement"].erase("seconds"), (*j)["refinement"].erase("cpu_seconds");
+  // With the shards' records the merged store's refinement resumes its cells as the unsharded one did:
+  // the same report, window counts included; without them it runs every window of those cells.
   EXPECT_EQ(merged, alone);
+  const nlohmann::json& rm = merged["refinement"], &r0 = bare["refinement"];
+  EXPECT_GT(rm["windows_resumed"].get<int64_t>(), 0);
+  EXPECT_EQ(r0["windows_resumed"].get<int64_t>(), 0);
+  EXPECT_EQ(rm["windows_evaluated"].get<int64_t>() + rm["windows_resumed"].get<int64_t>(),
+            r0["windows_evaluated"].get<int64_t>());
+  EXPECT_EQ(r0["windows_evaluated"].get<int64_t>(), int64_t(refined) * int64_t(one->session->windows.size()));
+  for (auto* j : {&merged, &bare}) (*j)["refinement"].erase("windows_evaluated"), (*j)["refinement"].erase("windows_resumed");
+  EXPECT_EQ(bare, merged);  // bitwise the same answers
 }
 
 }  // namespace

@@ -69,6 +69,37 @@ TEST(WindowRecords, RoundTripBitwiseAndRefuseWhatDoesNotFit) {
   EXPECT_TRUE(none(ReadWindowRecords(path + ".missing", windows)));
 }
 
+// `merge`'s copy: every records file of every source arrives; one dest already has is replaced only by
+// one holding more windows; other files and a source without records are passed over.
+TEST(WindowRecords, MergeCopiesEveryFileKeepingTheLargerOfTwo) {
+  qltest::TempDir dir("ql_window_records_merge_test");
+  const std::vector<Window> windows = Windows({1, 1, 1, 1});
+  auto write = [&](const std::string& results, const std::string& name, const std::vector<int>& ran) {
+    fs::create_directories(WindowRecordsDir(results));
+    TokenRecords rec;
+    for (int w : ran) rec.Add(1, 2, 0.5 + w, true);
+    ASSERT_TRUE(WriteWindowRecords(WindowRecordsDir(results) + "/" + name + ".qlwr", windows, ran, rec).ok());
+  };
+  const std::string a = (dir.path() / "a").string(), b = (dir.path() / "b").string(), c = (dir.path() / "c").string();
+  const std::string dest = (dir.path() / "dest").string();
+  write(a, "x", {0, 2}), write(a, "y", {1});
+  write(b, "y", {0, 1, 3}), write(b, "z", {3});
+  write(dest, "x", {0, 1, 2});  // more windows than a's x: kept
+  std::ofstream(WindowRecordsDir(a) + "/notes.txt") << "not a records file";
+  fs::create_directories(c);  // a sweep's store: no records directory
+  ASSERT_TRUE(MergeWindowRecords(dest, {a, c, b}).ok());
+  const std::string d = WindowRecordsDir(dest) + "/";
+  EXPECT_EQ(StoredWindowCount(d + "x.qlwr"), 3);
+  EXPECT_EQ(StoredWindowCount(d + "y.qlwr"), 3);  // b's, over a's one window
+  EXPECT_EQ(StoredWindowCount(d + "z.qlwr"), 1);
+  EXPECT_FALSE(fs::exists(d + "notes.txt"));
+  EXPECT_FALSE(fs::exists(d + "y.qlwr.tmp"));
+  const KnownWindows z = ReadWindowRecords(d + "z.qlwr", windows);
+  ASSERT_TRUE(z[3].has_value());
+  EXPECT_EQ(z[3]->kld[0], 3.5);
+  EXPECT_EQ(StoredWindowCount(d + "missing.qlwr"), 0);
+}
+
 // stories260K at ctx 64 × 8 windows, layer units at int3:g32, adaptive so most stop at 2 windows.
 class ResumeScan : public ::testing::Test {
  protected:
