@@ -19,18 +19,13 @@
 #include <hwy/targets.h>
 
 #include "tests/kernels/hwy_targets.h"
+#include "tests/kernels/random_fill.h"
 
 namespace ql {
 namespace {
 
 
-std::vector<float> Random(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+std::vector<float> Random(size_t n, uint32_t seed) { return testing::RandomUniform(n, seed); }
 
 struct Problem {
   int M, N, K, lda, ldb, ldc;
