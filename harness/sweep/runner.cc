@@ -122,7 +122,7 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
   ProgressStyle inner = opt.progress_bar ? ProgressStyle::ForStderr(&log) : ProgressStyle{};
   const bool tty = inner.tty;
   sum.total = int(cells.size());
-  int done = 0, ran = 0;
+  int done = 0;
   CellsEta eta_of;  // per cell: CellWork (a late-block cell with prefix reuse costs less) × windows it runs
   for (const CellPlan& p : plans) eta_of.Plan(CellWork(*s, p), p.cell->adaptive.has_value());
   for (const CellPlan& p : plans) {
@@ -148,7 +148,6 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     if (r.cell.status == "failed") eta_of.Skip(size_t(done - 1));  // no evaluation to learn from
     else eta_of.Ran(size_t(done - 1), r.cell.seconds_total - r.cell.seconds_eval, r.cell.seconds_eval,
                     s->windows.empty() ? 1.0 : double(windows_run) / double(s->windows.size()));
-    ++ran;
     (r.cell.status == "ok" ? sum.ok : r.cell.status == "failed" ? sum.failed : sum.diverged)++;
     const std::string eta = FormatDuration(eta_of.SecondsLeft());
     StepLine(tty, log,
