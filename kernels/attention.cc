@@ -8,6 +8,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
 #include "hwy/highway.h"
 #include "kernels/tail-inl.h"
+#include "kernels/gemm_tile-inl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,12 +25,14 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 using ::ql::HWY_NAMESPACE::TailLoad;  // kernels/tail-inl.h
 using ::ql::HWY_NAMESPACE::TailStore;
+using gemm_tile::kMr;  // kernels/gemm_tile-inl.h: the scores tile is the GEMM's register tile
+using gemm_tile::kNv;
+using gemm_tile::MicroDispatch;
+using gemm_tile::StoreCols;
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-constexpr int kNv = 3, kMr = 8;        // scores tile: kMr rows x kNv vectors of keys
 constexpr int kPvRows = 6, kPvVecs = 4;  // P·V tile: rows x vectors of output columns
 #else
-constexpr int kNv = 2, kMr = 6;
 constexpr int kPvRows = 4, kPvVecs = 2;
 #endif
 
@@ -54,50 +57,6 @@ void PackKeys(const float* k, int ldk, int n_keys, int hd, float* kp) {
   }
 }
 
-HWY_INLINE void StoreCols(VF v, DF d, float* p, size_t count) {  // count <= Lanes
-  if (count == hn::Lanes(d)) return hn::StoreU(v, d, p);
-  TailStore(v, d, p, count);
-}
-
-// s[kRows, ncols] = scale · q[kRows, hd] · panel[hd, nr]: one FMA chain per element over d.
-template <int kRows>
-HWY_INLINE void ScoreTile(const float* HWY_RESTRICT q, size_t ldq, const float* HWY_RESTRICT panel, int hd,
-                          float scale, float* HWY_RESTRICT s, size_t lds, size_t ncols) {
-  const DF d;
-  const size_t N = hn::Lanes(d);
-  VF acc[kRows][kNv];
-  for (int r = 0; r < kRows; ++r)
-    for (int v = 0; v < kNv; ++v) acc[r][v] = hn::Zero(d);
-  for (int k = 0; k < hd; ++k) {
-    VF b[kNv];
-    for (int v = 0; v < kNv; ++v) b[v] = hn::LoadU(d, panel + (size_t(k) * kNv + v) * N);
-    for (int r = 0; r < kRows; ++r) {
-      const VF a = hn::Set(d, q[r * ldq + k]);
-      for (int v = 0; v < kNv; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
-    }
-  }
-  const VF vs = hn::Set(d, scale);
-  for (int r = 0; r < kRows; ++r)
-    for (int v = 0; v < kNv && v * N < ncols; ++v)
-      StoreCols(hn::Mul(acc[r][v], vs), d, s + r * lds + v * N, std::min(N, ncols - v * N));
-}
-
-void ScoreDispatch(int rows, const float* q, size_t ldq, const float* panel, int hd, float scale, float* s,
-                   size_t lds, size_t ncols) {
-  switch (rows) {
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-    case 8: return ScoreTile<8>(q, ldq, panel, hd, scale, s, lds, ncols);
-    case 7: return ScoreTile<7>(q, ldq, panel, hd, scale, s, lds, ncols);
-#endif
-    case 6: return ScoreTile<6>(q, ldq, panel, hd, scale, s, lds, ncols);
-    case 5: return ScoreTile<5>(q, ldq, panel, hd, scale, s, lds, ncols);
-    case 4: return ScoreTile<4>(q, ldq, panel, hd, scale, s, lds, ncols);
-    case 3: return ScoreTile<3>(q, ldq, panel, hd, scale, s, lds, ncols);
-    case 2: return ScoreTile<2>(q, ldq, panel, hd, scale, s, lds, ncols);
-    default: return ScoreTile<1>(q, ldq, panel, hd, scale, s, lds, ncols);
-  }
-}
-
 int MaxValid(const int* valid, int i, int rows) { return *std::max_element(valid + i, valid + i + rows); }
 
 void Scores(const float* q, int ldq, int m, int hd, const float* kp, int n_keys, const int* valid, float scale,
@@ -107,8 +66,8 @@ void Scores(const float* q, int ldq, int m, int hd, const float* kp, int n_keys,
     const int rows = std::min(kMr, m - i);
     const size_t seen = size_t(MaxValid(valid, i, rows));  // keys [0, seen) are visible to some row
     for (size_t p0 = 0; p0 < seen; p0 += nr)
-      ScoreDispatch(rows, q + size_t(i) * ldq, ldq, kp + p0 * hd, hd, scale, s + size_t(i) * lds + p0, lds,
-                    std::min(nr, size_t(n_keys) - p0));
+      MicroDispatch(rows, q + size_t(i) * ldq, ldq, kp + p0 * hd, size_t(hd), scale, s + size_t(i) * lds + p0,
+                    lds, std::min(nr, size_t(n_keys) - p0));
   }
 }
 

@@ -10,6 +10,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "kernels/gemm_tile-inl.h"
 
 #include <immintrin.h>  // Transpose16 on AVX-512 targets
 
@@ -42,18 +43,9 @@ using namespace gemm_detail;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-constexpr int kNv = 3, kMr = 8;  // vectors per panel row, rows per micro-kernel
-#else
-constexpr int kNv = 2, kMr = 6;
-#endif
-
-HWY_INLINE void StoreCols(VF v, DF d, float* p, size_t count) {  // count <= Lanes
-  if (count == hn::Lanes(d)) return hn::StoreU(v, d, p);
-  HWY_ALIGN float buf[HWY_MAX_BYTES / sizeof(float)] = {};
-  hn::Store(v, d, buf);
-  for (size_t i = 0; i < count; ++i) p[i] = buf[i];
-}
+using gemm_tile::kMr;  // kernels/gemm_tile-inl.h: the register tile
+using gemm_tile::kNv;
+using gemm_tile::MicroDispatch;
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // dst[k * ld_dst + j] = src[j * ld_src + k] for j, k < 16: a 16 x 16 transpose in registers (32-bit
@@ -131,45 +123,6 @@ void PackB(const float* B, size_t ldb, BLayout layout, size_t K, size_t j0, size
         for (size_t k = 0; k < kn; ++k) std::fill(dst + k * nr + w, dst + (k + 1) * nr, 0.0f);
       }
     }
-  }
-}
-
-// C[kRows, ncols] = alpha · A[kRows, K] · panel[K, NR], one FMA chain per element in k order.
-template <int kRows>
-HWY_INLINE void MicroKernel(const float* HWY_RESTRICT a, size_t lda, const float* HWY_RESTRICT panel, size_t K,
-                            float alpha, float* HWY_RESTRICT c, size_t ldc, size_t ncols) {
-  const DF d;
-  const size_t N = hn::Lanes(d);
-  VF acc[kRows][kNv];
-  for (int r = 0; r < kRows; ++r)
-    for (int v = 0; v < kNv; ++v) acc[r][v] = hn::Zero(d);
-  for (size_t k = 0; k < K; ++k) {
-    VF b[kNv];
-    for (int v = 0; v < kNv; ++v) b[v] = hn::LoadU(d, panel + (k * kNv + v) * N);
-    for (int r = 0; r < kRows; ++r) {
-      const VF ar = hn::Set(d, a[r * lda + k]);
-      for (int v = 0; v < kNv; ++v) acc[r][v] = hn::MulAdd(ar, b[v], acc[r][v]);
-    }
-  }
-  const VF va = hn::Set(d, alpha);
-  for (int r = 0; r < kRows; ++r)
-    for (int v = 0; v < kNv && v * N < ncols; ++v)
-      StoreCols(hn::Mul(acc[r][v], va), d, c + r * ldc + v * N, std::min(N, ncols - v * N));
-}
-
-void MicroDispatch(int rows, const float* a, size_t lda, const float* panel, size_t K, float alpha, float* c,
-                   size_t ldc, size_t ncols) {
-  switch (rows) {
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-    case 8: return MicroKernel<8>(a, lda, panel, K, alpha, c, ldc, ncols);
-    case 7: return MicroKernel<7>(a, lda, panel, K, alpha, c, ldc, ncols);
-#endif
-    case 6: return MicroKernel<6>(a, lda, panel, K, alpha, c, ldc, ncols);
-    case 5: return MicroKernel<5>(a, lda, panel, K, alpha, c, ldc, ncols);
-    case 4: return MicroKernel<4>(a, lda, panel, K, alpha, c, ldc, ncols);
-    case 3: return MicroKernel<3>(a, lda, panel, K, alpha, c, ldc, ncols);
-    case 2: return MicroKernel<2>(a, lda, panel, K, alpha, c, ldc, ncols);
-    default: return MicroKernel<1>(a, lda, panel, K, alpha, c, ldc, ncols);
   }
 }
 
