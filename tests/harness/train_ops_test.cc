@@ -9,16 +9,13 @@
 
 #include "harness/train/train_ops.h"
 #include "kernels/ops.h"
+#include "tests/kernels/random_fill.h"
 
 namespace ql::train {
 namespace {
 
 std::vector<float> Rand(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(g);
-  return v;
+  return ql::testing::RandomNormal(n, seed, scale);
 }
 
 double Dot(const std::vector<float>& a, const std::vector<float>& b) {

@@ -18,16 +18,13 @@
 #include "kernels/quantizer.h"
 #include "kernels/scheme.h"
 #include "tests/kernels/hwy_targets.h"
+#include "tests/kernels/random_fill.h"
 
 namespace ql {
 namespace {
 
 std::vector<float> Normal(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
+  return testing::RandomNormal(n, seed, scale);
 }
 
 bool Bits(const std::vector<double>& a, const std::vector<double>& b) {
