@@ -19,6 +19,7 @@
 #include "harness/sweep/search_windows.h"
 #include "harness/sweep/window_records.h"
 #include "results/store.h"
+#include "tests/sweep/scan_testing.h"
 #include "tests/temp_dir.h"
 
 namespace ql {
@@ -247,15 +248,7 @@ class RefineScanTest : public ::testing::Test {
   }
   // The scan into results/<name> (sharded when shard is given; every window when full).
   std::unique_ptr<Scan> RunScan(const std::string& name, bool full, const std::string& shard = "") {
-    ScanOptions o;
-    o.spec = *e_.sensitivity;
-    if (full) o.spec.adaptive.reset();
-    o.sweep.results = (dir_ / name).string();
-    o.sweep.shard = shard;
-    o.sweep.progress_bar = false;
-    auto scan = RunSensitivity(e_, o, log_);
-    EXPECT_TRUE(scan.ok()) << scan.status().message();
-    return scan.ok() ? std::move(*scan) : nullptr;
+    return testing::RunTestScan(e_, (dir_ / name).string(), full, log_, shard);
   }
   // A tighter refinement than the default (z 2, slack 1), so that some options stay adaptive.
   nlohmann::json Search(Scan& scan, double budget, double target) {

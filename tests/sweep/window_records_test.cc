@@ -13,6 +13,7 @@
 
 #include "harness/sweep/cell_eval.h"
 #include "harness/sweep/sensitivity.h"
+#include "tests/sweep/scan_testing.h"
 #include "tests/temp_dir.h"
 
 namespace ql {
@@ -118,14 +119,7 @@ class ResumeScan : public ::testing::Test {
     e_ = *e;
   }
   std::unique_ptr<Scan> RunScan(const std::string& name, bool full) {
-    ScanOptions o;
-    o.spec = *e_.sensitivity;
-    if (full) o.spec.adaptive.reset();
-    o.sweep.results = (dir_.path() / name).string();
-    o.sweep.progress_bar = false;
-    auto scan = RunSensitivity(e_, o, log_);
-    EXPECT_TRUE(scan.ok()) << scan.status().message();
-    return scan.ok() ? std::move(*scan) : nullptr;
+    return testing::RunTestScan(e_, (dir_.path() / name).string(), full, log_);
   }
   Experiment e_;
   std::ostringstream log_;
