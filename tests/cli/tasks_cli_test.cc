@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/run_command.h"
+#include "tests/temp_dir.h"
 
 namespace {
 
@@ -27,7 +28,8 @@ int Lines(const std::string& s) {
 }
 
 std::string WriteTemp(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  static const qltest::TempDir dir("ql_tasks_cli_test");
+  const std::string path = dir.sub(name);
   std::ofstream(path) << text;
   return path;
 }

@@ -1,6 +1,7 @@
 // Tests of the byte-level BPE tokenizer: a hand-written tokenizer.json with ids derived by hand,
 // pre-tokenizer splits of the GPT-2 / Llama 3 / Qwen2 / SmolLM patterns, training, save/load, errors.
 #include "harness/tokenizer/byte_bpe.h"
+#include "tests/temp_dir.h"
 #include "tests/test_paths.h"
 
 #include <algorithm>
@@ -134,7 +135,8 @@ TEST(ByteBpe, TinyFixtureIgnoreMergesAndArrayMerges) {
 }
 
 TEST(ByteBpe, ErrorsNameTheFileAndProblem) {
-  std::string dir = testing::TempDir();
+  const qltest::TempDir tmp("ql_byte_bpe_test");
+  std::string dir = tmp.str();
   std::string text = ReadFile(kTiny);
   std::string cut = dir + "/cut_tokenizer.json";
   WriteFile(cut, text.substr(0, text.size() / 2));
@@ -216,7 +218,8 @@ TEST_F(TrainedBpe, VocabularyShape) {
 
 TEST_F(TrainedBpe, RoundTripsEveryDataFileAndSavesLoads) {
   ASSERT_TRUE(tok_);
-  std::string path = testing::TempDir() + "/trained_tokenizer.json";
+  const qltest::TempDir tmp("ql_byte_bpe_test");
+  std::string path = tmp.sub("trained_tokenizer.json");
   ASSERT_TRUE(tok_->SaveTokenizerJson(path).ok());
   auto loaded = LoadTokenizerJson(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();

@@ -2,6 +2,7 @@
 // types per tensor, carried-over metadata, the written blocks equal to the codec's, the refusal that lists
 // the offending tensors, and a llama.cpp mix with its F16 fallback for rows of 172 (not whole 32-blocks).
 #include "harness/io/gguf_export.h"
+#include "tests/temp_dir.h"
 #include "tests/test_paths.h"
 
 #include <cstdio>
@@ -20,7 +21,11 @@ namespace {
 
 const std::string kStories = std::string(QL_SHARED_DIR) + "/models/stories260K/stories260K.gguf";
 
-std::string TmpPath(const std::string& name) { return ::testing::TempDir() + name; }
+// Files of this process only: two suites running at once (two worktrees) must not share paths.
+std::string TmpPath(const std::string& name) {
+  static const qltest::TempDir dir("ql_gguf_export_test");
+  return dir.sub(name);
+}
 
 GgufTypeChooser Fixed(const std::string& scheme) {
   return [scheme](const std::string&, int64_t, int64_t) -> StatusOr<std::string> { return scheme; };

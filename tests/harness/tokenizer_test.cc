@@ -1,6 +1,7 @@
 // Tests of SpmBpeTokenizer (and LoadTokenizer) on llama2.c's tok512.bin (stories260K): ids derived by hand from the vocab,
 // a plain O(n^2) transcription of llama2.c's encode loop as the oracle, round trips on every data file.
 #include "harness/tokenizer/spm_bpe.h"
+#include "tests/temp_dir.h"
 #include "tests/test_paths.h"
 
 #include <chrono>
@@ -302,14 +303,16 @@ TEST(SpmBpe, RoundTripsEveryDataFile) {
 TEST(SpmBpe, SaveReproducesTheFileByteForByte) {
   auto tok = LoadTok512();
   ASSERT_TRUE(tok);
-  std::string out = testing::TempDir() + "/tok512_copy.bin";
+  const qltest::TempDir tmp("ql_tokenizer_test");
+  std::string out = tmp.sub("tok512_copy.bin");
   ASSERT_TRUE(SaveLlama2cTokenizer(*tok, out).ok());
   EXPECT_TRUE(ReadFile(out) == ReadFile(kTok512));
 }
 
 TEST(SpmBpe, ErrorsNameTheFileAndProblem) {
   std::string d = ReadFile(kTok512);
-  std::string path = testing::TempDir() + "/tok512_truncated.bin";
+  const qltest::TempDir tmp("ql_tokenizer_test");
+  std::string path = tmp.sub("tok512_truncated.bin");
   {
     std::ofstream f(path, std::ios::binary);
     f.write(d.data(), d.size() - 10);

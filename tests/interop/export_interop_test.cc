@@ -18,6 +18,7 @@
 #include "harness/io/gguf.h"
 #include "tests/interop/gguf_compare.h"
 #include "tests/run_command.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -26,13 +27,11 @@ const std::string kBin = QL_LLAMA_CPP_BIN;
 const std::string kQuantlab = QL_QUANTLAB_BIN;
 const std::string kSmol = std::string(QL_SHARED_DIR) + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
+// This process's own directory (removed with the 540 MB F32 file when the process ends): two interop runs
+// at once, e.g. from two worktrees, must not delete each other's files.
 std::string TmpDir() {
-  static const std::string dir = [] {
-    const std::string d = ::testing::TempDir() + "ql_export_interop";
-    qltest::RunCommand("mkdir -p " + d);
-    return d;
-  }();
-  return dir;
+  static const qltest::TempDir dir("ql_export_interop");
+  return dir.str();
 }
 
 // The F32 GGUF both tools start from, written once by quantlab from the Q4_1 file.
@@ -46,13 +45,6 @@ const std::string& F32File() {
   }();
   return path;
 }
-
-// ctest runs each test in its own process: the 540 MB F32 file is removed when that process ends.
-class RemoveF32File : public ::testing::Environment {
- public:
-  void TearDown() override { std::remove((TmpDir() + "/smollm2-f32.gguf").c_str()); }
-};
-::testing::Environment* const kRemoveF32 = ::testing::AddGlobalTestEnvironment(new RemoveF32File);
 
 // The identical tensors' types, "q4_0×210 q6_K×1", for the log.
 std::string TypeList(const std::map<std::string, int>& types) {

@@ -18,6 +18,7 @@
 #include "harness/io/imatrix.h"
 #include "tests/interop/gguf_compare.h"
 #include "tests/run_command.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -28,13 +29,10 @@ const std::string kSmol = std::string(QL_SHARED_DIR) + "/models/smollm2-135m-ins
 const std::string kText = std::string(QL_SHARED_DIR) + "/data/wikitext-2-raw-test.txt";
 constexpr int kCtx = 128, kChunks = 4;  // a few chunks: the statistic, not its convergence, is under test
 
+// This process's own directory, removed when it ends (two interop runs at once must not share files).
 std::string TmpDir() {
-  static const std::string dir = [] {
-    const std::string d = ::testing::TempDir() + "ql_imatrix_interop";
-    qltest::RunCommand("mkdir -p " + d);
-    return d;
-  }();
-  return dir;
+  static const qltest::TempDir dir("ql_imatrix_interop");
+  return dir.str();
 }
 
 std::string RunOk(const std::string& cmd) {
@@ -58,12 +56,6 @@ std::string LlamaImatrix(const std::string& format) {
                   F32File(), kText, kCtx, kChunks, format, out));
   return out;
 }
-
-class RemoveFiles : public ::testing::Environment {
- public:
-  void TearDown() override { qltest::RunCommand("rm -rf " + TmpDir()); }
-};
-::testing::Environment* const kRemove = ::testing::AddGlobalTestEnvironment(new RemoveFiles);
 
 io::Imatrix Read(const std::string& path) {
   StatusOr<io::Imatrix> m = io::ReadImatrix(path);

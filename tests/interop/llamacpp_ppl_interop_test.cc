@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/run_command.h"
+#include "tests/temp_dir.h"
 
 namespace ql {
 namespace {
@@ -24,6 +25,12 @@ const std::string kModel = std::string(QL_SOURCE_DIR) + "/models/quantlab-tiny";
 const std::string kText = kModel + "/heldout.txt";
 constexpr int kCtx = 256, kChunks = 8;
 const std::string kLlamaFlags = "-t 2 -fa off -ctk f32 -ctv f32";
+
+// A file in this process's own directory, removed when it ends (two interop runs at once must not share).
+std::string TmpPath(const std::string& name) {
+  static const qltest::TempDir dir("ql_ppl_interop");
+  return dir.sub(name);
+}
 
 struct Measured {
   double ppl = NAN, kld = NAN;
@@ -56,7 +63,7 @@ double After(const std::string& out, const std::string& key) {
 // llama-perplexity on `quantlab export --model tiny <export_flags>`: with write_base its PPL, saving its
 // logits to `base`; else PPL and mean KLD against `base`.
 Measured LlamaPerplexity(const std::string& export_flags, const std::string& base, bool write_base) {
-  const std::string gguf = ::testing::TempDir() + "ql_ppl_interop.gguf";
+  const std::string gguf = TmpPath("ql_ppl_interop.gguf");
   qltest::CommandResult r =
       qltest::RunCommand(fmt::format("{} export --model {} {} --out {} 2>&1", kQuantlab, kModel, export_flags, gguf));
   EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -83,7 +90,7 @@ class PplInterop : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { f32_ = LlamaPerplexity("--scheme f32", Base(), /*write_base=*/true); }
   static void TearDownTestSuite() { std::remove(Base().c_str()); }
-  static std::string Base() { return ::testing::TempDir() + "ql_ppl_interop_f32.kld"; }
+  static std::string Base() { return TmpPath("ql_ppl_interop_f32.kld"); }
 
   // ppl_tol: |PPL act:llamacpp / llama-perplexity - 1|, set at ~2.5x llama.cpp's own spread across its
   // kernel paths (7.6e-4 on this model's Q4_K_M); kld_tol: |KLD act:llamacpp / llama's KLD - 1|, llama's KLD
