@@ -45,7 +45,8 @@ constexpr size_t kMinParallelFloats = 1 << 17;  // per-row steps over fewer floa
 // fn(t0, t1) over token rows [0, n) in fixed chunks of kRowChunk rows, on NumThreads() threads when
 // the step touches at least kMinParallelFloats (n * width) floats: RMSNorm, RoPE, SiLU and residual
 // adds are per row (each element computed the same way wherever its chunk starts), so the split
-// changes no bit; below the cut-off a fork/join costs more than the step (~20 µs per thread start).
+// changes no bit; below the cut-off waking a pool worker (a futex wake, then its wake-up latency:
+// microseconds, far more when the cores are shared) costs more than the step.
 template <class Fn>
 void ForRows(int n, size_t width, const Fn& fn) {
   const int chunks = (n + kRowChunk - 1) / kRowChunk;
