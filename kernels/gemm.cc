@@ -27,7 +27,7 @@ namespace ql {
 namespace gemm_detail {
 constexpr int kMc = 96;    // rows of a work item (multiple of every target's MR)
 constexpr int kNc = 96;    // columns of a work item (multiple of every target's NR)
-constexpr double kMinThreadedFlops = 4e6;  // below this one thread: a thread start costs ~20 µs
+constexpr double kMinThreadedFlops = 4e6;  // below this one thread: waking a pool worker costs µs
 constexpr size_t kLineFloats = 16;        // floats per 64-byte cache line
 constexpr size_t kPrefetchFloats = 4 * kLineFloats;  // how far ahead PackB fetches each source row
 }  // namespace gemm_detail

@@ -45,7 +45,8 @@ constexpr size_t kMinParallelFloats = 1 << 17;  // per-row steps over fewer floa
 // fn(t0, t1) over token rows [0, n) in fixed chunks of kRowChunk rows, on NumThreads() threads when
 // the step touches at least kMinParallelFloats (n * width) floats: RMSNorm, RoPE, SiLU and residual
 // adds are per row (each element computed the same way wherever its chunk starts), so the split
-// changes no bit; below the cut-off a fork/join costs more than the step (~20 µs per thread start).
+// changes no bit; below the cut-off waking a pool worker (a futex wake, then its wake-up latency:
+// microseconds, far more when the cores are shared) costs more than the step.
 template <class Fn>
 void ForRows(int n, size_t width, const Fn& fn) {
   const int chunks = (n + kRowChunk - 1) / kRowChunk;
@@ -76,7 +77,9 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
   MatMul(model.matmul, n, out, in, 1.0f, x, in, w.data.data(), in, BLayout::kNK, y, out, NumThreads());
   if (bias) {
     const float* b = model.W(path + ".bias").data.data();
-    for (int t = 0; t < n; ++t) ops::Add(b, y + size_t(t) * out, out);
+    ForRows(n, out, [&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) ops::Add(b, y + size_t(t) * out, out);
+    });
   }
 }
 
@@ -233,16 +236,21 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
   if (hooks && hooks->linear_input) ws.hook.resize(size_t(n) * std::max({D, F, q_out}));
   ws.cos.resize(size_t(n) * hd);
   ws.sin.resize(size_t(n) * hd);
-  ops::RopeTables(pos0, n, hd, c.rope_theta, c.rope_interleaved, ws.cos.data(), ws.sin.data());
 
   const float* emb = model.W("model.embed_tokens.weight").data.data();  // [vocab, D]
   const int first_layer = hooks && hooks->start_hidden ? hooks->start_layer : 0;
-  if (first_layer > 0) {
-    QL_CHECK(first_layer <= c.n_layers, "start_layer {} > n_layers {}", first_layer, c.n_layers);
-    std::memcpy(ws.x.data(), hooks->start_hidden, sizeof(float) * size_t(n) * D);
-  } else {
-    for (int t = 0; t < n; ++t) std::memcpy(&ws.x[size_t(t) * D], emb + size_t(tokens[t]) * D, sizeof(float) * D);
-  }
+  QL_CHECK(first_layer <= c.n_layers, "start_layer {} > n_layers {}", first_layer, c.n_layers);
+  // A RoPE table row depends on its position alone, so the rows split like any per-row step.
+  ForRows(n, D + 2 * hd, [&](int t0, int t1) {
+    ops::RopeTables(pos0 + t0, t1 - t0, hd, c.rope_theta, c.rope_interleaved, &ws.cos[size_t(t0) * hd],
+                    &ws.sin[size_t(t0) * hd]);
+    float* x = &ws.x[size_t(t0) * D];
+    if (first_layer > 0) {
+      std::memcpy(x, hooks->start_hidden + size_t(t0) * D, sizeof(float) * size_t(t1 - t0) * D);
+      return;
+    }
+    for (int t = t0; t < t1; ++t) std::memcpy(&ws.x[size_t(t) * D], emb + size_t(tokens[t]) * D, sizeof(float) * D);
+  });
 
   for (int l = first_layer; l < c.n_layers; ++l) {
     const std::string p = LayerPrefix(l);
@@ -304,8 +312,10 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
 
   const int first = last_only ? n - 1 : 0, rows = n - first;
   const float* w_final = model.W("model.norm.weight").data.data();
-  for (int t = first; t < n; ++t)
-    ops::RmsNorm(&ws.x[size_t(t) * D], w_final, D, eps, &ws.xn[size_t(t - first) * D]);
+  ForRows(rows, D, [&](int t0, int t1) {
+    for (int t = first + t0; t < first + t1; ++t)
+      ops::RmsNorm(&ws.x[size_t(t) * D], w_final, D, eps, &ws.xn[size_t(t - first) * D]);
+  });
   Linear(model, "lm_head", ws.xn.data(), rows, D, logits, hooks, ws, false,
          c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   return Status::Ok();
