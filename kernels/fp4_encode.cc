@@ -22,7 +22,7 @@ using VI = hn::Vec<DI>;
 
 // E2M1 codes of x / scale, one lane per value: the magnitude code counts the midpoints passed
 // (strictly above those that round down to an even code, at or above those that round up to one).
-HWY_INLINE VI Codes(VF x, VF scale, bool sign_from_input) {
+HWY_INLINE VI Codes(VF x, VF scale, E2m1ZeroSign zero) {
   const DF df;
   const DI di;
   const VF q = hn::Div(x, scale), a = hn::Abs(q);
@@ -35,12 +35,14 @@ HWY_INLINE VI Codes(VF x, VF scale, bool sign_from_input) {
   count(hn::Gt(a, hn::Set(df, 2.5f)));
   count(hn::Ge(a, hn::Set(df, 3.5f)));
   count(hn::Gt(a, hn::Set(df, 5.0f)));
-  auto neg = hn::RebindMask(di, hn::Lt(q, hn::Zero(df)));
-  if (!sign_from_input) neg = hn::And(neg, hn::Ne(mag, hn::Zero(di)));
+  // The sign bit (as a signed integer, < 0) is q < 0 for every non-zero q, and also set for -0.
+  auto neg = zero == E2m1ZeroSign::kSignBit ? hn::Lt(hn::BitCast(di, q), hn::Zero(di))
+                                            : hn::RebindMask(di, hn::Lt(q, hn::Zero(df)));
+  if (zero == E2m1ZeroSign::kPositive) neg = hn::And(neg, hn::Ne(mag, hn::Zero(di)));
   return hn::Or(mag, hn::IfThenElseZero(neg, hn::Set(di, 8)));
 }
 
-HWY_NOINLINE void E2m1EncodeRunImpl(const float* x, int n, float scale, bool sign_from_input, uint8_t* out) {
+HWY_NOINLINE void E2m1EncodeRunImpl(const float* x, int n, float scale, E2m1ZeroSign zero, uint8_t* out) {
   const DF df;
   const DI di;
   const int N = int(hn::Lanes(df));
@@ -57,7 +59,7 @@ HWY_NOINLINE void E2m1EncodeRunImpl(const float* x, int n, float scale, bool sig
       std::copy(x + i0, x + i0 + m, tail);
       v = hn::Load(df, tail);
     }
-    hn::Store(Codes(v, vs, sign_from_input), di, codes);
+    hn::Store(Codes(v, vs, zero), di, codes);
     for (int i = 0; i < m; ++i) out[(i0 + i) / 2] |= uint8_t(codes[i] << (((i0 + i) & 1) * 4));
   }
 }
@@ -74,18 +76,19 @@ namespace ql {
 HWY_EXPORT(E2m1EncodeRunImpl);
 HWY_EXPORT(Fp4TargetNameImpl);
 
-void E2m1EncodeRun(const float* x, int n, float scale, bool sign_from_input, uint8_t* out) {
-  if (n > 0) HWY_DYNAMIC_DISPATCH(E2m1EncodeRunImpl)(x, n, scale, sign_from_input, out);
+void E2m1EncodeRun(const float* x, int n, float scale, E2m1ZeroSign zero, uint8_t* out) {
+  if (n > 0) HWY_DYNAMIC_DISPATCH(E2m1EncodeRunImpl)(x, n, scale, zero, out);
 }
 
-void E2m1EncodeRunRef(const float* x, int n, float scale, bool clamp6, bool sign_from_input, uint8_t* out) {
+void E2m1EncodeRunRef(const float* x, int n, float scale, bool clamp6, E2m1ZeroSign zero, uint8_t* out) {
   auto codec = FindElementCodec("fp4_e2m1");
   QL_CHECK(codec.ok(), "{}", codec.status().message());
   for (int i = 0; i < n; ++i) {
     float q = x[i] / scale;
     if (clamp6) q = std::clamp(q, -6.0f, 6.0f);
     uint32_t c = (*codec)->Encode(q);
-    if ((c & 0x7) == 0) c = (sign_from_input && q < 0.0f) ? 0x8u : 0x0u;
+    if ((c & 0x7) == 0 && zero != E2m1ZeroSign::kSignBit)
+      c = (zero == E2m1ZeroSign::kNegativeInput && q < 0.0f) ? 0x8u : 0x0u;
     out[i / 2] |= uint8_t(c << ((i & 1) * 4));
   }
 }

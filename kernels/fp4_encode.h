@@ -10,13 +10,19 @@
 
 namespace ql {
 
+// The code of a quotient whose magnitude rounds to 0 (every other code carries the quotient's sign):
+enum class E2m1ZeroSign {
+  kPositive,      // always 0x0 (compressed-tensors NVFP4)
+  kNegativeInput, // 0x8 when the quotient is < 0 (ModelOpt NVFP4); -0 gives 0x0
+  kSignBit,       // 0x8 when the quotient's sign bit is set, -0 included: the codec's own cast (MX)
+};
+
 // Codes of x[i] / scale for i in [0, n): the E2M1 code (bit 3 = sign) of the quotient, or of the
 // quotient clamped to [-6, 6] when clamp6 (compressed-tensors; the code is the same, the clamp is kept
-// for fidelity to the reference). A quotient whose magnitude rounds to 0 gets code 0x8 when
-// sign_from_input and it is < 0 (ModelOpt), else 0x0. Packed two per byte, even element in the low
+// for fidelity to the reference), zeros signed by `zero`. Packed two per byte, even element in the low
 // nibble, OR-ed into out[0, (n + 1) / 2) (the caller zeroes it). scale > 0 and finite; x finite.
-void E2m1EncodeRun(const float* x, int n, float scale, bool sign_from_input, uint8_t* out);
-void E2m1EncodeRunRef(const float* x, int n, float scale, bool clamp6, bool sign_from_input, uint8_t* out);
+void E2m1EncodeRun(const float* x, int n, float scale, E2m1ZeroSign zero, uint8_t* out);
+void E2m1EncodeRunRef(const float* x, int n, float scale, bool clamp6, E2m1ZeroSign zero, uint8_t* out);
 
 const char* Fp4EncodeTarget();  // the Highway target E2m1EncodeRun dispatches to here
 

@@ -99,60 +99,87 @@ HWY_INLINE void BlockErrors(const float* dT, int64_t width, const float* x, int6
 }
 
 // d = Qsym(clamp(w, −m, m)) − w on one group of one row (kernels/act_quant.h's rule); false when
-// non-finite. Scalar per element, but only width·N elements per width·N·n FMAs.
+// non-finite. Vector ops that are the scalar rule's own (max is exact in any order; std::clamp is
+// Min(Max(·)) on finite values, a ±0 tie only ever feeding |·| or a zero scale; RNE is nearbyint's
+// default mode; q·s and − w stay two rounded operations).
 HWY_INLINE bool QuantDiffIntSym(const float* w, int64_t width, float m, float qmax, float* d) {
   if (!std::isfinite(m)) return false;
-  float amax = 0.0f;
-  bool finite = true;
-  for (int64_t k = 0; k < width; ++k) {
-    finite = finite && std::isfinite(w[k]);
-    amax = std::max(amax, std::fabs(std::clamp(w[k], -m, m)));
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  const VF vm = hn::Set(df, m), vlo = hn::Neg(vm), inf = hn::Set(df, std::numeric_limits<float>::infinity());
+  VF amax = hn::Zero(df), bad = hn::Zero(df);
+  int64_t k = 0;
+  for (; k + N <= width; k += N) {
+    const VF x = hn::LoadU(df, w + k);
+    bad = hn::Or(bad, hn::VecFromMask(df, hn::Not(hn::Lt(hn::Abs(x), inf))));  // Inf or NaN
+    amax = hn::Max(amax, hn::Abs(hn::Min(hn::Max(x, vlo), vm)));
+  }
+  float am = hn::GetLane(hn::MaxOfLanes(df, amax));
+  bool finite = hn::AllTrue(df, hn::Eq(bad, hn::Zero(df)));
+  for (int64_t j = k; j < width; ++j) {
+    finite = finite && std::isfinite(w[j]);
+    am = std::max(am, std::fabs(std::clamp(w[j], -m, m)));
   }
   if (!finite) return false;
-  const float s = amax / qmax;
-  for (int64_t k = 0; k < width; ++k) {
-    float q = 0.0f;
-    if (s > 0) {
-      const float v = std::clamp(std::clamp(w[k], -m, m) / s, -qmax, qmax);
-      q = (std::nearbyint(v) + 0.0f) * s;  // + 0: a −0 code dequantizes to +0
-    }
-    d[k] = q - w[k];
+  const float s = am / qmax;
+  if (!(s > 0)) {
+    for (int64_t j = 0; j < width; ++j) d[j] = 0.0f - w[j];
+    return true;
+  }
+  const VF vs = hn::Set(df, s), vq = hn::Set(df, qmax), vnq = hn::Neg(vq), zero = hn::Zero(df);
+  for (k = 0; k + N <= width; k += N) {
+    const VF x = hn::LoadU(df, w + k);
+    const VF v = hn::Min(hn::Max(hn::Div(hn::Min(hn::Max(x, vlo), vm), vs), vnq), vq);
+    const VF q = hn::Mul(hn::Add(hn::Round(v), zero), vs);  // + 0: a −0 code dequantizes to +0
+    hn::StoreU(hn::Sub(q, x), df, d + k);
+  }
+  for (int64_t j = k; j < width; ++j) {
+    const float v = std::clamp(std::clamp(w[j], -m, m) / s, -qmax, qmax);
+    d[j] = (std::nearbyint(v) + 0.0f) * s - w[j];
   }
   return true;
 }
 
-// The shared driver: rows in blocks of N lanes (the work items), groups inside, one BlockErrors each.
-// fill(r, c0, width, d) writes row r's d over the group; false aborts (non-finite input).
+// The shared driver: rows in chunks of kBlocksPerItem blocks of N lanes (the work items); inside an
+// item, groups outer and blocks inner, so a group's calibration slice x[:, group] is read from cache
+// by every block of the item (blocks outer re-streamed all of x once per block). One BlockErrors per
+// (block, group); every (row, group) is computed the same way whatever the order. fill(r, c0, width,
+// d) writes row r's d over the group; false aborts (non-finite input).
+constexpr int64_t kBlocksPerItem = 8;
 template <class Fill>
 bool RowBlocks(int64_t rows, int64_t cols, int64_t group, const float* x, int64_t n, const double* bound, double* err,
                int threads, const Fill& fill) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df));
   const int64_t n_groups = (cols + group - 1) / group, n_blocks = (rows + N - 1) / N;
+  const int64_t n_items = (n_blocks + kBlocksPerItem - 1) / kBlocksPerItem;
   if (rows * cols * n < (int64_t(1) << 20)) threads = 1;  // under ~0.1 ms a second thread costs more
-  std::vector<char> ok(size_t(n_blocks), 1);
+  std::vector<char> ok(size_t(n_items), 1);
   std::vector<std::vector<float>> scratch(size_t(std::max(1, threads)));
-  ParallelFor(int(n_blocks), threads, [&](int b, int tid) {
+  ParallelFor(int(n_items), threads, [&](int item, int tid) {
     std::vector<float>& s = scratch[size_t(tid)];
     s.resize(size_t(group * (N + 1)));
     float* dT = s.data();               // [width, N]
     float* drow = s.data() + group * N;  // [width]
     HWY_ALIGN double bnd[HWY_MAX_BYTES / sizeof(float)], out[HWY_MAX_BYTES / sizeof(float)] = {};
-    const int64_t r0 = b * N, nr = std::min(N, rows - r0);
+    const int64_t b0 = item * kBlocksPerItem, b1 = std::min(n_blocks, b0 + kBlocksPerItem);
     for (int64_t g = 0; g < n_groups; ++g) {
       const int64_t c0 = g * group, width = std::min(group, cols - c0);
-      std::fill(dT, dT + width * N, 0.0f);
-      for (int64_t i = 0; i < nr; ++i) {
-        if (!fill(r0 + i, c0, width, drow)) {
-          ok[size_t(b)] = 0;
-          return;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r0 = b * N, nr = std::min(N, rows - r0);
+        std::fill(dT, dT + width * N, 0.0f);
+        for (int64_t i = 0; i < nr; ++i) {
+          if (!fill(r0 + i, c0, width, drow)) {
+            ok[size_t(item)] = 0;
+            return;
+          }
+          for (int64_t k = 0; k < width; ++k) dT[k * N + i] = drow[k];
         }
-        for (int64_t k = 0; k < width; ++k) dT[k * N + i] = drow[k];
+        for (int64_t i = 0; i < N; ++i)  // padding lanes never hold the stop back
+          bnd[i] = i < nr && bound ? bound[(r0 + i) * n_groups + g] : -std::numeric_limits<double>::infinity();
+        BlockErrors(dT, width, x + c0, cols, n, bound ? bnd : nullptr, out);
+        for (int64_t i = 0; i < nr; ++i) err[(r0 + i) * n_groups + g] = out[i];
       }
-      for (int64_t i = 0; i < N; ++i)  // padding lanes never hold the stop back
-        bnd[i] = i < nr && bound ? bound[(r0 + i) * n_groups + g] : -std::numeric_limits<double>::infinity();
-      BlockErrors(dT, width, x + c0, cols, n, bound ? bnd : nullptr, out);
-      for (int64_t i = 0; i < nr; ++i) err[(r0 + i) * n_groups + g] = out[i];
     }
   });
   return std::find(ok.begin(), ok.end(), 0) == ok.end();

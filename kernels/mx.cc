@@ -1,11 +1,16 @@
 // MX block codecs (docs/formats.md §2): shared-exponent rules, MX element rounding, packing. See kernels/mx.h.
+// Quantize: rows on quantlab's threads, E2M1 elements SIMD (kernels/fp4_encode.h), the others through the
+// element codec's exact tables; QuantizeRef is the scalar oracle (EncodeElement per element) it is tested against.
 #include "kernels/mx.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "kernels/codec_tables.h"
+#include "kernels/fp4_encode.h"
 #include "kernels/half.h"
+#include "kernels/parallel.h"
 
 namespace ql {
 
@@ -84,15 +89,47 @@ double MxCodec::nominal_bits_per_weight(int block_size) const {
   return 8.0 * double(block_bytes(block_size)) / double(block_size);
 }
 
-StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t cols,
-                                         const BlockOptions& opt) const {
+// Checks shared by Quantize and QuantizeRef; the block size to use.
+StatusOr<int> MxCodec::CheckQuantize(int64_t rows, int64_t cols, const BlockOptions& opt) const {
   if (opt.importance != nullptr)
-    return Status::Errorf("{}: has no importance-weighted quantizer; drop the importance matrix or use a GGUF type", name_);
+    return Status::Errorf("{}: has no importance-weighted quantizer; drop the importance matrix or use a GGUF type",
+                          name_);
   if (opt.block_size < 0)
     return Status::Errorf("{}: block size {} is negative; use 0 (default {}) or a positive size", name_,
                           opt.block_size, default_block_size());
   if (rows < 0 || cols < 0) return Status::Errorf("{}: bad shape [{}, {}]", name_, rows, cols);
-  const int bs = opt.block_size == 0 ? default_block_size() : opt.block_size;
+  return opt.block_size == 0 ? default_block_size() : opt.block_size;
+}
+
+// The E8M0 byte of the block x[0, n) (0xFF for a NaN or Inf in it); *shared = its exponent, or
+// kOverflow when max_norm x 2^shared is not a finite fp32 (ceil/even can round the exponent up past
+// fp32; the same rule as element schemes with s=e8m0, kernels/quantizer.cc: an error, never an Inf).
+uint8_t MxCodec::BlockScale(const float* x, int n, MxScaleRounding rounding, float* amax_out, int* shared) const {
+  float amax = 0.0f;
+  bool nan = false;
+  for (int i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    nan |= std::isnan(a);
+    amax = std::max(amax, a);
+  }
+  if (nan) amax = std::numeric_limits<float>::quiet_NaN();  // -> scale 0xFF, a NaN block
+  *amax_out = amax;
+  const uint8_t scale = MxScaleByte(elem_, amax, rounding);
+  *shared = int(scale) - 127;
+  if (scale != 0xFF && amax != 0.0f && !std::isfinite(std::ldexp(float(elem_.max_norm), *shared)))
+    *shared = kOverflow;
+  return scale;
+}
+
+Status MxCodec::OverflowError(int64_t r, int64_t b, float amax, int scale) const {
+  return Status::Errorf("{}: row {} block {} (amax {:g}) needs the shared scale 2^{}, and {} x 2^{} "
+                        "overflows fp32; use the floor rounding or scale the tensor down",
+                        name_, r, b, amax, scale - 127, elem_.max_norm, scale - 127);
+}
+
+StatusOr<PackedBlocks> MxCodec::QuantizeRef(const float* x, int64_t rows, int64_t cols,
+                                            const BlockOptions& opt) const {
+  QL_ASSIGN_OR_RETURN(const int bs, CheckQuantize(rows, cols, opt));
   const int64_t nb = (cols + bs - 1) / bs;  // blocks per row
   const int64_t bb = block_bytes(bs);
   PackedBlocks p;
@@ -106,32 +143,85 @@ StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t c
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t c0 = b * bs;
       const int n = int(std::min<int64_t>(bs, cols - c0));  // real elements (last block may be partial)
-      float amax = 0.0f;
-      bool nan = false;
-      for (int i = 0; i < n; ++i) {
-        const float a = std::fabs(xr[c0 + i]);
-        nan |= std::isnan(a);
-        amax = std::max(amax, a);
-      }
-      if (nan) amax = std::numeric_limits<float>::quiet_NaN();  // -> scale 0xFF, a NaN block
       uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
-      const uint8_t scale = MxScaleByte(elem_, amax, opt.mx_rounding);
-      blk[0] = scale;
+      float amax;
+      int shared;
+      blk[0] = BlockScale(xr + c0, n, opt.mx_rounding, &amax, &shared);
+      if (shared == kOverflow) return OverflowError(r, b, amax, blk[0]);
       std::fill(codes.begin(), codes.end(), 0u);
-      if (scale != 0xFF && amax != 0.0f) {
-        const int shared = int(scale) - 127;
-        // ceil/even can round the exponent up past fp32: max_norm x 2^shared must stay finite (the same
-        // rule as element schemes with s=e8m0, kernels/quantizer.cc): an error, never an Inf output.
-        if (!std::isfinite(std::ldexp(float(elem_.max_norm), shared))) {
-          return Status::Errorf("{}: row {} block {} (amax {:g}) needs the shared scale 2^{}, and {} x 2^{} "
-                                "overflows fp32; use the floor rounding or scale the tensor down",
-                                name_, r, b, amax, shared, elem_.max_norm, shared);
-        }
+      if (blk[0] != 0xFF && amax != 0.0f)
         for (int i = 0; i < n; ++i) codes[i] = EncodeElement(xr[c0 + i], shared);
-      }
       PackCodesLsbFirst(codes.data(), bs, elem_.bits, blk + 1);
     }
   }
+  return p;
+}
+
+namespace {
+int64_t MxRowsPerItem(int64_t cols) {
+  return std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, cols));
+}
+int MxThreadsFor(int64_t elems) { return elems >= (int64_t(1) << 16) ? NumThreads() : 1; }
+}  // namespace
+
+// One row into its nb blocks (zeroed by the caller); the first overflowing block's index, or -1.
+// E2M1 elements go through kernels/fp4_encode.h (SIMD; x / 2^shared is exact, so its quotient is
+// EncodeElement's), the others through the element codec's exact tables (kernels/codec_tables.h) on
+// EncodeElement's quotient (x · 2^-shared in double, a multiply by a power of two: exact).
+// tables: the element codec's, or null for E2M1.
+int64_t MxCodec::QuantizeRow(const float* xr, int64_t cols, int bs, MxScaleRounding rounding,
+                             const CodecTables* tables, uint8_t* row, uint32_t* codes, float* amax_out) const {
+  const int64_t nb = (cols + bs - 1) / bs, bb = block_bytes(bs);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t c0 = b * bs;
+    const int n = int(std::min<int64_t>(bs, cols - c0));
+    uint8_t* blk = row + b * bb;
+    int shared;
+    blk[0] = BlockScale(xr + c0, n, rounding, amax_out, &shared);
+    if (shared == kOverflow) return b;
+    if (blk[0] == 0xFF || *amax_out == 0.0f) continue;  // codes stay 0
+    if (!tables) {
+      E2m1EncodeRun(xr + c0, n, std::ldexp(1.0f, shared), E2m1ZeroSign::kSignBit, blk + 1);
+      continue;
+    }
+    const double p2 = std::ldexp(1.0, -shared);
+    if (elem_.is_int) {  // k/64, symmetric
+      for (int i = 0; i < n; ++i)
+        codes[i] = tables->Encode(float(std::clamp(double(xr[c0 + i]) * p2 * 64.0, -127.0, 127.0)));
+    } else {
+      for (int i = 0; i < n; ++i) codes[i] = tables->Encode(float(double(xr[c0 + i]) * p2));
+    }
+    std::fill(codes + n, codes + bs, 0u);
+    PackCodesLsbFirst(codes, bs, elem_.bits, blk + 1);
+  }
+  return -1;
+}
+
+StatusOr<PackedBlocks> MxCodec::Quantize(const float* x, int64_t rows, int64_t cols, const BlockOptions& opt) const {
+  QL_ASSIGN_OR_RETURN(const int bs, CheckQuantize(rows, cols, opt));
+  const int64_t nb = (cols + bs - 1) / bs;
+  const int64_t row_bytes = nb * block_bytes(bs);
+  PackedBlocks p;
+  p.rows = rows;
+  p.cols = cols;
+  p.block_size = bs;
+  p.bytes.assign(size_t(rows * row_bytes), 0);
+  std::vector<int64_t> bad(size_t(rows), -1);  // [rows] first overflowing block of each row
+  std::vector<float> bad_amax(size_t(rows), 0.0f);
+  const CodecTables* tables = elem_.bits == 4 && !elem_.is_int ? nullptr : &CodecTables::For(codec_);
+  // Rows are independent: any thread count gives the same bytes.
+  ParallelForChunks(rows, MxRowsPerItem(cols), MxThreadsFor(rows * cols), [&](int64_t r0, int64_t r1) {
+    std::vector<uint32_t> codes(static_cast<size_t>(bs));
+    for (int64_t r = r0; r < r1; ++r) {
+      float amax = 0.0f;
+      bad[r] = QuantizeRow(x + r * cols, cols, bs, opt.mx_rounding, tables, p.bytes.data() + r * row_bytes,
+                           codes.data(), &amax);
+      bad_amax[r] = amax;
+    }
+  });
+  for (int64_t r = 0; r < rows; ++r)
+    if (bad[r] >= 0)
+      return OverflowError(r, bad[r], bad_amax[r], p.bytes[size_t(r * row_bytes + bad[r] * block_bytes(bs))]);
   return p;
 }
 
@@ -146,7 +236,7 @@ void MxCodec::Dequantize(const PackedBlocks& p, float* y) const {
   const int64_t bb = block_bytes(bs);
   QL_CHECK(int64_t(p.bytes.size()) == p.rows * nb * bb, "{}: {} bytes for [{}, {}] block {}", name_,
            p.bytes.size(), p.rows, p.cols, bs);
-  for (int64_t r = 0; r < p.rows; ++r) {
+  auto row = [&](int64_t r) {
     float* yr = y + r * p.cols;  // [cols]
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = p.bytes.data() + (r * nb + b) * bb;
@@ -157,9 +247,17 @@ void MxCodec::Dequantize(const PackedBlocks& p, float* y) const {
         continue;
       }
       const float scale = std::ldexp(1.0f, int(blk[0]) - 127);  // 2^-127 .. 2^127, exact in fp32
-      for (int i = 0; i < n; ++i) yr[c0 + i] = decode_[UnpackCodeLsbFirst(blk + 1, i, elem_.bits)] * scale;
+      if (elem_.bits == 4) {
+        for (int i = 0; i < n; ++i) yr[c0 + i] = decode_[(blk[1 + i / 2] >> ((i & 1) * 4)) & 0xF] * scale;
+      } else {
+        for (int i = 0; i < n; ++i) yr[c0 + i] = decode_[UnpackCodeLsbFirst(blk + 1, i, elem_.bits)] * scale;
+      }
     }
-  }
+  };
+  // Rows are independent: any thread count gives the same values.
+  ParallelForChunks(p.rows, MxRowsPerItem(p.cols), MxThreadsFor(p.rows * p.cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) row(r);
+  });
 }
 
 const BlockCodec& MxFp8E4M3Codec() {

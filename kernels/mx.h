@@ -1,6 +1,7 @@
 // OCP Microscaling (MX v1.0) block codecs: MXFP8 (E4M3, E5M2), MXFP6 (E2M3, E3M2), MXFP4 (E2M1), MXINT8.
-// Storage format + reference (scalar) quantizer/dequantizer; no SIMD and no choice of *which* values to
-// store (that is an algorithm's business). Facts and citations: docs/formats.md §2 (microsoft/microxcaling).
+// Storage format, quantizer (rows on threads, SIMD E2M1) beside its scalar reference, dequantizer; no
+// choice of *which* values to store (that is an algorithm's business). Facts and citations:
+// docs/formats.md §2 (microsoft/microxcaling).
 //
 // One block of k elements (k = 32 by default, any k >= 1 via BlockOptions.block_size):
 //   value_i = 2^shared_exp * P_i,  shared_exp stored as one E8M0 byte X = shared_exp + 127
@@ -45,6 +46,8 @@
 
 namespace ql {
 
+class CodecTables;
+
 // One MX element format as microxcaling's `_get_format_params` describes it (docs/formats.md §2). Codes are
 // produced by the registered element codec named `name` (kernels/minifloat.h, kernels/int_codec.h): its
 // Encode is the RNE saturating cast, which equals the §2 `_quantize_elemwise_core` rule with round="even"
@@ -80,8 +83,11 @@ class MxCodec : public BlockCodec {
   int element_bits() const override { return elem_.bits; }
   std::string scale_type() const override { return "e8m0 per block"; }
   double nominal_bits_per_weight(int block_size) const override;
+  // Rows on quantlab's threads; the elements as EncodeElement gives them, by a SIMD or table-driven path.
   StatusOr<PackedBlocks> Quantize(const float* x, int64_t rows, int64_t cols,
                                   const BlockOptions& opt) const override;
+  // The scalar oracle: EncodeElement on every element, one row after another. Bitwise Quantize.
+  StatusOr<PackedBlocks> QuantizeRef(const float* x, int64_t rows, int64_t cols, const BlockOptions& opt) const;
   int64_t PackedBytes(int64_t rows, int64_t cols, const BlockOptions& opt) const override;
   void Dequantize(const PackedBlocks& p, float* y) const override;
   const MxElementSpec& element() const { return elem_; }
@@ -92,6 +98,12 @@ class MxCodec : public BlockCodec {
   int64_t block_bytes(int block_size) const { return 1 + PackedCodeBytes(block_size, elem_.bits); }
 
  private:
+  static constexpr int kOverflow = 1 << 20;  // BlockScale's *shared when max_norm x 2^shared overflows
+  StatusOr<int> CheckQuantize(int64_t rows, int64_t cols, const BlockOptions& opt) const;
+  uint8_t BlockScale(const float* x, int n, MxScaleRounding rounding, float* amax, int* shared) const;
+  Status OverflowError(int64_t r, int64_t b, float amax, int scale) const;
+  int64_t QuantizeRow(const float* xr, int64_t cols, int bs, MxScaleRounding rounding, const CodecTables* tables,
+                      uint8_t* row, uint32_t* codes, float* amax) const;
   std::string name_;
   const MxElementSpec& elem_;
   std::string description_;

@@ -87,7 +87,7 @@ void QuantizeRow(const float* xr, int64_t cols, int bs, bool modelopt, float ten
     if (eff == 0.0f || amax == 0.0f) continue;  // block decodes to 0; codes stay 0 (see header)
     // q = E2M1(x / eff) (compressed-tensors clamps x / eff to ±6 first: the saturating cast gives the
     // same code), the sign rule of the header; even element in the low nibble (kernels/fp4_encode.h).
-    E2m1EncodeRun(xr + c0, n, eff, /*sign_from_input=*/modelopt, blk + 1);
+    E2m1EncodeRun(xr + c0, n, eff, modelopt ? E2m1ZeroSign::kNegativeInput : E2m1ZeroSign::kPositive, blk + 1);
   }
 }
 

@@ -178,7 +178,7 @@ Status RunShared(const Model& model, const ForwardHooks* hooks, KvCache& cache, 
 
 bool NoHooks(const ForwardHooks* h) {
   return !h || (!h->linear_input && !h->kv && !h->attn_q && !h->attn_probs && !h->block_output &&
-                h->stop_after_layer < 0 && h->start_layer == 0 && !h->start_hidden);
+                h->stop_after_layer < 0 && h->stop_at_input.empty() && h->start_layer == 0 && !h->start_hidden);
 }
 
 // Several items per forward call: each item's sequences become one trie of rows (every shared prefix

@@ -63,9 +63,10 @@ void MatMul(MatmulPrecision p, int M, int N, int K, float alpha, const float* A,
 
 // y[n, out] = x[n, in] · W[out, in]ᵀ (+ b). With a linear_input hook the hook sees (and may change)
 // a private copy of x, so every linear fed by the same activations (q/k/v, gate/up) sees them
-// unmodified by the hooks of its siblings.
-void Linear(const Model& model, const std::string& path, const float* x, int n, int in, float* y,
-            const ForwardHooks* hooks, Workspace& ws, bool bias, const std::string& weight_name = "") {
+// unmodified by the hooks of its siblings. False (y untouched): the pass stops here
+// (ForwardHooks::stop_at_input), and the caller returns.
+[[nodiscard]] bool Linear(const Model& model, const std::string& path, const float* x, int n, int in, float* y,
+                          const ForwardHooks* hooks, Workspace& ws, bool bias, const std::string& weight_name = "") {
   const Tensor& w = model.W(weight_name.empty() ? path + ".weight" : weight_name);
   const int out = int(w.rows());
   QL_CHECK(w.cols() == in, "{}: in_features {} != {}", path, w.cols(), in);
@@ -74,6 +75,7 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
     hooks->linear_input(path, ws.hook.data(), n, in);
     x = ws.hook.data();
   }
+  if (hooks && !hooks->stop_at_input.empty() && hooks->stop_at_input == path) return false;
   MatMul(model.matmul, n, out, in, 1.0f, x, in, w.data.data(), in, BLayout::kNK, y, out, NumThreads());
   if (bias) {
     const float* b = model.W(path + ".bias").data.data();
@@ -81,6 +83,7 @@ void Linear(const Model& model, const std::string& path, const float* x, int n, 
       for (int t = t0; t < t1; ++t) ops::Add(b, y + size_t(t) * out, out);
     });
   }
+  return true;
 }
 
 // One attention item on the FP32 causal kernels (kernels/attention.h): qg [group*rows, hd] holds the
@@ -261,9 +264,10 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     });
     float* kl = k_layer[l] + size_t(pos0) * kv_out;  // [n, KV*hd] new rows
     float* vl = v_layer[l] + size_t(pos0) * kv_out;
-    Linear(model, p + "self_attn.q_proj", ws.xn.data(), n, D, ws.q.data(), hooks, ws, c.qkv_bias);
-    Linear(model, p + "self_attn.k_proj", ws.xn.data(), n, D, kl, hooks, ws, c.qkv_bias);
-    Linear(model, p + "self_attn.v_proj", ws.xn.data(), n, D, vl, hooks, ws, c.qkv_bias);
+    if (!Linear(model, p + "self_attn.q_proj", ws.xn.data(), n, D, ws.q.data(), hooks, ws, c.qkv_bias))
+      return Status::Ok();
+    if (!Linear(model, p + "self_attn.k_proj", ws.xn.data(), n, D, kl, hooks, ws, c.qkv_bias)) return Status::Ok();
+    if (!Linear(model, p + "self_attn.v_proj", ws.xn.data(), n, D, vl, hooks, ws, c.qkv_bias)) return Status::Ok();
     const float* qn = c.qk_norm ? model.W(p + "self_attn.q_norm.weight").data.data() : nullptr;
     const float* kn = c.qk_norm ? model.W(p + "self_attn.k_norm.weight").data.data() : nullptr;
     ForRows(n, q_out + kv_out, [&](int t0, int t1) {
@@ -286,7 +290,7 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     Attention(c, model.matmul, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
     // o_proj straight into gate's buffer (free until the MLP), then the residual add.
     float* o = ws.gate.data();  // [n, D]
-    Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false);
+    if (!Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false)) return Status::Ok();
 
     // ---- MLP block: down(silu(gate x) ⊙ up x) ----
     const float* w_post = model.W(p + "post_attention_layernorm.weight").data.data();
@@ -295,14 +299,14 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
       ops::Add(o + size_t(t0) * D, x, size_t(t1 - t0) * D);
       for (int t = t0; t < t1; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_post, D, eps, &ws.xn[size_t(t) * D]);
     });
-    Linear(model, p + "mlp.gate_proj", ws.xn.data(), n, D, ws.gate.data(), hooks, ws, false);
-    Linear(model, p + "mlp.up_proj", ws.xn.data(), n, D, ws.up.data(), hooks, ws, false);
+    if (!Linear(model, p + "mlp.gate_proj", ws.xn.data(), n, D, ws.gate.data(), hooks, ws, false)) return Status::Ok();
+    if (!Linear(model, p + "mlp.up_proj", ws.xn.data(), n, D, ws.up.data(), hooks, ws, false)) return Status::Ok();
     ForRows(n, F, [&](int t0, int t1) {
       const size_t off = size_t(t0) * F;
       ops::SiluMul(ws.gate.data() + off, ws.up.data() + off, size_t(t1 - t0) * F, ws.gate.data() + off);
     });
     float* down = ws.up.data();  // [n, D]
-    Linear(model, p + "mlp.down_proj", ws.gate.data(), n, F, down, hooks, ws, false);
+    if (!Linear(model, p + "mlp.down_proj", ws.gate.data(), n, F, down, hooks, ws, false)) return Status::Ok();
     ForRows(n, D, [&](int t0, int t1) {
       ops::Add(down + size_t(t0) * D, ws.x.data() + size_t(t0) * D, size_t(t1 - t0) * D);
     });
@@ -316,8 +320,8 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
     for (int t = first + t0; t < first + t1; ++t)
       ops::RmsNorm(&ws.x[size_t(t) * D], w_final, D, eps, &ws.xn[size_t(t - first) * D]);
   });
-  Linear(model, "lm_head", ws.xn.data(), rows, D, logits, hooks, ws, false,
-         c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const std::string head = c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  (void)Linear(model, "lm_head", ws.xn.data(), rows, D, logits, hooks, ws, false, head);  // stopped or not: done
   return Status::Ok();
 }
 

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "harness/model/model.h"
@@ -35,6 +36,10 @@ struct ForwardHooks {
   // >= 0: ForwardWindow returns right after this layer (logits are left untouched). Calibration
   // capturing the inputs of layer l needs nothing beyond it.
   int stop_after_layer = -1;
+  // Non-empty (a module path, e.g. "model.layers.3.mlp.down_proj" or "lm_head"): ForwardWindow returns
+  // right after that linear's linear_input hook, before its product (logits are left untouched).
+  // Calibration of a module needs nothing past its input.
+  std::string stop_at_input;
   // > 0: ForwardWindow starts at this layer with the residual stream start_hidden ([T, dim], the
   // input of that layer, e.g. saved by block_output of the layer before); the embedding and earlier
   // layers are skipped. Layer-by-layer calibration (GPTQ) runs one layer at a time with it.

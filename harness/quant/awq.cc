@@ -72,23 +72,26 @@ std::vector<float> AttentionBlockOutput(const Model& model, int layer, const std
     ops::Rope(qt, H, hd, &cs[size_t(pos) * hd], &sn[size_t(pos) * hd], c.rope_interleaved);
     ops::Rope(kt, KV, hd, &cs[size_t(pos) * hd], &sn[size_t(pos) * hd], c.rope_interleaved);
   }
-  // Per (window, head): S = Q_h·K_hᵀ/√hd [L, L] (sgemm), causal row softmax, O_h = S·V_h.
+  // Per (window, head): S = Q_h·K_hᵀ/√hd [L, L] (sgemm), causal row softmax, O_h = S·V_h. The items run
+  // on the threads, each product on its item's thread alone (a GEMM's values do not depend on its
+  // thread count; a fork/join per [L, L] product cost more than the product at L = 128).
   const float scale = 1.0f / std::sqrt(float(hd));
-  std::vector<float> s(size_t(seqlen) * seqlen);
-  for (int w0 = 0; w0 < n; w0 += seqlen) {
-    for (int h = 0; h < H; ++h) {
-      const int kvh = h / group;
-      Gemm(seqlen, seqlen, hd, scale, &q[size_t(w0) * qo + h * hd], qo, &k[size_t(w0) * kvo + kvh * hd], kvo,
-           BLayout::kNK, s.data(), seqlen, NumThreads());
-      for (int i = 0; i < seqlen; ++i) {
-        float* row = &s[size_t(i) * seqlen];
-        ops::Softmax(row, i + 1);
-        std::fill(row + i + 1, row + seqlen, 0.0f);
-      }
-      Gemm(seqlen, hd, seqlen, 1.0f, s.data(), seqlen, &v[size_t(w0) * kvo + kvh * hd], kvo, BLayout::kKN,
-           &att[size_t(w0) * qo + h * hd], qo, NumThreads());
+  const int items = (n / seqlen) * H;
+  const int threads = std::min(NumThreads(), items);
+  std::vector<float> scratch(size_t(std::max(1, threads)) * seqlen * seqlen);  // [threads, L, L]
+  ParallelFor(items, threads, [&](int item, int tid) {
+    const int w0 = item / H * seqlen, h = item % H, kvh = h / group;
+    float* s = scratch.data() + size_t(tid) * seqlen * seqlen;
+    Gemm(seqlen, seqlen, hd, scale, &q[size_t(w0) * qo + h * hd], qo, &k[size_t(w0) * kvo + kvh * hd], kvo,
+         BLayout::kNK, s, seqlen, 1);
+    for (int i = 0; i < seqlen; ++i) {
+      float* row = s + size_t(i) * seqlen;
+      ops::Softmax(row, i + 1);
+      std::fill(row + i + 1, row + seqlen, 0.0f);
     }
-  }
+    Gemm(seqlen, hd, seqlen, 1.0f, s, seqlen, &v[size_t(w0) * kvo + kvh * hd], kvo, BLayout::kKN,
+         &att[size_t(w0) * qo + h * hd], qo, 1);
+  });
   std::vector<float> out(size_t(n) * D);
   MatMulT(att.data(), n, qo, Get(model, p + "o_proj.weight", ov).data(), D, out.data());
   return out;
@@ -117,12 +120,18 @@ const nlohmann::json& AwqDefaults() {
 StatusOr<std::vector<float>> QuantScaled(const Tensor& w, const std::vector<float>& s, const Scheme& scheme) {
   const int64_t rows = w.rows(), cols = w.cols();
   std::vector<float> q(w.data.size());  // [rows, cols]
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = w.data[r * cols + c] * s[c];
+  // Element by element, so rows on the threads in fixed chunks give the same bits.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, cols));
+  ParallelForChunks(rows, chunk, NumThreads(), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = w.data[r * cols + c] * s[c];
+  });
   // Bitwise FakeQuantize; the SIMD path on ParallelFor threads for the symmetric integer schemes.
   QL_RETURN_IF_ERROR(FakeQuantizeInPlace(scheme, q.data(), rows, cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] /= s[c];
+  ParallelForChunks(rows, chunk, NumThreads(), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < cols; ++c) q[r * cols + c] /= s[c];
+  });
   return q;
 }
 

@@ -51,6 +51,30 @@ std::vector<std::string> LayerLinears(int layer) {
           p + "mlp.gate_proj",    p + "mlp.up_proj",      p + "mlp.down_proj"};
 }
 
+namespace {
+
+// The requested module a pass reaches last (LayerLinears order within a layer, lm_head after every
+// layer), or "" when some module is not one of those: the pass may stop at that module's input.
+std::string LastInForwardOrder(const std::set<std::string>& modules, int n_layers) {
+  std::string last;
+  int64_t last_pos = -1;
+  for (const auto& m : modules) {
+    int64_t pos = -1;
+    if (m == "lm_head") pos = int64_t(n_layers) * 8;
+    int layer = -1;
+    if (std::sscanf(m.c_str(), "model.layers.%d.", &layer) == 1 && layer >= 0) {
+      const std::vector<std::string> order = LayerLinears(layer);
+      const auto it = std::find(order.begin(), order.end(), m);
+      if (it != order.end()) pos = int64_t(layer) * 8 + (it - order.begin());
+    }
+    if (pos < 0) return "";
+    if (pos > last_pos) last_pos = pos, last = m;
+  }
+  return last;
+}
+
+}  // namespace
+
 StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& model, const CalibrationSet& calib,
                                                                  const CaptureRequest& req) {
   std::map<std::string, LinearStats> out;
@@ -66,6 +90,8 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
   if (out.empty() && !req.save_hidden) return out;
   ForwardHooks hooks;
   hooks.stop_after_layer = full ? -1 : last_layer;
+  // Nothing past the last requested input is needed unless the residual stream is to be saved.
+  if (!req.save_hidden) hooks.stop_at_input = LastInForwardOrder(req.modules, model.config.n_layers);
   hooks.start_layer = req.start_layer;
   size_t window = 0;
   if (req.save_hidden) {
@@ -126,7 +152,7 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
   std::vector<float> logits;
   for (window = 0; window < calib.windows.size(); ++window) {
     const auto& w = calib.windows[window];
-    if (full) logits.resize(size_t(w.size()) * vocab);
+    if (full && hooks.stop_at_input.empty()) logits.resize(size_t(w.size()) * vocab);
     else logits.resize(1);
     if (req.start_hidden) hooks.start_hidden = (*req.start_hidden).at(window).data();
     QL_RETURN_IF_ERROR(ForwardWindow(model, w, logits.data(), &hooks));

@@ -66,8 +66,9 @@ struct LinearStats {
 };
 
 // Runs every calibration window through ForwardWindow once and returns the statistics of the
-// requested modules' inputs. The pass stops after the last layer any requested module lives in
-// (lm_head needs the full pass).
+// requested modules' inputs. Unless the residual stream is saved, the pass stops at the input of the
+// requested module it reaches last (ForwardHooks::stop_at_input: that linear's product and all after it
+// are skipped); else after the last layer any requested module lives in.
 StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& model, const CalibrationSet& calib,
                                                                  const CaptureRequest& req);
 

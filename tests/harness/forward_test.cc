@@ -169,6 +169,42 @@ TEST(ForwardTest, HooksSeeEveryLinearKvAndBlockWithRightShapes) {
   for (size_t i = 0; i < blocks.size(); ++i) EXPECT_LE(RelErr(blocks[i], ref_blocks[i]), 1e-4);
 }
 
+TEST(ForwardTest, StopAtInputEndsThePassAfterThatLinearsHook) {
+  // For every linear: the pass stops right after its linear_input hook, having shown every linear up to
+  // it the inputs a full pass shows them (bit for bit), no later hook runs and the logits are untouched.
+  const ModelConfig c = SmallConfig();
+  const Model m = RandomModel(c, 4);
+  const int T = 9;
+  const auto tok = Tokens(T, c.vocab_size);
+  std::vector<std::pair<std::string, std::vector<float>>> full;
+  ForwardHooks all;
+  all.linear_input = [&](std::string_view path, float* x, int t, int in) {
+    full.emplace_back(std::string(path), std::vector<float>(x, x + size_t(t) * in));
+  };
+  std::vector<float> logits(size_t(T) * c.vocab_size);
+  ASSERT_TRUE(ForwardWindow(m, tok, logits.data(), &all).ok());
+  ASSERT_EQ(full.size(), size_t(7 * c.n_layers + 1));
+  for (size_t stop = 0; stop < full.size(); ++stop) {
+    std::vector<std::pair<std::string, std::vector<float>>> seen;
+    int blocks = 0;
+    ForwardHooks h;
+    h.stop_at_input = full[stop].first;
+    h.linear_input = [&](std::string_view path, float* x, int t, int in) {
+      seen.emplace_back(std::string(path), std::vector<float>(x, x + size_t(t) * in));
+    };
+    h.block_output = [&](int, const float*, int) { ++blocks; };
+    std::vector<float> untouched(logits.size(), -7.0f);
+    ASSERT_TRUE(ForwardWindow(m, tok, untouched.data(), &h).ok());
+    ASSERT_EQ(seen.size(), stop + 1) << full[stop].first;
+    for (size_t i = 0; i <= stop; ++i) {
+      EXPECT_EQ(seen[i].first, full[i].first);
+      EXPECT_EQ(seen[i].second, full[i].second) << full[i].first;  // bitwise
+    }
+    EXPECT_EQ(blocks, int(stop) / 7) << full[stop].first;  // the blocks completed before the stop
+    EXPECT_TRUE(std::all_of(untouched.begin(), untouched.end(), [](float v) { return v == -7.0f; }));
+  }
+}
+
 TEST(ForwardTest, ModifyingHooksChangeOutputAsTheReferenceDoes) {
   const ModelConfig c = SmallConfig();
   const Model m = RandomModel(c, 5);

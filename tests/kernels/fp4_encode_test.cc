@@ -22,16 +22,17 @@ float FromBits(uint32_t u) {
   return f;
 }
 
-// Encodes x in runs of `run` values at `scale` both ways and compares the packed bytes.
+// Encodes x in runs of `run` values at `scale` both ways and compares the packed bytes, in the three
+// zero-sign rules (compressed-tensors with its clamp, ModelOpt, MX's sign bit).
 void ExpectSame(const std::vector<float>& x, int run, float scale) {
-  for (const bool modelopt : {true, false}) {
+  for (const E2m1ZeroSign zero : {E2m1ZeroSign::kPositive, E2m1ZeroSign::kNegativeInput, E2m1ZeroSign::kSignBit}) {
     for (size_t i0 = 0; i0 < x.size(); i0 += size_t(run)) {
       const int n = int(std::min<size_t>(size_t(run), x.size() - i0));
       std::vector<uint8_t> got((n + 1) / 2, 0), want((n + 1) / 2, 0);
-      E2m1EncodeRun(x.data() + i0, n, scale, modelopt, got.data());
-      E2m1EncodeRunRef(x.data() + i0, n, scale, /*clamp6=*/!modelopt, modelopt, want.data());
-      ASSERT_EQ(got, want) << "modelopt " << modelopt << " run at " << i0 << " first value " << x[i0] << " scale "
-                           << scale;
+      E2m1EncodeRun(x.data() + i0, n, scale, zero, got.data());
+      E2m1EncodeRunRef(x.data() + i0, n, scale, /*clamp6=*/zero == E2m1ZeroSign::kPositive, zero, want.data());
+      ASSERT_EQ(got, want) << "zero rule " << int(zero) << " run at " << i0 << " first value " << x[i0]
+                           << " scale " << scale;
     }
   }
 }
@@ -76,14 +77,26 @@ TEST(Fp4Encode, HandCodes) {
   // x / 0.5: 0.1 -> 0.2 -> 0 (ModelOpt keeps the sign: -0.2 -> 0x8), 0.375 -> 0.75 -> 1.0 (code 2,
   // the even neighbour), 1.25 -> 2.5 -> 2 (code 4), 2.5 -> 5 -> 4 (code 6), 4 -> 8 -> 6 (code 7, saturated).
   const float x[6] = {0.1f, -0.1f, 0.375f, 1.25f, 2.5f, -4.0f};
-  uint8_t mo[3] = {}, ct[3] = {};
-  E2m1EncodeRun(x, 6, 0.5f, true, mo);
-  E2m1EncodeRun(x, 6, 0.5f, false, ct);
+  uint8_t mo[3] = {}, ct[3] = {}, mx[3] = {};
+  E2m1EncodeRun(x, 6, 0.5f, E2m1ZeroSign::kNegativeInput, mo);
+  E2m1EncodeRun(x, 6, 0.5f, E2m1ZeroSign::kPositive, ct);
+  E2m1EncodeRun(x, 6, 0.5f, E2m1ZeroSign::kSignBit, mx);
   EXPECT_EQ(mo[0], 0x80);  // low nibble 0x0, high nibble 0x8
   EXPECT_EQ(ct[0], 0x00);
   EXPECT_EQ(mo[1], 0x42);
   EXPECT_EQ(mo[2], 0xF6);  // -4 / 0.5 = -8 -> -6: 0x8 | 7
   EXPECT_EQ(ct[2], 0xF6);
+  EXPECT_EQ(mx[0], 0x80);
+  EXPECT_EQ(mx[2], 0xF6);
+  // -0: the sign bit gives 0x8 (MX, the codec's cast); ModelOpt's "< 0" and compressed-tensors give 0x0.
+  const float z[2] = {-0.0f, 0.0f};
+  uint8_t zmx = 0, zmo = 0, zct = 0;
+  E2m1EncodeRun(z, 2, 1.0f, E2m1ZeroSign::kSignBit, &zmx);
+  E2m1EncodeRun(z, 2, 1.0f, E2m1ZeroSign::kNegativeInput, &zmo);
+  E2m1EncodeRun(z, 2, 1.0f, E2m1ZeroSign::kPositive, &zct);
+  EXPECT_EQ(zmx, 0x08);
+  EXPECT_EQ(zmo, 0x00);
+  EXPECT_EQ(zct, 0x00);
 }
 
 }  // namespace

@@ -52,8 +52,9 @@ std::vector<double> ViaGemm(const std::vector<float>& w, const std::vector<float
 struct Shape {
   int64_t rows, cols, group, n;
 };
+// {300, 100, 32, 20}: several work items of kBlocksPerItem row blocks on every target, a partial last one.
 const Shape kShapes[] = {{1, 5, 5, 4}, {17, 33, 7, 9}, {40, 64, 32, 130}, {31, 576, 32, 67}, {16, 96, 96, 8},
-                         {3, 1031, 32, 5}};
+                         {3, 1031, 32, 5}, {300, 100, 32, 20}};
 
 TEST(GroupError, HandDerived) {
   // One row [1, 2], q = [1.5, 2]: d = [0.5, 0]; tokens [2, 4] and [−6, 1] give e = 1 and −3, err = 10.
@@ -139,14 +140,24 @@ TEST(GroupError, ClipIntSymIsFakeQuantizeOfTheClippedMatrix) {
             wc[r * sh.cols + c] = std::clamp(w[r * sh.cols + c], -b, b);
           }
         ASSERT_TRUE(FakeQuantize(*scheme, wc.data(), sh.rows, sh.cols, q.data()).ok());
-        std::vector<double> ref(m.size()), got(m.size()), got2(m.size());
+        std::vector<double> ref(m.size());
         GroupOutputErrorsRef(w.data(), q.data(), sh.rows, sh.cols, group, x.data(), sh.n, ref.data());
+        std::vector<double> got(m.size()), got2(m.size());
         ASSERT_TRUE(ClipOutputErrorsIntSym(w.data(), m.data(), sh.rows, sh.cols, group, qmax, x.data(), sh.n, nullptr,
                                            got.data(), 1));
         ASSERT_TRUE(ClipOutputErrorsIntSym(w.data(), m.data(), sh.rows, sh.cols, group, qmax, x.data(), sh.n, nullptr,
                                            got2.data(), 2));
         EXPECT_TRUE(Bits(got, ref)) << f;
         EXPECT_TRUE(Bits(got2, ref)) << f;
+        // The in-pass quantizer (vector ops and their scalar tail) on every target: bitwise the same
+        // target's error of the FakeQuantize'd matrix (targets without FMA differ from the fma oracle).
+        ForEachTarget([&] {
+          std::vector<double> in_pass(m.size()), of_q(m.size());
+          ASSERT_TRUE(ClipOutputErrorsIntSym(w.data(), m.data(), sh.rows, sh.cols, group, qmax, x.data(), sh.n,
+                                             nullptr, in_pass.data(), 2));
+          GroupOutputErrors(w.data(), q.data(), sh.rows, sh.cols, group, x.data(), sh.n, nullptr, of_q.data(), 1);
+          EXPECT_TRUE(Bits(in_pass, of_q)) << f;
+        });
       }
     }
   }

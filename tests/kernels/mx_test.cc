@@ -1,13 +1,18 @@
 // MX block codecs against values derived by hand from docs/formats.md §2 (OCP MX v1.0 / microxcaling rules).
-// Every expected scale byte, code and value below is worked out in the comment beside it.
+// Every expected scale byte, code and value below is worked out in the comment beside it. The fast
+// Quantize is also compared with the scalar QuantizeRef on every fp32 bucket and every dispatch target.
 #include "kernels/mx.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/kernels/hwy_targets.h"
 
 namespace ql {
 namespace {
@@ -475,6 +480,95 @@ TEST(Mx, BitsPerWeight) {
   BlockOptions o;
   o.block_size = -1;
   EXPECT_FALSE(MxFp4Codec().Quantize(x.data(), 4, 64, o).ok());
+}
+
+// Quantize (rows on threads, SIMD E2M1, table-driven elements) against QuantizeRef (EncodeElement on every
+// element) byte for byte, on every dispatch target: every fp32 bucket of 2^16 values at its first, second,
+// middle and last value in blocks of neighbouring buckets (so each block's elements span its grid), the
+// same shifted by half a block, random blocks at exponents -150 .. 127 with -0, zeros, subnormals, Inf and
+// NaN blocks; block sizes 32 and 7 (partial last blocks); all three scale roundings.
+std::vector<float> BucketValues() {
+  std::vector<float> x;
+  for (uint32_t b = 0; b < 65536; ++b)
+    for (uint32_t low : {0u, 1u, 0x7FFFu, 0xFFFFu}) {
+      const float v = std::bit_cast<float>((b << 16) | low);
+      if (std::isfinite(v)) x.push_back(v);
+    }
+  return x;
+}
+std::vector<float> RandomBlocks() {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> expo(-150, 127), pick(0, 40);
+  std::vector<float> x;
+  for (int b = 0; b < 3000; ++b) {
+    const int e = expo(rng);
+    for (int i = 0; i < 32; ++i) {
+      const int k = pick(rng);
+      float v = float(std::ldexp(double(normal(rng)), e));
+      if (k == 0) v = -0.0f;
+      if (k == 1) v = 0.0f;
+      if (k == 2 && b % 97 == 0) v = std::numeric_limits<float>::infinity();
+      if (k == 3 && b % 89 == 0) v = std::nanf("");
+      x.push_back(v);
+    }
+  }
+  return x;
+}
+
+TEST(Mx, QuantizeEqualsScalarReferenceEverywhere) {
+  std::vector<float> buckets = BucketValues();
+  std::vector<float> shifted(buckets.begin() + 16, buckets.end());
+  const std::vector<std::vector<float>> inputs = {buckets, shifted, RandomBlocks()};
+  const MxScaleRounding roundings[] = {MxScaleRounding::kFloor, MxScaleRounding::kCeil, MxScaleRounding::kEven};
+  ForEachTarget([&] {
+    for (const Sec2& e : AllSec2()) {
+      const MxCodec& c = Mx(*e.codec);
+      for (const auto& in : inputs)
+        for (const int bs : {32, 7})
+          for (const MxScaleRounding rounding : roundings) {
+            const int64_t cols = 32 * 9 + 5, rows = int64_t(in.size()) / cols;
+            BlockOptions opt;
+            opt.block_size = bs;
+            opt.mx_rounding = rounding;
+            auto got = c.Quantize(in.data(), rows, cols, opt);
+            auto want = c.QuantizeRef(in.data(), rows, cols, opt);
+            ASSERT_EQ(got.ok(), want.ok()) << c.name();
+            if (!want.ok()) {
+              EXPECT_EQ(got.status().message(), want.status().message());
+              continue;
+            }
+            ASSERT_EQ(got->bytes, want->bytes) << c.name() << " block " << bs << " rounding " << int(rounding);
+          }
+    }
+  });
+}
+
+TEST(Mx, QuantizeOverflowErrorIsTheReferences) {
+  // amax = FLT_MAX (just below 2^128) in row 2, block 1: kCeil rounds its exponent up to 128, so for the
+  // float elements max_norm x 2^(128 - emax) overflows fp32 (MXFP4: 6 x 2^126) and both quantizers must
+  // fail with the same message; floor fits; even carries to Inf (a NaN block). Both agree everywhere.
+  int errors = 0;
+  std::vector<float> x(3 * 64, 1.0f);
+  x[2 * 64 + 40] = std::numeric_limits<float>::max();
+  for (const Sec2& e : AllSec2()) {
+    const MxCodec& c = Mx(*e.codec);
+    for (const MxScaleRounding r : {MxScaleRounding::kFloor, MxScaleRounding::kCeil, MxScaleRounding::kEven}) {
+      BlockOptions opt;
+      opt.mx_rounding = r;
+      auto got = c.Quantize(x.data(), 3, 64, opt);
+      auto want = c.QuantizeRef(x.data(), 3, 64, opt);
+      ASSERT_EQ(got.ok(), want.ok()) << c.name() << " " << int(r);
+      if (!got.ok()) {
+        EXPECT_EQ(got.status().message(), want.status().message());
+        EXPECT_NE(got.status().message().find("row 2 block 1"), std::string::npos) << got.status().message();
+        ++errors;
+      } else {
+        EXPECT_EQ(got->bytes, want->bytes) << c.name() << " " << int(r);
+      }
+    }
+  }
+  EXPECT_EQ(errors, 5);  // kCeil on the five float formats
 }
 
 }  // namespace
