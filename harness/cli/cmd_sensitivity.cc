@@ -71,8 +71,9 @@ void AddSensitivityCommand(CLI::App& app) {
 
 void AddSearchCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("search", "Choose one scheme per unit (or keep baseline precision) from the "
-                                           "sensitivity scan: exact knapsack, verified as a real cell, repaired "
-                                           "greedily if it misses --target-kld; writes a YAML recipe");
+                                           "sensitivity scan: exact knapsack, verified as a real cell; a missed "
+                                           "--target-kld is solved again at a target rescaled by the measured "
+                                           "additivity, then repaired greedily; writes a YAML recipe");
   auto f = std::make_shared<ScanFlags>();
   auto o = std::make_shared<SearchOptions>();
   auto out = std::make_shared<std::string>();
@@ -84,7 +85,11 @@ void AddSearchCommand(CLI::App& app) {
   cmd->add_option("--shard", f->shard, "run slice i of N (i/N) of the scan's cells and stop; `quantlab merge` the "
                                        "shards' results, then search the merged directory without --shard");
   cmd->add_option("--schemes", o->schemes, "restrict the choice to these of the scan's schemes (plus bf16)");
-  cmd->add_option("--max-rounds", o->max_rounds, "greedy repair rounds after a missed --target-kld")->capture_default_str();
+  cmd->add_option("--rescale-rounds", o->rescale_rounds, "after a missed --target-kld: solves at the target × "
+                                                        "predicted / measured KLD of the last verified cell")
+      ->capture_default_str();
+  cmd->add_option("--max-rounds", o->max_rounds, "greedy repair rounds (one unit each) after the rescaled solves")
+      ->capture_default_str();
   cmd->add_option("--refine-z", o->refine_z, "after an adaptive scan, re-measure on every window the options whose "
                                             "interval (z standard errors) could change the choice; 0 = off")
       ->capture_default_str();
@@ -94,6 +99,9 @@ void AddSearchCommand(CLI::App& app) {
   cmd->add_flag("--refine-unpaired{false}", o->refine_paired,
                 "with --refine-z: bound each option by its own interval instead of comparing a unit's options "
                 "paired on the windows both ran");
+  cmd->add_flag("--refine-all-windows{false}", o->refine_doubling,
+                "with --refine-z: measure each decision option on every window at once instead of doubling its "
+                "windows and deciding again after each step");
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {

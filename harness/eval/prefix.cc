@@ -24,21 +24,30 @@ StatusOr<PrefixStore> PrefixStore::Build(const Model& reference, const std::vect
   const int stride = int((L + fit - 1) / fit);  // ceil(L / fit): at most `fit` multiples of it in 1..L
   for (int b = stride; b <= L; b += stride) p.streams_[size_t(b)].resize(rows * size_t(D));
   if (p.kept_blocks() < fit) p.streams_[size_t(L)].resize(rows * size_t(D));
-  int last = 0;
+  p.mlp_.resize(size_t(L));
+  const int64_t fit_mlp = std::min<int64_t>(L, (budget_bytes - p.kept_blocks() * per_block) / per_block);
+  if (fit_mlp > 0)  // blocks 0, s', 2s', …: at most fit_mlp of them
+    for (int b = 0, s = int((L + fit_mlp - 1) / fit_mlp); b < L; b += s) p.mlp_[size_t(b)].resize(rows * size_t(D));
+  int last = 0;  // the last layer the capture must run
   for (int b = 1; b <= L; ++b)
-    if (p.Kept(b)) last = b;
+    if (p.Kept(b)) last = b - 1;
+  for (int b = 0; b < L; ++b)
+    if (p.MlpKept(b)) last = std::max(last, b);
   ForwardHooks capture;
   size_t w_at = 0;
   capture.block_output = [&](int layer, const float* h, int T) {  // output of `layer` = input of layer + 1
     if (p.Kept(layer + 1)) std::memcpy(p.streams_[size_t(layer) + 1].data() + p.offset_[w_at] * D, h, sizeof(float) * size_t(T) * D);
   };
-  capture.stop_after_layer = last - 1;
+  capture.attn_residual = [&](int layer, const float* h, int T) {
+    if (p.MlpKept(layer)) std::memcpy(p.mlp_[size_t(layer)].data() + p.offset_[w_at] * D, h, sizeof(float) * size_t(T) * D);
+  };
+  capture.stop_after_layer = last;
   std::vector<float> logits;
   for (; w_at < windows.size(); ++w_at) {
     logits.resize(windows[w_at].tokens.size() * size_t(reference.config.vocab_size));
     QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[w_at].tokens, logits.data(), &capture));
   }
-  p.bytes_ = int64_t(p.kept_blocks()) * per_block;
+  p.bytes_ = int64_t(p.kept_blocks() + p.kept_mlp_inputs()) * per_block;
   return p;
 }
 
@@ -46,6 +55,12 @@ int PrefixStore::StartAtOrBelow(int k) const {
   for (int b = std::min(k, int(streams_.size()) - 1); b > 0; --b)
     if (Kept(b)) return b;
   return 0;
+}
+
+int PrefixStore::kept_mlp_inputs() const {
+  int n = 0;
+  for (const auto& m : mlp_) n += !m.empty();
+  return n;
 }
 
 int PrefixStore::kept_blocks() const {
@@ -58,8 +73,9 @@ StatusOr<WindowRecords> EvaluateWindows(const Model& model, const std::vector<Wi
                                         const ForwardHooks* hooks, const WindowPlan& plan) {
   QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
   const int V = model.config.vocab_size;
-  QL_CHECK(plan.start_block == 0 || (plan.prefix && plan.prefix->Kept(plan.start_block)),
-           "block {} is not kept by the prefix store", plan.start_block);
+  QL_CHECK(plan.start_mlp ? plan.prefix && plan.prefix->MlpKept(plan.start_block)
+                          : plan.start_block == 0 || (plan.prefix && plan.prefix->Kept(plan.start_block)),
+           "block {} ({}) is not kept by the prefix store", plan.start_block, plan.start_mlp ? "MLP input" : "input");
   std::vector<int64_t> first(windows.size() + 1, 0);  // scored-token index of each window in the baseline
   for (size_t i = 0; i < windows.size(); ++i) first[i + 1] = first[i] + windows[i].score_end - windows[i].score_begin;
   std::vector<int> order = plan.order;
@@ -76,8 +92,13 @@ StatusOr<WindowRecords> EvaluateWindows(const Model& model, const std::vector<Wi
       ++out.reused;
     } else {
       logits.resize(win.tokens.size() * size_t(V));  // [T, V]
-      const float* start = plan.start_block > 0 ? plan.prefix->Stream(plan.start_block, size_t(w)) : nullptr;
-      QL_RETURN_IF_ERROR(ForwardFromBlock(model, win.tokens, plan.start_block, start, logits.data(), hooks));
+      if (plan.start_mlp) {
+        const float* mid = plan.prefix->MlpStream(plan.start_block, size_t(w));
+        QL_RETURN_IF_ERROR(ForwardFromMlp(model, win.tokens, plan.start_block, mid, logits.data(), hooks));
+      } else {
+        const float* start = plan.start_block > 0 ? plan.prefix->Stream(plan.start_block, size_t(w)) : nullptr;
+        QL_RETURN_IF_ERROR(ForwardFromBlock(model, win.tokens, plan.start_block, start, logits.data(), hooks));
+      }
       ScoreWindow(base, win, first[size_t(w)], logits.data(), &per[size_t(w)]);
     }
     kld_sum.push_back(std::accumulate(per[size_t(w)].kld.begin(), per[size_t(w)].kld.end(), 0.0));

@@ -24,7 +24,10 @@ class PrefixStore {
   // blocks 1..n_layers (n_layers: the final norm's input). Each kept block costs Σ_w T_w · dim floats;
   // when all do not fit in budget_bytes, every s-th block is kept (s the smallest stride that fits,
   // and n_layers whenever it fits) and a model changed from block k on starts at the nearest kept
-  // block <= k, recomputing the blocks in between. budget_bytes <= 0 keeps nothing.
+  // block <= k, recomputing the blocks in between. budget_bytes <= 0 keeps nothing. The budget left
+  // after them keeps, for every s'-th block (the smallest stride that fits; block 0 first), the stream
+  // after that block's attention, so a model changed only in block k's MLP starts there (sub-block
+  // reuse, MlpKept / MlpStream).
   static StatusOr<PrefixStore> Build(const Model& reference, const std::vector<Window>& windows, int64_t budget_bytes);
 
   // The largest kept block <= k (0 = none: start at the embedding).
@@ -32,19 +35,25 @@ class PrefixStore {
   bool Kept(int block) const { return block > 0 && block < int(streams_.size()) && !streams_[block].empty(); }
   // The stream entering `block` (kept) for window w: [T_w, dim].
   const float* Stream(int block, size_t w) const { return streams_[block].data() + offset_[w] * dim_; }
+  // The stream after `block`'s attention for window w: [T_w, dim] (kept).
+  bool MlpKept(int block) const { return block >= 0 && block < int(mlp_.size()) && !mlp_[block].empty(); }
+  const float* MlpStream(int block, size_t w) const { return mlp_[block].data() + offset_[w] * dim_; }
   int64_t bytes() const { return bytes_; }
   int kept_blocks() const;
+  int kept_mlp_inputs() const;
 
  private:
   int dim_ = 0;
   std::vector<size_t> offset_;               // [windows] first token row of each window
   std::vector<std::vector<float>> streams_;  // [n_layers + 1][Σ T, dim]; empty = not kept
+  std::vector<std::vector<float>> mlp_;      // [n_layers][Σ T, dim] after each block's attention; empty = not kept
   int64_t bytes_ = 0;
 };
 
 // How to run the windows of one evaluation.
 struct WindowPlan {
   int start_block = 0;                  // > 0: every window starts here from `prefix` (kept there)
+  bool start_mlp = false;               // start at start_block's MLP from prefix->MlpStream (any block)
   const PrefixStore* prefix = nullptr;
   std::vector<int> order;               // windows to run in this order; empty = all in index order
   // Called after each window with the KLD sum and scored-token count of every window run so far (in

@@ -243,12 +243,13 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
   const float* emb = model.W("model.embed_tokens.weight").data.data();  // [vocab, D]
   const int first_layer = hooks && hooks->start_hidden ? hooks->start_layer : 0;
   QL_CHECK(first_layer <= c.n_layers, "start_layer {} > n_layers {}", first_layer, c.n_layers);
+  const bool mlp_first = hooks && hooks->start_hidden && hooks->start_mlp;  // layer first_layer: its MLP only
   // A RoPE table row depends on its position alone, so the rows split like any per-row step.
   ForRows(n, D + 2 * hd, [&](int t0, int t1) {
     ops::RopeTables(pos0 + t0, t1 - t0, hd, c.rope_theta, c.rope_interleaved, &ws.cos[size_t(t0) * hd],
                     &ws.sin[size_t(t0) * hd]);
     float* x = &ws.x[size_t(t0) * D];
-    if (first_layer > 0) {
+    if (first_layer > 0 || mlp_first) {
       std::memcpy(x, hooks->start_hidden + size_t(t0) * D, sizeof(float) * size_t(t1 - t0) * D);
       return;
     }
@@ -257,48 +258,51 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
 
   for (int l = first_layer; l < c.n_layers; ++l) {
     const std::string p = LayerPrefix(l);
-    // ---- attention block ----
-    const float* w_in = model.W(p + "input_layernorm.weight").data.data();
-    ForRows(n, D, [&](int t0, int t1) {
-      for (int t = t0; t < t1; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_in, D, eps, &ws.xn[size_t(t) * D]);
-    });
-    float* kl = k_layer[l] + size_t(pos0) * kv_out;  // [n, KV*hd] new rows
-    float* vl = v_layer[l] + size_t(pos0) * kv_out;
-    if (!Linear(model, p + "self_attn.q_proj", ws.xn.data(), n, D, ws.q.data(), hooks, ws, c.qkv_bias))
-      return Status::Ok();
-    if (!Linear(model, p + "self_attn.k_proj", ws.xn.data(), n, D, kl, hooks, ws, c.qkv_bias)) return Status::Ok();
-    if (!Linear(model, p + "self_attn.v_proj", ws.xn.data(), n, D, vl, hooks, ws, c.qkv_bias)) return Status::Ok();
-    const float* qn = c.qk_norm ? model.W(p + "self_attn.q_norm.weight").data.data() : nullptr;
-    const float* kn = c.qk_norm ? model.W(p + "self_attn.k_norm.weight").data.data() : nullptr;
-    ForRows(n, q_out + kv_out, [&](int t0, int t1) {
-      for (int t = t0; t < t1; ++t) {
-        float* qt = &ws.q[size_t(t) * q_out];
-        float* kt = kl + size_t(t) * kv_out;
-        if (c.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
-          for (int h = 0; h < H; ++h) ops::RmsNorm(qt + h * hd, qn, hd, eps, qt + h * hd);
-          for (int h = 0; h < KV; ++h) ops::RmsNorm(kt + h * hd, kn, hd, eps, kt + h * hd);
+    const bool attention = !(mlp_first && l == first_layer);
+    float* o = ws.gate.data();  // [n, D] o_proj's output (gate's buffer is free until the MLP)
+    if (attention) {
+      // ---- attention block ----
+      const float* w_in = model.W(p + "input_layernorm.weight").data.data();
+      ForRows(n, D, [&](int t0, int t1) {
+        for (int t = t0; t < t1; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_in, D, eps, &ws.xn[size_t(t) * D]);
+      });
+      float* kl = k_layer[l] + size_t(pos0) * kv_out;  // [n, KV*hd] new rows
+      float* vl = v_layer[l] + size_t(pos0) * kv_out;
+      if (!Linear(model, p + "self_attn.q_proj", ws.xn.data(), n, D, ws.q.data(), hooks, ws, c.qkv_bias))
+        return Status::Ok();
+      if (!Linear(model, p + "self_attn.k_proj", ws.xn.data(), n, D, kl, hooks, ws, c.qkv_bias)) return Status::Ok();
+      if (!Linear(model, p + "self_attn.v_proj", ws.xn.data(), n, D, vl, hooks, ws, c.qkv_bias)) return Status::Ok();
+      const float* qn = c.qk_norm ? model.W(p + "self_attn.q_norm.weight").data.data() : nullptr;
+      const float* kn = c.qk_norm ? model.W(p + "self_attn.k_norm.weight").data.data() : nullptr;
+      ForRows(n, q_out + kv_out, [&](int t0, int t1) {
+        for (int t = t0; t < t1; ++t) {
+          float* qt = &ws.q[size_t(t) * q_out];
+          float* kt = kl + size_t(t) * kv_out;
+          if (c.qk_norm) {  // Qwen3: per-head RMSNorm over head_dim, before RoPE
+            for (int h = 0; h < H; ++h) ops::RmsNorm(qt + h * hd, qn, hd, eps, qt + h * hd);
+            for (int h = 0; h < KV; ++h) ops::RmsNorm(kt + h * hd, kn, hd, eps, kt + h * hd);
+          }
+          const float* cs = &ws.cos[size_t(t) * hd];
+          const float* sn = &ws.sin[size_t(t) * hd];
+          ops::Rope(qt, H, hd, cs, sn, c.rope_interleaved);
+          ops::Rope(kt, KV, hd, cs, sn, c.rope_interleaved);
         }
-        const float* cs = &ws.cos[size_t(t) * hd];
-        const float* sn = &ws.sin[size_t(t) * hd];
-        ops::Rope(qt, H, hd, cs, sn, c.rope_interleaved);
-        ops::Rope(kt, KV, hd, cs, sn, c.rope_interleaved);
-      }
-    });
-    if (hooks && hooks->kv) hooks->kv(l, kl, vl, n);
-    if (hooks && hooks->attn_q) hooks->attn_q(l, ws.q.data(), n);
-    float* att = ws.xn.data();  // [n, H*hd]: the normed input is dead once q/k/v exist
-    Attention(c, model.matmul, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
-    // o_proj straight into gate's buffer (free until the MLP), then the residual add.
-    float* o = ws.gate.data();  // [n, D]
-    if (!Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false)) return Status::Ok();
+      });
+      if (hooks && hooks->kv) hooks->kv(l, kl, vl, n);
+      if (hooks && hooks->attn_q) hooks->attn_q(l, ws.q.data(), n);
+      float* att = ws.xn.data();  // [n, H*hd]: the normed input is dead once q/k/v exist
+      Attention(c, model.matmul, ws.q.data(), k_layer[l], v_layer[l], n, pos0, att, ws, hooks, l);
+      if (!Linear(model, p + "self_attn.o_proj", att, n, q_out, o, hooks, ws, false)) return Status::Ok();
+    }
 
     // ---- MLP block: down(silu(gate x) ⊙ up x) ----
     const float* w_post = model.W(p + "post_attention_layernorm.weight").data.data();
     ForRows(n, D, [&](int t0, int t1) {  // residual add of o_proj, then the MLP's norm
       float* x = &ws.x[size_t(t0) * D];
-      ops::Add(o + size_t(t0) * D, x, size_t(t1 - t0) * D);
+      if (attention) ops::Add(o + size_t(t0) * D, x, size_t(t1 - t0) * D);
       for (int t = t0; t < t1; ++t) ops::RmsNorm(&ws.x[size_t(t) * D], w_post, D, eps, &ws.xn[size_t(t) * D]);
     });
+    if (hooks && hooks->attn_residual) hooks->attn_residual(l, ws.x.data(), n);
     if (!Linear(model, p + "mlp.gate_proj", ws.xn.data(), n, D, ws.gate.data(), hooks, ws, false)) return Status::Ok();
     if (!Linear(model, p + "mlp.up_proj", ws.xn.data(), n, D, ws.up.data(), hooks, ws, false)) return Status::Ok();
     ForRows(n, F, [&](int t0, int t1) {
@@ -342,6 +346,17 @@ Status ForwardFromBlock(const Model& model, std::span<const int> tokens, int k, 
   ForwardHooks from = hooks ? *hooks : ForwardHooks{};
   from.start_layer = k;
   from.start_hidden = hidden;
+  from.start_mlp = false;
+  return ForwardWindow(model, tokens, logits, &from);
+}
+
+Status ForwardFromMlp(const Model& model, std::span<const int> tokens, int k, const float* hidden, float* logits,
+                      const ForwardHooks* hooks) {
+  QL_CHECK(k >= 0 && k < model.config.n_layers, "ForwardFromMlp: block {} of {}", k, model.config.n_layers);
+  ForwardHooks from = hooks ? *hooks : ForwardHooks{};
+  from.start_layer = k;
+  from.start_hidden = hidden;
+  from.start_mlp = true;
   return ForwardWindow(model, tokens, logits, &from);
 }
 

@@ -33,6 +33,9 @@ struct ForwardHooks {
   std::function<void(int layer, int head, int q_pos0, float* p, int rows, int cols)> attn_probs;
   // Residual stream after each decoder block, h: [T, dim] (read-only: per-layer output error).
   std::function<void(int layer, const float* h, int T)> block_output;
+  // Residual stream after a block's attention (o_proj added; the input of its MLP's norm), h: [T, dim]
+  // (read-only: kept for starting a model changed only in that block's MLP there).
+  std::function<void(int layer, const float* h, int T)> attn_residual;
   // >= 0: ForwardWindow returns right after this layer (logits are left untouched). Calibration
   // capturing the inputs of layer l needs nothing beyond it.
   int stop_after_layer = -1;
@@ -46,6 +49,9 @@ struct ForwardHooks {
   // start_layer = n_layers runs only the final norm and the LM head.
   int start_layer = 0;
   const float* start_hidden = nullptr;
+  // With start_hidden: start_hidden is the residual after start_layer's attention (attn_residual's),
+  // and that layer runs its MLP only (start_layer 0 included).
+  bool start_mlp = false;
 };
 
 // tokens: [T] with T <= config.max_seq_len (or any T when max_seq_len is 0); logits: [T, vocab].
@@ -58,6 +64,12 @@ Status ForwardWindow(const Model& model, std::span<const int> tokens, float* log
 // `hooks` as ForwardWindow's (their start fields are replaced).
 Status ForwardFromBlock(const Model& model, std::span<const int> tokens, int k, const float* hidden, float* logits,
                         const ForwardHooks* hooks = nullptr);
+
+// The window from block k's MLP on (0 <= k < n_layers): hidden [T, dim] is the residual after block k's
+// attention (ForwardHooks::attn_residual). Bitwise the same logits as ForwardWindow when hidden is what
+// ForwardWindow computes there: block k's MLP reads nothing of its attention but that stream.
+Status ForwardFromMlp(const Model& model, std::span<const int> tokens, int k, const float* hidden, float* logits,
+                      const ForwardHooks* hooks = nullptr);
 
 // Independent windows on `threads` threads (0 = NumThreads()), one whole window per thread at a time,
 // its products on that thread alone: for models too small to fill the cores from one window

@@ -15,18 +15,39 @@ int FirstChangedBlock(const Model& work, const CellPlan& p, const AlgorithmRunti
   return FirstPlannedBlock(work, p);
 }
 
-int FirstPlannedBlock(const Model& work, const CellPlan& p) {
-  if (!p.algorithm->changes_only_targets) return 0;
-  if (p.kv_cache || p.attn_q || p.attn_p) return 0;
+namespace {
+// FirstPlannedBlock, or -1 when the cell may change something before its first quantized block.
+int PlannedStart(const Model& work, const CellPlan& p) {
+  if (!p.algorithm->changes_only_targets) return -1;
+  if (p.kv_cache || p.attn_q || p.attn_p) return -1;
   const int L = work.config.n_layers;
   int first = L;
   for (const auto& [m, sc] : p.module_schemes) {
     const std::string wn = WeightKey(work, m);
     const int layer = ModuleLayer(wn);
     if (layer >= 0) first = std::min(first, layer);
-    else if (wn != "lm_head.weight") return 0;  // the embedding (a tied head), or anything unknown
+    else if (wn != "lm_head.weight") return -1;  // the embedding (a tied head), or anything unknown
   }
   return first;
+}
+}  // namespace
+
+int FirstPlannedBlock(const Model& work, const CellPlan& p) { return std::max(0, PlannedStart(work, p)); }
+
+bool OnlyMlpChangesAt(const Model& work, const CellPlan& p, int first) {
+  if (first >= work.config.n_layers) return false;
+  for (const auto& [m, sc] : p.module_schemes)
+    if (ModuleLayer(WeightKey(work, m)) == first && m.find(".mlp.") == std::string::npos) return false;
+  return true;
+}
+
+PrefixStart CellPrefixStart(const Session& s, const Model& work, const CellPlan& p, const AlgorithmRuntime* runtime) {
+  if (!s.prefix) return {};
+  if (runtime && (runtime->linear_input || runtime->residual_to_model_basis)) return {};
+  const int first = PlannedStart(work, p);
+  if (first < 0) return {};
+  if (s.prefix->MlpKept(first) && OnlyMlpChangesAt(work, p, first)) return {first, true};
+  return {s.prefix->StartAtOrBelow(first), false};
 }
 
 std::vector<int> AdaptiveOrder(int n, int64_t seed) {
@@ -47,6 +68,7 @@ bool AdaptiveStop(const AdaptiveSpec& a, const std::vector<double>& kld_sum, con
                   int n_total) {
   const size_t n = kld_sum.size();
   if (int(n) >= n_total) return true;
+  if (a.windows > 0) return int(n) >= a.windows;
   if (int(n) < a.min_windows) return false;
   double k = 0, t = 0;
   for (size_t i = 0; i < n; ++i) k += kld_sum[i], t += double(tokens[i]);
@@ -64,21 +86,24 @@ StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& wor
   WindowPlan plan;
   if (s.prefix) {
     plan.prefix = s.prefix.get();
-    plan.start_block = s.prefix->StartAtOrBelow(FirstChangedBlock(work, p, runtime));
+    const PrefixStart start = CellPrefixStart(s, work, p, &runtime);
+    plan.start_block = start.block, plan.start_mlp = start.mlp;
   }
   const std::string records = WindowRecordsPath(s, *p.cell);
   KnownWindows known;
+  if (!records.empty()) {  // adaptive or not: a known window's records are what running it gives
+    known = ReadWindowRecords(records, s.windows);
+    plan.known = &known;
+  }
   if (const std::optional<AdaptiveSpec>& a = p.cell->adaptive) {
     const int n = int(s.windows.size());
     plan.order = AdaptiveOrder(n, s.experiment->seed);
     plan.stop = [a = *a, n](const std::vector<double>& k, const std::vector<int64_t>& t) { return AdaptiveStop(a, k, t, n); };
-  } else if (!records.empty()) {
-    known = ReadWindowRecords(records, s.windows);
-    plan.known = &known;
   }
   QL_ASSIGN_OR_RETURN(WindowRecords out, EvaluateWindows(work, s.windows, *s.base, &hooks, plan));
   if (s.window_tally) s.window_tally->evaluated += out.windows - out.reused, s.window_tally->taken += out.reused;
-  if (p.cell->adaptive && !records.empty()) {
+  const int had = int(std::count_if(known.begin(), known.end(), [](const auto& k) { return k.has_value(); }));
+  if (p.cell->adaptive && !records.empty() && out.windows > had) {  // never replace a file holding more
     std::vector<int> ran(plan.order.begin(), plan.order.begin() + out.windows);
     std::sort(ran.begin(), ran.end());
     QL_RETURN_IF_ERROR(WriteWindowRecords(records, s.windows, ran, out.records));
@@ -112,9 +137,12 @@ double CellWork(const Session& s, const CellPlan& p) {
     else if (name == "lm_head.weight" || (name == "model.embed_tokens.weight" && !m.Has("lm_head.weight")))
       head += double(w.numel());
   }
-  const int k = s.prefix ? s.prefix->StartAtOrBelow(FirstPlannedBlock(m, p)) : 0;
+  const PrefixStart start = CellPrefixStart(s, m, p, nullptr);
   double run = head;
-  for (size_t l = size_t(k); l < block.size(); ++l) run += block[l];
+  for (size_t l = size_t(start.block); l < block.size(); ++l) run += block[l];
+  if (start.mlp)  // block k's attention is skipped
+    for (const auto& [name, w] : m.weights)
+      if (ModuleLayer(name) == start.block && name.find(".self_attn.") != std::string::npos) run -= double(w.numel());
   return run;
 }
 

@@ -21,6 +21,18 @@ namespace ql {
 int FirstChangedBlock(const Model& work, const CellPlan& p, const AlgorithmRuntime& runtime);
 // The same from the plan alone (before the algorithm ran: no runtime transforms known).
 int FirstPlannedBlock(const Model& work, const CellPlan& p);
+// Whether the cell changes nothing of block `first` (its FirstChangedBlock / FirstPlannedBlock, with
+// reuse allowed) but MLP weights (mlp.gate_proj / up_proj / down_proj and their activations): then it
+// can start from the stream after that block's attention (PrefixStore::MlpStream).
+bool OnlyMlpChangesAt(const Model& work, const CellPlan& p, int first);
+
+// Where a cell's evaluation starts with the session's prefix store: block `block` (its input, or with
+// `mlp` its MLP's input). {0, false} without a store or reuse.
+struct PrefixStart {
+  int block = 0;
+  bool mlp = false;
+};
+PrefixStart CellPrefixStart(const Session& s, const Model& work, const CellPlan& p, const AlgorithmRuntime* runtime);
 
 // A cell's evaluation work relative to others of the session, for ETAs: the weights of the blocks it
 // runs (from its prefix start on) plus the LM head's, as a count of weights (≈ multiply-adds per token).
@@ -68,8 +80,9 @@ bool AdaptiveStop(const AdaptiveSpec& a, const std::vector<double>& kld_sum, con
 std::string WindowRecordsPath(const Session& s, const Cell& cell);
 
 // EvaluateAgainstBaseline for the cell (prefix start when allowed, adaptive when the cell says so).
-// With s.window_records_dir: an adaptive cell writes the records of the windows it ran there, and a
-// full-window cell takes the windows found there instead of running them (bitwise the same numbers).
+// With s.window_records_dir: every cell takes the windows found there instead of running them (bitwise
+// the same numbers), and an adaptive cell that ran more windows than the file held writes its records
+// there (so a file only grows: always the first windows of the seeded order).
 StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& work, const CellPlan& p,
                                      const AlgorithmRuntime& runtime, const ForwardHooks& hooks);
 

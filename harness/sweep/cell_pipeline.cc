@@ -434,6 +434,8 @@ StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const
     QL_ASSIGN_OR_RETURN(WindowRecords ran, EvaluateReusingPrefix(s, work, p, runtime, hooks));
     ev.records = std::move(ran.records);
     ev.windows = ran.windows;
+    // A refinement's doubling step (AdaptiveSpec::windows) is decision data: no per-layer errors.
+    if (p.cell->adaptive && p.cell->adaptive->windows > 0) return ev;
     QL_ASSIGN_OR_RETURN(ev.layers, CellLayerErrors(s, work, p, runtime, hooks));
     return ev;
   }
@@ -502,7 +504,7 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
   r->arrays["nll"].assign(rec.nll_quant.begin(), rec.nll_quant.end());
   r->arrays["kld"].assign(rec.kld.begin(), rec.kld.end());
   r->arrays["p_diff"].assign(rec.p_diff.begin(), rec.p_diff.end());
-  r->arrays["layer_rel_mse"] = layer_rel;
+  if (!layer_rel.empty()) r->arrays["layer_rel_mse"] = layer_rel;
   for (const auto& [name, a] : runtime.arrays) r->arrays[name] = a;
   row.seconds_eval = Seconds(t1, Clock::now());
   return Status::Ok();

@@ -746,6 +746,7 @@ std::string Cell::Label() const {
 }
 
 nlohmann::json AdaptiveSpec::ToJson() const {
+  if (windows > 0) return {{"windows", windows}};
   return {{"rel_se", rel_se}, {"threshold", threshold}, {"z", z}, {"min_windows", min_windows}};
 }
 

@@ -105,6 +105,9 @@ struct AdaptiveSpec {
   double threshold = -1;  // < 0: no decision threshold
   double z = 3;
   int min_windows = 4;
+  // > 0: no rule, exactly the first `windows` windows of the seeded order (a step of `search`'s
+  // refinement extending an option: sensitivity.cc). Not a YAML key; the identity is {windows} alone.
+  int windows = 0;
   nlohmann::json ToJson() const;
 };
 

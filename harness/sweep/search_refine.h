@@ -53,9 +53,11 @@ struct PairedDiff {
 PairedDiff PairedDifference(const Option& k, const Option& p, const std::vector<int64_t>& tokens);
 
 // The refinement loop: solve the knapsack (SolveKnapsack's arguments), hand the DecisionOptions at its
-// multiplier to `measure` (which sets their cost and makes them exact), re-solve; until none is left or
-// after max_passes. With every decision option exact, a cost that is not can move the choice only by
-// more than z of its standard errors (or a price outside the slack).
+// multiplier to `measure` (which sets their cost and makes them exact, or measures them on more windows
+// than before: Option::windows grows), re-solve; until none is left or after max_passes. Extending in
+// steps, an option stops as soon as its decision separates (paired, on the windows both ran) or it has
+// every window. When none is left, a cost can move the choice only by more than z of its standard
+// errors (or a price outside the slack).
 struct Refined {
   Choice choice;
   double lambda = 0;     // the multiplier at the final choice

@@ -19,6 +19,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
 #include "harness/sweep/search_refine.h"
+#include "harness/sweep/search_target.h"
 #include "harness/sweep/search_windows.h"
 #include "harness/sweep/window_records.h"
 
@@ -343,7 +344,7 @@ StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, co
     const double cost = std::max(0.0, r.facts->kld);
     const bool exact = !t.adaptive || r.facts->eval_windows >= t.total_windows;
     const double spread = exact ? 0 : z * std::max(t.rel_se * cost, r.facts->kld_se);
-    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, cost, spread, exact});
+    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, cost, spread, exact, exact ? 0 : r.facts->eval_windows});
   }
   return opts;
 }
@@ -371,6 +372,47 @@ const Cell& FullCell(const std::vector<Cell>& full, const SensitivityTable& t, i
   return full[size_t(u) * t.schemes.size() + si];
 }
 
+// The unit's cell on the first `windows` windows of the seeded order: a doubling step of the refinement
+// (AdaptiveSpec::windows); it resumes from, and extends, the unit's window records.
+Cell ExtensionCell(const std::vector<Cell>& full, const SensitivityTable& t, int u, const std::string& scheme,
+                   int windows) {
+  Cell c = FullCell(full, t, u, scheme);
+  AdaptiveSpec a;
+  a.windows = windows;
+  c.adaptive = a;
+  return c;
+}
+
+// Takes an extension cell's numbers as the option's (still inexact) cost over its windows; false when
+// the store does not hold it.
+StatusOr<bool> UseExtensionCell(const Scan& scan, ResultStore& store, const Cell& cell, int windows, double z,
+                                Option* op) {
+  QL_ASSIGN_OR_RETURN(std::optional<CellFacts> f, ReadCellFacts(store, DescribeCell(*scan.session, cell).id));
+  if (!f) return false;
+  const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
+  op->cost = std::max(0.0, f->kld), op->windows = windows;
+  op->spread = z * std::max(scan.table.rel_se * op->cost, f->kld_se);
+  op->window_kld = CellWindowKld(store, f->id, tokens, WindowsRan(windows, int(tokens.size()), scan.experiment.seed));
+  return true;
+}
+
+// The next doubling step of an inexact option: min(every window, twice its windows).
+int NextWindows(const Option& op, int n_windows) { return std::min(n_windows, 2 * std::max(1, op.windows)); }
+
+// Moves every inexact option to the furthest doubling step the store already holds (an earlier search's).
+Status UseExtensionCells(const Scan& scan, const std::vector<Cell>& full, double z, std::vector<std::vector<Option>>* opts) {
+  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
+  const int n = int(scan.session->windows.size());
+  for (size_t u = 0; u < opts->size(); ++u)
+    for (Option& op : (*opts)[u])
+      while (!op.exact && !op.scheme.empty() && NextWindows(op, n) < n) {
+        const int m = NextWindows(op, n);
+        QL_ASSIGN_OR_RETURN(bool found, UseExtensionCell(scan, *store, ExtensionCell(full, scan.table, int(u), op.scheme, m), m, z, &op));
+        if (!found) break;
+      }
+  return Status::Ok();
+}
+
 // Makes the options whose full-window cell the store holds exact, at that cell's cost; with `required`,
 // a missing one is an error (its cell failed).
 Status UseFullCells(const Scan& scan, const std::vector<Cell>& full, const std::vector<std::pair<int, int>>& which,
@@ -384,7 +426,7 @@ Status UseFullCells(const Scan& scan, const std::vector<Cell>& full, const std::
       return Status::Errorf("search: re-measuring unit '{}' at {} on every window failed (cell {}; see the log)",
                             scan.table.units[size_t(u)].name, op.scheme, id);
     if (!f) continue;
-    op.cost = std::max(0.0, f->kld), op.spread = 0, op.exact = true;
+    op.cost = std::max(0.0, f->kld), op.spread = 0, op.exact = true, op.windows = 0;
     const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
     op.window_kld = CellWindowKld(*store, id, tokens, WindowsRan(int(tokens.size()), int(tokens.size()), 0));
   }
@@ -399,7 +441,7 @@ Status UseAdaptiveWindows(const Scan& scan, std::vector<std::vector<Option>>* op
   const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
   for (size_t u = 0; u < opts->size(); ++u)
     for (Option& op : (*opts)[u]) {
-      if (op.exact || op.scheme.empty()) continue;
+      if (op.exact || op.scheme.empty() || !op.window_kld.empty()) continue;  // set already (an extension)
       const size_t si = size_t(std::find(t.schemes.begin(), t.schemes.end(), op.scheme) - t.schemes.begin());
       const SensitivityRow& r = t.rows[u * t.schemes.size() + si];
       if (!r.facts) continue;
@@ -421,66 +463,83 @@ Status RunFullCells(Scan& scan, const std::vector<Cell>& cells, std::ostream& lo
   return ran.status();
 }
 
+// Adds one solve's refinement report to the search's (a target search may solve several times): counts
+// and seconds summed, converged only if every solve's did, the multiplier and exact count of the last.
+void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
+  if (total->is_null()) {
+    *total = now;
+    return;
+  }
+  for (const char* k : {"passes", "cells_run", "doubling_steps", "windows_evaluated", "windows_resumed"})
+    (*total)[k] = (*total)[k].get<int64_t>() + now[k].get<int64_t>();
+  for (const char* k : {"seconds", "cpu_seconds"}) (*total)[k] = (*total)[k].get<double>() + now[k].get<double>();
+  (*total)["converged"] = (*total)["converged"].get<bool>() && now["converged"].get<bool>();
+  (*total)["lambda"] = now["lambda"], (*total)["exact_options"] = now["exact_options"];
+}
+
 // The knapsack's choice, after an adaptive scan with its decision options re-measured on every window
 // until none is left (search_refine.h): the choice a full scan gives, at the cost of the options it
 // depends on. Full-window cells already in the store (a full scan, an earlier search) are used as they are.
-StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_bytes, int64_t bucket,
+StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_bytes, double target, int64_t bucket,
                               std::vector<std::vector<Option>>* opts, nlohmann::json* report, std::ostream& log) {
   const SensitivityTable& t = scan.table;
-  if (!t.adaptive || o.refine_z <= 0) return SolveKnapsack(*opts, max_bytes, o.target_kld, bucket);
+  if (!t.adaptive || o.refine_z <= 0) return SolveKnapsack(*opts, max_bytes, target, bucket);
   const std::vector<Cell> full = SensitivityCells(scan.experiment, t.units, t.schemes, std::nullopt);
   std::vector<std::pair<int, int>> every;
   for (size_t u = 0; u < opts->size(); ++u)
     for (size_t k = 1; k < (*opts)[u].size(); ++k) every.emplace_back(int(u), int(k));
   QL_RETURN_IF_ERROR(UseFullCells(scan, full, every, false, opts));
+  if (o.refine_doubling) { QL_RETURN_IF_ERROR(UseExtensionCells(scan, full, o.refine_z, opts)); }
   PairedWindows paired{WindowTokens(scan.session->windows), o.refine_z};
   if (o.refine_paired) { QL_RETURN_IF_ERROR(UseAdaptiveWindows(scan, opts)); }
   const auto t0 = std::chrono::steady_clock::now();
   const std::clock_t c0 = std::clock();
   const int64_t evaluated0 = scan.session->window_tally->evaluated, taken0 = scan.session->window_tally->taken;
+  const int n_windows = int(scan.session->windows.size());
+  int steps = 0;  // doubling steps short of every window
   auto measure = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o2) -> Status {
     std::vector<Cell> cells;
-    for (const auto& [u, k] : need) cells.push_back(FullCell(full, t, u, (*o2)[size_t(u)][size_t(k)].scheme));
-    log << fmt::format("search: refinement: {} options re-measured on every window\n", need.size());
+    std::vector<std::pair<int, int>> to_full, to_step;
+    for (const auto& [u, k] : need) {
+      const Option& op = (*o2)[size_t(u)][size_t(k)];
+      const int m = o.refine_doubling ? NextWindows(op, n_windows) : n_windows;
+      cells.push_back(m < n_windows ? ExtensionCell(full, t, u, op.scheme, m) : FullCell(full, t, u, op.scheme));
+      (m < n_windows ? to_step : to_full).emplace_back(u, k);
+    }
+    log << fmt::format("search: refinement: {} options re-measured on every window, {} on twice their windows\n",
+                       to_full.size(), to_step.size());
     QL_RETURN_IF_ERROR(RunFullCells(scan, cells, log));
-    return UseFullCells(scan, full, need, true, o2);
+    QL_RETURN_IF_ERROR(UseFullCells(scan, full, to_full, true, o2));
+    QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
+    for (const auto& [u, k] : to_step) {
+      Option& op = (*o2)[size_t(u)][size_t(k)];
+      const int m = NextWindows(op, n_windows);
+      QL_ASSIGN_OR_RETURN(bool found, UseExtensionCell(scan, *store, ExtensionCell(full, t, u, op.scheme, m), m, o.refine_z, &op));
+      if (!found)
+        return Status::Errorf("search: measuring unit '{}' at {} on {} windows failed (see the log)", t.units[size_t(u)].name,
+                              op.scheme, m);
+    }
+    steps += int(to_step.size());
+    return Status::Ok();
   };
-  QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, o.target_kld, bucket, o.refine_slack, measure, 20,
-                                                    o.refine_paired ? &paired : nullptr));
+  QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, target, bucket, o.refine_slack, measure,
+                                                    o.refine_doubling ? 200 : 20, o.refine_paired ? &paired : nullptr));
   int exact = 0;
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
-  *report = {{"passes", r.passes}, {"cells_run", r.measured}, {"converged", r.converged}, {"lambda", r.lambda},
-             {"exact_options", exact}, {"options", every.size()}, {"seconds", wall}, {"cpu_seconds", cpu},
-             {"windows_evaluated", scan.session->window_tally->evaluated - evaluated0},
-             {"windows_resumed", scan.session->window_tally->taken - taken0}};
-  log << fmt::format("search: refinement {} after {} passes: {} cells run on every window in {:.1f}s ({:.1f} CPU-s; "
+  const nlohmann::json now = {{"passes", r.passes}, {"cells_run", r.measured}, {"doubling_steps", steps},
+                              {"converged", r.converged},
+                              {"lambda", r.lambda}, {"exact_options", exact}, {"options", every.size()},
+                              {"seconds", wall}, {"cpu_seconds", cpu},
+                              {"windows_evaluated", scan.session->window_tally->evaluated - evaluated0},
+                              {"windows_resumed", scan.session->window_tally->taken - taken0}};
+  log << fmt::format("search: refinement {} after {} passes: {} cells run ({} of them doubling steps) in {:.1f}s ({:.1f} CPU-s; "
                      "{} windows evaluated, {} resumed from window records); {} of {} options exact\n",
-                     r.converged ? "done" : "stopped", r.passes, r.measured, wall, cpu,
-                     (*report)["windows_evaluated"].get<int64_t>(), (*report)["windows_resumed"].get<int64_t>(), exact,
-                     every.size());
+                     r.converged ? "done" : "stopped", r.passes, r.measured, steps, wall, cpu,
+                     now["windows_evaluated"].get<int64_t>(), now["windows_resumed"].get<int64_t>(), exact, every.size());
+  AddRefinement(now, report);
   return r.choice;
-}
-
-// One greedy repair step: the upgrade with the largest measured KLD gain per extra byte.
-bool Repair(const std::vector<std::vector<Option>>& opts, Choice* c) {
-  double best = 0;
-  size_t bu = 0, bk = 0;
-  for (size_t u = 0; u < opts.size(); ++u) {
-    const Option& cur = opts[u][size_t(c->pick[u])];
-    for (size_t k = 0; k < opts[u].size(); ++k) {
-      const Option& o = opts[u][k];
-      if (o.cost >= cur.cost || o.bytes <= cur.bytes) continue;
-      const double gain = (cur.cost - o.cost) / double(o.bytes - cur.bytes);
-      if (gain > best) best = gain, bu = u, bk = k;
-    }
-  }
-  if (best <= 0) return false;
-  c->bytes += opts[bu][bk].bytes - opts[bu][size_t(c->pick[bu])].bytes;
-  c->cost += opts[bu][bk].cost - opts[bu][size_t(c->pick[bu])].cost;
-  c->pick[bu] = int(bk);
-  return true;
 }
 
 // Uniform weight-only cells of the store on the same model, text and protocol, with no ignore set and
@@ -575,31 +634,48 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
     for (const Option& op : u) bucket = std::gcd(bucket, op.bytes);
   if (bucket <= 0 || base_bytes / bucket > 2'000'000) bucket = std::max<int64_t>(1, base_bytes / 2'000'000 + 1);
   const int64_t max_bytes = o.budget_bpw >= 0 ? int64_t(std::floor(o.budget_bpw * double(numel) / 8)) : -1;
-  nlohmann::json refined;
-  QL_ASSIGN_OR_RETURN(Choice c, SolveRefined(scan, o, max_bytes, bucket, &opts, &refined, log));
-  // Experiment of the verification cells: its own id, the scan's session (same model, text, baseline).
+  nlohmann::json refined, rounds = nlohmann::json::array();
+  Cell cell;  // the last verified configuration (the recipe's)
+  auto solve = [&](double target) { return SolveRefined(scan, o, max_bytes, target, bucket, &opts, &refined, log); };
+  auto measure = [&](const Choice& ch, int round) -> StatusOr<double> {
+    cell = ConfigCell(scan.experiment, t.units, opts, ch, round);
+    QL_ASSIGN_OR_RETURN(CellFacts f, Verify(scan, cell, log));
+    rounds.push_back({{"round", round}, {"cell_id", f.id}, {"predicted_kld", ch.cost}, {"kld_mean", f.kld},
+                      {"kld_se", f.kld_se}, {"additivity_error", f.kld - ch.cost}, {"dppl", f.dppl},
+                      {"dppl_lo", f.dppl_lo}, {"dppl_hi", f.dppl_hi}, {"bits_per_weight_units", UnitsBpw(ch.bytes, t.units)},
+                      {"bytes_units", ch.bytes}});
+    log << fmt::format("search: round {}: predicted KLD {:.6f}, measured {:.6f}\n", round, ch.cost, f.kld);
+    return f.kld;
+  };
+  Choice c;
+  if (o.target_kld < 0) {
+    QL_ASSIGN_OR_RETURN(c, solve(-1));
+    QL_RETURN_IF_ERROR(measure(c, 0).status());
+    rounds[0].update({{"kind", "solve"}, {"solve_target", -1}});
+  } else {
+    const TargetRules rules{o.rescale_rounds, o.max_rounds};
+    QL_ASSIGN_OR_RETURN(std::vector<TargetRound> tr, SearchToTarget(&opts, o.target_kld, solve, measure, rules));
+    for (size_t i = 0; i < tr.size(); ++i) rounds[i].update({{"kind", tr[i].kind}, {"solve_target", tr[i].solve_target}});
+    c = tr.back().choice;
+  }
   SearchResult out;
   if (!refined.is_null())
-    out.text += fmt::format("refinement: {} options of the adaptive scan re-measured on every window ({} passes); "
-                            "{} of {} options exact\n",
+    out.text += fmt::format("refinement: {} options of the adaptive scan re-measured ({} passes, {} windows evaluated, "
+                            "{} resumed); {} of {} options exact\n",
                             refined["cells_run"].get<int>(), refined["passes"].get<int>(),
+                            refined["windows_evaluated"].get<int64_t>(), refined["windows_resumed"].get<int64_t>(),
                             refined["exact_options"].get<int>(), refined["options"].get<size_t>());
-  nlohmann::json rounds = nlohmann::json::array();
-  Cell cell;
-  CellFacts f;
-  for (int round = 0;; ++round) {
-    cell = ConfigCell(scan.experiment, t.units, opts, c, round);
-    QL_ASSIGN_OR_RETURN(f, Verify(scan, cell, log));
-    const double bpw = UnitsBpw(c.bytes, t.units);
-    rounds.push_back({{"round", round}, {"cell_id", f.id}, {"predicted_kld", c.cost}, {"kld_mean", f.kld},
-                      {"kld_se", f.kld_se}, {"additivity_error", f.kld - c.cost}, {"dppl", f.dppl},
-                      {"dppl_lo", f.dppl_lo}, {"dppl_hi", f.dppl_hi}, {"bits_per_weight_units", bpw},
-                      {"bytes_units", c.bytes}});
-    out.text += fmt::format("round {}: {:.4f} bits/weight, predicted KLD {:.6f}, measured {:.6f} ± {:.6f} "
+  for (const auto& r : rounds)
+    out.text += fmt::format("round {} ({}{}): {:.4f} bits/weight, predicted KLD {:.6f}, measured {:.6f} ± {:.6f} "
                             "(additivity error {:+.6f}), ΔPPL {:+.4f} [{:+.4f}, {:+.4f}]\n",
-                            round, bpw, c.cost, f.kld, f.kld_se, f.kld - c.cost, f.dppl, f.dppl_lo, f.dppl_hi);
-    if (o.target_kld < 0 || f.kld <= o.target_kld || round >= o.max_rounds || !Repair(opts, &c)) break;
-  }
+                            r["round"].get<int>(), r["kind"].get<std::string>(),
+                            r["kind"] == "rescaled" ? fmt::format(" at KLD {:.6f}", r["solve_target"].get<double>()) : "",
+                            r["bits_per_weight_units"].get<double>(), r["predicted_kld"].get<double>(),
+                            r["kld_mean"].get<double>(), r["kld_se"].get<double>(), r["additivity_error"].get<double>(),
+                            r["dppl"].get<double>(), r["dppl_lo"].get<double>(), r["dppl_hi"].get<double>());
+  if (o.target_kld >= 0 && rounds.back()["kld_mean"].get<double>() > o.target_kld)
+    out.text += fmt::format("target KLD {} not met after {} rounds (raise --rescale-rounds / --max-rounds)\n",
+                            o.target_kld, rounds.size());
   nlohmann::json choice = nlohmann::json::object();
   int exceptions = 0;
   for (size_t u = 0; u < t.units.size(); ++u) {

@@ -85,6 +85,7 @@ struct Option {
   double cost = 0;     // measured ΔKLD of the unit alone (0 for the baseline)
   double spread = 0;   // half-width of the interval the full-window cost lies in (0: known exactly)
   bool exact = true;   // cost measured on every window (the baseline, a full scan, a refined option)
+  int windows = 0;     // windows the cost is over when not exact (the first of the seeded order)
   // [windows] KLD sum over each window's scored tokens where the option's cell ran it, NaN where it did
   // not; empty = not known (then only `spread` bounds it). Lets `search` compare two options of a unit
   // paired, on the windows both ran (search_refine.h).
@@ -118,13 +119,15 @@ struct Scan {
 StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOptions& o, std::ostream& log);
 
 // `quantlab search`: solve on the scan's measured costs (candidates = `schemes`, a subset of the scan's,
-// plus keeping the baseline), verify the choice as a cell, repair up to `max_rounds` times when it
-// misses max_kld, compare with the uniform cells of the store.
+// plus keeping the baseline), verify the choice as a cell; when it misses target_kld, solve again at
+// the target rescaled by the measured additivity (up to `rescale_rounds`), then repair greedily up to
+// `max_rounds` times (search_target.h); compare with the uniform cells of the store.
 struct SearchOptions {
   double budget_bpw = -1;       // bits per weight over the units' tensors (scales included), or
   double target_kld = -1;       // a KLD target
   std::vector<std::string> schemes;  // empty = every scheme of the scan
-  int max_rounds = 3;
+  int rescale_rounds = 3;  // solves at target × predicted / measured after a miss
+  int max_rounds = 3;      // greedy repairs after those
   // After an adaptive scan: re-measure on every window the options the choice depends on (DecisionOptions
   // with intervals cost ± refine_z · max(rel_se · cost, se) and prices within a factor refine_slack),
   // re-solve, repeat until none is left. refine_z = 0: solve on the adaptive costs as they are.
@@ -133,6 +136,10 @@ struct SearchOptions {
   // Compare a unit's options paired, on the windows both ran (search_refine.h, PairedWindows); false:
   // each option's own interval (the rule before).
   bool refine_paired = true;
+  // Extend a decision option by doubling its windows (resumed from its window records) and decide
+  // again after each step, instead of measuring it on every window at once; an option whose decision
+  // separates stops there (search_refine.h, SolveAndRefine).
+  bool refine_doubling = true;
 };
 struct SearchResult {
   nlohmann::json report;   // predicted vs measured per round, the choice, the uniform comparison

@@ -1,8 +1,9 @@
-// Prefix reuse and adaptive evaluation: a forward started at block k from the reference's stream is
-// bitwise the full forward (several k, hooks on blocks >= k); a cell run with the session's prefix
-// store (all blocks kept, or every second one) is bitwise the cell run without it (weights,
-// activations, KV cells); a sensitivity scan gives the same table both ways; the adaptive order and
-// stopping rule against hand-computed cases, and an adaptive scan records its windows.
+// Prefix reuse and adaptive evaluation: a forward started at block k from the reference's stream, or at
+// block k's MLP from the stream after its attention, is bitwise the full forward (several k, hooks on
+// what changed); a cell run with the session's prefix store (all blocks kept, or every second one; MLP
+// units from their block's attention output, at several blocks) is bitwise the cell run without it
+// (weights, activations, KV cells); a sensitivity scan gives the same table both ways; the adaptive
+// order and stopping rule against hand-computed cases, and an adaptive scan records its windows.
 #include "harness/eval/prefix.h"
 #include "tests/test_paths.h"
 
@@ -55,6 +56,39 @@ TEST(ForwardFromBlock, BitwiseTheFullForwardWithHooksOnLaterBlocks) {
     std::vector<float> full(logits.size()), from(logits.size());
     ASSERT_TRUE(ForwardWindow(m, tokens, full.data(), &h).ok());
     ASSERT_TRUE(ForwardFromBlock(m, tokens, k, in[k].data(), from.data(), &h).ok());
+    EXPECT_TRUE(SameBits(full, from)) << "k = " << k;
+    EXPECT_FALSE(SameBits(full, logits)) << "k = " << k << ": the change must show";
+  }
+}
+
+// Sub-block reuse: a window started at block k's MLP from the reference's stream after block k's
+// attention is bitwise the full forward, with the MLP of block k and everything after changed and hooked.
+TEST(ForwardFromMlp, BitwiseTheFullForwardWithTheBlocksMlpChanged) {
+  ModelConfig c = Stories260KConfig();
+  const Model ref = RandomModel(c, 4);
+  std::vector<int> tokens(83);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int((i * 29 + 3) % c.vocab_size);
+  const int D = c.dim, V = c.vocab_size, L = c.n_layers;
+  std::vector<std::vector<float>> mid(L);  // [L][T, D] after block l's attention
+  ForwardHooks capture;
+  capture.attn_residual = [&](int l, const float* h, int T) { mid[l].assign(h, h + size_t(T) * D); };
+  std::vector<float> logits(tokens.size() * V);
+  ASSERT_TRUE(ForwardWindow(ref, tokens, logits.data(), &capture).ok());
+  for (int k : {0, 1, L - 1}) {
+    Model m = ref;  // block k's MLP and every later block changed
+    ASSERT_TRUE(RtnModule(m, LayerPrefix(k) + "mlp.up_proj", "int3:g32").ok());
+    for (int l = k + 1; l < L; ++l) ASSERT_TRUE(RtnModule(m, LayerPrefix(l) + "self_attn.q_proj", "int4:g32").ok());
+    ForwardHooks h;
+    h.kv = [k](int layer, float* kk, float*, int T) {
+      if (layer > k) kk[T / 3] *= 0.5f;
+    };
+    h.linear_input = [k](std::string_view path, float* x, int, int) {
+      const int layer = ModuleLayer(std::string(path));
+      if ((layer == k && path.find(".mlp.") != std::string_view::npos) || layer > k) x[1] = std::round(x[1] * 4) / 4;
+    };
+    std::vector<float> full(logits.size()), from(logits.size());
+    ASSERT_TRUE(ForwardWindow(m, tokens, full.data(), &h).ok());
+    ASSERT_TRUE(ForwardFromMlp(m, tokens, k, mid[k].data(), from.data(), &h).ok());
     EXPECT_TRUE(SameBits(full, from)) << "k = " << k;
     EXPECT_FALSE(SameBits(full, logits)) << "k = " << k << ": the change must show";
   }
@@ -127,7 +161,9 @@ TEST_F(PrefixCells, CellsFromTheirFirstBlockAreBitwiseFullCells) {
   auto with_some = OpenSession(*e, cells, every_third);
   ASSERT_TRUE(with_all.ok() && with_some.ok());
   EXPECT_EQ((*with_all)->prefix->kept_blocks(), 6);
+  EXPECT_EQ((*with_all)->prefix->kept_mlp_inputs(), 6);  // the budget left keeps every MLP input too
   EXPECT_EQ((*with_some)->prefix->kept_blocks(), 2);
+  EXPECT_EQ((*with_some)->prefix->kept_mlp_inputs(), 0);
   EXPECT_EQ((*with_some)->prefix->StartAtOrBelow(5), 3);
   EXPECT_EQ((*with_some)->prefix->StartAtOrBelow(2), 0);
   const std::vector<int> first = {1, 3, 5, 0, 0};
@@ -143,6 +179,43 @@ TEST_F(PrefixCells, CellsFromTheirFirstBlockAreBitwiseFullCells) {
     ExpectSameResult(a, c, cells[i].Label() + " (every third block kept)");
     EXPECT_GT(*a.metrics->Get("kld_mean"), 0.0);
     EXPECT_EQ(*a.metrics->Get("eval_windows"), 6.0);
+  }
+}
+
+// MLP units start after their block's attention when that stream is kept: bitwise the cell run without a
+// prefix store, at several blocks, with activations on the unit, and not with a KV scheme (every layer).
+TEST_F(PrefixCells, MlpCellsFromTheirBlocksAttentionAreBitwiseFullCells) {
+  auto e = ParseExperiment(Yaml(), "prefix.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  std::vector<Cell> cells = {Unit("model.layers.0.mlp.down_proj", "int3:g32"),
+                             Unit("model.layers.2.mlp.gate_proj", "int4:g32", "int8:token"),
+                             Unit("model.layers.4.mlp.up_proj", "int3:g32"),
+                             Unit("model.layers.5.mlp.up_proj", "int3:g32", "int8:token"),  // its MLP input not kept
+                             Unit("model.layers.3.mlp.down_proj", "int4:g32", "", "int8:token"),  // KV: full run
+                             Unit("model.layers.2.self_attn.o_proj", "int4:g32")};  // attention: block start
+  Cell layer = Unit("model.layers.4.mlp.up_proj", "int3:g32");  // a layer unit: attention and MLP of block 4
+  layer.overrides[0].targets = {"model.layers.4.self_attn.k_proj", "model.layers.4.mlp.up_proj"};
+  cells.push_back(layer);
+  for (size_t i = 0; i < cells.size(); ++i) cells[i].index = int(i);
+  auto full = OpenSession(*e, cells, {});
+  SessionOptions some;
+  some.prefix_budget_mb = 4;  // 10 of the 384 KiB streams: the 6 block inputs, MLP inputs of blocks 0, 2, 4
+  auto with = OpenSession(*e, cells, some);
+  ASSERT_TRUE(full.ok() && with.ok());
+  EXPECT_EQ((*with)->prefix->kept_blocks(), 6);
+  EXPECT_EQ((*with)->prefix->kept_mlp_inputs(), 3);
+  const std::vector<PrefixStart> want = {{0, true}, {2, true}, {4, true}, {5, false}, {0, false}, {2, false}, {4, false}};
+  Model w0 = (*full)->reference, w1 = w0;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    auto p = PlanCell(**with, cells[i]);
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    const PrefixStart got = CellPrefixStart(**with, (*with)->reference, *p, nullptr);
+    EXPECT_EQ(got.block, want[i].block) << cells[i].Label();
+    EXPECT_EQ(got.mlp, want[i].mlp) << cells[i].Label();
+    const CellResult a = RunCell(**full, w0, *PlanCell(**full, cells[i]));
+    const CellResult b = RunCell(**with, w1, *p);
+    ExpectSameResult(a, b, cells[i].Label() + " (MLP inputs of blocks 0, 2, 4 kept)");
+    EXPECT_GT(*a.metrics->Get("kld_mean"), 0.0);
   }
 }
 
@@ -183,8 +256,12 @@ TEST_F(PrefixCells, EtaWorkCountsTheBlocksACellRuns) {
     if (name.rfind("model.layers.0.", 0) == 0) block += double(w.numel());
   head = double(m.W(m.Has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight").numel());
   const int L = m.config.n_layers;
+  double attention4 = 0;  // block 4's attention: an MLP unit there starts after it
+  for (const auto& [name, w] : m.weights)
+    if (name.rfind("model.layers.4.self_attn.", 0) == 0) attention4 += double(w.numel());
+  EXPECT_GT(attention4, 0.0);
   EXPECT_EQ(CellWork(**s, *PlanCell(**s, cells[0])), L * block + head);
-  EXPECT_EQ(CellWork(**s, *PlanCell(**s, cells[1])), (L - 4) * block + head);
+  EXPECT_EQ(CellWork(**s, *PlanCell(**s, cells[1])), (L - 4) * block + head - attention4);
   EXPECT_EQ(CellWork(**plain, *PlanCell(**plain, cells[1])), L * block + head);
 }
 
@@ -242,6 +319,15 @@ TEST(Adaptive, StoppingRuleByHand) {
   EXPECT_FALSE(AdaptiveStop(a, {1, 1.2, 0.8, 1}, t4, 100));
   // Below min_windows nothing stops but the end.
   EXPECT_FALSE(AdaptiveStop(a, {1, 1}, {10, 10}, 100));
+  // A fixed count (a refinement's doubling step): exactly that many windows, whatever the spread; its
+  // identity is the count alone.
+  AdaptiveSpec fixed;
+  fixed.windows = 3;
+  EXPECT_FALSE(AdaptiveStop(fixed, {1, 5}, {10, 10}, 100));
+  EXPECT_TRUE(AdaptiveStop(fixed, {1, 5, 1}, {10, 10, 10}, 100));
+  EXPECT_TRUE(AdaptiveStop(fixed, {1, 5}, {10, 10}, 2));
+  EXPECT_EQ(fixed.ToJson().dump(), "{\"windows\":3}");
+  EXPECT_EQ(a.ToJson().count("windows"), 0u);  // the rule's identity is unchanged
 }
 
 TEST_F(PrefixCells, AdaptiveScanRecordsItsWindowsAndFullEqualsAllWindows) {

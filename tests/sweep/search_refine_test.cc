@@ -228,6 +228,77 @@ TEST(SearchRefine, PairedLoopRecoversTheExactCostChoiceMeasuringLess) {
   EXPECT_LT(measured_paired, measured_unpaired) << measured_paired << " vs " << measured_unpaired;
 }
 
+// Extending the decision options by doubling their windows (re-deciding after each step) against
+// measuring each on every window at once: the same random cases with a per-window difficulty shared by
+// a unit's options, the choice still the exact-cost one (at most one miss, as the all-at-once rule), and
+// fewer window evaluations; every step measured more windows than the last.
+TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows) {
+  std::mt19937 rng(9);
+  std::lognormal_distribution<double> hard(0, 0.5);
+  std::uniform_real_distribution<double> noise(-0.1, 0.1);
+  const int N = 16, n = 4;
+  const std::vector<int64_t> tokens(N, 100);
+  PairedWindows pw{tokens, 3};
+  int missed = 0;
+  int64_t windows_doubling = 0, windows_at_once = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    const bool by_budget = trial % 2 == 0;
+    std::vector<std::vector<Option>> truth = RandomUnits(rng, 12), adaptive = truth;
+    std::vector<std::vector<std::vector<double>>> w(truth.size());  // [unit][option][window] KLD sums
+    for (size_t u = 0; u < truth.size(); ++u) {
+      std::vector<double> f(N);
+      for (double& x : f) x = hard(rng);
+      w[u].resize(truth[u].size());
+      for (size_t k = 1; k < truth[u].size(); ++k) {
+        double all = 0;
+        for (int i = 0; i < N; ++i) w[u][k].push_back(100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng))), all += w[u][k].back();
+        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_kld = w[u][k];
+      }
+    }
+    // Option k of unit u on the first m windows (here the seeded order is the index order).
+    auto on = [&](size_t u, size_t k, int m, Option* o) {
+      double s = 0;
+      for (int i = 0; i < m; ++i) s += w[u][k][size_t(i)];
+      o->cost = s / (100.0 * m), o->windows = m, o->exact = m == N;
+      o->spread = o->exact ? 0 : 3 * std::max(0.15 * o->cost, std::fabs(truth[u][k].cost - o->cost));
+      o->window_kld.assign(w[u][k].begin(), w[u][k].begin() + m);
+      o->window_kld.resize(N, std::nan(""));
+    };
+    for (size_t u = 0; u < truth.size(); ++u)
+      for (size_t k = 1; k < truth[u].size(); ++k) on(u, k, n, &adaptive[u][k]);
+    const int64_t budget = by_budget ? 12 * 52 : -1;
+    const double target = by_budget ? -1 : 2.0;
+    int64_t evaluated = 0;
+    auto doubling = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o) {
+      for (const auto& [u, k] : need) {
+        Option& op = (*o)[size_t(u)][size_t(k)];
+        const int m = std::min(N, 2 * op.windows);
+        evaluated += m - op.windows;
+        on(size_t(u), size_t(k), m, &op);
+      }
+      return Status::Ok();
+    };
+    auto at_once = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o) {
+      for (const auto& [u, k] : need) windows_at_once += N - (*o)[size_t(u)][size_t(k)].windows, on(size_t(u), size_t(k), N, &(*o)[size_t(u)][size_t(k)]);
+      return Status::Ok();
+    };
+    std::vector<std::vector<Option>> d_opts = adaptive, a_opts = adaptive;
+    auto rd = SolveAndRefine(&d_opts, budget, target, 1, 1.5, doubling, 200, &pw);
+    auto ra = SolveAndRefine(&a_opts, budget, target, 1, 1.5, at_once, 20, &pw);
+    auto want = SolveKnapsack(truth, budget, target, 1);
+    ASSERT_TRUE(rd.ok() && ra.ok() && want.ok()) << trial;
+    EXPECT_TRUE(rd->converged);
+    double true_cost = 0;
+    for (size_t u = 0; u < truth.size(); ++u) true_cost += truth[u][size_t(rd->choice.pick[u])].cost;
+    const bool same = by_budget ? std::fabs(true_cost - want->cost) < 1e-12
+                                : rd->choice.bytes == want->bytes && true_cost <= target + 1e-12;
+    missed += !same;
+    windows_doubling += evaluated;
+  }
+  EXPECT_LE(missed, 1);
+  EXPECT_LT(windows_doubling, windows_at_once) << windows_doubling << " vs " << windows_at_once;
+}
+
 // stories260K at ctx 64 × 8 windows, module units, int4:g32 and int3:g32; adaptive with a loose rule
 // so most units stop at 2 windows.
 class RefineScanTest : public ::testing::Test {
@@ -250,11 +321,12 @@ class RefineScanTest : public ::testing::Test {
   std::unique_ptr<Scan> RunScan(const std::string& name, bool full, const std::string& shard = "") {
     return testing::RunTestScan(e_, (dir_ / name).string(), full, log_, shard);
   }
-  // A tighter refinement than the default (z 2, slack 1), so that some options stay adaptive.
-  nlohmann::json Search(Scan& scan, double budget, double target) {
+  // A tighter refinement than the default (z 2, slack 1), so that some options stay adaptive; each
+  // decision option measured on every window at once, or (doubling) extended step by step.
+  nlohmann::json Search(Scan& scan, double budget, double target, bool doubling = false) {
     SearchOptions so;
     so.budget_bpw = budget, so.target_kld = target;
-    so.refine_z = 2, so.refine_slack = 1;
+    so.refine_z = 2, so.refine_slack = 1, so.refine_doubling = doubling;
     auto r = RunSearch(scan, so, log_);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? r->report : nlohmann::json();
@@ -263,6 +335,34 @@ class RefineScanTest : public ::testing::Test {
   std::ostringstream log_;
   qltest::TempDir dir_{"ql_search_refine_test"};
 };
+
+// Doubling steps: the full scan's choice and measured KLD at a budget and a target, fewer windows
+// evaluated than measuring every decision option on every window at once (on copies of one adaptive
+// store, so neither reuses the other's cells), and a second search reusing the steps' cells.
+TEST_F(RefineScanTest, DoublingRefinementIsTheFullScansEvaluatingFewerWindows) {
+  auto full = RunScan("full", true);
+  auto one = RunScan("one", false);
+  ASSERT_TRUE(full && one);
+  one.reset();
+  std::filesystem::copy(dir_ / "one", dir_ / "two", std::filesystem::copy_options::recursive);
+  auto a = RunScan("one", false), d = RunScan("two", false);
+  ASSERT_TRUE(a && d);
+  for (const auto& [budget, target] : {std::pair{4.5, -1.0}, std::pair{-1.0, 0.05}}) {
+    const nlohmann::json want = Search(*full, budget, target), at_once = Search(*a, budget, target),
+                         got = Search(*d, budget, target, true);
+    ASSERT_FALSE(want.is_null() || at_once.is_null() || got.is_null());
+    EXPECT_EQ(got["choice"], want["choice"]) << budget << " " << target;
+    EXPECT_EQ(got["rounds"][0]["kld_mean"].get<double>(), want["rounds"][0]["kld_mean"].get<double>());
+    EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
+    EXPECT_LE(got["refinement"]["windows_evaluated"].get<int64_t>(), at_once["refinement"]["windows_evaluated"].get<int64_t>())
+        << budget << " " << target;
+    if (budget > 0) EXPECT_GT(got["refinement"]["doubling_steps"].get<int>(), 0);  // the steps ran
+    // Again on the same store: every step's cell is found, nothing is evaluated.
+    const nlohmann::json again = Search(*d, budget, target, true);
+    EXPECT_EQ(again["choice"], got["choice"]);
+    EXPECT_EQ(again["refinement"]["windows_evaluated"].get<int64_t>(), 0);
+  }
+}
 
 TEST_F(RefineScanTest, AdaptiveRefinedSearchIsTheFullScansAndShardsMergeBitwise) {
   auto full = RunScan("full", true);

@@ -4,6 +4,8 @@
 #include "harness/sweep/sensitivity.h"
 #include "tests/test_paths.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -155,9 +157,23 @@ TEST_F(ScanTest, ScanSearchRecipe) {
   const nlohmann::json& rounds = target->report["rounds"];
   EXPECT_LE(rounds[0]["predicted_kld"].get<double>(), 0.2);
   const bool met = rounds.back()["kld_mean"].get<double>() <= 0.2;
-  EXPECT_TRUE(met || rounds.size() == size_t(so3.max_rounds + 1));
-  for (size_t i = 1; i < rounds.size(); ++i)  // each repair adds bytes
-    EXPECT_GT(rounds[i]["bytes_units"].get<int64_t>(), rounds[i - 1]["bytes_units"].get<int64_t>());
+  EXPECT_TRUE(met || rounds.size() == size_t(so3.rescale_rounds + so3.max_rounds + 1));
+  EXPECT_EQ(rounds[0]["kind"], "solve");
+  for (size_t i = 1; i < rounds.size(); ++i) {  // only after a miss; a rescaled solve takes no fewer bytes, a repair more
+    const nlohmann::json &r = rounds[i], &prev = rounds[i - 1];
+    EXPECT_GT(prev["kld_mean"].get<double>(), 0.2);
+    if (r["kind"] == "rescaled") {
+      const double p = prev["predicted_kld"].get<double>(), m = prev["kld_mean"].get<double>();
+      EXPECT_EQ(r["solve_target"].get<double>(), std::min(0.2 * std::clamp(p / m, 0.25, 1.0), std::nextafter(p, 0.0)));
+      EXPECT_LE(r["predicted_kld"].get<double>(), r["solve_target"].get<double>());
+      EXPECT_GE(r["bytes_units"].get<int64_t>(), prev["bytes_units"].get<int64_t>());
+    } else {
+      EXPECT_EQ(r["kind"], "repair");
+      EXPECT_GT(r["bytes_units"].get<int64_t>(), prev["bytes_units"].get<int64_t>());
+    }
+  }
+  // Whenever the first round missed, the second is a rescaled solve (this model's units interact).
+  if (rounds.size() > 1) EXPECT_EQ(rounds[1]["kind"], "rescaled");
 }
 
 }  // namespace
