@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/simd_target.h"
 #include "kernels/parallel.h"
 
 #ifndef QL_KERNELS_GEMM_CONSTANTS_  // this file is re-included once per SIMD target
@@ -210,6 +211,7 @@ void GemmImpl(int M, int N, int K, float alpha, const float* A, int lda, const f
 }
 
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+int FloatLanes() { return int(hn::Lanes(hn::ScalableTag<float>())); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace ql
@@ -220,6 +222,7 @@ namespace ql {
 
 HWY_EXPORT(GemmImpl);
 HWY_EXPORT(TargetName);
+HWY_EXPORT(FloatLanes);
 
 void Gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, BLayout layout,
           float* C, int ldc, int threads) {
@@ -245,6 +248,7 @@ void GemmRef(int M, int N, int K, float alpha, const float* A, int lda, const fl
 }
 
 const char* GemmTarget() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+int SimdFloatLanes() { return HWY_DYNAMIC_DISPATCH(FloatLanes)(); }
 
 }  // namespace ql
 #endif  // HWY_ONCE

@@ -1,7 +1,10 @@
 // Numbers that do not move by accident. (1) Golden numbers: a few cells of the default model (weights,
-// activations, KV cache, attention inputs, GPTQ) against tests/data/golden/numerics.json, which is
-// keyed by the numerics version (harness/eval/numerics.h): a change that moves any number must bump
-// the version and regenerate the file (QL_WRITE_GOLDEN=1 ctest -R Numerics.Golden). (2) Determinism:
+// activations, KV cache, attention inputs, GPTQ) against tests/data/golden/numerics-f32x<lanes>.json,
+// one file per SIMD width (kernels/gemm.h SimdFloatLanes: 16 on AVX-512, 8 on AVX2; sums group by
+// lane, so the widths differ in the last bits, and GPTQ's rounding decisions amplify that), each keyed
+// by the numerics version (harness/eval/numerics.h): a change that moves any number must bump the
+// version and regenerate the files on a machine of each width (QL_WRITE_GOLDEN=1 ctest -R
+// Numerics.Golden writes this machine's). (2) Determinism:
 // the same cells through the binary with 1 and 2 threads, and as two merged shards, give bitwise the
 // same metrics, per-tensor and per-layer errors.
 #include <filesystem>
@@ -15,6 +18,8 @@
 #include "harness/eval/metric_table.h"
 #include "harness/eval/numerics.h"
 #include "harness/sweep/cell_pipeline.h"
+#include "kernels/gemm.h"
+#include "kernels/simd_target.h"
 #include "results/store.h"
 #include "tests/run_command.h"
 #include "tests/temp_dir.h"
@@ -24,7 +29,10 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kSource = QL_SOURCE_DIR;
-const std::string kGolden = kSource + "/tests/data/golden/numerics.json";
+// This machine's SIMD width's file.
+std::string GoldenFile() {
+  return kSource + "/tests/data/golden/numerics-f32x" + std::to_string(SimdFloatLanes()) + ".json";
+}
 
 std::string Experiment(const std::string& calib) {
   return "name: numerics\nmodel: " + kSource + "/models/quantlab-tiny\ndata: " + kSource +
@@ -66,12 +74,14 @@ TEST_F(Numerics, GoldenNumbersOfTheDefaultModel) {
     for (const char* name : {"ppl", "kld_mean", "top1", "bits_per_weight"}) m[name] = *r.metrics->Get(name);
     got["cells"][c.Label()] = m;
   }
+  const std::string golden = GoldenFile();
   if (std::getenv("QL_WRITE_GOLDEN")) {
-    std::ofstream(kGolden) << got.dump(1) << "\n";
-    GTEST_SKIP() << "wrote " << kGolden;
+    std::ofstream(golden) << got.dump(1) << "\n";
+    GTEST_SKIP() << "wrote " << golden;
   }
-  std::ifstream f(kGolden);
-  ASSERT_TRUE(f) << kGolden << " is missing: QL_WRITE_GOLDEN=1 writes it";
+  std::ifstream f(golden);
+  ASSERT_TRUE(f) << golden << " is missing: no golden numbers for this SIMD width (" << GemmTarget()
+                 << "); QL_WRITE_GOLDEN=1 writes them";
   const nlohmann::json want = nlohmann::json::parse(f);
   ASSERT_EQ(want["numerics_version"], kNumericsVersion)
       << "the golden file is of another numerics version: regenerate it (QL_WRITE_GOLDEN=1) after a bump";
@@ -80,7 +90,7 @@ TEST_F(Numerics, GoldenNumbersOfTheDefaultModel) {
     for (const auto& [name, v] : m.items())
       EXPECT_EQ(v.get<double>(), want["cells"][label][name].get<double>())
           << label << " " << name << ": the numbers moved; if that is intended, bump kNumericsVersion "
-          << "(harness/eval/numerics.h) and regenerate " << kGolden;
+          << "(harness/eval/numerics.h) and regenerate " << golden << " (and the other widths' files)";
 }
 
 TEST_F(Numerics, BitwiseTheSameForThreadCountsAndShards) {
