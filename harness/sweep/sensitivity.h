@@ -85,11 +85,11 @@ struct Option {
   double cost = 0;     // measured ΔKLD of the unit alone (0 for the baseline)
   double spread = 0;   // half-width of the interval the full-window cost lies in (0: known exactly)
   bool exact = true;   // cost measured on every window (the baseline, a full scan, a refined option)
-  int windows = 0;     // windows the cost is over when not exact (the first of the seeded order)
   // [windows] KLD sum over each window's scored tokens where the option's cell ran it, NaN where it did
   // not; empty = not known (then only `spread` bounds it). Lets `search` compare two options of a unit
   // paired, on the windows both ran (search_refine.h).
   std::vector<double> window_kld = {};
+  int windows = 0;     // windows the cost is over when not exact (the first of the seeded order)
 };
 struct Choice {
   std::vector<int> pick;  // per unit
