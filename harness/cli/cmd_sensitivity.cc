@@ -99,9 +99,9 @@ void AddSearchCommand(CLI::App& app) {
   cmd->add_flag("--refine-unpaired{false}", o->refine_paired,
                 "with --refine-z: bound each option by its own interval instead of comparing a unit's options "
                 "paired on the windows both ran");
-  cmd->add_flag("--refine-all-windows{false}", o->refine_doubling,
-                "with --refine-z: measure each decision option on every window at once instead of doubling its "
-                "windows and deciding again after each step");
+  cmd->add_flag("--refine-doubling", o->refine_doubling,
+                "with --refine-z: extend each decision option by doubling its windows and decide again after each "
+                "step, instead of measuring it on every window at once (experimental: see docs/sensitivity.md)");
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {

@@ -344,7 +344,7 @@ StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, co
     const double cost = std::max(0.0, r.facts->kld);
     const bool exact = !t.adaptive || r.facts->eval_windows >= t.total_windows;
     const double spread = exact ? 0 : z * std::max(t.rel_se * cost, r.facts->kld_se);
-    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, cost, spread, exact, exact ? 0 : r.facts->eval_windows});
+    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, cost, spread, exact, {}, exact ? 0 : r.facts->eval_windows});
   }
   return opts;
 }
