@@ -1,7 +1,8 @@
 // Tests of kernels/fp4_encode.h: the vectorised E2M1 run encoder against its oracle (the fp4_e2m1
-// codec's own Encode) on every dispatch target, in both NVFP4 sign conventions: every fp32 bucket of
-// 2^16 values at its first, second, middle and last value, a few ulps around every midpoint and grid
-// value of E2M1, odd run lengths (lane tails) and non-power-of-two scales; plus hand-derived codes.
+// codec's own Encode) on every dispatch target, in its three zero-sign rules (the two NVFP4
+// conventions and MX's sign bit): every fp32 bucket of 2^16 values at its first, second, middle and
+// last value, a few ulps around every midpoint and grid value of E2M1, odd run lengths (lane tails)
+// and non-power-of-two scales; plus hand-derived codes.
 #include "kernels/fp4_encode.h"
 
 #include <cmath>
