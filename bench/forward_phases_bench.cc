@@ -8,7 +8,6 @@
 // The linear_input hook makes the forward copy each linear's input once more (an extra memcpy of
 // [T, in] floats per linear, inside the linear's phase); BM_Forward135M runs without it.
 // Phases that hold two steps say so in their names ("v_proj+rope" = v_proj and q/k RoPE).
-#include <time.h>
 
 #include <chrono>
 #include <map>
@@ -18,17 +17,13 @@
 
 #include <benchmark/benchmark.h>
 
+#include "harness/util/cpu_time.h"
 #include "harness/model/forward.h"
 #include "harness/model/random_model.h"
 
 namespace ql {
 namespace {
 
-double ProcessCpu() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
 double Wall() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -39,7 +34,7 @@ struct PhaseClock {
   std::string open;
   double w0 = 0, c0 = 0;
   void Mark(const std::string& next) {
-    const double w = Wall(), c = ProcessCpu();
+    const double w = Wall(), c = ProcessCpuSeconds();
     if (!open.empty()) {
       total[open].first += w - w0;
       total[open].second += c - c0;

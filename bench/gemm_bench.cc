@@ -7,7 +7,6 @@
 //   build/ql_bench --benchmark_filter='Gemm' --benchmark_min_time=0.5
 #include <cblas.h>
 #include <dlfcn.h>
-#include <time.h>
 
 #include <cstdint>
 #include <cstring>
@@ -15,6 +14,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "harness/util/cpu_time.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
 #include "kernels/parallel.h"
@@ -35,12 +35,6 @@ std::vector<float> Fill(size_t n, float scale) {
   std::vector<float> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = scale * float(int(i * 2654435761u % 2001) - 1000) / 1000.0f;
   return v;
-}
-
-double ProcessCpuSeconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
 // Runs body() per iteration. Counters: GFLOP/s of wall time, and GFLOP per second of process CPU time

@@ -49,6 +49,8 @@ const std::vector<ColumnDef>& Columns() {
        [](const RowView& r) { return Fixed(r.Num("kld_p99"), "{:.5f}"); }},
       {{"top1", "Top-1", "Top-1", true, 6, 0}, true, false,
        [](const RowView& r) { return Fixed(100 * r.Num("top1"), "{:.2f}%"); }},
+      {{"cpu_seconds", "CPU s", "CPU s", true, 9, 0}, true, true,  // NULL before schema 5: column left out
+       [](const RowView& r) { return Fixed(r.Num("cpu_seconds_total"), "{:.1f}"); }},
       {{"status", "Status", "", false, 5, 0}, true, false, [](const RowView& r) { return r.Text("status"); }},
       {{"reason", "Reason", "", false, 10, 12}, true, true, [](const RowView& r) { return r.Text("reason"); }},
       {{"kld_median", "KLD median", "", true, 9, 0}, false, false,

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS cells (
   started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
   seconds_quantize REAL NOT NULL, seconds_eval REAL NOT NULL, seconds_total REAL NOT NULL,
   host TEXT NOT NULL, code_version TEXT NOT NULL, shard TEXT NOT NULL, h5_file TEXT,
-  attn_scheme TEXT NOT NULL DEFAULT '', numerics_version INTEGER);
+  attn_scheme TEXT NOT NULL DEFAULT '', numerics_version INTEGER,
+  cpu_seconds_quantize REAL, cpu_seconds_eval REAL, cpu_seconds_total REAL);
 CREATE INDEX IF NOT EXISTS cells_by_experiment ON cells(experiment_id);
 CREATE TABLE IF NOT EXISTS tensor_errors (
   cell_id TEXT NOT NULL REFERENCES cells(id) ON DELETE CASCADE, tensor TEXT NOT NULL,
@@ -78,7 +79,7 @@ bool Contains(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-// Brings a version-1/2 store (or one written before a metric was added) to the current columns.
+// Brings a version-1 to -4 store (or one written before a metric was added) to the current columns.
 // Only additions: existing rows get NULL ('' for attn_scheme).
 Status AddMissingColumns(SqliteDb& db) {
   QL_ASSIGN_OR_RETURN(std::vector<std::string> cells, Columns(db, "cells"));
@@ -86,6 +87,8 @@ Status AddMissingColumns(SqliteDb& db) {
     QL_RETURN_IF_ERROR(db.Exec("ALTER TABLE cells ADD COLUMN attn_scheme TEXT NOT NULL DEFAULT ''"));
   if (!Contains(cells, "numerics_version"))
     QL_RETURN_IF_ERROR(db.Exec("ALTER TABLE cells ADD COLUMN numerics_version INTEGER"));
+  for (const char* c : {"cpu_seconds_quantize", "cpu_seconds_eval", "cpu_seconds_total"})
+    if (!Contains(cells, c)) QL_RETURN_IF_ERROR(db.Exec(fmt::format("ALTER TABLE cells ADD COLUMN {} REAL", c)));
   QL_ASSIGN_OR_RETURN(std::vector<std::string> metrics, Columns(db, "metrics"));
   for (const MetricDef& d : MetricTable())
     if (!Contains(metrics, std::string(d.name)))
@@ -155,7 +158,7 @@ Status ResultStore::CreateSchema() {
     return db_->Exec(fmt::format("INSERT INTO meta VALUES ('schema_version', '{}')", kResultsSchemaVersion));
   }
   const std::string have = SqlValueToString(v.rows[0][0]);
-  if (have != "1" && have != "2" && have != "3" && have != std::to_string(kResultsSchemaVersion))
+  if (have != "1" && have != "2" && have != "3" && have != "4" && have != std::to_string(kResultsSchemaVersion))
     return Status::Errorf("{}: results schema version {} but this quantlab writes {} (use a new results directory)",
                           db_->path(), have, kResultsSchemaVersion);
   QL_RETURN_IF_ERROR(db_->Begin());
@@ -269,14 +272,16 @@ Status ResultStore::CommitCell(const CellResult& r) {
         "INSERT INTO cells (id, experiment_id, baseline_id, model_id, dataset_id, protocol, weight_scheme, "
         "act_scheme, kv_scheme, algorithm, algo_params, ignore_set, ignore, config, seed, status, reason, started_at, "
         "finished_at, seconds_quantize, seconds_eval, seconds_total, host, code_version, shard, h5_file, attn_scheme, "
-        "numerics_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+        "numerics_version, cpu_seconds_quantize, cpu_seconds_eval, cpu_seconds_total) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     std::optional<std::string> experiment;
     if (!c.experiment_id.empty()) experiment = c.experiment_id;
     st.BindAll(c.id, std::string(), c.baseline_id, c.model_id, c.dataset_id, c.protocol, c.weight_scheme,
                c.act_scheme, c.kv_scheme, c.algorithm, c.algo_params.empty() ? std::string("{}") : c.algo_params,
                c.ignore_set, c.ignore.empty() ? std::string("[]") : c.ignore, c.config, c.seed, c.status,
                c.reason, c.started_at, c.finished_at, c.seconds_quantize, c.seconds_eval, c.seconds_total,
-               c.host, c.code_version, c.shard, rel, c.attn_scheme, c.numerics_version);
+               c.host, c.code_version, c.shard, rel, c.attn_scheme, c.numerics_version, c.cpu_seconds_quantize,
+               c.cpu_seconds_eval, c.cpu_seconds_total);
     if (!experiment) st.BindNull(2); else st.Bind(2, *experiment);
     if (rel.empty()) st.BindNull(26);  // no arrays: NULL, as results/README.md says
     QL_RETURN_IF_ERROR(st.Exec());

@@ -25,7 +25,7 @@ namespace ql {
 // (harness/eval/metric_table.h). 4: task_metrics (task accuracy rows, harness/sweep/cell_tasks.h).
 // Open upgrades a version-1, -2 or -3 store in place (columns and tables added, NULL or '' for existing
 // rows); a metric added to the table later is added as a column the same way, without a version change.
-inline constexpr int kResultsSchemaVersion = 4;
+inline constexpr int kResultsSchemaVersion = 5;
 
 struct ExperimentRow {
   std::string id;           // stable name/hash of the experiment file's canonical content
@@ -80,7 +80,10 @@ struct CellRow {
   std::string status;         // "ok", "failed", "diverged"
   std::string reason;         // why it failed/diverged; "" when ok
   std::string started_at, finished_at;
-  double seconds_quantize = 0, seconds_eval = 0, seconds_total = 0;
+  double seconds_quantize = 0, seconds_eval = 0, seconds_total = 0;  // wall
+  // CPU seconds of the process (user + system, every thread: harness/util/cpu_time.h) over the same
+  // spans; unset (NULL) when not measured, as for cells of a store before schema version 5.
+  std::optional<double> cpu_seconds_quantize, cpu_seconds_eval, cpu_seconds_total;
   std::string host, code_version;
   std::string shard;          // "i/N" or ""
   std::string attn_scheme;    // attention inputs: "" or "q=<scheme|none> p=<scheme|none>"

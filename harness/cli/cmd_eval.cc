@@ -150,6 +150,9 @@ nlohmann::json CellJson(const Session& s, const CellResult& r) {
                       {"ignore_set", c.ignore_set}, {"tied_head", s.experiment->tied_head},
                       {"quantized_tensors", r.tensor_errors.size()}, {"seconds_quantize", c.seconds_quantize},
                       {"seconds_eval", c.seconds_eval}, {"seconds_total", c.seconds_total},
+                      {"cpu_seconds_quantize", c.cpu_seconds_quantize.value_or(0)},
+                      {"cpu_seconds_eval", c.cpu_seconds_eval.value_or(0)},
+                      {"cpu_seconds_total", c.cpu_seconds_total.value_or(0)},
                       {"numerics_version", c.numerics_version}, {"code_version", c.code_version}};
   if (s.calibration) {
     const CalibrationSpec& k = *s.experiment->calibration;
@@ -212,8 +215,9 @@ void PrintCell(const Session& s, const CellResult& r, bool tensors) {
                worst->sqnr_db, worst->tensor);
   }
   PrintTaskRows(r.task_metrics);
-  fmt::print("time      baseline {:.2f} s, quantize {:.2f} s, eval {:.2f} s\n", s.base->seconds, c.seconds_quantize,
-             c.seconds_eval);
+  fmt::print("time      baseline {:.2f} s, quantize {:.2f} s ({:.2f} CPU-s), eval {:.2f} s ({:.2f} CPU-s)\n",
+             s.base->seconds, c.seconds_quantize, c.cpu_seconds_quantize.value_or(0), c.seconds_eval,
+             c.cpu_seconds_eval.value_or(0));
 }
 
 Status RunEval(const EvalOptions& o) {

@@ -253,12 +253,6 @@ void SignStep(const AutoRoundParams& g, float lr, AutoRoundParams* p) {
   step(p->beta, g.beta, 0.5f, 1.0f);
 }
 
-std::vector<int> AllWindows(int n) {
-  std::vector<int> idx(n);
-  for (int i = 0; i < n; ++i) idx[i] = i;
-  return idx;
-}
-
 // Signed gradient descent on one layer's tensors; leaves the best parameters in *tensors.
 Status OptimizeBlock(const Model& model, int l, const std::vector<float>& xq, const std::vector<float>& y, int t,
                      int n_windows, const AutoRoundOptions& o, std::map<std::string, AutoRoundTensor>* tensors) {
@@ -307,6 +301,27 @@ void AdvanceLayer(const Model& model, int l, int t, int n, int batch, std::vecto
   }
 }
 
+// The block objective on every window at the current parameters, a batch of windows at a time (memory
+// of one batch's activations): the batch means weighted by their windows.
+StatusOr<double> BatchedBlockLoss(const Model& model, int l, const std::vector<float>& x, const std::vector<float>& y,
+                                  int t, int n, int batch, const std::map<std::string, AutoRoundTensor>& tensors) {
+  double sum = 0;
+  for (int i0 = 0; i0 < n; i0 += batch) {
+    std::vector<int> idx;
+    for (int i = i0; i < std::min(n, i0 + batch); ++i) idx.push_back(i);
+    QL_ASSIGN_OR_RETURN(double loss, AutoRoundBlockLoss(model, l, x, y, t, idx, tensors, false, nullptr));
+    sum += loss * double(idx.size());
+  }
+  return sum / double(n);
+}
+
+// mean((a − b)²) over every element: a block's objective from its outputs a and targets b.
+double MeanSquaredDifference(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  return s / double(a.size());
+}
+
 }  // namespace
 
 Status RunAutoRound(Model& model, const std::map<std::string, std::string>& weight_schemes,
@@ -318,7 +333,9 @@ Status RunAutoRound(Model& model, const std::map<std::string, std::string>& weig
   const int t = int(data.windows[0].size()), n = int(data.windows.size());
   for (const auto& w : data.windows)
     if (int(w.size()) != t) return Status::Error("autoround: calibration windows differ in length");
-  const Model fp = model;  // full-precision targets
+  // No full-precision copy of the model: layer l is still full precision when its targets are computed, and
+  // the full-precision embeddings are taken before a (tied) head is rounded.
+  std::vector<float> xf = EmbedWindows(model, data);  // [n, t, D] full-precision inputs
   std::map<int, std::map<std::string, AutoRoundTensor>> per_layer;
   for (const auto& [name, text] : weight_schemes) {
     if (!model.Has(name)) return Status::Errorf("autoround: no weight '{}' in the model", name);
@@ -334,17 +351,17 @@ Status RunAutoRound(Model& model, const std::map<std::string, std::string>& weig
     per_layer[l][name] = AutoRoundTensor{g, InitialAutoRoundParams(g)};
   }
   std::vector<float> xq = EmbedWindows(model, data);  // [n, t, D] inputs from the quantized blocks so far
-  std::vector<float> xf = EmbedWindows(fp, data);     // [n, t, D] full-precision inputs
   for (int l = 0; l < model.config.n_layers; ++l) {
-    std::vector<float> y = xf;  // [n, t, D] full-precision outputs of layer l
-    AdvanceLayer(fp, l, t, n, o.batch, &y);
+    std::vector<float> y = xf;  // [n, t, D] full-precision outputs of layer l (not yet quantized)
+    AdvanceLayer(model, l, t, n, o.batch, &y);
     auto it = per_layer.find(l);
+    double rtn = 0;
     if (it != per_layer.end()) {
       auto& tensors = it->second;
-      QL_ASSIGN_OR_RETURN(double rtn, AutoRoundBlockLoss(model, l, xq, y, t, AllWindows(n), tensors, false, nullptr));
+      if (o.iters > 0) {
+        QL_ASSIGN_OR_RETURN(rtn, BatchedBlockLoss(model, l, xq, y, t, n, o.batch, tensors));
+      }
       QL_RETURN_IF_ERROR(OptimizeBlock(model, l, xq, y, t, n, o, &tensors));
-      QL_ASSIGN_OR_RETURN(double fin, AutoRoundBlockLoss(model, l, xq, y, t, AllWindows(n), tensors, false, nullptr));
-      if (log) log->rtn_loss.push_back(rtn), log->final_loss.push_back(fin);
       for (const auto& [name, at] : tensors) {
         Tensor& w = model.W(name);
         std::vector<float> q(w.data.size());
@@ -352,7 +369,12 @@ Status RunAutoRound(Model& model, const std::map<std::string, std::string>& weig
         w.data = q;
       }
     }
-    AdvanceLayer(model, l, t, n, o.batch, &xq);
+    AdvanceLayer(model, l, t, n, o.batch, &xq);  // the quantized block's outputs: the final objective's
+    if (it != per_layer.end() && log) {
+      const double fin = MeanSquaredDifference(xq, y);
+      log->rtn_loss.push_back(o.iters > 0 ? rtn : fin);  // iters 0 leaves the block at RTN
+      log->final_loss.push_back(fin);
+    }
     xf = std::move(y);
   }
   return Status::Ok();

@@ -73,7 +73,9 @@ StatusOr<double> AutoRoundBlockLoss(const Model& model, int layer, const std::ve
                                     std::map<std::string, AutoRoundParams>* grads);
 
 struct AutoRoundLog {
-  std::vector<double> rtn_loss, final_loss;  // per block: objective on all windows at RTN and at the result
+  // Per block: the objective on all windows at RTN (a batch at a time) and at the result (from the outputs
+  // the next block is given). With iters 0 the block stays at RTN and rtn_loss is final_loss.
+  std::vector<double> rtn_loss, final_loss;
 };
 
 // Quantizes model's weights (weight name -> scheme text) block by block; weights outside decoder blocks

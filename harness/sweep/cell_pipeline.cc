@@ -27,6 +27,7 @@
 #include "harness/sweep/algorithm_files.h"
 #include "harness/sweep/compact_reference.h"
 #include "harness/tokenizer/tokenizer.h"
+#include "harness/util/cpu_time.h"
 #include "kernels/act_quant.h"
 #include "kernels/quantizer.h"
 #include "ql_version.h"
@@ -458,6 +459,7 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
   const Experiment& e = *s.experiment;
   CellRow& row = r->cell;
   const auto t0 = Clock::now();
+  const double c0 = ProcessCpuSeconds();
   if (p.untie_head) {
     work.weights["lm_head.weight"] = work.W("model.embed_tokens.weight");
     work.config.tied_embeddings = false;
@@ -475,7 +477,9 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
     QL_RETURN_IF_ERROR(p.algorithm->apply(work, ctx));
   }
   const auto t1 = Clock::now();
+  const double c1 = ProcessCpuSeconds();
   row.seconds_quantize = Seconds(t0, t1);
+  row.cpu_seconds_quantize = c1 - c0;
 
   CellHooks h;
   h.Build(p, work.config, &runtime);
@@ -507,6 +511,7 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
   if (!layer_rel.empty()) r->arrays["layer_rel_mse"] = layer_rel;
   for (const auto& [name, a] : runtime.arrays) r->arrays[name] = a;
   row.seconds_eval = Seconds(t1, Clock::now());
+  row.cpu_seconds_eval = ProcessCpuSeconds() - c1;
   return Status::Ok();
 }
 
@@ -527,6 +532,7 @@ void Restore(const Session& s, Model& work, const CellPlan& p) {
 
 CellResult RunCell(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress) {
   const auto t0 = Clock::now();
+  const double c0 = ProcessCpuSeconds();
   CellResult r;
   r.cell = DescribeCell(s, *p.cell);
   r.cell.started_at = NowIso();
@@ -545,6 +551,7 @@ CellResult RunCell(const Session& s, Model& work, const CellPlan& p, const Progr
   Restore(s, work, p);
   r.cell.finished_at = NowIso();
   r.cell.seconds_total = Seconds(t0, Clock::now());
+  r.cell.cpu_seconds_total = ProcessCpuSeconds() - c0;
   return r;
 }
 

@@ -151,8 +151,8 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     (r.cell.status == "ok" ? sum.ok : r.cell.status == "failed" ? sum.failed : sum.diverged)++;
     const std::string eta = FormatDuration(eta_of.SecondsLeft());
     StepLine(tty, log,
-             fmt::format("[{}/{}] {} — {} ({:.1f}s, ETA {})", done, cells.size(), p.cell->Label(), CellLine(r),
-                         r.cell.seconds_total, eta),
+             fmt::format("[{}/{}] {} — {} ({:.1f}s, {:.1f} CPU-s, ETA {})", done, cells.size(), p.cell->Label(),
+                         CellLine(r), r.cell.seconds_total, r.cell.cpu_seconds_total.value_or(0), eta),
              done, int(cells.size()), eta);
   }
   return sum;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -22,6 +21,7 @@
 #include "harness/sweep/search_target.h"
 #include "harness/sweep/search_windows.h"
 #include "harness/sweep/window_records.h"
+#include "harness/util/cpu_time.h"
 
 namespace ql {
 namespace {
@@ -493,7 +493,7 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
   PairedWindows paired{WindowTokens(scan.session->windows), o.refine_z};
   if (o.refine_paired) { QL_RETURN_IF_ERROR(UseAdaptiveWindows(scan, opts)); }
   const auto t0 = std::chrono::steady_clock::now();
-  const std::clock_t c0 = std::clock();
+  const double c0 = ProcessCpuSeconds();
   const int64_t evaluated0 = scan.session->window_tally->evaluated, taken0 = scan.session->window_tally->taken;
   const int n_windows = int(scan.session->windows.size());
   int steps = 0;  // doubling steps short of every window
@@ -527,7 +527,7 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
   int exact = 0;
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
+  const double cpu = ProcessCpuSeconds() - c0;
   const nlohmann::json now = {{"passes", r.passes}, {"cells_run", r.measured}, {"doubling_steps", steps},
                               {"converged", r.converged},
                               {"lambda", r.lambda}, {"exact_options", exact}, {"options", every.size()},
@@ -604,14 +604,14 @@ StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOp
   log << fmt::format("sensitivity: {} units ({}) x {} schemes = {} cells\n", units.size(), o.spec.units,
                      o.spec.schemes.size(), grid.size());
   const auto t0 = std::chrono::steady_clock::now();
-  const std::clock_t c0 = std::clock();
+  const double c0 = ProcessCpuSeconds();
   QL_ASSIGN_OR_RETURN(SweepSummary sum, RunCells(*scan->session, grid, ShardCells(grid, si, sn), o.sweep,
                                                  scan->results_dir, log));
   log << fmt::format("sensitivity {}: {} cells, {} ok, {} failed, {} diverged, {} skipped (already recorded) in "
                      "{:.1f}s ({:.1f} CPU-s)\n",
                      e.name, sum.total, sum.ok, sum.failed, sum.diverged, sum.skipped,
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                     double(std::clock() - c0) / CLOCKS_PER_SEC);
+                     ProcessCpuSeconds() - c0);
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan->results_dir));
   QL_ASSIGN_OR_RETURN(scan->table,
                       ReadSensitivity(*store, *scan->session, std::move(units), o.spec.schemes, o.spec.adaptive));

@@ -134,6 +134,34 @@ TEST(AutoRound, ZeroItersIsRoundToNearestBitForBit) {
   }
 }
 
+// One step keeps the parameters of the lowest loss seen, the first (RTN): the block stays at RTN, so its
+// objective from the batched loss before (rtn_loss) and from the outputs the next block gets (final_loss)
+// are one number computed two ways, equal to fp32 summation order; iters 0 logs the same.
+TEST(AutoRound, OneStepKeepsRtnAndBothObjectivesAgree) {
+  testing::SingleThread one;
+  const Model m = testing::OutlierModel();
+  const auto weights = AllLinears(m, "int3:g32");
+  const CalibrationSet calib = testing::RandomCalibration(512, 6, 16, 3);
+  AutoRoundOptions o;
+  o.iters = 1;
+  o.batch = 4;  // 6 windows: batches of 4 and 2
+  Model q1 = m, q0 = m;
+  AutoRoundLog log1, log0;
+  ASSERT_TRUE(RunAutoRound(q1, weights, calib, o, &log1).ok());
+  o.iters = 0;
+  ASSERT_TRUE(RunAutoRound(q0, weights, calib, o, &log0).ok());
+  ASSERT_EQ(log1.rtn_loss.size(), size_t(m.config.n_layers));
+  for (size_t l = 0; l < log1.rtn_loss.size(); ++l) {
+    EXPECT_GT(log1.rtn_loss[l], 0.0) << "block " << l;
+    EXPECT_NEAR(log1.final_loss[l], log1.rtn_loss[l], 1e-5 * log1.rtn_loss[l]) << "block " << l;
+    EXPECT_EQ(log0.rtn_loss[l], log0.final_loss[l]) << "block " << l;
+    EXPECT_EQ(log0.final_loss[l], log1.final_loss[l]) << "block " << l;
+  }
+  for (const auto& [name, s] : weights)
+    EXPECT_EQ(0, std::memcmp(q0.W(name).data.data(), q1.W(name).data.data(), q0.W(name).data.size() * sizeof(float)))
+        << name;
+}
+
 // 40 signed-gradient steps per block at int3:g32 on a stories260K-shaped model with outlier channels: every
 // block's output error (on all calibration windows, inputs from the quantized blocks before) is below RTN's,
 // and in total by at least 10 %.

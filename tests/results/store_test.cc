@@ -2,8 +2,11 @@
 #include "results/store.h"
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
+#include "results/compare.h"
 #include "tests/results/cell_fixture.h"
 #include "tests/temp_dir.h"
 
@@ -95,6 +98,53 @@ TEST(ResultStore, ReopenKeepsRowsAndChecksSchema) {
   auto missing = ResultStore::OpenReadOnly(t.sub("nothing"));
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("no results database"), std::string::npos);
+}
+
+// Schema 5 adds the cells' CPU seconds: a version-4 store (without the columns) is upgraded in place, its
+// cells read NULL, new cells store their values; compare shows "CPU s" only when some listed cell has it.
+TEST(ResultStore, VersionFourStoreGetsCpuSecondsColumns) {
+  qltest::TempDir t{"ql_store_test"};
+  {
+    auto s = ResultStore::Open(t.sub("r"));
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE((*s)->CommitCell(MakeCell("c0", 3.5)).ok());
+    for (const char* c : {"cpu_seconds_quantize", "cpu_seconds_eval", "cpu_seconds_total"})
+      ASSERT_TRUE((*s)->db().Exec(std::string("ALTER TABLE cells DROP COLUMN ") + c).ok());
+    ASSERT_TRUE((*s)->db().Exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'").ok());
+  }
+  {
+    auto s = ResultStore::OpenReadOnly(t.sub("r"));
+    ASSERT_TRUE(s.ok());
+    auto cols = CompareTable(**s, {"", "dppl", {}});
+    ASSERT_TRUE(cols.ok()) << cols.status().message();
+    for (const TableColumn& c : cols->columns) EXPECT_NE(c.key, "cpu_seconds");  // no such column yet
+  }
+  {
+    auto s = ResultStore::Open(t.sub("r"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    CellResult c1 = MakeCell("c1", 3.25);
+    c1.cell.cpu_seconds_quantize = 1.25, c1.cell.cpu_seconds_eval = 0.5, c1.cell.cpu_seconds_total = 1.875;
+    ASSERT_TRUE((*s)->CommitCell(c1).ok());
+  }
+  auto s = ResultStore::OpenReadOnly(t.sub("r"));
+  ASSERT_TRUE(s.ok());
+  auto r = (*s)->Query("SELECT id, cpu_seconds_quantize, cpu_seconds_eval, cpu_seconds_total, "
+                       "(SELECT value FROM meta WHERE key = 'schema_version') FROM cells ORDER BY id");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(FormatCsv(*r), "id,cpu_seconds_quantize,cpu_seconds_eval,cpu_seconds_total,"
+                           "(SELECT value FROM meta WHERE key = 'schema_version')\n"
+                           "c0,,,,5\nc1,1.25,0.5,1.875,5\n");
+  EXPECT_EQ(kResultsSchemaVersion, 5);
+  auto table = CompareTable(**s, {"", "dppl", {"weights", "dppl", "cpu_seconds"}});
+  ASSERT_TRUE(table.ok()) << table.status().message();
+  ASSERT_EQ(table->rows.size(), 2u);  // sorted by ΔPPL: c1 (+0.25) first
+  EXPECT_EQ(table->rows[0], (std::vector<std::string>{"int4:g32", "+0.2500", "1.9"}));
+  EXPECT_EQ(table->rows[1], (std::vector<std::string>{"int4:g32", "+0.5000", ""}));
+  auto dflt = CompareTable(**s, {"", "dppl", {}});
+  ASSERT_TRUE(dflt.ok());
+  bool shown = false;
+  for (const TableColumn& c : dflt->columns) shown = shown || c.key == "cpu_seconds";
+  EXPECT_TRUE(shown);
 }
 
 TEST(ResultStore, RejectsUnsafeIdsAndBadSql) {

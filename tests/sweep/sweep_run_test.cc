@@ -170,6 +170,16 @@ TEST_F(SweepRun, FailingCellIsRecordedAndTheSweepGoesOn) {
   EXPECT_EQ(SqlValueToString(r.rows[1][0]), "mxfp4");
   EXPECT_EQ(SqlValueToString(r.rows[1][1]), "failed");
   EXPECT_NE(SqlValueToString(r.rows[1][2]).find("act_order"), std::string::npos) << SqlValueToString(r.rows[1][2]);
+  // Both cells record the process's CPU seconds; the ok one's spans (GPTQ, then the evaluation) lie
+  // inside its total.
+  const SqlResult cpu = Rows(res, "SELECT cpu_seconds_quantize, cpu_seconds_eval, cpu_seconds_total FROM cells "
+                                  "ORDER BY weight_scheme");
+  ASSERT_EQ(cpu.rows.size(), 2u);
+  for (const auto& row : cpu.rows) ASSERT_TRUE(std::holds_alternative<double>(row[2])) << FormatCsv(cpu);
+  const double q = std::get<double>(cpu.rows[0][0]), e = std::get<double>(cpu.rows[0][1]);
+  EXPECT_GT(q, 0.0);
+  EXPECT_GT(e, 0.0);
+  EXPECT_LE(q + e, std::get<double>(cpu.rows[0][2]) + 1e-9);
   // Failed cells count as recorded: a re-run skips them rather than failing again.
   EXPECT_EQ(Run({"sweep", p.string(), "--results", res, "--no-table"}), 0) << Log();
 }
