@@ -15,6 +15,7 @@
 #include <immintrin.h>  // Transpose16 on AVX-512 targets
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -249,6 +250,30 @@ void GemmRef(int M, int N, int K, float alpha, const float* A, int lda, const fl
 
 const char* GemmTarget() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 int SimdFloatLanes() { return HWY_DYNAMIC_DISPATCH(FloatLanes)(); }
+
+Status LimitSimdTarget(std::string_view name) {
+  // Highway's x86 target bits grow as the targets narrow (AVX3_DL 7, AVX3 8, AVX2 9, SSE4 11): disabling
+  // every bit below a target's leaves it the widest.
+  int64_t disabled = 0;
+#if HWY_ARCH_X86
+  if (name == "avx2") disabled = HWY_AVX2 - 1;
+  else if (name == "sse4") disabled = HWY_SSE4 - 1;
+  else if (name != "native")
+#else
+  if (name != "native")
+#endif
+    return Status::Errorf("unknown SIMD target '{}': use native, avx2 or sse4", name);
+  hwy::DisableTargets(disabled);
+  return Status::Ok();
+}
+
+Status LimitSimdTargetFromEnvironment() {
+  const char* v = std::getenv("QL_SIMD");
+  if (!v || !*v) return Status::Ok();
+  const Status s = LimitSimdTarget(v);
+  if (!s.ok()) return Status::Errorf("QL_SIMD: {}", s.message());
+  return s;
+}
 
 }  // namespace ql
 #endif  // HWY_ONCE

@@ -7,6 +7,8 @@
 
 #include "ql_version.h"
 #include "harness/cli/commands.h"
+#include "harness/util/blas.h"
+#include "kernels/simd_target.h"
 
 namespace ql::cli {
 int& ExitCode() {
@@ -35,8 +37,13 @@ int main(int argc, char** argv) {
   // quantlab's own kernels do the parallel work; OpenBLAS (left for LAPACK factorizations and a few
   // products in GPTQ and calibration) runs on one thread, because its threaded paths sum in an order
   // that depends on the thread count and every result must be bitwise the same for any count
-  // (tests/sweep/numerics_test.cc).
-  openblas_set_num_threads(1);
+  // (tests/sweep/numerics_test.cc, harness/util/blas.h).
+  ql::UseOneBlasThread();
+  // QL_SIMD=avx2 (or sse4) computes a narrower machine's numbers bit for bit (kernels/simd_target.h).
+  if (const ql::Status simd = ql::LimitSimdTargetFromEnvironment(); !simd.ok()) {
+    std::fprintf(stderr, "quantlab: %s\n", simd.message().c_str());
+    return 2;
+  }
   CLI::App app{"quantlab: measure what quantizing a transformer costs in quality, and what it saves"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("quantlab ") + QL_GIT_VERSION);

@@ -27,6 +27,7 @@
 #include "harness/sweep/algorithm_files.h"
 #include "harness/sweep/compact_reference.h"
 #include "harness/tokenizer/tokenizer.h"
+#include "harness/util/blas.h"
 #include "harness/util/cpu_time.h"
 #include "kernels/act_quant.h"
 #include "kernels/quantizer.h"
@@ -39,12 +40,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-std::string HostName() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
 
 // Histogram of the weight error (quantized − original) in kHistBins equal bins over
 // [−max_abs, +max_abs], followed by the two range ends: [counts…, lo, hi].
@@ -149,6 +144,7 @@ Status OpenPrefix(const SessionOptions& o, Session* s) {
 
 StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
                                                const SessionOptions& o) {
+  UseOneBlasThread();  // GPTQ's numbers must not depend on OpenBLAS's thread count (harness/util/blas.h)
   auto s = std::make_unique<Session>();
   s->experiment = &e;
   s->model_path = o.model.empty() ? e.model : o.model;
@@ -314,7 +310,7 @@ CellRow DescribeCell(const Session& s, const Cell& cell) {
   row.ignore = nlohmann::json(cell.ignore.entries).dump();
   row.config = canonical.dump();
   row.seed = e.seed;
-  row.host = HostName();
+  row.host = MachineDescription();  // host, SIMD target and BLAS kernels
   row.code_version = QL_GIT_VERSION;
   row.numerics_version = kNumericsVersion;
   return row;

@@ -30,6 +30,7 @@ TEST(AwqPinnedCli, FusedSearchGivesThePlainSearchsNumbers) {
   // 512 calibration tokens: two 256-row chunks in the scale search, the clip search's stop test reached.
   const double plain_ppl = 25.245237309436682, plain_kld = 0.021406543015457396;  // 16 lanes
   const double ppl = j["ppl"].get<double>(), kld = j["kld_mean"].get<double>();
+  ASSERT_TRUE(ql::LimitSimdTargetFromEnvironment().ok());  // the width the binary ran at (QL_SIMD)
   switch (ql::SimdFloatLanes()) {
     case 16:
       EXPECT_EQ(ppl, plain_ppl);

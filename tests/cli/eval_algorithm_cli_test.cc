@@ -75,4 +75,13 @@ TEST(EvalAlgorithmCli, BadArgumentsAreOneLineErrors) {
   }
 }
 
+// QL_SIMD caps the dispatch for every subcommand; a wrong value stops before any work, naming it.
+TEST(EvalAlgorithmCli, SimdCapFromTheEnvironment) {
+  const auto bad = qltest::RunCommand("QL_SIMD=avx1024 " + std::string(QL_QUANTLAB_BIN) + " formats 2>&1");
+  EXPECT_EQ(bad.exit_code, 2) << bad.out;
+  EXPECT_EQ(bad.out, "quantlab: QL_SIMD: unknown SIMD target 'avx1024': use native, avx2 or sse4\n");
+  const auto ok = qltest::RunCommand("QL_SIMD=avx2 " + std::string(QL_QUANTLAB_BIN) + " formats 2>&1");
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+}
+
 }  // namespace

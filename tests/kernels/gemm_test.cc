@@ -6,6 +6,7 @@
 // "Accuracy and Stability of Numerical Algorithms", 2nd ed., §3.1); the test allows K·u·1.01·Σ|ab|
 // plus one rounding of the result and of alpha.
 #include "kernels/gemm.h"
+#include "kernels/simd_target.h"
 
 #include <cmath>
 #include <cstring>
@@ -141,6 +142,28 @@ TEST(GemmTest, ZeroKGivesZeros) {
 }
 
 TEST(GemmTest, TargetIsNamed) { EXPECT_STRNE(GemmTarget(), ""); }
+
+// QL_SIMD's cap: avx2 leaves at most 8 float lanes and the AVX2 kernels' exact results (the same
+// products as without the cap on an AVX2 machine); native restores the widest; a wrong name is an error.
+TEST(GemmTest, LimitSimdTargetCapsTheDispatch) {
+  struct Restore {
+    ~Restore() { QL_CHECK(LimitSimdTarget("native").ok(), "restore"); }
+  } restore;
+  const int native = SimdFloatLanes();
+  const int M = 37, N = 45, K = 300;
+  const std::vector<float> a = testing::RandomUniform(size_t(M) * K, 1), b = testing::RandomUniform(size_t(N) * K, 2);
+  std::vector<float> c(size_t(M) * N), ref(size_t(M) * N);
+  ASSERT_TRUE(LimitSimdTarget("avx2").ok());
+  EXPECT_LE(SimdFloatLanes(), 8);
+  Gemm(M, N, K, 1.0f, a.data(), K, b.data(), K, BLayout::kNK, c.data(), N, 1);
+  GemmRef(M, N, K, 1.0f, a.data(), K, b.data(), K, BLayout::kNK, ref.data(), N);
+  for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(c[i], ref[i], 1e-4f * (1 + std::fabs(ref[i]))) << i;
+  ASSERT_TRUE(LimitSimdTarget("native").ok());
+  EXPECT_EQ(SimdFloatLanes(), native);
+  const Status bad = LimitSimdTarget("avx1024");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("avx1024"), std::string::npos) << bad.message();
+}
 
 }  // namespace
 }  // namespace ql

@@ -1,0 +1,21 @@
+// OpenBLAS as quantlab uses it: LAPACK factorizations and a few products in GPTQ, GPTAQ, calibration and
+// the rotations. Its results depend on the kernels its CPU detection picks (OPENBLAS_CORETYPE, read once
+// when the library loads) and, in its threaded paths, on its thread count; quantlab pins the count to
+// one and records the kernels' name with every run, so that a GPTQ number says which BLAS made it.
+#pragma once
+
+#include <string>
+
+namespace ql {
+
+// One OpenBLAS thread for the rest of the process (quantlab's own kernels do the parallel work).
+// Every entry point that quantizes calls it: the CLI and OpenSession.
+void UseOneBlasThread();
+
+// The kernels OpenBLAS chose ("Haswell", "Cooperlake", "Zen", ...): openblas_get_corename().
+std::string BlasCoreName();
+
+// "host · AVX3 f32x16 · OpenBLAS Haswell": what a cell's numbers depend on besides code and config.
+std::string MachineDescription();
+
+}  // namespace ql
