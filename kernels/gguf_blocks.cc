@@ -202,35 +202,47 @@ void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t d
   }
 }
 
-void FitScaleMinK(const float* x, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales12, uint16_t* d16,
-                  uint16_t* dmin16) {
-  float weights[kQKK];  // [8 sub-blocks, 32]
-  float mins[kQKK / 32];
-  float scales[kQKK / 32];
-  for (int j = 0; j < kQKK / 32; ++j) {
+void FitScaleMinKBlocks(int blocks, const float* x, int nmax, float rmin, int nstep, uint8_t* L,
+                        const ScaleMinK* out) {
+  QL_CHECK(blocks == 1 || blocks == 2, "FitScaleMinKBlocks: {} blocks", blocks);
+  constexpr int kSub = kQKK / 32;  // sub-blocks per super-block
+  float weights[2 * kQKK];         // [blocks · 8 sub-blocks, 32]
+  float mins[2 * kSub];
+  float scales[2 * kSub];
+  for (int j = 0; j < blocks * kSub; ++j) {
     const float* xs = x + 32 * j;
     float sum_x2 = 0;
     for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(xs[l]);
   }
-  // MakeQkx2Quants on each sub-block, all eight at once (kernels/kquant_fit.h: bitwise the same).
-  MakeQkx2QuantsBatch(kQKK / 32, 32, nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false);
-  float max_scale = 0, max_min = 0;  // scales are >= 0 because the min is subtracted
-  for (int j = 0; j < kQKK / 32; ++j) {
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
+  // MakeQkx2Quants on each sub-block, all of them at once (kernels/kquant_fit.h: bitwise the same).
+  MakeQkx2QuantsBatch(blocks * kSub, 32, nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false);
+  for (int b = 0; b < blocks; ++b) {
+    const float* sc = scales + b * kSub;
+    const float* mn = mins + b * kSub;
+    float max_scale = 0, max_min = 0;  // scales are >= 0 because the min is subtracted
+    for (int j = 0; j < kSub; ++j) {
+      if (sc[j] > max_scale) max_scale = sc[j];
+      if (mn[j] > max_min) max_min = mn[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    uint8_t ls[kSub], lm[kSub];
+    for (int j = 0; j < kSub; ++j) {
+      ls[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_scale * sc[j])));  // u8 wrap as in ggml
+      lm[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_min * mn[j])));
+    }
+    PackScaleMinK4(ls, lm, out[b].scales12);
+    *out[b].d16 = F32ToF16(max_scale / 63.f);
+    *out[b].dmin16 = F32ToF16(max_min / 63.f);
   }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-  uint8_t ls[8], lm[8];
-  for (int j = 0; j < kQKK / 32; ++j) {
-    ls[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_scale * scales[j])));  // u8 wrap as in ggml
-    lm[j] = std::min<uint8_t>(63, uint8_t(NearestInt(inv_min * mins[j])));
-  }
-  PackScaleMinK4(ls, lm, scales12);
-  *d16 = F32ToF16(max_scale / 63.f);
-  *dmin16 = F32ToF16(max_min / 63.f);
+}
+
+void FitScaleMinK(const float* x, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales12, uint16_t* d16,
+                  uint16_t* dmin16) {
+  const ScaleMinK out{scales12, d16, dmin16};
+  FitScaleMinKBlocks(1, x, nmax, rmin, nstep, L, &out);
 }
 
 void PackQ4K(const uint8_t* L, BlockQ4_K* y) {
@@ -325,6 +337,16 @@ void QuantizeBlockQ4_K(const float* x, BlockQ4_K* y) {
   FitScaleMinK(x, 15, -1.f, 20, L, y->scales, &y->d, &y->dmin);
   RequantizeK(x, y->scales, y->d, y->dmin, 15, L);
   PackQ4K(L, y);
+}
+
+void QuantizeBlocksQ4_K2(const float* x, BlockQ4_K* y) {
+  uint8_t L[2 * kQKK];
+  const ScaleMinK out[2] = {{y[0].scales, &y[0].d, &y[0].dmin}, {y[1].scales, &y[1].d, &y[1].dmin}};
+  FitScaleMinKBlocks(2, x, 15, -1.f, 20, L, out);
+  for (int b = 0; b < 2; ++b) {
+    RequantizeK(x + b * kQKK, y[b].scales, y[b].d, y[b].dmin, 15, L + b * kQKK);
+    PackQ4K(L + b * kQKK, &y[b]);
+  }
 }
 
 void DequantizeBlockQ4_K(const BlockQ4_K& b, float* y) {
@@ -444,6 +466,8 @@ struct QuantType {
   void (*dequantize)(const uint8_t* block, float* y);  // block: any alignment
   // Importance-weighted row (n a multiple of block_elems, qw: n weights); nullptr: ggml ignores weights.
   void (*quantize_weighted)(const float* x, int64_t n, const float* qw, uint8_t* out);
+  // Two consecutive blocks at once (x: 2 · block_elems floats), bitwise `quantize` on each; nullptr: none.
+  void (*quantize_pair)(const float* x, uint8_t* blocks) = nullptr;
 };
 
 // Adapters from unaligned bytes to the block structs (memcpy: blocks inside a GGUF file or a PackedBlocks
@@ -453,6 +477,12 @@ void QuantizeBytes(const float* x, uint8_t* out) {
   Block b;
   Q(x, &b);
   std::memcpy(out, &b, sizeof(Block));
+}
+template <typename Block, void (*Q2)(const float*, Block*)>
+void QuantizePairBytes(const float* x, uint8_t* out) {
+  Block b[2];
+  Q2(x, b);
+  std::memcpy(out, b, sizeof b);
 }
 template <typename Block, void (*D)(const Block&, float*)>
 void DequantizeBytes(const uint8_t* in, float* y) {
@@ -489,7 +519,7 @@ constexpr QuantType kQuantTypes[] = {
     {12, "q4_k", "ggml Q4_K: 256 = 8×32 4-bit codes, 6-bit scale and min per 32 (make_qkx2_quants fit)", 256,
      144, 4, "6-bit scale + 6-bit min per 32, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock, 32,
      QuantizeBytes<BlockQ4_K, QuantizeBlockQ4_K>, DequantizeBytes<BlockQ4_K, DequantizeBlockQ4_K>,
-     WeightedBytes<BlockQ4_K, 256, QuantizeRowWeightedQ4_K>},
+     WeightedBytes<BlockQ4_K, 256, QuantizeRowWeightedQ4_K>, QuantizePairBytes<BlockQ4_K, QuantizeBlocksQ4_K2>},
     {14, "q6_k", "ggml Q6_K: 256 = 16×16 6-bit codes in [-32,31], int8 scale per 16 (make_qx_quants)", 256,
      210, 6, "int8 per 16, fp16 d per 256", Pad::kZero, 0, QuantizeBytes<BlockQ6_K, QuantizeBlockQ6_K>,
      DequantizeBytes<BlockQ6_K, DequantizeBlockQ6_K>, WeightedBytes<BlockQ6_K, 256, QuantizeRowWeightedQ6_K>},
@@ -503,7 +533,7 @@ constexpr QuantType kQuantTypes[] = {
     {13, "q5_k", "ggml Q5_K: 256 = 8×32 5-bit codes, 6-bit scale and min per 32 (make_qkx2_quants fit)", 256,
      176, 5, "6-bit scale + 6-bit min per 32, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock, 32,
      QuantizeBytes<BlockQ5_K, QuantizeBlockQ5_K>, DequantizeBytes<BlockQ5_K, DequantizeBlockQ5_K>,
-     WeightedBytes<BlockQ5_K, 256, QuantizeRowWeightedQ5_K>},
+     WeightedBytes<BlockQ5_K, 256, QuantizeRowWeightedQ5_K>, QuantizePairBytes<BlockQ5_K, QuantizeBlocksQ5_K2>},
     {15, "q8_k", "ggml Q8_K: 256 int8 codes, fp32 scale -max/127 (llama.cpp's activation format)", 256, 292, 8,
      "fp32 per 256 (+ int16 sums per 16)", Pad::kZero, 0, QuantizeBytes<BlockQ8_K, QuantizeBlockQ8_K>,
      DequantizeBytes<BlockQ8_K, DequantizeBlockQ8_K>, nullptr},
@@ -544,7 +574,10 @@ void PadPartialBlock(const QuantType& t, const float* x, int n_real, float* buf)
 // Quantizes a row of any length n >= 0 into ceil(n / block) full blocks at `out`.
 void QuantizeAnyRow(const QuantType& t, const float* x, int64_t n, uint8_t* out) {
   const int64_t full = n / t.block_elems;
-  for (int64_t b = 0; b < full; ++b) t.quantize(x + b * t.block_elems, out + b * t.block_bytes);
+  int64_t b = 0;
+  if (t.quantize_pair)
+    for (; b + 1 < full; b += 2) t.quantize_pair(x + b * t.block_elems, out + b * t.block_bytes);
+  for (; b < full; ++b) t.quantize(x + b * t.block_elems, out + b * t.block_bytes);
   const int rest = int(n - full * t.block_elems);
   if (rest > 0) {
     float buf[gguf::kQKK];

@@ -192,6 +192,17 @@ void RequantizeK(const float* x, const uint8_t* scales, uint16_t d16, uint16_t d
 // 20; Q5_K: 31, -0.5, 15), then the 8 scales and 8 mins to 6 bits against their maxima (d, dmin in FP16).
 void FitScaleMinK(const float* x, int nmax, float rmin, int nstep, uint8_t* L, uint8_t* scales12, uint16_t* d16,
                   uint16_t* dmin16);
+// Where FitScaleMinK writes one super-block's packed scales and FP16 maxima.
+struct ScaleMinK {
+  uint8_t* scales12;
+  uint16_t* d16;
+  uint16_t* dmin16;
+};
+// FitScaleMinK on `blocks` (1 or 2) consecutive super-blocks x[blocks · 256], L[blocks · 256], out[blocks]:
+// all 8 · blocks sub-block fits in one batch (two super-blocks fill a 16-lane target), bitwise the same
+// as FitScaleMinK on each block.
+void FitScaleMinKBlocks(int blocks, const float* x, int nmax, float rmin, int nstep, uint8_t* L,
+                        const ScaleMinK* out);
 // Q4_K codes L[256] (0..15) into qs[128]: element 64c + l in the low nibble of qs[32c + l], 64c + 32 + l
 // in the high nibble.
 void PackQ4K(const uint8_t* L, BlockQ4_K* y);
@@ -203,11 +214,13 @@ void QuantizeBlockQ5_0(const float* x, BlockQ5_0* y);
 void QuantizeBlockQ5_1(const float* x, BlockQ5_1* y);
 void QuantizeBlockQ8_0(const float* x, BlockQ8_0* y);
 void QuantizeBlockQ4_K(const float* x, BlockQ4_K* y);
+void QuantizeBlocksQ4_K2(const float* x, BlockQ4_K* y);  // two blocks x[512] → y[2], bitwise QuantizeBlockQ4_K each
 void QuantizeBlockQ6_K(const float* x, BlockQ6_K* y);
 void QuantizeBlockQ6_KWeighted(const float* x, const float* qw, BlockQ6_K* y);  // qw: 256 weights or nullptr
 void QuantizeBlockQ2_K(const float* x, BlockQ2_K* y);
 void QuantizeBlockQ3_K(const float* x, BlockQ3_K* y);
 void QuantizeBlockQ5_K(const float* x, BlockQ5_K* y);
+void QuantizeBlocksQ5_K2(const float* x, BlockQ5_K* y);  // two blocks x[512] → y[2], bitwise QuantizeBlockQ5_K each
 void QuantizeBlockQ8_K(const float* x, BlockQ8_K* y);
 // IQ4_*: what ggml's quantize_iq4_nl / quantize_iq4_xs give without an imatrix (scale search over 15
 // candidates, ntry = 7). ggml's quantize_row_iq4_nl_ref (ntry = -1) is a different, weaker path.

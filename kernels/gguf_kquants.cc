@@ -648,6 +648,16 @@ void QuantizeBlockQ5_K(const float* x, BlockQ5_K* y) {
   PackQ5K(L, y);
 }
 
+void QuantizeBlocksQ5_K2(const float* x, BlockQ5_K* y) {
+  uint8_t L[2 * kQKK];
+  const ScaleMinK out[2] = {{y[0].scales, &y[0].d, &y[0].dmin}, {y[1].scales, &y[1].d, &y[1].dmin}};
+  FitScaleMinKBlocks(2, x, 31, -0.5f, 15, L, out);
+  for (int b = 0; b < 2; ++b) {
+    RequantizeK(x + b * kQKK, y[b].scales, y[b].d, y[b].dmin, 31, L + b * kQKK);
+    PackQ5K(L + b * kQKK, &y[b]);
+  }
+}
+
 void DequantizeBlockQ5_K(const BlockQ5_K& b, float* y) {
   const float d = F16ToF32(b.d), min = F16ToF32(b.dmin);
   const uint8_t* ql = b.qs;

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/half.h"
+#include "tests/kernels/hwy_targets.h"
 
 namespace ql {
 namespace {
@@ -335,6 +336,50 @@ TEST(GgufK, AllZeroSuperBlocksAreAllZeroBytes) {
   BlockQ6_K b6;
   gguf::QuantizeBlockQ6_K(x, &b6);
   EXPECT_EQ(Bytes(b6), std::vector<uint8_t>(210, 0));
+}
+
+// Two super-blocks fitted in one batch (16 sub-blocks: one pass of a 16-lane target, two of an 8-lane
+// one) give each block's bytes exactly as one at a time, on every target: random, scaled, all-zero, flat
+// and mixed pairs, and whole rows through the codec (the row loop takes pairs, an odd last block alone).
+TEST(GgufK, PairedSuperBlocksAreBitwiseTheSingleBlocks) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<std::vector<float>> pairs;
+  for (int trial = 0; trial < 24; ++trial) {
+    std::vector<float> x(512);
+    const float scale = std::ldexp(1.0f, trial % 12 - 6);
+    for (float& v : x) v = scale * nd(rng);
+    if (trial % 6 == 1) std::fill(x.begin(), x.begin() + 256, 0.0f);  // zero block beside a random one
+    if (trial % 6 == 2) std::fill(x.begin() + 256, x.end(), 0.75f);   // flat second block
+    if (trial % 6 == 3) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // one zero sub-block
+    pairs.push_back(x);
+  }
+  ForEachTarget([&] {
+    for (const auto& x : pairs) {
+      BlockQ4_K one4[2], two4[2];
+      gguf::QuantizeBlockQ4_K(x.data(), &one4[0]);
+      gguf::QuantizeBlockQ4_K(x.data() + 256, &one4[1]);
+      gguf::QuantizeBlocksQ4_K2(x.data(), two4);
+      ASSERT_EQ(std::memcmp(one4, two4, sizeof one4), 0);
+      gguf::BlockQ5_K one5[2], two5[2];
+      gguf::QuantizeBlockQ5_K(x.data(), &one5[0]);
+      gguf::QuantizeBlockQ5_K(x.data() + 256, &one5[1]);
+      gguf::QuantizeBlocksQ5_K2(x.data(), two5);
+      ASSERT_EQ(std::memcmp(one5, two5, sizeof one5), 0);
+    }
+    for (const BlockCodec* c : {GgufQ4_KCodec(), GgufQ5_KCodec()}) {  // 3 blocks: a pair, then a single
+      std::vector<float> row(768);
+      for (float& v : row) v = nd(rng);
+      const auto whole = c->Quantize(row.data(), 1, 768, BlockOptions{});
+      ASSERT_TRUE(whole.ok()) << whole.status().message();
+      for (int b = 0; b < 3; ++b) {
+        const auto single = c->Quantize(row.data() + 256 * b, 1, 256, BlockOptions{});
+        ASSERT_TRUE(single.ok());
+        const size_t n = single->bytes.size();
+        ASSERT_EQ(std::memcmp(single->bytes.data(), whole->bytes.data() + b * n, n), 0) << c->name() << " block " << b;
+      }
+    }
+  });
 }
 
 TEST(GgufK, Q4_KConstantBlockKeepsValue) {
