@@ -24,14 +24,14 @@ bool CanBeat(const Option& k, const Option& p, double lambda) {
   return k.cost - k.spread + lambda * double(k.bytes) <= p.cost + p.spread + lambda * double(p.bytes);
 }
 
-// KLD sum of window w for option o: its own, 0 for the baseline (exact, cost 0, no windows), NaN unknown.
-double WindowKld(const Option& o, size_t w) {
-  if (!o.window_kld.empty()) return o.window_kld[w];
+// Cost sum of window w for option o: its own, 0 for the baseline (exact, cost 0, no windows), NaN unknown.
+double WindowCost(const Option& o, size_t w) {
+  if (!o.window_cost.empty()) return o.window_cost[w];
   return o.exact && o.cost == 0 ? 0.0 : std::nan("");
 }
 
 bool HasWindows(const Option& o, size_t n) {
-  return o.window_kld.size() == n || (o.window_kld.empty() && o.exact && o.cost == 0);
+  return o.window_cost.size() == n || (o.window_cost.empty() && o.exact && o.cost == 0);
 }
 
 // Could k beat p at some price in prices[], compared paired on the windows both ran?
@@ -50,10 +50,10 @@ PairedDiff PairedDifference(const Option& k, const Option& p, const std::vector<
   PairedDiff out;
   const size_t N = tokens.size();
   if (!HasWindows(k, N) || !HasWindows(p, N)) return {0, std::nan(""), 0};
-  std::vector<double> d;  // (n) per common window: kld_k − kld_p
+  std::vector<double> d;  // (n) per common window: cost_k − cost_p
   std::vector<double> t;  // (n) its scored tokens
   for (size_t w = 0; w < N; ++w) {
-    const double a = WindowKld(k, w), b = WindowKld(p, w);
+    const double a = WindowCost(k, w), b = WindowCost(p, w);
     if (std::isnan(a) || std::isnan(b)) continue;
     d.push_back(a - b), t.push_back(double(tokens[w]));
   }

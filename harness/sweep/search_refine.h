@@ -28,12 +28,12 @@ double LagrangeMultiplier(const std::vector<std::vector<Option>>& opts, const Ch
 // by more than both intervals at every such price needs nothing.
 //
 // With `paired` (the windows' scored-token counts and z), two options of a unit that both carry
-// window_kld (the baseline counts as zero on every window) are compared on their *difference*,
-// estimated on the windows both ran: D = Σ (kld_k,w − kld_p,w) / Σ tokens_w, with the standard error of
+// window_cost (the baseline counts as zero on every window) are compared on their *difference*,
+// estimated on the windows both ran: D = Σ (cost_k,w − cost_p,w) / Σ tokens_w, with the standard error of
 // that ratio over the n of N windows (finite-population corrected, as the adaptive stop's), and k is a
 // rival when D − z·se + lambda' (bytes_k − bytes_p) <= 0, or when the costs as they are already prefer k
 // at lambda. The two cells see the same windows, so most of their noise cancels in D: far fewer near
-// ties than the sum of the two intervals gives. Options without window_kld, or pairs with fewer than
+// ties than the sum of the two intervals gives. Options without window_cost, or pairs with fewer than
 // min_common windows in common (a standard error from 1–2 degrees of freedom is no bound), use the
 // intervals.
 struct PairedWindows {

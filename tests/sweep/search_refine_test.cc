@@ -196,12 +196,12 @@ TEST(SearchRefine, PairedLoopRecoversTheExactCostChoiceMeasuringLess) {
         double all = 0, first = 0;
         for (int i = 0; i < N; ++i) w[size_t(i)] = 100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng)), all += w[size_t(i)];
         for (int i = 0; i < n; ++i) first += w[size_t(i)];
-        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_kld = w;
+        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_cost = w;
         Option& a = adaptive[u][k];
         a.cost = first / (100.0 * n), a.exact = false;
         a.spread = 3 * std::max(0.15 * a.cost, std::fabs(truth[u][k].cost - a.cost));  // an interval that holds
-        a.window_kld.assign(w.begin(), w.begin() + n);
-        a.window_kld.resize(N, std::nan(""));
+        a.window_cost.assign(w.begin(), w.begin() + n);
+        a.window_cost.resize(N, std::nan(""));
       }
     }
     const int64_t budget = by_budget ? 12 * 52 : -1;
@@ -252,7 +252,7 @@ TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows)
       for (size_t k = 1; k < truth[u].size(); ++k) {
         double all = 0;
         for (int i = 0; i < N; ++i) w[u][k].push_back(100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng))), all += w[u][k].back();
-        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_kld = w[u][k];
+        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_cost = w[u][k];
       }
     }
     // Option k of unit u on the first m windows (here the seeded order is the index order).
@@ -261,8 +261,8 @@ TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows)
       for (int i = 0; i < m; ++i) s += w[u][k][size_t(i)];
       o->cost = s / (100.0 * m), o->windows = m, o->exact = m == N;
       o->spread = o->exact ? 0 : 3 * std::max(0.15 * o->cost, std::fabs(truth[u][k].cost - o->cost));
-      o->window_kld.assign(w[u][k].begin(), w[u][k].begin() + m);
-      o->window_kld.resize(N, std::nan(""));
+      o->window_cost.assign(w[u][k].begin(), w[u][k].begin() + m);
+      o->window_cost.resize(N, std::nan(""));
     };
     for (size_t u = 0; u < truth.size(); ++u)
       for (size_t k = 1; k < truth[u].size(); ++k) on(u, k, n, &adaptive[u][k]);
@@ -323,9 +323,9 @@ class RefineScanTest : public ::testing::Test {
   }
   // A tighter refinement than the default (z 2, slack 1), so that some options stay adaptive; each
   // decision option measured on every window at once, or (doubling) extended step by step.
-  nlohmann::json Search(Scan& scan, double budget, double target, bool doubling = false) {
+  nlohmann::json Search(Scan& scan, double budget, double target, bool doubling = false, double target_dppl = -1) {
     SearchOptions so;
-    so.budget_bpw = budget, so.target_kld = target;
+    so.budget_bpw = budget, so.target_kld = target, so.target_dppl = target_dppl, so.dppl_bound = "point";
     so.refine_z = 2, so.refine_slack = 1, so.refine_doubling = doubling;
     so.rescale_rounds = 0;  // the refinement is under test here, not the target rescaling (search_target_test.cc)
     auto r = RunSearch(scan, so, log_);
@@ -365,6 +365,40 @@ TEST_F(RefineScanTest, DoublingRefinementIsTheFullScansEvaluatingFewerWindows) {
     const nlohmann::json again = Search(*d, budget, target, true);
     EXPECT_EQ(again["choice"], got["choice"]);
     EXPECT_EQ(again["refinement"]["windows_evaluated"].get<int64_t>(), 0);
+  }
+}
+
+// A ΔPPL target (point estimate) on ln PPL ratio costs: the per-window NLL-difference sums read back
+// add up to each unit's stored ln PPL ratio, and the adaptive scan, refined paired on them, gives the
+// full scan's choice and verified ΔPPL.
+TEST_F(RefineScanTest, DpplTargetOnAnAdaptiveScanIsTheFullScans) {
+  auto full = RunScan("full", true);
+  auto one = RunScan("one", false);
+  ASSERT_TRUE(full && one);
+  {
+    auto store = ResultStore::OpenReadOnly(one->results_dir);
+    ASSERT_TRUE(store.ok());
+    const std::vector<int64_t> tokens = WindowTokens(one->session->windows);
+    for (const SensitivityRow& r : one->table.rows) {
+      const std::vector<int> ran = WindowsRan(r.facts->eval_windows, int(tokens.size()), e_.seed);
+      const std::vector<double> w = CellWindowDeltaNll(**store, r.facts->id, tokens, ran, one->session->base->nll);
+      ASSERT_EQ(w.size(), tokens.size());
+      double d = 0, n = 0;
+      for (size_t i = 0; i < w.size(); ++i)
+        if (!std::isnan(w[i])) d += w[i], n += double(tokens[i]);
+      EXPECT_NEAR(d / n, r.facts->ln_ratio, 1e-6) << r.unit->name << " " << r.scheme;  // float32 NLLs
+    }
+  }
+  for (const double D : {0.1, 0.5}) {
+    const nlohmann::json want = Search(*full, -1, -1, false, D), got = Search(*one, -1, -1, false, D);
+    ASSERT_FALSE(want.is_null() || got.is_null());
+    EXPECT_EQ(got["cost"], "ln_ppl_ratio");
+    EXPECT_EQ(got["choice"], want["choice"]) << D;
+    EXPECT_EQ(got["rounds"][0]["dppl"].get<double>(), want["rounds"][0]["dppl"].get<double>()) << D;
+    EXPECT_EQ(got["rounds"][0]["predicted_ln_ppl_ratio"].get<double>(), want["rounds"][0]["predicted_ln_ppl_ratio"].get<double>());
+    EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
+    // The first search re-measures options; the second finds most of them measured by the first.
+    if (D == 0.1) EXPECT_GT(got["refinement"]["cells_run"].get<int>(), 0);
   }
 }
 
