@@ -21,6 +21,8 @@
 #include "harness/sweep/search_refine.h"
 #include "harness/sweep/search_target.h"
 #include "harness/sweep/search_windows.h"
+#include "harness/sweep/cell_eval.h"
+#include "harness/sweep/compact_reference.h"
 #include "harness/sweep/window_records.h"
 #include "harness/util/cpu_time.h"
 
@@ -396,8 +398,8 @@ const Cell& FullCell(const std::vector<Cell>& full, const SensitivityTable& t, i
   return full[size_t(u) * t.schemes.size() + si];
 }
 
-// The unit's cell on the first `windows` windows of the seeded order: a doubling step of the refinement
-// (AdaptiveSpec::windows); it resumes from, and extends, the unit's window records.
+// The unit's cell on the first `windows` windows of the seeded order (AdaptiveSpec::windows): what the
+// refinement evaluates to extend an option; it resumes from, and extends, the unit's window records.
 Cell ExtensionCell(const std::vector<Cell>& full, const SensitivityTable& t, int u, const std::string& scheme,
                    int windows) {
   Cell c = FullCell(full, t, u, scheme);
@@ -407,49 +409,83 @@ Cell ExtensionCell(const std::vector<Cell>& full, const SensitivityTable& t, int
   return c;
 }
 
-// Takes an extension cell's numbers as the option's (still inexact) cost over its windows; false when
-// the store does not hold it.
-StatusOr<bool> UseExtensionCell(const Scan& scan, ResultStore& store, const Cell& cell, int windows, double z,
-                                SearchCost cost, Option* op) {
-  QL_ASSIGN_OR_RETURN(std::optional<CellFacts> f, ReadCellFacts(store, DescribeCell(*scan.session, cell).id));
-  if (!f) return false;
-  op->cost = CostOf(*f, cost), op->windows = windows;
-  op->spread = CostSpread(*f, cost, z, scan.table.rel_se);
-  op->window_cost = StoredWindowCost(scan, store, f->id, WindowsRan(windows, int(scan.session->windows.size()), scan.experiment.seed), cost);
-  return true;
-}
-
 // The next doubling step of an inexact option: min(every window, twice its windows).
 int NextWindows(const Option& op, int n_windows) { return std::min(n_windows, 2 * std::max(1, op.windows)); }
 
-// Moves every inexact option to the furthest doubling step the store already holds (an earlier search's).
-Status UseExtensionCells(const Scan& scan, const std::vector<Cell>& full, double z, SearchCost cost,
-                         std::vector<std::vector<Option>>* opts) {
-  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
-  const int n = int(scan.session->windows.size());
+// The option's numbers from the records of the windows `ran` (in index order, concatenated: what
+// EvaluateWindows returns, or a records file read back): its cost and spread as CellFacts would give
+// them for a cell of those windows (the same Compare of the same doubles: bitwise a stored cell's), and
+// its per-window cost sums. Exact when `ran` is every window.
+void SetFromRecords(const Scan& scan, const TokenRecords& rec, const std::vector<int>& ran, SearchCost cost, double z,
+                    Option* op) {
+  const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
+  const ComparisonStats cmp = Compare(rec);
+  CellFacts f;
+  f.kld = cmp.kld.mean, f.kld_se = cmp.kld.se, f.ln_ratio = std::log(cmp.delta.ratio), f.ln_ratio_se = cmp.delta.se_diff;
+  op->exact = ran.size() == tokens.size();
+  op->cost = CostOf(f, cost);
+  op->spread = op->exact ? 0 : CostSpread(f, cost, z, scan.table.rel_se);
+  op->windows = op->exact ? 0 : int(ran.size());
+  op->window_cost.assign(tokens.size(), std::nan(""));
+  size_t at = 0;
+  for (int w : ran) {
+    double sum = 0;
+    for (int64_t i = 0; i < tokens[size_t(w)]; ++i, ++at)
+      sum += cost == SearchCost::kKld ? rec.kld[at] : rec.nll_quant[at] - rec.nll_base[at];
+    op->window_cost[size_t(w)] = sum;
+  }
+  QL_CHECK(int64_t(at) == rec.size(), "{} records for {} scored tokens of the windows run", rec.size(), at);
+}
+
+// Moves every inexact option whose window records hold more windows than its cost is over (an earlier
+// search's extensions) to those records; a file that is not the first windows of the seeded order is
+// left alone (it is a cache: its windows just run again).
+Status UseWindowRecordsOf(const Scan& scan, const std::vector<Cell>& full, double z, SearchCost cost,
+                          std::vector<std::vector<Option>>* opts) {
+  const Session& s = *scan.session;
+  const int n = int(s.windows.size());
   for (size_t u = 0; u < opts->size(); ++u)
-    for (Option& op : (*opts)[u])
-      while (!op.exact && !op.scheme.empty() && NextWindows(op, n) < n) {
-        const int m = NextWindows(op, n);
-        QL_ASSIGN_OR_RETURN(bool found, UseExtensionCell(scan, *store, ExtensionCell(full, scan.table, int(u), op.scheme, m), m, z,
-                                                         cost, &op));
-        if (!found) break;
-      }
+    for (Option& op : (*opts)[u]) {
+      if (op.exact || op.scheme.empty()) continue;
+      const std::string path = WindowRecordsPath(s, FullCell(full, scan.table, int(u), op.scheme));
+      if (StoredWindowCount(path) <= op.windows) continue;
+      const KnownWindows known = ReadWindowRecords(path, s.windows);
+      std::vector<int> ran;
+      TokenRecords rec;
+      for (int w = 0; w < n; ++w)
+        if (const auto& k = known[size_t(w)]) {
+          ran.push_back(w);
+          for (int64_t i = 0; i < k->size(); ++i) rec.Add(k->nll_base[i], k->nll_quant[i], k->kld[i], k->same_top[i] != 0);
+        }
+      if (int(ran.size()) <= op.windows || ran != WindowsRan(int(ran.size()), n, scan.experiment.seed)) continue;
+      SetFromRecords(scan, rec, ran, cost, z, &op);
+    }
   return Status::Ok();
 }
 
-// Makes the options whose full-window cell the store holds exact, at that cell's cost; with `required`,
-// a missing one is an error (its cell failed).
+// Extends an option to the first `windows` windows of the seeded order: the unit's cell evaluated on
+// the windows its records lack (EvaluateCellWindows: prefix start, the records file extended), no
+// store row. `work` is a copy of the reference (restored after).
+Status ExtendOption(const Scan& scan, Model& work, const std::vector<Cell>& full, int u, int windows, SearchCost cost,
+                    double z, Option* op) {
+  const Cell c = ExtensionCell(full, scan.table, u, op->scheme, windows);
+  QL_ASSIGN_OR_RETURN(const CellPlan p, PlanCell(*scan.session, c));
+  QL_ASSIGN_OR_RETURN(const WindowRecords w, EvaluateCellWindows(*scan.session, work, p));
+  QL_CHECK(w.windows == windows, "extension to {} windows ran {}", windows, w.windows);
+  SetFromRecords(scan, w.records, WindowsRan(windows, int(scan.session->windows.size()), scan.experiment.seed), cost, z,
+                 op);
+  return Status::Ok();
+}
+
+// Makes the options whose full-window cell the store holds (a full scan, or a refinement before window
+// records were extended in place) exact, at that cell's cost.
 Status UseFullCells(const Scan& scan, const std::vector<Cell>& full, const std::vector<std::pair<int, int>>& which,
-                    bool required, SearchCost cost, std::vector<std::vector<Option>>* opts) {
+                    SearchCost cost, std::vector<std::vector<Option>>* opts) {
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
   for (const auto& [u, k] : which) {
     Option& op = (*opts)[size_t(u)][size_t(k)];
     const std::string id = DescribeCell(*scan.session, FullCell(full, scan.table, u, op.scheme)).id;
     QL_ASSIGN_OR_RETURN(std::optional<CellFacts> f, ReadCellFacts(*store, id));
-    if (!f && required)
-      return Status::Errorf("search: re-measuring unit '{}' at {} on every window failed (cell {}; see the log)",
-                            scan.table.units[size_t(u)].name, op.scheme, id);
     if (!f) continue;
     op.cost = CostOf(*f, cost), op.spread = 0, op.exact = true, op.windows = 0;
     const int n = int(scan.session->windows.size());
@@ -476,18 +512,6 @@ Status UseAdaptiveWindows(const Scan& scan, SearchCost cost, std::vector<std::ve
   return Status::Ok();
 }
 
-// Runs `cells` on every window, recorded under "<name>-refine" (unless already recorded).
-Status RunFullCells(Scan& scan, const std::vector<Cell>& cells, std::ostream& log) {
-  SweepOptions so;
-  so.progress_bar = false;
-  Experiment x = scan.experiment;
-  x.name = x.name.substr(0, x.name.size() - std::string("-sensitivity").size()) + "-refine";
-  scan.session->experiment = &x;
-  auto ran = RunCells(*scan.session, cells, cells, so, scan.results_dir, log);
-  scan.session->experiment = &scan.experiment;
-  return ran.status();
-}
-
 // Adds one solve's refinement report to the search's (a target search may solve several times): counts
 // and seconds summed, converged only if every solve's did, the multiplier and exact count of the last.
 void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
@@ -495,7 +519,7 @@ void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
     *total = now;
     return;
   }
-  for (const char* k : {"passes", "cells_run", "doubling_steps", "windows_evaluated", "windows_resumed"})
+  for (const char* k : {"passes", "options_measured", "doubling_steps", "windows_evaluated", "windows_resumed"})
     (*total)[k] = (*total)[k].get<int64_t>() + now[k].get<int64_t>();
   for (const char* k : {"seconds", "cpu_seconds"}) (*total)[k] = (*total)[k].get<double>() + now[k].get<double>();
   (*total)["converged"] = (*total)["converged"].get<bool>() && now["converged"].get<bool>();
@@ -504,7 +528,10 @@ void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
 
 // The knapsack's choice, after an adaptive scan with its decision options re-measured on every window
 // until none is left (search_refine.h): the choice a full scan gives, at the cost of the options it
-// depends on. Full-window cells already in the store (a full scan, an earlier search) are used as they are.
+// depends on. An option is measured by extending its unit's window records in place (ExtendOption: only
+// the windows they lack run, no store row), to every window at once or, with refine_doubling, to twice
+// its windows per step. Full-window cells already in the store (a full scan) and records extended by an
+// earlier search are used as they are.
 StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cost, int64_t max_bytes, double target,
                               int64_t bucket, std::vector<std::vector<Option>>* opts, nlohmann::json* report,
                               std::ostream& log) {
@@ -514,39 +541,28 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cos
   std::vector<std::pair<int, int>> every;
   for (size_t u = 0; u < opts->size(); ++u)
     for (size_t k = 1; k < (*opts)[u].size(); ++k) every.emplace_back(int(u), int(k));
-  QL_RETURN_IF_ERROR(UseFullCells(scan, full, every, false, cost, opts));
-  if (o.refine_doubling) { QL_RETURN_IF_ERROR(UseExtensionCells(scan, full, o.refine_z, cost, opts)); }
+  QL_RETURN_IF_ERROR(UseFullCells(scan, full, every, cost, opts));
+  QL_RETURN_IF_ERROR(UseWindowRecordsOf(scan, full, o.refine_z, cost, opts));
   PairedWindows paired{WindowTokens(scan.session->windows), o.refine_z};
   if (o.refine_paired) { QL_RETURN_IF_ERROR(UseAdaptiveWindows(scan, cost, opts)); }
   const auto t0 = std::chrono::steady_clock::now();
   const double c0 = ProcessCpuSeconds();
   const int64_t evaluated0 = scan.session->window_tally->evaluated, taken0 = scan.session->window_tally->taken;
   const int n_windows = int(scan.session->windows.size());
-  int steps = 0;  // doubling steps short of every window
+  int steps = 0;              // extensions short of every window
+  std::optional<Model> work;  // the reference's copy the units are quantized in, made at the first extension
   auto measure = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o2) -> Status {
-    std::vector<Cell> cells;
-    std::vector<std::pair<int, int>> to_full, to_step;
+    if (!work) work = WorkModel(*scan.session);
+    int short_of_all = 0;
     for (const auto& [u, k] : need) {
-      const Option& op = (*o2)[size_t(u)][size_t(k)];
-      const int m = o.refine_doubling ? NextWindows(op, n_windows) : n_windows;
-      cells.push_back(m < n_windows ? ExtensionCell(full, t, u, op.scheme, m) : FullCell(full, t, u, op.scheme));
-      (m < n_windows ? to_step : to_full).emplace_back(u, k);
-    }
-    log << fmt::format("search: refinement: {} options re-measured on every window, {} on twice their windows\n",
-                       to_full.size(), to_step.size());
-    QL_RETURN_IF_ERROR(RunFullCells(scan, cells, log));
-    QL_RETURN_IF_ERROR(UseFullCells(scan, full, to_full, true, cost, o2));
-    QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
-    for (const auto& [u, k] : to_step) {
       Option& op = (*o2)[size_t(u)][size_t(k)];
-      const int m = NextWindows(op, n_windows);
-      QL_ASSIGN_OR_RETURN(bool found,
-                          UseExtensionCell(scan, *store, ExtensionCell(full, t, u, op.scheme, m), m, o.refine_z, cost, &op));
-      if (!found)
-        return Status::Errorf("search: measuring unit '{}' at {} on {} windows failed (see the log)", t.units[size_t(u)].name,
-                              op.scheme, m);
+      const int m = o.refine_doubling ? NextWindows(op, n_windows) : n_windows;
+      short_of_all += m < n_windows;
+      QL_RETURN_IF_ERROR(ExtendOption(scan, *work, full, u, m, cost, o.refine_z, &op));
     }
-    steps += int(to_step.size());
+    log << fmt::format("search: refinement: {} options extended to every window, {} to twice their windows\n",
+                       need.size() - size_t(short_of_all), short_of_all);
+    steps += short_of_all;
     return Status::Ok();
   };
   QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, target, bucket, o.refine_slack, measure,
@@ -555,14 +571,14 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cos
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = ProcessCpuSeconds() - c0;
-  const nlohmann::json now = {{"passes", r.passes}, {"cells_run", r.measured}, {"doubling_steps", steps},
+  const nlohmann::json now = {{"passes", r.passes}, {"options_measured", r.measured}, {"doubling_steps", steps},
                               {"converged", r.converged},
                               {"lambda", r.lambda}, {"exact_options", exact}, {"options", every.size()},
                               {"seconds", wall}, {"cpu_seconds", cpu},
                               {"windows_evaluated", scan.session->window_tally->evaluated - evaluated0},
                               {"windows_resumed", scan.session->window_tally->taken - taken0}};
-  log << fmt::format("search: refinement {} after {} passes: {} cells run ({} of them doubling steps) in {:.1f}s ({:.1f} CPU-s; "
-                     "{} windows evaluated, {} resumed from window records); {} of {} options exact\n",
+  log << fmt::format("search: refinement {} after {} passes: {} options measured ({} of them short of every window) in "
+                     "{:.1f}s ({:.1f} CPU-s; {} windows evaluated, {} taken from window records); {} of {} options exact\n",
                      r.converged ? "done" : "stopped", r.passes, r.measured, steps, wall, cpu,
                      now["windows_evaluated"].get<int64_t>(), now["windows_resumed"].get<int64_t>(), exact, every.size());
   AddRefinement(now, report);
@@ -764,7 +780,7 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   if (!refined.is_null())
     out.text += fmt::format("refinement: {} options of the adaptive scan re-measured ({} passes, {} windows evaluated, "
                             "{} resumed); {} of {} options exact\n",
-                            refined["cells_run"].get<int>(), refined["passes"].get<int>(),
+                            refined["options_measured"].get<int>(), refined["passes"].get<int>(),
                             refined["windows_evaluated"].get<int64_t>(), refined["windows_resumed"].get<int64_t>(),
                             refined["exact_options"].get<int>(), refined["options"].get<size_t>());
   for (const auto& r : rounds) out.text += RoundLine(r, goal);
@@ -795,7 +811,7 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
                 {"budget_bpw", o.budget_bpw}, {"target_kld", o.target_kld}, {"target_dppl", o.target_dppl},
                 {"cost", goal.cost == SearchCost::kKld ? "kld" : "ln_ppl_ratio"}, {"met", met},
                 {"refinement", refined},
-                {"cells_evaluated", rounds.size() + (refined.is_null() ? 0 : refined["cells_run"].get<int>())}};
+                {"cells_evaluated", rounds.size()}};
   if (o.target_dppl >= 0) out.report.update({{"dppl_bound", o.dppl_bound}, {"ppl_base", goal.ppl_base}});
   out.recipe = Recipe(scan, cell, rounds.back(), goal.target < 0 ? "" : goal.Describe(o));
   log.flush();

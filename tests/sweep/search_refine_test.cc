@@ -398,7 +398,7 @@ TEST_F(RefineScanTest, DpplTargetOnAnAdaptiveScanIsTheFullScans) {
     EXPECT_EQ(got["rounds"][0]["predicted_ln_ppl_ratio"].get<double>(), want["rounds"][0]["predicted_ln_ppl_ratio"].get<double>());
     EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
     // The first search re-measures options; the second finds most of them measured by the first.
-    if (D == 0.1) EXPECT_GT(got["refinement"]["cells_run"].get<int>(), 0);
+    if (D == 0.1) EXPECT_GT(got["refinement"]["options_measured"].get<int>(), 0);
   }
 }
 
@@ -437,7 +437,7 @@ TEST_F(RefineScanTest, AdaptiveRefinedSearchIsTheFullScansAndShardsMergeBitwise)
   EXPECT_EQ(got["choice"], want["choice"]);
   EXPECT_EQ(got["rounds"].back()["kld_mean"].get<double>(), want["rounds"].back()["kld_mean"].get<double>());
   EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
-  const int refined = got["refinement"]["cells_run"].get<int>();
+  const int refined = got["refinement"]["options_measured"].get<int>();
   EXPECT_GT(refined, 0);
   EXPECT_LT(refined, int(one->table.rows.size()));
   const double target = want["rounds"].back()["kld_mean"].get<double>();
