@@ -82,6 +82,33 @@ TEST(SearchRefine, DecisionOptionsOnAHandMadeCase) {
   EXPECT_NE(std::find(need.begin(), need.end(), std::make_pair(0, 2)), need.end());
 }
 
+// A target's price range: the slack's when every chosen option is exact; widened to the multipliers at
+// the target ∓ the chosen options' summed spread otherwise, which contains the slack's.
+TEST(SearchRefine, TargetPriceRangeCoversTheChosenCostsError) {
+  std::mt19937 rng(5);
+  auto opts = RandomUnits(rng, 8);
+  const double target = 1.5;  // a few units quantized
+  auto c = SolveKnapsack(opts, -1, target, 1);
+  ASSERT_TRUE(c.ok());
+  const double lambda = LagrangeMultiplier(opts, *c, false, target);
+  double prices[2];
+  TargetPriceRange(opts, *c, lambda, 1.5, target, prices);
+  EXPECT_EQ(prices[0], lambda / 1.5);
+  EXPECT_EQ(prices[1], lambda * 1.5);
+  double spread = 0;
+  for (size_t u = 0; u < opts.size(); ++u) {
+    Option& o = opts[u][size_t(c->pick[u])];
+    o.exact = o.cost == 0, o.spread = o.exact ? 0 : o.cost, spread += o.spread;
+  }
+  ASSERT_GT(spread, 0);
+  TargetPriceRange(opts, *c, lambda, 1.0, target, prices);
+  EXPECT_EQ(prices[0], std::min(lambda, LagrangeMultiplier(opts, *c, false, target - spread)));
+  EXPECT_EQ(prices[1], std::max(lambda, LagrangeMultiplier(opts, *c, false, target + spread)));
+  EXPECT_LT(prices[0], lambda);
+  EXPECT_GT(prices[1], lambda);
+  EXPECT_GE(DecisionOptionsAt(opts, *c, lambda, prices).size(), DecisionOptions(opts, *c, lambda, 1.0).size());
+}
+
 // Adaptive costs within ±rel of the true ones, spread z · rel · cost: refining the decision options
 // gives the choice the true costs give (the least true cost within a budget; the fewest bytes meeting a
 // target, and meeting it in truth), measuring only some options.
@@ -346,12 +373,26 @@ TEST_F(RefineScanTest, DoublingRefinementIsTheFullScansEvaluatingFewerWindows) {
   ASSERT_TRUE(full && one);
   one.reset();
   std::filesystem::copy(dir_ / "one", dir_ / "two", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(dir_ / "one", dir_ / "zero", std::filesystem::copy_options::recursive);
   auto a = RunScan("one", false), d = RunScan("two", false);
   ASSERT_TRUE(a && d);
-  // Only the budget: at a KLD target of 0.05 doubling gave one unit (layers.0.self_attn.v_proj) another
-  // choice than the full scan in this session (the measured 0.0470 against 0.0504): not yet the full
-  // scan's answer everywhere, hence off by default (docs/sensitivity.md, "Not done").
-  for (const auto& [budget, target] : {std::pair{4.5, -1.0}}) {
+  // A budget and a KLD target: at the target 0.05, before the target's price range (TargetPriceRange),
+  // doubling gave four units another choice than the full scan (measured 0.0478 against 0.0504): their
+  // pairs were exact, but the other chosen int4 options' costs, all from the same first 4 windows,
+  // overestimated the total by 8%.
+  // Each search on fresh copies of the adaptive store (after a budget search's extensions the target
+  // search still differs from the full scan's in two units: docs/sensitivity.md, "Not done").
+  int copy = 0;
+  for (const auto& [budget, target] : {std::pair{4.5, -1.0}, std::pair{-1.0, 0.05}}) {
+    if (copy++ > 0) {
+      a.reset(), d.reset();
+      for (const char* name : {"one", "two"}) {
+        std::filesystem::remove_all(dir_ / name);
+        std::filesystem::copy(dir_ / "zero", dir_ / name, std::filesystem::copy_options::recursive);
+      }
+      a = RunScan("one", false), d = RunScan("two", false);
+      ASSERT_TRUE(a && d);
+    }
     const nlohmann::json want = Search(*full, budget, target), at_once = Search(*a, budget, target),
                          got = Search(*d, budget, target, true);
     ASSERT_FALSE(want.is_null() || at_once.is_null() || got.is_null());
