@@ -18,11 +18,11 @@
 #include "harness/eval/metrics.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
+#include "harness/sweep/cell_eval.h"
+#include "harness/sweep/compact_reference.h"
 #include "harness/sweep/search_refine.h"
 #include "harness/sweep/search_target.h"
 #include "harness/sweep/search_windows.h"
-#include "harness/sweep/cell_eval.h"
-#include "harness/sweep/compact_reference.h"
 #include "harness/sweep/window_records.h"
 #include "harness/util/cpu_time.h"
 
