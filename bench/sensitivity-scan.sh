@@ -128,7 +128,7 @@ for f in sorted(glob.glob(f"{out}/search-prefix-*.json")):
     fk, ak = s["prefix"]["rounds"][-1], s["adaptive"]["rounds"][-1]
     print(f"search {tag:16s} same choice: {not diff} ({len(diff)} units differ) | measured KLD full {fk['kld_mean']:.6f} "
           f"adaptive {ak['kld_mean']:.6f} equal: {fk['kld_mean'] == ak['kld_mean']} | {fk['bits_per_weight_units']:.4f} b/w "
-          f"| refined {r.get('cells_run', 0)} cells ({r.get('doubling_steps', 0)} doubling steps) in {r.get('passes', 0)} "
+          f"| refined {r.get('options_measured', r.get('cells_run', 0))} options ({r.get('doubling_steps', 0)} doubling steps) in {r.get('passes', 0)} "
           f"passes, {r.get('windows_evaluated', 0)} windows evaluated + {r.get('windows_resumed', 0)} resumed "
           f"({r.get('cpu_seconds', 0):.1f} CPU-s) | rounds {len(s['adaptive']['rounds'])}")
 w, c = t["adaptive"]

@@ -1,5 +1,5 @@
 // `quantlab sensitivity` (quantize one unit at a time, measure each against the baseline, rank the
-// proxies) and `quantlab search` (choose one scheme per unit under a budget or a KLD target from
+// proxies) and `quantlab search` (choose one scheme per unit under a budget, a KLD or a ΔPPL target from
 // that scan, verify it as a real cell, write a recipe). The logic is harness/sweep/sensitivity.h.
 #include <fstream>
 #include <iostream>
@@ -72,8 +72,8 @@ void AddSensitivityCommand(CLI::App& app) {
 void AddSearchCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("search", "Choose one scheme per unit (or keep baseline precision) from the "
                                            "sensitivity scan: exact knapsack, verified as a real cell; a missed "
-                                           "--target-kld is solved again at a target rescaled by the measured "
-                                           "additivity, then repaired greedily; writes a YAML recipe");
+                                           "--target-kld / --target-dppl is solved again at a target rescaled by the "
+                                           "measured additivity, then repaired greedily; writes a YAML recipe");
   auto f = std::make_shared<ScanFlags>();
   auto o = std::make_shared<SearchOptions>();
   auto out = std::make_shared<std::string>();
@@ -81,12 +81,18 @@ void AddSearchCommand(CLI::App& app) {
   AddScanFlags(cmd, f.get());
   auto* b = cmd->add_option("--budget-bpw", o->budget_bpw, "bits per weight over the units' tensors, scales included");
   auto* k = cmd->add_option("--target-kld", o->target_kld, "mean KLD target (fewest bytes that reach it)");
-  b->excludes(k);
+  auto* d = cmd->add_option("--target-dppl", o->target_dppl,
+                            "ΔPPL target in perplexity points (fewest bytes that reach it; units add up as Δ ln PPL)");
+  b->excludes(k), b->excludes(d), k->excludes(d);
+  cmd->add_option("--dppl-bound", o->dppl_bound, "with --target-dppl: what must be <= D, the verified cell's paired 95% "
+                                                "interval's upper end, its point estimate, or its lower end")
+      ->check(CLI::IsMember({"upper", "point", "lower"}))
+      ->capture_default_str();
   cmd->add_option("--shard", f->shard, "run slice i of N (i/N) of the scan's cells and stop; `quantlab merge` the "
                                        "shards' results, then search the merged directory without --shard");
   cmd->add_option("--schemes", o->schemes, "restrict the choice to these of the scan's schemes (plus bf16)");
-  cmd->add_option("--rescale-rounds", o->rescale_rounds, "after a missed --target-kld: solves at the target × "
-                                                        "predicted / measured KLD of the last verified cell")
+  cmd->add_option("--rescale-rounds", o->rescale_rounds, "after a missed target: solves at the target × "
+                                                        "predicted / measured of the last verified cell")
       ->capture_default_str();
   cmd->add_option("--max-rounds", o->max_rounds, "greedy repair rounds (one unit each) after the rescaled solves")
       ->capture_default_str();
@@ -105,7 +111,8 @@ void AddSearchCommand(CLI::App& app) {
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {
-    if (o->budget_bpw < 0 && o->target_kld < 0) return Fail("search", Status::Error("give --budget-bpw B or --target-kld K"));
+    if (o->budget_bpw < 0 && o->target_kld < 0 && o->target_dppl < 0)
+      return Fail("search", Status::Error("give --budget-bpw B, --target-kld K or --target-dppl D"));
     auto scan = Load(*f, std::cerr);
     if (!scan.ok()) return Fail("search", scan.status());
     if (!f->shard.empty() && !ScanComplete((*scan)->table)) {

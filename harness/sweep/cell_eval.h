@@ -86,6 +86,13 @@ std::string WindowRecordsPath(const Session& s, const Cell& cell);
 StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& work, const CellPlan& p,
                                      const AlgorithmRuntime& runtime, const ForwardHooks& hooks);
 
+// The evaluation alone of a planned cell, for `search`'s refinement extending an option's window records
+// (sensitivity.cc): the cell's algorithm on `work`, its hooks, EvaluateReusingPrefix (prefix start,
+// window records taken and, for an adaptive cell, written), `work` restored. No store row, no tensor
+// measures, no per-layer errors, no tasks: RunCell's records for the same cell, bitwise, without its
+// fixed costs. Defined in cell_pipeline.cc, beside RunCell, whose quantize and restore steps it shares.
+StatusOr<WindowRecords> EvaluateCellWindows(const Session& s, Model& work, const CellPlan& p);
+
 // LayerOutputErrors for the cell, from the prefix when allowed.
 StatusOr<std::vector<SignalError>> CellLayerErrors(const Session& s, const Model& work, const CellPlan& p,
                                                    const AlgorithmRuntime& runtime, const ForwardHooks& hooks);

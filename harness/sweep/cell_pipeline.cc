@@ -449,29 +449,32 @@ StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const
   return ev;
 }
 
-// Quantize, evaluate, measure: the body of RunCell, on a work model that RunCell restores.
-Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress,
-                           CellResult* r) {
-  const Experiment& e = *s.experiment;
-  CellRow& row = r->cell;
-  const auto t0 = Clock::now();
-  const double c0 = ProcessCpuSeconds();
+// The cell's algorithm on `work` (the head untied first when the plan says so): what the cell evaluates.
+Status ApplyAlgorithm(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress,
+                      AlgorithmRuntime* runtime) {
   if (p.untie_head) {
     work.weights["lm_head.weight"] = work.W("model.embed_tokens.weight");
     work.config.tied_embeddings = false;
   }
-  AlgorithmRuntime runtime;
   AlgorithmContext ctx;
   ctx.module_schemes = &p.module_schemes;
   ctx.params = p.cell->algorithm.params;
-  ctx.seed = e.seed;
+  ctx.seed = s.experiment->seed;
   ctx.calibration = s.calibration ? &*s.calibration : nullptr;
-  ctx.runtime = &runtime;
-  {
-    ProgressMeter meter(progress, p.algorithm->name);
-    ctx.progress = meter.Fn();
-    QL_RETURN_IF_ERROR(p.algorithm->apply(work, ctx));
-  }
+  ctx.runtime = runtime;
+  ProgressMeter meter(progress, p.algorithm->name);
+  ctx.progress = meter.Fn();
+  return p.algorithm->apply(work, ctx);
+}
+
+// Quantize, evaluate, measure: the body of RunCell, on a work model that RunCell restores.
+Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress,
+                           CellResult* r) {
+  CellRow& row = r->cell;
+  const auto t0 = Clock::now();
+  const double c0 = ProcessCpuSeconds();
+  AlgorithmRuntime runtime;
+  QL_RETURN_IF_ERROR(ApplyAlgorithm(s, work, p, progress, &runtime));
   const auto t1 = Clock::now();
   const double c1 = ProcessCpuSeconds();
   row.seconds_quantize = Seconds(t0, t1);
@@ -525,6 +528,21 @@ void Restore(const Session& s, Model& work, const CellPlan& p) {
 }
 
 }  // namespace
+
+StatusOr<WindowRecords> EvaluateCellWindows(const Session& s, Model& work, const CellPlan& p) {
+  auto evaluate = [&]() -> StatusOr<WindowRecords> {
+    AlgorithmRuntime runtime;
+    QL_RETURN_IF_ERROR(ApplyAlgorithm(s, work, p, {}, &runtime));
+    CellHooks h;
+    h.Build(p, work.config, &runtime);
+    QL_ASSIGN_OR_RETURN(WindowRecords out, EvaluateReusingPrefix(s, work, p, runtime, h.hooks));
+    QL_RETURN_IF_ERROR(h.status());
+    return out;
+  };
+  StatusOr<WindowRecords> out = evaluate();
+  Restore(s, work, p);
+  return out;
+}
 
 CellResult RunCell(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress) {
   const auto t0 = Clock::now();

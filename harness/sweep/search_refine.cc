@@ -24,14 +24,14 @@ bool CanBeat(const Option& k, const Option& p, double lambda) {
   return k.cost - k.spread + lambda * double(k.bytes) <= p.cost + p.spread + lambda * double(p.bytes);
 }
 
-// KLD sum of window w for option o: its own, 0 for the baseline (exact, cost 0, no windows), NaN unknown.
-double WindowKld(const Option& o, size_t w) {
-  if (!o.window_kld.empty()) return o.window_kld[w];
+// Cost sum of window w for option o: its own, 0 for the baseline (exact, cost 0, no windows), NaN unknown.
+double WindowCost(const Option& o, size_t w) {
+  if (!o.window_cost.empty()) return o.window_cost[w];
   return o.exact && o.cost == 0 ? 0.0 : std::nan("");
 }
 
 bool HasWindows(const Option& o, size_t n) {
-  return o.window_kld.size() == n || (o.window_kld.empty() && o.exact && o.cost == 0);
+  return o.window_cost.size() == n || (o.window_cost.empty() && o.exact && o.cost == 0);
 }
 
 // Could k beat p at some price in prices[], compared paired on the windows both ran?
@@ -50,10 +50,10 @@ PairedDiff PairedDifference(const Option& k, const Option& p, const std::vector<
   PairedDiff out;
   const size_t N = tokens.size();
   if (!HasWindows(k, N) || !HasWindows(p, N)) return {0, std::nan(""), 0};
-  std::vector<double> d;  // (n) per common window: kld_k − kld_p
+  std::vector<double> d;  // (n) per common window: cost_k − cost_p
   std::vector<double> t;  // (n) its scored tokens
   for (size_t w = 0; w < N; ++w) {
-    const double a = WindowKld(k, w), b = WindowKld(p, w);
+    const double a = WindowCost(k, w), b = WindowCost(p, w);
     if (std::isnan(a) || std::isnan(b)) continue;
     d.push_back(a - b), t.push_back(double(tokens[w]));
   }
@@ -111,8 +111,24 @@ double LagrangeMultiplier(const std::vector<std::vector<Option>>& opts, const Ch
 
 std::vector<std::pair<int, int>> DecisionOptions(const std::vector<std::vector<Option>>& opts, const Choice& c,
                                                  double lambda, double slack, const PairedWindows* paired) {
-  std::vector<std::pair<int, int>> out;
   const double prices[2] = {lambda / slack, lambda * slack};
+  return DecisionOptionsAt(opts, c, lambda, prices, paired);
+}
+
+void TargetPriceRange(const std::vector<std::vector<Option>>& opts, const Choice& c, double lambda, double slack,
+                      double max_kld, double prices[2]) {
+  prices[0] = lambda / slack, prices[1] = lambda * slack;
+  double spread = 0;
+  for (size_t u = 0; u < opts.size(); ++u) spread += opts[u][size_t(c.pick[u])].spread;
+  if (spread <= 0) return;
+  // A larger target allows a higher price of a byte (fewer bytes, more cost), a smaller one a lower.
+  prices[0] = std::min(prices[0], LagrangeMultiplier(opts, c, false, std::max(0.0, max_kld - spread)));
+  prices[1] = std::max(prices[1], LagrangeMultiplier(opts, c, false, max_kld + spread));
+}
+
+std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector<Option>>& opts, const Choice& c,
+                                                   double lambda, const double prices[2], const PairedWindows* paired) {
+  std::vector<std::pair<int, int>> out;
   for (size_t u = 0; u < opts.size(); ++u) {
     const int p = c.pick[u];
     const Option& pick = opts[u][size_t(p)];
@@ -138,7 +154,10 @@ StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t
   for (;;) {
     QL_ASSIGN_OR_RETURN(r.choice, SolveKnapsack(*opts, max_bytes, max_kld, bucket));
     r.lambda = LagrangeMultiplier(*opts, r.choice, max_kld < 0, max_kld);
-    const std::vector<std::pair<int, int>> need = DecisionOptions(*opts, r.choice, r.lambda, slack, paired);
+    double prices[2];
+    if (max_kld >= 0) TargetPriceRange(*opts, r.choice, r.lambda, slack, max_kld, prices);
+    else prices[0] = r.lambda / slack, prices[1] = r.lambda * slack;
+    const std::vector<std::pair<int, int>> need = DecisionOptionsAt(*opts, r.choice, r.lambda, prices, paired);
     if (need.empty()) return r;
     if (r.passes == max_passes) {
       r.converged = false;

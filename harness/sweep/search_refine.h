@@ -28,12 +28,12 @@ double LagrangeMultiplier(const std::vector<std::vector<Option>>& opts, const Ch
 // by more than both intervals at every such price needs nothing.
 //
 // With `paired` (the windows' scored-token counts and z), two options of a unit that both carry
-// window_kld (the baseline counts as zero on every window) are compared on their *difference*,
-// estimated on the windows both ran: D = Σ (kld_k,w − kld_p,w) / Σ tokens_w, with the standard error of
+// window_cost (the baseline counts as zero on every window) are compared on their *difference*,
+// estimated on the windows both ran: D = Σ (cost_k,w − cost_p,w) / Σ tokens_w, with the standard error of
 // that ratio over the n of N windows (finite-population corrected, as the adaptive stop's), and k is a
 // rival when D − z·se + lambda' (bytes_k − bytes_p) <= 0, or when the costs as they are already prefer k
 // at lambda. The two cells see the same windows, so most of their noise cancels in D: far fewer near
-// ties than the sum of the two intervals gives. Options without window_kld, or pairs with fewer than
+// ties than the sum of the two intervals gives. Options without window_cost, or pairs with fewer than
 // min_common windows in common (a standard error from 1–2 degrees of freedom is no bound), use the
 // intervals.
 struct PairedWindows {
@@ -43,6 +43,18 @@ struct PairedWindows {
 };
 std::vector<std::pair<int, int>> DecisionOptions(const std::vector<std::vector<Option>>& opts, const Choice& c,
                                                  double lambda, double slack, const PairedWindows* paired = nullptr);
+// The same over an explicit price range [prices[0], prices[1]] (containing lambda).
+std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector<Option>>& opts, const Choice& c,
+                                                   double lambda, const double prices[2],
+                                                   const PairedWindows* paired = nullptr);
+
+// The price range a target search's decisions must hold over: [lambda / slack, lambda · slack], widened
+// to the multipliers at max_kld ∓ S, S = Σ of the chosen options' spreads. The chosen options' cost
+// errors add up in the target's constraint, and they do not cancel: every inexact option ran the
+// first windows of one seeded order, so a hard window raises them all (on stories260K, 4 of 8 windows
+// put the chosen int4 options' total 8% above its full-window value and moved four units' choices).
+void TargetPriceRange(const std::vector<std::vector<Option>>& opts, const Choice& c, double lambda, double slack,
+                      double max_kld, double prices[2]);
 
 // The paired difference of option k against p on the windows both ran (see DecisionOptions): D and its
 // standard error, and the number of common windows n (se = NaN below 2, 0 when n is every window).
@@ -57,7 +69,7 @@ PairedDiff PairedDifference(const Option& k, const Option& p, const std::vector<
 // than before: Option::windows grows), re-solve; until none is left or after max_passes. Extending in
 // steps, an option stops as soon as its decision separates (paired, on the windows both ran) or it has
 // every window. When none is left, a cost can move the choice only by more than z of its standard
-// errors (or a price outside the slack).
+// errors (or a price outside the slack; with a target, outside TargetPriceRange).
 struct Refined {
   Choice choice;
   double lambda = 0;     // the multiplier at the final choice

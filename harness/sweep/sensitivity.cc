@@ -15,8 +15,11 @@
 
 #include <fmt/format.h>
 
+#include "harness/eval/metrics.h"
 #include "harness/quant/quant_util.h"
 #include "harness/quant/targets.h"
+#include "harness/sweep/cell_eval.h"
+#include "harness/sweep/compact_reference.h"
 #include "harness/sweep/search_refine.h"
 #include "harness/sweep/search_target.h"
 #include "harness/sweep/search_windows.h"
@@ -99,7 +102,8 @@ std::vector<Cell> SensitivityCells(const Experiment& e, const std::vector<Unit>&
 StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::string& id) {
   QL_ASSIGN_OR_RETURN(SqlResult m,
                       store.Query("SELECT m.kld_mean, m.kld_se, m.dppl, m.dppl_lo, m.dppl_hi, m.top1, m.bits_per_weight, "
-                                  "m.model_bytes, m.eval_windows FROM cells c JOIN metrics m ON m.cell_id = c.id WHERE c.id = '" +
+                                  "m.model_bytes, m.eval_windows, m.ppl_base, m.ppl_ratio, m.ppl_ratio_lo, m.ppl_ratio_hi, "
+                                  "m.ln_ppl_ratio_se FROM cells c JOIN metrics m ON m.cell_id = c.id WHERE c.id = '" +
                                   id + "' AND c.status = 'ok'"));
   if (m.rows.empty()) return std::optional<CellFacts>();
   CellFacts f;
@@ -108,6 +112,8 @@ StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::
   f.kld = Num(r[0]), f.kld_se = Num(r[1]), f.dppl = Num(r[2]), f.dppl_lo = Num(r[3]), f.dppl_hi = Num(r[4]);
   f.top1 = Num(r[5]), f.bits_per_weight = Num(r[6]), f.model_bytes = int64_t(Num(r[7]));
   f.eval_windows = std::isnan(Num(r[8])) ? 0 : int(Num(r[8]));
+  f.ppl_base = Num(r[9]), f.ln_ratio = std::log(Num(r[10])), f.ln_ratio_lo = std::log(Num(r[11]));
+  f.ln_ratio_hi = std::log(Num(r[12])), f.ln_ratio_se = Num(r[13]);
   // Pooled SQNR: noise = mse·n, signal = noise·10^(sqnr/10), n = bytes·8 / bits_per_weight.
   QL_ASSIGN_OR_RETURN(SqlResult t, store.Query("SELECT mse, sqnr_db, bytes, bits_per_weight FROM tensor_errors "
                                                "WHERE cell_id = '" + id + "'"));
@@ -327,12 +333,32 @@ Status UseWindowRecords(Scan* scan) {
   return Status::Ok();
 }
 
+// A cell's cost as the search counts it (SearchCost): its mean KLD, or ln(ppl / ppl_base), both
+// clamped at 0. For KLD a negative is rounding; a negative ln PPL ratio of one unit is mostly the text's
+// noise (rounding a trained model's weights does not lower its expected loss to first order), and
+// taken as measured the knapsack would spend it: on stories260K the units' negatives let a
+// configuration predicted at ΔPPL +0.05 measure +0.78.
+double CostOf(const CellFacts& f, SearchCost c) { return std::max(0.0, c == SearchCost::kKld ? f.kld : f.ln_ratio); }
+
+// The half-width z · (its standard error) of an inexact cost; for KLD at least the adaptive rule's
+// relative bound rel_se · cost (the stopping rule's bound on its standard error).
+double CostSpread(const CellFacts& f, SearchCost c, double z, double rel_se) {
+  return c == SearchCost::kKld ? z * std::max(rel_se * CostOf(f, c), f.kld_se) : z * f.ln_ratio_se;
+}
+
+// [windows] the cost's per-window sums of a stored cell that ran `ran` (empty when its arrays are absent).
+std::vector<double> StoredWindowCost(const Scan& scan, ResultStore& store, const std::string& id, const std::vector<int>& ran,
+                                     SearchCost c) {
+  const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
+  return c == SearchCost::kKld ? CellWindowKld(store, id, tokens, ran)
+                               : CellWindowDeltaNll(store, id, tokens, ran, scan.session->base->nll);
+}
+
 // Candidate options per unit: the baseline, then each scheme measured alone; an adaptive unit that
-// stopped early has an inexact cost, within ± z · max(rel_se · cost, se) (the stopping rule's bound on
-// its standard error). One that ran every window is exact: records are kept in window order, so its
-// numbers are bitwise the full cell's (tests/sweep/prefix_test.cc).
+// stopped early has an inexact cost, within ± CostSpread. One that ran every window is exact: records
+// are kept in window order, so its numbers are bitwise the full cell's (tests/sweep/prefix_test.cc).
 StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, const std::vector<std::string>& schemes,
-                                                   double z) {
+                                                   double z, SearchCost cost) {
   std::vector<std::vector<Option>> opts(t.units.size());
   for (size_t u = 0; u < t.units.size(); ++u) opts[u].push_back({"", t.units[u].baseline_bytes, 0.0});
   for (size_t i = 0; i < t.rows.size(); ++i) {
@@ -341,10 +367,10 @@ StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, co
     if (!r.facts)
       return Status::Errorf("search: unit '{}' at {} is not in the store (run `quantlab sensitivity` on the same file first)",
                             r.unit->name, r.scheme);
-    const double cost = std::max(0.0, r.facts->kld);
     const bool exact = !t.adaptive || r.facts->eval_windows >= t.total_windows;
-    const double spread = exact ? 0 : z * std::max(t.rel_se * cost, r.facts->kld_se);
-    opts[i / t.schemes.size()].push_back({r.scheme, r.facts->quant_bytes, cost, spread, exact, {}, exact ? 0 : r.facts->eval_windows});
+    const double spread = exact ? 0 : CostSpread(*r.facts, cost, z, t.rel_se);
+    opts[i / t.schemes.size()].push_back(
+        {r.scheme, r.facts->quant_bytes, CostOf(*r.facts, cost), spread, exact, {}, exact ? 0 : r.facts->eval_windows});
   }
   return opts;
 }
@@ -372,8 +398,8 @@ const Cell& FullCell(const std::vector<Cell>& full, const SensitivityTable& t, i
   return full[size_t(u) * t.schemes.size() + si];
 }
 
-// The unit's cell on the first `windows` windows of the seeded order: a doubling step of the refinement
-// (AdaptiveSpec::windows); it resumes from, and extends, the unit's window records.
+// The unit's cell on the first `windows` windows of the seeded order (AdaptiveSpec::windows): what the
+// refinement evaluates to extend an option; it resumes from, and extends, the unit's window records.
 Cell ExtensionCell(const std::vector<Cell>& full, const SensitivityTable& t, int u, const std::string& scheme,
                    int windows) {
   Cell c = FullCell(full, t, u, scheme);
@@ -383,84 +409,107 @@ Cell ExtensionCell(const std::vector<Cell>& full, const SensitivityTable& t, int
   return c;
 }
 
-// Takes an extension cell's numbers as the option's (still inexact) cost over its windows; false when
-// the store does not hold it.
-StatusOr<bool> UseExtensionCell(const Scan& scan, ResultStore& store, const Cell& cell, int windows, double z,
-                                Option* op) {
-  QL_ASSIGN_OR_RETURN(std::optional<CellFacts> f, ReadCellFacts(store, DescribeCell(*scan.session, cell).id));
-  if (!f) return false;
-  const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
-  op->cost = std::max(0.0, f->kld), op->windows = windows;
-  op->spread = z * std::max(scan.table.rel_se * op->cost, f->kld_se);
-  op->window_kld = CellWindowKld(store, f->id, tokens, WindowsRan(windows, int(tokens.size()), scan.experiment.seed));
-  return true;
-}
-
 // The next doubling step of an inexact option: min(every window, twice its windows).
 int NextWindows(const Option& op, int n_windows) { return std::min(n_windows, 2 * std::max(1, op.windows)); }
 
-// Moves every inexact option to the furthest doubling step the store already holds (an earlier search's).
-Status UseExtensionCells(const Scan& scan, const std::vector<Cell>& full, double z, std::vector<std::vector<Option>>* opts) {
-  QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
-  const int n = int(scan.session->windows.size());
+// The option's numbers from the records of the windows `ran` (in index order, concatenated: what
+// EvaluateWindows returns, or a records file read back): its cost and spread as CellFacts would give
+// them for a cell of those windows (the same Compare of the same doubles: bitwise a stored cell's), and
+// its per-window cost sums. Exact when `ran` is every window.
+void SetFromRecords(const Scan& scan, const TokenRecords& rec, const std::vector<int>& ran, SearchCost cost, double z,
+                    Option* op) {
+  const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
+  const ComparisonStats cmp = Compare(rec);
+  CellFacts f;
+  f.kld = cmp.kld.mean, f.kld_se = cmp.kld.se, f.ln_ratio = std::log(cmp.delta.ratio), f.ln_ratio_se = cmp.delta.se_diff;
+  op->exact = ran.size() == tokens.size();
+  op->cost = CostOf(f, cost);
+  op->spread = op->exact ? 0 : CostSpread(f, cost, z, scan.table.rel_se);
+  op->windows = op->exact ? 0 : int(ran.size());
+  op->window_cost.assign(tokens.size(), std::nan(""));
+  size_t at = 0;
+  for (int w : ran) {
+    double sum = 0;
+    for (int64_t i = 0; i < tokens[size_t(w)]; ++i, ++at)
+      sum += cost == SearchCost::kKld ? rec.kld[at] : rec.nll_quant[at] - rec.nll_base[at];
+    op->window_cost[size_t(w)] = sum;
+  }
+  QL_CHECK(int64_t(at) == rec.size(), "{} records for {} scored tokens of the windows run", rec.size(), at);
+}
+
+// Moves every inexact option whose window records hold more windows than its cost is over (an earlier
+// search's extensions) to those records; a file that is not the first windows of the seeded order is
+// left alone (it is a cache: its windows just run again).
+Status UseWindowRecordsOf(const Scan& scan, const std::vector<Cell>& full, double z, SearchCost cost,
+                          std::vector<std::vector<Option>>* opts) {
+  const Session& s = *scan.session;
+  const int n = int(s.windows.size());
   for (size_t u = 0; u < opts->size(); ++u)
-    for (Option& op : (*opts)[u])
-      while (!op.exact && !op.scheme.empty() && NextWindows(op, n) < n) {
-        const int m = NextWindows(op, n);
-        QL_ASSIGN_OR_RETURN(bool found, UseExtensionCell(scan, *store, ExtensionCell(full, scan.table, int(u), op.scheme, m), m, z, &op));
-        if (!found) break;
-      }
+    for (Option& op : (*opts)[u]) {
+      if (op.exact || op.scheme.empty()) continue;
+      const std::string path = WindowRecordsPath(s, FullCell(full, scan.table, int(u), op.scheme));
+      if (StoredWindowCount(path) <= op.windows) continue;
+      const KnownWindows known = ReadWindowRecords(path, s.windows);
+      std::vector<int> ran;
+      TokenRecords rec;
+      for (int w = 0; w < n; ++w)
+        if (const auto& k = known[size_t(w)]) {
+          ran.push_back(w);
+          for (int64_t i = 0; i < k->size(); ++i) rec.Add(k->nll_base[i], k->nll_quant[i], k->kld[i], k->same_top[i] != 0);
+        }
+      if (int(ran.size()) <= op.windows || ran != WindowsRan(int(ran.size()), n, scan.experiment.seed)) continue;
+      SetFromRecords(scan, rec, ran, cost, z, &op);
+    }
   return Status::Ok();
 }
 
-// Makes the options whose full-window cell the store holds exact, at that cell's cost; with `required`,
-// a missing one is an error (its cell failed).
+// Extends an option to the first `windows` windows of the seeded order: the unit's cell evaluated on
+// the windows its records lack (EvaluateCellWindows: prefix start, the records file extended), no
+// store row. `work` is a copy of the reference (restored after).
+Status ExtendOption(const Scan& scan, Model& work, const std::vector<Cell>& full, int u, int windows, SearchCost cost,
+                    double z, Option* op) {
+  const Cell c = ExtensionCell(full, scan.table, u, op->scheme, windows);
+  QL_ASSIGN_OR_RETURN(const CellPlan p, PlanCell(*scan.session, c));
+  QL_ASSIGN_OR_RETURN(const WindowRecords w, EvaluateCellWindows(*scan.session, work, p));
+  QL_CHECK(w.windows == windows, "extension to {} windows ran {}", windows, w.windows);
+  SetFromRecords(scan, w.records, WindowsRan(windows, int(scan.session->windows.size()), scan.experiment.seed), cost, z,
+                 op);
+  return Status::Ok();
+}
+
+// Makes the options whose full-window cell the store holds (a full scan, or a refinement before window
+// records were extended in place) exact, at that cell's cost.
 Status UseFullCells(const Scan& scan, const std::vector<Cell>& full, const std::vector<std::pair<int, int>>& which,
-                    bool required, std::vector<std::vector<Option>>* opts) {
+                    SearchCost cost, std::vector<std::vector<Option>>* opts) {
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
   for (const auto& [u, k] : which) {
     Option& op = (*opts)[size_t(u)][size_t(k)];
     const std::string id = DescribeCell(*scan.session, FullCell(full, scan.table, u, op.scheme)).id;
     QL_ASSIGN_OR_RETURN(std::optional<CellFacts> f, ReadCellFacts(*store, id));
-    if (!f && required)
-      return Status::Errorf("search: re-measuring unit '{}' at {} on every window failed (cell {}; see the log)",
-                            scan.table.units[size_t(u)].name, op.scheme, id);
     if (!f) continue;
-    op.cost = std::max(0.0, f->kld), op.spread = 0, op.exact = true, op.windows = 0;
-    const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
-    op.window_kld = CellWindowKld(*store, id, tokens, WindowsRan(int(tokens.size()), int(tokens.size()), 0));
+    op.cost = CostOf(*f, cost), op.spread = 0, op.exact = true, op.windows = 0;
+    const int n = int(scan.session->windows.size());
+    op.window_cost = StoredWindowCost(scan, *store, id, WindowsRan(n, n, 0), cost);
   }
   return Status::Ok();
 }
 
 // Attaches to every option not yet exact the per-window KLD sums of its adaptive cell, for the paired
 // comparisons of the refinement (search_refine.h).
-Status UseAdaptiveWindows(const Scan& scan, std::vector<std::vector<Option>>* opts) {
+Status UseAdaptiveWindows(const Scan& scan, SearchCost cost, std::vector<std::vector<Option>>* opts) {
   const SensitivityTable& t = scan.table;
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
-  const std::vector<int64_t> tokens = WindowTokens(scan.session->windows);
+  const int n = int(scan.session->windows.size());
   for (size_t u = 0; u < opts->size(); ++u)
     for (Option& op : (*opts)[u]) {
-      if (op.exact || op.scheme.empty() || !op.window_kld.empty()) continue;  // set already (an extension)
+      if (op.exact || op.scheme.empty() || !op.window_cost.empty()) continue;  // set already (an extension)
       const size_t si = size_t(std::find(t.schemes.begin(), t.schemes.end(), op.scheme) - t.schemes.begin());
       const SensitivityRow& r = t.rows[u * t.schemes.size() + si];
       if (!r.facts) continue;
-      const std::vector<int> ran = WindowsRan(r.facts->eval_windows, int(tokens.size()), scan.experiment.seed);
-      op.window_kld = CellWindowKld(*store, r.facts->id, tokens, ran);
+      const std::vector<int> ran = WindowsRan(r.facts->eval_windows, n, scan.experiment.seed);
+      op.window_cost = StoredWindowCost(scan, *store, r.facts->id, ran, cost);
     }
   return Status::Ok();
-}
-
-// Runs `cells` on every window, recorded under "<name>-refine" (unless already recorded).
-Status RunFullCells(Scan& scan, const std::vector<Cell>& cells, std::ostream& log) {
-  SweepOptions so;
-  so.progress_bar = false;
-  Experiment x = scan.experiment;
-  x.name = x.name.substr(0, x.name.size() - std::string("-sensitivity").size()) + "-refine";
-  scan.session->experiment = &x;
-  auto ran = RunCells(*scan.session, cells, cells, so, scan.results_dir, log);
-  scan.session->experiment = &scan.experiment;
-  return ran.status();
 }
 
 // Adds one solve's refinement report to the search's (a target search may solve several times): counts
@@ -470,7 +519,7 @@ void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
     *total = now;
     return;
   }
-  for (const char* k : {"passes", "cells_run", "doubling_steps", "windows_evaluated", "windows_resumed"})
+  for (const char* k : {"passes", "options_measured", "doubling_steps", "windows_evaluated", "windows_resumed"})
     (*total)[k] = (*total)[k].get<int64_t>() + now[k].get<int64_t>();
   for (const char* k : {"seconds", "cpu_seconds"}) (*total)[k] = (*total)[k].get<double>() + now[k].get<double>();
   (*total)["converged"] = (*total)["converged"].get<bool>() && now["converged"].get<bool>();
@@ -479,47 +528,41 @@ void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
 
 // The knapsack's choice, after an adaptive scan with its decision options re-measured on every window
 // until none is left (search_refine.h): the choice a full scan gives, at the cost of the options it
-// depends on. Full-window cells already in the store (a full scan, an earlier search) are used as they are.
-StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_bytes, double target, int64_t bucket,
-                              std::vector<std::vector<Option>>* opts, nlohmann::json* report, std::ostream& log) {
+// depends on. An option is measured by extending its unit's window records in place (ExtendOption: only
+// the windows they lack run, no store row), to every window at once or, with refine_doubling, to twice
+// its windows per step. Full-window cells already in the store (a full scan) and records extended by an
+// earlier search are used as they are.
+StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cost, int64_t max_bytes, double target,
+                              int64_t bucket, std::vector<std::vector<Option>>* opts, nlohmann::json* report,
+                              std::ostream& log) {
   const SensitivityTable& t = scan.table;
   if (!t.adaptive || o.refine_z <= 0) return SolveKnapsack(*opts, max_bytes, target, bucket);
   const std::vector<Cell> full = SensitivityCells(scan.experiment, t.units, t.schemes, std::nullopt);
   std::vector<std::pair<int, int>> every;
   for (size_t u = 0; u < opts->size(); ++u)
     for (size_t k = 1; k < (*opts)[u].size(); ++k) every.emplace_back(int(u), int(k));
-  QL_RETURN_IF_ERROR(UseFullCells(scan, full, every, false, opts));
-  if (o.refine_doubling) { QL_RETURN_IF_ERROR(UseExtensionCells(scan, full, o.refine_z, opts)); }
+  QL_RETURN_IF_ERROR(UseFullCells(scan, full, every, cost, opts));
+  QL_RETURN_IF_ERROR(UseWindowRecordsOf(scan, full, o.refine_z, cost, opts));
   PairedWindows paired{WindowTokens(scan.session->windows), o.refine_z};
-  if (o.refine_paired) { QL_RETURN_IF_ERROR(UseAdaptiveWindows(scan, opts)); }
+  if (o.refine_paired) { QL_RETURN_IF_ERROR(UseAdaptiveWindows(scan, cost, opts)); }
   const auto t0 = std::chrono::steady_clock::now();
   const double c0 = ProcessCpuSeconds();
   const int64_t evaluated0 = scan.session->window_tally->evaluated, taken0 = scan.session->window_tally->taken;
   const int n_windows = int(scan.session->windows.size());
-  int steps = 0;  // doubling steps short of every window
+  int steps = 0;              // extensions short of every window
+  std::optional<Model> work;  // the reference's copy the units are quantized in, made at the first extension
   auto measure = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o2) -> Status {
-    std::vector<Cell> cells;
-    std::vector<std::pair<int, int>> to_full, to_step;
+    if (!work) work = WorkModel(*scan.session);
+    int short_of_all = 0;
     for (const auto& [u, k] : need) {
-      const Option& op = (*o2)[size_t(u)][size_t(k)];
-      const int m = o.refine_doubling ? NextWindows(op, n_windows) : n_windows;
-      cells.push_back(m < n_windows ? ExtensionCell(full, t, u, op.scheme, m) : FullCell(full, t, u, op.scheme));
-      (m < n_windows ? to_step : to_full).emplace_back(u, k);
-    }
-    log << fmt::format("search: refinement: {} options re-measured on every window, {} on twice their windows\n",
-                       to_full.size(), to_step.size());
-    QL_RETURN_IF_ERROR(RunFullCells(scan, cells, log));
-    QL_RETURN_IF_ERROR(UseFullCells(scan, full, to_full, true, o2));
-    QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
-    for (const auto& [u, k] : to_step) {
       Option& op = (*o2)[size_t(u)][size_t(k)];
-      const int m = NextWindows(op, n_windows);
-      QL_ASSIGN_OR_RETURN(bool found, UseExtensionCell(scan, *store, ExtensionCell(full, t, u, op.scheme, m), m, o.refine_z, &op));
-      if (!found)
-        return Status::Errorf("search: measuring unit '{}' at {} on {} windows failed (see the log)", t.units[size_t(u)].name,
-                              op.scheme, m);
+      const int m = o.refine_doubling ? NextWindows(op, n_windows) : n_windows;
+      short_of_all += m < n_windows;
+      QL_RETURN_IF_ERROR(ExtendOption(scan, *work, full, u, m, cost, o.refine_z, &op));
     }
-    steps += int(to_step.size());
+    log << fmt::format("search: refinement: {} options extended to every window, {} to twice their windows\n",
+                       need.size() - size_t(short_of_all), short_of_all);
+    steps += short_of_all;
     return Status::Ok();
   };
   QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, target, bucket, o.refine_slack, measure,
@@ -528,14 +571,14 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = ProcessCpuSeconds() - c0;
-  const nlohmann::json now = {{"passes", r.passes}, {"cells_run", r.measured}, {"doubling_steps", steps},
+  const nlohmann::json now = {{"passes", r.passes}, {"options_measured", r.measured}, {"doubling_steps", steps},
                               {"converged", r.converged},
                               {"lambda", r.lambda}, {"exact_options", exact}, {"options", every.size()},
                               {"seconds", wall}, {"cpu_seconds", cpu},
                               {"windows_evaluated", scan.session->window_tally->evaluated - evaluated0},
                               {"windows_resumed", scan.session->window_tally->taken - taken0}};
-  log << fmt::format("search: refinement {} after {} passes: {} cells run ({} of them doubling steps) in {:.1f}s ({:.1f} CPU-s; "
-                     "{} windows evaluated, {} resumed from window records); {} of {} options exact\n",
+  log << fmt::format("search: refinement {} after {} passes: {} options measured ({} of them short of every window) in "
+                     "{:.1f}s ({:.1f} CPU-s; {} windows evaluated, {} taken from window records); {} of {} options exact\n",
                      r.converged ? "done" : "stopped", r.passes, r.measured, steps, wall, cpu,
                      now["windows_evaluated"].get<int64_t>(), now["windows_resumed"].get<int64_t>(), exact, every.size());
   AddRefinement(now, report);
@@ -543,12 +586,13 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, int64_t max_by
 }
 
 // Uniform weight-only cells of the store on the same model, text and protocol, with no ignore set and
-// no overrides: (scheme, bits per weight, measured KLD).
+// no overrides: (scheme, bits per weight, measured KLD and ΔPPL with its interval).
 StatusOr<nlohmann::json> UniformCells(const Scan& scan) {
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::OpenReadOnly(scan.results_dir));
   const Session& s = *scan.session;
   QL_ASSIGN_OR_RETURN(SqlResult r, store->Query(
-      "SELECT c.weight_scheme, c.algorithm, m.bits_per_weight, m.kld_mean, m.kld_se, m.dppl FROM cells c JOIN metrics m "
+      "SELECT c.weight_scheme, c.algorithm, m.bits_per_weight, m.kld_mean, m.kld_se, m.dppl, m.dppl_lo, m.dppl_hi "
+      "FROM cells c JOIN metrics m "
       "ON m.cell_id = c.id WHERE c.status = 'ok' AND c.model_id = '" + s.hashes.model + "' AND c.dataset_id = '" +
       s.hashes.data + "' AND c.protocol = '" + s.protocol.Canonical() + "' AND c.weight_scheme != '' AND "
       "c.act_scheme = '' AND c.kv_scheme = '' AND coalesce(c.attn_scheme, '') = '' AND c.ignore_set = 'none' AND "
@@ -557,13 +601,13 @@ StatusOr<nlohmann::json> UniformCells(const Scan& scan) {
   for (const auto& row : r.rows)
     out.push_back({{"scheme", SqlValueToString(row[0])}, {"algorithm", SqlValueToString(row[1])},
                    {"bits_per_weight", Num(row[2])}, {"kld_mean", Num(row[3])}, {"kld_se", Num(row[4])},
-                   {"dppl", Num(row[5])}});
+                   {"dppl", Num(row[5])}, {"dppl_lo", Num(row[6])}, {"dppl_hi", Num(row[7])}});
   return out;
 }
 
 std::string Abs(const std::string& p) { return std::filesystem::absolute(p).lexically_normal().string(); }
 
-std::string Recipe(const Scan& scan, const Cell& cell, const nlohmann::json& measured) {
+std::string Recipe(const Scan& scan, const Cell& cell, const nlohmann::json& measured, const std::string& target) {
   const Experiment& e = scan.experiment;
   nlohmann::json a = cell.algorithm.params;
   a["name"] = cell.algorithm.name;
@@ -573,15 +617,88 @@ std::string Recipe(const Scan& scan, const Cell& cell, const nlohmann::json& mea
     if (o.scheme.empty()) exceptions = fmt::format("# BF16 exceptions: {} modules\n", o.targets.size());
   const std::string name = e.name.substr(0, e.name.size() - std::string("-sensitivity").size());
   return fmt::format(
-      "# Written by `quantlab search`: the verified configuration (measured KLD {:.6f} ± {:.6f}, {:.4f} bits/weight\n"
-      "# over the searched modules, scales included). Run: quantlab sweep THIS_FILE\n{}"
+      "# Written by `quantlab search`: the verified configuration (measured KLD {:.6f} ± {:.6f}, ΔPPL {:+.4f}\n"
+      "# [{:+.4f}, {:+.4f}], {:.4f} bits/weight over the searched modules, scales included{}).\n"
+      "# Run: quantlab sweep THIS_FILE\n{}"
       "name: {}-recipe\nmodel: {}\ndata: {}\nprotocol: {}\nbaseline: {}\nseed: {}\nresults: {}\n"
       "targets: {}\ntied_head: {}\nlayer_error_windows: {}\nkld_top_k: {}\n"
       "overrides: {}\ngrid:\n  schemes: [{}]\n  algorithms: [{}]\n",
-      measured.value("kld_mean", 0.0), measured.value("kld_se", 0.0), measured.value("bits_per_weight_units", 0.0),
+      measured.value("kld_mean", 0.0), measured.value("kld_se", 0.0), measured.value("dppl", 0.0),
+      measured.value("dppl_lo", 0.0), measured.value("dppl_hi", 0.0), measured.value("bits_per_weight_units", 0.0),
+      target.empty() ? "" : fmt::format("; target {}: {}", target, measured.value("meets_target", false) ? "met" : "NOT met"),
       exceptions, name, Abs(scan.session->model_path), Abs(e.data), scan.session->protocol.Canonical(), e.baseline,
       e.seed, Abs(scan.results_dir), nlohmann::json(e.targets).dump(), e.tied_head, e.layer_error_windows, e.kld_top_k,
       OverridesYaml(cell.overrides), cell.scheme.weights.empty() ? "none" : cell.scheme.weights, algo);
+}
+
+// What a search solves for: the knapsack's cost (SearchCost), its target in those units (-1: a byte
+// budget) and, for a ΔPPL target, the baseline's PPL on every window and which end of the verified
+// cell's interval must meet it.
+struct SearchGoal {
+  SearchCost cost = SearchCost::kKld;
+  double target = -1;
+  double ppl_base = 0;
+  std::string bound = "point";  // point | upper | lower
+
+  // The verified cell in the cost's units: its value and the value checked against the target.
+  Measurement Measure(const CellFacts& f) const {
+    if (cost == SearchCost::kKld) return {f.kld, f.kld};
+    return {f.ln_ratio, bound == "upper" ? f.ln_ratio_hi : bound == "lower" ? f.ln_ratio_lo : f.ln_ratio};
+  }
+  std::string Describe(const SearchOptions& o) const {
+    if (cost == SearchCost::kKld) return fmt::format("KLD {}", o.target_kld);
+    return fmt::format("ΔPPL {} ({} of the 95% interval)", o.target_dppl,
+                       bound == "point" ? "point estimate" : bound + " end");
+  }
+};
+
+// ΔPPL <= D is ln(ppl / ppl_base) <= ln(1 + D / ppl_base): the additive form of the target.
+StatusOr<SearchGoal> Goal(const Scan& scan, const SearchOptions& o) {
+  SearchGoal g;
+  if (o.target_kld >= 0) g.target = o.target_kld;
+  if (o.target_dppl < 0) return g;
+  if (o.dppl_bound != "upper" && o.dppl_bound != "point" && o.dppl_bound != "lower")
+    return Status::Errorf("search: --dppl-bound '{}' is not one of upper, point, lower", o.dppl_bound);
+  g.cost = SearchCost::kLnPpl, g.bound = o.dppl_bound;
+  g.ppl_base = Perplexity(scan.session->base->nll).ppl;
+  g.target = std::log1p(o.target_dppl / g.ppl_base);
+  return g;
+}
+
+// One verified round as the report's JSON (kind and solve_target are added by the caller).
+nlohmann::json RoundJson(const CellFacts& f, const Choice& ch, int round, const SearchGoal& g, const std::vector<Unit>& units) {
+  nlohmann::json r = {{"round", round}, {"cell_id", f.id}, {"kld_mean", f.kld}, {"kld_se", f.kld_se}, {"dppl", f.dppl},
+                      {"dppl_lo", f.dppl_lo}, {"dppl_hi", f.dppl_hi}, {"bits_per_weight_units", UnitsBpw(ch.bytes, units)},
+                      {"bytes_units", ch.bytes}};
+  if (g.cost == SearchCost::kKld) {
+    r.update({{"predicted_kld", ch.cost}, {"additivity_error", f.kld - ch.cost}});
+  } else {  // additivity in the additive units; the predicted ΔPPL converted back
+    r.update({{"predicted_ln_ppl_ratio", ch.cost}, {"ln_ppl_ratio", f.ln_ratio}, {"ln_ppl_ratio_se", f.ln_ratio_se},
+              {"additivity_error", f.ln_ratio - ch.cost}, {"predicted_dppl", g.ppl_base * std::expm1(ch.cost)}});
+  }
+  if (g.target >= 0) r["meets_target"] = g.Measure(f).bound <= g.target;
+  return r;
+}
+
+std::string RoundLine(const nlohmann::json& r, const SearchGoal& g) {
+  const std::string head = fmt::format(
+      "round {} ({}{}): {:.4f} bits/weight, ", r["round"].get<int>(), r["kind"].get<std::string>(),
+      r["kind"] == "rescaled" ? fmt::format(" at {} {:.6f}", g.cost == SearchCost::kKld ? "KLD" : "ln PPL ratio",
+                                            r["solve_target"].get<double>())
+                              : "",
+      r["bits_per_weight_units"].get<double>());
+  if (g.cost == SearchCost::kKld)
+    return head + fmt::format("predicted KLD {:.6f}, measured {:.6f} ± {:.6f} (additivity error {:+.6f}), "
+                              "ΔPPL {:+.4f} [{:+.4f}, {:+.4f}]\n",
+                              r["predicted_kld"].get<double>(), r["kld_mean"].get<double>(), r["kld_se"].get<double>(),
+                              r["additivity_error"].get<double>(), r["dppl"].get<double>(), r["dppl_lo"].get<double>(),
+                              r["dppl_hi"].get<double>());
+  return head + fmt::format("predicted ΔPPL {:+.4f} (ln PPL ratio {:.6f}), measured {:+.4f} [{:+.4f}, {:+.4f}] "
+                            "(ln ratio {:.6f}, additivity error {:+.6f}), KLD {:.6f} ± {:.6f}\n",
+                            r["predicted_dppl"].get<double>(), r["predicted_ln_ppl_ratio"].get<double>(),
+                            r["dppl"].get<double>(), r["dppl_lo"].get<double>(), r["dppl_hi"].get<double>(),
+                            r["ln_ppl_ratio"].get<double>(), r["additivity_error"].get<double>(),
+                            r["kld_mean"].get<double>(), r["kld_se"].get<double>());
 }
 
 }  // namespace
@@ -624,7 +741,8 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   for (const auto& sc : schemes)
     if (std::find(t.schemes.begin(), t.schemes.end(), sc) == t.schemes.end())
       return Status::Errorf("search: --schemes '{}' is not one of the scan's schemes (sensitivity.schemes)", sc);
-  QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes, o.refine_z));
+  QL_ASSIGN_OR_RETURN(const SearchGoal goal, Goal(scan, o));
+  QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes, o.refine_z, goal.cost));
   int64_t numel = 0, base_bytes = 0;
   for (const Unit& u : t.units) numel += u.numel, base_bytes += u.baseline_bytes;
   // Buckets of the gcd of every option's bytes make the DP exact; above 2M buckets, coarser ones
@@ -636,25 +754,25 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   const int64_t max_bytes = o.budget_bpw >= 0 ? int64_t(std::floor(o.budget_bpw * double(numel) / 8)) : -1;
   nlohmann::json refined, rounds = nlohmann::json::array();
   Cell cell;  // the last verified configuration (the recipe's)
-  auto solve = [&](double target) { return SolveRefined(scan, o, max_bytes, target, bucket, &opts, &refined, log); };
-  auto measure = [&](const Choice& ch, int round) -> StatusOr<double> {
+  auto solve = [&](double target) {
+    return SolveRefined(scan, o, goal.cost, max_bytes, target, bucket, &opts, &refined, log);
+  };
+  auto measure = [&](const Choice& ch, int round) -> StatusOr<Measurement> {
     cell = ConfigCell(scan.experiment, t.units, opts, ch, round);
     QL_ASSIGN_OR_RETURN(CellFacts f, Verify(scan, cell, log));
-    rounds.push_back({{"round", round}, {"cell_id", f.id}, {"predicted_kld", ch.cost}, {"kld_mean", f.kld},
-                      {"kld_se", f.kld_se}, {"additivity_error", f.kld - ch.cost}, {"dppl", f.dppl},
-                      {"dppl_lo", f.dppl_lo}, {"dppl_hi", f.dppl_hi}, {"bits_per_weight_units", UnitsBpw(ch.bytes, t.units)},
-                      {"bytes_units", ch.bytes}});
-    log << fmt::format("search: round {}: predicted KLD {:.6f}, measured {:.6f}\n", round, ch.cost, f.kld);
-    return f.kld;
+    rounds.push_back(RoundJson(f, ch, round, goal, t.units));
+    log << fmt::format("search: round {}: predicted {:.6f}, measured {:.6f} ({})\n", round, ch.cost, CostOf(f, goal.cost),
+                       goal.cost == SearchCost::kKld ? "KLD" : "ln PPL ratio");
+    return goal.Measure(f);
   };
   Choice c;
-  if (o.target_kld < 0) {
+  if (goal.target < 0) {
     QL_ASSIGN_OR_RETURN(c, solve(-1));
     QL_RETURN_IF_ERROR(measure(c, 0).status());
     rounds[0].update({{"kind", "solve"}, {"solve_target", -1}});
   } else {
     const TargetRules rules{o.rescale_rounds, o.max_rounds};
-    QL_ASSIGN_OR_RETURN(std::vector<TargetRound> tr, SearchToTarget(&opts, o.target_kld, solve, measure, rules));
+    QL_ASSIGN_OR_RETURN(std::vector<TargetRound> tr, SearchToTarget(&opts, goal.target, solve, measure, rules));
     for (size_t i = 0; i < tr.size(); ++i) rounds[i].update({{"kind", tr[i].kind}, {"solve_target", tr[i].solve_target}});
     c = tr.back().choice;
   }
@@ -662,20 +780,14 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   if (!refined.is_null())
     out.text += fmt::format("refinement: {} options of the adaptive scan re-measured ({} passes, {} windows evaluated, "
                             "{} resumed); {} of {} options exact\n",
-                            refined["cells_run"].get<int>(), refined["passes"].get<int>(),
+                            refined["options_measured"].get<int>(), refined["passes"].get<int>(),
                             refined["windows_evaluated"].get<int64_t>(), refined["windows_resumed"].get<int64_t>(),
                             refined["exact_options"].get<int>(), refined["options"].get<size_t>());
-  for (const auto& r : rounds)
-    out.text += fmt::format("round {} ({}{}): {:.4f} bits/weight, predicted KLD {:.6f}, measured {:.6f} ± {:.6f} "
-                            "(additivity error {:+.6f}), ΔPPL {:+.4f} [{:+.4f}, {:+.4f}]\n",
-                            r["round"].get<int>(), r["kind"].get<std::string>(),
-                            r["kind"] == "rescaled" ? fmt::format(" at KLD {:.6f}", r["solve_target"].get<double>()) : "",
-                            r["bits_per_weight_units"].get<double>(), r["predicted_kld"].get<double>(),
-                            r["kld_mean"].get<double>(), r["kld_se"].get<double>(), r["additivity_error"].get<double>(),
-                            r["dppl"].get<double>(), r["dppl_lo"].get<double>(), r["dppl_hi"].get<double>());
-  if (o.target_kld >= 0 && rounds.back()["kld_mean"].get<double>() > o.target_kld)
-    out.text += fmt::format("target KLD {} not met after {} rounds (raise --rescale-rounds / --max-rounds)\n",
-                            o.target_kld, rounds.size());
+  for (const auto& r : rounds) out.text += RoundLine(r, goal);
+  const bool met = goal.target < 0 || rounds.back()["meets_target"].get<bool>();
+  if (!met)
+    out.text += fmt::format("target {} not met after {} rounds (raise --rescale-rounds / --max-rounds)\n",
+                            goal.Describe(o), rounds.size());
   nlohmann::json choice = nlohmann::json::object();
   int exceptions = 0;
   for (size_t u = 0; u < t.units.size(); ++u) {
@@ -691,14 +803,17 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
   QL_ASSIGN_OR_RETURN(nlohmann::json uniform, UniformCells(scan));
   out.text += "uniform cells in the store (same model, text, protocol; no ignore set):\n";
   for (const auto& u : uniform)
-    out.text += fmt::format("  {:<16} {:<6} {:.4f} bits/weight  KLD {:.6f} ± {:.6f}  ΔPPL {:+.4f}\n",
+    out.text += fmt::format("  {:<16} {:<6} {:.4f} bits/weight  KLD {:.6f} ± {:.6f}  ΔPPL {:+.4f} [{:+.4f}, {:+.4f}]\n",
                             u["scheme"].get<std::string>(), u["algorithm"].get<std::string>(),
                             u["bits_per_weight"].get<double>(), u["kld_mean"].get<double>(), u["kld_se"].get<double>(),
-                            u["dppl"].get<double>());
+                            u["dppl"].get<double>(), u["dppl_lo"].get<double>(), u["dppl_hi"].get<double>());
   out.report = {{"rounds", rounds}, {"choice", choice}, {"bf16_units", exceptions}, {"uniform", uniform},
-                {"budget_bpw", o.budget_bpw}, {"target_kld", o.target_kld}, {"refinement", refined},
-                {"cells_evaluated", rounds.size() + (refined.is_null() ? 0 : refined["cells_run"].get<int>())}};
-  out.recipe = Recipe(scan, cell, rounds.back());
+                {"budget_bpw", o.budget_bpw}, {"target_kld", o.target_kld}, {"target_dppl", o.target_dppl},
+                {"cost", goal.cost == SearchCost::kKld ? "kld" : "ln_ppl_ratio"}, {"met", met},
+                {"refinement", refined},
+                {"cells_evaluated", rounds.size()}};
+  if (o.target_dppl >= 0) out.report.update({{"dppl_bound", o.dppl_bound}, {"ppl_base", goal.ppl_base}});
+  out.recipe = Recipe(scan, cell, rounds.back(), goal.target < 0 ? "" : goal.Describe(o));
   log.flush();
   return out;
 }

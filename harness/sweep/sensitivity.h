@@ -47,6 +47,9 @@ struct CellFacts {
   double weight_sqnr_db = 0;   // pooled over its quantized tensors: 10 log10(Σ signal / Σ noise)
   double out_rel_mse = 0;      // relative error of the last block's output
   int eval_windows = 0;        // windows the metrics cover (0: not recorded, a store from before)
+  // ln(ppl / ppl_base) = the mean per-token NLL difference, and the ln of its paired 95% interval's
+  // ends, from the stored ppl_ratio columns; ln_ratio_se its paired standard error (ln_ppl_ratio_se).
+  double ppl_base = 0, ln_ratio = 0, ln_ratio_lo = 0, ln_ratio_hi = 0, ln_ratio_se = 0;
 };
 StatusOr<std::optional<CellFacts>> ReadCellFacts(ResultStore& store, const std::string& cell_id);
 
@@ -75,6 +78,12 @@ nlohmann::json SensitivityJson(const SensitivityTable& t);
 // Spearman rank correlation (ties get their mean rank); NaN for fewer than 2 points or no spread.
 double Spearman(const std::vector<double>& a, const std::vector<double>& b);
 
+// What a unit's cost measures, so that costs add up over units: the mean KLD (nearly additive), or
+// Δ ln PPL = ln(ppl / ppl_base) = the mean per-token NLL difference (additive to first order, where ΔPPL
+// itself is not: a configuration's predicted ΔPPL is ppl_base · (exp(Σ Δ ln PPL) − 1)). A Δ ln PPL can
+// be negative (a unit whose rounding happens to help this text); it is taken as measured.
+enum class SearchCost { kKld, kLnPpl };
+
 // The multiple-choice knapsack on measured per-unit costs: for each unit one option (index into
 // options[u]), minimizing Σ cost subject to Σ bytes <= max_bytes (max_bytes >= 0), or, with
 // max_kld >= 0, minimizing Σ bytes subject to Σ cost <= max_kld. Exact DP over bytes in buckets of
@@ -82,13 +91,13 @@ double Spearman(const std::vector<double>& a, const std::vector<double>& b);
 struct Option {
   std::string scheme;  // "" = keep baseline precision
   int64_t bytes = 0;
-  double cost = 0;     // measured ΔKLD of the unit alone (0 for the baseline)
+  double cost = 0;     // measured cost of the unit alone (SearchCost: ΔKLD or Δ ln PPL; 0 for the baseline)
   double spread = 0;   // half-width of the interval the full-window cost lies in (0: known exactly)
   bool exact = true;   // cost measured on every window (the baseline, a full scan, a refined option)
-  // [windows] KLD sum over each window's scored tokens where the option's cell ran it, NaN where it did
-  // not; empty = not known (then only `spread` bounds it). Lets `search` compare two options of a unit
-  // paired, on the windows both ran (search_refine.h).
-  std::vector<double> window_kld = {};
+  // [windows] the cost's sum over each window's scored tokens (KLD, or NLL difference) where the option
+  // ran it, NaN where it did not; empty = not known (then only `spread` bounds it). Lets `search`
+  // compare two options of a unit paired, on the windows both ran (search_refine.h).
+  std::vector<double> window_cost = {};
   int windows = 0;     // windows the cost is over when not exact (the first of the seeded order)
 };
 struct Choice {
@@ -119,12 +128,17 @@ struct Scan {
 StatusOr<std::unique_ptr<Scan>> RunSensitivity(const Experiment& e, const ScanOptions& o, std::ostream& log);
 
 // `quantlab search`: solve on the scan's measured costs (candidates = `schemes`, a subset of the scan's,
-// plus keeping the baseline), verify the choice as a cell; when it misses target_kld, solve again at
+// plus keeping the baseline), verify the choice as a cell; when it misses its target, solve again at
 // the target rescaled by the measured additivity (up to `rescale_rounds`), then repair greedily up to
 // `max_rounds` times (search_target.h); compare with the uniform cells of the store.
 struct SearchOptions {
   double budget_bpw = -1;       // bits per weight over the units' tensors (scales included), or
-  double target_kld = -1;       // a KLD target
+  double target_kld = -1;       // a KLD target, or
+  double target_dppl = -1;      // a ΔPPL target (perplexity points on the evaluation text), on Δ ln PPL costs
+  // What meets target_dppl: the verified cell's paired 95% interval's "upper" end <= D (the default: the
+  // change is below D with 95% confidence on this text), its "point" estimate, or its "lower" end (D
+  // not excluded; at D = 0: the interval contains 0).
+  std::string dppl_bound = "upper";
   std::vector<std::string> schemes;  // empty = every scheme of the scan
   int rescale_rounds = 3;  // solves at target × predicted / measured after a miss
   int max_rounds = 3;      // greedy repairs after those

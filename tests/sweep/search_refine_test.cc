@@ -82,6 +82,33 @@ TEST(SearchRefine, DecisionOptionsOnAHandMadeCase) {
   EXPECT_NE(std::find(need.begin(), need.end(), std::make_pair(0, 2)), need.end());
 }
 
+// A target's price range: the slack's when every chosen option is exact; widened to the multipliers at
+// the target ∓ the chosen options' summed spread otherwise, which contains the slack's.
+TEST(SearchRefine, TargetPriceRangeCoversTheChosenCostsError) {
+  std::mt19937 rng(5);
+  auto opts = RandomUnits(rng, 8);
+  const double target = 1.5;  // a few units quantized
+  auto c = SolveKnapsack(opts, -1, target, 1);
+  ASSERT_TRUE(c.ok());
+  const double lambda = LagrangeMultiplier(opts, *c, false, target);
+  double prices[2];
+  TargetPriceRange(opts, *c, lambda, 1.5, target, prices);
+  EXPECT_EQ(prices[0], lambda / 1.5);
+  EXPECT_EQ(prices[1], lambda * 1.5);
+  double spread = 0;
+  for (size_t u = 0; u < opts.size(); ++u) {
+    Option& o = opts[u][size_t(c->pick[u])];
+    o.exact = o.cost == 0, o.spread = o.exact ? 0 : o.cost, spread += o.spread;
+  }
+  ASSERT_GT(spread, 0);
+  TargetPriceRange(opts, *c, lambda, 1.0, target, prices);
+  EXPECT_EQ(prices[0], std::min(lambda, LagrangeMultiplier(opts, *c, false, target - spread)));
+  EXPECT_EQ(prices[1], std::max(lambda, LagrangeMultiplier(opts, *c, false, target + spread)));
+  EXPECT_LT(prices[0], lambda);
+  EXPECT_GT(prices[1], lambda);
+  EXPECT_GE(DecisionOptionsAt(opts, *c, lambda, prices).size(), DecisionOptions(opts, *c, lambda, 1.0).size());
+}
+
 // Adaptive costs within ±rel of the true ones, spread z · rel · cost: refining the decision options
 // gives the choice the true costs give (the least true cost within a budget; the fewest bytes meeting a
 // target, and meeting it in truth), measuring only some options.
@@ -196,12 +223,12 @@ TEST(SearchRefine, PairedLoopRecoversTheExactCostChoiceMeasuringLess) {
         double all = 0, first = 0;
         for (int i = 0; i < N; ++i) w[size_t(i)] = 100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng)), all += w[size_t(i)];
         for (int i = 0; i < n; ++i) first += w[size_t(i)];
-        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_kld = w;
+        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_cost = w;
         Option& a = adaptive[u][k];
         a.cost = first / (100.0 * n), a.exact = false;
         a.spread = 3 * std::max(0.15 * a.cost, std::fabs(truth[u][k].cost - a.cost));  // an interval that holds
-        a.window_kld.assign(w.begin(), w.begin() + n);
-        a.window_kld.resize(N, std::nan(""));
+        a.window_cost.assign(w.begin(), w.begin() + n);
+        a.window_cost.resize(N, std::nan(""));
       }
     }
     const int64_t budget = by_budget ? 12 * 52 : -1;
@@ -252,7 +279,7 @@ TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows)
       for (size_t k = 1; k < truth[u].size(); ++k) {
         double all = 0;
         for (int i = 0; i < N; ++i) w[u][k].push_back(100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng))), all += w[u][k].back();
-        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_kld = w[u][k];
+        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_cost = w[u][k];
       }
     }
     // Option k of unit u on the first m windows (here the seeded order is the index order).
@@ -261,8 +288,8 @@ TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows)
       for (int i = 0; i < m; ++i) s += w[u][k][size_t(i)];
       o->cost = s / (100.0 * m), o->windows = m, o->exact = m == N;
       o->spread = o->exact ? 0 : 3 * std::max(0.15 * o->cost, std::fabs(truth[u][k].cost - o->cost));
-      o->window_kld.assign(w[u][k].begin(), w[u][k].begin() + m);
-      o->window_kld.resize(N, std::nan(""));
+      o->window_cost.assign(w[u][k].begin(), w[u][k].begin() + m);
+      o->window_cost.resize(N, std::nan(""));
     };
     for (size_t u = 0; u < truth.size(); ++u)
       for (size_t k = 1; k < truth[u].size(); ++k) on(u, k, n, &adaptive[u][k]);
@@ -323,9 +350,9 @@ class RefineScanTest : public ::testing::Test {
   }
   // A tighter refinement than the default (z 2, slack 1), so that some options stay adaptive; each
   // decision option measured on every window at once, or (doubling) extended step by step.
-  nlohmann::json Search(Scan& scan, double budget, double target, bool doubling = false) {
+  nlohmann::json Search(Scan& scan, double budget, double target, bool doubling = false, double target_dppl = -1) {
     SearchOptions so;
-    so.budget_bpw = budget, so.target_kld = target;
+    so.budget_bpw = budget, so.target_kld = target, so.target_dppl = target_dppl, so.dppl_bound = "point";
     so.refine_z = 2, so.refine_slack = 1, so.refine_doubling = doubling;
     so.rescale_rounds = 0;  // the refinement is under test here, not the target rescaling (search_target_test.cc)
     auto r = RunSearch(scan, so, log_);
@@ -346,12 +373,26 @@ TEST_F(RefineScanTest, DoublingRefinementIsTheFullScansEvaluatingFewerWindows) {
   ASSERT_TRUE(full && one);
   one.reset();
   std::filesystem::copy(dir_ / "one", dir_ / "two", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(dir_ / "one", dir_ / "zero", std::filesystem::copy_options::recursive);
   auto a = RunScan("one", false), d = RunScan("two", false);
   ASSERT_TRUE(a && d);
-  // Only the budget: at a KLD target of 0.05 doubling gave one unit (layers.0.self_attn.v_proj) another
-  // choice than the full scan in this session (the measured 0.0470 against 0.0504): not yet the full
-  // scan's answer everywhere, hence off by default (docs/sensitivity.md, "Not done").
-  for (const auto& [budget, target] : {std::pair{4.5, -1.0}}) {
+  // A budget and a KLD target: at the target 0.05, before the target's price range (TargetPriceRange),
+  // doubling gave four units another choice than the full scan (measured 0.0478 against 0.0504): their
+  // pairs were exact, but the other chosen int4 options' costs, all from the same first 4 windows,
+  // overestimated the total by 8%.
+  // Each search on fresh copies of the adaptive store (after a budget search's extensions the target
+  // search still differs from the full scan's in two units: docs/sensitivity.md, "Not done").
+  int copy = 0;
+  for (const auto& [budget, target] : {std::pair{4.5, -1.0}, std::pair{-1.0, 0.05}}) {
+    if (copy++ > 0) {
+      a.reset(), d.reset();
+      for (const char* name : {"one", "two"}) {
+        std::filesystem::remove_all(dir_ / name);
+        std::filesystem::copy(dir_ / "zero", dir_ / name, std::filesystem::copy_options::recursive);
+      }
+      a = RunScan("one", false), d = RunScan("two", false);
+      ASSERT_TRUE(a && d);
+    }
     const nlohmann::json want = Search(*full, budget, target), at_once = Search(*a, budget, target),
                          got = Search(*d, budget, target, true);
     ASSERT_FALSE(want.is_null() || at_once.is_null() || got.is_null());
@@ -365,6 +406,40 @@ TEST_F(RefineScanTest, DoublingRefinementIsTheFullScansEvaluatingFewerWindows) {
     const nlohmann::json again = Search(*d, budget, target, true);
     EXPECT_EQ(again["choice"], got["choice"]);
     EXPECT_EQ(again["refinement"]["windows_evaluated"].get<int64_t>(), 0);
+  }
+}
+
+// A ΔPPL target (point estimate) on ln PPL ratio costs: the per-window NLL-difference sums read back
+// add up to each unit's stored ln PPL ratio, and the adaptive scan, refined paired on them, gives the
+// full scan's choice and verified ΔPPL.
+TEST_F(RefineScanTest, DpplTargetOnAnAdaptiveScanIsTheFullScans) {
+  auto full = RunScan("full", true);
+  auto one = RunScan("one", false);
+  ASSERT_TRUE(full && one);
+  {
+    auto store = ResultStore::OpenReadOnly(one->results_dir);
+    ASSERT_TRUE(store.ok());
+    const std::vector<int64_t> tokens = WindowTokens(one->session->windows);
+    for (const SensitivityRow& r : one->table.rows) {
+      const std::vector<int> ran = WindowsRan(r.facts->eval_windows, int(tokens.size()), e_.seed);
+      const std::vector<double> w = CellWindowDeltaNll(**store, r.facts->id, tokens, ran, one->session->base->nll);
+      ASSERT_EQ(w.size(), tokens.size());
+      double d = 0, n = 0;
+      for (size_t i = 0; i < w.size(); ++i)
+        if (!std::isnan(w[i])) d += w[i], n += double(tokens[i]);
+      EXPECT_NEAR(d / n, r.facts->ln_ratio, 1e-6) << r.unit->name << " " << r.scheme;  // float32 NLLs
+    }
+  }
+  for (const double D : {0.1, 0.5}) {
+    const nlohmann::json want = Search(*full, -1, -1, false, D), got = Search(*one, -1, -1, false, D);
+    ASSERT_FALSE(want.is_null() || got.is_null());
+    EXPECT_EQ(got["cost"], "ln_ppl_ratio");
+    EXPECT_EQ(got["choice"], want["choice"]) << D;
+    EXPECT_EQ(got["rounds"][0]["dppl"].get<double>(), want["rounds"][0]["dppl"].get<double>()) << D;
+    EXPECT_EQ(got["rounds"][0]["predicted_ln_ppl_ratio"].get<double>(), want["rounds"][0]["predicted_ln_ppl_ratio"].get<double>());
+    EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
+    // The first search re-measures options; the second finds most of them measured by the first.
+    if (D == 0.1) EXPECT_GT(got["refinement"]["options_measured"].get<int>(), 0);
   }
 }
 
@@ -403,7 +478,7 @@ TEST_F(RefineScanTest, AdaptiveRefinedSearchIsTheFullScansAndShardsMergeBitwise)
   EXPECT_EQ(got["choice"], want["choice"]);
   EXPECT_EQ(got["rounds"].back()["kld_mean"].get<double>(), want["rounds"].back()["kld_mean"].get<double>());
   EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
-  const int refined = got["refinement"]["cells_run"].get<int>();
+  const int refined = got["refinement"]["options_measured"].get<int>();
   EXPECT_GT(refined, 0);
   EXPECT_LT(refined, int(one->table.rows.size()));
   const double target = want["rounds"].back()["kld_mean"].get<double>();

@@ -1,7 +1,8 @@
 // `search --target-kld` when the units' ΔKLD do not add up (search_target.h): on hand-made units with
 // a fake measurement of known super-additive error, the rescaled solve reaches the target where the
 // greedy repair alone does not, at the bytes of the exact optimum under that measurement; the ratio's
-// bound, the strictly falling solve targets, a solve that repeats itself, and a met first round.
+// bound, the strictly falling solve targets, a solve that repeats itself, a met first round, and a
+// criterion an interval's width above the measured value (a ΔPPL target on its interval's upper end).
 #include "harness/sweep/search_target.h"
 
 #include <cmath>
@@ -27,11 +28,15 @@ std::vector<std::vector<Option>> Units(int n, unsigned seed) {
 struct Fake {
   std::vector<std::vector<Option>> opts;
   std::function<double(double)> measured_of;  // predicted -> measured
+  std::function<double(double)> width_of = [](double) { return 0.0; };  // measured -> criterion − measured
   SolveAtFn Solve() {
     return [this](double t) { return SolveKnapsack(opts, -1, t, 10); };
   }
   MeasureChoiceFn Measure() {
-    return [this](const Choice& c, int) -> StatusOr<double> { return measured_of(c.cost); };
+    return [this](const Choice& c, int) -> StatusOr<Measurement> {
+      const double m = measured_of(c.cost);
+      return Measurement{m, m + width_of(m)};
+    };
   }
 };
 
@@ -100,6 +105,37 @@ TEST(SearchTarget, RatioIsBoundedAndAMetFirstRoundStops) {
   ASSERT_EQ(one->size(), 1u);
   EXPECT_EQ((*one)[0].kind, "solve");
   EXPECT_EQ((*one)[0].solve_target, target);
+}
+
+TEST(SearchTarget, AnIntervalEndIsMetAtTheWidthsSquareRootScaling) {
+  // Measured = predicted, checked at an interval's upper end c·√measured above it (search --target-dppl
+  // on a ΔPPL interval): the first solve misses by the width, the rescaled one solves at the m with
+  // m + c·√m = target and meets the target at exactly the bytes of the knapsack there (the optimum
+  // under this criterion).
+  const double target = 0.1, c = 0.1;
+  Fake f{Units(30, 5), [](double p) { return p; }};
+  f.width_of = [c](double m) { return c * std::sqrt(m); };
+  auto r = SearchToTarget(&f.opts, target, f.Solve(), f.Measure(), {});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_GT((*r)[0].bound, target);
+  EXPECT_EQ((*r)[1].kind, "rescaled");
+  const double x = 0.5 * (-c + std::sqrt(c * c + 4 * target));
+  EXPECT_NEAR((*r)[1].solve_target, x * x, 1e-15);
+  EXPECT_NEAR(x * x + c * x, target, 1e-15);
+  EXPECT_LE((*r)[1].bound, target);
+  auto best = SolveKnapsack(f.opts, -1, (*r)[1].solve_target, 10);
+  ASSERT_TRUE(best.ok());
+  EXPECT_EQ((*r)[1].choice.bytes, best->bytes);
+
+  // A width far above the target: the solve target stops at min_ratio × target.
+  Fake wide{Units(30, 5), [](double p) { return p; }};
+  wide.width_of = [](double m) { return 10 * std::sqrt(m); };
+  auto w = SearchToTarget(&wide.opts, target, wide.Solve(), wide.Measure(), {1, 0});
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->size(), 2u);
+  EXPECT_EQ((*w)[1].solve_target, 0.25 * target);
+  EXPECT_GT((*w)[1].bound, target);  // unreachable at this width: the rounds are spent, not met
 }
 
 TEST(SearchTarget, ASolveThatRepeatsAVerifiedChoiceGoesToRepair) {

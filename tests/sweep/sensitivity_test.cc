@@ -174,6 +174,54 @@ TEST_F(ScanTest, ScanSearchRecipe) {
   }
   // Whenever the first round missed, the second is a rescaled solve (this model's units interact).
   if (rounds.size() > 1) EXPECT_EQ(rounds[1]["kind"], "rescaled");
+
+  // A ΔPPL target, met by the upper end of the verified cell's paired interval (the default) or by its
+  // point estimate: the units' costs are their ln PPL ratios, the knapsack is solved at
+  // ln(1 + D / ppl_base), and a round meets D exactly when its stored dppl_hi (dppl) is <= D.
+  const double D = 1.0;  // upper: round 0 misses (its interval ends at +1.86), the rescaled round meets it
+  const double ppl_base = t.rows[0].facts->ppl_base;  // a full scan: every unit's ppl_base is the baseline's
+  for (const std::string bound : {"upper", "point"}) {
+    SearchOptions sd;
+    sd.target_dppl = D, sd.dppl_bound = bound;
+    auto dp = RunSearch(**scan, sd, log);
+    ASSERT_TRUE(dp.ok()) << dp.status().message();
+    const nlohmann::json& rep = dp->report;
+    EXPECT_EQ(rep["cost"], "ln_ppl_ratio");
+    EXPECT_EQ(rep["ppl_base"].get<double>(), ppl_base);
+    const double T = std::log1p(D / ppl_base);
+    const nlohmann::json& rs = rep["rounds"];
+    ASSERT_GE(rs.size(), 1u);
+    EXPECT_EQ(rs[0]["solve_target"].get<double>(), T);
+    for (size_t i = 0; i < rs.size(); ++i) {
+      const nlohmann::json& r = rs[i];
+      const double crit = bound == "upper" ? r["dppl_hi"].get<double>() : r["dppl"].get<double>();
+      EXPECT_EQ(r["meets_target"].get<bool>(), crit <= D) << bound << " round " << i;
+      EXPECT_NEAR(r["ln_ppl_ratio"].get<double>(), std::log1p(r["dppl"].get<double>() / ppl_base), 1e-12);
+      EXPECT_NEAR(r["predicted_dppl"].get<double>(), ppl_base * std::expm1(r["predicted_ln_ppl_ratio"].get<double>()), 1e-12);
+      if (r["kind"] != "repair") EXPECT_LE(r["predicted_ln_ppl_ratio"].get<double>(), r["solve_target"].get<double>());
+      if (i > 0) EXPECT_FALSE(rs[i - 1]["meets_target"].get<bool>());  // only after a miss
+      if (r["kind"] == "rescaled") {  // search_target.h's rule from the round before
+        const nlohmann::json& prev = rs[i - 1];
+        const double p = prev["predicted_ln_ppl_ratio"].get<double>(), m = prev["ln_ppl_ratio"].get<double>();
+        const double w = bound == "upper" ? std::log1p(prev["dppl_hi"].get<double>() / ppl_base) - m : 0.0;
+        const double c = w / std::sqrt(m), x = 0.5 * (-c + std::sqrt(c * c + 4 * T));
+        const double want = std::min(std::max(x * x * std::clamp(p / m, 0.25, 1.0), 0.25 * T), p);
+        EXPECT_NEAR(r["solve_target"].get<double>(), want, 1e-9) << bound << " round " << i;
+      }
+    }
+    // The last round's prediction is the sum of its units' measured ln PPL ratios, each clamped at 0
+    // (bf16: 0).
+    double sum = 0;
+    for (const SensitivityRow& r : t.rows)
+      if (rep["choice"][r.unit->name] == r.scheme) sum += std::max(0.0, r.facts->ln_ratio);
+    EXPECT_NEAR(sum, rs.back()["predicted_ln_ppl_ratio"].get<double>(), 1e-12);
+    auto recipe_x = ParseExperiment(dp->recipe, "recipe.yaml");
+    ASSERT_TRUE(recipe_x.ok()) << dp->recipe;
+    EXPECT_EQ(DescribeCell(*(*scan)->session, ExpandGrid(*recipe_x)[0]).id, rs.back()["cell_id"].get<std::string>());
+    EXPECT_NE(dp->recipe.find("target ΔPPL"), std::string::npos);
+    EXPECT_TRUE(rep["met"].get<bool>()) << dp->text;
+    EXPECT_LT(rs.back()["bits_per_weight_units"].get<double>(), 16.0);  // not everything kept at bf16
+  }
 }
 
 }  // namespace
