@@ -332,18 +332,14 @@ float MakeQxQuantsRmse1(int n, int nmax, const float* x, int8_t* L) {
 // ---------------------------------------------------------------------------------------------
 // Q4_K
 // ---------------------------------------------------------------------------------------------
-void QuantizeBlockQ4_K(const float* x, BlockQ4_K* y) {
-  uint8_t L[kQKK];
-  FitScaleMinK(x, 15, -1.f, 20, L, y->scales, &y->d, &y->dmin);
-  RequantizeK(x, y->scales, y->d, y->dmin, 15, L);
-  PackQ4K(L, y);
-}
+void QuantizeBlockQ4_K(const float* x, BlockQ4_K* y) { QuantizeBlocksQ4_K(1, x, y); }
 
-void QuantizeBlocksQ4_K2(const float* x, BlockQ4_K* y) {
+void QuantizeBlocksQ4_K(int blocks, const float* x, BlockQ4_K* y) {
   uint8_t L[2 * kQKK];
-  const ScaleMinK out[2] = {{y[0].scales, &y[0].d, &y[0].dmin}, {y[1].scales, &y[1].d, &y[1].dmin}};
-  FitScaleMinKBlocks(2, x, 15, -1.f, 20, L, out);
-  for (int b = 0; b < 2; ++b) {
+  const int last = blocks - 1;  // blocks 1: the second entry repeats the first, unused
+  const ScaleMinK out[2] = {{y[0].scales, &y[0].d, &y[0].dmin}, {y[last].scales, &y[last].d, &y[last].dmin}};
+  FitScaleMinKBlocks(blocks, x, 15, -1.f, 20, L, out);
+  for (int b = 0; b < blocks; ++b) {
     RequantizeK(x + b * kQKK, y[b].scales, y[b].d, y[b].dmin, 15, L + b * kQKK);
     PackQ4K(L + b * kQKK, &y[b]);
   }
@@ -478,10 +474,10 @@ void QuantizeBytes(const float* x, uint8_t* out) {
   Q(x, &b);
   std::memcpy(out, &b, sizeof(Block));
 }
-template <typename Block, void (*Q2)(const float*, Block*)>
+template <typename Block, void (*Q)(int, const float*, Block*)>
 void QuantizePairBytes(const float* x, uint8_t* out) {
   Block b[2];
-  Q2(x, b);
+  Q(2, x, b);
   std::memcpy(out, b, sizeof b);
 }
 template <typename Block, void (*D)(const Block&, float*)>
@@ -519,7 +515,7 @@ constexpr QuantType kQuantTypes[] = {
     {12, "q4_k", "ggml Q4_K: 256 = 8×32 4-bit codes, 6-bit scale and min per 32 (make_qkx2_quants fit)", 256,
      144, 4, "6-bit scale + 6-bit min per 32, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock, 32,
      QuantizeBytes<BlockQ4_K, QuantizeBlockQ4_K>, DequantizeBytes<BlockQ4_K, DequantizeBlockQ4_K>,
-     WeightedBytes<BlockQ4_K, 256, QuantizeRowWeightedQ4_K>, QuantizePairBytes<BlockQ4_K, QuantizeBlocksQ4_K2>},
+     WeightedBytes<BlockQ4_K, 256, QuantizeRowWeightedQ4_K>, QuantizePairBytes<BlockQ4_K, QuantizeBlocksQ4_K>},
     {14, "q6_k", "ggml Q6_K: 256 = 16×16 6-bit codes in [-32,31], int8 scale per 16 (make_qx_quants)", 256,
      210, 6, "int8 per 16, fp16 d per 256", Pad::kZero, 0, QuantizeBytes<BlockQ6_K, QuantizeBlockQ6_K>,
      DequantizeBytes<BlockQ6_K, DequantizeBlockQ6_K>, WeightedBytes<BlockQ6_K, 256, QuantizeRowWeightedQ6_K>},
@@ -533,7 +529,7 @@ constexpr QuantType kQuantTypes[] = {
     {13, "q5_k", "ggml Q5_K: 256 = 8×32 5-bit codes, 6-bit scale and min per 32 (make_qkx2_quants fit)", 256,
      176, 5, "6-bit scale + 6-bit min per 32, fp16 d + dmin per 256", Pad::kRepeatLastInSubBlock, 32,
      QuantizeBytes<BlockQ5_K, QuantizeBlockQ5_K>, DequantizeBytes<BlockQ5_K, DequantizeBlockQ5_K>,
-     WeightedBytes<BlockQ5_K, 256, QuantizeRowWeightedQ5_K>, QuantizePairBytes<BlockQ5_K, QuantizeBlocksQ5_K2>},
+     WeightedBytes<BlockQ5_K, 256, QuantizeRowWeightedQ5_K>, QuantizePairBytes<BlockQ5_K, QuantizeBlocksQ5_K>},
     {15, "q8_k", "ggml Q8_K: 256 int8 codes, fp32 scale -max/127 (llama.cpp's activation format)", 256, 292, 8,
      "fp32 per 256 (+ int16 sums per 16)", Pad::kZero, 0, QuantizeBytes<BlockQ8_K, QuantizeBlockQ8_K>,
      DequantizeBytes<BlockQ8_K, DequantizeBlockQ8_K>, nullptr},

@@ -214,13 +214,17 @@ void QuantizeBlockQ5_0(const float* x, BlockQ5_0* y);
 void QuantizeBlockQ5_1(const float* x, BlockQ5_1* y);
 void QuantizeBlockQ8_0(const float* x, BlockQ8_0* y);
 void QuantizeBlockQ4_K(const float* x, BlockQ4_K* y);
-void QuantizeBlocksQ4_K2(const float* x, BlockQ4_K* y);  // two blocks x[512] → y[2], bitwise QuantizeBlockQ4_K each
+// `blocks` (1 or 2) consecutive blocks x[blocks · 256] → y[blocks], every sub-block fit in one batch; bitwise
+// one block at a time (QuantizeBlockQ4_K is blocks = 1).
+void QuantizeBlocksQ4_K(int blocks, const float* x, BlockQ4_K* y);
 void QuantizeBlockQ6_K(const float* x, BlockQ6_K* y);
 void QuantizeBlockQ6_KWeighted(const float* x, const float* qw, BlockQ6_K* y);  // qw: 256 weights or nullptr
 void QuantizeBlockQ2_K(const float* x, BlockQ2_K* y);
 void QuantizeBlockQ3_K(const float* x, BlockQ3_K* y);
 void QuantizeBlockQ5_K(const float* x, BlockQ5_K* y);
-void QuantizeBlocksQ5_K2(const float* x, BlockQ5_K* y);  // two blocks x[512] → y[2], bitwise QuantizeBlockQ5_K each
+// `blocks` (1 or 2) consecutive blocks x[blocks · 256] → y[blocks], every sub-block fit in one batch; bitwise
+// one block at a time (QuantizeBlockQ5_K is blocks = 1).
+void QuantizeBlocksQ5_K(int blocks, const float* x, BlockQ5_K* y);
 void QuantizeBlockQ8_K(const float* x, BlockQ8_K* y);
 // IQ4_*: what ggml's quantize_iq4_nl / quantize_iq4_xs give without an imatrix (scale search over 15
 // candidates, ntry = 7). ggml's quantize_row_iq4_nl_ref (ntry = -1) is a different, weaker path.

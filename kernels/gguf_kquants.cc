@@ -641,18 +641,14 @@ void QuantizeRowWeightedQ5_K(const float* x, int64_t n, const float* qw, BlockQ5
   WeightedRowK(x, n, qw, 31, PackQ5K, y);
 }
 
-void QuantizeBlockQ5_K(const float* x, BlockQ5_K* y) {
-  uint8_t L[kQKK];
-  FitScaleMinK(x, 31, -0.5f, 15, L, y->scales, &y->d, &y->dmin);
-  RequantizeK(x, y->scales, y->d, y->dmin, 31, L);
-  PackQ5K(L, y);
-}
+void QuantizeBlockQ5_K(const float* x, BlockQ5_K* y) { QuantizeBlocksQ5_K(1, x, y); }
 
-void QuantizeBlocksQ5_K2(const float* x, BlockQ5_K* y) {
+void QuantizeBlocksQ5_K(int blocks, const float* x, BlockQ5_K* y) {
   uint8_t L[2 * kQKK];
-  const ScaleMinK out[2] = {{y[0].scales, &y[0].d, &y[0].dmin}, {y[1].scales, &y[1].d, &y[1].dmin}};
-  FitScaleMinKBlocks(2, x, 31, -0.5f, 15, L, out);
-  for (int b = 0; b < 2; ++b) {
+  const int last = blocks - 1;  // blocks 1: the second entry repeats the first, unused
+  const ScaleMinK out[2] = {{y[0].scales, &y[0].d, &y[0].dmin}, {y[last].scales, &y[last].d, &y[last].dmin}};
+  FitScaleMinKBlocks(blocks, x, 31, -0.5f, 15, L, out);
+  for (int b = 0; b < blocks; ++b) {
     RequantizeK(x + b * kQKK, y[b].scales, y[b].d, y[b].dmin, 31, L + b * kQKK);
     PackQ5K(L + b * kQKK, &y[b]);
   }

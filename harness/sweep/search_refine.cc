@@ -118,6 +118,7 @@ std::vector<std::pair<int, int>> DecisionOptions(const std::vector<std::vector<O
 void TargetPriceRange(const std::vector<std::vector<Option>>& opts, const Choice& c, double lambda, double slack,
                       double max_kld, double prices[2]) {
   prices[0] = lambda / slack, prices[1] = lambda * slack;
+  if (max_kld < 0) return;
   double spread = 0;
   for (size_t u = 0; u < opts.size(); ++u) spread += opts[u][size_t(c.pick[u])].spread;
   if (spread <= 0) return;
@@ -155,8 +156,7 @@ StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t
     QL_ASSIGN_OR_RETURN(r.choice, SolveKnapsack(*opts, max_bytes, max_kld, bucket));
     r.lambda = LagrangeMultiplier(*opts, r.choice, max_kld < 0, max_kld);
     double prices[2];
-    if (max_kld >= 0) TargetPriceRange(*opts, r.choice, r.lambda, slack, max_kld, prices);
-    else prices[0] = r.lambda / slack, prices[1] = r.lambda * slack;
+    TargetPriceRange(*opts, r.choice, r.lambda, slack, max_kld, prices);
     const std::vector<std::pair<int, int>> need = DecisionOptionsAt(*opts, r.choice, r.lambda, prices, paired);
     if (need.empty()) return r;
     if (r.passes == max_passes) {

@@ -53,6 +53,7 @@ std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector
 // errors add up in the target's constraint, and they do not cancel: every inexact option ran the
 // first windows of one seeded order, so a hard window raises them all (on stories260K, 4 of 8 windows
 // put the chosen int4 options' total 8% above its full-window value and moved four units' choices).
+// Without a target (max_kld < 0) the range is the slack's alone.
 void TargetPriceRange(const std::vector<std::vector<Option>>& opts, const Choice& c, double lambda, double slack,
                       double max_kld, double prices[2]);
 

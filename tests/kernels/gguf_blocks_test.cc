@@ -359,12 +359,12 @@ TEST(GgufK, PairedSuperBlocksAreBitwiseTheSingleBlocks) {
       BlockQ4_K one4[2], two4[2];
       gguf::QuantizeBlockQ4_K(x.data(), &one4[0]);
       gguf::QuantizeBlockQ4_K(x.data() + 256, &one4[1]);
-      gguf::QuantizeBlocksQ4_K2(x.data(), two4);
+      gguf::QuantizeBlocksQ4_K(2, x.data(), two4);
       ASSERT_EQ(std::memcmp(one4, two4, sizeof one4), 0);
       gguf::BlockQ5_K one5[2], two5[2];
       gguf::QuantizeBlockQ5_K(x.data(), &one5[0]);
       gguf::QuantizeBlockQ5_K(x.data() + 256, &one5[1]);
-      gguf::QuantizeBlocksQ5_K2(x.data(), two5);
+      gguf::QuantizeBlocksQ5_K(2, x.data(), two5);
       ASSERT_EQ(std::memcmp(one5, two5, sizeof one5), 0);
     }
     for (const BlockCodec* c : {GgufQ4_KCodec(), GgufQ5_KCodec()}) {  // 3 blocks: a pair, then a single
