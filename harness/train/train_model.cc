@@ -9,6 +9,7 @@
 
 #include "harness/train/train_ops.h"
 #include "harness/util/hash.h"
+#include "kernels/parallel.h"
 
 namespace ql::train {
 namespace {
@@ -17,8 +18,9 @@ void AddInto(const std::vector<float>& a, std::vector<float>* y) {
   const int64_t n = int64_t(a.size());
   float* yp = y->data();
   const float* ap = a.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) yp[i] += ap[i];
+  ParallelForChunks(n, kElementChunk, NumThreads(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) yp[i] += ap[i];
+  });
 }
 
 // y [n, out] = x [n, in] · W[name]ᵀ, plus the adapter path when `ad` has one for the weight.
@@ -255,13 +257,14 @@ void AdamWStep(Model* model, const TensorMap& grads, float lr, const AdamWOption
     const int64_t n = int64_t(w.data.size());
     const float b1 = o.beta1, b2 = o.beta2, eps = o.eps;
     const float inv_bc1 = float(1.0 / bc1), inv_bc2 = float(1.0 / bc2);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-      v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-      const float mh = m[i] * inv_bc1, vh = v[i] * inv_bc2;
-      p[i] -= lr * (mh / (std::sqrt(vh) + eps) + wd * p[i]);
-    }
+    ParallelForChunks(n, kElementChunk, NumThreads(), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        const float mh = m[i] * inv_bc1, vh = v[i] * inv_bc2;
+        p[i] -= lr * (mh / (std::sqrt(vh) + eps) + wd * p[i]);
+      }
+    });
   }
 }
 

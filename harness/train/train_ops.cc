@@ -1,7 +1,8 @@
 // Forward/backward kernels of the trainer (see train_ops.h). Matmuls via kernels/gemm.h on NumThreads()
 // threads (each output one FMA chain over k whatever the thread count), attention parallel over
 // (sequence, KV head) items with each item's products on its own thread; elementwise and per-row work
-// parallelised with OpenMP (static schedules, per-row results). So a training step is bitwise the same
+// on kernels/parallel.h's pool too (per-row items, or chunks of kElementChunk elements: no OpenMP, whose
+// idle workers spun beside the pool's GEMM threads and kept a step at one core's speed on two). So a training step is bitwise the same
 // for any thread count (tests/harness/train_threads_test.cc).
 #include "harness/train/train_ops.h"
 
@@ -51,8 +52,7 @@ void LinearBackward(const float* x, const float* w, const float* dy, int n, int 
 }
 
 void RmsNormForward(const float* x, const float* w, int n, int d, float eps, float* y, float* rstd) {
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < n; ++r) {
+  ParallelFor(n, NumThreads(), [&](int r, int) {
     const float* xr = x + size_t(r) * d;
     double ss = 0;
     for (int i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
@@ -60,7 +60,7 @@ void RmsNormForward(const float* x, const float* w, int n, int d, float eps, flo
     rstd[r] = rs;
     float* yr = y + size_t(r) * d;
     for (int i = 0; i < d; ++i) yr[i] = xr[i] * rs * w[i];
-  }
+  });
 }
 
 void RmsNormBackward(const float* x, const float* w, const float* rstd, const float* dy, int n, int d,
@@ -94,8 +94,7 @@ void RopeApply(float* x, int n, int t, int heads, int hd, const float* cos, cons
   // Pair (f, s): y_f = a c_f + b s_f, y_s = b c_s + a s_s with s_f = -sin, s_s = +sin (ops::RopeTables).
   // The inverse rotation swaps the sine entries.
   const int half = hd / 2;
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < n; ++r) {
+  ParallelFor(n, NumThreads(), [&](int r, int) {
     const float* c = cos + size_t(r % t) * hd;
     const float* s = sin + size_t(r % t) * hd;
     for (int h = 0; h < heads; ++h) {
@@ -108,7 +107,7 @@ void RopeApply(float* x, int n, int t, int heads, int hd, const float* cos, cons
         xh[g] = b * c[g] + a * sg;
       }
     }
-  }
+  });
 }
 
 void AttentionForward(const float* q, const float* k, const float* v, int b, int t, int h, int kv, int hd,
@@ -188,30 +187,31 @@ void AttentionBackward(const float* q, const float* k, const float* v, const flo
 }
 
 void SwiGluForward(const float* gate, const float* up, int64_t n, float* out) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+  ParallelForChunks(n, kElementChunk, NumThreads(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = gate[i];
+      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  });
 }
 
 void SwiGluBackward(const float* gate, const float* up, const float* dout, int64_t n, float* dgate, float* dup) {
   // silu(g) = g s(g);  silu'(g) = s(g) (1 + g (1 - s(g))).
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i], u = up[i], d = dout[i];
-    const float s = 1.0f / (1.0f + std::exp(-g));
-    dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
-    dup[i] = d * g * s;
-  }
+  ParallelForChunks(n, kElementChunk, NumThreads(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = gate[i], u = up[i], d = dout[i];
+      const float s = 1.0f / (1.0f + std::exp(-g));
+      dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
+      dup[i] = d * g * s;
+    }
+  });
 }
 
 double CrossEntropy(float* logits, const int* targets, int n, int v, float* dlogits) {
   int counted = 0;
   for (int r = 0; r < n; ++r) counted += targets[r] >= 0;
   std::vector<double> row_loss(n, 0.0);
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < n; ++r) {
+  ParallelFor(n, NumThreads(), [&](int r, int) {
     float* lr = logits + size_t(r) * v;
     const int tg = targets[r];
     float mx = lr[0];
@@ -226,13 +226,13 @@ double CrossEntropy(float* logits, const int* targets, int n, int v, float* dlog
       float* dr = dlogits + size_t(r) * v;
       if (tg < 0 || counted == 0) {
         std::fill(dr, dr + v, 0.0f);
-        continue;
+        return;
       }
       const double inv = 1.0 / sum, w = 1.0 / counted;
       for (int j = 0; j < v; ++j) dr[j] = float(std::exp(double(lr[j] - mx)) * inv * w);
       dr[tg] -= float(w);
     }
-  }
+  });
   double total = 0;
   for (int r = 0; r < n; ++r) total += row_loss[r];
   return counted ? total / counted : 0.0;
@@ -240,8 +240,7 @@ double CrossEntropy(float* logits, const int* targets, int n, int v, float* dlog
 
 double KlToTeacher(float* logits, const float* teacher_probs, int n, int v, float* dlogits) {
   std::vector<double> row_loss(n, 0.0);
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < n; ++r) {
+  ParallelFor(n, NumThreads(), [&](int r, int) {
     float* lr = logits + size_t(r) * v;
     const float* pr = teacher_probs + size_t(r) * v;
     float mx = lr[0];
@@ -258,7 +257,7 @@ double KlToTeacher(float* logits, const float* teacher_probs, int n, int v, floa
       const double inv = 1.0 / sum, w = 1.0 / n;
       for (int j = 0; j < v; ++j) dr[j] = float((std::exp(double(lr[j] - mx)) * inv - double(pr[j])) * w);
     }
-  }
+  });
   double total = 0;
   for (int r = 0; r < n; ++r) total += row_loss[r];
   return n ? total / n : 0.0;

@@ -10,6 +10,10 @@
 
 namespace ql::train {
 
+// Elementwise loops run on kernels/parallel.h's pool in chunks of this many elements (a cut that does
+// not depend on the thread count; each element is computed alone, so any count gives the same bits).
+inline constexpr int64_t kElementChunk = int64_t(1) << 14;
+
 // y[N, out] = x[N, in] · W[out, in]^T.
 void LinearForward(const float* x, const float* w, int n, int in, int out, float* y);
 // dx[N, in] = dy · W (overwrites; may be null to skip);  dw[out, in] += dy^T · x.

@@ -59,7 +59,6 @@ ModelConfig SmallConfig() {
 // of every V of two tensors and of every α, β against central differences, sym and asym (where a clamp or
 // the max of the two range ends has its kink within the step, against the matching one-sided difference).
 TEST(AutoRound, BlockGradientsMatchFiniteDifferences) {
-  testing::SingleThread one;
   const Model m = RandomModel(SmallConfig(), 3);
   const int n = 2, t = 5, D = m.config.dim;
   const std::vector<float> x = testing::Gaussian(size_t(n) * t * D, 5), y = testing::Gaussian(size_t(n) * t * D, 6);
@@ -119,7 +118,6 @@ std::map<std::string, std::string> AllLinears(const Model& m, const std::string&
 }
 
 TEST(AutoRound, ZeroItersIsRoundToNearestBitForBit) {
-  testing::SingleThread one;
   const Model m = testing::OutlierModel();
   const auto weights = AllLinears(m, "int3:g32:asym");
   Model q = m;
@@ -138,7 +136,6 @@ TEST(AutoRound, ZeroItersIsRoundToNearestBitForBit) {
 // objective from the batched loss before (rtn_loss) and from the outputs the next block gets (final_loss)
 // are one number computed two ways, equal to fp32 summation order; iters 0 logs the same.
 TEST(AutoRound, OneStepKeepsRtnAndBothObjectivesAgree) {
-  testing::SingleThread one;
   const Model m = testing::OutlierModel();
   const auto weights = AllLinears(m, "int3:g32");
   const CalibrationSet calib = testing::RandomCalibration(512, 6, 16, 3);
@@ -166,7 +163,6 @@ TEST(AutoRound, OneStepKeepsRtnAndBothObjectivesAgree) {
 // block's output error (on all calibration windows, inputs from the quantized blocks before) is below RTN's,
 // and in total by at least 10 %.
 TEST(AutoRound, BlockOutputErrorBelowRtn) {
-  testing::SingleThread one;
   const Model m = testing::OutlierModel();
   Model q = m;
   AutoRoundOptions o;

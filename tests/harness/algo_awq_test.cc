@@ -100,7 +100,6 @@ TEST(AlgoCalibration, LayerAtATimeEqualsFullPass) {
 }
 
 TEST(AlgoAwq, BeatsRtnOnCalibration) {
-  testing::SingleThread single;
   ModelConfig c = Stories260KConfig();
   c.n_kv_heads = c.n_heads;  // no GQA: the v_proj → o_proj group is searched too
   for (bool gqa : {true, false}) {

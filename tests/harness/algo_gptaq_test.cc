@@ -166,7 +166,6 @@ struct ModelCase {
 };
 
 TEST(AlgoGptaq, ModelLevelAlphaZeroIsGptqAndAlphaLowersTheLogitError) {
-  testing::SingleThread single;
   ModelCase c;
   const Model gptq = c.Run("gptq", nlohmann::json::object());
   const Model zero = c.Run("gptaq", {{"alpha", 0.0}});

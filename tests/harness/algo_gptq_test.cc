@@ -148,7 +148,6 @@ TEST(AlgoGptq, LazyBatchesMatchScalarReference) {
 }
 
 TEST(AlgoGptq, ModelLevelBeatsRtnOnCalibration) {
-  testing::SingleThread single;
   const Model fp = testing::OutlierModel();
   const CalibrationSet calib = testing::RandomCalibration(fp.config.vocab_size, 8, 64, 5);
   std::vector<std::pair<std::string, std::string>> ms;

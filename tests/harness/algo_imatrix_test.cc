@@ -27,7 +27,6 @@ ModelConfig Config256() {
 }
 
 TEST(ImatrixCollect, SumOfSquaresAndCountsOfEveryLinear) {
-  testing::SingleThread one;
   const Model m = RandomModel(Stories260KConfig(), 3);
   const CalibrationSet calib = testing::RandomCalibration(512, 3, 24, 5);
   std::vector<std::vector<int>> windows = calib.windows;
@@ -89,7 +88,6 @@ std::vector<float> GgmlWeighted(const Tensor& w, int type, const std::vector<flo
 }
 
 TEST(ImatrixAlgorithm, FromAFileEqualsGgmlWeightedRows) {
-  testing::SingleThread one;
   testing::TempDir d;
   const Model base = RandomModel(Config256(), 11);
   const CalibrationSet calib = testing::RandomCalibration(512, 2, 32, 9);
@@ -121,7 +119,6 @@ TEST(ImatrixAlgorithm, FromAFileEqualsGgmlWeightedRows) {
 }
 
 TEST(ImatrixAlgorithm, CollectsFromCalibrationPadsPartialBlocksRejectsOtherSchemes) {
-  testing::SingleThread one;
   const Model base = RandomModel(Config256(), 12);
   const CalibrationSet calib = testing::RandomCalibration(512, 2, 32, 4);
   const AlgorithmInfo* algo = *FindAlgorithm("imatrix");
@@ -162,7 +159,6 @@ TEST(ImatrixAlgorithm, CollectsFromCalibrationPadsPartialBlocksRejectsOtherSchem
 }
 
 TEST(ImatrixAlgorithm, MissingEntryIsUnweightedWrongSizeIsAnError) {
-  testing::SingleThread one;
   testing::TempDir d;
   const Model base = RandomModel(Config256(), 13);
   io::Imatrix im;

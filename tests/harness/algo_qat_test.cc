@@ -55,7 +55,6 @@ QatOptions Options() {
 }
 
 TEST(AlgoQat, RecoversHeldoutLossThatRtnLoses) {
-  testing::SingleThread one;
   const Fixture& f = Get();
   const std::string scheme = "int3:g32";
   const auto weights = AllLinears(f.model, scheme);
@@ -101,7 +100,6 @@ double HeldoutKl(const Model& ref, const Model& m) {
 // Distillation (loss kd) targets the unquantized model's distribution: its held-out KL to the original is
 // below RTN's and below cross-entropy QAT's.
 TEST(AlgoQat, DistillationLowersKlToTheOriginal) {
-  testing::SingleThread one;
   const Fixture& f = Get();
   const auto weights = AllLinears(f.model, "int3:g32");
   const Model rtn = Rtn(f.model, weights);
@@ -122,7 +120,6 @@ TEST(AlgoQat, DistillationLowersKlToTheOriginal) {
 }
 
 TEST(AlgoQat, ResultLiesOnTheSchemeGrid) {
-  testing::SingleThread one;
   const Fixture& f = Get();
   const auto weights = AllLinears(f.model, "int4:g32");
   const Model rtn = Rtn(f.model, weights);
@@ -141,7 +138,6 @@ TEST(AlgoQat, ResultLiesOnTheSchemeGrid) {
 }
 
 TEST(AlgoQat, FrozenTensorsStayExactAndTrainAllMovesThem) {
-  testing::SingleThread one;
   const Fixture& f = Get();
   const auto weights = AllLinears(f.model, "int4:g32");
   QatOptions o = Options();
@@ -160,7 +156,6 @@ TEST(AlgoQat, FrozenTensorsStayExactAndTrainAllMovesThem) {
 }
 
 TEST(AlgoQat, ReproducibleForTheSameSeed) {
-  testing::SingleThread one;
   const Fixture& f = Get();
   const auto weights = AllLinears(f.model, "int4:g32");
   QatOptions o = Options();

@@ -46,7 +46,6 @@ std::vector<int> Tokens(int b, int t) {
 // dL/dA and dL/dB of the path (p = 0.3, step 3) against central differences of the loss with the same masks:
 // every adapter entry of both adapters, the base weights frozen (an empty gradient map).
 TEST(QloraDropout, PathGradientsMatchFiniteDifferencesWithAFixedMask) {
-  testing::SingleThread one;
   const Model model = RandomModel(testing::LoraTinyConfig(), 4);
   Adapters ad(model);
   LoraDropoutPath path(&ad.trainable, &ad.grads, 1.5f, 0.3, 5);
@@ -113,7 +112,6 @@ TEST(QloraDropout, MaskIsSeededDropsAboutPAndScalesTheRest) {
 // At p = 0 the path computes what folding the adapters into W computes: the same loss and the same adapter
 // gradients (via LoraBackward on dL/dW_eff), up to fp32 summation order.
 TEST(QloraDropout, ZeroDropoutPathIsTheFold) {
-  testing::SingleThread one;
   Model model = RandomModel(testing::LoraTinyConfig(), 4);
   Adapters ad(model);
   const float scale = 1.5f;

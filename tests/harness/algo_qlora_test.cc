@@ -39,7 +39,6 @@ LoraAdapter RandomAdapter(int rank, int in, int out, uint64_t seed) {
 // d loss / d A and d loss / d B from LoraBackward on the trainer's dL/dW_eff, against central differences
 // of the loss with W_eff refolded, for every adapter entry (two adapters, rank 2, scale 1.5).
 TEST(Qlora, AdapterGradientsMatchFiniteDifferences) {
-  testing::SingleThread one;
   Model model = RandomModel(testing::LoraTinyConfig(), 4);
   const std::vector<std::string> names = {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"};
   std::map<std::string, std::vector<float>> base;
@@ -128,7 +127,6 @@ std::map<std::string, std::string> AllLinears(const Model& m, const std::string&
 }
 
 TEST(Qlora, ZeroStepsIsRoundToNearestBitForBit) {
-  testing::SingleThread one;
   Model m = RandomModel(Stories260KConfig(), 9);
   const auto weights = AllLinears(m, "nf4:dq");
   Model q = m;
@@ -200,7 +198,6 @@ TEST(Qlora, LoftqResidualNonIncreasingAndZeroIterationsArePlainInit) {
 // 40 steps (4 windows each) of adapters on an int3:g32 base: the training loss falls and the held-out loss ends below
 // round-to-nearest's; the merged variant is the unmerged weights re-quantized.
 TEST(Qlora, TrainingLowersTheHeldoutLossBelowRtn) {
-  testing::SingleThread one;
   const Fixture& f = Get();
   const auto weights = AllLinears(f.model, "int3:g32");
   Model rtn = f.model;

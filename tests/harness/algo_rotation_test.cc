@@ -211,7 +211,6 @@ TEST(AlgoRotation, CalibrationNeedDependsOnQuantizer) {
 
 TEST(AlgoRotation, CaptureRunsTheOnlineTransform) {
   // CaptureRequest::transform runs before recording: doubling every input quadruples XᵀX.
-  const testing::SingleThread one;
   const Model m = RandomModel(Stories260KConfig(), 2);
   const CalibrationSet calib = testing::RandomCalibration(m.config.vocab_size, 1, 16, 3);
   CaptureRequest req;
@@ -235,7 +234,6 @@ TEST(AlgoRotation, GptqOnRotatedModelBeatsRtn) {
   // Rotation (R1, R2, and R4 since FFN 96 = 12·8) then int3:g32 by RTN vs by GPTQ calibrated on the
   // rotated model: GPTQ minimizes each layer's output error on the calibration inputs, so the logits
   // on those windows are closer to the unquantized model's.
-  const testing::SingleThread one;
   ModelConfig c = Stories260KConfig();
   c.hidden_dim = 96;
   const Model fp = testing::OutlierModel(c);
@@ -276,7 +274,6 @@ std::vector<Window> TestWindows(int vocab, int n, int T, uint64_t seed) {
 }
 
 TEST(AlgoRotation, LayerErrorsInTheRotatedBasis) {
-  const testing::SingleThread one;
   ModelConfig c = Stories260KConfig();
   c.hidden_dim = 96;  // R4 active: the hooks matter
   const Model fp = testing::OutlierModel(c);

@@ -135,7 +135,6 @@ namespace ql {
 namespace {
 
 TEST(AlgoStaticAct, ScaleFromCalibrationAbsmax) {
-  testing::SingleThread single;
   const Model fp = testing::OutlierModel();
   const CalibrationSet calib = testing::RandomCalibration(fp.config.vocab_size, 2, 32, 6);
   const std::string mod = "model.layers.1.mlp.down_proj";

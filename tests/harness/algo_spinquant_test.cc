@@ -109,7 +109,6 @@ TEST(AlgoSpinQuant, GradientsMatchFiniteDifferences) {
   // With rounding replaced by the identity the loss is smooth in R and the straight-through gradient is
   // its exact gradient: central differences along random directions (R1 and each layer's R2) and on
   // single entries.
-  const testing::SingleThread one;
   const ModelConfig c = SmallConfig();
   const Model m = testing::OutlierModel(c);
   std::string note;
@@ -235,7 +234,6 @@ std::vector<float> Logits(const Model& m, const std::vector<int>& toks, const Al
 }
 
 TEST(AlgoSpinQuant, ItersZeroIsTheRotationCellBitwise) {
-  const testing::SingleThread one;
   const ModelConfig c = SmallConfig();
   const Model fp = testing::OutlierModel(c);
   const auto schemes = Linears(fp, "int3:g32");
@@ -273,7 +271,6 @@ class AlgoSpinQuantLearning : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.status().message();
     rot.emplace(std::move(*r));
   }
-  const testing::SingleThread one;
   const ModelConfig c = SmallConfig();
   const Model fp = testing::OutlierModel(c);
   std::string note;
@@ -328,7 +325,6 @@ TEST_F(AlgoSpinQuantLearning, LearningLowersTheQuantizedLoss) {
 }
 
 TEST(AlgoSpinQuant, RepeatableAndParametersChecked) {
-  const testing::SingleThread one;
   const ModelConfig c = SmallConfig();
   const Model fp = testing::OutlierModel(c);
   const auto schemes = Linears(fp, "int4:g32");

@@ -2,8 +2,6 @@
 // layer output error, a small model with outlier activation channels. Test-only.
 #pragma once
 
-#include <omp.h>
-
 #include <cmath>
 #include <random>
 #include <vector>
@@ -13,14 +11,6 @@
 #include "harness/quant/calibration.h"
 
 namespace ql::testing {
-
-// OpenMP's spin-waiting makes the many tiny parallel regions of small-model code very slow on a
-// loaded machine; tests of whole algorithms run single-threaded (restored afterwards).
-struct SingleThread {
-  int saved = omp_get_max_threads();
-  SingleThread() { omp_set_num_threads(1); }
-  ~SingleThread() { omp_set_num_threads(saved); }
-};
 
 inline std::vector<float> Gaussian(size_t n, uint64_t seed, float std = 1.0f) {
   std::mt19937_64 rng(seed);

@@ -6,7 +6,6 @@
 // the BF16 compute mode.
 #include <cblas.h>
 #include "tests/test_paths.h"
-#include <omp.h>
 
 #include <cstring>
 #include <memory>
@@ -31,15 +30,13 @@ namespace {
 
 void SetAllThreadCounts(int n) {
   SetNumThreads(n);
-  omp_set_num_threads(n);
   openblas_set_num_threads(n);
 }
 
 struct ThreadCountGuard {  // restores the process's thread counts
-  int omp = omp_get_max_threads(), blas = openblas_get_num_threads();
+  int blas = openblas_get_num_threads();
   ~ThreadCountGuard() {
     SetNumThreads(0);
-    omp_set_num_threads(omp);
     openblas_set_num_threads(blas);
   }
 };

@@ -61,7 +61,6 @@ TEST(TrainModel, LossMatchesInferenceForward) {
 }
 
 TEST(TrainModel, EveryGradientMatchesFiniteDifferences) {
-  ql::testing::SingleThread one;  // thousands of tiny forwards: OpenMP spin-waits cost more than they save
   Model model = RandomModel(TinyConfig(false), 3);
   const int b = 2, t = 5;
   const std::vector<int> tok = Tokens(b, t, model.config.vocab_size);
@@ -92,7 +91,6 @@ TEST(TrainModel, EveryGradientMatchesFiniteDifferences) {
 // Distillation loss: KL(teacher || model) from the trainer equals the KL computed from two independent
 // inference forwards; to itself it is 0 with zero gradient; its gradient matches finite differences.
 TEST(TrainModel, DistillationLossMatchesInferenceAndFiniteDifferences) {
-  ql::testing::SingleThread one;  // thousands of tiny forwards: OpenMP spin-waits cost more than they save
   ModelConfig c = TinyConfig(false);
   const Model teacher = RandomModel(c, 9);
   Model student = RandomModel(c, 3);
@@ -152,7 +150,6 @@ TEST(TrainModel, DistillationLossMatchesInferenceAndFiniteDifferences) {
 }
 
 TEST(TrainModel, UntiedHeadAndInterleavedRopeGradients) {
-  ql::testing::SingleThread one;  // thousands of tiny forwards: OpenMP spin-waits cost more than they save
   ModelConfig c = TinyConfig(true);
   c.tied_embeddings = false;
   c.n_layers = 1;
