@@ -746,6 +746,9 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
     if (std::find(t.schemes.begin(), t.schemes.end(), sc) == t.schemes.end())
       return Status::Errorf("search: --schemes '{}' is not one of the scan's schemes (sensitivity.schemes)", sc);
   QL_ASSIGN_OR_RETURN(const SearchGoal goal, Goal(scan, o));
+  if (goal.cost == SearchCost::kLnPpl && t.adaptive && t.dnll_rel_se == 0 && t.dnll_se == 0 && o.refine_z > 0)
+    log << "search: the adaptive scan stopped its units on KLD alone, so a ΔPPL target re-measures most options; "
+           "sensitivity.adaptive's dnll_rel_se / dnll_se stop them on ΔNLL too (docs/sensitivity.md)\n";
   QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes, o.refine_z, goal.cost));
   int64_t numel = 0, base_bytes = 0;
   for (const Unit& u : t.units) numel += u.numel, base_bytes += u.baseline_bytes;
