@@ -471,14 +471,17 @@ TEST_F(RefineScanTest, DnllRuleStopsClearUnitsEarlyAndGivesTheFullScansDpplChoic
   EXPECT_LT(d.rows[largest].facts->eval_windows, d.total_windows)
       << d.rows[largest].unit->name << " " << d.rows[largest].scheme << " ΔNLL " << f.rows[largest].facts->ln_ratio;
   for (const double D : {0.1, 0.5}) {
-    const nlohmann::json want = Search(*full, -1, -1, false, D), got = Search(*dnll, -1, -1, false, D);
-    ASSERT_FALSE(want.is_null() || got.is_null());
+    const nlohmann::json want = Search(*full, -1, -1, false, D), got = Search(*dnll, -1, -1, false, D),
+                         by_kld = Search(*kld, -1, -1, false, D);
+    ASSERT_FALSE(want.is_null() || got.is_null() || by_kld.is_null());
     EXPECT_EQ(got["choice"], want["choice"]) << D;
     EXPECT_EQ(got["rounds"][0]["dppl"].get<double>(), want["rounds"][0]["dppl"].get<double>()) << D;
     EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
-    std::printf("ΔPPL target %.1f on the ΔNLL-rule scan: %d options measured, %lld windows evaluated\n", D,
-                got["refinement"]["options_measured"].get<int>(),
-                (long long)got["refinement"]["windows_evaluated"].get<int64_t>());
+    std::printf("ΔPPL target %.1f: refinement on the ΔNLL-rule scan %d options, %lld windows evaluated; on the KLD-rule "
+                "scan %d options, %lld windows\n", D, got["refinement"]["options_measured"].get<int>(),
+                (long long)got["refinement"]["windows_evaluated"].get<int64_t>(),
+                by_kld["refinement"]["options_measured"].get<int>(),
+                (long long)by_kld["refinement"]["windows_evaluated"].get<int64_t>());
   }
 }
 
