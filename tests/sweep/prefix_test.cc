@@ -369,6 +369,26 @@ TEST(Adaptive, DnllRuleByHand) {
   EXPECT_EQ(a.ToJson()["dnll_se"].get<double>(), 1.0);
 }
 
+TEST_F(PrefixCells, DnllRuleKeysParseAndBadValuesAreErrors) {
+  auto e = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {rel_se: 0.2, "
+                                "dnll_rel_se: 0.1, dnll_se: 0.002}}\n"), "prefix.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  const AdaptiveSpec& a = *e->sensitivity->adaptive;
+  EXPECT_EQ(a.dnll_rel_se, 0.1);
+  EXPECT_EQ(a.dnll_se, 0.002);
+  EXPECT_TRUE(a.DnllRule());
+  auto bad = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {dnll_se: -0.5}}\n"),
+                             "prefix.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("prefix.yaml"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("-0.5"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find(">= 0"), std::string::npos) << bad.status().message();
+  auto typo = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {dnll_sd: 0.1}}\n"),
+                              "prefix.yaml");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("dnll_sd"), std::string::npos) << typo.status().message();
+}
+
 TEST_F(PrefixCells, AdaptiveScanRecordsItsWindowsAndFullEqualsAllWindows) {
   auto e = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {rel_se: 0.3, min_windows: 2}}\n"),
                            "prefix.yaml");
