@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -67,7 +68,28 @@ bool AlreadyAtPrecision(const Model& model, BaselinePrecision p) {
 
 size_t Baseline::bytes() const {
   return nll.size() * sizeof(double) + top1.size() * sizeof(int32_t) + logp.size() * sizeof(float) +
-         top_idx.size() * sizeof(int32_t) + top_logp.size() * sizeof(float);
+         top_idx.size() * sizeof(int32_t) + top_logp.size() * sizeof(float) + (p.size() + top_mass.size()) * sizeof(double);
+}
+
+void CacheProbabilities(Baseline* b, int64_t max_bytes) {
+  b->p.clear();
+  b->top_mass.clear();
+  if (int64_t(b->probability_cache_bytes()) > max_bytes) return;
+  const std::vector<float>& lp = b->top_k == 0 ? b->logp : b->top_logp;  // [n, width]
+  const size_t width = size_t(b->top_k == 0 ? b->vocab : b->top_k), n = size_t(b->n());
+  b->p.resize(lp.size());
+  if (b->top_k > 0) b->top_mass.resize(n);
+  constexpr int kRows = 64;
+  const int items = int((n + kRows - 1) / kRows);
+  ParallelFor(items, double(lp.size()) < double(1 << 20) ? 1 : NumThreads(), [&](int item, int) {
+    for (size_t r = size_t(item) * kRows; r < std::min(n, size_t(item + 1) * kRows); ++r) {
+      for (size_t v = r * width; v < (r + 1) * width; ++v) b->p[v] = std::exp(double(lp[v]));
+      if (b->top_k == 0) continue;
+      double mass = 0;  // in index order, as KlDivergenceTopK adds up the base's top mass
+      for (size_t v = r * width; v < (r + 1) * width; ++v) mass += b->p[v];
+      b->top_mass[r] = mass;
+    }
+  });
 }
 
 namespace {
@@ -278,6 +300,7 @@ StatusOr<std::shared_ptr<const Baseline>> BaselineCache::GetOrCompute(const Mode
       auto loaded = LoadBaseline(file);
       if (loaded.ok() && loaded->key == key) {
         ++disk_hits_;
+        CacheProbabilities(&loaded.value(), options.probability_cache_bytes);
         auto sp = std::make_shared<const Baseline>(std::move(loaded).value());
         entries_[key] = sp;
         return sp;
@@ -300,6 +323,7 @@ StatusOr<std::shared_ptr<const Baseline>> BaselineCache::GetOrCompute(const Mode
                             ec.message());
     QL_RETURN_IF_ERROR(SaveBaseline(b, file));
   }
+  CacheProbabilities(&b, options.probability_cache_bytes);
   auto sp = std::make_shared<const Baseline>(std::move(b));
   entries_[key] = sp;
   return sp;

@@ -51,6 +51,9 @@ struct BaselineOptions {
   int64_t full_budget = int64_t(1) << 26; // float32 log-probs kept in full at most (256 MiB)
   static constexpr int kAutoTopK = 64;
   bool force_full = false;                // keep full log-probs whatever the size
+  // Baseline::p (exp of the stored log-probs, in double) is cached when it needs at most this many bytes:
+  // by default every full store the full_budget allows (2 × 256 MiB) and any top-k store.
+  int64_t probability_cache_bytes = int64_t(1) << 29;
   std::string cache_dir;                  // "" = in-memory cache only
   ProgressFn progress;                    // windows done, when the baseline is computed (optional)
 };
@@ -66,11 +69,23 @@ struct Baseline {
   std::vector<float> logp;        // [n, vocab] when top_k == 0
   std::vector<int32_t> top_idx;   // [n, top_k] ids, most likely first
   std::vector<float> top_logp;    // [n, top_k]
+  // Derived, not on disk (CacheProbabilities): exp of every stored log-prob in double, as KLD reads
+  // them — [n, vocab] (top_k == 0) or [n, top_k] — and for top-k each row's mass Σ_top p [n]. Every
+  // compared model's KLD then takes them instead of recomputing the same exps (bitwise the same
+  // values). Empty: not cached, KLD computes them.
+  std::vector<double> p;          // [n, vocab] or [n, top_k]
+  std::vector<double> top_mass;   // [n] when top_k > 0 and p is cached
   double seconds = 0;             // forward + bookkeeping time when computed (0 when loaded)
 
   int64_t n() const { return int64_t(nll.size()); }
-  size_t bytes() const;  // memory held by the arrays
+  size_t bytes() const;  // memory held by the arrays (the cache included)
+  size_t probability_cache_bytes() const { return (size_t(n()) * size_t(top_k == 0 ? vocab : top_k) + (top_k ? size_t(n()) : 0)) * sizeof(double); }
 };
+
+// Fills b->p (and b->top_mass) when their bytes (Baseline::probability_cache_bytes: twice the stored
+// log-probs', as doubles) are at most max_bytes; else leaves them empty. Rows in parallel; each value
+// is the one exp of its log-prob, so the result is the same whatever the threads.
+void CacheProbabilities(Baseline* b, int64_t max_bytes);
 
 // Runs `reference` (already at the baseline precision) over the windows. top_k as in Baseline.
 // progress (optional): called after each window.

@@ -39,11 +39,27 @@ struct ScoreScratch {
 constexpr int kScoreRows = 16;
 constexpr double kMinThreadedScore = double(1 << 20);
 
+// KLD of baseline row i against the model's log-probs lpf [V], with the baseline's cached
+// probabilities when it has them (bitwise the same as without: metrics.h).
+double RowKld(const Baseline& base, int64_t i, std::span<const float> lpf) {
+  const int V = base.vocab, k = base.top_k;
+  const bool cached = !base.p.empty();
+  if (k == 0) {
+    const std::span<const float> lb(base.logp.data() + size_t(i) * V, V);
+    return cached ? KlDivergence(lb, std::span<const double>(base.p.data() + size_t(i) * V, V), lpf)
+                  : KlDivergence(lb, lpf);
+  }
+  const std::span<const int> idx(base.top_idx.data() + size_t(i) * k, k);
+  const std::span<const float> lb(base.top_logp.data() + size_t(i) * k, k);
+  return cached ? KlDivergenceTopK(idx, lb, std::span<const double>(base.p.data() + size_t(i) * k, k), base.top_mass[size_t(i)], lpf)
+                : KlDivergenceTopK(idx, lb, lpf);
+}
+
 // The records of window w's scored tokens into r; i0 = index of its first scored token in `base`.
 // Rows are independent: computed in parallel into their slots, then added in order.
 void ScoreWindow(const Window& w, const float* logits, const Baseline& base, int64_t i0,
                  std::vector<ScoreScratch>& scratch, TokenRecords* r) {
-  const int V = base.vocab, k = base.top_k, n = w.score_end - w.score_begin;
+  const int V = base.vocab, n = w.score_end - w.score_begin;
   std::vector<double> nll(n), kld(n);  // [n]
   std::vector<uint8_t> same(n);        // [n]
   const int items = (n + kScoreRows - 1) / kScoreRows;
@@ -59,12 +75,7 @@ void ScoreWindow(const Window& w, const float* logits, const Baseline& base, int
       std::span<const float> row(logits + size_t(t - 1) * V, V);
       LogSoftmax(row, s.lp);
       for (int v = 0; v < V; ++v) s.lpf[v] = float(s.lp[v]);
-      if (k == 0) {
-        kld[j] = KlDivergence(std::span<const float>(base.logp.data() + size_t(i) * V, V), std::span<const float>(s.lpf));
-      } else {
-        kld[j] = KlDivergenceTopK(std::span<const int>(base.top_idx.data() + size_t(i) * k, k),
-                                  std::span<const float>(base.top_logp.data() + size_t(i) * k, k), s.lpf);
-      }
+      kld[j] = RowKld(base, i, s.lpf);
       nll[j] = -s.lp[w.tokens[t]];
       same[j] = ArgMax(row) == base.top1[i];
     }

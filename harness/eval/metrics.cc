@@ -52,6 +52,40 @@ double KlDivergence(std::span<const double> logp_base, std::span<const double> l
   return KlDivergenceT(logp_base, logp_quant);
 }
 
+double KlDivergence(std::span<const float> logp_base, std::span<const double> p_base,
+                    std::span<const float> logp_quant) {
+  QL_CHECK(logp_base.size() == logp_quant.size() && p_base.size() == logp_base.size());
+  double kld = 0;
+  for (size_t i = 0; i < logp_base.size(); ++i) {
+    const double lb = logp_base[i];
+    if (lb == -std::numeric_limits<double>::infinity()) continue;  // as the uncached loop: p_base = 0
+    kld += p_base[i] * (lb - double(logp_quant[i]));
+  }
+  return kld;
+}
+
+namespace {
+// KL over the top-k tokens plus the tail merged into one outcome, from the two top masses.
+double WithTail(double kld, double mass_b, double mass_q) {
+  const double tail_b = 1.0 - mass_b, tail_q = 1.0 - mass_q;
+  // Rounding can leave a tail of ~1e-16 or slightly negative; such a tail carries no divergence.
+  if (tail_b > 1e-12) kld += tail_b * (std::log(tail_b) - std::log(std::max(tail_q, 1e-300)));
+  return kld;
+}
+}  // namespace
+
+double KlDivergenceTopK(std::span<const int> top_idx, std::span<const float> top_logp, std::span<const double> top_p,
+                        double mass_b, std::span<const float> logp_quant) {
+  QL_CHECK(top_idx.size() == top_logp.size() && top_p.size() == top_logp.size());
+  double kld = 0, mass_q = 0;
+  for (size_t j = 0; j < top_idx.size(); ++j) {
+    const double lq = logp_quant[top_idx[j]];
+    kld += top_p[j] * (double(top_logp[j]) - lq);
+    mass_q += std::exp(lq);
+  }
+  return WithTail(kld, mass_b, mass_q);
+}
+
 double KlDivergenceTopK(std::span<const int> top_idx, std::span<const float> top_logp,
                         std::span<const float> logp_quant) {
   QL_CHECK(top_idx.size() == top_logp.size());
@@ -64,10 +98,7 @@ double KlDivergenceTopK(std::span<const int> top_idx, std::span<const float> top
     mass_b += pb;
     mass_q += std::exp(lq);
   }
-  const double tail_b = 1.0 - mass_b, tail_q = 1.0 - mass_q;
-  // Rounding can leave a tail of ~1e-16 or slightly negative; such a tail carries no divergence.
-  if (tail_b > 1e-12) kld += tail_b * (std::log(tail_b) - std::log(std::max(tail_q, 1e-300)));
-  return kld;
+  return WithTail(kld, mass_b, mass_q);
 }
 
 MeanErr MeanAndStdErr(std::span<const double> x) {

@@ -23,6 +23,11 @@ int ArgMax(std::span<const double> x);
 // The float overload serves stored baselines; p_base = 0 (log = −inf) contributes 0.
 double KlDivergence(std::span<const float> logp_base, std::span<const float> logp_quant);
 double KlDivergence(std::span<const double> logp_base, std::span<const double> logp_quant);
+// The same with p_base = exp(logp_base) given ([V] in double: each stored log-prob's exp, computed once
+// per baseline row by Baseline::CacheProbabilities instead of once per compared model): bitwise the
+// overload above, which adds the same terms in the same order.
+double KlDivergence(std::span<const float> logp_base, std::span<const double> p_base,
+                    std::span<const float> logp_quant);
 
 // KL(base ‖ quant) when only the base's top-k log-probs are kept (indices `top_idx`, values
 // `top_logp`, [k]). The tail (all other tokens) is merged into one outcome with mass
@@ -32,6 +37,10 @@ double KlDivergence(std::span<const double> logp_base, std::span<const double> l
 // internal divergence, ≤ T_b · max_tail |log(p_b/p_q) − log(T_b/T_q)|. Measured in baseline_test.
 double KlDivergenceTopK(std::span<const int> top_idx, std::span<const float> top_logp,
                         std::span<const float> logp_quant);
+// The same with the base side given: top_p = exp(top_logp) ([k], double) and mass_b = Σ top_p added in
+// index order (Baseline::CacheProbabilities). Bitwise the overload above.
+double KlDivergenceTopK(std::span<const int> top_idx, std::span<const float> top_logp, std::span<const double> top_p,
+                        double mass_b, std::span<const float> logp_quant);
 
 // Mean and its standard error s/√n (s: the n−1 sample standard deviation; 0 when n < 2).
 struct MeanErr {

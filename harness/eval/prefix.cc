@@ -81,8 +81,7 @@ StatusOr<WindowRecords> EvaluateWindows(const Model& model, const std::vector<Wi
   std::vector<int> order = plan.order;
   if (order.empty()) order.resize(windows.size()), std::iota(order.begin(), order.end(), 0);
   std::vector<TokenRecords> per(windows.size());  // by window index
-  std::vector<double> kld_sum;
-  std::vector<int64_t> tokens;
+  WindowSums sums;
   std::vector<float> logits;
   WindowRecords out;
   for (int w : order) {
@@ -101,10 +100,14 @@ StatusOr<WindowRecords> EvaluateWindows(const Model& model, const std::vector<Wi
       }
       ScoreWindow(base, win, first[size_t(w)], logits.data(), &per[size_t(w)]);
     }
-    kld_sum.push_back(std::accumulate(per[size_t(w)].kld.begin(), per[size_t(w)].kld.end(), 0.0));
-    tokens.push_back(per[size_t(w)].size());
+    const TokenRecords& r = per[size_t(w)];
+    double dnll = 0;
+    for (int64_t i = 0; i < r.size(); ++i) dnll += r.nll_quant[size_t(i)] - r.nll_base[size_t(i)];
+    sums.kld.push_back(std::accumulate(r.kld.begin(), r.kld.end(), 0.0));
+    sums.dnll.push_back(dnll);
+    sums.tokens.push_back(r.size());
     ++out.windows;
-    if (plan.stop && plan.stop(kld_sum, tokens)) break;
+    if (plan.stop && plan.stop(sums)) break;
   }
   for (const TokenRecords& r : per)
     for (int64_t i = 0; i < r.size(); ++i) out.records.Add(r.nll_base[i], r.nll_quant[i], r.kld[i], r.same_top[i]);

@@ -51,14 +51,21 @@ class PrefixStore {
 };
 
 // How to run the windows of one evaluation.
+// Per window run (in run order): its scored tokens, the sum of their KLD and of their paired NLL
+// difference (nll_quant − nll_base): what an adaptive stopping rule reads.
+struct WindowSums {
+  std::vector<double> kld, dnll;
+  std::vector<int64_t> tokens;
+};
+
 struct WindowPlan {
   int start_block = 0;                  // > 0: every window starts here from `prefix` (kept there)
   bool start_mlp = false;               // start at start_block's MLP from prefix->MlpStream (any block)
   const PrefixStore* prefix = nullptr;
   std::vector<int> order;               // windows to run in this order; empty = all in index order
-  // Called after each window with the KLD sum and scored-token count of every window run so far (in
-  // run order); true stops the evaluation. Empty = run them all.
-  std::function<bool(const std::vector<double>& kld_sum, const std::vector<int64_t>& tokens)> stop;
+  // Called after each window with the sums of every window run so far (in run order); true stops the
+  // evaluation. Empty = run them all.
+  std::function<bool(const WindowSums& sums)> stop;
   // [windows] records to take as they are instead of running the window where set (an earlier
   // evaluation of the same model: harness/sweep/window_records.h); null = run every window.
   const std::vector<std::optional<TokenRecords>>* known = nullptr;

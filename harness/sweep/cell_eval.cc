@@ -64,21 +64,41 @@ std::vector<int> AdaptiveOrder(int n, int64_t seed) {
   return order;
 }
 
-bool AdaptiveStop(const AdaptiveSpec& a, const std::vector<double>& kld_sum, const std::vector<int64_t>& tokens,
-                  int n_total) {
-  const size_t n = kld_sum.size();
+WindowRatio RatioOverWindows(const std::vector<double>& sum, const std::vector<int64_t>& tokens, int n_total) {
+  const size_t n = sum.size();
+  QL_CHECK(n >= 2 && tokens.size() == n, "{} window sums, {} token counts", n, tokens.size());
+  double k = 0, t = 0;
+  for (size_t i = 0; i < n; ++i) k += sum[i], t += double(tokens[i]);
+  WindowRatio w;
+  if (t <= 0) return w;
+  w.r = k / t;
+  const double t_mean = t / double(n);
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) ss += (sum[i] - w.r * double(tokens[i])) * (sum[i] - w.r * double(tokens[i]));
+  w.se = std::sqrt(std::max(0.0, 1 - double(n) / n_total) / double(n) * ss / double(n - 1)) / t_mean;
+  return w;
+}
+
+bool AdaptiveStop(const AdaptiveSpec& a, const WindowSums& sums, int n_total) {
+  const size_t n = sums.kld.size();
   if (int(n) >= n_total) return true;
   if (a.windows > 0) return int(n) >= a.windows;
   if (int(n) < a.min_windows) return false;
-  double k = 0, t = 0;
-  for (size_t i = 0; i < n; ++i) k += kld_sum[i], t += double(tokens[i]);
+  double t = 0;
+  for (int64_t v : sums.tokens) t += double(v);
   if (t <= 0) return false;
-  const double r = k / t, t_mean = t / double(n);
-  double ss = 0;
-  for (size_t i = 0; i < n; ++i) ss += (kld_sum[i] - r * double(tokens[i])) * (kld_sum[i] - r * double(tokens[i]));
-  const double se = std::sqrt((1 - double(n) / n_total) / double(n) * ss / double(n - 1)) / t_mean;
-  if (se <= a.rel_se * r) return true;
-  return a.threshold >= 0 && std::fabs(r - a.threshold) >= a.z * se;
+  const WindowRatio kld = RatioOverWindows(sums.kld, sums.tokens, n_total);
+  const bool kld_known = kld.se <= a.rel_se * kld.r || (a.threshold >= 0 && std::fabs(kld.r - a.threshold) >= a.z * kld.se);
+  if (!kld_known || !a.DnllRule()) return kld_known;
+  QL_CHECK(sums.dnll.size() == n, "the ΔNLL rule needs every window's NLL-difference sum");
+  const WindowRatio d = RatioOverWindows(sums.dnll, sums.tokens, n_total);
+  return d.se <= std::max(a.dnll_rel_se * std::fabs(d.r), a.dnll_se);
+}
+
+bool AdaptiveStop(const AdaptiveSpec& a, const std::vector<double>& kld_sum, const std::vector<int64_t>& tokens,
+                  int n_total) {
+  QL_CHECK(!a.DnllRule(), "the ΔNLL rule needs the windows' NLL-difference sums (WindowSums)");
+  return AdaptiveStop(a, WindowSums{kld_sum, {}, tokens}, n_total);
 }
 
 StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& work, const CellPlan& p,
@@ -98,7 +118,7 @@ StatusOr<WindowRecords> EvaluateReusingPrefix(const Session& s, const Model& wor
   if (const std::optional<AdaptiveSpec>& a = p.cell->adaptive) {
     const int n = int(s.windows.size());
     plan.order = AdaptiveOrder(n, s.experiment->seed);
-    plan.stop = [a = *a, n](const std::vector<double>& k, const std::vector<int64_t>& t) { return AdaptiveStop(a, k, t, n); };
+    plan.stop = [a = *a, n](const WindowSums& sums) { return AdaptiveStop(a, sums, n); };
   }
   QL_ASSIGN_OR_RETURN(WindowRecords out, EvaluateWindows(work, s.windows, *s.base, &hooks, plan));
   if (s.window_tally) s.window_tally->evaluated += out.windows - out.reused, s.window_tally->taken += out.reused;

@@ -71,7 +71,21 @@ class CellsEta {
 // from `seed` (portable, unlike std::shuffle).
 std::vector<int> AdaptiveOrder(int n, int64_t seed);
 
-// AdaptiveSpec's stopping rule on the windows run so far (kld_sum[i], tokens[i]) out of n_total.
+// The ratio estimate R = Σ sum_w / Σ tokens_w over the n windows run of n_total, and its standard error:
+// the ratio estimator's, finite-population corrected, sqrt((1 − n/N) / n · Σ (sum_w − R t_w)² / (n − 1))
+// / mean t. n >= 2 (se = 0 at n = N).
+struct WindowRatio {
+  double r = 0, se = 0;
+};
+WindowRatio RatioOverWindows(const std::vector<double>& sum, const std::vector<int64_t>& tokens, int n_total);
+
+// AdaptiveSpec's stopping rule on the windows run so far out of n_total: at n_total, or at a fixed
+// count (AdaptiveSpec::windows); else from min_windows on when the KLD's standard error is at most
+// rel_se · KLD or the KLD is z standard errors from the threshold, and — with the ΔNLL rule on — the
+// mean ΔNLL's standard error is at most max(dnll_rel_se · |ΔNLL|, dnll_se). Deterministic: a function
+// of the sums of the windows run, which run in the seeded order.
+bool AdaptiveStop(const AdaptiveSpec& a, const WindowSums& sums, int n_total);
+// The KLD rule alone (a spec without the ΔNLL rule): kld_sum[i], tokens[i].
 bool AdaptiveStop(const AdaptiveSpec& a, const std::vector<double>& kld_sum, const std::vector<int64_t>& tokens,
                   int n_total);
 

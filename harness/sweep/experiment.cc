@@ -203,18 +203,25 @@ StatusOr<std::vector<OverrideSpec>> ParseOverrides(const std::string& origin, co
 }
 
 StatusOr<AdaptiveSpec> ParseAdaptive(const std::string& origin, const YAML::Node& n) {
-  QL_RETURN_IF_ERROR(CheckKeys(origin, n, "sensitivity.adaptive", {"rel_se", "threshold", "z", "min_windows"}));
+  QL_RETURN_IF_ERROR(CheckKeys(origin, n, "sensitivity.adaptive",
+                               {"rel_se", "threshold", "z", "min_windows", "dnll_rel_se", "dnll_se"}));
   AdaptiveSpec a;
   try {
     if (n["rel_se"]) a.rel_se = n["rel_se"].as<double>();
     if (n["threshold"]) a.threshold = n["threshold"].as<double>();
     if (n["z"]) a.z = n["z"].as<double>();
     if (n["min_windows"]) a.min_windows = n["min_windows"].as<int>();
+    if (n["dnll_rel_se"]) a.dnll_rel_se = n["dnll_rel_se"].as<double>();
+    if (n["dnll_se"]) a.dnll_se = n["dnll_se"].as<double>();
   } catch (const YAML::Exception&) {
-    return Status::Error(At(origin, n) + "sensitivity.adaptive: rel_se, threshold, z are numbers, min_windows an integer");
+    return Status::Error(At(origin, n) + "sensitivity.adaptive: rel_se, threshold, z, dnll_rel_se, dnll_se are numbers, "
+                         "min_windows an integer");
   }
   if (!(a.rel_se > 0) || !(a.z > 0) || a.min_windows < 2)
     return Status::Error(At(origin, n) + "sensitivity.adaptive needs rel_se > 0, z > 0 and min_windows >= 2");
+  if (!(a.dnll_rel_se >= 0) || !(a.dnll_se >= 0))
+    return Status::Errorf("{}sensitivity.adaptive: dnll_rel_se ({}) and dnll_se ({}) must be >= 0 (0 = not used; e.g. "
+                          "dnll_rel_se: 0.15, dnll_se: 0.002)", At(origin, n), a.dnll_rel_se, a.dnll_se);
   return a;
 }
 
@@ -747,7 +754,9 @@ std::string Cell::Label() const {
 
 nlohmann::json AdaptiveSpec::ToJson() const {
   if (windows > 0) return {{"windows", windows}};
-  return {{"rel_se", rel_se}, {"threshold", threshold}, {"z", z}, {"min_windows", min_windows}};
+  nlohmann::json j = {{"rel_se", rel_se}, {"threshold", threshold}, {"z", z}, {"min_windows", min_windows}};
+  if (DnllRule()) j.update({{"dnll_rel_se", dnll_rel_se}, {"dnll_se", dnll_se}});  // off: the identity as before
+  return j;
 }
 
 std::string ExperimentId(const Experiment& e) {

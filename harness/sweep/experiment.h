@@ -105,6 +105,13 @@ struct AdaptiveSpec {
   double threshold = -1;  // < 0: no decision threshold
   double z = 3;
   int min_windows = 4;
+  // The paired ΔNLL rule (off when both are 0): a unit also needs the standard error of its mean
+  // per-token NLL difference (quant − base, the ln PPL ratio a ΔPPL search adds up) to be at most
+  // max(dnll_rel_se · |mean|, dnll_se) before it stops (docs/sensitivity.md). dnll_se is in nats per
+  // token: the floor a ΔNLL near 0 stops at, where a relative bound never would.
+  double dnll_rel_se = 0;
+  double dnll_se = 0;
+  bool DnllRule() const { return dnll_rel_se > 0 || dnll_se > 0; }
   // > 0: no rule, exactly the first `windows` windows of the seeded order (a step of `search`'s
   // refinement extending an option: sensitivity.cc). Not a YAML key; the identity is {windows} alone.
   int windows = 0;
@@ -114,7 +121,7 @@ struct AdaptiveSpec {
 struct SensitivitySpec {
   std::string units = "module";      // module | layer | type | layer_type
   std::vector<std::string> schemes;  // canonical weight schemes; keeping bf16 is always a candidate
-  std::optional<AdaptiveSpec> adaptive;  // `adaptive: {rel_se, threshold, z, min_windows}`; none = full
+  std::optional<AdaptiveSpec> adaptive;  // `adaptive: {rel_se, threshold, z, min_windows, dnll_rel_se, dnll_se}`; none = full
 };
 
 // One entry of `tasks:` (harness/sweep/experiment_tasks.h): a task file scored for the baseline once

@@ -153,6 +153,8 @@ StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s,
   t.schemes = schemes;
   t.adaptive = adaptive.has_value();
   t.rel_se = adaptive ? adaptive->rel_se : 0;
+  t.dnll_rel_se = adaptive ? adaptive->dnll_rel_se : 0;
+  t.dnll_se = adaptive ? adaptive->dnll_se : 0;
   t.total_windows = int(s.windows.size());
   const std::vector<Cell> cells = SensitivityCells(*s.experiment, t.units, schemes, adaptive);
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -341,9 +343,11 @@ Status UseWindowRecords(Scan* scan) {
 double CostOf(const CellFacts& f, SearchCost c) { return std::max(0.0, c == SearchCost::kKld ? f.kld : f.ln_ratio); }
 
 // The half-width z · (its standard error) of an inexact cost; for KLD at least the adaptive rule's
-// relative bound rel_se · cost (the stopping rule's bound on its standard error).
-double CostSpread(const CellFacts& f, SearchCost c, double z, double rel_se) {
-  return c == SearchCost::kKld ? z * std::max(rel_se * CostOf(f, c), f.kld_se) : z * f.ln_ratio_se;
+// relative bound rel_se · cost (the stopping rule's bound on its standard error); for Δ ln PPL, with the
+// scan's ΔNLL rule, at least its bound max(dnll_rel_se · |Δ|, dnll_se).
+double CostSpread(const CellFacts& f, SearchCost c, double z, const SensitivityTable& t) {
+  if (c == SearchCost::kKld) return z * std::max(t.rel_se * CostOf(f, c), f.kld_se);
+  return z * std::max({f.ln_ratio_se, t.dnll_rel_se * std::fabs(f.ln_ratio), t.dnll_se});
 }
 
 // [windows] the cost's per-window sums of a stored cell that ran `ran` (empty when its arrays are absent).
@@ -368,7 +372,7 @@ StatusOr<std::vector<std::vector<Option>>> Options(const SensitivityTable& t, co
       return Status::Errorf("search: unit '{}' at {} is not in the store (run `quantlab sensitivity` on the same file first)",
                             r.unit->name, r.scheme);
     const bool exact = !t.adaptive || r.facts->eval_windows >= t.total_windows;
-    const double spread = exact ? 0 : CostSpread(*r.facts, cost, z, t.rel_se);
+    const double spread = exact ? 0 : CostSpread(*r.facts, cost, z, t);
     opts[i / t.schemes.size()].push_back(
         {r.scheme, r.facts->quant_bytes, CostOf(*r.facts, cost), spread, exact, {}, exact ? 0 : r.facts->eval_windows});
   }
@@ -424,7 +428,7 @@ void SetFromRecords(const Scan& scan, const TokenRecords& rec, const std::vector
   f.kld = cmp.kld.mean, f.kld_se = cmp.kld.se, f.ln_ratio = std::log(cmp.delta.ratio), f.ln_ratio_se = cmp.delta.se_diff;
   op->exact = ran.size() == tokens.size();
   op->cost = CostOf(f, cost);
-  op->spread = op->exact ? 0 : CostSpread(f, cost, z, scan.table.rel_se);
+  op->spread = op->exact ? 0 : CostSpread(f, cost, z, scan.table);
   op->windows = op->exact ? 0 : int(ran.size());
   op->window_cost.assign(tokens.size(), std::nan(""));
   size_t at = 0;
@@ -742,6 +746,9 @@ StatusOr<SearchResult> RunSearch(Scan& scan, const SearchOptions& o, std::ostrea
     if (std::find(t.schemes.begin(), t.schemes.end(), sc) == t.schemes.end())
       return Status::Errorf("search: --schemes '{}' is not one of the scan's schemes (sensitivity.schemes)", sc);
   QL_ASSIGN_OR_RETURN(const SearchGoal goal, Goal(scan, o));
+  if (goal.cost == SearchCost::kLnPpl && t.adaptive && t.dnll_rel_se == 0 && t.dnll_se == 0 && o.refine_z > 0)
+    log << "search: the adaptive scan stopped its units on KLD alone, so a ΔPPL target re-measures most options; "
+           "sensitivity.adaptive's dnll_rel_se / dnll_se stop them on ΔNLL too (docs/sensitivity.md)\n";
   QL_ASSIGN_OR_RETURN(std::vector<std::vector<Option>> opts, Options(t, schemes, o.refine_z, goal.cost));
   int64_t numel = 0, base_bytes = 0;
   for (const Unit& u : t.units) numel += u.numel, base_bytes += u.baseline_bytes;

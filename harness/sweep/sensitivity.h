@@ -65,6 +65,7 @@ struct SensitivityTable {
   std::vector<double> rho_sqnr, rho_out;       // per scheme: Spearman ρ of proxy vs measured KLD ranking
   bool adaptive = false;                       // the units were evaluated adaptively (see AdaptiveSpec)
   double rel_se = 0;                           // the adaptive rule's relative standard error at a stop
+  double dnll_rel_se = 0, dnll_se = 0;         // its ΔNLL rule's bounds (AdaptiveSpec; 0: not used)
   int total_windows = 0;                       // the protocol's windows
 };
 StatusOr<SensitivityTable> ReadSensitivity(ResultStore& store, const Session& s, std::vector<Unit> units,

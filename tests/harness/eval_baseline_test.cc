@@ -4,6 +4,7 @@
 #include "tests/test_paths.h"
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -200,6 +201,47 @@ TEST(EvalBaseline, TopKKldIsALowerBoundWithASmallMeasuredGap) {
     if (k == 128) {
       EXPECT_LT((full_mean - mean) / full_mean, 0.01);
     }
+  }
+}
+
+// Every record of `a` equals `b`'s bit for bit (NaN-free values: == is bitwise up to the sign of 0,
+// which memcmp checks too).
+void ExpectBitwiseEqual(const TokenRecords& a, const TokenRecords& b) {
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.kld.data(), b.kld.data(), a.kld.size() * sizeof(double)), 0);
+  EXPECT_EQ(std::memcmp(a.nll_quant.data(), b.nll_quant.data(), a.nll_quant.size() * sizeof(double)), 0);
+  EXPECT_EQ(std::memcmp(a.p_diff.data(), b.p_diff.data(), a.p_diff.size() * sizeof(double)), 0);
+  EXPECT_EQ(a.same_top, b.same_top);
+}
+
+// The baseline's cached probabilities (BaselineCache fills them) give bitwise the KLD of computing
+// each exp(log p_base) per compared model: full store and top-k, on the real windows of int4 and int2.
+TEST(EvalBaseline, CachedProbabilitiesGiveBitwiseTheUncachedKld) {
+  Fixture* f = F();
+  ASSERT_EQ(f->base->p.size(), f->base->logp.size());  // the cache built it
+  EXPECT_EQ(f->base->probability_cache_bytes(), f->base->logp.size() * sizeof(double));
+  for (size_t v = 0; v < 512; v += 97) EXPECT_EQ(f->base->p[v], std::exp(double(f->base->logp[v])));
+  Baseline bare = *f->base;  // the same store without the cache: KLD computes every exp itself
+  CacheProbabilities(&bare, 0);
+  ASSERT_TRUE(bare.p.empty());
+  auto topk = ComputeBaseline(f->reference, f->windows, 16);
+  ASSERT_TRUE(topk.ok());
+  Baseline topk_cached = *topk;
+  CacheProbabilities(&topk_cached, int64_t(1) << 30);
+  ASSERT_EQ(topk_cached.p.size(), topk->top_logp.size());
+  ASSERT_EQ(topk_cached.top_mass.size(), size_t(topk->n()));
+  for (const char* scheme : {"int4:channel", "int2:channel"}) {
+    const Model q = QuantizedCopy(f->reference, scheme);
+    auto cached = EvaluateAgainstBaseline(q, f->windows, *f->base);
+    auto uncached = EvaluateAgainstBaseline(q, f->windows, bare);
+    ASSERT_TRUE(cached.ok() && uncached.ok());
+    EXPECT_GT(Compare(*cached).kld.mean, 0.01) << scheme;  // a real divergence, not zeros
+    ExpectBitwiseEqual(*cached, *uncached);
+    auto k_cached = EvaluateAgainstBaseline(q, f->windows, topk_cached);
+    auto k_uncached = EvaluateAgainstBaseline(q, f->windows, *topk);
+    ASSERT_TRUE(k_cached.ok() && k_uncached.ok());
+    EXPECT_GT(Compare(*k_cached).kld.mean, 0.01) << scheme;
+    ExpectBitwiseEqual(*k_cached, *k_uncached);
   }
 }
 

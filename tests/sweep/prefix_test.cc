@@ -330,6 +330,65 @@ TEST(Adaptive, StoppingRuleByHand) {
   EXPECT_EQ(a.ToJson().count("windows"), 0u);  // the rule's identity is unchanged
 }
 
+TEST(Adaptive, DnllRuleByHand) {
+  AdaptiveSpec a;
+  a.rel_se = 0.1;
+  a.min_windows = 3;
+  const std::vector<int64_t> t4 = {10, 10, 10, 10};
+  const std::vector<double> kld = {1, 1.2, 0.8, 1};  // the KLD rule stops here (StoppingRuleByHand)
+  // ΔNLL sums 2, 3, 1, 2: D = 0.2; residuals 0, 1, −1, 0: Σ² = 2; se = sqrt(0.96 / 4 · 2 / 3) / 10 = 0.04.
+  const WindowSums big{kld, {2, 3, 1, 2}, t4};
+  // ΔNLL sums 0.1, 1.1, −0.9, 0.1: D = 0.01, the same residuals and se 0.04: noise around 0.
+  const WindowSums small{kld, {0.1, 1.1, -0.9, 0.1}, t4};
+  EXPECT_TRUE(AdaptiveStop(a, big, 100));  // the rule off: KLD alone decides, whatever the ΔNLL
+  EXPECT_TRUE(AdaptiveStop(a, small, 100));
+  a.dnll_rel_se = 0.25;  // 0.04 <= 0.25 · 0.2 = 0.05: a clearly large ΔNLL stops
+  EXPECT_TRUE(AdaptiveStop(a, big, 100));
+  EXPECT_FALSE(AdaptiveStop(a, small, 100));  // 0.04 > 0.25 · 0.01: goes on
+  EXPECT_TRUE(AdaptiveStop(a, small, 4));     // ... until every window ran
+  a.dnll_rel_se = 0.15;  // 0.04 > 0.03
+  EXPECT_FALSE(AdaptiveStop(a, big, 100));
+  a.dnll_se = 0.0401;  // the absolute floor: se 0.04 <= 0.0401 stops both
+  EXPECT_TRUE(AdaptiveStop(a, big, 100));
+  EXPECT_TRUE(AdaptiveStop(a, small, 100));
+  a.dnll_se = 0.0399;
+  EXPECT_FALSE(AdaptiveStop(a, small, 100));
+  // The ΔNLL rule never stops a unit the KLD rule does not: KLD sums with twice the spread.
+  a.dnll_se = 1;
+  EXPECT_FALSE(AdaptiveStop(a, WindowSums{{1, 1.4, 0.6, 1}, {2, 3, 1, 2}, t4}, 100));
+  EXPECT_FALSE(AdaptiveStop(a, WindowSums{{1, 1}, {2, 2}, {10, 10}}, 100));  // nor below min_windows
+  // The ratio estimate by hand (the se of both rules above).
+  const WindowRatio r = RatioOverWindows({2, 3, 1, 2}, t4, 100);
+  EXPECT_DOUBLE_EQ(r.r, 0.2);
+  EXPECT_NEAR(r.se, std::sqrt(0.96 / 4 * 2.0 / 3) / 10, 1e-15);
+  EXPECT_EQ(RatioOverWindows({2, 3, 1, 2}, t4, 4).se, 0.0);  // every window: no sampling error
+  // The identity: off, the rule's JSON is the one before (adaptive cells keep their ids); on, it names it.
+  AdaptiveSpec off;
+  EXPECT_EQ(off.ToJson().dump(), "{\"min_windows\":4,\"rel_se\":0.1,\"threshold\":-1.0,\"z\":3.0}");
+  EXPECT_EQ(a.ToJson()["dnll_rel_se"].get<double>(), 0.15);
+  EXPECT_EQ(a.ToJson()["dnll_se"].get<double>(), 1.0);
+}
+
+TEST_F(PrefixCells, DnllRuleKeysParseAndBadValuesAreErrors) {
+  auto e = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {rel_se: 0.2, "
+                                "dnll_rel_se: 0.1, dnll_se: 0.002}}\n"), "prefix.yaml");
+  ASSERT_TRUE(e.ok()) << e.status().message();
+  const AdaptiveSpec& a = *e->sensitivity->adaptive;
+  EXPECT_EQ(a.dnll_rel_se, 0.1);
+  EXPECT_EQ(a.dnll_se, 0.002);
+  EXPECT_TRUE(a.DnllRule());
+  auto bad = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {dnll_se: -0.5}}\n"),
+                             "prefix.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("prefix.yaml"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("-0.5"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find(">= 0"), std::string::npos) << bad.status().message();
+  auto typo = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {dnll_sd: 0.1}}\n"),
+                              "prefix.yaml");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("dnll_sd"), std::string::npos) << typo.status().message();
+}
+
 TEST_F(PrefixCells, AdaptiveScanRecordsItsWindowsAndFullEqualsAllWindows) {
   auto e = ParseExperiment(Yaml("sensitivity: {units: layer, schemes: [int3:g32], adaptive: {rel_se: 0.3, min_windows: 2}}\n"),
                            "prefix.yaml");

@@ -6,6 +6,8 @@
 #include "harness/sweep/search_refine.h"
 #include "tests/test_paths.h"
 
+#include <bit>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <cmath>
@@ -440,6 +442,46 @@ TEST_F(RefineScanTest, DpplTargetOnAnAdaptiveScanIsTheFullScans) {
     EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
     // The first search re-measures options; the second finds most of them measured by the first.
     if (D == 0.1) EXPECT_GT(got["refinement"]["options_measured"].get<int>(), 0);
+  }
+}
+
+// The ΔNLL rule (sensitivity.adaptive dnll_rel_se / dnll_se): a unit stops only once its ΔNLL is known
+// too, so never before the KLD rule alone stops it; one whose ΔNLL is clearly large stops early; the
+// scan is deterministic; and a ΔPPL-target search on it gives the full scan's choice and verified ΔPPL.
+TEST_F(RefineScanTest, DnllRuleStopsClearUnitsEarlyAndGivesTheFullScansDpplChoice) {
+  auto full = RunScan("full", true);
+  auto kld = RunScan("kld", false);
+  e_.sensitivity->adaptive->dnll_rel_se = 0.3;
+  e_.sensitivity->adaptive->dnll_se = 0.01;
+  auto dnll = RunScan("dnll", false), again = RunScan("again", false);
+  ASSERT_TRUE(full && kld && dnll && again);
+  const SensitivityTable &f = full->table, &k = kld->table, &d = dnll->table;
+  ASSERT_EQ(d.dnll_rel_se, 0.3);
+  size_t largest = 0;  // the row of the largest full-scan ΔNLL
+  int longer = 0;
+  for (size_t i = 0; i < f.rows.size(); ++i) {
+    EXPECT_GE(d.rows[i].facts->eval_windows, k.rows[i].facts->eval_windows) << i;
+    longer += d.rows[i].facts->eval_windows > k.rows[i].facts->eval_windows;
+    EXPECT_NE(d.rows[i].facts->id, k.rows[i].facts->id);  // the rule is part of the cells' identity
+    EXPECT_EQ(again->table.rows[i].facts->eval_windows, d.rows[i].facts->eval_windows) << i;
+    EXPECT_EQ(std::bit_cast<uint64_t>(again->table.rows[i].facts->ln_ratio), std::bit_cast<uint64_t>(d.rows[i].facts->ln_ratio));
+    if (f.rows[i].facts->ln_ratio > f.rows[largest].facts->ln_ratio) largest = i;
+  }
+  EXPECT_GT(longer, 0) << "the ΔNLL rule should keep some unit running longer than the KLD rule";
+  EXPECT_LT(d.rows[largest].facts->eval_windows, d.total_windows)
+      << d.rows[largest].unit->name << " " << d.rows[largest].scheme << " ΔNLL " << f.rows[largest].facts->ln_ratio;
+  for (const double D : {0.1, 0.5}) {
+    const nlohmann::json want = Search(*full, -1, -1, false, D), got = Search(*dnll, -1, -1, false, D),
+                         by_kld = Search(*kld, -1, -1, false, D);
+    ASSERT_FALSE(want.is_null() || got.is_null() || by_kld.is_null());
+    EXPECT_EQ(got["choice"], want["choice"]) << D;
+    EXPECT_EQ(got["rounds"][0]["dppl"].get<double>(), want["rounds"][0]["dppl"].get<double>()) << D;
+    EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
+    std::printf("ΔPPL target %.1f: refinement on the ΔNLL-rule scan %d options, %lld windows evaluated; on the KLD-rule "
+                "scan %d options, %lld windows\n", D, got["refinement"]["options_measured"].get<int>(),
+                (long long)got["refinement"]["windows_evaluated"].get<int64_t>(),
+                by_kld["refinement"]["options_measured"].get<int>(),
+                (long long)by_kld["refinement"]["windows_evaluated"].get<int64_t>());
   }
 }
 
