@@ -51,9 +51,10 @@ struct BaselineOptions {
   int64_t full_budget = int64_t(1) << 26; // float32 log-probs kept in full at most (256 MiB)
   static constexpr int kAutoTopK = 64;
   bool force_full = false;                // keep full log-probs whatever the size
-  // Baseline::p (exp of the stored log-probs, in double) is cached when it needs at most this many bytes:
-  // by default every full store the full_budget allows (2 × 256 MiB) and any top-k store.
-  int64_t probability_cache_bytes = int64_t(1) << 29;
+  // Baseline::p (exp of the stored log-probs, in double) is cached when it needs at most this many bytes
+  // (128 MiB: the default model's 66.6 MB and any top-k store; not SmolLM2's 400 MB at 1016 tokens × 49152,
+  // which would add 1.5× its BF16 weights to a sweep's peak memory for ~5% of its CPU).
+  int64_t probability_cache_bytes = int64_t(1) << 27;
   std::string cache_dir;                  // "" = in-memory cache only
   ProgressFn progress;                    // windows done, when the baseline is computed (optional)
 };
