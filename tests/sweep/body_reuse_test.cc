@@ -20,6 +20,7 @@
 #include "harness/model/random_model.h"
 #include "harness/sweep/cell_eval.h"
 #include "harness/sweep/runner.h"
+#include "kernels/gemm.h"
 #include "kernels/parallel.h"
 #include "results/store.h"
 #include "tests/sweep/store_rows.h"
