@@ -146,6 +146,7 @@ Status OpenPrefix(const SessionOptions& o, Session* s) {
 StatusOr<std::unique_ptr<Session>> OpenSession(const Experiment& e, const std::vector<Cell>& cells,
                                                const SessionOptions& o) {
   UseOneBlasThread();  // GPTQ's numbers must not depend on OpenBLAS's thread count (harness/util/blas.h)
+  if (o.log) *o.log << BlasFallbackNote();
   auto s = std::make_unique<Session>();
   s->experiment = &e;
   s->model_path = o.model.empty() ? e.model : o.model;

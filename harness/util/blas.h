@@ -15,6 +15,13 @@ void UseOneBlasThread();
 // The kernels OpenBLAS chose ("Haswell", "Cooperlake", "Zen", ...): openblas_get_corename().
 std::string BlasCoreName();
 
+// When OpenBLAS did not recognise the CPU and fell back to its SSE-era kernels ("Prescott", "Core2", ...)
+// on a machine with at least 8 float lanes (AVX2 or wider): one line saying so and how to pick fast
+// kernels (OPENBLAS_CORETYPE=Haswell; read when the library loads). "" otherwise. Seen on Intel Emerald
+// Rapids with Debian 12's OpenBLAS 0.3.21, which names it Prescott.
+std::string BlasFallbackNote(const std::string& core, int simd_float_lanes);
+std::string BlasFallbackNote();  // for this process's core and SIMD width
+
 // "host · AVX3 f32x16 · OpenBLAS Haswell": what a cell's numbers depend on besides code and config.
 std::string MachineDescription();
 

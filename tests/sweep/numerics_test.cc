@@ -152,5 +152,15 @@ TEST_F(Numerics, BitwiseTheSameForThreadCountsAndShards) {
   EXPECT_NE(MachineDescription().find(" · OpenBLAS " + BlasCoreName()), std::string::npos) << MachineDescription();
 }
 
+TEST(BlasFallback, NamedOnlyForGenericKernelsOnAWideMachine) {
+  const std::string note = BlasFallbackNote("Prescott", 16);  // Debian's OpenBLAS 0.3.21 on Emerald Rapids
+  EXPECT_NE(note.find("Prescott kernels"), std::string::npos) << note;
+  EXPECT_NE(note.find("OPENBLAS_CORETYPE=Haswell"), std::string::npos) << note;
+  EXPECT_EQ(note.back(), '\n');
+  EXPECT_NE(BlasFallbackNote("unknown", 8), "");
+  EXPECT_EQ(BlasFallbackNote("Prescott", 4), "");  // an SSE machine: those kernels are the right ones
+  for (const char* fast : {"Haswell", "Zen", "SkylakeX", "Cooperlake"}) EXPECT_EQ(BlasFallbackNote(fast, 16), "");
+}
+
 }  // namespace
 }  // namespace ql
