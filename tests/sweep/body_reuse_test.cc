@@ -95,9 +95,10 @@ void ExpectSameResult(const CellResult& a, const CellResult& b, const std::strin
   ASSERT_EQ(a.metrics->values.size(), b.metrics->values.size());
   for (size_t i = 0; i < a.metrics->values.size(); ++i) {
     ASSERT_EQ(a.metrics->values[i].has_value(), b.metrics->values[i].has_value()) << what;
-    if (a.metrics->values[i])
+    if (a.metrics->values[i]) {
       EXPECT_EQ(std::bit_cast<uint64_t>(*a.metrics->values[i]), std::bit_cast<uint64_t>(*b.metrics->values[i]))
           << what << ": metric " << MetricTable()[i].name;
+    }
   }
   ASSERT_EQ(a.layer_errors.size(), b.layer_errors.size()) << what;
   for (size_t l = 0; l < a.layer_errors.size(); ++l)
