@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS cells (
   seconds_quantize REAL NOT NULL, seconds_eval REAL NOT NULL, seconds_total REAL NOT NULL,
   host TEXT NOT NULL, code_version TEXT NOT NULL, shard TEXT NOT NULL, h5_file TEXT,
   attn_scheme TEXT NOT NULL DEFAULT '', numerics_version INTEGER,
-  cpu_seconds_quantize REAL, cpu_seconds_eval REAL, cpu_seconds_total REAL);
+  cpu_seconds_quantize REAL, cpu_seconds_eval REAL, cpu_seconds_total REAL, body_from TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS cells_by_experiment ON cells(experiment_id);
 CREATE TABLE IF NOT EXISTS tensor_errors (
   cell_id TEXT NOT NULL REFERENCES cells(id) ON DELETE CASCADE, tensor TEXT NOT NULL,
@@ -89,6 +89,8 @@ Status AddMissingColumns(SqliteDb& db) {
     QL_RETURN_IF_ERROR(db.Exec("ALTER TABLE cells ADD COLUMN numerics_version INTEGER"));
   for (const char* c : {"cpu_seconds_quantize", "cpu_seconds_eval", "cpu_seconds_total"})
     if (!Contains(cells, c)) QL_RETURN_IF_ERROR(db.Exec(fmt::format("ALTER TABLE cells ADD COLUMN {} REAL", c)));
+  if (!Contains(cells, "body_from"))
+    QL_RETURN_IF_ERROR(db.Exec("ALTER TABLE cells ADD COLUMN body_from TEXT NOT NULL DEFAULT ''"));
   QL_ASSIGN_OR_RETURN(std::vector<std::string> metrics, Columns(db, "metrics"));
   for (const MetricDef& d : MetricTable())
     if (!Contains(metrics, std::string(d.name)))
@@ -272,8 +274,8 @@ Status ResultStore::CommitCell(const CellResult& r) {
         "INSERT INTO cells (id, experiment_id, baseline_id, model_id, dataset_id, protocol, weight_scheme, "
         "act_scheme, kv_scheme, algorithm, algo_params, ignore_set, ignore, config, seed, status, reason, started_at, "
         "finished_at, seconds_quantize, seconds_eval, seconds_total, host, code_version, shard, h5_file, attn_scheme, "
-        "numerics_version, cpu_seconds_quantize, cpu_seconds_eval, cpu_seconds_total) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+        "numerics_version, cpu_seconds_quantize, cpu_seconds_eval, cpu_seconds_total, body_from) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     std::optional<std::string> experiment;
     if (!c.experiment_id.empty()) experiment = c.experiment_id;
     st.BindAll(c.id, std::string(), c.baseline_id, c.model_id, c.dataset_id, c.protocol, c.weight_scheme,
@@ -281,7 +283,7 @@ Status ResultStore::CommitCell(const CellResult& r) {
                c.ignore_set, c.ignore.empty() ? std::string("[]") : c.ignore, c.config, c.seed, c.status,
                c.reason, c.started_at, c.finished_at, c.seconds_quantize, c.seconds_eval, c.seconds_total,
                c.host, c.code_version, c.shard, rel, c.attn_scheme, c.numerics_version, c.cpu_seconds_quantize,
-               c.cpu_seconds_eval, c.cpu_seconds_total);
+               c.cpu_seconds_eval, c.cpu_seconds_total, c.body_from);
     if (!experiment) st.BindNull(2); else st.Bind(2, *experiment);
     if (rel.empty()) st.BindNull(26);  // no arrays: NULL, as results/README.md says
     QL_RETURN_IF_ERROR(st.Exec());

@@ -88,6 +88,10 @@ struct CellRow {
   std::string shard;          // "i/N" or ""
   std::string attn_scheme;    // attention inputs: "" or "q=<scheme|none> p=<scheme|none>"
   int numerics_version = 0;   // harness/eval/numerics.h kNumericsVersion of the code that computed it
+  // Body reuse (harness/eval/body_reuse.h): the id of the cell whose streams entering the final norm
+  // this cell's evaluation started from (it ran only the final norm, the LM head and the scoring);
+  // "" = it ran every block itself.
+  std::string body_from;
 };
 
 // Quality and cost of one cell against its baseline: one value per metric descriptor

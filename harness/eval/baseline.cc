@@ -12,6 +12,7 @@
 #include <numeric>
 #include <optional>
 
+#include "harness/eval/evaluator.h"
 #include "harness/eval/metrics.h"
 #include "harness/io/file_io.h"
 #include "harness/model/forward.h"
@@ -163,7 +164,8 @@ Status AllRows(const Model& reference, const std::vector<Window>& windows, const
     std::vector<std::vector<BaselineScratch>> scratch(threads);  // [threads][1]: serial inside a window
     std::mutex mu;  // serializes progress
     int64_t done = 0;
-    return ForwardWindowsEach(reference, tokens, nullptr, threads, [&](int i, int tid, const float* logits) {
+    const ForwardHooks scoring = ScoringHooks(nullptr, FirstScoredLogitRow(windows));  // the scored rows' logits
+    return ForwardWindowsEach(reference, tokens, &scoring, threads, [&](int i, int tid, const float* logits) {
       WindowRows(windows[i], logits, first[i], scratch[tid], b);
       if (progress) {
         std::lock_guard<std::mutex> lock(mu);
@@ -176,7 +178,8 @@ Status AllRows(const Model& reference, const std::vector<Window>& windows, const
   std::vector<BaselineScratch> scratch;
   for (size_t i = 0; i < windows.size(); ++i) {
     logits.resize(windows[i].tokens.size() * size_t(b->vocab));  // [T, V]
-    QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[i].tokens, logits.data()));
+    const ForwardHooks scoring = ScoringHooks(nullptr, FirstScoredLogitRow(std::span<const Window>(&windows[i], 1)));
+    QL_RETURN_IF_ERROR(ForwardWindow(reference, windows[i].tokens, logits.data(), &scoring));
     WindowRows(windows[i], logits.data(), first[i], scratch, b);
     if (progress) progress(int64_t(i + 1), int64_t(windows.size()));
   }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 #include "kernels/parallel.h"
@@ -104,7 +105,8 @@ Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& wi
   }
   std::vector<TokenRecords> per_window(windows.size());
   std::vector<std::vector<ScoreScratch>> scratch(threads);  // [threads][1]: inside a window item scoring is serial
-  QL_RETURN_IF_ERROR(ForwardWindowsEach(model, tokens, hooks, threads, [&](int i, int tid, const float* logits) {
+  const ForwardHooks scoring = ScoringHooks(hooks, FirstScoredLogitRow(windows));
+  QL_RETURN_IF_ERROR(ForwardWindowsEach(model, tokens, &scoring, threads, [&](int i, int tid, const float* logits) {
     ScoreWindow(windows[i], logits, base, first[i], scratch[tid], &per_window[i]);
     progress.Done();
     return Status::Ok();
@@ -114,6 +116,18 @@ Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& wi
 }
 
 }  // namespace
+
+int FirstScoredLogitRow(std::span<const Window> windows) {
+  int row = std::numeric_limits<int>::max();
+  for (const Window& w : windows) row = std::min(row, w.score_begin - 1);
+  return windows.empty() ? 0 : std::max(0, row);
+}
+
+ForwardHooks ScoringHooks(const ForwardHooks* hooks, int first_logit_row) {
+  ForwardHooks h = hooks ? *hooks : ForwardHooks{};
+  h.logits_from_row = first_logit_row;
+  return h;
+}
 
 Status CheckAgainstBaseline(const Model& model, const std::vector<Window>& windows, const Baseline& base) {
   const int V = model.config.vocab_size;
@@ -141,7 +155,8 @@ Status EvaluateWindowsFrom(const Model& model, const std::vector<Window>& window
   int64_t i = r->size();  // scored-token index into the baseline
   for (const Window& w : rest) {
     logits.resize(w.tokens.size() * size_t(model.config.vocab_size));  // [T, V]
-    QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), hooks));
+    const ForwardHooks scoring = ScoringHooks(hooks, FirstScoredLogitRow(std::span<const Window>(&w, 1)));
+    QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &scoring));
     ScoreWindow(w, logits.data(), base, i, scratch, r);
     i += w.score_end - w.score_begin;
     progress.Done();
@@ -210,6 +225,7 @@ StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Wind
       acc[layer].Add(to_test_basis ? mapped : r, std::span<const float>(h, size_t(T) * D));
     };
     logits.resize(w.tokens.size() * size_t(V));
+    compare.logits_from_row = FirstScoredLogitRow(std::span<const Window>(&w, 1));
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &compare));
     ScoreWindow(w, logits.data(), base, e.records.size(), scratch, &e.records);
     done.Done();

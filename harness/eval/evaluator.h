@@ -3,6 +3,7 @@
 // Not the quantization itself (harness/quant) and not the summary math (metrics.h).
 #pragma once
 
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +24,11 @@ namespace ql {
 StatusOr<TokenRecords> EvaluateAgainstBaseline(const Model& model, const std::vector<Window>& windows,
                                                const Baseline& base, const ForwardHooks* hooks = nullptr,
                                                const ProgressFn& progress = {});
+
+// The first logits row any of `windows` scores (score_begin - 1; the LM head may skip the rows before
+// it: ForwardHooks::logits_from_row), and `hooks` (or none) with it set.
+int FirstScoredLogitRow(std::span<const Window> windows);
+ForwardHooks ScoringHooks(const ForwardHooks* hooks, int first_logit_row);
 
 // Whether `windows` are the ones `base` was built on, for `model`: the same vocabulary and count of
 // scored tokens (an error naming both otherwise).

@@ -91,12 +91,13 @@ StatusOr<WindowRecords> EvaluateWindows(const Model& model, const std::vector<Wi
       ++out.reused;
     } else {
       logits.resize(win.tokens.size() * size_t(V));  // [T, V]
+      const ForwardHooks scoring = ScoringHooks(hooks, FirstScoredLogitRow(std::span<const Window>(&win, 1)));
       if (plan.start_mlp) {
         const float* mid = plan.prefix->MlpStream(plan.start_block, size_t(w));
-        QL_RETURN_IF_ERROR(ForwardFromMlp(model, win.tokens, plan.start_block, mid, logits.data(), hooks));
+        QL_RETURN_IF_ERROR(ForwardFromMlp(model, win.tokens, plan.start_block, mid, logits.data(), &scoring));
       } else {
         const float* start = plan.start_block > 0 ? plan.prefix->Stream(plan.start_block, size_t(w)) : nullptr;
-        QL_RETURN_IF_ERROR(ForwardFromBlock(model, win.tokens, plan.start_block, start, logits.data(), hooks));
+        QL_RETURN_IF_ERROR(ForwardFromBlock(model, win.tokens, plan.start_block, start, logits.data(), &scoring));
       }
       ScoreWindow(base, win, first[size_t(w)], logits.data(), &per[size_t(w)]);
     }

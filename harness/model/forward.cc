@@ -65,8 +65,10 @@ void MatMul(MatmulPrecision p, int M, int N, int K, float alpha, const float* A,
 // a private copy of x, so every linear fed by the same activations (q/k/v, gate/up) sees them
 // unmodified by the hooks of its siblings. False (y untouched): the pass stops here
 // (ForwardHooks::stop_at_input), and the caller returns.
+// skip: rows of the product not computed (y's first rows left untouched; the hook sees all n).
 [[nodiscard]] bool Linear(const Model& model, const std::string& path, const float* x, int n, int in, float* y,
-                          const ForwardHooks* hooks, Workspace& ws, bool bias, const std::string& weight_name = "") {
+                          const ForwardHooks* hooks, Workspace& ws, bool bias, const std::string& weight_name = "",
+                          int skip = 0) {
   const Tensor& w = model.W(weight_name.empty() ? path + ".weight" : weight_name);
   const int out = int(w.rows());
   QL_CHECK(w.cols() == in, "{}: in_features {} != {}", path, w.cols(), in);
@@ -76,8 +78,10 @@ void MatMul(MatmulPrecision p, int M, int N, int K, float alpha, const float* A,
     x = ws.hook.data();
   }
   if (hooks && !hooks->stop_at_input.empty() && hooks->stop_at_input == path) return false;
-  MatMul(model.matmul, n, out, in, 1.0f, x, in, w.data.data(), in, BLayout::kNK, y, out, NumThreads());
+  MatMul(model.matmul, n - skip, out, in, 1.0f, x + size_t(skip) * in, in, w.data.data(), in, BLayout::kNK,
+         y + size_t(skip) * out, out, NumThreads());
   if (bias) {
+    QL_CHECK(skip == 0, "{}: rows skipped with a bias", path);
     const float* b = model.W(path + ".bias").data.data();
     ForRows(n, out, [&](int t0, int t1) {
       for (int t = t0; t < t1; ++t) ops::Add(b, y + size_t(t) * out, out);
@@ -325,7 +329,9 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
       ops::RmsNorm(&ws.x[size_t(t) * D], w_final, D, eps, &ws.xn[size_t(t - first) * D]);
   });
   const std::string head = c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  (void)Linear(model, "lm_head", ws.xn.data(), rows, D, logits, hooks, ws, false, head);  // stopped or not: done
+  // Rows skipped by logits_from_row: never so many that fewer than kGemmDotRows remain.
+  const int skip = last_only || !hooks ? 0 : std::clamp(hooks->logits_from_row, 0, std::max(0, rows - kGemmDotRows));
+  (void)Linear(model, "lm_head", ws.xn.data(), rows, D, logits, hooks, ws, false, head, skip);  // stopped or not: done
   return Status::Ok();
 }
 

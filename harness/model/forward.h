@@ -52,6 +52,12 @@ struct ForwardHooks {
   // With start_hidden: start_hidden is the residual after start_layer's attention (attn_residual's),
   // and that layer runs its MLP only (start_layer 0 included).
   bool start_mlp = false;
+  // > 0: the LM head's product runs on token rows >= this only (a protocol scores the later rows of
+  // a window: llama.cpp's the second half); logits rows before it are left untouched. The final norm
+  // and the head's linear_input hook still see every row, and each logit row is one FMA chain over
+  // its own input row (kernels/gemm.h), so the rows computed are bitwise those of the whole product;
+  // at least kGemmDotRows rows always run (a shorter product would take the dot-product path).
+  int logits_from_row = 0;
 };
 
 // tokens: [T] with T <= config.max_seq_len (or any T when max_seq_len is 0); logits: [T, vocab].

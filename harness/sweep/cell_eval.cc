@@ -147,6 +147,41 @@ StatusOr<std::vector<SignalError>> CellLayerErrors(const Session& s, const Model
   return LayerOutputErrorsFrom(s.reference, work, s.windows, s.experiment->layer_error_windows, &hooks, *s.prefix, k);
 }
 
+namespace {
+std::string SchemeText(const std::optional<Scheme>& s) { return s ? ToString(*s) : std::string("-"); }
+}  // namespace
+
+std::optional<BodyKey> CellBodyKey(const Session& s, const Model& work, const CellPlan& p,
+                                   const AlgorithmRuntime& runtime) {
+  if (runtime.linear_input || runtime.residual_to_model_basis || s.prefix || p.cell->adaptive) return std::nullopt;
+  BodyKeyBuilder k;
+  const int matmul = int(work.matmul);
+  k.Add(&matmul, sizeof matmul);
+  for (const auto& [name, t] : work.weights) {  // std::map: name order
+    if (name == "lm_head.weight" || name == "model.norm.weight") continue;  // read from the final norm on
+    k.Add(name);
+    k.Add(t.shape.data(), t.shape.size() * sizeof(t.shape[0]));
+    k.AddFloats(t.data);
+  }
+  k.Add("activations " + SchemeText(p.activations));
+  if (p.activations)
+    for (const auto& [m, sc] : p.module_schemes)
+      if (m != "lm_head") k.Add(m);
+  for (const auto& [m, type] : p.llamacpp_act)
+    if (m != "lm_head") k.Add(fmt::format("llamacpp {} {}", m, int(type)));
+  k.Add("kv " + SchemeText(p.kv_cache) + " q " + SchemeText(p.attn_q) + " p " + SchemeText(p.attn_p));
+  return k.Key();
+}
+
+std::string PlannedBodyGroup(const CellPlan& p) {
+  std::string g = p.cell->algorithm.name + " " + p.cell->algorithm.params.dump();
+  for (const auto& [m, sc] : p.module_schemes)
+    if (m != "lm_head") g += "|" + m + "=" + sc;
+  g += "|a " + SchemeText(p.activations) + (p.llamacpp_act.empty() ? "" : " llamacpp");
+  g += "|kv " + SchemeText(p.kv_cache) + " q " + SchemeText(p.attn_q) + " p " + SchemeText(p.attn_p);
+  return g + (p.cell->adaptive ? "|adaptive" : "");
+}
+
 double CellWork(const Session& s, const CellPlan& p) {
   const Model& m = s.reference;
   std::vector<double> block(size_t(std::max(0, m.config.n_layers)), 0.0);  // (n_layers) weights per block

@@ -1,11 +1,14 @@
-// The evaluation step of the cell pipeline with its two savings: prefix reuse (a cell whose model and
+// The evaluation step of the cell pipeline with its savings: prefix reuse (a cell whose model and
 // hooks differ from the reference only in blocks >= k starts at block k from the session's
-// PrefixStore; bitwise the same numbers) and adaptive evaluation (cells with an AdaptiveSpec stop
-// early; their numbers are over the windows they ran). Not the pipeline (cell_pipeline.h).
+// PrefixStore; bitwise the same numbers), adaptive evaluation (cells with an AdaptiveSpec stop
+// early; their numbers are over the windows they ran) and body reuse (a cell whose embedding and
+// blocks compute what the previous cell's did runs only the final norm, the LM head and the scoring:
+// harness/eval/body_reuse.h; bitwise the same numbers). Not the pipeline (cell_pipeline.h).
 #pragma once
 
 #include <vector>
 
+#include "harness/eval/body_reuse.h"
 #include "harness/eval/prefix.h"
 #include "harness/quant/algorithm.h"
 #include "harness/sweep/cell_pipeline.h"
@@ -33,6 +36,20 @@ struct PrefixStart {
   bool mlp = false;
 };
 PrefixStart CellPrefixStart(const Session& s, const Model& work, const CellPlan& p, const AlgorithmRuntime* runtime);
+
+// What the cell's embedding and blocks compute, with its algorithm applied to `work`: a BodyKey of every
+// tensor the forward reads before the final norm (the embedding, a tied head's included, and every
+// block's, by name, shape and value), the matmul precision, and what the hooks do there (the activation
+// scheme and the modules but lm_head it quantizes, llama.cpp's activation types but lm_head's, the
+// KV-cache and attention schemes). Two cells with the same key have bitwise the same stream entering the
+// final norm. nullopt (never reused) when the algorithm installed an online transform or a basis change
+// (code, not data), or the cell runs with prefix reuse or adaptively (their own savings).
+std::optional<BodyKey> CellBodyKey(const Session& s, const Model& work, const CellPlan& p,
+                                   const AlgorithmRuntime& runtime);
+// Cells that may share a body, by plan alone: the same algorithm and parameters, the same scheme on every
+// module but lm_head, the same activation, KV-cache and attention schemes. The runner runs each group's
+// cells back to back (in grid order within a group), so a pair that differs only in the LM head meets.
+std::string PlannedBodyGroup(const CellPlan& p);
 
 // A cell's evaluation work relative to others of the session, for ETAs: the weights of the blocks it
 // runs (from its prefix start on) plus the LM head's, as a count of weights (≈ multiply-adds per token).

@@ -30,6 +30,7 @@
 #include "harness/util/blas.h"
 #include "harness/util/cpu_time.h"
 #include "kernels/act_quant.h"
+#include "kernels/parallel.h"
 #include "kernels/quantizer.h"
 #include "ql_version.h"
 
@@ -393,27 +394,47 @@ const Tensor& ReferenceTensor(const Model& reference, const std::string& name) {
 // Storage and per-tensor errors: every quantized tensor at its scheme (bytes exact, counted from the scheme
 // and shape: kernels/quantizer.h QuantizedBytes), the rest at the
 // baseline precision; errors against the reference (or, for a transforming algorithm, against its
-// own weights before rounding).
+// own weights before rounding). The tensors are measured on quantlab's threads, one tensor per item
+// (each its own sums, so the thread count changes no bit), and recorded in the plan's order.
 Status MeasureTensors(const Session& s, const Model& work, const CellPlan& p, const AlgorithmRuntime& runtime,
                       CellMeasurements* m, CellResult* r) {
   std::set<std::string> counted;
-  std::vector<float> scratch;  // a compact reference's values of one tensor
-  for (size_t i = 0; i < p.module_schemes.size(); ++i) {
+  std::vector<size_t> plan_index;  // [tensors] the plan entry of each distinct tensor, in plan order
+  for (size_t i = 0; i < p.module_schemes.size(); ++i)
+    if (counted.insert(WeightKey(work, p.module_schemes[i].first)).second) plan_index.push_back(i);
+  struct Measured {
+    StatusOr<int64_t> bytes = int64_t(0);
+    SignalError err;
+    std::vector<float> hist;
+  };
+  std::vector<Measured> out(plan_index.size());
+  std::vector<std::vector<float>> scratch(static_cast<size_t>(NumThreads()));  // [threads] a compact reference's values of one tensor
+  ParallelFor(int(plan_index.size()), NumThreads(), [&](int t, int tid) {
+    const size_t i = plan_index[size_t(t)];
     const std::string wn = WeightKey(work, p.module_schemes[i].first);
-    if (!counted.insert(wn).second) continue;
     const Tensor& w = ReferenceTensor(s.reference, wn);  // shape; the values from ReferenceValues
-    QL_ASSIGN_OR_RETURN(const int64_t bytes, QuantizedBytes(p.schemes[i], w.rows(), w.cols()));  // no second quantization
+    Measured& o = out[size_t(t)];
+    o.bytes = QuantizedBytes(p.schemes[i], w.rows(), w.cols());  // no second quantization
+    if (!o.bytes.ok()) return;
+    const auto tr = runtime.weights_before_rounding.find(wn);
+    const std::vector<float>& w0 =
+        tr != runtime.weights_before_rounding.end() ? tr->second : ReferenceValues(s, wn, &scratch[size_t(tid)]);
+    o.err = CompareTensors(w0, work.W(wn).data);
+    o.hist = ErrorHistogram(w0, work.W(wn).data, o.err.max_abs);
+  });
+  for (size_t t = 0; t < plan_index.size(); ++t) {
+    const size_t i = plan_index[t];
+    const std::string wn = WeightKey(work, p.module_schemes[i].first);
+    const Tensor& w = ReferenceTensor(s.reference, wn);
+    QL_ASSIGN_OR_RETURN(const int64_t bytes, std::move(out[t].bytes));
     const double bits_per_weight = w.rows() * w.cols() == 0 ? 0.0 : 8.0 * double(bytes) / double(w.rows() * w.cols());
     m->quant_bits += bytes * 8;
     m->quant_numel += w.numel();
     m->model_bytes += bytes;
-    const auto tr = runtime.weights_before_rounding.find(wn);
-    const std::vector<float>& w0 =
-        tr != runtime.weights_before_rounding.end() ? tr->second : ReferenceValues(s, wn, &scratch);
-    const SignalError err = CompareTensors(w0, work.W(wn).data);
+    const SignalError& err = out[t].err;
     r->tensor_errors.push_back(
         {wn, p.module_schemes[i].second, err.mse, err.sqnr_db, err.max_abs, bits_per_weight, bytes});
-    r->arrays["weight_error_hist/" + wn] = ErrorHistogram(w0, work.W(wn).data, err.max_abs);
+    r->arrays["weight_error_hist/" + wn] = std::move(out[t].hist);
   }
   const int64_t base_bytes = s.precision == BaselinePrecision::kFp32 ? 4 : 2;
   for (const auto& [name, t] : work.weights)
@@ -450,6 +471,45 @@ StatusOr<CellEvaluation> EvaluateOnce(const Session& s, const Model& work, const
   return ev;
 }
 
+// Body reuse is off when the kept streams would take more than this (Σ T_w · dim floats).
+constexpr size_t kBodyBudget = size_t(256) << 20;
+
+// EvaluateOnce for a cell with a body key: the same records and per-layer errors, with every window's
+// stream entering the final norm kept in *body (its key and owner are set by the caller once the cell
+// succeeded).
+StatusOr<CellEvaluation> EvaluateKeepingBody(const Session& s, const Model& work, const ForwardHooks& hooks,
+                                             const AlgorithmRuntime& runtime, const ProgressFn& progress,
+                                             KeptBody* body) {
+  const ReferenceBlockOutputs none;
+  QL_ASSIGN_OR_RETURN(CellEvaluation ev,
+                      EvaluateCellKeepingBody(work, s.windows, *s.base, &hooks, s.block_outputs ? *s.block_outputs : none,
+                                              runtime.residual_to_model_basis, progress, body));
+  if (!s.block_outputs) {
+    QL_ASSIGN_OR_RETURN(ev.layers, LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows,
+                                                     &hooks, runtime.residual_to_model_basis));
+  }
+  body->layers = ev.layers;
+  return ev;
+}
+
+// The cell's evaluation, from the kept body when it computes the same (then only the final norm, the LM
+// head and the scoring run, and the row names the body's cell), else in full, keeping its body for the
+// next cell when it has a key. body null: EvaluateOnce.
+StatusOr<CellEvaluation> EvaluateCellBody(const Session& s, const Model& work, const CellPlan& p,
+                                          const ForwardHooks& hooks, const AlgorithmRuntime& runtime,
+                                          const ProgressFn& progress, KeptBody* body, std::optional<BodyKey>* key,
+                                          CellRow* row) {
+  if (body && BodyBytes(work.config, s.windows) <= kBodyBudget) *key = CellBodyKey(s, work, p, runtime);
+  if (!*key) return EvaluateOnce(s, work, p, hooks, runtime, progress);
+  if (s.window_tally) s.window_tally->evaluated += int64_t(s.windows.size());
+  if (!body->owner.empty() && body->key == **key) {
+    row->body_from = body->owner;
+    return EvaluateHeadOnBody(work, s.windows, *s.base, &hooks, *body, progress);
+  }
+  body->owner.clear();  // no longer valid; set again once this cell succeeded
+  return EvaluateKeepingBody(s, work, hooks, runtime, progress, body);
+}
+
 // The cell's algorithm on `work` (the head untied first when the plan says so): what the cell evaluates.
 Status ApplyAlgorithm(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress,
                       AlgorithmRuntime* runtime) {
@@ -470,7 +530,7 @@ Status ApplyAlgorithm(const Session& s, Model& work, const CellPlan& p, const Pr
 
 // Quantize, evaluate, measure: the body of RunCell, on a work model that RunCell restores.
 Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress,
-                           CellResult* r) {
+                           KeptBody* body, CellResult* r) {
   CellRow& row = r->cell;
   const auto t0 = Clock::now();
   const double c0 = ProcessCpuSeconds();
@@ -484,7 +544,9 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
   CellHooks h;
   h.Build(p, work.config, &runtime);
   ProgressMeter eval_meter(progress, "eval", "windows");
-  QL_ASSIGN_OR_RETURN(CellEvaluation ev, EvaluateOnce(s, work, p, h.hooks, runtime, eval_meter.Fn()));
+  std::optional<BodyKey> key;
+  QL_ASSIGN_OR_RETURN(CellEvaluation ev,
+                      EvaluateCellBody(s, work, p, h.hooks, runtime, eval_meter.Fn(), body, &key, &row));
   QL_RETURN_IF_ERROR(h.status());
   const TokenRecords& rec = ev.records;
   CellMeasurements m;
@@ -512,6 +574,7 @@ Status QuantizeAndEvaluate(const Session& s, Model& work, const CellPlan& p, con
   for (const auto& [name, a] : runtime.arrays) r->arrays[name] = a;
   row.seconds_eval = Seconds(t1, Clock::now());
   row.cpu_seconds_eval = ProcessCpuSeconds() - c1;
+  if (key && row.body_from.empty()) body->key = *key, body->owner = row.id;  // complete: the next cell may start there
   return Status::Ok();
 }
 
@@ -545,13 +608,13 @@ StatusOr<WindowRecords> EvaluateCellWindows(const Session& s, Model& work, const
   return out;
 }
 
-CellResult RunCell(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress) {
+CellResult RunCell(const Session& s, Model& work, const CellPlan& p, const ProgressStyle& progress, KeptBody* body) {
   const auto t0 = Clock::now();
   const double c0 = ProcessCpuSeconds();
   CellResult r;
   r.cell = DescribeCell(s, *p.cell);
   r.cell.started_at = NowIso();
-  Status st = QuantizeAndEvaluate(s, work, p, progress, &r);
+  Status st = QuantizeAndEvaluate(s, work, p, progress, body, &r);
   if (!st.ok()) {
     r.cell.status = "failed";
     r.cell.reason = st.message();

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "harness/eval/baseline.h"
+#include "harness/eval/body_reuse.h"
 #include "harness/eval/evaluator.h"
 #include "harness/eval/prefix.h"
 #include "datasets/protocol.h"
@@ -115,8 +116,12 @@ CellRow DescribeCell(const Session& s, const Cell& cell);
 // the algorithm declares it changes, or the whole model). The result's cell row carries the status
 // ("ok", "failed" with the reason, "diverged" for a non-finite result), timings, metrics, errors and
 // arrays; identity fields come from DescribeCell. `progress`: how the algorithm's and the evaluation's
-// progress shows (off by default).
-CellResult RunCell(const Session& s, Model& work, const CellPlan& plan, const ProgressStyle& progress = {});
+// progress shows (off by default). body (optional; the sweep's): the streams entering the final norm of the
+// last cell that kept them (harness/eval/body_reuse.h): a cell whose body computes the same
+// (CellBodyKey, cell_eval.h) runs from them — bitwise the same numbers, `body_from` names that cell — and
+// a cell that runs its blocks keeps its own there.
+CellResult RunCell(const Session& s, Model& work, const CellPlan& plan, const ProgressStyle& progress = {},
+                   KeptBody* body = nullptr);
 
 // The current time as ISO-8601 UTC ("2026-12-01T09:41:00Z"), as every store row records it.
 std::string NowIso();

@@ -2,11 +2,13 @@
 #include "ql_version.h"
 #include "harness/sweep/runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -68,6 +70,20 @@ StatusOr<std::string> RecordBaseline(ResultStore& store, const Session& s, std::
   return baseline_id;
 }
 
+// The plans with each PlannedBodyGroup's cells back to back, the groups in the order of their first cell
+// and the cells in grid order within one: a pair that can share a body runs one after the other.
+std::vector<CellPlan> GroupByBody(std::vector<CellPlan> plans) {
+  std::map<std::string, size_t> first;  // group → its first plan's position
+  std::vector<size_t> group(plans.size());
+  for (size_t i = 0; i < plans.size(); ++i) group[i] = first.emplace(PlannedBodyGroup(plans[i]), i).first->second;
+  std::vector<size_t> order(plans.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return group[a] < group[b]; });
+  std::vector<CellPlan> out;
+  for (size_t i : order) out.push_back(std::move(plans[i]));
+  return out;
+}
+
 std::string CellLine(const CellResult& r) {
   if (r.cell.status != "ok") return r.cell.status + ": " + r.cell.reason;
   const MetricValues& m = *r.metrics;
@@ -113,6 +129,7 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     QL_ASSIGN_OR_RETURN(CellPlan p, PlanCell(*s, c));
     plans.push_back(std::move(p));
   }
+  plans = GroupByBody(std::move(plans));
   QL_ASSIGN_OR_RETURN(auto store, ResultStore::Open(sum.results_dir));
   QL_ASSIGN_OR_RETURN(sum.experiment_id, RecordRun(*store, *s, grid, cells));
   QL_ASSIGN_OR_RETURN(const std::string baseline_id, RecordBaseline(*store, *s, log));
@@ -123,6 +140,7 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
   const bool tty = inner.tty;
   sum.total = int(cells.size());
   int done = 0;
+  KeptBody body;  // the last evaluated cell's streams entering the final norm (harness/eval/body_reuse.h)
   CellsEta eta_of;  // per cell: CellWork (a late-block cell with prefix reuse costs less) × windows it runs
   for (const CellPlan& p : plans) eta_of.Plan(CellWork(*s, p), p.cell->adaptive.has_value());
   for (const CellPlan& p : plans) {
@@ -139,7 +157,7 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     }
     inner.prefix = fmt::format("[{}/{}] {} — ", done, cells.size(), p.cell->Label());
     const int64_t windows_before = s->window_tally ? s->window_tally->evaluated.load() : 0;
-    CellResult r = RunCell(*s, work, p, inner);
+    CellResult r = RunCell(*s, work, p, inner, &body);
     const int64_t windows_run = s->window_tally ? s->window_tally->evaluated.load() - windows_before : 0;
     r.cell.experiment_id = sum.experiment_id;
     r.cell.baseline_id = baseline_id;
@@ -151,8 +169,10 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     (r.cell.status == "ok" ? sum.ok : r.cell.status == "failed" ? sum.failed : sum.diverged)++;
     const std::string eta = FormatDuration(eta_of.SecondsLeft());
     StepLine(tty, log,
-             fmt::format("[{}/{}] {} — {} ({:.1f}s, {:.1f} CPU-s, ETA {})", done, cells.size(), p.cell->Label(),
-                         CellLine(r), r.cell.seconds_total, r.cell.cpu_seconds_total.value_or(0), eta),
+             fmt::format("[{}/{}] {} — {} ({:.1f}s, {:.1f} CPU-s{}, ETA {})", done, cells.size(), p.cell->Label(),
+                         CellLine(r), r.cell.seconds_total, r.cell.cpu_seconds_total.value_or(0),
+                         r.cell.body_from.empty() ? "" : ", head only: the body of " + r.cell.body_from.substr(0, 12),
+                         eta),
              done, int(cells.size()), eta);
   }
   return sum;
