@@ -24,6 +24,7 @@
 #include "kernels/parallel.h"
 #include "results/store.h"
 #include "tests/sweep/store_rows.h"
+#include "tests/sweep/same_cell_result.h"
 #include "tests/temp_dir.h"
 
 namespace ql {
@@ -89,28 +90,6 @@ class BodyReuse : public ::testing::Test {
   qltest::TempDir dir_{"ql_body_reuse_test"};
 };
 
-void ExpectSameResult(const CellResult& a, const CellResult& b, const std::string& what) {
-  ASSERT_EQ(a.cell.status, "ok") << what << ": " << a.cell.reason;
-  ASSERT_EQ(b.cell.status, "ok") << what << ": " << b.cell.reason;
-  ASSERT_EQ(a.metrics->values.size(), b.metrics->values.size());
-  for (size_t i = 0; i < a.metrics->values.size(); ++i) {
-    ASSERT_EQ(a.metrics->values[i].has_value(), b.metrics->values[i].has_value()) << what;
-    if (a.metrics->values[i]) {
-      EXPECT_EQ(std::bit_cast<uint64_t>(*a.metrics->values[i]), std::bit_cast<uint64_t>(*b.metrics->values[i]))
-          << what << ": metric " << MetricTable()[i].name;
-    }
-  }
-  ASSERT_EQ(a.layer_errors.size(), b.layer_errors.size()) << what;
-  for (size_t l = 0; l < a.layer_errors.size(); ++l)
-    EXPECT_EQ(std::bit_cast<uint64_t>(a.layer_errors[l].rel_mse), std::bit_cast<uint64_t>(b.layer_errors[l].rel_mse))
-        << what << " layer " << l;
-  ASSERT_EQ(a.arrays.size(), b.arrays.size()) << what;
-  for (const auto& [name, v] : a.arrays) {
-    const std::vector<float>& w = b.arrays.at(name);
-    EXPECT_TRUE(v.size() == w.size() && SameBits(v.data(), w.data(), v.size())) << what << " array " << name;
-  }
-}
-
 // Every cell of `yaml` run in the runner's order with a kept body on one thread and alone on two: the
 // same results. Returns the body_from of each cell of the first run, in that order.
 std::vector<std::string> RunWithAndWithout(const std::string& yaml) {
@@ -131,7 +110,7 @@ std::vector<std::string> RunWithAndWithout(const std::string& yaml) {
     const CellResult a = RunCell(**s, with, *p, {}, &body);
     SetNumThreads(2);
     const CellResult b = RunCell(**s, alone, *p);
-    ExpectSameResult(a, b, c.Label());
+    testing::ExpectBitwiseSameCellResult(a, b, c.Label());
     EXPECT_EQ(b.cell.body_from, "");
     from.push_back(a.cell.body_from == "" ? "" : a.cell.body_from == DescribeCell(**s, cells[&c - &cells[0] - 1]).id
                                                      ? "previous"

@@ -23,6 +23,7 @@
 #include "harness/quant/quant_util.h"
 #include "harness/sweep/cell_eval.h"
 #include "harness/sweep/sensitivity.h"
+#include "tests/sweep/same_cell_result.h"
 
 namespace ql {
 namespace {
@@ -122,27 +123,6 @@ Cell Unit(const std::string& module, const std::string& scheme, const std::strin
   return c;
 }
 
-void ExpectSameResult(const CellResult& a, const CellResult& b, const std::string& what) {
-  ASSERT_EQ(a.cell.status, "ok") << what << ": " << a.cell.reason;
-  ASSERT_EQ(b.cell.status, "ok") << what << ": " << b.cell.reason;
-  ASSERT_EQ(a.metrics->values.size(), b.metrics->values.size());
-  for (size_t i = 0; i < a.metrics->values.size(); ++i) {
-    ASSERT_EQ(a.metrics->values[i].has_value(), b.metrics->values[i].has_value()) << what;
-    if (a.metrics->values[i])
-      EXPECT_EQ(std::bit_cast<uint64_t>(*a.metrics->values[i]), std::bit_cast<uint64_t>(*b.metrics->values[i]))
-          << what << ": metric " << MetricTable()[i].name;
-  }
-  ASSERT_EQ(a.layer_errors.size(), b.layer_errors.size());
-  for (size_t l = 0; l < a.layer_errors.size(); ++l) {
-    EXPECT_EQ(std::bit_cast<uint64_t>(a.layer_errors[l].rel_mse), std::bit_cast<uint64_t>(b.layer_errors[l].rel_mse))
-        << what << " layer " << l;
-    EXPECT_EQ(std::bit_cast<uint64_t>(a.layer_errors[l].sqnr_db), std::bit_cast<uint64_t>(b.layer_errors[l].sqnr_db))
-        << what << " layer " << l;
-  }
-  ASSERT_EQ(a.arrays.size(), b.arrays.size());
-  for (const auto& [name, v] : a.arrays) EXPECT_TRUE(SameBits(v, b.arrays.at(name))) << what << " array " << name;
-}
-
 TEST_F(PrefixCells, CellsFromTheirFirstBlockAreBitwiseFullCells) {
   auto e = ParseExperiment(Yaml(), "prefix.yaml");
   ASSERT_TRUE(e.ok()) << e.status().message();
@@ -175,8 +155,8 @@ TEST_F(PrefixCells, CellsFromTheirFirstBlockAreBitwiseFullCells) {
     const CellResult a = RunCell(**full, w0, *p);
     const CellResult b = RunCell(**with_all, w1, *PlanCell(**with_all, cells[i]));
     const CellResult c = RunCell(**with_some, w2, *PlanCell(**with_some, cells[i]));
-    ExpectSameResult(a, b, cells[i].Label() + " (all blocks kept)");
-    ExpectSameResult(a, c, cells[i].Label() + " (every third block kept)");
+    testing::ExpectBitwiseSameCellResult(a, b, cells[i].Label() + " (all blocks kept)");
+    testing::ExpectBitwiseSameCellResult(a, c, cells[i].Label() + " (every third block kept)");
     EXPECT_GT(*a.metrics->Get("kld_mean"), 0.0);
     EXPECT_EQ(*a.metrics->Get("eval_windows"), 6.0);
   }
@@ -214,7 +194,7 @@ TEST_F(PrefixCells, MlpCellsFromTheirBlocksAttentionAreBitwiseFullCells) {
     EXPECT_EQ(got.mlp, want[i].mlp) << cells[i].Label();
     const CellResult a = RunCell(**full, w0, *PlanCell(**full, cells[i]));
     const CellResult b = RunCell(**with, w1, *p);
-    ExpectSameResult(a, b, cells[i].Label() + " (MLP inputs of blocks 0, 2, 4 kept)");
+    testing::ExpectBitwiseSameCellResult(a, b, cells[i].Label() + " (MLP inputs of blocks 0, 2, 4 kept)");
     EXPECT_GT(*a.metrics->Get("kld_mean"), 0.0);
   }
 }
