@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [--tests] [--bench] [--interop] [--train] [--slurm] [--fuzz]   (needs root or sudo; does nothing if all are present)
 # --bench adds the GEMM candidates bench/gemm_bench.cc compares against (oneDNN, BLIS; quantlab needs neither).
 # --interop adds python3-pip (scripts/llama-cpp.sh downloads llama.cpp's source with `pip download`).
-# --fuzz adds clang with its libFuzzer/sanitizer runtimes and OpenMP (scripts/fuzz.sh).
+# --fuzz adds clang with its libFuzzer/sanitizer runtimes (scripts/fuzz.sh).
 # --train adds bible-kjv (the King James Bible text + `bible` program): the corpus of scripts/train-default.sh.
 # --slurm adds a single-node Slurm (slurmctld, slurmd, client tools, munge): scripts/slurm/test-local.sh.
 set -euo pipefail
@@ -17,7 +17,7 @@ for arg in "$@"; do
     pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev sqlite3 hdf5-tools chromium)
   fi
   if [[ "$arg" == "--fuzz" ]]; then
-    pkgs+=(clang libclang-rt-dev libomp-dev)
+    pkgs+=(clang libclang-rt-dev)
   fi
   if [[ "$arg" == "--bench" ]]; then
     pkgs+=(libbenchmark-dev libdnnl-dev libblis-dev)
