@@ -72,43 +72,65 @@ void Scores(const float* q, int ldq, int m, int hd, const float* kp, int n_keys,
 }
 
 // o[kRows, cols c0 .. c0 + kVecs·N) = p[kRows, 0..len) · v[0..len, same cols]; ncols <= kVecs·N valid.
-template <int kRows, int kVecs>
-HWY_INLINE void PvTile(const float* HWY_RESTRICT p, size_t lds, size_t len, const float* HWY_RESTRICT v, size_t ldv,
-                       float* HWY_RESTRICT o, size_t ldo, size_t ncols) {
-  const DF d;
+// D is the full vector, or on AVX-512 a half one (8 floats) for a head's last 8 columns, so that a head of
+// 8 (stories260K) or 8 mod 16 columns loads V rows whole instead of through TailLoad's stack buffer (whose
+// scalar stores stall the vector load that follows on every key). Lanes change nothing per element.
+template <class D, int kRows, int kVecs>
+HWY_INLINE void PvTile(D d, const float* HWY_RESTRICT p, size_t lds, size_t len, const float* HWY_RESTRICT v,
+                       size_t ldv, float* HWY_RESTRICT o, size_t ldo, size_t ncols) {
+  using V = hn::Vec<D>;
   const size_t N = hn::Lanes(d);
-  VF acc[kRows][kVecs];
+  V acc[kRows][kVecs];
   for (int r = 0; r < kRows; ++r)
     for (int c = 0; c < kVecs; ++c) acc[r][c] = hn::Zero(d);
   const bool full = ncols == kVecs * N;
   for (size_t k = 0; k < len; ++k) {
-    VF b[kVecs];
+    V b[kVecs];
     const float* vk = v + k * ldv;
-    for (int c = 0; c < kVecs; ++c)
-      b[c] = full || (c + 1) * N <= ncols ? hn::LoadU(d, vk + c * N) : TailLoad(d, vk + c * N, ncols - c * N);
+    for (int c = 0; c < kVecs; ++c) {
+      if constexpr (hn::MaxLanes(D()) == hn::MaxLanes(DF())) {
+        b[c] = full || (c + 1) * N <= ncols ? hn::LoadU(d, vk + c * N) : TailLoad(d, vk + c * N, ncols - c * N);
+      } else {
+        b[c] = hn::LoadU(d, vk + c * N);  // the half tile is only used whole
+      }
+    }
     for (int r = 0; r < kRows; ++r) {
-      const VF a = hn::Set(d, p[r * lds + k]);
+      const V a = hn::Set(d, p[r * lds + k]);
       for (int c = 0; c < kVecs; ++c) acc[r][c] = hn::MulAdd(a, b[c], acc[r][c]);
     }
   }
   // alpha = 1 in the Gemm this replaces: acc · 1 is acc.
   for (int r = 0; r < kRows; ++r)
-    for (int c = 0; c < kVecs && c * N < ncols; ++c)
-      StoreCols(acc[r][c], d, o + r * ldo + c * N, std::min(N, ncols - c * N));
+    for (int c = 0; c < kVecs && c * N < ncols; ++c) {
+      if constexpr (hn::MaxLanes(D()) == hn::MaxLanes(DF())) {
+        StoreCols(acc[r][c], d, o + r * ldo + c * N, std::min(N, ncols - c * N));
+      } else {
+        hn::StoreU(acc[r][c], d, o + r * ldo + c * N);
+      }
+    }
 }
 
 template <int kRows>
 void PvColumns(const float* p, size_t lds, size_t len, const float* v, size_t ldv, float* o, size_t ldo, int hd) {
-  const size_t N = hn::Lanes(DF());
+  const DF d;
+  const size_t N = hn::Lanes(d);
   for (size_t c0 = 0; c0 < size_t(hd); c0 += kPvVecs * N) {
-    const size_t cols = std::min(kPvVecs * N, size_t(hd) - c0);
-    const size_t vecs = (cols + N - 1) / N;
-    if (vecs == kPvVecs) PvTile<kRows, kPvVecs>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+    size_t cols = std::min(kPvVecs * N, size_t(hd) - c0);
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-    else if (vecs == 3) PvTile<kRows, 3>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+    if (cols % N == 8) {  // a partial last vector of exactly 8 columns: a half tile
+      const hn::CappedTag<float, 8> dh;
+      cols -= 8;
+      PvTile<decltype(dh), kRows, 1>(dh, p, lds, len, v + c0 + cols, ldv, o + c0 + cols, ldo, 8);
+      if (cols == 0) continue;
+    }
 #endif
-    else if (vecs == 2) PvTile<kRows, 2>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
-    else PvTile<kRows, 1>(p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+    const size_t vecs = (cols + N - 1) / N;
+    if (vecs == kPvVecs) PvTile<DF, kRows, kPvVecs>(d, p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    else if (vecs == 3) PvTile<DF, kRows, 3>(d, p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+#endif
+    else if (vecs == 2) PvTile<DF, kRows, 2>(d, p, lds, len, v + c0, ldv, o + c0, ldo, cols);
+    else PvTile<DF, kRows, 1>(d, p, lds, len, v + c0, ldv, o + c0, ldo, cols);
   }
 }
 
