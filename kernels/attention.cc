@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -148,11 +149,41 @@ void PvDispatch(int rows, const float* p, size_t lds, size_t len, const float* v
   }
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// A head of exactly 8 columns is one half vector per row: 6 rows would be 6 FMA chains, too few to hide
+// the FMA's latency, so such heads take 12 rows at a time.
+constexpr int kPvHalfRows = 12;
+
+template <int kRows>
+void PvHalf(const float* p, size_t lds, size_t len, const float* v, size_t ldv, float* o, size_t ldo) {
+  PvTile<hn::CappedTag<float, 8>, kRows, 1>(hn::CappedTag<float, 8>(), p, lds, len, v, ldv, o, ldo, 8);
+}
+
+template <int... kRows>
+void PvHalfDispatch(int rows, std::integer_sequence<int, kRows...>, const float* p, size_t lds, size_t len,
+                    const float* v, size_t ldv, float* o, size_t ldo) {
+  ((rows == kRows + 1 ? PvHalf<kRows + 1>(p, lds, len, v, ldv, o, ldo) : void()), ...);
+}
+#endif
+
 void Pv(float* p, int lds, int m, const int* valid, const float* v, int ldv, int hd, float* o, int ldo) {
-  for (int i = 0; i < m; i += kPvRows) {
-    const int rows = std::min(kPvRows, m - i);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const bool half = hd == 8;
+  const int group = half ? kPvHalfRows : kPvRows;
+#else
+  const int group = kPvRows;
+#endif
+  for (int i = 0; i < m; i += group) {
+    const int rows = std::min(group, m - i);
     const int len = MaxValid(valid, i, rows);
     for (int r = i; r < i + rows; ++r) std::fill(p + size_t(r) * lds + valid[r], p + size_t(r) * lds + len, 0.0f);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    if (half) {
+      PvHalfDispatch(rows, std::make_integer_sequence<int, kPvHalfRows>(), p + size_t(i) * lds, lds, size_t(len), v,
+                     ldv, o + size_t(i) * ldo, ldo);
+      continue;
+    }
+#endif
     PvDispatch(rows, p + size_t(i) * lds, lds, size_t(len), v, ldv, o + size_t(i) * ldo, ldo, hd);
   }
 }
