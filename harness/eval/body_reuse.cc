@@ -55,9 +55,9 @@ struct Done {
   }
 };
 
-size_t TMax(const std::vector<Window>& windows, size_t from) {
+size_t TMax(const std::vector<Window>& windows) {
   size_t t = 0;
-  for (size_t i = from; i < windows.size(); ++i) t = std::max(t, windows[i].tokens.size());
+  for (const Window& w : windows) t = std::max(t, w.tokens.size());
   return t;
 }
 
@@ -92,63 +92,6 @@ size_t BodyBytes(const ModelConfig& c, const std::vector<Window>& windows) {
   return rows * size_t(c.dim) * sizeof(float);
 }
 
-StatusOr<CellEvaluation> EvaluateCellKeepingBody(const Model& model, const std::vector<Window>& windows,
-                                                 const Baseline& base, const ForwardHooks* hooks,
-                                                 const ReferenceBlockOutputs& ref,
-                                                 const std::function<void(float* h, int T, int dim)>& to_test_basis,
-                                                 const ProgressFn& progress, KeptBody* body) {
-  QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
-  const int L = model.config.n_layers, D = model.config.dim, V = model.config.vocab_size;
-  QL_CHECK(ref.h.size() <= windows.size(), "{} captured windows for {} windows", ref.h.size(), windows.size());
-  const std::vector<int64_t> first = FirstScored(windows);
-  std::vector<TokenRecords> per(windows.size());  // by window
-  body->h.assign(windows.size(), {});
-  Done done(progress, int64_t(windows.size()));
-  std::vector<ErrorAccumulator> acc(L);
-  std::vector<float> logits, mapped;
-  for (size_t wi = 0; wi < ref.h.size(); ++wi) {  // the compared windows first, in order, as EvaluateCell
-    const Window& w = windows[wi];
-    ForwardHooks h = ScoringHooks(hooks, FirstScoredLogitRow(std::span<const Window>(&w, 1)));
-    h.block_output = [&](int layer, const float* x, int T) {
-      const std::vector<float>& r = ref.h[wi][layer];
-      QL_CHECK(r.size() == size_t(T) * D, "layer {} was not captured for window {}", layer, wi);
-      if (to_test_basis) mapped = r, to_test_basis(mapped.data(), T, D);
-      acc[layer].Add(to_test_basis ? mapped : r, std::span<const float>(x, size_t(T) * D));
-      if (layer == L - 1) body->h[wi].assign(x, x + size_t(T) * D);
-    };
-    logits.resize(w.tokens.size() * size_t(V));
-    QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &h));
-    ScoreWindow(base, w, first[wi], logits.data(), &per[wi]);
-    done.Window();
-  }
-  std::vector<float>().swap(logits);
-  const size_t from = ref.h.size();
-  const int n_rest = int(windows.size() - from);
-  const int threads = WindowThreads(model.config, int(TMax(windows, from)), n_rest);
-  std::vector<std::vector<float>> scratch(std::max(1, threads));  // [threads][T_max, V]
-  std::vector<Status> status(static_cast<size_t>(n_rest));
-  ForWindows(n_rest, threads, [&](int i, int tid) {
-    const size_t wi = from + size_t(i);
-    const Window& w = windows[wi];
-    ForwardHooks h = ScoringHooks(hooks, FirstScoredLogitRow(std::span<const Window>(&w, 1)));
-    h.block_output = [&](int layer, const float* x, int T) {
-      if (layer == L - 1) body->h[wi].assign(x, x + size_t(T) * D);
-    };
-    scratch[size_t(tid)].resize(w.tokens.size() * size_t(V));
-    status[size_t(i)] = ForwardWindow(model, w.tokens, scratch[size_t(tid)].data(), &h);
-    if (status[size_t(i)].ok()) ScoreWindow(base, w, first[wi], scratch[size_t(tid)].data(), &per[wi]);
-    done.Window();
-  });
-  for (int i = 0; i < n_rest; ++i)
-    if (!status[size_t(i)].ok()) return Status::Errorf("window {}: {}", from + size_t(i), status[size_t(i)].message());
-  CellEvaluation e;
-  e.records = Join(per, base.n());
-  if (!ref.h.empty())
-    for (const ErrorAccumulator& a : acc) e.layers.push_back(a.Result());
-  e.windows = int(windows.size());
-  return e;
-}
-
 StatusOr<CellEvaluation> EvaluateHeadOnBody(const Model& model, const std::vector<Window>& windows,
                                             const Baseline& base, const ForwardHooks* hooks, const KeptBody& body,
                                             const ProgressFn& progress) {
@@ -158,7 +101,7 @@ StatusOr<CellEvaluation> EvaluateHeadOnBody(const Model& model, const std::vecto
   const std::vector<int64_t> first = FirstScored(windows);
   std::vector<TokenRecords> per(windows.size());
   Done done(progress, int64_t(windows.size()));
-  const int threads = WindowThreads(model.config, int(TMax(windows, 0)), int(windows.size()));
+  const int threads = WindowThreads(model.config, int(TMax(windows)), int(windows.size()));
   std::vector<std::vector<float>> scratch(std::max(1, threads));  // [threads][T_max, V]
   std::vector<Status> status(windows.size());
   ForWindows(int(windows.size()), threads, [&](int i, int tid) {

@@ -48,16 +48,6 @@ struct KeptBody {
 // The memory a KeptBody of `windows` takes: Σ T_w · dim floats.
 size_t BodyBytes(const ModelConfig& c, const std::vector<Window>& windows);
 
-// EvaluateCell (evaluator.h), bitwise (records and per-layer errors), keeping every window's stream
-// entering the final norm in body->h (body->layers is left to the caller: a cell without captured
-// reference outputs, `ref` empty, measures them apart). Windows after the compared ones run whole
-// windows on separate threads when one window cannot fill the cores (WindowThreads), as EvaluateCell.
-StatusOr<CellEvaluation> EvaluateCellKeepingBody(const Model& model, const std::vector<Window>& windows,
-                                                 const Baseline& base, const ForwardHooks* hooks,
-                                                 const ReferenceBlockOutputs& ref,
-                                                 const std::function<void(float* h, int T, int dim)>& to_test_basis,
-                                                 const ProgressFn& progress, KeptBody* body);
-
 // The records of `model` on `windows` when its body is body's: every window from the final norm on
 // (ForwardFromBlock at n_layers) with `hooks` (the LM head's input hook still applies), scored as
 // EvaluateCell scores it, so bitwise EvaluateCell's records for such a model. layers = body.layers.

@@ -92,11 +92,25 @@ void Append(const TokenRecords& from, TokenRecords* to) {
   to->same_top.insert(to->same_top.end(), from.same_top.begin(), from.same_top.end());
 }
 
+// Streams entering the final norm, kept per window: [windows][T_w * dim] (EvaluateCell's final_streams).
+using FinalStreams = std::vector<std::vector<float>>;
+
+// Makes h keep window wi's stream entering the final norm (the last block's output) in (*streams)[wi],
+// after h's own block_output if it has one.
+void KeepFinalStream(const ModelConfig& c, FinalStreams* streams, size_t wi, ForwardHooks* h) {
+  h->block_output = [inner = h->block_output, streams, wi, last = c.n_layers - 1, dim = size_t(c.dim)](
+                        int layer, const float* x, int T) {
+    if (inner) inner(layer, x, T);
+    if (layer == last) (*streams)[wi].assign(x, x + size_t(T) * dim);
+  };
+}
+
 // Windows of a model too small to fill the cores: whole windows on separate threads, each window's
-// records kept apart and joined in window order, so the result is bitwise the sequential one.
+// records kept apart and joined in window order, so the result is bitwise the sequential one. Window i
+// is window from + i of the cell (its slot in streams, when kept).
 Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& windows, const Baseline& base,
                                int64_t i0, const ForwardHooks* hooks, int threads, const WindowProgress& progress,
-                               TokenRecords* r) {
+                               TokenRecords* r, size_t from, FinalStreams* streams) {
   std::vector<std::span<const int>> tokens;
   std::vector<int64_t> first(windows.size() + 1, i0);  // [windows + 1] scored-token offsets in base
   for (size_t i = 0; i < windows.size(); ++i) {
@@ -106,11 +120,15 @@ Status EvaluateWindowsParallel(const Model& model, const std::vector<Window>& wi
   std::vector<TokenRecords> per_window(windows.size());
   std::vector<std::vector<ScoreScratch>> scratch(threads);  // [threads][1]: inside a window item scoring is serial
   const ForwardHooks scoring = ScoringHooks(hooks, FirstScoredLogitRow(windows));
-  QL_RETURN_IF_ERROR(ForwardWindowsEach(model, tokens, &scoring, threads, [&](int i, int tid, const float* logits) {
-    ScoreWindow(windows[i], logits, base, first[i], scratch[tid], &per_window[i]);
-    progress.Done();
-    return Status::Ok();
-  }));
+  const auto keep = [&](int i, ForwardHooks* h) { KeepFinalStream(model.config, streams, from + size_t(i), h); };
+  QL_RETURN_IF_ERROR(ForwardWindowsEach(
+      model, tokens, &scoring, threads,
+      [&](int i, int tid, const float* logits) {
+        ScoreWindow(windows[i], logits, base, first[i], scratch[tid], &per_window[i]);
+        progress.Done();
+        return Status::Ok();
+      },
+      streams ? std::function<void(int, ForwardHooks*)>(keep) : nullptr));
   for (const TokenRecords& w : per_window) Append(w, r);
   return Status::Ok();
 }
@@ -142,20 +160,25 @@ Status CheckAgainstBaseline(const Model& model, const std::vector<Window>& windo
 namespace {
 
 // Windows [from, end) into r (which holds the records of windows < from): whole windows on separate
-// threads when one window cannot fill the cores, else one after another.
+// threads when one window cannot fill the cores, else one after another. streams (optional): keeps
+// each window's stream entering the final norm.
 Status EvaluateWindowsFrom(const Model& model, const std::vector<Window>& windows, size_t from, const Baseline& base,
-                           const ForwardHooks* hooks, const WindowProgress& progress, TokenRecords* r) {
+                           const ForwardHooks* hooks, const WindowProgress& progress, TokenRecords* r,
+                           FinalStreams* streams = nullptr) {
   const std::vector<Window> rest(windows.begin() + from, windows.end());
   size_t t_max = 0;
   for (const Window& w : rest) t_max = std::max(t_max, w.tokens.size());
   const int threads = WindowThreads(model.config, int(t_max), int(rest.size()));
-  if (threads > 1) return EvaluateWindowsParallel(model, rest, base, r->size(), hooks, threads, progress, r);
+  if (threads > 1)
+    return EvaluateWindowsParallel(model, rest, base, r->size(), hooks, threads, progress, r, from, streams);
   std::vector<float> logits;
   std::vector<ScoreScratch> scratch;
   int64_t i = r->size();  // scored-token index into the baseline
-  for (const Window& w : rest) {
+  for (size_t wi = from; wi < windows.size(); ++wi) {
+    const Window& w = windows[wi];
     logits.resize(w.tokens.size() * size_t(model.config.vocab_size));  // [T, V]
-    const ForwardHooks scoring = ScoringHooks(hooks, FirstScoredLogitRow(std::span<const Window>(&w, 1)));
+    ForwardHooks scoring = ScoringHooks(hooks, FirstScoredLogitRow(std::span<const Window>(&w, 1)));
+    if (streams) KeepFinalStream(model.config, streams, wi, &scoring);
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &scoring));
     ScoreWindow(w, logits.data(), base, i, scratch, r);
     i += w.score_end - w.score_begin;
@@ -202,9 +225,10 @@ StatusOr<ReferenceBlockOutputs> CaptureBlockOutputs(const Model& reference, cons
 StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Window>& windows, const Baseline& base,
                                       const ForwardHooks* hooks, const ReferenceBlockOutputs& ref,
                                       const std::function<void(float* h, int T, int dim)>& to_test_basis,
-                                      const ProgressFn& progress) {
+                                      const ProgressFn& progress, std::vector<std::vector<float>>* final_streams) {
   QL_RETURN_IF_ERROR(CheckAgainstBaseline(model, windows, base));
   const WindowProgress done(progress, windows.size());
+  if (final_streams) final_streams->assign(windows.size(), {});
   const int L = model.config.n_layers, D = model.config.dim, V = model.config.vocab_size;
   QL_CHECK(ref.h.size() <= windows.size(), "{} captured windows for {} windows", ref.h.size(), windows.size());
   CellEvaluation e;
@@ -224,6 +248,7 @@ StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Wind
       }
       acc[layer].Add(to_test_basis ? mapped : r, std::span<const float>(h, size_t(T) * D));
     };
+    if (final_streams) KeepFinalStream(model.config, final_streams, wi, &compare);
     logits.resize(w.tokens.size() * size_t(V));
     compare.logits_from_row = FirstScoredLogitRow(std::span<const Window>(&w, 1));
     QL_RETURN_IF_ERROR(ForwardWindow(model, w.tokens, logits.data(), &compare));
@@ -231,7 +256,7 @@ StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Wind
     done.Done();
   }
   std::vector<float>().swap(logits);  // [T, V] freed: the rest of the windows bring their own buffers
-  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, ref.h.size(), base, hooks, done, &e.records));
+  QL_RETURN_IF_ERROR(EvaluateWindowsFrom(model, windows, ref.h.size(), base, hooks, done, &e.records, final_streams));
   for (const ErrorAccumulator& a : acc) e.layers.push_back(a.Result());
   return e;
 }

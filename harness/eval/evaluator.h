@@ -72,6 +72,8 @@ StatusOr<ReferenceBlockOutputs> CaptureBlockOutputs(const Model& reference, cons
 // A cell's evaluation in one forward per window: EvaluateAgainstBaseline's records and, from the
 // same forwards of the first ref.h.size() windows, LayerOutputErrors' per-layer errors against the
 // captured reference (mapped by to_test_basis when set). Bitwise the same as the two calls.
+// final_streams (optional): every window's stream entering the final norm, [windows][T_w * dim], for
+// a next cell whose body computes the same (harness/eval/body_reuse.h).
 struct CellEvaluation {
   TokenRecords records;
   std::vector<SignalError> layers;  // [n_layers]
@@ -80,6 +82,7 @@ struct CellEvaluation {
 StatusOr<CellEvaluation> EvaluateCell(const Model& model, const std::vector<Window>& windows, const Baseline& base,
                                       const ForwardHooks* hooks, const ReferenceBlockOutputs& ref,
                                       const std::function<void(float* h, int T, int dim)>& to_test_basis,
-                                      const ProgressFn& progress = {});
+                                      const ProgressFn& progress = {},
+                                      std::vector<std::vector<float>>* final_streams = nullptr);
 
 }  // namespace ql

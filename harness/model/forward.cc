@@ -380,7 +380,8 @@ Status ForwardWindows(const Model& model, std::span<const std::span<const int>> 
 
 Status ForwardWindowsEach(const Model& model, std::span<const std::span<const int>> windows,
                           const ForwardHooks* hooks, int threads,
-                          const std::function<Status(int window, int tid, const float* logits)>& consume) {
+                          const std::function<Status(int window, int tid, const float* logits)>& consume,
+                          const std::function<void(int window, ForwardHooks* h)>& per_window) {
   size_t t_max = 0;
   for (const auto& w : windows) t_max = std::max(t_max, w.size());
   threads = std::max(1, std::min<int>(threads > 0 ? threads : NumThreads(), int(windows.size())));
@@ -388,7 +389,13 @@ Status ForwardWindowsEach(const Model& model, std::span<const std::span<const in
   std::vector<Status> status(windows.size());
   ParallelFor(int(windows.size()), threads, [&](int i, int tid) {
     logits[tid].resize(t_max * size_t(model.config.vocab_size));
-    status[i] = ForwardWindow(model, windows[i], logits[tid].data(), hooks);
+    if (per_window) {
+      ForwardHooks h = hooks ? *hooks : ForwardHooks{};
+      per_window(i, &h);
+      status[i] = ForwardWindow(model, windows[i], logits[tid].data(), &h);
+    } else {
+      status[i] = ForwardWindow(model, windows[i], logits[tid].data(), hooks);
+    }
     if (status[i].ok()) status[i] = consume(i, tid, logits[tid].data());
   });
   for (size_t i = 0; i < status.size(); ++i)

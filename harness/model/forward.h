@@ -89,9 +89,12 @@ Status ForwardWindows(const Model& model, std::span<const std::span<const int>> 
 // that computed window i, right after it, with logits [windows[i].size(), vocab] in that thread's
 // scratch (valid during the call only); tid in [0, threads) names the thread for private scratch.
 // Memory: one [T_max, vocab] buffer per thread. The first failing window's (or consumer's) error.
+// per_window (optional): adjusts a copy of `hooks` for window i before it runs (e.g. a block_output
+// that knows which window it sees).
 Status ForwardWindowsEach(const Model& model, std::span<const std::span<const int>> windows,
                           const ForwardHooks* hooks, int threads,
-                          const std::function<Status(int window, int tid, const float* logits)>& consume);
+                          const std::function<Status(int window, int tid, const float* logits)>& consume,
+                          const std::function<void(int window, ForwardHooks* h)>& per_window = {});
 
 // Threads for whole windows (ForwardWindowsEach) when an evaluator has `n_windows` windows of up to
 // T tokens: NumThreads() (at most n_windows) when one window cannot fill the cores, else 1 (one window

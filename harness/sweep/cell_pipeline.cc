@@ -482,8 +482,9 @@ StatusOr<CellEvaluation> EvaluateKeepingBody(const Session& s, const Model& work
                                              KeptBody* body) {
   const ReferenceBlockOutputs none;
   QL_ASSIGN_OR_RETURN(CellEvaluation ev,
-                      EvaluateCellKeepingBody(work, s.windows, *s.base, &hooks, s.block_outputs ? *s.block_outputs : none,
-                                              runtime.residual_to_model_basis, progress, body));
+                      EvaluateCell(work, s.windows, *s.base, &hooks, s.block_outputs ? *s.block_outputs : none,
+                                   runtime.residual_to_model_basis, progress, &body->h));
+  ev.windows = int(s.windows.size());
   if (!s.block_outputs) {
     QL_ASSIGN_OR_RETURN(ev.layers, LayerOutputErrors(s.reference, work, s.windows, s.experiment->layer_error_windows,
                                                      &hooks, runtime.residual_to_model_basis));

@@ -84,6 +84,18 @@ std::vector<CellPlan> GroupByBody(std::vector<CellPlan> plans) {
   return out;
 }
 
+// Per plan (in run order): whether the plan before or after it is in its PlannedBodyGroup, i.e. whether
+// it may run on a kept body or keep one for the next cell. Others skip the body key's hash and keep no
+// streams.
+std::vector<bool> MayShareBody(const std::vector<CellPlan>& plans) {
+  std::vector<std::string> group;
+  for (const CellPlan& p : plans) group.push_back(PlannedBodyGroup(p));
+  std::vector<bool> share(plans.size(), false);
+  for (size_t i = 0; i + 1 < plans.size(); ++i)
+    if (group[i] == group[i + 1]) share[i] = share[i + 1] = true;
+  return share;
+}
+
 std::string CellLine(const CellResult& r) {
   if (r.cell.status != "ok") return r.cell.status + ": " + r.cell.reason;
   const MetricValues& m = *r.metrics;
@@ -143,7 +155,9 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
   KeptBody body;  // the last evaluated cell's streams entering the final norm (harness/eval/body_reuse.h)
   CellsEta eta_of;  // per cell: CellWork (a late-block cell with prefix reuse costs less) × windows it runs
   for (const CellPlan& p : plans) eta_of.Plan(CellWork(*s, p), p.cell->adaptive.has_value());
+  const std::vector<bool> may_share = MayShareBody(plans);
   for (const CellPlan& p : plans) {
+    const bool share = may_share[size_t(done)];
     ++done;
     const std::string id = DescribeCell(*s, *p.cell).id;
     QL_ASSIGN_OR_RETURN(const std::string have, store->CellStatus(id));
@@ -157,7 +171,7 @@ StatusOr<SweepSummary> RunCells(const Session& session, const std::vector<Cell>&
     }
     inner.prefix = fmt::format("[{}/{}] {} — ", done, cells.size(), p.cell->Label());
     const int64_t windows_before = s->window_tally ? s->window_tally->evaluated.load() : 0;
-    CellResult r = RunCell(*s, work, p, inner, &body);
+    CellResult r = RunCell(*s, work, p, inner, share ? &body : nullptr);
     const int64_t windows_run = s->window_tally ? s->window_tally->evaluated.load() - windows_before : 0;
     r.cell.experiment_id = sum.experiment_id;
     r.cell.baseline_id = baseline_id;
