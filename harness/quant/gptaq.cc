@@ -34,14 +34,18 @@ std::vector<float> GptaqP(const GptqFactor& f, std::vector<double> d, double alp
 void GptaqColumnUpdate(const std::vector<float>& p, int64_t cols, int64_t col, const float* wc, int64_t rows,
                        int64_t j0, int64_t count, int64_t i1, float* w1, float* pre) {
   std::copy_n(wc, rows, pre);
-  for (int64_t j = j0; j < count; ++j) cblas_saxpy(int(rows), p[size_t(col * cols + i1 + j)], wc, 1, &w1[j * rows], 1);
+  for (int64_t j = j0; j < count; ++j) {
+    const float a = p[size_t(col * cols + i1 + j)];
+    float* wj = &w1[j * rows];
+    for (int64_t r = 0; r < rows; ++r) wj[r] += a * wc[r];
+  }
 }
 
 void GptaqBlockUpdate(const std::vector<float>& p, int64_t cols, int64_t rows, int64_t i1, int64_t i2,
                       const float* pre, float* wt) {
   // Wt[i2:, :] += P[i1:i2, i2:]ᵀ · Pre  ([cols − i2, rows])
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - i2), int(rows), int(i2 - i1), 1.0f,
-              &p[size_t(i1 * cols + i2)], int(cols), pre, int(rows), 1.0f, &wt[i2 * rows], int(rows));
+  LazyBatchScratch scratch;
+  LazyBatchUpdate(p, cols, rows, i1, i2, pre, 1.0f, wt, &scratch);
 }
 
 GptaqStream::GptaqStream(Model fp, const CalibrationSet* calib, double alpha, Transform transform)

@@ -1,0 +1,393 @@
+// Highway implementation of kernels/spd.h (Gram matrix, Cholesky, triangular inverse, inverse's
+// Cholesky factor), compiled once per SIMD target and dispatched at run time, plus the scalar oracles.
+// Register tiles of kRows rows x kVecs vectors accumulate in place; work items are fixed column chunks
+// (kChunk wide, a multiple of every target's tile width) whose boundaries depend on the shape only.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/spd.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep (must precede highway.h)
+#include "hwy/highway.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "kernels/parallel.h"
+#include "kernels/spd.h"
+
+#ifndef QL_KERNELS_SPD_CONSTANTS_  // this file is re-included once per SIMD target
+#define QL_KERNELS_SPD_CONSTANTS_
+namespace ql {
+namespace spd_detail {
+constexpr int kRows = 4;          // rows of a register tile
+constexpr int kVecs = 3;          // vectors of a register tile: tile width 3·lanes (3, 6, 12 or 24 doubles)
+constexpr int64_t kChunk = 96;    // columns of a work item: a multiple of every tile width
+constexpr int64_t kPanel = 48;    // rows of a Cholesky panel: a multiple of kRows and of every tile width
+constexpr double kMinThreadedFmas = 2e5;  // below this one thread: waking a pool worker costs µs
+
+// Leading dimension of the padded working copies: whole chunks, so every tile is a full one.
+inline int64_t PaddedLd(int64_t n) { return (n + kChunk - 1) / kChunk * kChunk; }
+inline int Threads(double fmas, int threads) { return fmas < kMinThreadedFmas ? 1 : std::max(1, threads); }
+}  // namespace spd_detail
+}  // namespace ql
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace ql {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using namespace spd_detail;
+
+using DD = hn::ScalableTag<double>;
+using VD = hn::Vec<DD>;
+
+// c − a·b with one rounding: the FMA instruction, or lane by lane std::fma on targets without one (so
+// every target computes the same bits).
+HWY_INLINE VD NegFma(VD a, VD b, VD c) {
+#if HWY_NATIVE_FMA
+  return hn::NegMulAdd(a, b, c);
+#else
+  const DD d;
+  constexpr size_t kMax = HWY_MAX_BYTES / sizeof(double);
+  HWY_ALIGN double ta[kMax], tb[kMax], tc[kMax];
+  hn::Store(a, d, ta);
+  hn::Store(b, d, tb);
+  hn::Store(c, d, tc);
+  for (size_t l = 0; l < hn::Lanes(d); ++l) tc[l] = std::fma(-ta[l], tb[l], tc[l]);
+  return hn::Load(d, tc);
+#endif
+}
+
+HWY_INLINE VD LoadD(const double* p) { return hn::LoadU(DD(), p); }
+HWY_INLINE VD LoadD(const float* p) { return hn::PromoteTo(DD(), hn::LoadU(hn::Rebind<float, DD>(), p)); }
+
+size_t TileWidth() { return kVecs * hn::Lanes(DD()); }
+
+// c[r·ldc + j] (+= or, kSub, −= fused) Σ_{k=k0}^{k1-1} p[k·ldp + r] · q[k·ldq + j] for r < R and j < tile
+// width: each element one chain, k ascending. Gram (float, +) and the Cholesky panel update (double, −).
+template <int R, bool kSub, class T>
+HWY_INLINE void TileUp(const T* p, size_t ldp, const T* q, size_t ldq, int64_t k0, int64_t k1, double* c,
+                       size_t ldc) {
+  const DD d;
+  const size_t N = hn::Lanes(d);
+  VD acc[R][kVecs];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < kVecs; ++v) acc[r][v] = hn::LoadU(d, c + r * ldc + v * N);
+  for (int64_t k = k0; k < k1; ++k) {
+    const T* pk = p + size_t(k) * ldp;
+    const T* qk = q + size_t(k) * ldq;
+    VD b[kVecs];
+    for (int v = 0; v < kVecs; ++v) b[v] = LoadD(qk + v * N);
+    for (int r = 0; r < R; ++r) {
+      const VD a = hn::Set(d, double(pk[r]));
+      for (int v = 0; v < kVecs; ++v)  // Gram: products of floats are exact, so MulAdd is fused or not alike
+        acc[r][v] = kSub ? NegFma(a, b[v], acc[r][v]) : hn::MulAdd(a, b[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < kVecs; ++v) hn::StoreU(acc[r][v], d, c + r * ldc + v * N);
+}
+
+// ---- Gram ----
+
+// Rows [i0, i1) of h against the columns [j0, j1) (j1 ≤ n), tiles wholly below the diagonal skipped.
+void GramItem(const float* x, int64_t T, int64_t n, double* h, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const int64_t tw = int64_t(TileWidth());
+  for (int64_t i = i0; i < i1;) {
+    const int rows = i + kRows <= i1 ? kRows : 1;
+    int64_t j = j0;
+    for (; j + tw <= j1; j += tw) {
+      if (j + tw <= i) continue;  // every lane below the diagonal
+      double* c = h + size_t(i) * n + j;
+      if (rows == kRows) TileUp<kRows, false>(x + i, size_t(n), x + j, size_t(n), 0, T, c, size_t(n));
+      else TileUp<1, false>(x + i, size_t(n), x + j, size_t(n), 0, T, c, size_t(n));
+    }
+    for (int64_t r = i; r < i + rows; ++r)  // the last columns of the matrix (n not a multiple of tw)
+      for (int64_t jj = std::max(j, r); jj < j1; ++jj) {
+        double acc = h[size_t(r) * n + jj];
+        for (int64_t t = 0; t < T; ++t) acc += double(x[size_t(t) * n + r]) * double(x[size_t(t) * n + jj]);
+        h[size_t(r) * n + jj] = acc;
+      }
+    i += rows;
+  }
+}
+
+void GramUpperAddImpl(const float* x, int64_t T, int64_t n, double* h, int threads) {
+  std::vector<std::pair<int64_t, int64_t>> items;  // (first row, first column) of each item
+  for (int64_t i = 0; i < n; i += kPanel)
+    for (int64_t j = i / kChunk * kChunk; j < n; j += kChunk) items.emplace_back(i, j);
+  const double fmas = 0.5 * double(n) * double(n) * double(T);
+  ParallelFor(int(items.size()), Threads(fmas, threads), [&](int it, int) {
+    const auto [i, j] = items[size_t(it)];
+    GramItem(x, T, n, h, i, std::min(n, i + kPanel), j, std::min(n, j + kChunk));
+  });
+}
+
+// ---- Cholesky on a padded copy w [n, ld] (ld a multiple of kChunk, padding columns 0) ----
+
+// Rows [i0, i1) of the panel, columns [j0, j1): the update by the finished rows k < i0.
+void PanelUpdate(double* w, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const int64_t tw = int64_t(TileWidth());
+  for (int64_t i = i0; i < i1;) {
+    const int rows = i + kRows <= i1 ? kRows : 1;
+    for (int64_t j = j0; j < j1; j += tw) {
+      if (j + tw <= i) continue;
+      double* c = w + size_t(i) * ld + j;
+      if (rows == kRows) TileUp<kRows, true>(w + i, size_t(ld), w + j, size_t(ld), 0, i0, c, size_t(ld));
+      else TileUp<1, true>(w + i, size_t(ld), w + j, size_t(ld), 0, i0, c, size_t(ld));
+    }
+    i += rows;
+  }
+}
+
+// The diagonal block [i0, i1)² after PanelUpdate, scalar: the chains continue with k in [i0, i).
+int64_t FactorDiagonalBlock(double* w, int64_t ld, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    for (int64_t j = i; j < i1; ++j) {
+      double acc = w[size_t(i) * ld + j];
+      for (int64_t k = i0; k < i; ++k) acc = std::fma(-w[size_t(k) * ld + i], w[size_t(k) * ld + j], acc);
+      if (j == i) {
+        if (!(acc > 0) || !std::isfinite(acc)) return i;
+        w[size_t(i) * ld + i] = std::sqrt(acc);
+      } else {
+        w[size_t(i) * ld + j] = acc / w[size_t(i) * ld + i];
+      }
+    }
+  }
+  return -1;
+}
+
+// Rows [i0, i1) at the columns [j0, j1) right of the diagonal block: the chains continue with the panel's
+// own rows k in [i0, i), then divide by the pivot. One row at a time (row i needs rows i0..i-1 final).
+void PanelSolve(double* w, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const DD d;
+  const int64_t tw = int64_t(TileWidth());
+  const size_t N = hn::Lanes(d);
+  for (int64_t j = j0; j < j1; j += tw)
+    for (int64_t i = i0; i < i1; ++i) {
+      double* c = w + size_t(i) * ld + j;
+      TileUp<1, true>(w + i, size_t(ld), w + j, size_t(ld), i0, i, c, size_t(ld));
+      const VD piv = hn::Set(d, w[size_t(i) * ld + i]);
+      for (int v = 0; v < kVecs; ++v) hn::StoreU(hn::Div(hn::LoadU(d, c + v * N), piv), d, c + v * N);
+    }
+}
+
+// Column chunks of [j0, ld) as (begin, end) pairs, the first one possibly shorter.
+std::vector<std::pair<int64_t, int64_t>> Chunks(int64_t j0, int64_t ld) {
+  std::vector<std::pair<int64_t, int64_t>> c;
+  for (int64_t j = j0; j < ld; j = (j / kChunk + 1) * kChunk) c.emplace_back(j, std::min(ld, (j / kChunk + 1) * kChunk));
+  return c;
+}
+
+int64_t CholeskyPadded(double* w, int64_t n, int64_t ld, int threads) {
+  for (int64_t i0 = 0; i0 < n; i0 += kPanel) {
+    const int64_t i1 = std::min(n, i0 + kPanel);
+    if (i0 > 0) {
+      const auto chunks = Chunks(i0, ld);
+      const double fmas = double(i1 - i0) * double(ld - i0) * double(i0);
+      ParallelFor(int(chunks.size()), Threads(fmas, threads), [&](int c, int) {
+        PanelUpdate(w, ld, i0, i1, chunks[size_t(c)].first, chunks[size_t(c)].second);
+      });
+    }
+    const int64_t bad = FactorDiagonalBlock(w, ld, i0, i1);
+    if (bad >= 0) return bad;
+    if (i0 + kPanel >= ld) continue;  // i1 == n: nothing right of the block but padding... still solve it
+    const auto chunks = Chunks(i0 + kPanel, ld);
+    const double fmas = 0.5 * double(i1 - i0) * double(i1 - i0) * double(ld - i0 - kPanel);
+    ParallelFor(int(chunks.size()), Threads(fmas, threads), [&](int c, int) {
+      PanelSolve(w, ld, i0, i1, chunks[size_t(c)].first, chunks[size_t(c)].second);
+    });
+  }
+  return -1;
+}
+
+// ---- Inverse of an upper triangular u [n, ld] into v [n, ld] (v = I on entry, padding 0) ----
+
+// Rows [r0, r0 + R) of v at the columns [j, j + tile width): the chains over k from k_hi down to r0 + R,
+// then the tile's own rows bottom-up, each divided by its pivot as it is finished.
+template <int R>
+HWY_INLINE void InvertTile(const double* u, double* v, int64_t ld, int64_t r0, int64_t k_hi, int64_t j) {
+  const DD d;
+  const size_t N = hn::Lanes(d);
+  VD acc[R][kVecs];
+  for (int r = 0; r < R; ++r)
+    for (int v2 = 0; v2 < kVecs; ++v2) acc[r][v2] = hn::LoadU(d, v + size_t(r0 + r) * ld + j + v2 * N);
+  for (int64_t k = k_hi; k >= r0 + R; --k) {
+    VD b[kVecs];
+    for (int v2 = 0; v2 < kVecs; ++v2) b[v2] = hn::LoadU(d, v + size_t(k) * ld + j + v2 * N);
+    for (int r = 0; r < R; ++r) {
+      const VD a = hn::Set(d, u[size_t(r0 + r) * ld + k]);
+      for (int v2 = 0; v2 < kVecs; ++v2) acc[r][v2] = NegFma(a, b[v2], acc[r][v2]);
+    }
+  }
+  for (int r = R - 1; r >= 0; --r) {
+    const int64_t i = r0 + r;
+    for (int64_t k = r0 + R - 1; k > i; --k) {
+      const VD a = hn::Set(d, u[size_t(i) * ld + k]);
+      for (int v2 = 0; v2 < kVecs; ++v2)
+        acc[r][v2] = NegFma(a, hn::LoadU(d, v + size_t(k) * ld + j + v2 * N), acc[r][v2]);
+    }
+    const VD piv = hn::Set(d, u[size_t(i) * ld + i]);
+    for (int v2 = 0; v2 < kVecs; ++v2) hn::StoreU(hn::Div(acc[r][v2], piv), d, v + size_t(i) * ld + j + v2 * N);
+  }
+}
+
+// Every row of v at the columns [j0, j1), one tile width at a time, rows bottom-up from the tile's last
+// column (rows below it are all zero).
+void InvertChunk(const double* u, double* v, int64_t n, int64_t ld, int64_t j0, int64_t j1) {
+  const int64_t tw = int64_t(TileWidth());
+  for (int64_t j = j0; j < j1 && j < n; j += tw) {
+    const int64_t m = std::min(n, j + tw);  // rows that have a lane on or above the diagonal
+    int64_t top = m;
+    for (; top >= kRows; top -= kRows) InvertTile<kRows>(u, v, ld, top - kRows, m - 1, j);
+    for (; top > 0; --top) InvertTile<1>(u, v, ld, top - 1, m - 1, j);
+  }
+}
+
+void InvertPadded(const double* u, double* v, int64_t n, int64_t ld, int threads) {
+  const int64_t n_chunks = (n + kChunk - 1) / kChunk;
+  const double fmas = double(n) * double(n) * double(n) / 6;
+  // The last chunks cost most: hand them out first.
+  ParallelFor(int(n_chunks), Threads(fmas, threads), [&](int it, int) {
+    const int64_t c = n_chunks - 1 - it;
+    InvertChunk(u, v, n, ld, c * kChunk, (c + 1) * kChunk);
+  });
+}
+
+int64_t CholeskyUpperImpl(double* a, int64_t n, int threads) {
+  const int64_t ld = PaddedLd(n);
+  std::vector<double> w(size_t(n) * ld, 0.0);  // [n, ld]
+  for (int64_t i = 0; i < n; ++i) std::copy(a + i * n + i, a + (i + 1) * n, w.begin() + i * ld + i);
+  const int64_t bad = CholeskyPadded(w.data(), n, ld, threads);
+  if (bad >= 0) return bad;
+  for (int64_t i = 0; i < n; ++i) {
+    std::fill(a + i * n, a + i * n + i, 0.0);
+    std::copy(w.begin() + i * ld + i, w.begin() + i * ld + n, a + i * n + i);
+  }
+  return -1;
+}
+
+void InvertUpperImpl(const double* u, int64_t n, double* v, int threads) {
+  const int64_t ld = PaddedLd(n);
+  std::vector<double> uw(size_t(n) * ld, 0.0), vw(size_t(n) * ld, 0.0);  // [n, ld] each
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy(u + i * n + i, u + (i + 1) * n, uw.begin() + i * ld + i);
+    vw[size_t(i) * ld + i] = 1.0;
+  }
+  InvertPadded(uw.data(), vw.data(), n, ld, threads);
+  for (int64_t i = 0; i < n; ++i) {
+    std::fill(v + i * n, v + i * n + i, 0.0);
+    std::copy(vw.begin() + i * ld + i, vw.begin() + i * ld + n, v + i * n + i);
+  }
+}
+
+int64_t InverseCholeskyUpperImpl(const double* a, int64_t n, double* r, int threads) {
+  const int64_t ld = PaddedLd(n);
+  std::vector<double> w(size_t(n) * ld, 0.0);  // [n, ld]: J a J, upper triangle, then its factor U
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) w[size_t(i) * ld + j] = a[size_t(n - 1 - j) * n + (n - 1 - i)];
+  const int64_t bad = CholeskyPadded(w.data(), n, ld, threads);
+  if (bad >= 0) return n - 1 - bad;
+  for (int64_t i = 0; i < n; ++i) std::fill(w.begin() + i * ld, w.begin() + i * ld + i, 0.0);
+  std::vector<double> v(size_t(n) * ld, 0.0);  // [n, ld]: U⁻¹
+  for (int64_t i = 0; i < n; ++i) v[size_t(i) * ld + i] = 1.0;
+  InvertPadded(w.data(), v.data(), n, ld, threads);
+  // r[i, j] = v[n-1-j, n-1-i], in 64 x 64 tiles (an anti-transpose: neither side strides a whole column).
+  constexpr int64_t kT = 64;
+  bool finite = true;
+  for (int64_t i0 = 0; i0 < n; i0 += kT)
+    for (int64_t j0 = 0; j0 < n; j0 += kT)
+      for (int64_t i = i0; i < std::min(n, i0 + kT); ++i)
+        for (int64_t j = j0; j < std::min(n, j0 + kT); ++j) {
+          const double x = j < i ? 0.0 : v[size_t(n - 1 - j) * ld + (n - 1 - i)];
+          finite &= std::isfinite(x);
+          r[size_t(i) * n + j] = x;
+        }
+  return finite ? -1 : n;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace ql
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace ql {
+
+HWY_EXPORT(GramUpperAddImpl);
+HWY_EXPORT(CholeskyUpperImpl);
+HWY_EXPORT(InvertUpperImpl);
+HWY_EXPORT(InverseCholeskyUpperImpl);
+
+void GramUpperAdd(const float* x, int64_t T, int64_t n, double* h, int threads) {
+  if (T <= 0 || n <= 0) return;
+  HWY_DYNAMIC_DISPATCH(GramUpperAddImpl)(x, T, n, h, threads);
+}
+
+int64_t CholeskyUpper(double* a, int64_t n, int threads) {
+  return n <= 0 ? -1 : HWY_DYNAMIC_DISPATCH(CholeskyUpperImpl)(a, n, threads);
+}
+
+void InvertUpper(const double* u, int64_t n, double* v, int threads) {
+  if (n > 0) HWY_DYNAMIC_DISPATCH(InvertUpperImpl)(u, n, v, threads);
+}
+
+int64_t InverseCholeskyUpper(const double* a, int64_t n, double* r, int threads) {
+  return n <= 0 ? -1 : HWY_DYNAMIC_DISPATCH(InverseCholeskyUpperImpl)(a, n, r, threads);
+}
+
+// ---- Scalar oracles: the element rules of spd.h, written out ----
+
+void GramUpperAddRef(const float* x, int64_t T, int64_t n, double* h) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) {
+      double acc = h[i * n + j];
+      for (int64_t t = 0; t < T; ++t) acc += double(x[t * n + i]) * double(x[t * n + j]);
+      h[i * n + j] = acc;
+    }
+}
+
+int64_t CholeskyUpperRef(double* a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = i; j < n; ++j) {
+      double acc = a[i * n + j];
+      for (int64_t k = 0; k < i; ++k) acc = std::fma(-a[k * n + i], a[k * n + j], acc);
+      if (j == i) {
+        if (!(acc > 0) || !std::isfinite(acc)) return i;
+        a[i * n + i] = std::sqrt(acc);
+      } else {
+        a[i * n + j] = acc / a[i * n + i];
+      }
+    }
+    std::fill(a + i * n, a + i * n + i, 0.0);
+  }
+  return -1;
+}
+
+void InvertUpperRef(const double* u, int64_t n, double* v) {
+  std::fill(v, v + n * n, 0.0);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = j; i >= 0; --i) {
+      double acc = i == j ? 1.0 : 0.0;
+      for (int64_t k = j; k > i; --k) acc = std::fma(-u[i * n + k], v[k * n + j], acc);
+      v[i * n + j] = acc / u[i * n + i];
+    }
+}
+
+int64_t InverseCholeskyUpperRef(const double* a, int64_t n, double* r) {
+  std::vector<double> w(size_t(n) * n), v(size_t(n) * n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) w[size_t(i * n + j)] = a[(n - 1 - j) * n + (n - 1 - i)];
+  const int64_t bad = CholeskyUpperRef(w.data(), n);
+  if (bad >= 0) return n - 1 - bad;
+  InvertUpperRef(w.data(), n, v.data());
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      r[i * n + j] = j < i ? 0.0 : v[size_t((n - 1 - j) * n + (n - 1 - i))];
+      finite &= std::isfinite(r[i * n + j]);
+    }
+  return finite ? -1 : n;
+}
+
+}  // namespace ql
+#endif  // HWY_ONCE
