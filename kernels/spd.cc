@@ -58,28 +58,25 @@ HWY_INLINE VD NegFma(VD a, VD b, VD c) {
 #endif
 }
 
-HWY_INLINE VD LoadD(const double* p) { return hn::LoadU(DD(), p); }
-HWY_INLINE VD LoadD(const float* p) { return hn::PromoteTo(DD(), hn::LoadU(hn::Rebind<float, DD>(), p)); }
-
 size_t TileWidth() { return kVecs * hn::Lanes(DD()); }
 
-// c[r·ldc + j] (+= or, kSub, −= fused) Σ_{k=k0}^{k1-1} p[k·ldp + r] · q[k·ldq + j] for r < R and j < tile
-// width: each element one chain, k ascending. Gram (float, +) and the Cholesky panel update (double, −).
-template <int R, bool kSub, class T>
-HWY_INLINE void TileUp(const T* p, size_t ldp, const T* q, size_t ldq, int64_t k0, int64_t k1, double* c,
-                       size_t ldc) {
+// c[r·ldc + j] (+= or, kSub, −= fused) Σ_{k=k0}^{k1-1} p[k·kRows + r] · q[k·tw + j] for r < R and j < tw (the
+// tile width), from packed panels (Pack): each element one chain, k ascending. Gram (+) and the Cholesky
+// panel update (−).
+template <int R, bool kSub>
+HWY_INLINE void TileUp(const double* p, const double* q, int64_t k0, int64_t k1, double* c, size_t ldc) {
   const DD d;
-  const size_t N = hn::Lanes(d);
+  const size_t N = hn::Lanes(d), tw = kVecs * N;
   VD acc[R][kVecs];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < kVecs; ++v) acc[r][v] = hn::LoadU(d, c + r * ldc + v * N);
   for (int64_t k = k0; k < k1; ++k) {
-    const T* pk = p + size_t(k) * ldp;
-    const T* qk = q + size_t(k) * ldq;
+    const double* pk = p + size_t(k) * kRows;
+    const double* qk = q + size_t(k) * tw;
     VD b[kVecs];
-    for (int v = 0; v < kVecs; ++v) b[v] = LoadD(qk + v * N);
+    for (int v = 0; v < kVecs; ++v) b[v] = hn::LoadU(d, qk + v * N);
     for (int r = 0; r < R; ++r) {
-      const VD a = hn::Set(d, double(pk[r]));
+      const VD a = hn::Set(d, pk[r]);
       for (int v = 0; v < kVecs; ++v)  // Gram: products of floats are exact, so MulAdd is fused or not alike
         acc[r][v] = kSub ? NegFma(a, b[v], acc[r][v]) : hn::MulAdd(a, b[v], acc[r][v]);
     }
@@ -88,21 +85,63 @@ HWY_INLINE void TileUp(const T* p, size_t ldp, const T* q, size_t ldq, int64_t k
     for (int v = 0; v < kVecs; ++v) hn::StoreU(acc[r][v], d, c + r * ldc + v * N);
 }
 
+// Packs src[k·ld + c0 + c] for k < K, c < width (a multiple of w) into panels of w columns, panel by panel:
+// out[(c / w)·K·w + k·w + c % w], in double. Unit-stride reads for the micro-kernel, and no page is
+// touched once per k.
+template <class T>
+void Pack(const T* src, size_t ld, int64_t K, int64_t c0, int64_t width, int64_t w, double* out) {
+  for (int64_t p = 0; p < width / w; ++p)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < w; ++c) out[(p * K + k) * w + c] = double(src[size_t(k) * ld + c0 + p * w + c]);
+}
+
+// Thread-private scratch that keeps its pages between calls (a fresh vector per item page-faults).
+double* Scratch(int slot, size_t n) {
+  thread_local std::vector<double> buf[2];
+  if (buf[slot].size() < n) buf[slot].resize(n);
+  return buf[slot].data();
+}
+
+// Panels of kRows columns of src's columns [c0, c0 + width) for k < K: the full panels as Pack, then one
+// panel per leftover column in its lane 0 (TileUp<1> reads lane 0). Size RowPanelOffset(width, ...).
+void PackRowPanels(const double* src, size_t ld, int64_t K, int64_t c0, int64_t width, double* out) {
+  const int64_t full = width / kRows * kRows;
+  Pack(src, ld, K, c0, full, kRows, out);
+  for (int64_t e = 0; e < width - full; ++e)
+    for (int64_t k = 0; k < K; ++k) out[(full + e * kRows) * K + k * kRows] = src[size_t(k) * ld + c0 + full + e];
+}
+inline int64_t RowPanelOffset(int64_t r, int64_t width, int64_t K) {
+  const int64_t full = width / kRows * kRows;
+  return r < full ? r * K : (full + (r - full) * kRows) * K;
+}
+
+constexpr int64_t kKc = 256;  // k per pass over a chunk's tiles: a q panel of 256 x 24 doubles stays in L1/L2
+
 // ---- Gram ----
 
-// Rows [i0, i1) of h against the columns [j0, j1) (j1 ≤ n), tiles wholly below the diagonal skipped.
+// Rows [i0, i1) of h against the columns [j0, j1) (j1 ≤ n), tiles wholly below the diagonal skipped: the
+// full tiles from packed panels of x, the last columns of the matrix (n not a multiple of tw) scalar.
 void GramItem(const float* x, int64_t T, int64_t n, double* h, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   const int64_t tw = int64_t(TileWidth());
+  const int64_t full_rows = (i1 - i0) / kRows * kRows, full_cols = (j1 - j0) / tw * tw;
+  double* pp = Scratch(0, size_t((full_rows + kRows) * T));  // + one panel for a leftover row
+  double* qp = Scratch(1, size_t(std::max<int64_t>(full_cols, tw) * T));
+  Pack(x, size_t(n), T, i0, full_rows, kRows, pp);
+  Pack(x, size_t(n), T, j0, full_cols, tw, qp);
+  double* lone = pp + full_rows * T;  // [T, kRows], lane 0: a leftover row's column of x
   for (int64_t i = i0; i < i1;) {
     const int rows = i + kRows <= i1 ? kRows : 1;
+    if (rows == 1)
+      for (int64_t t = 0; t < T; ++t) lone[t * kRows] = double(x[size_t(t) * n + i]);
     int64_t j = j0;
     for (; j + tw <= j1; j += tw) {
       if (j + tw <= i) continue;  // every lane below the diagonal
       double* c = h + size_t(i) * n + j;
-      if (rows == kRows) TileUp<kRows, false>(x + i, size_t(n), x + j, size_t(n), 0, T, c, size_t(n));
-      else TileUp<1, false>(x + i, size_t(n), x + j, size_t(n), 0, T, c, size_t(n));
+      const double* q = qp + (j - j0) * T;
+      if (rows == kRows) TileUp<kRows, false>(pp + (i - i0) * T, q, 0, T, c, size_t(n));
+      else TileUp<1, false>(lone, q, 0, T, c, size_t(n));
     }
-    for (int64_t r = i; r < i + rows; ++r)  // the last columns of the matrix (n not a multiple of tw)
+    for (int64_t r = i; r < i + rows; ++r)
       for (int64_t jj = std::max(j, r); jj < j1; ++jj) {
         double acc = h[size_t(r) * n + jj];
         for (int64_t t = 0; t < T; ++t) acc += double(x[size_t(t) * n + r]) * double(x[size_t(t) * n + jj]);
@@ -125,18 +164,27 @@ void GramUpperAddImpl(const float* x, int64_t T, int64_t n, double* h, int threa
 
 // ---- Cholesky on a padded copy w [n, ld] (ld a multiple of kChunk, padding columns 0) ----
 
-// Rows [i0, i1) of the panel, columns [j0, j1): the update by the finished rows k < i0.
-void PanelUpdate(double* w, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+// Rows [i0, i1) of the panel, columns [j0, j1): the update by the finished rows k < i0, from pp (the
+// panel's columns of rows k < i0, packed by CholeskyPadded) and the chunk's columns packed here; k in
+// passes of kKc (each element's chain is stored and reloaded between passes: exact).
+void PanelUpdate(double* w, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64_t j1, const double* pp) {
   const int64_t tw = int64_t(TileWidth());
-  for (int64_t i = i0; i < i1;) {
-    const int rows = i + kRows <= i1 ? kRows : 1;
-    for (int64_t j = j0; j < j1; j += tw) {
-      if (j + tw <= i) continue;
-      double* c = w + size_t(i) * ld + j;
-      if (rows == kRows) TileUp<kRows, true>(w + i, size_t(ld), w + j, size_t(ld), 0, i0, c, size_t(ld));
-      else TileUp<1, true>(w + i, size_t(ld), w + j, size_t(ld), 0, i0, c, size_t(ld));
-    }
-    i += rows;
+  double* qp = Scratch(1, size_t((j1 - j0) * i0));
+  Pack(w, size_t(ld), i0, j0, j1 - j0, tw, qp);
+  for (int64_t k0 = 0; k0 < i0; k0 += kKc) {
+    const int64_t k1 = std::min(i0, k0 + kKc);
+    for (int64_t j = j0; j < j1; j += tw)
+      for (int64_t i = i0; i < i1;) {
+        const int rows = i + kRows <= i1 ? kRows : 1;
+        if (j + tw > i) {
+          double* c = w + size_t(i) * ld + j;
+          const double* q = qp + (j - j0) * i0;
+          const double* p = pp + RowPanelOffset(i - i0, i1 - i0, i0);  // PackRowPanels
+          if (rows == kRows) TileUp<kRows, true>(p, q, k0, k1, c, size_t(ld));
+          else TileUp<1, true>(p, q, k0, k1, c, size_t(ld));
+        }
+        i += rows;
+      }
   }
 }
 
@@ -166,9 +214,14 @@ void PanelSolve(double* w, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64
   for (int64_t j = j0; j < j1; j += tw)
     for (int64_t i = i0; i < i1; ++i) {
       double* c = w + size_t(i) * ld + j;
-      TileUp<1, true>(w + i, size_t(ld), w + j, size_t(ld), i0, i, c, size_t(ld));
+      VD acc[kVecs];
+      for (int v = 0; v < kVecs; ++v) acc[v] = hn::LoadU(d, c + v * N);
+      for (int64_t k = i0; k < i; ++k) {
+        const VD a = hn::Set(d, w[size_t(k) * ld + i]);
+        for (int v = 0; v < kVecs; ++v) acc[v] = NegFma(a, hn::LoadU(d, w + size_t(k) * ld + j + v * N), acc[v]);
+      }
       const VD piv = hn::Set(d, w[size_t(i) * ld + i]);
-      for (int v = 0; v < kVecs; ++v) hn::StoreU(hn::Div(hn::LoadU(d, c + v * N), piv), d, c + v * N);
+      for (int v = 0; v < kVecs; ++v) hn::StoreU(hn::Div(acc[v], piv), d, c + v * N);
     }
 }
 
@@ -183,10 +236,12 @@ int64_t CholeskyPadded(double* w, int64_t n, int64_t ld, int threads) {
   for (int64_t i0 = 0; i0 < n; i0 += kPanel) {
     const int64_t i1 = std::min(n, i0 + kPanel);
     if (i0 > 0) {
+      double* pp = Scratch(0, size_t(RowPanelOffset(i1 - i0, i1 - i0, i0)));  // read by every item
+      PackRowPanels(w, size_t(ld), i0, i0, i1 - i0, pp);
       const auto chunks = Chunks(i0, ld);
       const double fmas = double(i1 - i0) * double(ld - i0) * double(i0);
       ParallelFor(int(chunks.size()), Threads(fmas, threads), [&](int c, int) {
-        PanelUpdate(w, ld, i0, i1, chunks[size_t(c)].first, chunks[size_t(c)].second);
+        PanelUpdate(w, ld, i0, i1, chunks[size_t(c)].first, chunks[size_t(c)].second, pp);
       });
     }
     const int64_t bad = FactorDiagonalBlock(w, ld, i0, i1);
@@ -203,45 +258,49 @@ int64_t CholeskyPadded(double* w, int64_t n, int64_t ld, int threads) {
 
 // ---- Inverse of an upper triangular u [n, ld] into v [n, ld] (v = I on entry, padding 0) ----
 
-// Rows [r0, r0 + R) of v at the columns [j, j + tile width): the chains over k from k_hi down to r0 + R,
-// then the tile's own rows bottom-up, each divided by its pivot as it is finished.
+// Rows [r0, r0 + R) of one tile-wide panel vp of v ([rows, tw], row-major): the chains over k from k_hi
+// down to r0 + R, then the tile's own rows bottom-up, each divided by its pivot as it is finished.
 template <int R>
-HWY_INLINE void InvertTile(const double* u, double* v, int64_t ld, int64_t r0, int64_t k_hi, int64_t j) {
+HWY_INLINE void InvertTile(const double* u, int64_t ld, double* vp, int64_t r0, int64_t k_hi) {
   const DD d;
-  const size_t N = hn::Lanes(d);
+  const size_t N = hn::Lanes(d), tw = kVecs * N;
   VD acc[R][kVecs];
   for (int r = 0; r < R; ++r)
-    for (int v2 = 0; v2 < kVecs; ++v2) acc[r][v2] = hn::LoadU(d, v + size_t(r0 + r) * ld + j + v2 * N);
+    for (int v = 0; v < kVecs; ++v) acc[r][v] = hn::LoadU(d, vp + size_t(r0 + r) * tw + v * N);
   for (int64_t k = k_hi; k >= r0 + R; --k) {
     VD b[kVecs];
-    for (int v2 = 0; v2 < kVecs; ++v2) b[v2] = hn::LoadU(d, v + size_t(k) * ld + j + v2 * N);
+    for (int v = 0; v < kVecs; ++v) b[v] = hn::LoadU(d, vp + size_t(k) * tw + v * N);
     for (int r = 0; r < R; ++r) {
       const VD a = hn::Set(d, u[size_t(r0 + r) * ld + k]);
-      for (int v2 = 0; v2 < kVecs; ++v2) acc[r][v2] = NegFma(a, b[v2], acc[r][v2]);
+      for (int v = 0; v < kVecs; ++v) acc[r][v] = NegFma(a, b[v], acc[r][v]);
     }
   }
   for (int r = R - 1; r >= 0; --r) {
     const int64_t i = r0 + r;
     for (int64_t k = r0 + R - 1; k > i; --k) {
       const VD a = hn::Set(d, u[size_t(i) * ld + k]);
-      for (int v2 = 0; v2 < kVecs; ++v2)
-        acc[r][v2] = NegFma(a, hn::LoadU(d, v + size_t(k) * ld + j + v2 * N), acc[r][v2]);
+      for (int v = 0; v < kVecs; ++v) acc[r][v] = NegFma(a, hn::LoadU(d, vp + size_t(k) * tw + v * N), acc[r][v]);
     }
     const VD piv = hn::Set(d, u[size_t(i) * ld + i]);
-    for (int v2 = 0; v2 < kVecs; ++v2) hn::StoreU(hn::Div(acc[r][v2], piv), d, v + size_t(i) * ld + j + v2 * N);
+    for (int v = 0; v < kVecs; ++v) hn::StoreU(hn::Div(acc[r][v], piv), d, vp + size_t(i) * tw + v * N);
   }
 }
 
-// Every row of v at the columns [j0, j1), one tile width at a time, rows bottom-up from the tile's last
-// column (rows below it are all zero).
+// Every row of v at the columns [j0, j1): rows m-1 .. 0 (m = min(n, j1); rows below are all zero) in
+// tiles of kRows, each through every tile-wide panel of the chunk while its rows of u are in cache. The
+// panels live in a packed copy (unit stride); for a panel, rows past its last column only meet exact
+// zeros (spd.h), so starting every chain at k = m-1 changes no bit.
 void InvertChunk(const double* u, double* v, int64_t n, int64_t ld, int64_t j0, int64_t j1) {
-  const int64_t tw = int64_t(TileWidth());
-  for (int64_t j = j0; j < j1 && j < n; j += tw) {
-    const int64_t m = std::min(n, j + tw);  // rows that have a lane on or above the diagonal
-    int64_t top = m;
-    for (; top >= kRows; top -= kRows) InvertTile<kRows>(u, v, ld, top - kRows, m - 1, j);
-    for (; top > 0; --top) InvertTile<1>(u, v, ld, top - 1, m - 1, j);
-  }
+  const int64_t tw = int64_t(TileWidth()), m = std::min(n, j1), panels = (j1 - j0) / tw;
+  double* vp = Scratch(1, size_t(m * (j1 - j0)));
+  Pack(v, size_t(ld), m, j0, j1 - j0, tw, vp);
+  int64_t top = m;
+  for (; top >= kRows; top -= kRows)
+    for (int64_t p = 0; p < panels; ++p) InvertTile<kRows>(u, ld, vp + p * m * tw, top - kRows, m - 1);
+  for (; top > 0; --top)
+    for (int64_t p = 0; p < panels; ++p) InvertTile<1>(u, ld, vp + p * m * tw, top - 1, m - 1);
+  for (int64_t p = 0; p < panels; ++p)  // unpack
+    for (int64_t k = 0; k < m; ++k) std::copy_n(vp + (p * m + k) * tw, tw, v + size_t(k) * ld + j0 + p * tw);
 }
 
 void InvertPadded(const double* u, double* v, int64_t n, int64_t ld, int threads) {
@@ -285,7 +344,7 @@ int64_t InverseCholeskyUpperImpl(const double* a, int64_t n, double* r, int thre
   const int64_t ld = PaddedLd(n);
   std::vector<double> w(size_t(n) * ld, 0.0);  // [n, ld]: J a J, upper triangle, then its factor U
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i; j < n; ++j) w[size_t(i) * ld + j] = a[size_t(n - 1 - j) * n + (n - 1 - i)];
+    for (int64_t j = i; j < n; ++j) w[size_t(i) * ld + j] = a[size_t(n - 1 - i) * n + (n - 1 - j)];  // row n-1-i reversed
   const int64_t bad = CholeskyPadded(w.data(), n, ld, threads);
   if (bad >= 0) return n - 1 - bad;
   for (int64_t i = 0; i < n; ++i) std::fill(w.begin() + i * ld, w.begin() + i * ld + i, 0.0);
@@ -376,7 +435,7 @@ void InvertUpperRef(const double* u, int64_t n, double* v) {
 int64_t InverseCholeskyUpperRef(const double* a, int64_t n, double* r) {
   std::vector<double> w(size_t(n) * n), v(size_t(n) * n);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i; j < n; ++j) w[size_t(i * n + j)] = a[(n - 1 - j) * n + (n - 1 - i)];
+    for (int64_t j = i; j < n; ++j) w[size_t(i * n + j)] = a[(n - 1 - i) * n + (n - 1 - j)];
   const int64_t bad = CholeskyUpperRef(w.data(), n);
   if (bad >= 0) return n - 1 - bad;
   InvertUpperRef(w.data(), n, v.data());

@@ -45,7 +45,8 @@ int64_t CholeskyUpperRef(double* a, int64_t n);
 void InvertUpper(const double* u, int64_t n, double* v, int threads);
 void InvertUpperRef(const double* u, int64_t n, double* v);
 
-// r = the upper Cholesky factor of a⁻¹ for a [n, n] symmetric (upper triangle read), by the reversal
+// r = the upper Cholesky factor of a⁻¹ for a [n, n] symmetric (read in full: J a J's upper triangle is a's
+// lower one, read row by row), by the reversal
 // route above; r [n, n] row-major, lower triangle 0. Returns -1, or the index (in a's order) of the pivot
 // that was not positive (a is not positive definite) — or n when the result overflowed (not finite).
 int64_t InverseCholeskyUpper(const double* a, int64_t n, double* r, int threads);

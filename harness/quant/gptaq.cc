@@ -11,6 +11,7 @@
 
 #include "harness/quant/calibration.h"
 #include "harness/quant/quant_util.h"
+#include "kernels/ops.h"
 
 namespace ql {
 
@@ -34,11 +35,7 @@ std::vector<float> GptaqP(const GptqFactor& f, std::vector<double> d, double alp
 void GptaqColumnUpdate(const std::vector<float>& p, int64_t cols, int64_t col, const float* wc, int64_t rows,
                        int64_t j0, int64_t count, int64_t i1, float* w1, float* pre) {
   std::copy_n(wc, rows, pre);
-  for (int64_t j = j0; j < count; ++j) {
-    const float a = p[size_t(col * cols + i1 + j)];
-    float* wj = &w1[j * rows];
-    for (int64_t r = 0; r < rows; ++r) wj[r] += a * wc[r];
-  }
+  for (int64_t j = j0; j < count; ++j) ops::Axpy(p[size_t(col * cols + i1 + j)], wc, &w1[j * rows], size_t(rows));
 }
 
 void GptaqBlockUpdate(const std::vector<float>& p, int64_t cols, int64_t rows, int64_t i1, int64_t i2,

@@ -13,6 +13,7 @@
 #include "harness/quant/gptaq.h"
 #include "harness/quant/quant_util.h"
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "kernels/parallel.h"
 #include "kernels/quantizer.h"
 #include "kernels/spd.h"
@@ -320,11 +321,7 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
         loss += double(diff) * diff / (double(d) * d) / 2.0;
       }
       // W1[:, i:] -= err ⊗ U[col, col:]  (columns i+1.. of the lazy batch; column i is done)
-      for (int64_t j = i + 1; j < count; ++j) {
-        const float u = U[col * cols + i1 + j];
-        float* wj = &w1[j * rows];
-        for (int64_t r = 0; r < rows; ++r) wj[r] -= u * e[r];
-      }
+      for (int64_t j = i + 1; j < count; ++j) ops::Axpy(-U[col * cols + i1 + j], e, &w1[j * rows], size_t(rows));
       if (opt.asym_p) GptaqColumnUpdate(*opt.asym_p, cols, col, wc, rows, i + 1, count, i1, w1.data(), w1_pre.data() + i * rows);
     }
     // W[:, i2:] -= Err1 · U[i1:i2, i2:]  →  Wt[i2:, :] -= U[i1:i2, i2:]ᵀ · Err1t
