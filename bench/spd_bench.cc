@@ -23,7 +23,7 @@ std::vector<double> Hessian(int64_t n) {
   std::vector<float> x(size_t(T * n));
   for (float& v : x) v = g(rng);
   std::vector<double> h(size_t(n * n), 0.0);
-  GramUpperAddRef(x.data(), T, n, h.data());
+  GramUpperAdd(x.data(), T, n, h.data(), NumThreads());
   double mean = 0;
   for (int64_t i = 0; i < n; ++i) mean += h[size_t(i * n + i)] / double(n);
   for (int64_t i = 0; i < n; ++i)

@@ -27,7 +27,7 @@ bool SameBits(const Mat& a, const Mat& b) { return a.size() == b.size() && std::
 Mat RandomSpd(int64_t n, int64_t T, double damp, uint32_t seed) {
   const std::vector<float> x = testing::RandomNormal(size_t(T * n), seed);
   Mat a(size_t(n * n), 0.0);
-  GramUpperAddRef(x.data(), T, n, a.data());
+  GramUpperAdd(x.data(), T, n, a.data(), 2);  // bitwise GramUpperAddRef (the first test), which strides through x
   double mean = 0;
   for (int64_t i = 0; i < n; ++i) mean += a[size_t(i * n + i)] / T;
   mean /= double(n);
