@@ -58,12 +58,24 @@ HWY_INLINE VD NegFma(VD a, VD b, VD c) {
 #endif
 }
 
+// c + a·b with one rounding, as NegFma.
+HWY_INLINE VD PosFma(VD a, VD b, VD c) {
+#if HWY_NATIVE_FMA
+  return hn::MulAdd(a, b, c);
+#else
+  return NegFma(hn::Neg(a), b, c);
+#endif
+}
+
+enum class TileOp { kAddExact, kAddFused, kSubFused };  // Gram (exact products), cross products, Cholesky
+
 size_t TileWidth() { return kVecs * hn::Lanes(DD()); }
 
-// c[r·ldc + j] (+= or, kSub, −= fused) Σ_{k=k0}^{k1-1} p[k·kRows + r] · q[k·tw + j] for r < R and j < tw (the
-// tile width), from packed panels (Pack): each element one chain, k ascending. Gram (+) and the Cholesky
-// panel update (−).
-template <int R, bool kSub>
+// c[r·ldc + j] (+= or, kSubFused, −=) Σ_{k=k0}^{k1-1} p[k·kRows + r] · q[k·tw + j] for r < R and j < tw (the
+// tile width), from packed panels (Pack): each element one chain, k ascending. Gram (kAddExact: products of
+// floats are exact, so MulAdd is fused or not alike), cross products (kAddFused) and the Cholesky panel
+// update (kSubFused).
+template <int R, TileOp kOp>
 HWY_INLINE void TileUp(const double* p, const double* q, int64_t k0, int64_t k1, double* c, size_t ldc) {
   const DD d;
   const size_t N = hn::Lanes(d), tw = kVecs * N;
@@ -77,8 +89,11 @@ HWY_INLINE void TileUp(const double* p, const double* q, int64_t k0, int64_t k1,
     for (int v = 0; v < kVecs; ++v) b[v] = hn::LoadU(d, qk + v * N);
     for (int r = 0; r < R; ++r) {
       const VD a = hn::Set(d, pk[r]);
-      for (int v = 0; v < kVecs; ++v)  // Gram: products of floats are exact, so MulAdd is fused or not alike
-        acc[r][v] = kSub ? NegFma(a, b[v], acc[r][v]) : hn::MulAdd(a, b[v], acc[r][v]);
+      for (int v = 0; v < kVecs; ++v) {
+        if (kOp == TileOp::kAddExact) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
+        else if (kOp == TileOp::kAddFused) acc[r][v] = PosFma(a, b[v], acc[r][v]);
+        else acc[r][v] = NegFma(a, b[v], acc[r][v]);
+      }
     }
   }
   for (int r = 0; r < R; ++r)
@@ -138,8 +153,8 @@ void GramItem(const float* x, int64_t T, int64_t n, double* h, int64_t i0, int64
       if (j + tw <= i) continue;  // every lane below the diagonal
       double* c = h + size_t(i) * n + j;
       const double* q = qp + (j - j0) * T;
-      if (rows == kRows) TileUp<kRows, false>(pp + (i - i0) * T, q, 0, T, c, size_t(n));
-      else TileUp<1, false>(lone, q, 0, T, c, size_t(n));
+      if (rows == kRows) TileUp<kRows, TileOp::kAddExact>(pp + (i - i0) * T, q, 0, T, c, size_t(n));
+      else TileUp<1, TileOp::kAddExact>(lone, q, 0, T, c, size_t(n));
     }
     for (int64_t r = i; r < i + rows; ++r)
       for (int64_t jj = std::max(j, r); jj < j1; ++jj) {
@@ -162,6 +177,49 @@ void GramUpperAddImpl(const float* x, int64_t T, int64_t n, double* h, int threa
   });
 }
 
+// ---- Cross product c += aᵀb ----
+
+// Rows [i0, i1) of c ([m, n]) at the columns [j0, j1): k in passes of kKc, each pass's panels of a and b
+// packed; the last columns (n not a multiple of tw) scalar, each the same fused chain.
+void CrossItem(const double* a, const double* b, int64_t K, int64_t m, int64_t n, double* c, int64_t i0, int64_t i1,
+               int64_t j0, int64_t j1) {
+  const int64_t tw = int64_t(TileWidth()), rows = i1 - i0, full_cols = (j1 - j0) / tw * tw;
+  double* pp = Scratch(0, size_t(RowPanelOffset(rows, rows, kKc)));
+  double* qp = Scratch(1, size_t(std::max<int64_t>(full_cols, tw) * kKc));
+  for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+    const int64_t kc = std::min(kKc, K - k0);
+    PackRowPanels(a + size_t(k0) * m, size_t(m), kc, i0, rows, pp);
+    Pack(b + size_t(k0) * n, size_t(n), kc, j0, full_cols, tw, qp);
+    for (int64_t i = i0; i < i1;) {
+      const int r = i + kRows <= i1 ? kRows : 1;
+      const double* p = pp + RowPanelOffset(i - i0, rows, kc);
+      int64_t j = j0;
+      for (; j + tw <= j1; j += tw) {
+        double* ct = c + size_t(i) * n + j;
+        if (r == kRows) TileUp<kRows, TileOp::kAddFused>(p, qp + (j - j0) * kc, 0, kc, ct, size_t(n));
+        else TileUp<1, TileOp::kAddFused>(p, qp + (j - j0) * kc, 0, kc, ct, size_t(n));
+      }
+      for (int64_t rr = i; rr < i + r; ++rr)
+        for (int64_t jj = j; jj < j1; ++jj) {
+          double acc = c[size_t(rr) * n + jj];
+          for (int64_t k = k0; k < k0 + kc; ++k) acc = std::fma(a[size_t(k) * m + rr], b[size_t(k) * n + jj], acc);
+          c[size_t(rr) * n + jj] = acc;
+        }
+      i += r;
+    }
+  }
+}
+
+void CrossAddImpl(const double* a, const double* b, int64_t K, int64_t m, int64_t n, double* c, int threads) {
+  std::vector<std::pair<int64_t, int64_t>> items;  // (first row, first column) of each item
+  for (int64_t i = 0; i < m; i += kPanel)
+    for (int64_t j = 0; j < n; j += kChunk) items.emplace_back(i, j);
+  ParallelFor(int(items.size()), Threads(double(m) * double(n) * double(K), threads), [&](int it, int) {
+    const auto [i, j] = items[size_t(it)];
+    CrossItem(a, b, K, m, n, c, i, std::min(m, i + kPanel), j, std::min(n, j + kChunk));
+  });
+}
+
 // ---- Cholesky on a padded copy w [n, ld] (ld a multiple of kChunk, padding columns 0) ----
 
 // Rows [i0, i1) of the panel, columns [j0, j1): the update by the finished rows k < i0, from pp (the
@@ -180,8 +238,8 @@ void PanelUpdate(double* w, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int6
           double* c = w + size_t(i) * ld + j;
           const double* q = qp + (j - j0) * i0;
           const double* p = pp + RowPanelOffset(i - i0, i1 - i0, i0);  // PackRowPanels
-          if (rows == kRows) TileUp<kRows, true>(p, q, k0, k1, c, size_t(ld));
-          else TileUp<1, true>(p, q, k0, k1, c, size_t(ld));
+          if (rows == kRows) TileUp<kRows, TileOp::kSubFused>(p, q, k0, k1, c, size_t(ld));
+          else TileUp<1, TileOp::kSubFused>(p, q, k0, k1, c, size_t(ld));
         }
         i += rows;
       }
@@ -373,6 +431,7 @@ HWY_AFTER_NAMESPACE();
 namespace ql {
 
 HWY_EXPORT(GramUpperAddImpl);
+HWY_EXPORT(CrossAddImpl);
 HWY_EXPORT(CholeskyUpperImpl);
 HWY_EXPORT(InvertUpperImpl);
 HWY_EXPORT(InverseCholeskyUpperImpl);
@@ -380,6 +439,10 @@ HWY_EXPORT(InverseCholeskyUpperImpl);
 void GramUpperAdd(const float* x, int64_t T, int64_t n, double* h, int threads) {
   if (T <= 0 || n <= 0) return;
   HWY_DYNAMIC_DISPATCH(GramUpperAddImpl)(x, T, n, h, threads);
+}
+
+void CrossAdd(const double* a, const double* b, int64_t K, int64_t m, int64_t n, double* c, int threads) {
+  if (K > 0 && m > 0 && n > 0) HWY_DYNAMIC_DISPATCH(CrossAddImpl)(a, b, K, m, n, c, threads);
 }
 
 int64_t CholeskyUpper(double* a, int64_t n, int threads) {
@@ -402,6 +465,15 @@ void GramUpperAddRef(const float* x, int64_t T, int64_t n, double* h) {
       double acc = h[i * n + j];
       for (int64_t t = 0; t < T; ++t) acc += double(x[t * n + i]) * double(x[t * n + j]);
       h[i * n + j] = acc;
+    }
+}
+
+void CrossAddRef(const double* a, const double* b, int64_t K, int64_t m, int64_t n, double* c) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = c[i * n + j];
+      for (int64_t k = 0; k < K; ++k) acc = std::fma(a[k * m + i], b[k * n + j], acc);
+      c[i * n + j] = acc;
     }
 }
 

@@ -1,5 +1,5 @@
 // Symmetric positive definite algebra in double on quantlab's threads: the Gram matrix XᵀX of float rows
-// (a Hessian of calibration inputs), the Cholesky factorization, the inverse of an upper triangular
+// (a Hessian of calibration inputs), a general cross product AᵀB (GPTAQ's), the Cholesky factorization, the inverse of an upper triangular
 // matrix, and the upper Cholesky factor of an inverse (what GPTQ needs). Not LAPACK: row-major only,
 // one fixed operation sequence per output element, so the bits depend on neither the thread count nor
 // the SIMD width (AVX-512, AVX2, SSE4 and the scalar fallback give the same result).
@@ -33,6 +33,11 @@ namespace ql {
 // Cost T·n²/2 multiply-adds.
 void GramUpperAdd(const float* x, int64_t T, int64_t n, double* h, int threads);
 void GramUpperAddRef(const float* x, int64_t T, int64_t n, double* h);
+
+// c[i, j] += Σ_k a[k, i]·b[k, j] (c += aᵀb): a [K, m], b [K, n], c [m, n], all row-major double; each element
+// one fused chain, k ascending (the rule of the Cholesky with +). Cost K·m·n multiply-adds.
+void CrossAdd(const double* a, const double* b, int64_t K, int64_t m, int64_t n, double* c, int threads);
+void CrossAddRef(const double* a, const double* b, int64_t K, int64_t m, int64_t n, double* c);
 
 // In place: a [n, n] row-major, upper triangle read, becomes U (upper, UᵀU = a; strict lower triangle
 // set to 0). Returns -1, or the first index i whose pivot a[i,i] − Σ u[k,i]² is not positive and

@@ -74,6 +74,28 @@ TEST(Spd, GramMatchesTheOracleBitwiseOnEveryTargetAndThreadCount) {
   }
 }
 
+TEST(Spd, CrossProductMatchesTheOracleBitwiseOnEveryTargetAndThreadCount) {
+  struct Shape { int64_t K, m, n; };
+  for (const Shape sh : {Shape{1, 1, 1}, Shape{5, 7, 3}, Shape{300, 64, 100}, Shape{600, 97, 577}}) {
+    SCOPED_TRACE(::testing::Message() << "K " << sh.K << " m " << sh.m << " n " << sh.n);
+    const std::vector<float> fa = testing::RandomNormal(size_t(sh.K * sh.m), uint32_t(sh.m));
+    const std::vector<float> fb = testing::RandomNormal(size_t(sh.K * sh.n), uint32_t(sh.n + 9));
+    Mat a(fa.size()), b(fb.size()), start(size_t(sh.m * sh.n));
+    for (size_t i = 0; i < a.size(); ++i) a[i] = double(fa[i]) / 3;  // not exact products: the fusion matters
+    for (size_t i = 0; i < b.size(); ++i) b[i] = double(fb[i]) / 7;
+    for (size_t i = 0; i < start.size(); ++i) start[i] = double(i % 13) / 11;
+    Mat want = start;
+    CrossAddRef(a.data(), b.data(), sh.K, sh.m, sh.n, want.data());
+    ForTargets(sh.K * sh.m * sh.n > 10000000, [&] {
+      for (int threads : {1, 2}) {
+        Mat got = start;
+        CrossAdd(a.data(), b.data(), sh.K, sh.m, sh.n, got.data(), threads);
+        EXPECT_TRUE(SameBits(got, want)) << "threads " << threads;
+      }
+    });
+  }
+}
+
 TEST(Spd, CholeskyAndInverseMatchTheOracleBitwiseOnEveryTargetAndThreadCount) {
   for (int64_t n : {1, 2, 7, 64, 100, 577}) {
     SCOPED_TRACE(::testing::Message() << "n " << n);
