@@ -2,6 +2,7 @@
 // route it replaced, Armadillo chol(inv_sympd(H), "upper") on OpenBLAS/LAPACK (one thread, as the CLI runs
 // it), and the Hessian's Gram accumulation (128 tokens) against OpenBLAS dsyrk. Wall time per call:
 //   build/ql_bench --benchmark_filter='BM_Spd|BM_Lapack|BM_Gram|BM_Dsyrk'
+// (BM_SpdCholesky and BM_SpdInvertUpper: its two halves, each n³/3 flops.)
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -37,6 +38,25 @@ void BM_SpdInverseCholesky(benchmark::State& state) {
   std::vector<double> r(h.size());
   for (auto _ : state) benchmark::DoNotOptimize(InverseCholeskyUpper(h.data(), n, r.data(), NumThreads()));
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n / 3, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_SpdCholesky(benchmark::State& state) {  // the first half of the factor: Cholesky of H
+  const int64_t n = state.range(0);
+  const std::vector<double> h = Hessian(n);
+  std::vector<double> u;
+  for (auto _ : state) {
+    u = h;
+    benchmark::DoNotOptimize(CholeskyUpper(u.data(), n, NumThreads()));
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(double(n) * n * n / 3, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_SpdInvertUpper(benchmark::State& state) {  // the second half: the triangular inverse
+  const int64_t n = state.range(0);
+  std::vector<double> u = Hessian(n), v(u.size());
+  CholeskyUpper(u.data(), n, NumThreads());
+  for (auto _ : state) InvertUpper(u.data(), n, v.data(), NumThreads());
+  state.counters["GFLOP/s"] = benchmark::Counter(double(n) * n * n / 3, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_LapackInverseCholesky(benchmark::State& state) {
@@ -80,6 +100,8 @@ void BM_Dsyrk(benchmark::State& state) {  // what calibration.cc ran before: the
 }
 
 BENCHMARK(BM_SpdInverseCholesky)->Arg(576)->Arg(1536)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SpdCholesky)->Arg(576)->Arg(1536)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SpdInvertUpper)->Arg(576)->Arg(1536)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LapackInverseCholesky)->Arg(576)->Arg(1536)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Gram)->Arg(576)->Arg(1536)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Dsyrk)->Arg(576)->Arg(1536)->Unit(benchmark::kMillisecond)->UseRealTime();

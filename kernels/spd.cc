@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,20 @@ constexpr double kMinThreadedFmas = 2e5;  // below this one thread: waking a poo
 // Leading dimension of the padded working copies: whole chunks, so every tile is a full one.
 inline int64_t PaddedLd(int64_t n) { return (n + kChunk - 1) / kChunk * kChunk; }
 inline int Threads(double fmas, int threads) { return fmas < kMinThreadedFmas ? 1 : std::max(1, threads); }
+
+// 64-byte aligned storage: a full-vector load from a packed panel then never splits a cache line.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  bool operator==(const Aligned64&) const { return true; }
+  bool operator!=(const Aligned64&) const { return false; }
+};
+using AlignedDoubles = std::vector<double, Aligned64<double>>;
 }  // namespace spd_detail
 }  // namespace ql
 #endif
@@ -111,8 +126,9 @@ void Pack(const T* src, size_t ld, int64_t K, int64_t c0, int64_t width, int64_t
 }
 
 // Thread-private scratch that keeps its pages between calls (a fresh vector per item page-faults).
+// Slots 0, 1: packed panels (items); 2, 3: the factor's working matrices (the calling thread).
 double* Scratch(int slot, size_t n) {
-  thread_local std::vector<double> buf[2];
+  thread_local AlignedDoubles buf[4];
   if (buf[slot].size() < n) buf[slot].resize(n);
   return buf[slot].data();
 }
@@ -373,7 +389,7 @@ void InvertPadded(const double* u, double* v, int64_t n, int64_t ld, int threads
 
 int64_t CholeskyUpperImpl(double* a, int64_t n, int threads) {
   const int64_t ld = PaddedLd(n);
-  std::vector<double> w(size_t(n) * ld, 0.0);  // [n, ld]
+  AlignedDoubles w(size_t(n) * ld, 0.0);  // [n, ld]
   for (int64_t i = 0; i < n; ++i) std::copy(a + i * n + i, a + (i + 1) * n, w.begin() + i * ld + i);
   const int64_t bad = CholeskyPadded(w.data(), n, ld, threads);
   if (bad >= 0) return bad;
@@ -386,7 +402,7 @@ int64_t CholeskyUpperImpl(double* a, int64_t n, int threads) {
 
 void InvertUpperImpl(const double* u, int64_t n, double* v, int threads) {
   const int64_t ld = PaddedLd(n);
-  std::vector<double> uw(size_t(n) * ld, 0.0), vw(size_t(n) * ld, 0.0);  // [n, ld] each
+  AlignedDoubles uw(size_t(n) * ld, 0.0), vw(size_t(n) * ld, 0.0);  // [n, ld] each
   for (int64_t i = 0; i < n; ++i) {
     std::copy(u + i * n + i, u + (i + 1) * n, uw.begin() + i * ld + i);
     vw[size_t(i) * ld + i] = 1.0;
@@ -400,15 +416,22 @@ void InvertUpperImpl(const double* u, int64_t n, double* v, int threads) {
 
 int64_t InverseCholeskyUpperImpl(const double* a, int64_t n, double* r, int threads) {
   const int64_t ld = PaddedLd(n);
-  std::vector<double> w(size_t(n) * ld, 0.0);  // [n, ld]: J a J, upper triangle, then its factor U
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i; j < n; ++j) w[size_t(i) * ld + j] = a[size_t(n - 1 - i) * n + (n - 1 - j)];  // row n-1-i reversed
-  const int64_t bad = CholeskyPadded(w.data(), n, ld, threads);
+  // Working matrices kept by the thread between calls (fresh 19 MB ones page-fault on every call), every
+  // element written here: [n, ld] each.
+  double* w = Scratch(2, size_t(n * ld));  // J a J's upper triangle, then its factor U (lower part 0)
+  double* v = Scratch(3, size_t(n * ld));  // I, then U⁻¹
+  for (int64_t i = 0; i < n; ++i) {
+    double* wi = w + size_t(i) * ld;
+    std::fill(wi, wi + i, 0.0);
+    for (int64_t j = i; j < n; ++j) wi[j] = a[size_t(n - 1 - i) * n + (n - 1 - j)];  // row n-1-i reversed
+    std::fill(wi + n, wi + ld, 0.0);
+    std::fill(v + size_t(i) * ld, v + size_t(i + 1) * ld, 0.0);
+    v[size_t(i) * ld + i] = 1.0;
+  }
+  const int64_t bad = CholeskyPadded(w, n, ld, threads);
   if (bad >= 0) return n - 1 - bad;
-  for (int64_t i = 0; i < n; ++i) std::fill(w.begin() + i * ld, w.begin() + i * ld + i, 0.0);
-  std::vector<double> v(size_t(n) * ld, 0.0);  // [n, ld]: U⁻¹
-  for (int64_t i = 0; i < n; ++i) v[size_t(i) * ld + i] = 1.0;
-  InvertPadded(w.data(), v.data(), n, ld, threads);
+  for (int64_t i = 0; i < n; ++i) std::fill(w + i * ld, w + i * ld + i, 0.0);  // PanelUpdate's lanes below
+  InvertPadded(w, v, n, ld, threads);
   // r[i, j] = v[n-1-j, n-1-i], in 64 x 64 tiles (an anti-transpose: neither side strides a whole column).
   constexpr int64_t kT = 64;
   bool finite = true;
