@@ -320,7 +320,7 @@ int64_t CholeskyPadded(double* w, int64_t n, int64_t ld, int threads) {
     }
     const int64_t bad = FactorDiagonalBlock(w, ld, i0, i1);
     if (bad >= 0) return bad;
-    if (i0 + kPanel >= ld) continue;  // i1 == n: nothing right of the block but padding... still solve it
+    if (i0 + kPanel >= ld) continue;  // no column right of the panel but padding (zeros, which solve to zeros)
     const auto chunks = Chunks(i0 + kPanel, ld);
     const double fmas = 0.5 * double(i1 - i0) * double(i1 - i0) * double(ld - i0 - kPanel);
     ParallelFor(int(chunks.size()), Threads(fmas, threads), [&](int c, int) {
