@@ -45,7 +45,7 @@ void BM_Algo(benchmark::State& state, const std::string& name, nlohmann::json pa
     state.SkipWithError(algo.status().message().c_str());
     return;
   }
-  // The CLI's path: quantlab's own kernels thread, OpenBLAS (LAPACK, dsyrk, GPTQ's saxpy) does not.
+  // The CLI's path: quantlab's own kernels thread, OpenBLAS (the rotations' LAPACK; GPTQ uses none) does not.
   const int blas = openblas_get_num_threads();
   openblas_set_num_threads(1);
   for (auto _ : state) {

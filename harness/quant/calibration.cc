@@ -4,8 +4,6 @@
 #include "datasets/protocol.h"
 #include "datasets/text.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -14,6 +12,8 @@
 
 #include "harness/model/forward.h"
 #include "harness/tokenizer/tokenizer.h"
+#include "kernels/parallel.h"
+#include "kernels/spd.h"
 
 namespace ql {
 
@@ -101,7 +101,6 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
         (*req.save_hidden)[window].assign(h, h + size_t(T) * model.config.dim);
     };
   }
-  std::vector<double> xd;  // [T, in] the window's input in double, for dsyrk
   std::map<std::string, std::vector<double>> abs_sum;  // mean |x| accumulates in double
   std::map<std::string, std::vector<double>> sq_sum;   // mean x² likewise
   hooks.linear_input = [&](std::string_view path, float* x, int T, int in) {
@@ -134,11 +133,9 @@ StatusOr<std::map<std::string, LinearStats>> CaptureLinearStats(const Model& mod
       for (int t = 0; t < T; ++t)
         for (int j = 0; j < in; ++j) sum[j] += double(x[size_t(t) * in + j]) * x[size_t(t) * in + j];
     }
-    if (req.hessian) {
-      xd.assign(x, x + size_t(T) * in);
-      // Upper triangle of XᵀX (column-major view of a row-major symmetric matrix: fill below).
-      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, in, T, 1.0, xd.data(), in, 1.0, st.xtx.data(), in);
-    }
+    // Upper triangle of XᵀX in double, token order (kernels/spd.h: the same bits for any thread count and
+    // SIMD width); the lower triangle is mirrored at the end.
+    if (req.hessian) GramUpperAdd(x, T, in, st.xtx.data(), NumThreads());
     if (req.inputs) {
       const int64_t cap = req.max_input_tokens < 0 ? INT64_MAX : req.max_input_tokens;
       const int64_t have = int64_t(st.inputs.size()) / in;

@@ -5,43 +5,50 @@
 // pre-rounding values (the paper's w_q), so the result does not depend on the blocksize (docs/algorithms.md §14).
 #include "harness/quant/gptaq.h"
 
-#include <cblas.h>
-
-#include <armadillo>
+#include <algorithm>
 
 #include "harness/quant/calibration.h"
 #include "harness/quant/quant_util.h"
+#include "kernels/ops.h"
+#include "kernels/parallel.h"
+#include "kernels/spd.h"
 
 namespace ql {
 
 std::vector<float> GptaqP(const GptqFactor& f, std::vector<double> d, double alpha) {
   const int64_t n = f.cols;
   QL_CHECK(int64_t(d.size()) == n * n, "cross-covariance {} for {} columns", d.size(), n);
-  arma::mat D(n, n), U(n, n);  // permuted D; U from the factor (float, as GPTQ runs it)
+  // P = α·triu(D·Uᵀ, 1)·U in double with kernels/spd.h's CrossAdd (c += aᵀb, deterministic): D permuted and
+  // its dead columns zeroed, U from the factor (float, as GPTQ runs it).
+  std::vector<double> dt(size_t(n * n)), ut(size_t(n * n)), u(size_t(n * n));  // Dᵀ, Uᵀ, U: [n, n]
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) {
       const int64_t pi = f.perm[size_t(i)], pj = f.perm[size_t(j)];
-      D(i, j) = f.dead[size_t(pj)] ? 0.0 : d[size_t(pi * n + pj)];
-      U(i, j) = f.U[size_t(i * n + j)];
+      dt[size_t(j * n + i)] = f.dead[size_t(pj)] ? 0.0 : d[size_t(pi * n + pj)];
+      u[size_t(i * n + j)] = ut[size_t(j * n + i)] = f.U[size_t(i * n + j)];
     }
-  const arma::mat P = alpha * arma::trimatu(D * U.t(), 1) * U;  // [n, n], strictly upper
+  std::vector<double> m(size_t(n * n), 0.0);  // D·Uᵀ = (Dᵀ)ᵀ·Uᵀ
+  CrossAdd(dt.data(), ut.data(), n, n, n, m.data(), NumThreads());
+  for (int64_t i = 0; i < n; ++i)  // (strict upper of D·Uᵀ)ᵀ, into dt
+    for (int64_t j = 0; j < n; ++j) dt[size_t(j * n + i)] = j > i ? m[size_t(i * n + j)] : 0.0;
+  std::fill(m.begin(), m.end(), 0.0);
+  CrossAdd(dt.data(), u.data(), n, n, n, m.data(), NumThreads());  // triu(D·Uᵀ, 1)·U
   std::vector<float> p(size_t(n) * n);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) p[size_t(i * n + j)] = float(P(i, j));
+  for (size_t i = 0; i < p.size(); ++i) p[i] = float(alpha * m[i]);
   return p;
 }
 
 void GptaqColumnUpdate(const std::vector<float>& p, int64_t cols, int64_t col, const float* wc, int64_t rows,
                        int64_t j0, int64_t count, int64_t i1, float* w1, float* pre) {
   std::copy_n(wc, rows, pre);
-  for (int64_t j = j0; j < count; ++j) cblas_saxpy(int(rows), p[size_t(col * cols + i1 + j)], wc, 1, &w1[j * rows], 1);
+  for (int64_t j = j0; j < count; ++j) ops::Axpy(p[size_t(col * cols + i1 + j)], wc, &w1[j * rows], size_t(rows));
 }
 
 void GptaqBlockUpdate(const std::vector<float>& p, int64_t cols, int64_t rows, int64_t i1, int64_t i2,
                       const float* pre, float* wt) {
   // Wt[i2:, :] += P[i1:i2, i2:]ᵀ · Pre  ([cols − i2, rows])
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - i2), int(rows), int(i2 - i1), 1.0f,
-              &p[size_t(i1 * cols + i2)], int(cols), pre, int(rows), 1.0f, &wt[i2 * rows], int(rows));
+  LazyBatchScratch scratch;
+  LazyBatchUpdate(p, cols, rows, i1, i2, pre, 1.0f, wt, &scratch);
 }
 
 GptaqStream::GptaqStream(Model fp, const CalibrationSet* calib, double alpha, Transform transform)
@@ -67,9 +74,10 @@ StatusOr<std::vector<float>> GptaqStream::P(int layer, const std::string& module
     xq[i] = quantized.inputs[i];
     dx[i] = double(fp.inputs[i]) - double(quantized.inputs[i]);
   }
-  std::vector<double> d(size_t(in) * in);
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(in), int(in), int(rows), 2.0 / double(quantized.sequences),
-              dx.data(), int(in), xq.data(), int(in), 0.0, d.data(), int(in));
+  std::vector<double> d(size_t(in) * in, 0.0);
+  CrossAdd(dx.data(), xq.data(), rows, in, in, d.data(), NumThreads());  // ΔXᵀ·X̃ (kernels/spd.h)
+  const double scale = 2.0 / double(quantized.sequences);
+  for (double& v : d) v *= scale;
   return GptaqP(factor, std::move(d), alpha_);
 }
 

@@ -4,10 +4,7 @@
 // modules are already quantized, running only that layer from the cached residual stream.
 #include "harness/quant/gptq.h"
 
-#include <cblas.h>
-
 #include <algorithm>
-#include <armadillo>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -15,8 +12,11 @@
 #include "harness/quant/calibration.h"
 #include "harness/quant/gptaq.h"
 #include "harness/quant/quant_util.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "kernels/parallel.h"
 #include "kernels/quantizer.h"
+#include "kernels/spd.h"
 
 namespace ql {
 namespace {
@@ -27,6 +27,19 @@ inline float RoundEven(float v) {
 }
 
 }  // namespace
+
+void LazyBatchUpdate(const std::vector<float>& p, int64_t cols, int64_t rows, int64_t i1, int64_t i2, const float* e,
+                     float sign, float* wt, LazyBatchScratch* s) {
+  const int64_t m = cols - i2, k = i2 - i1;
+  s->pt.resize(size_t(m * k));  // [m, k] = P[i1:i2, i2:]ᵀ (quantlab's GEMM takes A untransposed)
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t j = 0; j < m; ++j) s->pt[size_t(j * k + a)] = p[size_t((i1 + a) * cols + i2 + j)];
+  s->prod.resize(size_t(m * rows));  // [m, rows]
+  Gemm(int(m), int(rows), int(k), 1.0f, s->pt.data(), int(k), e, int(rows), BLayout::kKN, s->prod.data(), int(rows),
+       NumThreads());
+  float* dst = wt + i2 * rows;
+  for (size_t x = 0; x < s->prod.size(); ++x) dst[x] += sign * s->prod[x];
+}
 
 StatusOr<ColumnQuantizer> ColumnQuantizer::Make(const Scheme& scheme, int64_t rows, int64_t cols) {
   ColumnQuantizer q;
@@ -173,7 +186,7 @@ StatusOr<GptqFactor> GptqFactorize(std::vector<double> h, int64_t cols, const Gp
   QL_CHECK(int64_t(h.size()) == cols * cols, "Hessian {} for {} columns", h.size(), cols);
   GptqFactor f;
   f.cols = cols;
-  arma::mat H(h.data(), cols, cols, /*copy_aux_mem=*/false, /*strict=*/true);  // symmetric: layout moot
+  auto H = [&](int64_t i, int64_t j) -> double& { return h[size_t(i * cols + j)]; };  // [cols, cols], symmetric
   // Dead inputs: never seen non-zero → weight irrelevant; H[i,i] = 1, W[:, i] = 0.
   f.dead.assign(size_t(cols), 0);
   for (int64_t i = 0; i < cols; ++i) {
@@ -186,31 +199,26 @@ StatusOr<GptqFactor> GptqFactorize(std::vector<double> h, int64_t cols, const Gp
   std::iota(f.perm.begin(), f.perm.end(), 0);
   if (opt.act_order) {
     std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
-    arma::uvec p(cols);
-    for (int64_t i = 0; i < cols; ++i) p[i] = f.perm[i];
-    arma::mat Hp = H.submat(p, p);
-    H = Hp;
+    std::vector<double> hp(h.size());
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = 0; j < cols; ++j) hp[size_t(i * cols + j)] = H(f.perm[size_t(i)], f.perm[size_t(j)]);
+    h.swap(hp);
   }
-  const double damp = opt.percdamp * arma::mean(H.diag());
-  H.diag() += damp;
-  // U = upper Cholesky factor of H⁻¹ (gptq.py: cholesky → cholesky_inverse → cholesky(upper=True)).
-  arma::mat Hinv;
-  if (!arma::inv_sympd(Hinv, H))
+  double diag_sum = 0;
+  for (int64_t i = 0; i < cols; ++i) diag_sum += H(i, i);
+  const double damp = opt.percdamp * (diag_sum / double(cols));
+  for (int64_t i = 0; i < cols; ++i) H(i, i) += damp;
+  // U = upper Cholesky factor of H⁻¹ (gptq.py: cholesky → cholesky_inverse → cholesky(upper=True)), by
+  // kernels/spd.h's route (Cholesky of the reversed H and a triangular inverse): deterministic, the same
+  // bits for any thread count and SIMD width.
+  std::vector<double> r(h.size());  // [cols, cols] row-major, upper
+  const int64_t bad = InverseCholeskyUpper(h.data(), cols, r.data(), NumThreads());
+  if (bad >= 0 && bad < cols)
     return Status::Errorf("gptq: the damped Hessian is not positive definite (raise percdamp above {})",
                           opt.percdamp);
-  // inv_sympd returns the inverse already mirrored (symmatl), exactly symmetric: no second mirror.
-  arma::mat Ud;
-  if (!arma::chol(Ud, Hinv, "upper"))
+  if (bad == cols)
     return Status::Errorf("gptq: Cholesky of the inverse Hessian failed (raise percdamp above {})", opt.percdamp);
-  // Row-major float copy of U ([cols, cols]), as gptq.py runs in float32.
-  // Ud is column-major: transpose in 64 × 64 tiles so neither side strides through memory a column at a time.
-  f.U.resize(size_t(cols) * cols);
-  constexpr int64_t kTile = 64;
-  const double* ud = Ud.memptr();
-  for (int64_t j0 = 0; j0 < cols; j0 += kTile)
-    for (int64_t i0 = 0; i0 < cols; i0 += kTile)
-      for (int64_t j = j0; j < std::min(cols, j0 + kTile); ++j)
-        for (int64_t i = i0; i < std::min(cols, i0 + kTile); ++i) f.U[i * cols + j] = float(ud[j * cols + i]);
+  f.U.assign(r.begin(), r.end());  // float, as gptq.py runs in float32
   return f;
 }
 
@@ -269,6 +277,7 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
   std::vector<float> wrow;
   std::vector<float> w1;                        // lazy batch, [bs, rows]
   std::vector<float> w1_pre(opt.asym_p ? size_t(bs) * rows : 0);  // GPTAQ: pre-rounding columns, [bs, rows]
+  LazyBatchScratch scratch;
   double loss = 0;
   for (int64_t i1 = 0; i1 < cols; i1 += bs) {
     const int64_t i2 = std::min(i1 + bs, cols), count = i2 - i1;
@@ -312,13 +321,11 @@ StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows
         loss += double(diff) * diff / (double(d) * d) / 2.0;
       }
       // W1[:, i:] -= err ⊗ U[col, col:]  (columns i+1.. of the lazy batch; column i is done)
-      for (int64_t j = i + 1; j < count; ++j) cblas_saxpy(int(rows), -U[col * cols + i1 + j], e, 1, &w1[j * rows], 1);
+      for (int64_t j = i + 1; j < count; ++j) ops::Axpy(-U[col * cols + i1 + j], e, &w1[j * rows], size_t(rows));
       if (opt.asym_p) GptaqColumnUpdate(*opt.asym_p, cols, col, wc, rows, i + 1, count, i1, w1.data(), w1_pre.data() + i * rows);
     }
     // W[:, i2:] -= Err1 · U[i1:i2, i2:]  →  Wt[i2:, :] -= U[i1:i2, i2:]ᵀ · Err1t
-    if (i2 < cols)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - i2), int(rows), int(count), -1.0f,
-                  &U[i1 * cols + i2], int(cols), err1.data(), int(rows), 1.0f, &wt[i2 * rows], int(rows));
+    if (i2 < cols) LazyBatchUpdate(U, cols, rows, i1, i2, err1.data(), -1.0f, wt.data(), &scratch);
     if (opt.asym_p && i2 < cols) GptaqBlockUpdate(*opt.asym_p, cols, rows, i1, i2, w1_pre.data(), wt.data());
   }
   // Back to the original column order, row-major.
@@ -347,7 +354,8 @@ const nlohmann::json& GptqMseDefaults() {
 }
 
 // GPTQ on the modules that share one input and so one factor (q/k/v, gate/up), one module per thread:
-// each module's column loop is serial and touches only its own weight, so the split changes no bit.
+// each module's column loop is serial and touches only its own weight, and its GEMMs give the same bits
+// on any number of threads, so the split changes no bit.
 Status QuantizeSharingFactor(Model& model, const std::vector<std::string>& mods,
                              const std::map<std::string, std::string>& schemes, const GptqFactor& factor,
                              const GptqOptions& opt, const AlgorithmContext& ctx) {
@@ -363,13 +371,16 @@ Status QuantizeSharingFactor(Model& model, const std::vector<std::string>& mods,
     jobs[i].w = &model.W(WeightKey(model, mods[i]));
   }
   const bool keep = ctx.runtime && ctx.runtime->keep_rounding_inputs;
-  ParallelFor(int(jobs.size()), NumThreads(), [&](int i, int) {
+  auto run = [&](int i, int) {
     Job& j = jobs[size_t(i)];
     GptqOptions o = opt;
     if (keep) o.rounding_input = &j.before;
     auto loss = GptqQuantizeWeight(j.scheme, j.w->data.data(), j.w->rows(), j.w->cols(), factor, o);
     if (!loss.ok()) j.status = Status::Errorf("gptq on {}: {}", mods[size_t(i)], loss.status().message());
-  });
+  };
+  // One module (o_proj, down_proj, lm_head): its lazy-batch GEMMs take the threads instead.
+  if (jobs.size() == 1) run(0, 0);
+  else ParallelFor(int(jobs.size()), NumThreads(), run);
   for (size_t i = 0; i < mods.size(); ++i) {
     QL_RETURN_IF_ERROR(jobs[i].status);
     if (!jobs[i].before.empty()) ctx.runtime->rounding_inputs[WeightKey(model, mods[i])] = std::move(jobs[i].before);

@@ -111,6 +111,15 @@ StatusOr<GptqFactor> GptqFactorize(std::vector<double> h, int64_t cols, const Gp
 StatusOr<double> GptqQuantizeWeight(const Scheme& scheme, float* w, int64_t rows, int64_t cols,
                                     const GptqFactor& factor, const GptqOptions& opt);
 
+// The lazy batch's update of the later columns: Wt[i2:, :] += sign · P[i1:i2, i2:]ᵀ · E, with P [cols, cols]
+// row-major (GPTQ's U, or GPTAQ's P), E [i2 - i1, rows] and Wt [cols, rows]; one quantlab GEMM (kernels/gemm.h:
+// FP32, deterministic for any thread count), the product then added to Wt.
+struct LazyBatchScratch {
+  std::vector<float> pt, prod;
+};
+void LazyBatchUpdate(const std::vector<float>& p, int64_t cols, int64_t rows, int64_t i1, int64_t i2, const float* e,
+                     float sign, float* wt, LazyBatchScratch* scratch);
+
 AlgorithmInfo GptqAlgorithm();
 
 // The model-level GPTQ driver (true-sequential over the layers) with the gptq parameters `params` (defaults

@@ -32,7 +32,7 @@ std::string BlasFallbackNote(const std::string& core, int simd_float_lanes) {
     if (core == g)
       return fmt::format(
           "note: OpenBLAS did not recognise this CPU and runs its {} kernels (no AVX) on a machine with {}-float "
-          "SIMD: GPTQ, GPTAQ, QLoRA and the rotations use them (the forward pass does not), so they run slower and "
+          "SIMD: QLoRA's LoftQ and the rotations use them (GPTQ, GPTAQ and the forward pass do not), so they run slower and "
           "their numbers are those of OpenBLAS {} (recorded with every cell); OPENBLAS_CORETYPE=Haswell in the "
           "environment picks its AVX2 kernels\n",
           core, simd_float_lanes, core);

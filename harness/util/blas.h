@@ -1,7 +1,7 @@
-// OpenBLAS as quantlab uses it: LAPACK factorizations and a few products in GPTQ, GPTAQ, calibration and
-// the rotations. Its results depend on the kernels its CPU detection picks (OPENBLAS_CORETYPE, read once
-// when the library loads) and, in its threaded paths, on its thread count; quantlab pins the count to
-// one and records the kernels' name with every run, so that a GPTQ number says which BLAS made it.
+// OpenBLAS as quantlab uses it: LAPACK factorizations and a few products in the rotations, SpinQuant and
+// QLoRA's LoftQ (GPTQ, GPTAQ and the calibration Hessian use kernels/spd.h and kernels/gemm.h instead). Its results depend on the kernels its CPU detection picks (OPENBLAS_CORETYPE,
+// read once when the library loads) and, in its threaded paths, on its thread count; quantlab pins the
+// count to one and records the kernels' name with every run, so that a rotation's number says which BLAS made it.
 #pragma once
 
 #include <string>

@@ -1,8 +1,8 @@
 // Numbers that do not move by accident. (1) Golden numbers: a few cells of the default model (weights,
 // activations, KV cache, attention inputs, GPTQ) against tests/data/golden/numerics-f32x<lanes>.json,
 // one file per SIMD width (kernels/gemm.h SimdFloatLanes: 16 on AVX-512, 8 on AVX2; sums group by
-// lane, so the widths differ in the last bits, and GPTQ's rounding decisions amplify that; GPTQ's cells
-// also per OpenBLAS core, whose LAPACK and products it uses), each keyed
+// lane, so the widths differ in the last bits, and GPTQ's rounding decisions amplify that; no cell here
+// uses OpenBLAS, so its core does not matter: GPTQ runs on kernels/spd.h and kernels/gemm.h), each keyed
 // by the numerics version (harness/eval/numerics.h): a change that moves any number must bump the
 // version and regenerate the files (QL_WRITE_GOLDEN=1 ctest -R Numerics.Golden writes this machine's
 // width's file; with QL_SIMD=avx2 an AVX-512 machine writes the 8-lane one). (2) Determinism:
@@ -59,10 +59,6 @@ class Numerics : public ::testing::Test {
   qltest::TempDir dir_{"ql_numerics_test"};
 };
 
-// GPTQ's cells also depend on the kernels OpenBLAS picked (its LAPACK factorizations and products:
-// harness/util/blas.h), so they are pinned per BLAS core name under "blas_cells"; the rest under "cells".
-bool UsesBlas(const Cell& c) { return c.algorithm.name != "rtn"; }
-
 TEST_F(Numerics, GoldenNumbersOfTheDefaultModel) {
   // QL_SIMD=avx2 on an AVX-512 machine checks (or, with QL_WRITE_GOLDEN, writes) the 8-lane file.
   ASSERT_TRUE(LimitSimdTargetFromEnvironment().ok());
@@ -71,8 +67,7 @@ TEST_F(Numerics, GoldenNumbersOfTheDefaultModel) {
   const auto cells = ExpandGrid(*e);
   auto s = OpenSession(*e, cells, {});
   ASSERT_TRUE(s.ok()) << s.status().message();
-  const std::string core = BlasCoreName();
-  nlohmann::json got = nlohmann::json::object(), got_blas = nlohmann::json::object();
+  nlohmann::json got = nlohmann::json::object();
   Model work = (*s)->reference;
   for (const Cell& c : cells) {
     auto plan = PlanCell(**s, c);
@@ -81,26 +76,20 @@ TEST_F(Numerics, GoldenNumbersOfTheDefaultModel) {
     ASSERT_EQ(r.cell.status, "ok") << c.Label() << ": " << r.cell.reason;
     nlohmann::json m;
     for (const char* name : {"ppl", "kld_mean", "top1", "bits_per_weight"}) m[name] = *r.metrics->Get(name);
-    (UsesBlas(c) ? got_blas : got)[c.Label()] = m;
+    got[c.Label()] = m;
   }
   const std::string golden = GoldenFile();
   nlohmann::json want;
   if (std::ifstream f(golden); f) want = nlohmann::json::parse(f);
-  if (std::getenv("QL_WRITE_GOLDEN")) {  // this width's plain cells, and this BLAS core's GPTQ cells
-    if (want.is_null() || want["numerics_version"] != kNumericsVersion)
-      want = {{"numerics_version", kNumericsVersion}, {"blas_cells", nlohmann::json::object()}};
-    want["cells"] = got;
-    want["blas_cells"][core] = got_blas;
+  if (std::getenv("QL_WRITE_GOLDEN")) {  // this width's cells
+    want = {{"numerics_version", kNumericsVersion}, {"cells", got}};
     std::ofstream(golden) << want.dump(1) << "\n";
-    GTEST_SKIP() << "wrote " << golden << " (BLAS core " << core << ")";
+    GTEST_SKIP() << "wrote " << golden;
   }
   ASSERT_FALSE(want.is_null()) << golden << " is missing: no golden numbers for this SIMD width (" << GemmTarget()
                                << "); QL_WRITE_GOLDEN=1 writes them";
   ASSERT_EQ(want["numerics_version"], kNumericsVersion)
       << "the golden file is of another numerics version: regenerate it (QL_WRITE_GOLDEN=1) after a bump";
-  ASSERT_TRUE(want["blas_cells"].contains(core))
-      << golden << " has no GPTQ numbers for OpenBLAS core " << core << " (it has " << want["blas_cells"].size()
-      << "); OPENBLAS_CORETYPE=" << core << " QL_WRITE_GOLDEN=1 ctest -R Numerics.Golden records them";
   auto check = [&](const nlohmann::json& g, const nlohmann::json& w, const std::string& where) {
     ASSERT_EQ(w.size(), g.size()) << where;
     for (const auto& [label, m] : g.items())
@@ -110,7 +99,6 @@ TEST_F(Numerics, GoldenNumbersOfTheDefaultModel) {
             << "kNumericsVersion (harness/eval/numerics.h) and regenerate " << golden << " (and the other widths' files)";
   };
   check(got, want["cells"], "cells");
-  check(got_blas, want["blas_cells"][core], "blas_cells[" + core + "]");
 }
 
 TEST_F(Numerics, BitwiseTheSameForThreadCountsAndShards) {
