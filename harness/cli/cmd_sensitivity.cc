@@ -108,6 +108,10 @@ void AddSearchCommand(CLI::App& app) {
   cmd->add_flag("--refine-doubling", o->refine_doubling,
                 "with --refine-z: extend each decision option by doubling its windows and decide again after each "
                 "step, instead of measuring it on every window at once (experimental: see docs/sensitivity.md)");
+  cmd->add_flag("--refine-price-slack{false}", o->refine_exchange,
+                "with --refine-z and a byte budget: measure the options that could beat a unit's pick at prices "
+                "within --refine-slack (the rule a target uses) instead of certifying the choice against every "
+                "exchange of units the bounds allow");
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {

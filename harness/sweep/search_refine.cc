@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 namespace ql {
 namespace {
@@ -34,14 +35,25 @@ bool HasWindows(const Option& o, size_t n) {
   return o.window_cost.size() == n || (o.window_cost.empty() && o.exact && o.cost == 0);
 }
 
-// Could k beat p at some price in prices[], compared paired on the windows both ran?
-bool PairedCanBeat(const Option& k, const Option& p, double lambda, const double prices[2], const PairedWindows& pw) {
-  if (k.cost + lambda * double(k.bytes) <= p.cost + lambda * double(p.bytes)) return true;
+// Why k could beat p at some price in prices[] (compared paired on the windows both ran), or nothing.
+std::optional<Rival> PairedRival(const Option& k, const Option& p, double lambda, const double prices[2],
+                                 const PairedWindows& pw) {
+  const double nan = std::nan("");
+  if (k.cost + lambda * double(k.bytes) <= p.cost + lambda * double(p.bytes))
+    return Rival{0, 0, 0, RivalWhy::kPreferred, nan, nan, 0};
   const PairedDiff d = PairedDifference(k, p, pw.tokens);
-  if (std::isnan(d.se) || d.n < pw.min_common) return CanBeat(k, p, prices[0]) || CanBeat(k, p, prices[1]);
+  if (std::isnan(d.se) || d.n < pw.min_common) {
+    if (CanBeat(k, p, prices[0]) || CanBeat(k, p, prices[1])) return Rival{0, 0, 0, RivalWhy::kInterval, nan, nan, d.n};
+    return std::nullopt;
+  }
   for (int i = 0; i < 2; ++i)
-    if (d.d - pw.z * d.se + prices[i] * double(k.bytes - p.bytes) <= 0) return true;
-  return false;
+    if (d.d - pw.z * d.se + prices[i] * double(k.bytes - p.bytes) <= 0) return Rival{0, 0, 0, RivalWhy::kPaired, d.d, d.se, d.n};
+  return std::nullopt;
+}
+
+std::optional<Rival> UnpairedRival(const Option& k, const Option& p, const double prices[2]) {
+  if (!CanBeat(k, p, prices[0]) && !CanBeat(k, p, prices[1])) return std::nullopt;
+  return Rival{0, 0, 0, RivalWhy::kInterval, std::nan(""), std::nan(""), 0};
 }
 
 }  // namespace
@@ -127,38 +139,128 @@ void TargetPriceRange(const std::vector<std::vector<Option>>& opts, const Choice
   prices[1] = std::max(prices[1], LagrangeMultiplier(opts, c, false, max_kld + spread));
 }
 
-std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector<Option>>& opts, const Choice& c,
-                                                   double lambda, const double prices[2], const PairedWindows* paired) {
-  std::vector<std::pair<int, int>> out;
+const char* RivalWhyName(RivalWhy w) {
+  switch (w) {
+    case RivalWhy::kPreferred: return "preferred";
+    case RivalWhy::kPaired: return "paired";
+    case RivalWhy::kInterval: return "interval";
+    case RivalWhy::kExchange: return "exchange";
+  }
+  return "?";
+}
+
+std::vector<Rival> DecisionRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double lambda,
+                                  const double prices[2], const PairedWindows* paired) {
+  std::vector<Rival> out;
   for (size_t u = 0; u < opts.size(); ++u) {
     const int p = c.pick[u];
     const Option& pick = opts[u][size_t(p)];
-    std::vector<int> rivals;
     for (size_t k = 0; k < opts[u].size(); ++k) {
       if (int(k) == p) continue;
       const Option& o = opts[u][k];
-      if (paired ? PairedCanBeat(o, pick, lambda, prices, *paired) : CanBeat(o, pick, prices[0]) || CanBeat(o, pick, prices[1]))
-        rivals.push_back(int(k));
+      std::optional<Rival> r = paired ? PairedRival(o, pick, lambda, prices, *paired) : UnpairedRival(o, pick, prices);
+      if (!r) continue;
+      r->unit = int(u), r->option = int(k), r->pick = p;
+      r->option_windows = o.exact ? -1 : o.windows, r->pick_windows = pick.exact ? -1 : pick.windows;
+      out.push_back(*r);
     }
-    if (rivals.empty()) continue;
-    rivals.push_back(p);
-    for (int k : rivals)
-      if (!opts[u][size_t(k)].exact) out.emplace_back(int(u), k);
   }
   return out;
 }
 
+namespace {
+
+// The options to measure for these rivals (grouped by unit): each rival and, after a unit's last, its
+// pick — the ones not yet exact.
+std::vector<std::pair<int, int>> OptionsToMeasure(const std::vector<std::vector<Option>>& opts,
+                                                  const std::vector<Rival>& rivals) {
+  std::vector<std::pair<int, int>> out;
+  for (size_t i = 0; i < rivals.size(); ++i) {
+    const int u = rivals[i].unit;
+    if (!opts[size_t(u)][size_t(rivals[i].option)].exact) out.emplace_back(u, rivals[i].option);
+    const bool last_of_unit = i + 1 == rivals.size() || rivals[i + 1].unit != u;
+    if (last_of_unit && !opts[size_t(u)][size_t(rivals[i].pick)].exact) out.emplace_back(u, rivals[i].pick);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector<Option>>& opts, const Choice& c,
+                                                   double lambda, const double prices[2], const PairedWindows* paired) {
+  return OptionsToMeasure(opts, DecisionRivals(opts, c, lambda, prices, paired));
+}
+
+namespace {
+
+// The least full-window cost option k of a unit can have against its pick p within the bounds, as p's
+// cost plus the least difference (ExchangeRivals); `why` gets the difference used.
+double AdversaryCost(const Option& k, const Option& p, const PairedWindows* pw, Rival* why) {
+  why->d = why->se = std::nan(""), why->common = 0;
+  if (k.exact && p.exact) return k.cost;
+  if (pw) {
+    const PairedDiff d = PairedDifference(k, p, pw->tokens);
+    why->common = d.n;
+    if (!std::isnan(d.se) && d.n >= pw->min_common) {
+      why->d = d.d, why->se = d.se;
+      return p.cost + d.d - pw->z * d.se;
+    }
+  }
+  return p.cost + (k.cost - k.spread) - (p.cost + p.spread);
+}
+
+}  // namespace
+
+std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t max_bytes,
+                                  int64_t bucket, const PairedWindows* paired) {
+  std::vector<std::vector<Option>> adv = opts;                     // the adversary's costs
+  std::vector<std::vector<Rival>> why(opts.size());                // [unit][option]
+  double held = 0;                                                  // Σ of the picks' costs
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const int p = c.pick[u];
+    why[u].resize(opts[u].size());
+    held += opts[u][size_t(p)].cost;
+    for (size_t k = 0; k < opts[u].size(); ++k) {
+      Rival& r = why[u][k];
+      r.unit = int(u), r.option = int(k), r.pick = p, r.why = RivalWhy::kExchange;
+      r.option_windows = opts[u][k].exact ? -1 : opts[u][k].windows;
+      r.pick_windows = opts[u][size_t(p)].exact ? -1 : opts[u][size_t(p)].windows;
+      if (int(k) != p) adv[u][k].cost = AdversaryCost(opts[u][k], opts[u][size_t(p)], paired, &r);
+    }
+  }
+  std::vector<Rival> out;
+  for (;;) {
+    StatusOr<Choice> x = SolveKnapsack(adv, max_bytes, -1, bucket);
+    QL_CHECK(x.ok(), "the choice itself fits the budget");
+    if (!(x->cost < held - 1e-12 * std::fabs(held))) return out;  // nothing within the bounds beats c
+    bool moved = false;
+    for (size_t u = 0; u < opts.size(); ++u) {
+      const int k = x->pick[u], p = c.pick[u];
+      if (k == p) continue;
+      moved |= !(opts[u][size_t(k)].exact && opts[u][size_t(p)].exact);
+      out.push_back(why[u][size_t(k)]);
+      for (size_t j = 0; j < adv[u].size(); ++j)
+        if (int(j) != p) adv[u][j].cost = INFINITY;  // held at its pick: find the exchanges without it
+    }
+    if (!moved) return out;  // only exact units: a tie the sums' rounding breaks, nothing to measure
+  }
+}
+
 StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,
                                  int64_t bucket, double slack, const MeasureFn& measure, int max_passes,
-                                 const PairedWindows* paired) {
+                                 const PairedWindows* paired, RefineRule rule) {
   Refined r;
   for (;;) {
     QL_ASSIGN_OR_RETURN(r.choice, SolveKnapsack(*opts, max_bytes, max_kld, bucket));
     r.lambda = LagrangeMultiplier(*opts, r.choice, max_kld < 0, max_kld);
     double prices[2];
     TargetPriceRange(*opts, r.choice, r.lambda, slack, max_kld, prices);
-    const std::vector<std::pair<int, int>> need = DecisionOptionsAt(*opts, r.choice, r.lambda, prices, paired);
+    const bool exchange = rule == RefineRule::kExchange && max_kld < 0;
+    std::vector<Rival> rivals = exchange ? ExchangeRivals(*opts, r.choice, max_bytes, bucket, paired)
+                                         : DecisionRivals(*opts, r.choice, r.lambda, prices, paired);
+    const std::vector<std::pair<int, int>> need = OptionsToMeasure(*opts, rivals);
     if (need.empty()) return r;
+    r.rivals.push_back(std::move(rivals));
     if (r.passes == max_passes) {
       r.converged = false;
       return r;

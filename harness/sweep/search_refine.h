@@ -48,6 +48,39 @@ std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector
                                                    double lambda, const double prices[2],
                                                    const PairedWindows* paired = nullptr);
 
+// Why an option k of a unit is a rival of its pick p (DecisionOptionsAt): the costs as they are prefer
+// k at lambda (kPreferred: the knapsack's fractional units), the paired difference's interval reaches
+// an end of the price range (kPaired), or, without a paired comparison, the two intervals do (kInterval).
+// kExchange: the pair is one unit's part of an exchange of several units that the bounds allow to beat
+// the choice (ExchangeRivals).
+enum class RivalWhy { kPreferred, kPaired, kInterval, kExchange };
+struct Rival {
+  int unit = 0, option = 0, pick = 0;
+  RivalWhy why = RivalWhy::kInterval;
+  double d = 0, se = 0;  // the paired difference and its standard error (kPaired; NaN otherwise)
+  int common = 0;        // windows both ran
+  int option_windows = -1, pick_windows = -1;  // the windows each cost is over (-1: exact)
+};
+const char* RivalWhyName(RivalWhy w);
+// Every (unit, rival) pair DecisionOptionsAt's options come from, exact ones included.
+std::vector<Rival> DecisionRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double lambda,
+                                  const double prices[2], const PairedWindows* paired = nullptr);
+
+// A budget choice's certificate by exchanges (the rule for byte budgets; DecisionRivals' price slack is
+// a proxy for it). The full scan's choice differs from c only if some other configuration x within the
+// budget costs less at the full-window costs: Σ_u (cost(x_u) − cost(c_u)) < 0, a sum of differences
+// against each unit's pick. Each difference is bounded below by the refinement's own bounds — the paired
+// D − z·se on the windows both options ran, the intervals' (cost_k − spread_k) − (cost_p + spread_p)
+// without a pairing, the difference itself when both are exact — so the knapsack re-solved on those
+// lower bounds (the adversary's costs) finds the configuration the bounds favour most against c. When
+// it is not cheaper than c, no cost within its bounds changes the answer: c is certified, exactly and
+// with any number of units exchanged at once, with no price slack. Otherwise the units where it differs
+// from c are returned (option against pick, why = kExchange), those units are held at their picks and the
+// adversary solves again, until nothing within the budget beats c: every exchange the bounds allow,
+// each one's units measured in the same pass. Exact near ties need nothing (their difference is known).
+std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t max_bytes,
+                                  int64_t bucket, const PairedWindows* paired = nullptr);
+
 // The price range a target search's decisions must hold over: [lambda / slack, lambda · slack], widened
 // to the multipliers at max_kld ∓ S, S = Σ of the chosen options' spreads. The chosen options' cost
 // errors add up in the target's constraint, and they do not cancel: every inexact option ran the
@@ -77,10 +110,14 @@ struct Refined {
   int passes = 0;
   int measured = 0;      // options handed to `measure`
   bool converged = true; // false: stopped at max_passes with options left
+  std::vector<std::vector<Rival>> rivals;  // [passes] the rivals each measured pass found
 };
+// How SolveAndRefine finds the options to measure: DecisionRivals over a price range (kPriceSlack), or,
+// for a byte budget, ExchangeRivals (kExchange; a KLD target keeps the price range).
+enum class RefineRule { kPriceSlack, kExchange };
 using MeasureFn = std::function<Status(const std::vector<std::pair<int, int>>&, std::vector<std::vector<Option>>*)>;
 StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,
                                  int64_t bucket, double slack, const MeasureFn& measure, int max_passes = 20,
-                                 const PairedWindows* paired = nullptr);
+                                 const PairedWindows* paired = nullptr, RefineRule rule = RefineRule::kPriceSlack);
 
 }  // namespace ql

@@ -516,6 +516,22 @@ Status UseAdaptiveWindows(const Scan& scan, SearchCost cost, std::vector<std::ve
   return Status::Ok();
 }
 
+// Every rival the refinement's passes found (search_refine.h, DecisionRivals): which unit, which option
+// against which pick, why, and the windows each was over then: what the refinement's windows were for.
+nlohmann::json RivalsJson(const Refined& r, const std::vector<std::vector<Option>>& opts, const SensitivityTable& t) {
+  nlohmann::json out = nlohmann::json::array();
+  auto name = [&](int u, int k) { return k == 0 ? std::string("bf16") : opts[size_t(u)][size_t(k)].scheme; };
+  auto num = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
+  for (size_t pass = 0; pass < r.rivals.size(); ++pass)
+    for (const Rival& v : r.rivals[pass])
+      out.push_back({{"pass", pass}, {"unit", t.units[size_t(v.unit)].name}, {"option", name(v.unit, v.option)},
+                     {"pick", name(v.unit, v.pick)}, {"why", RivalWhyName(v.why)}, {"d", num(v.d)}, {"se", num(v.se)},
+                     {"common_windows", v.common}, {"option_windows", v.option_windows},
+                     {"pick_windows", v.pick_windows},
+                     {"bytes_diff", opts[size_t(v.unit)][size_t(v.option)].bytes - opts[size_t(v.unit)][size_t(v.pick)].bytes}});
+  return out;
+}
+
 // Adds one solve's refinement report to the search's (a target search may solve several times): counts
 // and seconds summed, converged only if every solve's did, the multiplier and exact count of the last.
 void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
@@ -527,6 +543,7 @@ void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
     (*total)[k] = (*total)[k].get<int64_t>() + now[k].get<int64_t>();
   for (const char* k : {"seconds", "cpu_seconds"}) (*total)[k] = (*total)[k].get<double>() + now[k].get<double>();
   (*total)["converged"] = (*total)["converged"].get<bool>() && now["converged"].get<bool>();
+  for (const auto& v : now["rivals"]) (*total)["rivals"].push_back(v);
   (*total)["lambda"] = now["lambda"], (*total)["exact_options"] = now["exact_options"];
 }
 
@@ -570,17 +587,19 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cos
     return Status::Ok();
   };
   QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, target, bucket, o.refine_slack, measure,
-                                                    o.refine_doubling ? 200 : 20, o.refine_paired ? &paired : nullptr));
+                                                    o.refine_doubling ? 200 : 20, o.refine_paired ? &paired : nullptr,
+                                                    o.refine_exchange ? RefineRule::kExchange : RefineRule::kPriceSlack));
   int exact = 0;
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = ProcessCpuSeconds() - c0;
-  const nlohmann::json now = {{"passes", r.passes}, {"options_measured", r.measured}, {"doubling_steps", steps},
+  nlohmann::json now = {{"passes", r.passes}, {"options_measured", r.measured}, {"doubling_steps", steps},
                               {"converged", r.converged},
                               {"lambda", r.lambda}, {"exact_options", exact}, {"options", every.size()},
                               {"seconds", wall}, {"cpu_seconds", cpu},
                               {"windows_evaluated", scan.session->window_tally->evaluated - evaluated0},
                               {"windows_resumed", scan.session->window_tally->taken - taken0}};
+  now["rivals"] = RivalsJson(r, *opts, t);
   log << fmt::format("search: refinement {} after {} passes: {} options measured ({} of them short of every window) in "
                      "{:.1f}s ({:.1f} CPU-s; {} windows evaluated, {} taken from window records); {} of {} options exact\n",
                      r.converged ? "done" : "stopped", r.passes, r.measured, steps, wall, cpu,
