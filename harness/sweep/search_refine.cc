@@ -2,6 +2,7 @@
 #include "harness/sweep/search_refine.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <optional>
 
@@ -145,6 +146,7 @@ const char* RivalWhyName(RivalWhy w) {
     case RivalWhy::kPaired: return "paired";
     case RivalWhy::kInterval: return "interval";
     case RivalWhy::kExchange: return "exchange";
+    case RivalWhy::kTotal: return "total";
   }
   return "?";
 }
@@ -175,11 +177,14 @@ namespace {
 std::vector<std::pair<int, int>> OptionsToMeasure(const std::vector<std::vector<Option>>& opts,
                                                   const std::vector<Rival>& rivals) {
   std::vector<std::pair<int, int>> out;
+  auto add = [&](int u, int k) {
+    if (!opts[size_t(u)][size_t(k)].exact && std::find(out.begin(), out.end(), std::pair(u, k)) == out.end())
+      out.emplace_back(u, k);
+  };
   for (size_t i = 0; i < rivals.size(); ++i) {
     const int u = rivals[i].unit;
-    if (!opts[size_t(u)][size_t(rivals[i].option)].exact) out.emplace_back(u, rivals[i].option);
-    const bool last_of_unit = i + 1 == rivals.size() || rivals[i + 1].unit != u;
-    if (last_of_unit && !opts[size_t(u)][size_t(rivals[i].pick)].exact) out.emplace_back(u, rivals[i].pick);
+    add(u, rivals[i].option);
+    if (i + 1 == rivals.size() || rivals[i + 1].unit != u) add(u, rivals[i].pick);
   }
   return out;
 }
@@ -211,39 +216,124 @@ double AdversaryCost(const Option& k, const Option& p, const PairedWindows* pw, 
 
 }  // namespace
 
-std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t max_bytes,
-                                  int64_t bucket, const PairedWindows* paired) {
-  std::vector<std::vector<Option>> adv = opts;                     // the adversary's costs
-  std::vector<std::vector<Rival>> why(opts.size());                // [unit][option]
-  double held = 0;                                                  // Σ of the picks' costs
+namespace {
+
+// The adversary's costs (AdversaryCost for every option but each unit's pick) and, per unit and
+// option, the rival record of that pair; `held` gets the choice's cost, Σ of its picks'.
+std::vector<std::vector<Option>> AdversaryOptions(const std::vector<std::vector<Option>>& opts, const Choice& c,
+                                                  const PairedWindows* paired, std::vector<std::vector<Rival>>* why,
+                                                  double* held) {
+  std::vector<std::vector<Option>> adv = opts;
+  why->assign(opts.size(), {});
+  *held = 0;
   for (size_t u = 0; u < opts.size(); ++u) {
     const int p = c.pick[u];
-    why[u].resize(opts[u].size());
-    held += opts[u][size_t(p)].cost;
+    (*why)[u].resize(opts[u].size());
+    *held += opts[u][size_t(p)].cost;
     for (size_t k = 0; k < opts[u].size(); ++k) {
-      Rival& r = why[u][k];
+      Rival& r = (*why)[u][k];
       r.unit = int(u), r.option = int(k), r.pick = p, r.why = RivalWhy::kExchange;
       r.option_windows = opts[u][k].exact ? -1 : opts[u][k].windows;
       r.pick_windows = opts[u][size_t(p)].exact ? -1 : opts[u][size_t(p)].windows;
       if (int(k) != p) adv[u][k].cost = AdversaryCost(opts[u][k], opts[u][size_t(p)], paired, &r);
     }
   }
+  return adv;
+}
+
+// Appends the units where x differs from c (their rival records) to out and holds those whose pair is
+// inexact at their picks in adv (an exchange of exact pairs alone cannot beat c, so the next one found
+// moves a unit not yet held); false when every such pair is exact (a tie the sums' rounding broke).
+bool TakeExchange(const std::vector<std::vector<Option>>& opts, const Choice& c, const Choice& x,
+                  const std::vector<std::vector<Rival>>& why, std::vector<std::vector<Option>>* adv,
+                  std::vector<Rival>* out) {
+  bool inexact = false;
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const int k = x.pick[u], p = c.pick[u];
+    if (k == p) continue;
+    out->push_back(why[u][size_t(k)]);
+    if (opts[u][size_t(k)].exact && opts[u][size_t(p)].exact) continue;
+    inexact = true;
+    for (size_t j = 0; j < (*adv)[u].size(); ++j)
+      if (int(j) != p) (*adv)[u][j].cost = INFINITY;  // held at its pick: find the exchanges without it
+  }
+  return inexact;
+}
+
+int64_t Buckets(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t bucket) {
+  int64_t b = 0;
+  for (size_t u = 0; u < opts.size(); ++u) b += (opts[u][size_t(c.pick[u])].bytes + bucket - 1) / bucket;
+  return b;
+}
+
+}  // namespace
+
+std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t max_bytes,
+                                  int64_t bucket, const PairedWindows* paired) {
+  std::vector<std::vector<Rival>> why;
+  double held = 0;
+  std::vector<std::vector<Option>> adv = AdversaryOptions(opts, c, paired, &why, &held);
   std::vector<Rival> out;
   for (;;) {
     StatusOr<Choice> x = SolveKnapsack(adv, max_bytes, -1, bucket);
     QL_CHECK(x.ok(), "the choice itself fits the budget");
     if (!(x->cost < held - 1e-12 * std::fabs(held))) return out;  // nothing within the bounds beats c
-    bool moved = false;
-    for (size_t u = 0; u < opts.size(); ++u) {
-      const int k = x->pick[u], p = c.pick[u];
-      if (k == p) continue;
-      moved |= !(opts[u][size_t(k)].exact && opts[u][size_t(p)].exact);
-      out.push_back(why[u][size_t(k)]);
-      for (size_t j = 0; j < adv[u].size(); ++j)
-        if (int(j) != p) adv[u][j].cost = INFINITY;  // held at its pick: find the exchanges without it
-    }
-    if (!moved) return out;  // only exact units: a tie the sums' rounding breaks, nothing to measure
+    if (!TakeExchange(opts, c, *x, why, &adv, &out)) return out;   // exact units only: a rounding tie
   }
+}
+
+TotalBound ChoiceTotal(const std::vector<std::vector<Option>>& opts, const Choice& c, const PairedWindows* paired) {
+  double exact = 0, point = 0, spread = 0;
+  std::vector<const Option*> in;  // the chosen inexact options
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const Option& o = opts[u][size_t(c.pick[u])];
+    if (o.exact) exact += o.cost;
+    else in.push_back(&o), point += o.cost, spread += o.spread;
+  }
+  if (in.empty()) return {exact, exact, -1};
+  const TotalBound intervals{exact + point - spread, exact + point + spread, 0};
+  if (!paired) return intervals;
+  const size_t n = paired->tokens.size();
+  Option sum{"", 0, 0.0, 0, false, std::vector<double>(n, 0.0)};  // [windows] Σ of their window sums
+  for (const Option* o : in) {
+    if (o->window_cost.size() != n) return intervals;
+    for (size_t w = 0; w < n; ++w) sum.window_cost[w] += o->window_cost[w];  // NaN where one did not run it
+  }
+  const Option zero{"", 0, 0.0};
+  const PairedDiff d = PairedDifference(sum, zero, paired->tokens);
+  if (std::isnan(d.se) || d.n < paired->min_common) return intervals;
+  return {exact + d.d - paired->z * d.se, exact + d.d + paired->z * d.se, d.n};
+}
+
+std::vector<Rival> TargetRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double max_kld,
+                                int64_t bucket, const PairedWindows* paired) {
+  const int64_t b = Buckets(opts, c, bucket);
+  std::vector<Rival> out = ExchangeRivals(opts, c, b * bucket, bucket, paired);  // (3)
+  const TotalBound total = ChoiceTotal(opts, c, paired);
+  bool total_short = total.hi > max_kld;                                        // (1)
+  std::vector<std::vector<Rival>> why;
+  double held = 0;
+  std::vector<std::vector<Option>> adv = AdversaryOptions(opts, c, paired, &why, &held);
+  for (;;) {  // (2): every configuration of fewer buckets the bounds allow to meet the target
+    if (b == 0) break;
+    StatusOr<Choice> x = SolveKnapsack(adv, (b - 1) * bucket, -1, bucket);
+    if (!x.ok() || !(total.lo + (x->cost - held) <= max_kld)) break;
+    total_short |= total.common >= 0;
+    if (!TakeExchange(opts, c, *x, why, &adv, &out)) break;
+  }
+  if (!total_short || total.common < 0) return out;
+  // The total's bound is too wide: the chosen options on the fewest windows (the common ones' limit).
+  int least = INT32_MAX;
+  for (size_t u = 0; u < opts.size(); ++u)
+    if (const Option& o = opts[u][size_t(c.pick[u])]; !o.exact) least = std::min(least, o.windows);
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const Option& o = opts[u][size_t(c.pick[u])];
+    if (o.exact || o.windows != least) continue;
+    Rival r = why[u][size_t(c.pick[u])];
+    r.why = RivalWhy::kTotal, r.d = total.lo, r.se = total.hi, r.common = total.common;
+    out.push_back(r);
+  }
+  return out;
 }
 
 StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,
@@ -255,9 +345,9 @@ StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t
     r.lambda = LagrangeMultiplier(*opts, r.choice, max_kld < 0, max_kld);
     double prices[2];
     TargetPriceRange(*opts, r.choice, r.lambda, slack, max_kld, prices);
-    const bool exchange = rule == RefineRule::kExchange && max_kld < 0;
-    std::vector<Rival> rivals = exchange ? ExchangeRivals(*opts, r.choice, max_bytes, bucket, paired)
-                                         : DecisionRivals(*opts, r.choice, r.lambda, prices, paired);
+    std::vector<Rival> rivals = rule == RefineRule::kPriceSlack ? DecisionRivals(*opts, r.choice, r.lambda, prices, paired)
+                                : max_kld < 0 ? ExchangeRivals(*opts, r.choice, max_bytes, bucket, paired)
+                                              : TargetRivals(*opts, r.choice, max_kld, bucket, paired);
     const std::vector<std::pair<int, int>> need = OptionsToMeasure(*opts, rivals);
     if (need.empty()) return r;
     r.rivals.push_back(std::move(rivals));

@@ -53,7 +53,10 @@ std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector
 // an end of the price range (kPaired), or, without a paired comparison, the two intervals do (kInterval).
 // kExchange: the pair is one unit's part of an exchange of several units that the bounds allow to beat
 // the choice (ExchangeRivals).
-enum class RivalWhy { kPreferred, kPaired, kInterval, kExchange };
+// kTotal: the pick itself, one of a target choice's options on the fewest windows when the bound on
+// the choice's total is too wide to say whether it meets the target (TargetRivals; d and se then carry
+// the total's bounds).
+enum class RivalWhy { kPreferred, kPaired, kInterval, kExchange, kTotal };
 struct Rival {
   int unit = 0, option = 0, pick = 0;
   RivalWhy why = RivalWhy::kInterval;
@@ -75,11 +78,34 @@ std::vector<Rival> DecisionRivals(const std::vector<std::vector<Option>>& opts, 
 // lower bounds (the adversary's costs) finds the configuration the bounds favour most against c. When
 // it is not cheaper than c, no cost within its bounds changes the answer: c is certified, exactly and
 // with any number of units exchanged at once, with no price slack. Otherwise the units where it differs
-// from c are returned (option against pick, why = kExchange), those units are held at their picks and the
-// adversary solves again, until nothing within the budget beats c: every exchange the bounds allow,
-// each one's units measured in the same pass. Exact near ties need nothing (their difference is known).
+// from c are returned (option against pick, why = kExchange), those of them with an inexact pair are held
+// at their picks and the adversary solves again, until nothing within the budget beats c: every
+// exchange the bounds allow, each one's units measured in the same pass. Exact near ties need nothing
+// (their difference is known), however close their break-even price is to the multiplier.
 std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t max_bytes,
                                   int64_t bucket, const PairedWindows* paired = nullptr);
+
+// Bounds [lo, hi] on the full-window total cost of a choice: its exact options as they are, plus its
+// inexact options' total estimated on the windows all of them ran (their per-window sums added: one
+// option paired against the baseline, PairedDifference) ± z·se — or ± the sum of their spreads without
+// a pairing. The options' errors are not independent (they ran the same first windows of one seeded
+// order), which this bound keeps: it is the standard error of the total itself. common: the windows it
+// is over (0: the spreads; -1: every chosen option exact, lo = hi = the total).
+struct TotalBound {
+  double lo = 0, hi = 0;
+  int common = 0;
+};
+TotalBound ChoiceTotal(const std::vector<std::vector<Option>>& opts, const Choice& c, const PairedWindows* paired);
+
+// A KLD-target choice's certificate (the fewest bytes whose total is within max_kld). The full scan gives
+// c if (1) c's total meets the target at full-window costs, (2) no configuration of fewer buckets does,
+// (3) none of c's buckets or fewer costs less. With the bounds: (1) ChoiceTotal(c).hi <= max_kld; (2) the
+// adversary's knapsack at one bucket less than c finds nothing whose least total, ChoiceTotal(c).lo +
+// its least difference from c, is <= max_kld (each such exchange's units are rivals, held, and the
+// adversary solves again); (3) ExchangeRivals at c's buckets. When (1) or (2) fails on the total's
+// width, c's inexact options on the fewest windows are rivals too (kTotal): extending them narrows it.
+std::vector<Rival> TargetRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double max_kld,
+                                int64_t bucket, const PairedWindows* paired = nullptr);
 
 // The price range a target search's decisions must hold over: [lambda / slack, lambda · slack], widened
 // to the multipliers at max_kld ∓ S, S = Σ of the chosen options' spreads. The chosen options' cost
@@ -112,8 +138,8 @@ struct Refined {
   bool converged = true; // false: stopped at max_passes with options left
   std::vector<std::vector<Rival>> rivals;  // [passes] the rivals each measured pass found
 };
-// How SolveAndRefine finds the options to measure: DecisionRivals over a price range (kPriceSlack), or,
-// for a byte budget, ExchangeRivals (kExchange; a KLD target keeps the price range).
+// How SolveAndRefine finds the options to measure: DecisionRivals over a price range (kPriceSlack), or
+// the choice's certificate (kExchange): ExchangeRivals for a byte budget, TargetRivals for a target.
 enum class RefineRule { kPriceSlack, kExchange };
 using MeasureFn = std::function<Status(const std::vector<std::pair<int, int>>&, std::vector<std::vector<Option>>*)>;
 StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,

@@ -588,7 +588,8 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cos
   };
   QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, target, bucket, o.refine_slack, measure,
                                                     o.refine_doubling ? 200 : 20, o.refine_paired ? &paired : nullptr,
-                                                    o.refine_exchange ? RefineRule::kExchange : RefineRule::kPriceSlack));
+                                                    o.refine_exchange && cost == SearchCost::kKld ? RefineRule::kExchange
+                                                                                               : RefineRule::kPriceSlack));
   int exact = 0;
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
