@@ -413,8 +413,11 @@ Cell ExtensionCell(const std::vector<Cell>& full, const SensitivityTable& t, int
   return c;
 }
 
-// The next doubling step of an inexact option: min(every window, twice its windows).
-int NextWindows(const Option& op, int n_windows) { return std::min(n_windows, 2 * std::max(1, op.windows)); }
+// The next step of an inexact option of n windows: min(every window, max(n + 1, ⌈growth · n⌉)).
+int NextWindows(const Option& op, int n_windows, double growth) {
+  const int n = std::max(1, op.windows);
+  return std::min(n_windows, std::max(n + 1, int(std::ceil(growth * n))));
+}
 
 // The option's numbers from the records of the windows `ran` (in index order, concatenated: what
 // EvaluateWindows returns, or a records file read back): its cost and spread as CellFacts would give
@@ -550,8 +553,8 @@ void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
 // The knapsack's choice, after an adaptive scan with its decision options re-measured on every window
 // until none is left (search_refine.h): the choice a full scan gives, at the cost of the options it
 // depends on. An option is measured by extending its unit's window records in place (ExtendOption: only
-// the windows they lack run, no store row), to every window at once or, with refine_doubling, to twice
-// its windows per step. Full-window cells already in the store (a full scan) and records extended by an
+// the windows they lack run, no store row), to every window at once or, with refine_doubling, by
+// refine_growth per step. Full-window cells already in the store (a full scan) and records extended by an
 // earlier search are used as they are.
 StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cost, int64_t max_bytes, double target,
                               int64_t bucket, std::vector<std::vector<Option>>* opts, nlohmann::json* report,
@@ -577,11 +580,11 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cos
     int short_of_all = 0;
     for (const auto& [u, k] : need) {
       Option& op = (*o2)[size_t(u)][size_t(k)];
-      const int m = o.refine_doubling ? NextWindows(op, n_windows) : n_windows;
+      const int m = o.refine_doubling ? NextWindows(op, n_windows, o.refine_growth) : n_windows;
       short_of_all += m < n_windows;
       QL_RETURN_IF_ERROR(ExtendOption(scan, *work, full, u, m, cost, o.refine_z, &op));
     }
-    log << fmt::format("search: refinement: {} options extended to every window, {} to twice their windows\n",
+    log << fmt::format("search: refinement: {} options extended to every window, {} by a step short of it\n",
                        need.size() - size_t(short_of_all), short_of_all);
     steps += short_of_all;
     return Status::Ok();
