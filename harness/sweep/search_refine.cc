@@ -282,27 +282,73 @@ std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, 
   }
 }
 
+namespace {
+
+// Residuals e_w = cost_w − cost · tokens_w of an option on the windows it ran (NaN elsewhere), and the
+// mean tokens of those windows.
+std::vector<double> Residuals(const Option& o, const std::vector<int64_t>& tokens, double* t_mean) {
+  std::vector<double> e(tokens.size(), std::nan(""));
+  double st = 0, sk = 0;
+  int n = 0;
+  for (size_t w = 0; w < tokens.size(); ++w)
+    if (!std::isnan(o.window_cost[w])) sk += o.window_cost[w], st += double(tokens[w]), ++n;
+  *t_mean = n > 0 ? st / n : 0;
+  for (size_t w = 0; w < tokens.size(); ++w)
+    if (!std::isnan(o.window_cost[w])) e[w] = o.window_cost[w] - sk / st * double(tokens[w]);
+  return e;
+}
+
+// The covariance of two options' residuals on the windows both ran (divisor n − 1; NaN below 2).
+double ResidualCovariance(const std::vector<double>& a, const std::vector<double>& b) {
+  double sa = 0, sb = 0, sab = 0;
+  int n = 0;
+  for (size_t w = 0; w < a.size(); ++w)
+    if (!std::isnan(a[w]) && !std::isnan(b[w])) sa += a[w], sb += b[w], sab += a[w] * b[w], ++n;
+  return n < 2 ? std::nan("") : (sab - sa * sb / n) / (n - 1);
+}
+
+}  // namespace
+
 TotalBound ChoiceTotal(const std::vector<std::vector<Option>>& opts, const Choice& c, const PairedWindows* paired) {
   double exact = 0, point = 0, spread = 0;
-  std::vector<const Option*> in;  // the chosen inexact options
+  std::vector<size_t> in;  // units whose chosen option is inexact
+  int least = INT32_MAX;
   for (size_t u = 0; u < opts.size(); ++u) {
     const Option& o = opts[u][size_t(c.pick[u])];
     if (o.exact) exact += o.cost;
-    else in.push_back(&o), point += o.cost, spread += o.spread;
+    else in.push_back(u), point += o.cost, spread += o.spread, least = std::min(least, o.windows);
   }
-  if (in.empty()) return {exact, exact, -1};
-  const TotalBound intervals{exact + point - spread, exact + point + spread, 0};
-  if (!paired) return intervals;
-  const size_t n = paired->tokens.size();
-  Option sum{"", 0, 0.0, 0, false, std::vector<double>(n, 0.0)};  // [windows] Σ of their window sums
-  for (const Option* o : in) {
-    if (o->window_cost.size() != n) return intervals;
-    for (size_t w = 0; w < n; ++w) sum.window_cost[w] += o->window_cost[w];  // NaN where one did not run it
+  TotalBound out{exact, exact, -1, std::vector<double>(opts.size(), 0.0)};
+  if (in.empty()) return out;
+  out.lo = exact + point - spread, out.hi = exact + point + spread, out.common = 0;
+  for (size_t u : in) out.share[u] = opts[u][size_t(c.pick[u])].spread;
+  if (!paired) return out;
+  const size_t N = paired->tokens.size();
+  std::vector<std::vector<double>> e(in.size());  // [inexact unit][window] residuals
+  std::vector<double> t(in.size());              // their mean tokens per window
+  std::vector<int> n(in.size());                 // windows each ran
+  for (size_t i = 0; i < in.size(); ++i) {
+    const Option& o = opts[in[i]][size_t(c.pick[in[i]])];
+    if (o.window_cost.size() != N || least < paired->min_common) return out;
+    e[i] = Residuals(o, paired->tokens, &t[i]);
+    n[i] = int(std::count_if(e[i].begin(), e[i].end(), [](double x) { return !std::isnan(x); }));
   }
-  const Option zero{"", 0, 0.0};
-  const PairedDiff d = PairedDifference(sum, zero, paired->tokens);
-  if (std::isnan(d.se) || d.n < paired->min_common) return intervals;
-  return {exact + d.d - paired->z * d.se, exact + d.d + paired->z * d.se, d.n};
+  // Each option's mean over the first n of the seeded order; two such means of n_u <= n_v windows
+  // covary as (1/n_v − 1/N) · S_uv (nested samples without replacement), S_uv estimated on the n_u.
+  double var = 0;
+  std::vector<double> row(in.size(), 0.0);
+  for (size_t i = 0; i < in.size(); ++i)
+    for (size_t j = 0; j < in.size(); ++j) {
+      const double s_ij = ResidualCovariance(e[i], e[j]);
+      if (std::isnan(s_ij)) return out;
+      const double f = 1.0 / std::max(n[i], n[j]) - 1.0 / double(N);
+      const double v = std::max(0.0, f) * s_ij / (t[i] * t[j]);
+      var += v, row[i] += v;
+    }
+  const double se = std::sqrt(std::max(0.0, var));
+  out.lo = exact + point - paired->z * se, out.hi = exact + point + paired->z * se, out.common = least;
+  for (size_t i = 0; i < in.size(); ++i) out.share[in[i]] = row[i];
+  return out;
 }
 
 std::vector<Rival> TargetRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double max_kld,
@@ -322,13 +368,16 @@ std::vector<Rival> TargetRivals(const std::vector<std::vector<Option>>& opts, co
     if (!TakeExchange(opts, c, *x, why, &adv, &out)) break;
   }
   if (!total_short || total.common < 0) return out;
-  // The total's bound is too wide: the chosen options on the fewest windows (the common ones' limit).
-  int least = INT32_MAX;
+  // The total's bound is too wide: the chosen options whose share of its variance (or of the summed
+  // spreads) is at least the mean share — the ones whose extension narrows it most.
+  double mean = 0;
+  int inexact = 0;
   for (size_t u = 0; u < opts.size(); ++u)
-    if (const Option& o = opts[u][size_t(c.pick[u])]; !o.exact) least = std::min(least, o.windows);
+    if (!opts[u][size_t(c.pick[u])].exact) mean += total.share[u], ++inexact;
+  mean /= std::max(1, inexact);
   for (size_t u = 0; u < opts.size(); ++u) {
     const Option& o = opts[u][size_t(c.pick[u])];
-    if (o.exact || o.windows != least) continue;
+    if (o.exact || total.share[u] < mean) continue;
     Rival r = why[u][size_t(c.pick[u])];
     r.why = RivalWhy::kTotal, r.d = total.lo, r.se = total.hi, r.common = total.common;
     out.push_back(r);

@@ -53,7 +53,7 @@ std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector
 // an end of the price range (kPaired), or, without a paired comparison, the two intervals do (kInterval).
 // kExchange: the pair is one unit's part of an exchange of several units that the bounds allow to beat
 // the choice (ExchangeRivals).
-// kTotal: the pick itself, one of a target choice's options on the fewest windows when the bound on
+// kTotal: the pick itself, one of a target choice's options of a large share of its total's variance when the bound on
 // the choice's total is too wide to say whether it meets the target (TargetRivals; d and se then carry
 // the total's bounds).
 enum class RivalWhy { kPreferred, kPaired, kInterval, kExchange, kTotal };
@@ -86,14 +86,17 @@ std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, 
                                   int64_t bucket, const PairedWindows* paired = nullptr);
 
 // Bounds [lo, hi] on the full-window total cost of a choice: its exact options as they are, plus its
-// inexact options' total estimated on the windows all of them ran (their per-window sums added: one
-// option paired against the baseline, PairedDifference) ± z·se — or ± the sum of their spreads without
-// a pairing. The options' errors are not independent (they ran the same first windows of one seeded
-// order), which this bound keeps: it is the standard error of the total itself. common: the windows it
-// is over (0: the spreads; -1: every chosen option exact, lo = hi = the total).
+// inexact options' costs ± z·se of their sum. Each is a mean over the first n_u windows of one seeded
+// order, so two of them covary — a hard window raises both — as (1/max(n_u, n_v) − 1/N) · S_uv (nested
+// samples without replacement), S_uv the covariance of their residuals cost_w − cost · tokens_w on the
+// windows both ran; the variance of the sum adds every pair's, which keeps that correlation, and each
+// option can stop at its own windows. Without a pairing (or below min_common windows): ± the sum of the
+// spreads. share: per unit, its chosen option's row of that variance (or its spread); common: the
+// fewest windows of the chosen inexact options (0: the spreads; -1: all exact, lo = hi = the total).
 struct TotalBound {
   double lo = 0, hi = 0;
   int common = 0;
+  std::vector<double> share = {};
 };
 TotalBound ChoiceTotal(const std::vector<std::vector<Option>>& opts, const Choice& c, const PairedWindows* paired);
 
@@ -103,7 +106,8 @@ TotalBound ChoiceTotal(const std::vector<std::vector<Option>>& opts, const Choic
 // adversary's knapsack at one bucket less than c finds nothing whose least total, ChoiceTotal(c).lo +
 // its least difference from c, is <= max_kld (each such exchange's units are rivals, held, and the
 // adversary solves again); (3) ExchangeRivals at c's buckets. When (1) or (2) fails on the total's
-// width, c's inexact options on the fewest windows are rivals too (kTotal): extending them narrows it.
+// width, c's inexact options of at least the mean share of the total's variance are rivals too (kTotal):
+// extending them narrows it most.
 std::vector<Rival> TargetRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double max_kld,
                                 int64_t bucket, const PairedWindows* paired = nullptr);
 

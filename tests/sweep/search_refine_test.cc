@@ -402,6 +402,46 @@ TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows)
   EXPECT_LT(windows_doubling, windows_at_once) << windows_doubling << " vs " << windows_at_once;
 }
 
+// The total's bound against the paired difference it generalizes: options on the same first n windows
+// give exactly the standard error of their summed per-window costs against the baseline
+// (PairedDifference of one option holding the sums); an option on every window adds nothing to the
+// variance (its factor 1/N − 1/N), leaving the other's own standard error.
+TEST(SearchRefine, ChoiceTotalIsThePairedStandardErrorOfTheSum) {
+  const int N = 16;
+  std::vector<int64_t> tokens(N);
+  for (int w = 0; w < N; ++w) tokens[size_t(w)] = 90 + 7 * (w % 5);
+  PairedWindows pw{tokens, 3};
+  std::mt19937 rng(4);
+  std::lognormal_distribution<double> hard(0, 0.5);
+  auto option = [&](double cost, int n) {  // per-window sums on the first n windows (index order)
+    Option o{"a", 50, 0.0, 0.0, false, std::vector<double>(N, std::nan("")), n};
+    double k = 0, t = 0;
+    for (int w = 0; w < n; ++w) o.window_cost[size_t(w)] = cost * double(tokens[size_t(w)]) * hard(rng), k += o.window_cost[size_t(w)], t += double(tokens[size_t(w)]);
+    o.cost = k / t;
+    return o;
+  };
+  std::vector<std::vector<Option>> opts = {{{"", 100, 0}, option(0.02, 6)}, {{"", 100, 0}, option(0.05, 6)},
+                                           {{"", 100, 0}, {"b", 60, 0.01}}};
+  const Choice c{{1, 1, 1}, 160, 0};
+  Option sum{"", 0, 0.0, 0, false, std::vector<double>(N, std::nan(""))};
+  for (int w = 0; w < 6; ++w) sum.window_cost[size_t(w)] = opts[0][1].window_cost[size_t(w)] + opts[1][1].window_cost[size_t(w)];
+  const PairedDiff d = PairedDifference(sum, Option{"", 0, 0.0}, tokens);
+  TotalBound t = ChoiceTotal(opts, c, &pw);
+  const double point = 0.01 + opts[0][1].cost + opts[1][1].cost;
+  EXPECT_NEAR(d.d, opts[0][1].cost + opts[1][1].cost, 1e-15);
+  EXPECT_NEAR(t.lo, point - 3 * d.se, 1e-12);
+  EXPECT_NEAR(t.hi, point + 3 * d.se, 1e-12);
+  EXPECT_EQ(t.common, 6);
+  EXPECT_GT(d.se, 0);
+  opts[1][1] = option(0.05, N);  // every window, still flagged inexact: no variance of its own or shared
+  opts[1][1].exact = false;
+  t = ChoiceTotal(opts, c, &pw);
+  const PairedDiff a = PairedDifference(opts[0][1], Option{"", 0, 0.0}, tokens);
+  EXPECT_NEAR(t.hi - t.lo, 6 * a.se, 1e-12);
+  EXPECT_EQ(t.share[1], 0.0);
+  EXPECT_GT(t.share[0], 0.0);
+}
+
 // The certificate by exchanges (budgets) and by the total (targets) against the price slack 1.5, both
 // extending by doubling, on random cases with a per-window difficulty shared by a unit's options: the
 // exchange rule gives the exact-cost choice (at most one miss of 60, as the slack) and, for the budgets,
