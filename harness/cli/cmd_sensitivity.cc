@@ -106,8 +106,16 @@ void AddSearchCommand(CLI::App& app) {
                 "with --refine-z: bound each option by its own interval instead of comparing a unit's options "
                 "paired on the windows both ran");
   cmd->add_flag("--refine-doubling", o->refine_doubling,
-                "with --refine-z: extend each decision option by doubling its windows and decide again after each "
-                "step, instead of measuring it on every window at once (experimental: see docs/sensitivity.md)");
+                "with --refine-z: extend each decision option in steps (--refine-growth) and decide again after "
+                "each, instead of measuring it on every window at once (see docs/sensitivity.md)");
+  cmd->add_option("--refine-growth", o->refine_growth,
+                  "with --refine-doubling: each step takes an option of n windows to max(n + 1, growth * n)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 16.0));
+  cmd->add_flag("--refine-price-slack{false}", o->refine_exchange,
+                "with --refine-z and a byte budget: measure the options that could beat a unit's pick at prices "
+                "within --refine-slack (the rule a target uses) instead of certifying the choice against every "
+                "exchange of units the bounds allow");
   cmd->add_option("--out", *out, "write the recipe (an experiment YAML) here");
   cmd->add_flag("--json", *json, "print the report as JSON");
   cmd->callback([f, o, out, json] {

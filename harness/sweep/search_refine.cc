@@ -2,7 +2,9 @@
 #include "harness/sweep/search_refine.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <optional>
 
 namespace ql {
 namespace {
@@ -34,14 +36,25 @@ bool HasWindows(const Option& o, size_t n) {
   return o.window_cost.size() == n || (o.window_cost.empty() && o.exact && o.cost == 0);
 }
 
-// Could k beat p at some price in prices[], compared paired on the windows both ran?
-bool PairedCanBeat(const Option& k, const Option& p, double lambda, const double prices[2], const PairedWindows& pw) {
-  if (k.cost + lambda * double(k.bytes) <= p.cost + lambda * double(p.bytes)) return true;
+// Why k could beat p at some price in prices[] (compared paired on the windows both ran), or nothing.
+std::optional<Rival> PairedRival(const Option& k, const Option& p, double lambda, const double prices[2],
+                                 const PairedWindows& pw) {
+  const double nan = std::nan("");
+  if (k.cost + lambda * double(k.bytes) <= p.cost + lambda * double(p.bytes))
+    return Rival{0, 0, 0, RivalWhy::kPreferred, nan, nan, 0};
   const PairedDiff d = PairedDifference(k, p, pw.tokens);
-  if (std::isnan(d.se) || d.n < pw.min_common) return CanBeat(k, p, prices[0]) || CanBeat(k, p, prices[1]);
+  if (std::isnan(d.se) || d.n < pw.min_common) {
+    if (CanBeat(k, p, prices[0]) || CanBeat(k, p, prices[1])) return Rival{0, 0, 0, RivalWhy::kInterval, nan, nan, d.n};
+    return std::nullopt;
+  }
   for (int i = 0; i < 2; ++i)
-    if (d.d - pw.z * d.se + prices[i] * double(k.bytes - p.bytes) <= 0) return true;
-  return false;
+    if (d.d - pw.z * d.se + prices[i] * double(k.bytes - p.bytes) <= 0) return Rival{0, 0, 0, RivalWhy::kPaired, d.d, d.se, d.n};
+  return std::nullopt;
+}
+
+std::optional<Rival> UnpairedRival(const Option& k, const Option& p, const double prices[2]) {
+  if (!CanBeat(k, p, prices[0]) && !CanBeat(k, p, prices[1])) return std::nullopt;
+  return Rival{0, 0, 0, RivalWhy::kInterval, std::nan(""), std::nan(""), 0};
 }
 
 }  // namespace
@@ -127,38 +140,266 @@ void TargetPriceRange(const std::vector<std::vector<Option>>& opts, const Choice
   prices[1] = std::max(prices[1], LagrangeMultiplier(opts, c, false, max_kld + spread));
 }
 
-std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector<Option>>& opts, const Choice& c,
-                                                   double lambda, const double prices[2], const PairedWindows* paired) {
-  std::vector<std::pair<int, int>> out;
+const char* RivalWhyName(RivalWhy w) {
+  switch (w) {
+    case RivalWhy::kPreferred: return "preferred";
+    case RivalWhy::kPaired: return "paired";
+    case RivalWhy::kInterval: return "interval";
+    case RivalWhy::kExchange: return "exchange";
+    case RivalWhy::kTotal: return "total";
+  }
+  return "?";
+}
+
+std::vector<Rival> DecisionRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double lambda,
+                                  const double prices[2], const PairedWindows* paired) {
+  std::vector<Rival> out;
   for (size_t u = 0; u < opts.size(); ++u) {
     const int p = c.pick[u];
     const Option& pick = opts[u][size_t(p)];
-    std::vector<int> rivals;
     for (size_t k = 0; k < opts[u].size(); ++k) {
       if (int(k) == p) continue;
       const Option& o = opts[u][k];
-      if (paired ? PairedCanBeat(o, pick, lambda, prices, *paired) : CanBeat(o, pick, prices[0]) || CanBeat(o, pick, prices[1]))
-        rivals.push_back(int(k));
+      std::optional<Rival> r = paired ? PairedRival(o, pick, lambda, prices, *paired) : UnpairedRival(o, pick, prices);
+      if (!r) continue;
+      r->unit = int(u), r->option = int(k), r->pick = p;
+      r->option_windows = o.exact ? -1 : o.windows, r->pick_windows = pick.exact ? -1 : pick.windows;
+      out.push_back(*r);
     }
-    if (rivals.empty()) continue;
-    rivals.push_back(p);
-    for (int k : rivals)
-      if (!opts[u][size_t(k)].exact) out.emplace_back(int(u), k);
+  }
+  return out;
+}
+
+namespace {
+
+// The options to measure for these rivals (grouped by unit): each rival and, after a unit's last, its
+// pick — the ones not yet exact.
+std::vector<std::pair<int, int>> OptionsToMeasure(const std::vector<std::vector<Option>>& opts,
+                                                  const std::vector<Rival>& rivals) {
+  std::vector<std::pair<int, int>> out;
+  auto add = [&](int u, int k) {
+    if (!opts[size_t(u)][size_t(k)].exact && std::find(out.begin(), out.end(), std::pair(u, k)) == out.end())
+      out.emplace_back(u, k);
+  };
+  for (size_t i = 0; i < rivals.size(); ++i) {
+    const int u = rivals[i].unit;
+    add(u, rivals[i].option);
+    if (i + 1 == rivals.size() || rivals[i + 1].unit != u) add(u, rivals[i].pick);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<int, int>> DecisionOptionsAt(const std::vector<std::vector<Option>>& opts, const Choice& c,
+                                                   double lambda, const double prices[2], const PairedWindows* paired) {
+  return OptionsToMeasure(opts, DecisionRivals(opts, c, lambda, prices, paired));
+}
+
+namespace {
+
+// The least full-window cost option k of a unit can have against its pick p within the bounds, as p's
+// cost plus the least difference (ExchangeRivals); `why` gets the difference used.
+double AdversaryCost(const Option& k, const Option& p, const PairedWindows* pw, Rival* why) {
+  why->d = why->se = std::nan(""), why->common = 0;
+  if (k.exact && p.exact) return k.cost;
+  if (pw) {
+    const PairedDiff d = PairedDifference(k, p, pw->tokens);
+    why->common = d.n;
+    if (!std::isnan(d.se) && d.n >= pw->min_common) {
+      why->d = d.d, why->se = d.se;
+      return p.cost + d.d - pw->z * d.se;
+    }
+  }
+  return p.cost + (k.cost - k.spread) - (p.cost + p.spread);
+}
+
+}  // namespace
+
+namespace {
+
+// The adversary's costs (AdversaryCost for every option but each unit's pick) and, per unit and
+// option, the rival record of that pair; `held` gets the choice's cost, Σ of its picks'.
+std::vector<std::vector<Option>> AdversaryOptions(const std::vector<std::vector<Option>>& opts, const Choice& c,
+                                                  const PairedWindows* paired, std::vector<std::vector<Rival>>* why,
+                                                  double* held) {
+  std::vector<std::vector<Option>> adv = opts;
+  why->assign(opts.size(), {});
+  *held = 0;
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const int p = c.pick[u];
+    (*why)[u].resize(opts[u].size());
+    *held += opts[u][size_t(p)].cost;
+    for (size_t k = 0; k < opts[u].size(); ++k) {
+      Rival& r = (*why)[u][k];
+      r.unit = int(u), r.option = int(k), r.pick = p, r.why = RivalWhy::kExchange;
+      r.option_windows = opts[u][k].exact ? -1 : opts[u][k].windows;
+      r.pick_windows = opts[u][size_t(p)].exact ? -1 : opts[u][size_t(p)].windows;
+      if (int(k) != p) adv[u][k].cost = AdversaryCost(opts[u][k], opts[u][size_t(p)], paired, &r);
+    }
+  }
+  return adv;
+}
+
+// Appends the units where x differs from c (their rival records) to out and holds those whose pair is
+// inexact at their picks in adv (an exchange of exact pairs alone cannot beat c, so the next one found
+// moves a unit not yet held); false when every such pair is exact (a tie the sums' rounding broke).
+bool TakeExchange(const std::vector<std::vector<Option>>& opts, const Choice& c, const Choice& x,
+                  const std::vector<std::vector<Rival>>& why, std::vector<std::vector<Option>>* adv,
+                  std::vector<Rival>* out) {
+  bool inexact = false;
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const int k = x.pick[u], p = c.pick[u];
+    if (k == p) continue;
+    out->push_back(why[u][size_t(k)]);
+    if (opts[u][size_t(k)].exact && opts[u][size_t(p)].exact) continue;
+    inexact = true;
+    for (size_t j = 0; j < (*adv)[u].size(); ++j)
+      if (int(j) != p) (*adv)[u][j].cost = INFINITY;  // held at its pick: find the exchanges without it
+  }
+  return inexact;
+}
+
+int64_t Buckets(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t bucket) {
+  int64_t b = 0;
+  for (size_t u = 0; u < opts.size(); ++u) b += (opts[u][size_t(c.pick[u])].bytes + bucket - 1) / bucket;
+  return b;
+}
+
+}  // namespace
+
+std::vector<Rival> ExchangeRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, int64_t max_bytes,
+                                  int64_t bucket, const PairedWindows* paired) {
+  std::vector<std::vector<Rival>> why;
+  double held = 0;
+  std::vector<std::vector<Option>> adv = AdversaryOptions(opts, c, paired, &why, &held);
+  std::vector<Rival> out;
+  for (;;) {
+    StatusOr<Choice> x = SolveKnapsack(adv, max_bytes, -1, bucket);
+    QL_CHECK(x.ok(), "the choice itself fits the budget");
+    if (!(x->cost < held - 1e-12 * std::fabs(held))) return out;  // nothing within the bounds beats c
+    if (!TakeExchange(opts, c, *x, why, &adv, &out)) return out;   // exact units only: a rounding tie
+  }
+}
+
+namespace {
+
+// Residuals e_w = cost_w − cost · tokens_w of an option on the windows it ran (NaN elsewhere), and the
+// mean tokens of those windows.
+std::vector<double> Residuals(const Option& o, const std::vector<int64_t>& tokens, double* t_mean) {
+  std::vector<double> e(tokens.size(), std::nan(""));
+  double st = 0, sk = 0;
+  int n = 0;
+  for (size_t w = 0; w < tokens.size(); ++w)
+    if (!std::isnan(o.window_cost[w])) sk += o.window_cost[w], st += double(tokens[w]), ++n;
+  *t_mean = n > 0 ? st / n : 0;
+  for (size_t w = 0; w < tokens.size(); ++w)
+    if (!std::isnan(o.window_cost[w])) e[w] = o.window_cost[w] - sk / st * double(tokens[w]);
+  return e;
+}
+
+// The covariance of two options' residuals on the windows both ran (divisor n − 1; NaN below 2).
+double ResidualCovariance(const std::vector<double>& a, const std::vector<double>& b) {
+  double sa = 0, sb = 0, sab = 0;
+  int n = 0;
+  for (size_t w = 0; w < a.size(); ++w)
+    if (!std::isnan(a[w]) && !std::isnan(b[w])) sa += a[w], sb += b[w], sab += a[w] * b[w], ++n;
+  return n < 2 ? std::nan("") : (sab - sa * sb / n) / (n - 1);
+}
+
+}  // namespace
+
+TotalBound ChoiceTotal(const std::vector<std::vector<Option>>& opts, const Choice& c, const PairedWindows* paired) {
+  double exact = 0, point = 0, spread = 0;
+  std::vector<size_t> in;  // units whose chosen option is inexact
+  int least = INT32_MAX;
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const Option& o = opts[u][size_t(c.pick[u])];
+    if (o.exact) exact += o.cost;
+    else in.push_back(u), point += o.cost, spread += o.spread, least = std::min(least, o.windows);
+  }
+  TotalBound out{exact, exact, -1, std::vector<double>(opts.size(), 0.0)};
+  if (in.empty()) return out;
+  out.lo = exact + point - spread, out.hi = exact + point + spread, out.common = 0;
+  for (size_t u : in) out.share[u] = opts[u][size_t(c.pick[u])].spread;
+  if (!paired) return out;
+  const size_t N = paired->tokens.size();
+  std::vector<std::vector<double>> e(in.size());  // [inexact unit][window] residuals
+  std::vector<double> t(in.size());              // their mean tokens per window
+  std::vector<int> n(in.size());                 // windows each ran
+  for (size_t i = 0; i < in.size(); ++i) {
+    const Option& o = opts[in[i]][size_t(c.pick[in[i]])];
+    if (o.window_cost.size() != N || least < paired->min_common) return out;
+    e[i] = Residuals(o, paired->tokens, &t[i]);
+    n[i] = int(std::count_if(e[i].begin(), e[i].end(), [](double x) { return !std::isnan(x); }));
+  }
+  // Each option's mean over the first n of the seeded order; two such means of n_u <= n_v windows
+  // covary as (1/n_v − 1/N) · S_uv (nested samples without replacement), S_uv estimated on the n_u.
+  double var = 0;
+  std::vector<double> row(in.size(), 0.0);
+  for (size_t i = 0; i < in.size(); ++i)
+    for (size_t j = 0; j < in.size(); ++j) {
+      const double s_ij = ResidualCovariance(e[i], e[j]);
+      if (std::isnan(s_ij)) return out;
+      const double f = 1.0 / std::max(n[i], n[j]) - 1.0 / double(N);
+      const double v = std::max(0.0, f) * s_ij / (t[i] * t[j]);
+      var += v, row[i] += v;
+    }
+  const double se = std::sqrt(std::max(0.0, var));
+  out.lo = exact + point - paired->z * se, out.hi = exact + point + paired->z * se, out.common = least;
+  for (size_t i = 0; i < in.size(); ++i) out.share[in[i]] = row[i];
+  return out;
+}
+
+std::vector<Rival> TargetRivals(const std::vector<std::vector<Option>>& opts, const Choice& c, double max_kld,
+                                int64_t bucket, const PairedWindows* paired) {
+  const int64_t b = Buckets(opts, c, bucket);
+  std::vector<Rival> out = ExchangeRivals(opts, c, b * bucket, bucket, paired);  // (3)
+  const TotalBound total = ChoiceTotal(opts, c, paired);
+  bool total_short = total.hi > max_kld;                                        // (1)
+  std::vector<std::vector<Rival>> why;
+  double held = 0;
+  std::vector<std::vector<Option>> adv = AdversaryOptions(opts, c, paired, &why, &held);
+  for (;;) {  // (2): every configuration of fewer buckets the bounds allow to meet the target
+    if (b == 0) break;
+    StatusOr<Choice> x = SolveKnapsack(adv, (b - 1) * bucket, -1, bucket);
+    if (!x.ok() || !(total.lo + (x->cost - held) <= max_kld)) break;
+    total_short |= total.common >= 0;
+    if (!TakeExchange(opts, c, *x, why, &adv, &out)) break;
+  }
+  if (!total_short || total.common < 0) return out;
+  // The total's bound is too wide: the chosen options whose share of its variance (or of the summed
+  // spreads) is at least the mean share — the ones whose extension narrows it most.
+  double mean = 0;
+  int inexact = 0;
+  for (size_t u = 0; u < opts.size(); ++u)
+    if (!opts[u][size_t(c.pick[u])].exact) mean += total.share[u], ++inexact;
+  mean /= std::max(1, inexact);
+  for (size_t u = 0; u < opts.size(); ++u) {
+    const Option& o = opts[u][size_t(c.pick[u])];
+    if (o.exact || total.share[u] < mean) continue;
+    Rival r = why[u][size_t(c.pick[u])];
+    r.why = RivalWhy::kTotal, r.d = total.lo, r.se = total.hi, r.common = total.common;
+    out.push_back(r);
   }
   return out;
 }
 
 StatusOr<Refined> SolveAndRefine(std::vector<std::vector<Option>>* opts, int64_t max_bytes, double max_kld,
                                  int64_t bucket, double slack, const MeasureFn& measure, int max_passes,
-                                 const PairedWindows* paired) {
+                                 const PairedWindows* paired, RefineRule rule) {
   Refined r;
   for (;;) {
     QL_ASSIGN_OR_RETURN(r.choice, SolveKnapsack(*opts, max_bytes, max_kld, bucket));
     r.lambda = LagrangeMultiplier(*opts, r.choice, max_kld < 0, max_kld);
     double prices[2];
     TargetPriceRange(*opts, r.choice, r.lambda, slack, max_kld, prices);
-    const std::vector<std::pair<int, int>> need = DecisionOptionsAt(*opts, r.choice, r.lambda, prices, paired);
+    std::vector<Rival> rivals = rule == RefineRule::kPriceSlack ? DecisionRivals(*opts, r.choice, r.lambda, prices, paired)
+                                : max_kld < 0 ? ExchangeRivals(*opts, r.choice, max_bytes, bucket, paired)
+                                              : TargetRivals(*opts, r.choice, max_kld, bucket, paired);
+    const std::vector<std::pair<int, int>> need = OptionsToMeasure(*opts, rivals);
     if (need.empty()) return r;
+    r.rivals.push_back(std::move(rivals));
     if (r.passes == max_passes) {
       r.converged = false;
       return r;

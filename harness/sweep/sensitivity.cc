@@ -413,8 +413,11 @@ Cell ExtensionCell(const std::vector<Cell>& full, const SensitivityTable& t, int
   return c;
 }
 
-// The next doubling step of an inexact option: min(every window, twice its windows).
-int NextWindows(const Option& op, int n_windows) { return std::min(n_windows, 2 * std::max(1, op.windows)); }
+// The next step of an inexact option of n windows: min(every window, max(n + 1, ⌈growth · n⌉)).
+int NextWindows(const Option& op, int n_windows, double growth) {
+  const int n = std::max(1, op.windows);
+  return std::min(n_windows, std::max(n + 1, int(std::ceil(growth * n))));
+}
 
 // The option's numbers from the records of the windows `ran` (in index order, concatenated: what
 // EvaluateWindows returns, or a records file read back): its cost and spread as CellFacts would give
@@ -516,6 +519,22 @@ Status UseAdaptiveWindows(const Scan& scan, SearchCost cost, std::vector<std::ve
   return Status::Ok();
 }
 
+// Every rival the refinement's passes found (search_refine.h, DecisionRivals): which unit, which option
+// against which pick, why, and the windows each was over then: what the refinement's windows were for.
+nlohmann::json RivalsJson(const Refined& r, const std::vector<std::vector<Option>>& opts, const SensitivityTable& t) {
+  nlohmann::json out = nlohmann::json::array();
+  auto name = [&](int u, int k) { return k == 0 ? std::string("bf16") : opts[size_t(u)][size_t(k)].scheme; };
+  auto num = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
+  for (size_t pass = 0; pass < r.rivals.size(); ++pass)
+    for (const Rival& v : r.rivals[pass])
+      out.push_back({{"pass", pass}, {"unit", t.units[size_t(v.unit)].name}, {"option", name(v.unit, v.option)},
+                     {"pick", name(v.unit, v.pick)}, {"why", RivalWhyName(v.why)}, {"d", num(v.d)}, {"se", num(v.se)},
+                     {"common_windows", v.common}, {"option_windows", v.option_windows},
+                     {"pick_windows", v.pick_windows},
+                     {"bytes_diff", opts[size_t(v.unit)][size_t(v.option)].bytes - opts[size_t(v.unit)][size_t(v.pick)].bytes}});
+  return out;
+}
+
 // Adds one solve's refinement report to the search's (a target search may solve several times): counts
 // and seconds summed, converged only if every solve's did, the multiplier and exact count of the last.
 void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
@@ -527,14 +546,15 @@ void AddRefinement(const nlohmann::json& now, nlohmann::json* total) {
     (*total)[k] = (*total)[k].get<int64_t>() + now[k].get<int64_t>();
   for (const char* k : {"seconds", "cpu_seconds"}) (*total)[k] = (*total)[k].get<double>() + now[k].get<double>();
   (*total)["converged"] = (*total)["converged"].get<bool>() && now["converged"].get<bool>();
+  for (const auto& v : now["rivals"]) (*total)["rivals"].push_back(v);
   (*total)["lambda"] = now["lambda"], (*total)["exact_options"] = now["exact_options"];
 }
 
 // The knapsack's choice, after an adaptive scan with its decision options re-measured on every window
 // until none is left (search_refine.h): the choice a full scan gives, at the cost of the options it
 // depends on. An option is measured by extending its unit's window records in place (ExtendOption: only
-// the windows they lack run, no store row), to every window at once or, with refine_doubling, to twice
-// its windows per step. Full-window cells already in the store (a full scan) and records extended by an
+// the windows they lack run, no store row), to every window at once or, with refine_doubling, by
+// refine_growth per step. Full-window cells already in the store (a full scan) and records extended by an
 // earlier search are used as they are.
 StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cost, int64_t max_bytes, double target,
                               int64_t bucket, std::vector<std::vector<Option>>* opts, nlohmann::json* report,
@@ -560,27 +580,30 @@ StatusOr<Choice> SolveRefined(Scan& scan, const SearchOptions& o, SearchCost cos
     int short_of_all = 0;
     for (const auto& [u, k] : need) {
       Option& op = (*o2)[size_t(u)][size_t(k)];
-      const int m = o.refine_doubling ? NextWindows(op, n_windows) : n_windows;
+      const int m = o.refine_doubling ? NextWindows(op, n_windows, o.refine_growth) : n_windows;
       short_of_all += m < n_windows;
       QL_RETURN_IF_ERROR(ExtendOption(scan, *work, full, u, m, cost, o.refine_z, &op));
     }
-    log << fmt::format("search: refinement: {} options extended to every window, {} to twice their windows\n",
+    log << fmt::format("search: refinement: {} options extended to every window, {} by a step short of it\n",
                        need.size() - size_t(short_of_all), short_of_all);
     steps += short_of_all;
     return Status::Ok();
   };
   QL_ASSIGN_OR_RETURN(Refined r, SolveAndRefine(opts, max_bytes, target, bucket, o.refine_slack, measure,
-                                                    o.refine_doubling ? 200 : 20, o.refine_paired ? &paired : nullptr));
+                                                    o.refine_doubling ? 200 : 20, o.refine_paired ? &paired : nullptr,
+                                                    o.refine_exchange && cost == SearchCost::kKld ? RefineRule::kExchange
+                                                                                               : RefineRule::kPriceSlack));
   int exact = 0;
   for (const auto& [u, k] : every) exact += (*opts)[size_t(u)][size_t(k)].exact;
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = ProcessCpuSeconds() - c0;
-  const nlohmann::json now = {{"passes", r.passes}, {"options_measured", r.measured}, {"doubling_steps", steps},
+  nlohmann::json now = {{"passes", r.passes}, {"options_measured", r.measured}, {"doubling_steps", steps},
                               {"converged", r.converged},
                               {"lambda", r.lambda}, {"exact_options", exact}, {"options", every.size()},
                               {"seconds", wall}, {"cpu_seconds", cpu},
                               {"windows_evaluated", scan.session->window_tally->evaluated - evaluated0},
                               {"windows_resumed", scan.session->window_tally->taken - taken0}};
+  now["rivals"] = RivalsJson(r, *opts, t);
   log << fmt::format("search: refinement {} after {} passes: {} options measured ({} of them short of every window) in "
                      "{:.1f}s ({:.1f} CPU-s; {} windows evaluated, {} taken from window records); {} of {} options exact\n",
                      r.converged ? "done" : "stopped", r.passes, r.measured, steps, wall, cpu,

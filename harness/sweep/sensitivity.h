@@ -156,6 +156,13 @@ struct SearchOptions {
   // separates stops there (search_refine.h, SolveAndRefine). Off by default: on stories260K (z 2, slack
   // 1, KLD target 0.05) it gave one unit another choice than the full scan (docs/sensitivity.md).
   bool refine_doubling = false;
+  // With refine_doubling, each step takes an option of n windows to max(n + 1, ⌈refine_growth · n⌉)
+  // (2: doubling, the rule before 2026-12-02's certificate; 1.25 measured fewer windows on the default
+  // model's five bench searches, 951 against 1063, the same answers: docs/sensitivity.md).
+  double refine_growth = 1.25;
+  // For a byte budget, measure what the choice's certificate by exchanges needs (search_refine.h,
+  // ExchangeRivals: no price slack); false: the price slack's rivals, as a KLD or ΔPPL target does.
+  bool refine_exchange = true;
 };
 struct SearchResult {
   nlohmann::json report;   // predicted vs measured per round, the choice, the uniform comparison

@@ -84,6 +84,80 @@ TEST(SearchRefine, DecisionOptionsOnAHandMadeCase) {
   EXPECT_NE(std::find(need.begin(), need.end(), std::make_pair(0, 2)), need.end());
 }
 
+// The exchange certificate by hand (intervals, no pairing). Three units of {baseline 100 bytes, a 50};
+// a budget of 250 puts exactly one at a. Unit 0's a (0.10, exact) is chosen; units 1 and 2 cost 0.105
+// at a, inexact. Spread 1e-4: no exchange can beat the choice ((0.105 − 1e-4) − 0.10 > 0), so nothing is
+// measured — where the price slack 1.5 flags both (their break-even 0.0021 is within 1.5 of the
+// multiplier 0.002). Spread 0.03: each of units 1 and 2 can replace unit 0 ((0.105 − 0.03) − 0.10 < 0),
+// and both exchanges are found in one call (the exact unit 0 is not held, unit 1 is).
+TEST(SearchRefine, ExchangeRivalsOnAHandMadeCase) {
+  auto units = [](double spread) {
+    return std::vector<std::vector<Option>>{{{"", 100, 0}, {"a", 50, 0.10}},
+                                            {{"", 100, 0}, {"a", 50, 0.105, spread, false}},
+                                            {{"", 100, 0}, {"a", 50, 0.105, spread, false}}};
+  };
+  auto opts = units(1e-4);
+  auto c = SolveKnapsack(opts, 250, -1, 1);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->pick, (std::vector<int>{1, 0, 0}));
+  EXPECT_TRUE(ExchangeRivals(opts, *c, 250, 1).empty());
+  const double lambda = LagrangeMultiplier(opts, *c, true, -1);
+  EXPECT_NEAR(lambda, 0.002, 1e-9);
+  EXPECT_EQ(DecisionOptions(opts, *c, lambda, 1.5), (std::vector<std::pair<int, int>>{{1, 1}, {2, 1}}));
+  opts = units(0.03);
+  const std::vector<Rival> r = ExchangeRivals(opts, *c, 250, 1);
+  std::vector<std::pair<int, int>> pairs;  // (unit, option) of each rival, against its pick
+  for (const Rival& x : r) {
+    pairs.emplace_back(x.unit, x.option);
+    EXPECT_EQ(x.why, RivalWhy::kExchange);
+    EXPECT_EQ(x.pick, c->pick[size_t(x.unit)]);
+  }
+  EXPECT_EQ(pairs, (std::vector<std::pair<int, int>>{{0, 0}, {1, 1}, {0, 0}, {2, 1}}));
+  // Unit 1 measured exactly at its cost: only unit 2's exchange is left.
+  opts[1][1].spread = 0, opts[1][1].exact = true;
+  pairs.clear();
+  for (const Rival& x : ExchangeRivals(opts, *c, 250, 1)) pairs.emplace_back(x.unit, x.option);
+  EXPECT_EQ(pairs, (std::vector<std::pair<int, int>>{{0, 0}, {2, 1}}));
+}
+
+// A KLD target's certificate by hand (intervals): two units of {baseline 100 bytes, a 50, b 40}; unit
+// 0 costs a 0.10, b 0.30 (exact), unit 1 a 0.20 ± s, b 0.50 ± s. At the target 0.31 the fewest bytes
+// are 100: (a, a) at 0.30 (at 90, (b, a) costs 0.50 and (a, b) 0.60).
+TEST(SearchRefine, TargetRivalsOnAHandMadeCase) {
+  auto units = [](double s) {
+    return std::vector<std::vector<Option>>{{{"", 100, 0}, {"a", 50, 0.10}, {"b", 40, 0.30}},
+                                            {{"", 100, 0}, {"a", 50, 0.20, s, false}, {"b", 40, 0.50, s, false}}};
+  };
+  auto opts = units(0.005);
+  auto c = SolveKnapsack(opts, -1, 0.31, 1);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->pick, (std::vector<int>{1, 1}));  // 100 bytes, 0.10 + 0.20
+  // s = 0.005: (1) the total 0.30 ± 0.005 <= 0.31; (2) in fewer bytes the least total the bounds allow
+  // is (b, a)'s 0.295 + 0.20 > 0.31; (3) nothing else fits in 100 bytes: certified.
+  EXPECT_TRUE(TargetRivals(opts, *c, 0.31, 1).empty());
+  const TotalBound t = ChoiceTotal(opts, *c, nullptr);
+  EXPECT_DOUBLE_EQ(t.lo, 0.295);
+  EXPECT_DOUBLE_EQ(t.hi, 0.305);
+  // s = 0.02: the total may exceed 0.31 (up to 0.32); nothing of fewer bytes can meet it (0.28 + 0.20):
+  // unit 1's pick, the only inexact one, is a kTotal rival, and nothing else.
+  opts = units(0.02);
+  std::vector<Rival> r = TargetRivals(opts, *c, 0.31, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].why, RivalWhy::kTotal);
+  EXPECT_EQ(std::pair(r[0].unit, r[0].option), std::pair(1, 1));
+  // Target 0.49: (a, a) still (at 90 bytes (b, a) costs 0.50), but (b, a)'s least total 0.28 + 0.20 may
+  // meet it: unit 0's exchange to b is a rival (an exact pair, nothing to measure) and unit 1's pick a
+  // kTotal rival (the total's width is what leaves it open).
+  auto c2 = SolveKnapsack(opts, -1, 0.49, 1);
+  ASSERT_TRUE(c2.ok());
+  ASSERT_EQ(c2->pick, (std::vector<int>{1, 1}));
+  r = TargetRivals(opts, *c2, 0.49, 1);
+  bool exchange = false, total = false;
+  for (const Rival& x : r) exchange |= x.why == RivalWhy::kExchange && x.unit == 0 && x.option == 2,
+                           total |= x.why == RivalWhy::kTotal && x.unit == 1;
+  EXPECT_TRUE(exchange && total);
+}
+
 // A target's price range: the slack's when every chosen option is exact; widened to the multipliers at
 // the target ∓ the chosen options' summed spread otherwise, which contains the slack's.
 TEST(SearchRefine, TargetPriceRangeCoversTheChosenCostsError) {
@@ -328,6 +402,118 @@ TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows)
   EXPECT_LT(windows_doubling, windows_at_once) << windows_doubling << " vs " << windows_at_once;
 }
 
+// The total's bound against the paired difference it generalizes: options on the same first n windows
+// give exactly the standard error of their summed per-window costs against the baseline
+// (PairedDifference of one option holding the sums); an option on every window adds nothing to the
+// variance (its factor 1/N − 1/N), leaving the other's own standard error.
+TEST(SearchRefine, ChoiceTotalIsThePairedStandardErrorOfTheSum) {
+  const int N = 16;
+  std::vector<int64_t> tokens(N);
+  for (int w = 0; w < N; ++w) tokens[size_t(w)] = 90 + 7 * (w % 5);
+  PairedWindows pw{tokens, 3};
+  std::mt19937 rng(4);
+  std::lognormal_distribution<double> hard(0, 0.5);
+  auto option = [&](double cost, int n) {  // per-window sums on the first n windows (index order)
+    Option o{"a", 50, 0.0, 0.0, false, std::vector<double>(N, std::nan("")), n};
+    double k = 0, t = 0;
+    for (int w = 0; w < n; ++w) o.window_cost[size_t(w)] = cost * double(tokens[size_t(w)]) * hard(rng), k += o.window_cost[size_t(w)], t += double(tokens[size_t(w)]);
+    o.cost = k / t;
+    return o;
+  };
+  std::vector<std::vector<Option>> opts = {{{"", 100, 0}, option(0.02, 6)}, {{"", 100, 0}, option(0.05, 6)},
+                                           {{"", 100, 0}, {"b", 60, 0.01}}};
+  const Choice c{{1, 1, 1}, 160, 0};
+  Option sum{"", 0, 0.0, 0, false, std::vector<double>(N, std::nan(""))};
+  for (int w = 0; w < 6; ++w) sum.window_cost[size_t(w)] = opts[0][1].window_cost[size_t(w)] + opts[1][1].window_cost[size_t(w)];
+  const PairedDiff d = PairedDifference(sum, Option{"", 0, 0.0}, tokens);
+  TotalBound t = ChoiceTotal(opts, c, &pw);
+  const double point = 0.01 + opts[0][1].cost + opts[1][1].cost;
+  EXPECT_NEAR(d.d, opts[0][1].cost + opts[1][1].cost, 1e-15);
+  EXPECT_NEAR(t.lo, point - 3 * d.se, 1e-12);
+  EXPECT_NEAR(t.hi, point + 3 * d.se, 1e-12);
+  EXPECT_EQ(t.common, 6);
+  EXPECT_GT(d.se, 0);
+  opts[1][1] = option(0.05, N);  // every window, still flagged inexact: no variance of its own or shared
+  opts[1][1].exact = false;
+  t = ChoiceTotal(opts, c, &pw);
+  const PairedDiff a = PairedDifference(opts[0][1], Option{"", 0, 0.0}, tokens);
+  EXPECT_NEAR(t.hi - t.lo, 6 * a.se, 1e-12);
+  EXPECT_EQ(t.share[1], 0.0);
+  EXPECT_GT(t.share[0], 0.0);
+}
+
+// The certificate by exchanges (budgets) and by the total (targets) against the price slack 1.5, both
+// extending by doubling, on random cases with a per-window difficulty shared by a unit's options: the
+// exchange rule gives the exact-cost choice (at most one miss of 60, as the slack) and, for the budgets,
+// evaluates fewer windows than the slack.
+TEST(SearchRefine, ExchangeRuleRecoversTheExactCostChoiceEvaluatingFewerWindowsAtABudget) {
+  std::mt19937 rng(11);
+  std::lognormal_distribution<double> hard(0, 0.5);
+  std::uniform_real_distribution<double> noise(-0.1, 0.1);
+  const int N = 16, n = 4;
+  const std::vector<int64_t> tokens(N, 100);
+  PairedWindows pw{tokens, 3};
+  int missed[2] = {0, 0};
+  int64_t windows_budget[2] = {0, 0};  // [slack, exchange]
+  for (int trial = 0; trial < 60; ++trial) {
+    const bool by_budget = trial % 2 == 0;
+    std::vector<std::vector<Option>> truth = RandomUnits(rng, 12), adaptive = truth;
+    std::vector<std::vector<std::vector<double>>> w(truth.size());  // [unit][option][window] KLD sums
+    for (size_t u = 0; u < truth.size(); ++u) {
+      std::vector<double> f(N);
+      for (double& x : f) x = hard(rng);
+      w[u].resize(truth[u].size());
+      for (size_t k = 1; k < truth[u].size(); ++k) {
+        double all = 0;
+        for (int i = 0; i < N; ++i) w[u][k].push_back(100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng))), all += w[u][k].back();
+        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_cost = w[u][k], truth[u][k].exact = true;
+      }
+    }
+    auto on = [&](size_t u, size_t k, int m, Option* o) {  // option k of unit u on the first m windows
+      double sum = 0;
+      for (int i = 0; i < m; ++i) sum += w[u][k][size_t(i)];
+      o->cost = sum / (100.0 * m), o->windows = m, o->exact = m == N;
+      o->spread = o->exact ? 0 : 3 * 0.15 * o->cost;
+      o->window_cost.assign(w[u][k].begin(), w[u][k].begin() + m);
+      o->window_cost.resize(N, std::nan(""));
+      if (o->exact) o->cost = truth[u][k].cost;
+    };
+    for (size_t u = 0; u < truth.size(); ++u)
+      for (size_t k = 1; k < truth[u].size(); ++k) on(u, k, n, &adaptive[u][k]);
+    const int64_t budget = by_budget ? 12 * 52 : -1;
+    const double target = by_budget ? -1 : 2.0;
+    const auto want = SolveKnapsack(truth, budget, target, 1);
+    ASSERT_TRUE(want.ok());
+    for (int rule = 0; rule < 2; ++rule) {
+      int64_t evaluated = 0;
+      auto doubling = [&](const std::vector<std::pair<int, int>>& need, std::vector<std::vector<Option>>* o) {
+        for (const auto& [u, k] : need) {
+          Option& op = (*o)[size_t(u)][size_t(k)];
+          const int m = std::min(N, 2 * op.windows);
+          evaluated += m - op.windows;
+          on(size_t(u), size_t(k), m, &op);
+        }
+        return Status::Ok();
+      };
+      std::vector<std::vector<Option>> opts = adaptive;
+      auto r = SolveAndRefine(&opts, budget, target, 1, 1.5, doubling, 200, &pw,
+                              rule ? RefineRule::kExchange : RefineRule::kPriceSlack);
+      ASSERT_TRUE(r.ok()) << trial;
+      EXPECT_TRUE(r->converged);
+      double true_cost = 0;
+      for (size_t u = 0; u < truth.size(); ++u) true_cost += truth[u][size_t(r->choice.pick[u])].cost;
+      const bool same = by_budget ? std::fabs(true_cost - want->cost) < 1e-12
+                                  : r->choice.bytes == want->bytes && true_cost <= target + 1e-12;
+      missed[rule] += !same;
+      if (by_budget) windows_budget[rule] += evaluated;
+    }
+  }
+  RecordProperty("missed_slack", missed[0]), RecordProperty("missed_exchange", missed[1]);
+  RecordProperty("windows_slack", int(windows_budget[0])), RecordProperty("windows_exchange", int(windows_budget[1]));
+  EXPECT_LE(missed[1], 1) << "slack missed " << missed[0];
+  EXPECT_LT(windows_budget[1], windows_budget[0]) << windows_budget[1] << " vs " << windows_budget[0];
+}
+
 // stories260K at ctx 64 × 8 windows, module units, int4:g32 and int3:g32; adaptive with a loose rule
 // so most units stop at 2 windows.
 class RefineScanTest : public ::testing::Test {
@@ -352,10 +538,14 @@ class RefineScanTest : public ::testing::Test {
   }
   // A tighter refinement than the default (z 2, slack 1), so that some options stay adaptive; each
   // decision option measured on every window at once, or (doubling) extended step by step.
-  nlohmann::json Search(Scan& scan, double budget, double target, bool doubling = false, double target_dppl = -1) {
+  // These tests were written for the price slack (refine_exchange false); `exchange` takes the default
+  // rule (the certificate) with the default z 3.
+  nlohmann::json Search(Scan& scan, double budget, double target, bool doubling = false, double target_dppl = -1,
+                        bool exchange = false) {
     SearchOptions so;
     so.budget_bpw = budget, so.target_kld = target, so.target_dppl = target_dppl, so.dppl_bound = "point";
-    so.refine_z = 2, so.refine_slack = 1, so.refine_doubling = doubling;
+    so.refine_z = 2, so.refine_slack = 1, so.refine_doubling = doubling, so.refine_exchange = exchange;
+    if (exchange) so.refine_z = SearchOptions().refine_z;
     so.rescale_rounds = 0;  // the refinement is under test here, not the target rescaling (search_target_test.cc)
     auto r = RunSearch(scan, so, log_);
     EXPECT_TRUE(r.ok()) << r.status().message();
@@ -406,6 +596,29 @@ TEST_F(RefineScanTest, DoublingRefinementIsTheFullScansEvaluatingFewerWindows) {
     if (budget > 0) EXPECT_GT(got["refinement"]["doubling_steps"].get<int>(), 0);  // the steps ran
     // Again on the same store: every step's cell is found, nothing is evaluated.
     const nlohmann::json again = Search(*d, budget, target, true);
+    EXPECT_EQ(again["choice"], got["choice"]);
+    EXPECT_EQ(again["refinement"]["windows_evaluated"].get<int64_t>(), 0);
+  }
+}
+
+// The default rule (the certificate by exchanges and by the total, z 3) with doubling, as the bench runs
+// it: a budget search and then a target search on the same store (the second resuming the first's
+// extensions) give the full scan's choices and measured KLD; a search repeated evaluates nothing.
+TEST_F(RefineScanTest, CertificateRefinementIsTheFullScansAtABudgetThenATarget) {
+  auto full = RunScan("full", true);
+  auto one = RunScan("one", false);
+  ASSERT_TRUE(full && one);
+  for (const auto& [budget, target] : {std::pair{4.5, -1.0}, std::pair{-1.0, 0.05}, std::pair{5.0, -1.0}}) {
+    const nlohmann::json want = Search(*full, budget, target, false, -1, true);
+    const nlohmann::json got = Search(*one, budget, target, true, -1, true);
+    ASSERT_FALSE(want.is_null() || got.is_null());
+    EXPECT_EQ(got["choice"], want["choice"]) << budget << " " << target;
+    EXPECT_EQ(got["rounds"][0]["kld_mean"].get<double>(), want["rounds"][0]["kld_mean"].get<double>());
+    EXPECT_TRUE(got["refinement"]["converged"].get<bool>());
+    int why_exchange = 0;
+    for (const auto& r : got["refinement"]["rivals"]) why_exchange += r["why"] == "exchange" || r["why"] == "total";
+    EXPECT_EQ(why_exchange, int(got["refinement"]["rivals"].size()));  // no price-slack rival
+    const nlohmann::json again = Search(*one, budget, target, true, -1, true);
     EXPECT_EQ(again["choice"], got["choice"]);
     EXPECT_EQ(again["refinement"]["windows_evaluated"].get<int64_t>(), 0);
   }
