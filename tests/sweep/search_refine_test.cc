@@ -331,6 +331,28 @@ TEST(SearchRefine, PairedLoopRecoversTheExactCostChoiceMeasuringLess) {
   EXPECT_LT(measured_paired, measured_unpaired) << measured_paired << " vs " << measured_unpaired;
 }
 
+// Per-window KLD sums (100 tokens a window) of random units: a per-window difficulty shared by a unit's
+// options, each option's sums its cost times that difficulty with ±10% noise; each option then costs its
+// mean over the N windows (exact when asked). [unit][option][window]; option 0 (the baseline) has none.
+std::vector<std::vector<std::vector<double>>> DrawWindowSums(std::mt19937& rng, std::lognormal_distribution<double>& hard,
+                                                             std::uniform_real_distribution<double>& noise, int N,
+                                                             bool exact, std::vector<std::vector<Option>>* truth) {
+  std::vector<std::vector<std::vector<double>>> w(truth->size());
+  for (size_t u = 0; u < truth->size(); ++u) {
+    std::vector<Option>& t = (*truth)[u];
+    std::vector<double> f(N);
+    for (double& x : f) x = hard(rng);
+    w[u].resize(t.size());
+    for (size_t k = 1; k < t.size(); ++k) {
+      double all = 0;
+      for (int i = 0; i < N; ++i) w[u][k].push_back(100 * t[k].cost * f[size_t(i)] * (1 + noise(rng))), all += w[u][k].back();
+      t[k].cost = all / (100.0 * N), t[k].window_cost = w[u][k];
+      if (exact) t[k].exact = true;
+    }
+  }
+  return w;
+}
+
 // Extending the decision options by doubling their windows (re-deciding after each step) against
 // measuring each on every window at once: the same random cases with a per-window difficulty shared by
 // a unit's options, the choice still the exact-cost one (at most one miss, as the all-at-once rule), and
@@ -347,17 +369,7 @@ TEST(SearchRefine, DoublingLoopRecoversTheExactCostChoiceEvaluatingFewerWindows)
   for (int trial = 0; trial < 60; ++trial) {
     const bool by_budget = trial % 2 == 0;
     std::vector<std::vector<Option>> truth = RandomUnits(rng, 12), adaptive = truth;
-    std::vector<std::vector<std::vector<double>>> w(truth.size());  // [unit][option][window] KLD sums
-    for (size_t u = 0; u < truth.size(); ++u) {
-      std::vector<double> f(N);
-      for (double& x : f) x = hard(rng);
-      w[u].resize(truth[u].size());
-      for (size_t k = 1; k < truth[u].size(); ++k) {
-        double all = 0;
-        for (int i = 0; i < N; ++i) w[u][k].push_back(100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng))), all += w[u][k].back();
-        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_cost = w[u][k];
-      }
-    }
+    const auto w = DrawWindowSums(rng, hard, noise, N, false, &truth);  // [unit][option][window] KLD sums
     // Option k of unit u on the first m windows (here the seeded order is the index order).
     auto on = [&](size_t u, size_t k, int m, Option* o) {
       double s = 0;
@@ -458,17 +470,7 @@ TEST(SearchRefine, ExchangeRuleRecoversTheExactCostChoiceEvaluatingFewerWindowsA
   for (int trial = 0; trial < 60; ++trial) {
     const bool by_budget = trial % 2 == 0;
     std::vector<std::vector<Option>> truth = RandomUnits(rng, 12), adaptive = truth;
-    std::vector<std::vector<std::vector<double>>> w(truth.size());  // [unit][option][window] KLD sums
-    for (size_t u = 0; u < truth.size(); ++u) {
-      std::vector<double> f(N);
-      for (double& x : f) x = hard(rng);
-      w[u].resize(truth[u].size());
-      for (size_t k = 1; k < truth[u].size(); ++k) {
-        double all = 0;
-        for (int i = 0; i < N; ++i) w[u][k].push_back(100 * truth[u][k].cost * f[size_t(i)] * (1 + noise(rng))), all += w[u][k].back();
-        truth[u][k].cost = all / (100.0 * N), truth[u][k].window_cost = w[u][k], truth[u][k].exact = true;
-      }
-    }
+    const auto w = DrawWindowSums(rng, hard, noise, N, true, &truth);  // [unit][option][window] KLD sums
     auto on = [&](size_t u, size_t k, int m, Option* o) {  // option k of unit u on the first m windows
       double sum = 0;
       for (int i = 0; i < m; ++i) sum += w[u][k][size_t(i)];
