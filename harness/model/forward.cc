@@ -340,8 +340,14 @@ Status ForwardCore(const Model& model, std::span<const int> tokens, int pos0, fl
 Status ForwardWindow(const Model& model, std::span<const int> tokens, float* logits, const ForwardHooks* hooks) {
   const ModelConfig& c = model.config;
   // One layer's keys/values at a time: the window needs no cache beyond the layer being computed.
+  // Kept by the thread, as ForwardCore's workspace: two fresh buffers per window were returned to the
+  // kernel on free (glibc trims the heap top) and page-faulted in again, ~5% of a 135M window.
+  // Every row is written by the layer's k/v projections before attention reads it.
   const size_t kv = std::max<size_t>(1, tokens.size()) * size_t(std::max(0, c.n_kv_heads * c.head_dim));
-  std::vector<float> k(kv), v(kv);  // [T, KV*hd]
+  thread_local std::vector<float> tls_k, tls_v;
+  std::vector<float>& k = tls_k;  // [T, KV*hd]
+  std::vector<float>& v = tls_v;
+  if (k.size() < kv) k.resize(kv), v.resize(kv);
   std::vector<float*> ks(std::max(0, c.n_layers), k.data()), vs(std::max(0, c.n_layers), v.data());
   return ForwardCore(model, tokens, 0, ks.data(), vs.data(), logits, false, hooks);
 }
